@@ -1,0 +1,1 @@
+"""jaxprop's benchmarks and baselines (run as scripts, never collected by pytest)."""

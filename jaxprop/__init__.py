@@ -1,0 +1,20 @@
+"""jaxprop: neural networks with a hand-written δ backward pass, checked and vmapped."""
+
+from ._activations import ACTIVATIONS as ACTIVATIONS
+from ._activations import Activation as Activation
+from ._check import GradCheckError as GradCheckError
+from ._check import GradCheckReport as GradCheckReport
+from ._check import GradCheckRow as GradCheckRow
+from ._check import check_grads as check_grads
+from ._check import numerical_grad as numerical_grad
+from ._costs import COSTS as COSTS
+from ._costs import REDUCTIONS as REDUCTIONS
+from ._costs import Cost as Cost
+from ._mlp import MLP as MLP
+from ._mlp import Cache as Cache
+from ._params import DEFAULT_SCHEME as DEFAULT_SCHEME
+from ._params import SCHEMES as SCHEMES
+from ._params import Layer as Layer
+from ._params import Params as Params
+
+__version__ = "0.1.0"

@@ -1,0 +1,378 @@
+r"""The multilayer perceptron and its hand-written backward pass.
+
+For layers l = 1..L, with a^0 = x (row-vector convention, x: (batch, n_0)):
+
+    z^l = a^{l-1} W^l + b^l,        a^l = σ_l(z^l),
+
+where σ_l is the hidden activation for l < L and the output activation for l = L.
+The loss is L = Σ_batch c(a^L, y) (``reduction="sum"``) or its mean over the batch.
+The backward pass is the δ recursion, in ``_delta_recursion``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import operator
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._activations import ACTIVATIONS, Activation, get_activation
+from ._costs import COSTS, REDUCTIONS, Cost, get_cost
+from ._inputs import check_x, check_y
+from ._params import (
+    DEFAULT_SCHEME,
+    Layer,
+    Params,
+    check_float_dtype,
+    check_key,
+    check_params,
+    check_scheme,
+    init_params,
+)
+
+Array = jax.Array
+
+
+class Cache(NamedTuple):
+    """What the forward pass keeps for the backward pass.
+
+    Attributes:
+      a: (a^0, ..., a^L); a^0 = x: (batch, n_0), a^l: (batch, n_l).
+      z: (z^1, ..., z^L); z^l: (batch, n_l). Note ``z[l - 1]`` is z^l.
+    """
+
+    a: tuple[Array, ...]
+    z: tuple[Array, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class MLP:
+    """A fully connected network: immutable, hashable configuration.
+
+    All methods are pure functions of ``params`` and data: they work under
+    ``jax.jit`` (close over the net or pass it as a static argument), ``jax.vmap``
+    over stacked params, and ``jax.grad``, in float32 and float64. Arguments are
+    checked before anything is compiled: a mistake raises a ``ValueError`` or
+    ``TypeError`` that names the argument.
+
+    Attributes:
+      sizes: (n_0, n_1, ..., n_L) layer widths, input first; at least two.
+      activation: the hidden activation σ (see ``jp.ACTIVATIONS``).
+      output_activation: the output activation σ_L.
+      cost: ``"mse"`` (½‖ŷ − y‖² per example), ``"binary_cross_entropy"``
+        (needs a sigmoid output) or ``"softmax_cross_entropy"`` (needs an
+        identity output, which gives logits).
+      reduction: ``"sum"`` or ``"mean"`` of the per-example costs over the batch.
+
+    Example:
+      >>> net = jp.MLP(sizes=(2, 2, 1), activation="sigmoid",
+      ...              output_activation="sigmoid", cost="mse", reduction="sum")
+      >>> params = net.init(jax.random.key(0), scheme="uniform01")
+      >>> value, grads = net.value_and_backprop(params, x, y)
+    """
+
+    sizes: tuple[int, ...]
+    activation: str = "relu"
+    output_activation: str = "identity"
+    cost: str = "mse"
+    reduction: str = "mean"
+
+    def __post_init__(self):
+        sizes = self.sizes
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+            raise TypeError(f"sizes must be a sequence of layer widths such as "
+                            f"(2, 8, 1); got {type(sizes).__name__}.")
+        for n in sizes:
+            if isinstance(n, bool) or not isinstance(n, int) and not hasattr(n, "__index__"):
+                raise TypeError(f"sizes must hold integers; got {n!r} in {sizes!r}.")
+        sizes = tuple(operator.index(n) for n in sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least two entries (inputs, outputs); "
+                             f"got {sizes}.")
+        if min(sizes) < 1:
+            raise ValueError(f"sizes must be positive; got {sizes}.")
+        object.__setattr__(self, "sizes", sizes)
+        get_activation(self.activation, "activation")
+        get_activation(self.output_activation, "output_activation")
+        cost = get_cost(self.cost)
+        if not isinstance(self.reduction, str) or self.reduction not in REDUCTIONS:
+            raise ValueError(f"Unknown reduction {self.reduction!r}; expected one of "
+                             f"{list(REDUCTIONS)}.")
+        fits = cost.output_activations
+        if fits is not None and self.output_activation not in fits:
+            raise ValueError(f"cost={self.cost!r} needs output_activation in "
+                             f"{list(fits)}, got {self.output_activation!r}; "
+                             f"{_cost_fit_hint()}")
+
+    # ---------------------------------------------------------------- config
+    @property
+    def n_in(self) -> int:
+        """Input width n_0."""
+        return self.sizes[0]
+
+    @property
+    def n_out(self) -> int:
+        """Output width n_L."""
+        return self.sizes[-1]
+
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers L."""
+        return len(self.sizes) - 1
+
+    @property
+    def _sigma(self) -> Activation:
+        return ACTIVATIONS[self.activation]
+
+    @property
+    def _sigma_out(self) -> Activation:
+        return ACTIVATIONS[self.output_activation]
+
+    @property
+    def _cost(self) -> Cost:
+        return COSTS[self.cost]
+
+    # ------------------------------------------------------------ public API
+    def init(self, key, scheme: str | None = None, dtype=None) -> Params:
+        """Draws initial parameters.
+
+        Args:
+          key: a PRNG key (``jax.random.key(seed)``).
+          scheme: ``"uniform01"`` (U[0, 1) weights and biases, as
+            ``np.random.rand``), ``"glorot"``, ``"he"`` or ``"lecun"``; by default
+            the one that suits ``activation`` (``jp.DEFAULT_SCHEME``).
+          dtype: floating dtype of the parameters; JAX's default float if None.
+
+        Returns:
+          A tuple of ``jp.Layer(w, b)``, w: (n_{l-1}, n_l), b: (n_l,).
+        """
+        check_key(key)
+        scheme = DEFAULT_SCHEME[self.activation] if scheme is None else scheme
+        return _init(check_scheme(scheme), check_float_dtype(dtype), self.sizes, key)
+
+    def forward(self, params: Params, x) -> Array:
+        """The network's output ŷ = a^L.
+
+        Args:
+          params: as returned by ``init``.
+          x: (batch, n_in) or (n_in,); integers and bools are cast to the params'
+            dtype.
+
+        Returns:
+          (batch, n_out), or (n_out,) for a single example.
+        """
+        x, unbatched = self._check_x(params, x)
+        y_hat = _forward(self, params, x)
+        return y_hat[0] if unbatched else y_hat
+
+    def forward_with_cache(self, params: Params, x) -> tuple[Array, Cache]:
+        """The forward pass, keeping every z^l and a^l for ``backward``.
+
+        Args:
+          params: as returned by ``init``.
+          x: (batch, n_in); a single (n_in,) example is treated as a batch of 1.
+
+        Returns:
+          ``(y_hat, cache)``: y_hat (batch, n_out) and the :class:`Cache`.
+        """
+        x, _ = self._check_x(params, x)
+        return _forward_with_cache(self, params, x)
+
+    def loss(self, params: Params, x, y) -> Array:
+        """The scalar loss L = Σ (or mean) over the batch of c(ŷ, y).
+
+        Args:
+          params: as returned by ``init``.
+          x: (batch, n_in) or (n_in,).
+          y: (batch, n_out) targets; for ``softmax_cross_entropy`` also integer
+            class ids (batch,). Without the batch axis for a single example.
+        """
+        x, y = self._check_xy(params, x, y)
+        return _value_and_backprop(self, params, x, y, with_grads=False)[0]
+
+    def loss_from_cache(self, cache: Cache, y) -> Array:
+        """The loss of a forward pass already made, from its cache.
+
+        Args:
+          cache: from ``forward_with_cache``; x: (batch, n_in).
+          y: targets for that batch (as in ``loss``, batched).
+        """
+        y = check_y(y, self.cost, self.n_out, cache.a[0].shape[0], False,
+                    cache.a[0].dtype)
+        return _loss_from_cache(self, cache, y)
+
+    def backprop(self, params: Params, x, y) -> Params:
+        """∂L/∂params by the hand-written δ recursion (no autodiff).
+
+        Same arguments as ``loss``; returns a pytree like ``params``.
+        """
+        return self.value_and_backprop(params, x, y)[1]
+
+    def value_and_backprop(self, params: Params, x, y) -> tuple[Array, Params]:
+        """The loss and its gradient from one forward and one backward pass.
+
+        Same arguments as ``loss``; returns ``(value, grads)``.
+        """
+        x, y = self._check_xy(params, x, y)
+        return _value_and_backprop(self, params, x, y, with_grads=True)
+
+    def backward(self, params: Params, cache: Cache, y,
+                 feedback: Sequence[Array] | None = None) -> Params:
+        r"""The δ backward pass from a forward cache, with a replaceable feedback path.
+
+        With ``feedback=None`` this is backpropagation (B^l = W^l). Passing other
+        matrices B^l implements learning rules that share the δ recursion, such
+        as feedback alignment (fixed random B) or sign symmetry (sign(W)).
+
+        Args:
+          params: as given to ``forward_with_cache``.
+          cache: from ``forward_with_cache``; x: (batch, n_in).
+          y: targets for that batch (as in ``loss``, batched).
+          feedback: None, or one matrix B^l: (n_{l-1}, n_l) for each l = 2..L
+            (so ``len(feedback) == n_layers - 1``) used in place of W^l on the
+            feedback path, δ^{l-1} = (δ^l B^lᵀ) ⊙ σ'(z^{l-1}).
+
+        Returns:
+          Updates in the shape of ``params`` (the gradient when feedback is None).
+        """
+        self._check_params(params)
+        batch = cache.a[0].shape[0]
+        y = check_y(y, self.cost, self.n_out, batch, False, cache.a[0].dtype)
+        if feedback is None:
+            feedback = tuple(layer.w for layer in params[1:])
+        else:
+            _check_feedback(feedback, self.sizes)
+        return _backward(self, tuple(feedback), cache, y)
+
+    # --------------------------------------------------------------- checks
+    def _check_params(self, params) -> jnp.dtype:
+        return check_params(params, self.sizes)
+
+    def _check_x(self, params, x) -> tuple[Array, bool]:
+        return check_x(x, self.n_in, self._check_params(params))
+
+    def _check_xy(self, params, x, y) -> tuple[Array, Array]:
+        dtype = self._check_params(params)
+        x, unbatched = check_x(x, self.n_in, dtype)
+        return x, check_y(y, self.cost, self.n_out, x.shape[0], unbatched, dtype)
+
+
+def _cost_fit_hint() -> str:
+    fits = [f"{name} with {list(c.output_activations) if c.output_activations else 'any'}"
+            for name, c in COSTS.items()]
+    return "costs and the output activations they fit: " + "; ".join(fits) + "."
+
+
+def _check_feedback(feedback, sizes: tuple[int, ...]) -> None:
+    shapes = [(i, o) for i, o in zip(sizes[1:-1], sizes[2:])]
+    if not isinstance(feedback, (tuple, list)) or len(feedback) != len(shapes):
+        raise ValueError(f"feedback must be a sequence of {len(shapes)} matrices "
+                         f"with shapes {shapes} (one per layer 2..L); got "
+                         f"{type(feedback).__name__}"
+                         + (f" of length {len(feedback)}." if hasattr(feedback, "__len__")
+                            else "."))
+    for l, (b, shape) in enumerate(zip(feedback, shapes)):
+        if tuple(getattr(b, "shape", ())) != shape:
+            raise ValueError(f"feedback[{l}] must have shape {shape}; got "
+                             f"{getattr(b, 'shape', type(b).__name__)}.")
+
+
+# ---------------------------------------------------------------- compiled core
+# The functions below take already-checked, batched arrays. The net is a static
+# argument: equal configurations share one compiled program.
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _init(scheme: str, dtype, sizes: tuple[int, ...], key) -> Params:
+    return init_params(key, sizes, scheme, dtype)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward_with_cache(net: MLP, params: Params, x: Array) -> tuple[Array, Cache]:
+    a, zs, as_ = x, [], [x]
+    for l, layer in enumerate(params, start=1):
+        sigma = net._sigma_out if l == net.n_layers else net._sigma
+        z = a @ layer.w + layer.b
+        a = sigma.fn(z)
+        zs.append(z)
+        as_.append(a)
+    return a, Cache(a=tuple(as_), z=tuple(zs))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _forward(net: MLP, params: Params, x: Array) -> Array:
+    return _forward_with_cache(net, params, x)[0]
+
+
+def _onehot_targets(net: MLP, y: Array, dtype) -> Array:
+    """Integer class ids (batch,) become one-hot rows (batch, n_out)."""
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        return jax.nn.one_hot(y, net.n_out, dtype=dtype)
+    return y
+
+
+def _reduce(net: MLP, c: Array) -> Array:
+    return jnp.sum(c) if net.reduction == "sum" else jnp.mean(c)
+
+
+def _loss_from_cache(net: MLP, cache: Cache, y: Array) -> Array:
+    z, a = cache.z[-1], cache.a[-1]
+    return _reduce(net, net._cost.value(z, a, _onehot_targets(net, y, z.dtype)))
+
+
+def _output_delta(net: MLP, cache: Cache, y: Array) -> Array:
+    """δ^L = ∂L/∂z^L: (batch, n_out), the batch reduction included."""
+    z, a = cache.z[-1], cache.a[-1]
+    y = _onehot_targets(net, y, z.dtype)
+    delta = net._cost.output_delta(z, a, y, net._sigma_out)
+    return delta / z.shape[0] if net.reduction == "mean" else delta
+
+
+def _delta_recursion(net: MLP, feedback: tuple[Array, ...], cache: Cache,
+                     delta: Array) -> Params:
+    r"""The backward pass: the δ equations of backpropagation, by hand.
+
+    .. math::
+        δ^{l} = (δ^{l+1} (B^{l+1})ᵀ) ⊙ σ'(z^{l}),  l = L-1, ..., 1
+        ∂L/∂W^l = (a^{l-1})ᵀ δ^l,        ∂L/∂b^l = Σ_batch δ^l
+
+    With B^l = W^l this is backpropagation; other feedback matrices give other
+    credit-assignment rules on the same recursion.
+
+    Args:
+      net: the configuration (for σ').
+      feedback: (B^2, ..., B^L), B^l: (n_{l-1}, n_l).
+      cache: the forward pass's a^0..a^L and z^1..z^L.
+      delta: δ^L: (batch, n_L).
+
+    Returns:
+      (Layer(∂L/∂W^1, ∂L/∂b^1), ..., Layer(∂L/∂W^L, ∂L/∂b^L)).
+    """
+    grads = []
+    for l in range(net.n_layers, 0, -1):
+        grads.append(Layer(w=cache.a[l - 1].T @ delta, b=jnp.sum(delta, axis=0)))
+        if l > 1:
+            z, a = cache.z[l - 2], cache.a[l - 1]  # z^{l-1}, a^{l-1}
+            delta = (delta @ feedback[l - 2].T) * net._sigma.derivative(z, a)
+    return tuple(reversed(grads))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _backward(net: MLP, feedback: tuple[Array, ...], cache: Cache, y: Array) -> Params:
+    return _delta_recursion(net, feedback, cache, _output_delta(net, cache, y))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _value_and_backprop(net: MLP, params: Params, x: Array, y: Array,
+                        with_grads: bool):
+    """(L, ∂L/∂params) from one forward pass; (L, None) without the gradient."""
+    _, cache = _forward_with_cache(net, params, x)
+    value = _loss_from_cache(net, cache, y)
+    if not with_grads:
+        return value, None
+    feedback = tuple(layer.w for layer in params[1:])
+    return value, _delta_recursion(net, feedback, cache, _output_delta(net, cache, y))

@@ -1,0 +1,158 @@
+"""Parameters: the :class:`Layer` pytree, initialization schemes, structure checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+class Layer(NamedTuple):
+    """Parameters of one dense layer, z = a_prev @ w + b.
+
+    Attributes:
+      w: (fan_in, fan_out) weights W^l (row-vector convention).
+      b: (fan_out,) biases b^l.
+    """
+
+    w: Array
+    b: Array
+
+
+#: A network's parameters: one Layer per layer, input side first.
+Params = tuple[Layer, ...]
+
+_INITIALIZERS = {
+    "glorot": jax.nn.initializers.glorot_uniform(),
+    "he": jax.nn.initializers.he_normal(),
+    "lecun": jax.nn.initializers.lecun_normal(),
+}
+
+#: Initialization schemes accepted by ``MLP.init``.
+SCHEMES = ("uniform01", *_INITIALIZERS)
+
+#: The default scheme for each hidden activation: He for the relu family,
+#: Glorot for saturating ones, LeCun for the identity.
+DEFAULT_SCHEME = {
+    "identity": "lecun",
+    "sigmoid": "glorot",
+    "tanh": "glorot",
+    "relu": "he",
+    "leaky_relu": "he",
+    "elu": "he",
+    "softplus": "he",
+    "silu": "he",
+    "gelu": "he",
+}
+
+
+def check_scheme(scheme: str) -> str:
+    """Returns ``scheme`` if it names an initialization scheme, else raises."""
+    if not isinstance(scheme, str):
+        raise TypeError(f"scheme must be a string, one of {list(SCHEMES)}; "
+                        f"got {type(scheme).__name__}.")
+    if scheme not in SCHEMES:
+        raise ValueError(f"Unknown scheme {scheme!r}; expected one of "
+                         f"{list(SCHEMES)}.")
+    return scheme
+
+
+def check_key(key) -> None:
+    """Raises a TypeError unless ``key`` is a single PRNG key.
+
+    Both new-style typed keys (``jax.random.key``) and legacy raw ``uint32[2]``
+    keys (``jax.random.PRNGKey``) are accepted.
+    """
+    dtype = getattr(key, "dtype", None)
+    shape = getattr(key, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise TypeError(f"key must be a single PRNG key; got a key array of "
+                            f"shape {shape} (use jax.vmap or jp.train_seeds for "
+                            f"many keys).")
+        return
+    if dtype == jnp.uint32 and shape == (2,):
+        return
+    raise TypeError("key must be a PRNG key from jax.random.key(seed) (or a raw "
+                    f"uint32[2] key); got {type(key).__name__}"
+                    + (f" of dtype {dtype} and shape {shape}." if dtype else "."))
+
+
+def check_float_dtype(dtype) -> jnp.dtype:
+    """Returns the canonical floating dtype for ``dtype`` (None: JAX's default)."""
+    if dtype is None:
+        return jnp.result_type(float)
+    try:
+        dtype = jnp.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a floating dtype; got {dtype!r}.") from None
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype such as float32 or "
+                        f"float64; got {dtype}.")
+    return jax.dtypes.canonicalize_dtype(dtype)
+
+
+def init_params(key, sizes: Sequence[int], scheme: str, dtype) -> Params:
+    """Draws parameters for layer sizes ``sizes``; ``key`` and ``scheme`` are checked.
+
+    ``uniform01`` draws every weight and bias from U[0, 1), like the reference
+    program's ``np.random.rand``; the other schemes draw weights from
+    ``jax.nn.initializers`` (glorot_uniform, he_normal, lecun_normal) and set
+    biases to zero.
+    """
+    keys = jax.random.split(key, 2 * (len(sizes) - 1))
+    params = []
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        key_w, key_b = keys[2 * l], keys[2 * l + 1]
+        if scheme == "uniform01":
+            w = jax.random.uniform(key_w, (fan_in, fan_out), dtype)
+            b = jax.random.uniform(key_b, (fan_out,), dtype)
+        else:
+            w = _INITIALIZERS[scheme](key_w, (fan_in, fan_out), dtype)
+            b = jnp.zeros((fan_out,), dtype)
+        params.append(Layer(w, b))
+    return tuple(params)
+
+
+def check_params(params, sizes: tuple[int, ...]) -> jnp.dtype:
+    """Checks that ``params`` fits layer sizes ``sizes``; returns their dtype.
+
+    Raises:
+      TypeError: if ``params`` is not a sequence of (w, b) pairs of floating
+        arrays of one dtype.
+      ValueError: if the number of layers or a shape does not match ``sizes``.
+    """
+    n_layers = len(sizes) - 1
+    expected = ", ".join(f"Layer(w: ({i}, {o}), b: ({o},))"
+                         for i, o in zip(sizes[:-1], sizes[1:]))
+    if not isinstance(params, (tuple, list)):
+        raise TypeError(f"params must be a tuple of jp.Layer(w, b), one per layer "
+                        f"({expected}); got {type(params).__name__}.")
+    if len(params) != n_layers:
+        raise ValueError(f"params has {len(params)} layers; sizes={sizes} needs "
+                         f"{n_layers}: {expected}.")
+    dtypes = set()
+    for l, (layer, fan_in, fan_out) in enumerate(zip(params, sizes[:-1], sizes[1:])):
+        if not (isinstance(layer, (tuple, list)) and len(layer) == 2):
+            raise TypeError(f"params[{l}] must be a jp.Layer(w, b); got "
+                            f"{type(layer).__name__}.")
+        for name, leaf, shape in (("w", layer[0], (fan_in, fan_out)),
+                                  ("b", layer[1], (fan_out,))):
+            leaf_dtype = getattr(leaf, "dtype", None)
+            if leaf_dtype is None or not jnp.issubdtype(leaf_dtype, jnp.floating):
+                raise TypeError(f"params[{l}].{name} must be a floating array; got "
+                                f"{type(leaf).__name__}"
+                                + (f" of dtype {leaf_dtype}." if leaf_dtype else "."))
+            if tuple(np.shape(leaf)) != shape:
+                raise ValueError(f"params[{l}].{name} has shape {np.shape(leaf)}; "
+                                 f"sizes={sizes} needs {shape}.")
+            dtypes.add(jnp.dtype(leaf_dtype))
+    if len(dtypes) > 1:
+        raise TypeError(f"params mix dtypes {sorted(map(str, dtypes))}; use one "
+                        f"floating dtype for every layer.")
+    return dtypes.pop()
