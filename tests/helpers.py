@@ -1,0 +1,80 @@
+"""Shared test helpers: network configurations and data for them."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxprop as jp
+
+#: (cost, output_activation, target kind) combinations that fit together.
+COST_CONFIGS = {
+    "mse-identity": ("mse", "identity", "real"),
+    "mse-sigmoid": ("mse", "sigmoid", "real"),
+    "mse-tanh": ("mse", "tanh", "real"),
+    "bce-sigmoid": ("binary_cross_entropy", "sigmoid", "unit"),
+    "softmax-labels": ("softmax_cross_entropy", "identity", "labels"),
+    "softmax-rows": ("softmax_cross_entropy", "identity", "rows"),
+}
+
+
+def make_case(seed, sizes, activation, cost_config, reduction="sum", batch=5,
+              dtype=np.float64):
+    """A net, params, x and y for one configuration, drawn with NumPy from ``seed``.
+
+    NumPy draws compile nothing, which keeps hundreds of configurations fast.
+    Weights are N(0, 1/fan_in) and biases N(0, 0.3²): zero biases would hide
+    bias-gradient bugs.
+    """
+    cost, out_act, targets = COST_CONFIGS[cost_config]
+    net = jp.MLP(sizes, activation, out_act, cost, reduction)
+    rng = np.random.default_rng(seed)
+    params = tuple(
+        jp.Layer(jnp.asarray(rng.normal(size=(i, o)) / np.sqrt(i), dtype),
+                 jnp.asarray(0.3 * rng.normal(size=o), dtype))
+        for i, o in zip(sizes[:-1], sizes[1:]))
+    x = jnp.asarray(rng.normal(size=(batch, sizes[0])), dtype)
+    n_out = sizes[-1]
+    if targets == "real":
+        y = rng.normal(size=(batch, n_out))
+    elif targets == "unit":
+        y = rng.uniform(size=(batch, n_out))
+    elif targets == "labels":
+        y = rng.integers(0, n_out, size=batch)
+    else:
+        e = np.exp(rng.normal(size=(batch, n_out)))
+        y = e / e.sum(axis=1, keepdims=True)
+    y = jnp.asarray(y) if targets == "labels" else jnp.asarray(y, dtype)
+    return net, params, x, y
+
+
+def manual_and_autodiff(net, params, x, y):
+    """((value, manual grads), jax.grad grads), both from one jit-compiled program."""
+    return jax.jit(lambda p, x, y: (net.value_and_backprop(p, x, y),
+                                    jax.grad(net.loss)(p, x, y)))(params, x, y)
+
+
+def assert_trees_close(actual, desired, rtol, atol_scale=None):
+    """Elementwise |a − d| ≤ atol + rtol |d| over two pytrees.
+
+    ``atol = atol_scale · max |d|`` over the whole tree (default ``rtol / 100``),
+    a tiny floor for entries that are exactly zero in one and rounding noise in
+    the other.
+    """
+    a_leaves, a_def = jax.tree.flatten(actual)
+    d_leaves, d_def = jax.tree.flatten(desired)
+    assert a_def == d_def, (a_def, d_def)
+    scale = max(float(np.max(np.abs(d), initial=0.0)) for d in d_leaves)
+    atol = (rtol / 100 if atol_scale is None else atol_scale) * scale
+    for i, (a, d) in enumerate(zip(a_leaves, d_leaves)):
+        assert a.shape == d.shape and a.dtype == d.dtype, (i, a.shape, d.shape)
+        assert np.all(np.isfinite(a)), f"leaf {i} is not finite"
+        np.testing.assert_allclose(a, d, rtol=rtol, atol=atol, err_msg=f"leaf {i}")
+
+
+def scale_layer(grads, layer, param, factor):
+    """grads with one layer's w or b multiplied by ``factor`` (a planted bug)."""
+    grads = list(grads)
+    grads[layer] = grads[layer]._replace(**{param: getattr(grads[layer], param) * factor})
+    return tuple(grads)
