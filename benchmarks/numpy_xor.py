@@ -36,16 +36,18 @@ def sigmoid_derivative(x):
 
 
 def train(epochs: int = 10000, learning_rate: float = 0.1, seed: int = 42):
-    """Runs the reference program; returns the last epoch's forward-pass output (4, 1)."""
+    """Runs the reference program; returns the last forward pass's output (4, 1)."""
     inputs, outputs = XOR_INPUTS, XOR_OUTPUTS
     weights_input_hidden, weights_hidden_output, bias_hidden, bias_output = (
-        initial_weights(seed))
+        initial_weights(seed)
+    )
     predicted_output = None
     for _ in range(epochs):
         hidden_layer_input = np.dot(inputs, weights_input_hidden) + bias_hidden
         hidden_layer_output = sigmoid(hidden_layer_input)
-        output_layer_input = (np.dot(hidden_layer_output, weights_hidden_output)
-                              + bias_output)
+        output_layer_input = (
+            np.dot(hidden_layer_output, weights_hidden_output) + bias_output
+        )
         predicted_output = sigmoid(output_layer_input)
 
         error = outputs - predicted_output
@@ -53,7 +55,9 @@ def train(epochs: int = 10000, learning_rate: float = 0.1, seed: int = 42):
         error_hidden_layer = d_predicted_output.dot(weights_hidden_output.T)
         d_hidden_layer = error_hidden_layer * sigmoid_derivative(hidden_layer_output)
 
-        weights_hidden_output += hidden_layer_output.T.dot(d_predicted_output) * learning_rate
+        weights_hidden_output += (
+            hidden_layer_output.T.dot(d_predicted_output) * learning_rate
+        )
         weights_input_hidden += inputs.T.dot(d_hidden_layer) * learning_rate
         bias_output += np.sum(d_predicted_output, axis=0, keepdims=True) * learning_rate
         bias_hidden += np.sum(d_hidden_layer, axis=0, keepdims=True) * learning_rate

@@ -94,10 +94,13 @@ def get_activation(name: str, argname: str = "activation") -> Activation:
       ValueError: if ``name`` is unknown; the message lists the valid names.
     """
     if not isinstance(name, str):
-        raise TypeError(f"{argname} must be a string, one of {sorted(ACTIVATIONS)}; "
-                        f"got {type(name).__name__}.")
+        raise TypeError(
+            f"{argname} must be a string, one of {sorted(ACTIVATIONS)}; "
+            f"got {type(name).__name__}."
+        )
     try:
         return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(f"Unknown {argname} {name!r}; expected one of "
-                         f"{sorted(ACTIVATIONS)}.") from None
+        raise ValueError(
+            f"Unknown {argname} {name!r}; expected one of {sorted(ACTIVATIONS)}."
+        ) from None

@@ -83,26 +83,36 @@ class GradCheckReport(NamedTuple):
     def raise_if_failed(self) -> GradCheckReport:
         """Raises :class:`GradCheckError` with the table if any row failed."""
         if not self.passed:
-            raise GradCheckError("manual gradients disagree with the references:\n"
-                                 + str(self))
+            raise GradCheckError(
+                "manual gradients disagree with the references:\n" + str(self)
+            )
         return self
 
     def __str__(self) -> str:
-        head = (f"{'layer':>5} {'param':>5} {'shape':>12} | {'manual-autodiff':^19} | "
-                f"{'manual-numeric':^19} | verdict\n"
-                f"{'':>5} {'':>5} {'':>12} | {'max abs':>9} {'max rel':>9} | "
-                f"{'max abs':>9} {'max rel':>9} |")
-        lines = [f"Gradient check ({self.dtype}): "
-                 f"{'PASSED' if self.passed else 'FAILED'}", head, "-" * len(head.split("\n")[0])]
+        head = (
+            f"{'layer':>5} {'param':>5} {'shape':>12} | {'manual-autodiff':^19} | "
+            f"{'manual-numeric':^19} | verdict\n"
+            f"{'':>5} {'':>5} {'':>12} | {'max abs':>9} {'max rel':>9} | "
+            f"{'max abs':>9} {'max rel':>9} |"
+        )
+        lines = [
+            f"Gradient check ({self.dtype}): {'PASSED' if self.passed else 'FAILED'}",
+            head,
+            "-" * len(head.split("\n")[0]),
+        ]
         for r in self.rows:
-            lines.append(f"{r.layer:>5} {r.param:>5} {str(r.shape):>12} | "
-                         f"{r.autodiff_abs:9.2e} {r.autodiff_rel:9.2e} | "
-                         f"{r.numeric_abs:9.2e} {r.numeric_rel:9.2e} | "
-                         f"{'ok' if r.passed else 'FAIL'}")
-        lines.append(f"tolerance: |manual - ref| <= rtol * (|ref| + scale), rtol "
-                     f"{self.rtol_autodiff:g} vs autodiff (scale: the array's largest "
-                     f"gradient), {self.rtol_numeric:g} vs numeric (scale: the "
-                     f"network's largest gradient)")
+            lines.append(
+                f"{r.layer:>5} {r.param:>5} {r.shape!s:>12} | "
+                f"{r.autodiff_abs:9.2e} {r.autodiff_rel:9.2e} | "
+                f"{r.numeric_abs:9.2e} {r.numeric_rel:9.2e} | "
+                f"{'ok' if r.passed else 'FAIL'}"
+            )
+        lines.append(
+            f"tolerance: |manual - ref| <= rtol * (|ref| + scale), rtol "
+            f"{self.rtol_autodiff:g} vs autodiff (scale: the array's largest "
+            f"gradient), {self.rtol_numeric:g} vs numeric (scale: the "
+            f"network's largest gradient)"
+        )
         return "\n".join(lines)
 
 
@@ -111,8 +121,9 @@ def _loss_fn(net: MLP, x: Array, y: Array) -> Callable[[Params], Array]:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
-def _central_differences(net: MLP, params: Params, x: Array, y: Array, eps: Array,
-                         batch_size: int) -> Params:
+def _central_differences(
+    net: MLP, params: Params, x: Array, y: Array, eps: Array, batch_size: int
+) -> Params:
     theta, unravel = ravel_pytree(params)
     loss = _loss_fn(net, x, y)
     # A step relative to |θ_i|, and the step actually represented in floating
@@ -152,8 +163,9 @@ def numerical_grad(net: MLP, params: Params, x, y, eps: float | None = None) -> 
     elif not (isinstance(eps, (int, float)) and eps > 0):
         raise ValueError(f"eps must be a positive number; got {eps!r}.")
     n_params = sum(leaf.size for leaf in jax.tree.leaves(params))
-    return _central_differences(net, params, x, y, jnp.asarray(eps, dtype),
-                                min(n_params, 256))
+    return _central_differences(
+        net, params, x, y, jnp.asarray(eps, dtype), min(n_params, 256)
+    )
 
 
 def _errors(manual: np.ndarray, ref: np.ndarray, rtol: float, scale: float):
@@ -165,10 +177,17 @@ def _errors(manual: np.ndarray, ref: np.ndarray, rtol: float, scale: float):
     return float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), ok
 
 
-def check_grads(net: MLP, params: Params, x, y, *,
-                backprop: Callable[[Params, Array, Array], Params] | None = None,
-                numeric: bool = True, rtol: tuple[float, float] | None = None,
-                raise_on_failure: bool = False) -> GradCheckReport:
+def check_grads(
+    net: MLP,
+    params: Params,
+    x,
+    y,
+    *,
+    backprop: Callable[[Params, Array, Array], Params] | None = None,
+    numeric: bool = True,
+    rtol: tuple[float, float] | None = None,
+    raise_on_failure: bool = False,
+) -> GradCheckReport:
     """Compares manual gradients with ``jax.grad`` and with finite differences.
 
     For each layer and for w and b separately, reports the largest absolute and
@@ -200,26 +219,43 @@ def check_grads(net: MLP, params: Params, x, y, *,
     manual = (net.backprop if backprop is None else backprop)(params, x, y)
     autodiff = jax.grad(_loss_fn(net, x, y))(params)
     if jax.tree.structure(manual) != jax.tree.structure(params):
-        raise ValueError("backprop must return a pytree like params; got "
-                         f"{jax.tree.structure(manual)}.")
+        raise ValueError(
+            "backprop must return a pytree like params; got "
+            f"{jax.tree.structure(manual)}."
+        )
     numerical = numerical_grad(net, params, x, y) if numeric else None
     to_np = functools.partial(jax.tree.map, np.asarray)
     manual, autodiff = to_np(manual), to_np(autodiff)
-    scale_all = max(float(np.abs(g).max(initial=0.0)) for g in jax.tree.leaves(autodiff))
+    scale_all = max(
+        float(np.abs(g).max(initial=0.0)) for g in jax.tree.leaves(autodiff)
+    )
     rows = []
     for l in range(net.n_layers):
         for p in ("w", "b"):
             m, a = getattr(manual[l], p), getattr(autodiff[l], p)
-            ad_abs, ad_rel, ad_ok = _errors(m, a, rtol_autodiff,
-                                            float(np.abs(a).max(initial=0.0)))
+            ad_abs, ad_rel, ad_ok = _errors(
+                m, a, rtol_autodiff, float(np.abs(a).max(initial=0.0))
+            )
             if numerical is None:
                 nu_abs = nu_rel = float("nan")
                 nu_ok = True
             else:
                 nu_abs, nu_rel, nu_ok = _errors(
-                    m, np.asarray(getattr(numerical[l], p)), rtol_numeric, scale_all)
-            rows.append(GradCheckRow(l + 1, p, tuple(m.shape), ad_abs, ad_rel,
-                                     nu_abs, nu_rel, ad_ok and nu_ok))
-    report = GradCheckReport(tuple(rows), dtype, rtol_autodiff, rtol_numeric,
-                             all(r.passed for r in rows))
+                    m, np.asarray(getattr(numerical[l], p)), rtol_numeric, scale_all
+                )
+            rows.append(
+                GradCheckRow(
+                    l + 1,
+                    p,
+                    tuple(m.shape),
+                    ad_abs,
+                    ad_rel,
+                    nu_abs,
+                    nu_rel,
+                    ad_ok and nu_ok,
+                )
+            )
+    report = GradCheckReport(
+        tuple(rows), dtype, rtol_autodiff, rtol_numeric, all(r.passed for r in rows)
+    )
     return report.raise_if_failed() if raise_on_failure else report

@@ -80,8 +80,9 @@ COSTS: dict[str, Cost] = {
     for c in (
         Cost("mse", _mse_value, _mse_delta, None),
         Cost("binary_cross_entropy", _bce_value, _bce_delta, ("sigmoid",)),
-        Cost("softmax_cross_entropy", _softmax_ce_value, _softmax_ce_delta,
-             ("identity",)),
+        Cost(
+            "softmax_cross_entropy", _softmax_ce_value, _softmax_ce_delta, ("identity",)
+        ),
     )
 }
 
@@ -97,10 +98,12 @@ def get_cost(name: str) -> Cost:
       ValueError: if ``name`` is unknown; the message lists the valid names.
     """
     if not isinstance(name, str):
-        raise TypeError(f"cost must be a string, one of {sorted(COSTS)}; "
-                        f"got {type(name).__name__}.")
+        raise TypeError(
+            f"cost must be a string, one of {sorted(COSTS)}; got {type(name).__name__}."
+        )
     try:
         return COSTS[name]
     except KeyError:
-        raise ValueError(f"Unknown cost {name!r}; expected one of "
-                         f"{sorted(COSTS)}.") from None
+        raise ValueError(
+            f"Unknown cost {name!r}; expected one of {sorted(COSTS)}."
+        ) from None

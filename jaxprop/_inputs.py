@@ -27,11 +27,13 @@ def _as_array(v, argname: str):
     try:
         v = np.asarray(v)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"{argname} must be an array; got {type(v).__name__} "
-                        f"({e}).") from None
+        raise TypeError(
+            f"{argname} must be an array; got {type(v).__name__} ({e})."
+        ) from None
     if v.dtype == object:
-        raise TypeError(f"{argname} must be a numeric array; got an object array "
-                        f"(ragged rows?).")
+        raise TypeError(
+            f"{argname} must be a numeric array; got an object array (ragged rows?)."
+        )
     return v
 
 
@@ -51,16 +53,23 @@ def check_x(x, n_in: int, dtype) -> tuple[jax.Array, bool]:
       caller gave a single (n_in,) example.
     """
     x = _as_array(x, "x")
-    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)
-            or x.dtype == bool):
-        raise TypeError(f"x must have a real (floating, integer or bool) dtype; got "
-                        f"{x.dtype}.")
+    if not (
+        jnp.issubdtype(x.dtype, jnp.floating)
+        or jnp.issubdtype(x.dtype, jnp.integer)
+        or x.dtype == bool
+    ):
+        raise TypeError(
+            f"x must have a real (floating, integer or bool) dtype; got {x.dtype}."
+        )
     if x.ndim not in (1, 2) or x.shape[-1] != n_in:
-        raise ValueError(f"x must have shape (batch, {n_in}) or ({n_in},) for a "
-                         f"network with {n_in} inputs; got shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"x must have shape (batch, {n_in}) or ({n_in},) for a "
+            f"network with {n_in} inputs; got shape {tuple(x.shape)}."
+        )
     if x.ndim == 2 and x.shape[0] == 0:
-        raise ValueError("x must hold at least one example; got shape "
-                         f"{tuple(x.shape)}.")
+        raise ValueError(
+            f"x must hold at least one example; got shape {tuple(x.shape)}."
+        )
     unbatched = x.ndim == 1
     x = jnp.asarray(x, dtype)
     return (x[None] if unbatched else x), unbatched
@@ -83,10 +92,14 @@ def check_y(y, cost: str, n_out: int, batch: int, unbatched: bool, dtype) -> jax
       (batch, n_out) float targets of ``dtype``, or (batch,) integer class ids.
     """
     y = _as_array(y, "y")
-    if not (jnp.issubdtype(y.dtype, jnp.floating) or jnp.issubdtype(y.dtype, jnp.integer)
-            or y.dtype == bool):
-        raise TypeError(f"y must have a real (floating, integer or bool) dtype; got "
-                        f"{y.dtype}.")
+    if not (
+        jnp.issubdtype(y.dtype, jnp.floating)
+        or jnp.issubdtype(y.dtype, jnp.integer)
+        or y.dtype == bool
+    ):
+        raise TypeError(
+            f"y must have a real (floating, integer or bool) dtype; got {y.dtype}."
+        )
     lead = () if unbatched else (batch,)
     rows = f"({n_out},)" if unbatched else f"({batch}, {n_out})"
     labels = jnp.issubdtype(y.dtype, jnp.integer) and y.shape == lead
@@ -94,12 +107,16 @@ def check_y(y, cost: str, n_out: int, batch: int, unbatched: bool, dtype) -> jax
         if _is_concrete(y) and y.size:
             lo, hi = int(np.min(y)), int(np.max(y))
             if lo < 0 or hi >= n_out:
-                raise ValueError(f"y holds class ids from {lo} to {hi}; a network "
-                                 f"with {n_out} outputs needs ids in [0, {n_out}).")
+                raise ValueError(
+                    f"y holds class ids from {lo} to {hi}; a network "
+                    f"with {n_out} outputs needs ids in [0, {n_out})."
+                )
         return y[None] if unbatched else y
-    if y.shape != lead + (n_out,):
+    if y.shape != (*lead, n_out):
         if cost == "softmax_cross_entropy":
-            want = f"integer class ids of shape {lead} or probability rows of shape {rows}"
+            want = (
+                f"integer class ids of shape {lead} or probability rows of shape {rows}"
+            )
             if y.shape == lead:
                 want += f" (these ids have dtype {y.dtype}; use an integer dtype)"
         else:
@@ -110,14 +127,18 @@ def check_y(y, cost: str, n_out: int, batch: int, unbatched: bool, dtype) -> jax
     if _is_concrete(y):
         v = np.asarray(y, dtype=np.float64)
         if cost == "binary_cross_entropy" and v.size and (v.min() < 0 or v.max() > 1):
-            raise ValueError("binary_cross_entropy needs targets y in [0, 1]; got "
-                             f"values from {v.min():g} to {v.max():g}.")
+            raise ValueError(
+                "binary_cross_entropy needs targets y in [0, 1]; got "
+                f"values from {v.min():g} to {v.max():g}."
+            )
         if cost == "softmax_cross_entropy" and v.size:
             sums = v.sum(axis=-1)
             if v.min() < 0 or np.max(np.abs(sums - 1)) > ROW_SUM_ATOL:
-                raise ValueError("softmax_cross_entropy needs probability rows y "
-                                 "(non-negative, each summing to 1) or integer class "
-                                 f"ids; got values from {v.min():g} to {v.max():g} "
-                                 f"and row sums from {sums.min():g} to {sums.max():g}.")
+                raise ValueError(
+                    "softmax_cross_entropy needs probability rows y "
+                    "(non-negative, each summing to 1) or integer class "
+                    f"ids; got values from {v.min():g} to {v.max():g} "
+                    f"and row sums from {sums.min():g} to {sums.max():g}."
+                )
     y = jnp.asarray(y, dtype)
     return y[None] if unbatched else y

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import operator
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -84,15 +85,20 @@ class MLP:
     def __post_init__(self):
         sizes = self.sizes
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
-            raise TypeError(f"sizes must be a sequence of layer widths such as "
-                            f"(2, 8, 1); got {type(sizes).__name__}.")
+            raise TypeError(
+                f"sizes must be a sequence of layer widths such as "
+                f"(2, 8, 1); got {type(sizes).__name__}."
+            )
         for n in sizes:
-            if isinstance(n, bool) or not isinstance(n, int) and not hasattr(n, "__index__"):
+            if isinstance(n, bool) or (
+                not isinstance(n, int) and not hasattr(n, "__index__")
+            ):
                 raise TypeError(f"sizes must hold integers; got {n!r} in {sizes!r}.")
         sizes = tuple(operator.index(n) for n in sizes)
         if len(sizes) < 2:
-            raise ValueError(f"sizes needs at least two entries (inputs, outputs); "
-                             f"got {sizes}.")
+            raise ValueError(
+                f"sizes needs at least two entries (inputs, outputs); got {sizes}."
+            )
         if min(sizes) < 1:
             raise ValueError(f"sizes must be positive; got {sizes}.")
         object.__setattr__(self, "sizes", sizes)
@@ -100,13 +106,17 @@ class MLP:
         get_activation(self.output_activation, "output_activation")
         cost = get_cost(self.cost)
         if not isinstance(self.reduction, str) or self.reduction not in REDUCTIONS:
-            raise ValueError(f"Unknown reduction {self.reduction!r}; expected one of "
-                             f"{list(REDUCTIONS)}.")
+            raise ValueError(
+                f"Unknown reduction {self.reduction!r}; expected one of "
+                f"{list(REDUCTIONS)}."
+            )
         fits = cost.output_activations
         if fits is not None and self.output_activation not in fits:
-            raise ValueError(f"cost={self.cost!r} needs output_activation in "
-                             f"{list(fits)}, got {self.output_activation!r}; "
-                             f"{_cost_fit_hint()}")
+            raise ValueError(
+                f"cost={self.cost!r} needs output_activation in "
+                f"{list(fits)}, got {self.output_activation!r}; "
+                f"{_cost_fit_hint()}"
+            )
 
     # ---------------------------------------------------------------- config
     @property
@@ -201,8 +211,9 @@ class MLP:
           cache: from ``forward_with_cache``; x: (batch, n_in).
           y: targets for that batch (as in ``loss``, batched).
         """
-        y = check_y(y, self.cost, self.n_out, cache.a[0].shape[0], False,
-                    cache.a[0].dtype)
+        y = check_y(
+            y, self.cost, self.n_out, cache.a[0].shape[0], False, cache.a[0].dtype
+        )
         return _loss_from_cache(self, cache, y)
 
     def backprop(self, params: Params, x, y) -> Params:
@@ -220,8 +231,9 @@ class MLP:
         x, y = self._check_xy(params, x, y)
         return _value_and_backprop(self, params, x, y, with_grads=True)
 
-    def backward(self, params: Params, cache: Cache, y,
-                 feedback: Sequence[Array] | None = None) -> Params:
+    def backward(
+        self, params: Params, cache: Cache, y, feedback: Sequence[Array] | None = None
+    ) -> Params:
         r"""The δ backward pass from a forward cache, with a replaceable feedback path.
 
         With ``feedback=None`` this is backpropagation (B^l = W^l). Passing other
@@ -262,23 +274,28 @@ class MLP:
 
 
 def _cost_fit_hint() -> str:
-    fits = [f"{name} with {list(c.output_activations) if c.output_activations else 'any'}"
-            for name, c in COSTS.items()]
+    fits = [
+        f"{name} with {list(c.output_activations) if c.output_activations else 'any'}"
+        for name, c in COSTS.items()
+    ]
     return "costs and the output activations they fit: " + "; ".join(fits) + "."
 
 
 def _check_feedback(feedback, sizes: tuple[int, ...]) -> None:
-    shapes = [(i, o) for i, o in zip(sizes[1:-1], sizes[2:])]
+    shapes = list(itertools.pairwise(sizes[1:]))  # (n_{l-1}, n_l), l = 2..L
     if not isinstance(feedback, (tuple, list)) or len(feedback) != len(shapes):
-        raise ValueError(f"feedback must be a sequence of {len(shapes)} matrices "
-                         f"with shapes {shapes} (one per layer 2..L); got "
-                         f"{type(feedback).__name__}"
-                         + (f" of length {len(feedback)}." if hasattr(feedback, "__len__")
-                            else "."))
-    for l, (b, shape) in enumerate(zip(feedback, shapes)):
+        raise ValueError(
+            f"feedback must be a sequence of {len(shapes)} matrices "
+            f"with shapes {shapes} (one per layer 2..L); got "
+            f"{type(feedback).__name__}"
+            + (f" of length {len(feedback)}." if hasattr(feedback, "__len__") else ".")
+        )
+    for l, (b, shape) in enumerate(zip(feedback, shapes, strict=False)):
         if tuple(getattr(b, "shape", ())) != shape:
-            raise ValueError(f"feedback[{l}] must have shape {shape}; got "
-                             f"{getattr(b, 'shape', type(b).__name__)}.")
+            raise ValueError(
+                f"feedback[{l}] must have shape {shape}; got "
+                f"{getattr(b, 'shape', type(b).__name__)}."
+            )
 
 
 # ---------------------------------------------------------------- compiled core
@@ -332,8 +349,9 @@ def _output_delta(net: MLP, cache: Cache, y: Array) -> Array:
     return delta / z.shape[0] if net.reduction == "mean" else delta
 
 
-def _delta_recursion(net: MLP, feedback: tuple[Array, ...], cache: Cache,
-                     delta: Array) -> Params:
+def _delta_recursion(
+    net: MLP, feedback: tuple[Array, ...], cache: Cache, delta: Array
+) -> Params:
     r"""The backward pass: the δ equations of backpropagation, by hand.
 
     .. math::
@@ -367,8 +385,7 @@ def _backward(net: MLP, feedback: tuple[Array, ...], cache: Cache, y: Array) -> 
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
-def _value_and_backprop(net: MLP, params: Params, x: Array, y: Array,
-                        with_grads: bool):
+def _value_and_backprop(net: MLP, params: Params, x: Array, y: Array, with_grads: bool):
     """(L, ∂L/∂params) from one forward pass; (L, None) without the gradient."""
     _, cache = _forward_with_cache(net, params, x)
     value = _loss_from_cache(net, cache, y)

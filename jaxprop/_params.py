@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -54,11 +55,12 @@ DEFAULT_SCHEME = {
 def check_scheme(scheme: str) -> str:
     """Returns ``scheme`` if it names an initialization scheme, else raises."""
     if not isinstance(scheme, str):
-        raise TypeError(f"scheme must be a string, one of {list(SCHEMES)}; "
-                        f"got {type(scheme).__name__}.")
+        raise TypeError(
+            f"scheme must be a string, one of {list(SCHEMES)}; "
+            f"got {type(scheme).__name__}."
+        )
     if scheme not in SCHEMES:
-        raise ValueError(f"Unknown scheme {scheme!r}; expected one of "
-                         f"{list(SCHEMES)}.")
+        raise ValueError(f"Unknown scheme {scheme!r}; expected one of {list(SCHEMES)}.")
     return scheme
 
 
@@ -72,15 +74,19 @@ def check_key(key) -> None:
     shape = getattr(key, "shape", None)
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         if shape != ():
-            raise TypeError(f"key must be a single PRNG key; got a key array of "
-                            f"shape {shape} (use jax.vmap or jp.train_seeds for "
-                            f"many keys).")
+            raise TypeError(
+                f"key must be a single PRNG key; got a key array of "
+                f"shape {shape} (use jax.vmap or jp.train_seeds for "
+                f"many keys)."
+            )
         return
     if dtype == jnp.uint32 and shape == (2,):
         return
-    raise TypeError("key must be a PRNG key from jax.random.key(seed) (or a raw "
-                    f"uint32[2] key); got {type(key).__name__}"
-                    + (f" of dtype {dtype} and shape {shape}." if dtype else "."))
+    raise TypeError(
+        "key must be a PRNG key from jax.random.key(seed) (or a raw "
+        f"uint32[2] key); got {type(key).__name__}"
+        + (f" of dtype {dtype} and shape {shape}." if dtype else ".")
+    )
 
 
 def check_float_dtype(dtype) -> jnp.dtype:
@@ -92,8 +98,9 @@ def check_float_dtype(dtype) -> jnp.dtype:
     except TypeError:
         raise TypeError(f"dtype must be a floating dtype; got {dtype!r}.") from None
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype such as float32 or "
-                        f"float64; got {dtype}.")
+        raise TypeError(
+            f"dtype must be a floating dtype such as float32 or float64; got {dtype}."
+        )
     return jax.dtypes.canonicalize_dtype(dtype)
 
 
@@ -107,7 +114,7 @@ def init_params(key, sizes: Sequence[int], scheme: str, dtype) -> Params:
     """
     keys = jax.random.split(key, 2 * (len(sizes) - 1))
     params = []
-    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for l, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         key_w, key_b = keys[2 * l], keys[2 * l + 1]
         if scheme == "uniform01":
             w = jax.random.uniform(key_w, (fan_in, fan_out), dtype)
@@ -128,31 +135,47 @@ def check_params(params, sizes: tuple[int, ...]) -> jnp.dtype:
       ValueError: if the number of layers or a shape does not match ``sizes``.
     """
     n_layers = len(sizes) - 1
-    expected = ", ".join(f"Layer(w: ({i}, {o}), b: ({o},))"
-                         for i, o in zip(sizes[:-1], sizes[1:]))
+    expected = ", ".join(
+        f"Layer(w: ({i}, {o}), b: ({o},))" for i, o in itertools.pairwise(sizes)
+    )
     if not isinstance(params, (tuple, list)):
-        raise TypeError(f"params must be a tuple of jp.Layer(w, b), one per layer "
-                        f"({expected}); got {type(params).__name__}.")
+        raise TypeError(
+            f"params must be a tuple of jp.Layer(w, b), one per layer "
+            f"({expected}); got {type(params).__name__}."
+        )
     if len(params) != n_layers:
-        raise ValueError(f"params has {len(params)} layers; sizes={sizes} needs "
-                         f"{n_layers}: {expected}.")
+        raise ValueError(
+            f"params has {len(params)} layers; sizes={sizes} needs "
+            f"{n_layers}: {expected}."
+        )
     dtypes = set()
-    for l, (layer, fan_in, fan_out) in enumerate(zip(params, sizes[:-1], sizes[1:])):
+    for l, (layer, fan_in, fan_out) in enumerate(
+        zip(params, sizes[:-1], sizes[1:], strict=False)
+    ):
         if not (isinstance(layer, (tuple, list)) and len(layer) == 2):
-            raise TypeError(f"params[{l}] must be a jp.Layer(w, b); got "
-                            f"{type(layer).__name__}.")
-        for name, leaf, shape in (("w", layer[0], (fan_in, fan_out)),
-                                  ("b", layer[1], (fan_out,))):
+            raise TypeError(
+                f"params[{l}] must be a jp.Layer(w, b); got {type(layer).__name__}."
+            )
+        for name, leaf, shape in (
+            ("w", layer[0], (fan_in, fan_out)),
+            ("b", layer[1], (fan_out,)),
+        ):
             leaf_dtype = getattr(leaf, "dtype", None)
             if leaf_dtype is None or not jnp.issubdtype(leaf_dtype, jnp.floating):
-                raise TypeError(f"params[{l}].{name} must be a floating array; got "
-                                f"{type(leaf).__name__}"
-                                + (f" of dtype {leaf_dtype}." if leaf_dtype else "."))
+                raise TypeError(
+                    f"params[{l}].{name} must be a floating array; got "
+                    f"{type(leaf).__name__}"
+                    + (f" of dtype {leaf_dtype}." if leaf_dtype else ".")
+                )
             if tuple(np.shape(leaf)) != shape:
-                raise ValueError(f"params[{l}].{name} has shape {np.shape(leaf)}; "
-                                 f"sizes={sizes} needs {shape}.")
+                raise ValueError(
+                    f"params[{l}].{name} has shape {np.shape(leaf)}; "
+                    f"sizes={sizes} needs {shape}."
+                )
             dtypes.add(jnp.dtype(leaf_dtype))
     if len(dtypes) > 1:
-        raise TypeError(f"params mix dtypes {sorted(map(str, dtypes))}; use one "
-                        f"floating dtype for every layer.")
+        raise TypeError(
+            f"params mix dtypes {sorted(map(str, dtypes))}; use one "
+            f"floating dtype for every layer."
+        )
     return dtypes.pop()

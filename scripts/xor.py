@@ -23,23 +23,30 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-import jaxprop as jp  # noqa: E402
-from benchmarks.numpy_xor import (  # noqa: E402
+import jaxprop as jp
+from benchmarks.numpy_xor import (
     REFERENCE_OUTPUT,
     XOR_INPUTS,
     XOR_OUTPUTS,
     initial_weights,
 )
 
-NET = jp.MLP(sizes=(2, 2, 1), activation="sigmoid", output_activation="sigmoid",
-             cost="mse", reduction="sum")
+NET = jp.MLP(
+    sizes=(2, 2, 1),
+    activation="sigmoid",
+    output_activation="sigmoid",
+    cost="mse",
+    reduction="sum",
+)
 
 
 def reference_params(seed: int = 42, dtype=jnp.float64) -> jp.Params:
     """The reference program's initial values as jaxprop params."""
     w_hidden, w_out, b_hidden, b_out = initial_weights(seed)
-    return (jp.Layer(jnp.asarray(w_hidden, dtype), jnp.asarray(b_hidden[0], dtype)),
-            jp.Layer(jnp.asarray(w_out, dtype), jnp.asarray(b_out[0], dtype)))
+    return (
+        jp.Layer(jnp.asarray(w_hidden, dtype), jnp.asarray(b_hidden[0], dtype)),
+        jp.Layer(jnp.asarray(w_out, dtype), jnp.asarray(b_out[0], dtype)),
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("epochs",))
@@ -74,8 +81,11 @@ def main(argv=None) -> np.ndarray:
     parser.add_argument("--epochs", type=int, default=10000)
     parser.add_argument("--eta", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--float32", action="store_true",
-                        help="train in float32 (default float64, as NumPy)")
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="train in float32 (default float64, as NumPy)",
+    )
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be at least 1")
@@ -88,7 +98,9 @@ def main(argv=None) -> np.ndarray:
     params0 = reference_params(args.seed, dtype)
 
     start = time.perf_counter()
-    params, y_hat, losses = jax.block_until_ready(train(params0, x, y, args.eta, args.epochs))
+    params, y_hat, losses = jax.block_until_ready(
+        train(params0, x, y, args.eta, args.epochs)
+    )
     first = time.perf_counter() - start
     start = time.perf_counter()
     jax.block_until_ready(train(params0, x, y, args.eta, args.epochs))
@@ -97,14 +109,20 @@ def main(argv=None) -> np.ndarray:
     y_hat = np.asarray(y_hat)
     print("Final Predicted Output:")
     print(y_hat)
-    print(f"loss: first epoch {float(losses[0]):.6f}, last epoch {float(losses[-1]):.6f}")
+    print(
+        f"loss: first epoch {float(losses[0]):.6f}, last epoch {float(losses[-1]):.6f}"
+    )
     if (args.epochs, args.eta, args.seed) == (10000, 0.1, 42):
         diff = float(np.max(np.abs(y_hat - REFERENCE_OUTPUT)))
-        print(f"max |jaxprop - reference printout| = {diff:.2e} "
-              f"({'matches' if diff <= 1e-3 else 'DOES NOT MATCH'} to 1e-3)")
-    print(f"{args.epochs} epochs in {steady * 1e3:.1f} ms "
-          f"({args.epochs / steady:,.0f} epochs/s; first call with compilation "
-          f"{first:.2f} s) on {jax.devices()[0].device_kind}, {dtype.__name__}")
+        print(
+            f"max |jaxprop - reference printout| = {diff:.2e} "
+            f"({'matches' if diff <= 1e-3 else 'DOES NOT MATCH'} to 1e-3)"
+        )
+    print(
+        f"{args.epochs} epochs in {steady * 1e3:.1f} ms "
+        f"({args.epochs / steady:,.0f} epochs/s; first call with compilation "
+        f"{first:.2f} s) on {jax.devices()[0].device_kind}, {dtype.__name__}"
+    )
     print()
     print("Gradient check at the initial parameters:")
     print(jp.check_grads(NET, params0, x, y))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,8 +21,9 @@ COST_CONFIGS = {
 }
 
 
-def make_case(seed, sizes, activation, cost_config, reduction="sum", batch=5,
-              dtype=np.float64):
+def make_case(
+    seed, sizes, activation, cost_config, reduction="sum", batch=5, dtype=np.float64
+):
     """A net, params, x and y for one configuration, drawn with NumPy from ``seed``.
 
     NumPy draws compile nothing, which keeps hundreds of configurations fast.
@@ -31,9 +34,12 @@ def make_case(seed, sizes, activation, cost_config, reduction="sum", batch=5,
     net = jp.MLP(sizes, activation, out_act, cost, reduction)
     rng = np.random.default_rng(seed)
     params = tuple(
-        jp.Layer(jnp.asarray(rng.normal(size=(i, o)) / np.sqrt(i), dtype),
-                 jnp.asarray(0.3 * rng.normal(size=o), dtype))
-        for i, o in zip(sizes[:-1], sizes[1:]))
+        jp.Layer(
+            jnp.asarray(rng.normal(size=(i, o)) / np.sqrt(i), dtype),
+            jnp.asarray(0.3 * rng.normal(size=o), dtype),
+        )
+        for i, o in itertools.pairwise(sizes)
+    )
     x = jnp.asarray(rng.normal(size=(batch, sizes[0])), dtype)
     n_out = sizes[-1]
     if targets == "real":
@@ -51,8 +57,9 @@ def make_case(seed, sizes, activation, cost_config, reduction="sum", batch=5,
 
 def manual_and_autodiff(net, params, x, y):
     """((value, manual grads), jax.grad grads), both from one jit-compiled program."""
-    return jax.jit(lambda p, x, y: (net.value_and_backprop(p, x, y),
-                                    jax.grad(net.loss)(p, x, y)))(params, x, y)
+    return jax.jit(
+        lambda p, x, y: (net.value_and_backprop(p, x, y), jax.grad(net.loss)(p, x, y))
+    )(params, x, y)
 
 
 def assert_trees_close(actual, desired, rtol, atol_scale=None):
@@ -67,7 +74,7 @@ def assert_trees_close(actual, desired, rtol, atol_scale=None):
     assert a_def == d_def, (a_def, d_def)
     scale = max(float(np.max(np.abs(d), initial=0.0)) for d in d_leaves)
     atol = (rtol / 100 if atol_scale is None else atol_scale) * scale
-    for i, (a, d) in enumerate(zip(a_leaves, d_leaves)):
+    for i, (a, d) in enumerate(zip(a_leaves, d_leaves, strict=False)):
         assert a.shape == d.shape and a.dtype == d.dtype, (i, a.shape, d.shape)
         assert np.all(np.isfinite(a)), f"leaf {i} is not finite"
         np.testing.assert_allclose(a, d, rtol=rtol, atol=atol, err_msg=f"leaf {i}")
@@ -76,5 +83,7 @@ def assert_trees_close(actual, desired, rtol, atol_scale=None):
 def scale_layer(grads, layer, param, factor):
     """grads with one layer's w or b multiplied by ``factor`` (a planted bug)."""
     grads = list(grads)
-    grads[layer] = grads[layer]._replace(**{param: getattr(grads[layer], param) * factor})
+    grads[layer] = grads[layer]._replace(
+        **{param: getattr(grads[layer], param) * factor}
+    )
     return tuple(grads)

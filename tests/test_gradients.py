@@ -18,8 +18,8 @@ from tests.helpers import (
 )
 
 ARCHITECTURES = {
-    "shallow": (3, 4),           # one layer: the output δ alone
-    "width1": (1, 1, 1, 1),      # every hidden layer one unit wide
+    "shallow": (3, 4),  # one layer: the output δ alone
+    "width1": (1, 1, 1, 1),  # every hidden layer one unit wide
     "wide": (4, 7, 5, 3),
     "deep": (3, 5, 4, 5, 4, 5, 3),  # depth 6
 }
@@ -29,7 +29,9 @@ ARCHITECTURES = {
 @pytest.mark.parametrize("cost_config", list(COST_CONFIGS))
 @pytest.mark.parametrize("activation", list(jp.ACTIVATIONS))
 def test_manual_equals_autodiff_float64(seed, activation, cost_config, reduction):
-    net, params, x, y = make_case(seed, (3, 5, 4, 3), activation, cost_config, reduction)
+    net, params, x, y = make_case(
+        seed, (3, 5, 4, 3), activation, cost_config, reduction
+    )
     (value, manual), autodiff = manual_and_autodiff(net, params, x, y)
     assert_trees_close(manual, autodiff, rtol=1e-10)
     np.testing.assert_allclose(value, net.loss(params, x, y), rtol=1e-14)
@@ -37,12 +39,22 @@ def test_manual_equals_autodiff_float64(seed, activation, cost_config, reduction
 
 @pytest.mark.parametrize("batch", [1, 6])
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
-@pytest.mark.parametrize("activation,cost_config", [
-    ("sigmoid", "mse-sigmoid"), ("tanh", "bce-sigmoid"), ("relu", "softmax-labels"),
-    ("gelu", "mse-identity"), ("elu", "softmax-rows")])
-def test_manual_equals_autodiff_architectures(seed, arch, batch, activation, cost_config):
-    net, params, x, y = make_case(seed, ARCHITECTURES[arch], activation, cost_config,
-                                  "mean", batch=batch)
+@pytest.mark.parametrize(
+    "activation,cost_config",
+    [
+        ("sigmoid", "mse-sigmoid"),
+        ("tanh", "bce-sigmoid"),
+        ("relu", "softmax-labels"),
+        ("gelu", "mse-identity"),
+        ("elu", "softmax-rows"),
+    ],
+)
+def test_manual_equals_autodiff_architectures(
+    seed, arch, batch, activation, cost_config
+):
+    net, params, x, y = make_case(
+        seed, ARCHITECTURES[arch], activation, cost_config, "mean", batch=batch
+    )
     (_, manual), autodiff = manual_and_autodiff(net, params, x, y)
     assert_trees_close(manual, autodiff, rtol=1e-10)
 
@@ -52,8 +64,9 @@ def test_manual_equals_autodiff_float32(seed, activation):
     # Same arithmetic, another summation order: a few ulps (6e-8) per operation,
     # grown by the depth and width; 2e-5 relative to the largest gradient leaves
     # a margin of ~10x over what is seen here and still catches a 0.1% error.
-    net, params, x, y = make_case(seed, (3, 16, 16, 2), activation, "mse-tanh", "mean",
-                                  batch=32, dtype=np.float32)
+    net, params, x, y = make_case(
+        seed, (3, 16, 16, 2), activation, "mse-tanh", "mean", batch=32, dtype=np.float32
+    )
     (_, manual), autodiff = manual_and_autodiff(net, params, x, y)
     assert all(g.dtype == jnp.float32 for g in jax.tree.leaves(manual))
     assert_trees_close(manual, autodiff, rtol=2e-5, atol_scale=2e-5)
@@ -75,12 +88,16 @@ def test_manual_equals_finite_differences(seed, activation, cost_config):
 
     jax.test_util.check_vjp(f, f_vjp, (params,), atol=1e-8, rtol=1e-8, eps=1e-5)
     # And every partial derivative, one at a time.
-    assert_trees_close(net.backprop(params, x, y), jp.numerical_grad(net, params, x, y),
-                       rtol=1e-6, atol_scale=1e-7)
+    assert_trees_close(
+        net.backprop(params, x, y),
+        jp.numerical_grad(net, params, x, y),
+        rtol=1e-6,
+        atol_scale=1e-7,
+    )
 
 
 def test_hand_derived_single_neuron():
-    """σ = sigmoid, one weight: dL/dw = (ŷ − y) ŷ (1 − ŷ) x, dL/db = (ŷ − y) ŷ (1 − ŷ)."""
+    """One sigmoid unit: dL/dw = (ŷ − y) ŷ (1 − ŷ) x, dL/db = (ŷ − y) ŷ (1 − ŷ)."""
     net = jp.MLP((1, 1), "identity", "sigmoid", "mse", "sum")
     w, b, x, y = 0.5, -0.25, 2.0, 1.0
     params = (jp.Layer(jnp.array([[w]]), jnp.array([b])),)
@@ -112,12 +129,14 @@ def test_hand_derived_softmax_output_delta():
     batch=st.integers(1, 7),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_property_manual_equals_autodiff(widths, activation, cost_config, reduction,
-                                         batch, seed):
+def test_property_manual_equals_autodiff(
+    widths, activation, cost_config, reduction, batch, seed
+):
     if COST_CONFIGS[cost_config][0] == "softmax_cross_entropy":
         hypothesis.assume(widths[-1] >= 2)
-    net, params, x, y = make_case(seed, tuple(widths), activation,
-                                  cost_config, reduction, batch=batch)
+    net, params, x, y = make_case(
+        seed, tuple(widths), activation, cost_config, reduction, batch=batch
+    )
     (value, manual), autodiff = manual_and_autodiff(net, params, x, y)
     assert np.isfinite(value)
     assert_trees_close(manual, autodiff, rtol=1e-10)
@@ -147,8 +166,9 @@ def test_check_grads_catches_a_0p1_percent_error(seed, layer, param):
     # Each oracle alone catches it: autodiff with finite differences turned off,
     # and finite differences with the autodiff tolerance made infinite.
     assert not jp.check_grads(net, params, x, y, backprop=buggy, numeric=False).passed
-    assert not jp.check_grads(net, params, x, y, backprop=buggy,
-                              rtol=(np.inf, 1e-6)).passed
+    assert not jp.check_grads(
+        net, params, x, y, backprop=buggy, rtol=(np.inf, 1e-6)
+    ).passed
     with pytest.raises(jp.GradCheckError, match="FAIL"):
         jp.check_grads(net, params, x, y, backprop=buggy, raise_on_failure=True)
 
@@ -159,23 +179,33 @@ def test_check_vjp_and_numerical_grad_catch_a_0p1_percent_error(seed, layer, par
     grads = scale_layer(net.backprop(params, x, y), layer, param, 1.001)
 
     def f_vjp(params):
-        return net.loss(params, x, y), lambda ct: (jax.tree.map(lambda g: ct * g, grads),)
+        return net.loss(params, x, y), lambda ct: (
+            jax.tree.map(lambda g: ct * g, grads),
+        )
 
     # The dot-product test sees the planted error through one random direction;
     # a fixed direction per test keeps it reproducible.
     with pytest.raises(AssertionError):
-        jax.test_util.check_vjp(lambda p: net.loss(p, x, y), f_vjp, (params,),
-                                atol=1e-8, rtol=1e-8, eps=1e-5)
+        jax.test_util.check_vjp(
+            lambda p: net.loss(p, x, y),
+            f_vjp,
+            (params,),
+            atol=1e-8,
+            rtol=1e-8,
+            eps=1e-5,
+        )
     with pytest.raises(AssertionError):
-        assert_trees_close(grads, jp.numerical_grad(net, params, x, y),
-                           rtol=1e-6, atol_scale=1e-7)
+        assert_trees_close(
+            grads, jp.numerical_grad(net, params, x, y), rtol=1e-6, atol_scale=1e-7
+        )
     with pytest.raises(AssertionError):
         assert_trees_close(grads, jax.grad(net.loss)(params, x, y), rtol=1e-10)
 
 
 def test_check_grads_float32_catches_a_0p1_percent_error(seed):
-    net, params, x, y = make_case(seed, (3, 8, 8, 2), "tanh", "mse-identity", "mean",
-                                  batch=16, dtype=np.float32)
+    net, params, x, y = make_case(
+        seed, (3, 8, 8, 2), "tanh", "mse-identity", "mean", batch=16, dtype=np.float32
+    )
     assert jp.check_grads(net, params, x, y).passed
 
     def buggy(params, x, y):
@@ -189,7 +219,13 @@ def test_check_grads_report(seed):
     report = jp.check_grads(net, params, x, y)
     assert report.passed and report.dtype == "float64"
     assert [(r.layer, r.param) for r in report.rows] == [
-        (1, "w"), (1, "b"), (2, "w"), (2, "b"), (3, "w"), (3, "b")]
+        (1, "w"),
+        (1, "b"),
+        (2, "w"),
+        (2, "b"),
+        (3, "w"),
+        (3, "b"),
+    ]
     assert [r.shape for r in report.rows] == [(3, 4), (4,), (4, 3), (3,), (3, 2), (2,)]
     for r in report.rows:
         assert r.autodiff_rel <= 1e-10 or r.autodiff_abs <= 1e-15
@@ -211,4 +247,3 @@ def test_numerical_grad_rejects_bad_eps(seed):
     net, params, x, y = _buggy_case(seed)
     with pytest.raises(ValueError, match="eps"):
         jp.numerical_grad(net, params, x, y, eps=-1.0)
-
