@@ -10,11 +10,15 @@ from ._check import numerical_grad as numerical_grad
 from ._costs import COSTS as COSTS
 from ._costs import REDUCTIONS as REDUCTIONS
 from ._costs import Cost as Cost
+from ._metrics import accuracy as accuracy
 from ._mlp import MLP as MLP
 from ._mlp import Cache as Cache
 from ._params import DEFAULT_SCHEME as DEFAULT_SCHEME
 from ._params import SCHEMES as SCHEMES
 from ._params import Layer as Layer
 from ._params import Params as Params
+from ._train import TrainResult as TrainResult
+from ._train import train as train
+from ._train import train_seeds as train_seeds
 
 __version__ = "0.1.0"

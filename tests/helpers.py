@@ -72,7 +72,7 @@ def assert_trees_close(actual, desired, rtol, atol_scale=None):
     a_leaves, a_def = jax.tree.flatten(actual)
     d_leaves, d_def = jax.tree.flatten(desired)
     assert a_def == d_def, (a_def, d_def)
-    scale = max(float(np.max(np.abs(d), initial=0.0)) for d in d_leaves)
+    scale = max((float(np.max(np.abs(d), initial=0.0)) for d in d_leaves), default=0.0)
     atol = (rtol / 100 if atol_scale is None else atol_scale) * scale
     for i, (a, d) in enumerate(zip(a_leaves, d_leaves, strict=False)):
         assert a.shape == d.shape and a.dtype == d.dtype, (i, a.shape, d.shape)

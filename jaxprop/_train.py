@@ -1,0 +1,637 @@
+"""Training loops compiled once: one network, or many across seeds and hyperparameters.
+
+A training run is one ``lax.scan`` over steps inside ``jax.jit``; many runs are the
+same function mapped over a leading axis of keys (and hyperparameters) with
+``jax.vmap``, ``lax.map`` or chunks of both. The step counter is not batched, so
+the ``lax.cond`` that reshuffles minibatches at each epoch and the one that
+evaluates on held-out data stay real branches under ``vmap`` instead of turning
+into selects that run both sides at every step.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._inputs import check_x, check_y
+from ._metrics import accuracy_from_output
+from ._mlp import MLP
+from ._params import DEFAULT_SCHEME, Params, check_float_dtype, check_key, check_scheme
+
+Array = jax.Array
+
+GRADS = ("manual", "autodiff")
+STRATEGIES = ("auto", "vmap", "sequential", "chunked")
+
+#: Memory the ``auto`` strategy allows one vmapped chunk of seeds (bytes).
+AUTO_CHUNK_BYTES = 2 * 2**30
+#: Per-seed, per-step FLOPs from which ``auto`` runs seeds one after another: a
+#: network this big fills the CPU's cores alone, so batching seeds only adds
+#: memory traffic (see benchmarks/README.md for the measured crossover).
+AUTO_SEQUENTIAL_FLOPS = 2e7
+
+
+class TrainResult(NamedTuple):
+    """What a training run returns; ``train_seeds`` adds leading axes to every leaf.
+
+    Attributes:
+      params: final parameters (frozen at the last finite values if diverged).
+      opt_state: final optimizer state.
+      losses: (steps // log_every,) training loss, the mean over each block of
+        ``log_every`` steps of the loss before that step's update; NaN from the
+        block in which the run diverged.
+      diverged: () bool, whether a loss or the parameters became NaN or inf. A
+        diverged run is frozen at its state from the start of that block
+        (divergence is checked every ``log_every`` steps).
+      diverged_at: () int32, the first step whose loss was not finite (or the
+        block's last step if only the parameters were not), or -1.
+      eval_steps: (n_evals,) steps after which held-out data was evaluated
+        (None without ``eval_data``).
+      eval_loss: (n_evals,) held-out loss (None without ``eval_data``).
+      eval_accuracy: (n_evals,) held-out accuracy (see ``jp.accuracy``).
+    """
+
+    params: Params
+    opt_state: Any
+    losses: Array
+    diverged: Array
+    diverged_at: Array
+    eval_steps: Array | None = None
+    eval_loss: Array | None = None
+    eval_accuracy: Array | None = None
+
+
+class _Config(NamedTuple):
+    """The static (hashable) part of a training run."""
+
+    net: MLP
+    optimizer: optax.GradientTransformation
+    steps: int
+    grad: str
+    batch_size: int | None
+    log_every: int
+    eval_every: int | None
+
+
+# ------------------------------------------------------------------- checks
+def _check_optimizer(optimizer) -> None:
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "optimizer must be an optax.GradientTransformation such as "
+            f"optax.sgd(0.1); got {type(optimizer).__name__}."
+        )
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer; got {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value}.")
+    return int(value)
+
+
+def _check_config(
+    net, optimizer, steps, grad, batch_size, n_examples, log_every, eval_every, has_eval
+) -> _Config:
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
+    _check_optimizer(optimizer)
+    steps = _check_positive_int(steps, "steps")
+    if grad not in GRADS:
+        raise ValueError(f"Unknown grad {grad!r}; expected one of {list(GRADS)}.")
+    if batch_size is not None:
+        batch_size = _check_positive_int(batch_size, "batch_size")
+        if batch_size > n_examples:
+            raise ValueError(
+                f"batch_size ({batch_size}) must not exceed the number "
+                f"of training examples ({n_examples})."
+            )
+    log_every = _check_positive_int(log_every, "log_every")
+    if steps % log_every:
+        raise ValueError(f"log_every ({log_every}) must divide steps ({steps}).")
+    if has_eval:
+        eval_every = (
+            steps
+            if eval_every is None
+            else _check_positive_int(eval_every, "eval_every")
+        )
+        if eval_every % log_every:
+            raise ValueError(
+                f"eval_every ({eval_every}) must be a multiple of "
+                f"log_every ({log_every})."
+            )
+    elif eval_every is not None:
+        raise ValueError("eval_every needs eval_data=(x_eval, y_eval).")
+    return _Config(net, optimizer, steps, grad, batch_size, log_every, eval_every)
+
+
+def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Array]:
+    """x, y checked by the net (shapes, dtypes, labels) and of equal length."""
+    n_x, n_y = np.shape(x)[:1], np.shape(y)[:1]
+    if np.ndim(x) != 2:
+        raise ValueError(
+            f"x{name} must be a batch of shape (n, {net.n_in}); got "
+            f"shape {np.shape(x)}."
+        )
+    if n_x != n_y:
+        raise ValueError(
+            f"x{name} and y{name} must have the same length; got "
+            f"{n_x[0]} and {n_y[0] if n_y else 'a scalar'}."
+        )
+    x, _ = check_x(x, net.n_in, params_dtype)
+    return x, check_y(y, net.cost, net.n_out, x.shape[0], False, params_dtype)
+
+
+# ----------------------------------------------------------------- the loop
+def _all_finite(tree) -> Array:
+    return jnp.all(
+        jnp.asarray([jnp.all(jnp.isfinite(l)) for l in jax.tree.leaves(tree)])
+    )
+
+
+def _eval_steps(config: _Config) -> np.ndarray:
+    """Steps after which held-out data is evaluated: every eval_every, and the last."""
+    steps = set(range(config.eval_every, config.steps + 1, config.eval_every))
+    return np.array(sorted(steps | {config.steps}), np.int32)
+
+
+def _run(
+    config: _Config,
+    params: Params,
+    opt_state,
+    x: Array,
+    y: Array,
+    key,
+    x_eval: Array | None,
+    y_eval: Array | None,
+) -> TrainResult:
+    """One training run (traced; callers jit and map it)."""
+    net, optimizer = config.net, config.optimizer
+    if config.grad == "manual":
+        value_and_grad = net.value_and_backprop
+    else:
+        value_and_grad = jax.value_and_grad(net.loss)
+    n = x.shape[0]
+    batch = config.batch_size
+    n_batches = n // batch if batch else 1  # per epoch; the remainder is dropped
+
+    def step(carry, t):
+        params, opt_state, perm = carry
+        if batch is None:
+            xb, yb = x, y
+        else:
+            i = t % n_batches
+            perm = jax.lax.cond(
+                i == 0,
+                lambda: jax.random.permutation(
+                    jax.random.fold_in(key, t // n_batches), n
+                ),
+                lambda: perm,
+            )
+            idx = jax.lax.dynamic_slice_in_dim(perm, i * batch, batch)
+            xb, yb = x[idx], y[idx]
+        loss, grads = value_and_grad(params, xb, yb)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, perm), loss
+
+    has_eval = x_eval is not None
+    if has_eval:
+        eval_at = _eval_steps(config)
+
+    def evaluate(params):
+        y_hat, cache = net.forward_with_cache(params, x_eval)
+        acc = accuracy_from_output(net, y_hat, y_eval).astype(x.dtype)
+        return net.loss_from_cache(cache, y_eval), acc
+
+    def block(carry, start):
+        """log_every steps; a divergence check; an evaluation if one is due."""
+        params0, opt_state0, perm, diverged, diverged_at = carry
+        (params, opt_state, perm), losses = jax.lax.scan(
+            step, (params0, opt_state0, perm), start + jnp.arange(config.log_every)
+        )
+        # Checked once a block, not every step: the check and the rollback cost
+        # as much as a small network's step. A diverged run is rolled back to the
+        # block's start and stays frozen there; other runs never see it.
+        finite = jnp.isfinite(losses)
+        ok = jnp.all(finite) & _all_finite(params)
+        first_bad = start + jnp.where(
+            jnp.all(finite), config.log_every - 1, jnp.argmin(finite)
+        )
+        diverged_at = jnp.where(diverged | ok, diverged_at, first_bad.astype(jnp.int32))
+        diverged = diverged | ~ok
+        params, opt_state = jax.tree.map(
+            lambda old, new: jnp.where(diverged, old, new),
+            (params0, opt_state0),
+            (params, opt_state),
+        )
+        logged = jnp.where(diverged, jnp.nan, jnp.mean(losses))
+        carry = (params, opt_state, perm, diverged, diverged_at)
+        if not has_eval:
+            return carry, (logged, None)
+        due = jnp.any(start + config.log_every == eval_at)  # not batched: a real branch
+        nan = jnp.full((), jnp.nan, x.dtype)
+        return carry, (
+            logged,
+            jax.lax.cond(due, lambda: evaluate(params), lambda: (nan, nan)),
+        )
+
+    carry = (
+        params,
+        opt_state,
+        jnp.arange(n),
+        jnp.array(False),
+        jnp.array(-1, jnp.int32),
+    )
+    starts = jnp.arange(0, config.steps, config.log_every)
+    (params, opt_state, _, diverged, diverged_at), (losses, ev) = jax.lax.scan(
+        block, carry, starts
+    )
+    if not has_eval:
+        return TrainResult(params, opt_state, losses, diverged, diverged_at)
+    rows = (eval_at // config.log_every) - 1
+    return TrainResult(
+        params,
+        opt_state,
+        losses,
+        diverged,
+        diverged_at,
+        jnp.asarray(eval_at),
+        ev[0][rows],
+        ev[1][rows],
+    )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _train(config, params, opt_state, x, y, key, x_eval, y_eval) -> TrainResult:
+    return _run(config, params, opt_state, x, y, key, x_eval, y_eval)
+
+
+# --------------------------------------------------------------- public API
+def train(
+    net: MLP,
+    params: Params,
+    x,
+    y,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    *,
+    grad: str = "manual",
+    batch_size: int | None = None,
+    key=None,
+    opt_state=None,
+    eval_data: tuple | None = None,
+    eval_every: int | None = None,
+    log_every: int = 1,
+) -> TrainResult:
+    """Trains one network; the whole loop is one jit-compiled ``lax.scan``.
+
+    Args:
+      net: the network.
+      params: initial parameters (``net.init``).
+      x: (n, n_in) training inputs; y: their targets (as for ``net.loss``).
+      optimizer: any ``optax.GradientTransformation``. Create it once and reuse
+        it: it is part of the compiled program's static configuration.
+      steps: number of updates.
+      grad: ``"manual"`` (``net.backprop``, the δ recursion) or ``"autodiff"``
+        (``jax.grad(net.loss)``).
+      batch_size: None for full-batch steps; otherwise minibatches of this size
+        from a fresh permutation of the data each epoch (drawn from ``key``;
+        the last incomplete batch of an epoch is dropped).
+      key: PRNG key for the data order; required with ``batch_size``.
+      opt_state: initial optimizer state; ``optimizer.init(params)`` if None.
+      eval_data: optional held-out ``(x_eval, y_eval)``.
+      eval_every: evaluate every this many steps (and after the last); default:
+        after the last step only. A multiple of ``log_every``.
+      log_every: record the mean training loss of each block of this many steps
+        (it must divide ``steps``); 1 records every step.
+
+    Returns:
+      A :class:`TrainResult`.
+    """
+    dtype = net._check_params(params)
+    x, y = _check_data(net, dtype, x, y)
+    config = _check_config(
+        net,
+        optimizer,
+        steps,
+        grad,
+        batch_size,
+        x.shape[0],
+        log_every,
+        eval_every,
+        eval_data is not None,
+    )
+    if batch_size is not None:
+        if key is None:
+            raise ValueError(
+                "key is required with batch_size: it draws the data order."
+            )
+        check_key(key)
+    else:
+        key = jax.random.key(0)  # unused
+    x_eval, y_eval = _eval_arrays(net, dtype, eval_data)
+    if opt_state is None:
+        opt_state = config.optimizer.init(params)
+    return _train(config, params, opt_state, x, y, key, x_eval, y_eval)
+
+
+def _eval_arrays(net, dtype, eval_data):
+    if eval_data is None:
+        return None, None
+    if not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
+        raise TypeError("eval_data must be a pair (x_eval, y_eval).")
+    return _check_data(net, dtype, *eval_data, name="_eval")
+
+
+def _check_keys(keys) -> int:
+    dtype = getattr(keys, "dtype", None)
+    shape = getattr(keys, "shape", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if len(shape) != 1:
+            raise TypeError(
+                f"keys must be a 1-D array of PRNG keys, e.g. "
+                f"jax.random.split(jax.random.key(0), n); got shape {shape}."
+            )
+        return shape[0]
+    if dtype == jnp.uint32 and shape is not None and len(shape) == 2 and shape[1] == 2:
+        return shape[0]
+    raise TypeError(
+        "keys must be an array of PRNG keys, e.g. "
+        "jax.random.split(jax.random.key(0), n); got "
+        f"{type(keys).__name__}"
+        + (f" of dtype {dtype} and shape {shape}." if dtype else ".")
+    )
+
+
+def _check_hparams(hparams, optimizer, probe_state) -> tuple[dict[str, Array], int]:
+    if hparams is None:
+        return {}, 0
+    if not isinstance(hparams, Mapping) or not hparams:
+        raise TypeError(
+            "hparams must be a non-empty dict of 1-D arrays, e.g. "
+            "{'learning_rate': jnp.array([1e-3, 1e-2])}."
+        )
+    sizes = set()
+    out = {}
+    for name, values in hparams.items():
+        if optax.tree_utils.tree_get(probe_state, name, default=None) is None:
+            raise ValueError(
+                f"hparams[{name!r}]: the optimizer has no such "
+                f"hyperparameter in its state; build it with "
+                f"optax.inject_hyperparams, e.g. "
+                f"optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)."
+            )
+        values = jnp.asarray(values)
+        if values.ndim != 1 or values.shape[0] == 0:
+            raise ValueError(
+                f"hparams[{name!r}] must be a non-empty 1-D array (one "
+                f"value per grid point); got shape {values.shape}."
+            )
+        sizes.add(values.shape[0])
+        out[name] = values
+    if len(sizes) > 1:
+        raise ValueError(
+            f"hparams arrays must all have the same length (one entry "
+            f"per grid point); got lengths "
+            f"{ {k: v.shape[0] for k, v in out.items()} }."
+        )
+    return out, sizes.pop()
+
+
+def _choose_strategy(
+    config: _Config,
+    n_runs: int,
+    strategy: str,
+    chunk_size: int | None,
+    n_examples: int,
+    itemsize: int,
+    n_devices: int,
+) -> tuple[str, int | None]:
+    """(strategy, chunk_size) for ``n_runs`` runs; see ``train_seeds``.
+
+    A chunk is a multiple of ``n_devices`` so that every device gets a share;
+    with several devices, ``sequential`` means one run per device at a time.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {strategy!r}; expected one of {list(STRATEGIES)}."
+        )
+    if chunk_size is not None:
+        chunk_size = _check_positive_int(chunk_size, "chunk_size")
+        if strategy not in ("chunked", "auto"):
+            raise ValueError(
+                f"chunk_size goes with strategy='chunked' (or 'auto'); "
+                f"got strategy={strategy!r}."
+            )
+        strategy = "chunked"
+    elif strategy == "chunked":
+        raise ValueError("strategy='chunked' needs chunk_size.")
+    elif strategy == "auto":
+        sizes = config.net.sizes
+        batch = config.batch_size or n_examples
+        n_weights = sum(i * o for i, o in itertools.pairwise(sizes))
+        n_params = n_weights + sum(sizes[1:])
+        if 6 * batch * n_weights >= AUTO_SEQUENTIAL_FLOPS:  # forward + backward
+            strategy = "sequential"
+        else:
+            # Live memory of one run: params, gradients, optimizer moments and
+            # updates; the activations of both passes; the loss log.
+            per_run = itemsize * (
+                8 * n_params + 4 * batch * sum(sizes) + config.steps // config.log_every
+            )
+            fit = max(1, AUTO_CHUNK_BYTES // per_run)
+            strategy, chunk_size = ("vmap", None) if fit >= n_runs else ("chunked", fit)
+    if strategy == "sequential":
+        if n_devices == 1:
+            return "sequential", None
+        strategy, chunk_size = "chunked", n_devices
+    if strategy == "vmap":
+        chunk_size = n_runs
+    chunk_size = min(chunk_size, n_runs)
+    chunk_size = -(-chunk_size // n_devices) * n_devices
+    return ("vmap" if chunk_size >= n_runs else "chunked"), chunk_size
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
+def _train_many(
+    config: _Config,
+    scheme: str,
+    strategy: str,
+    chunk_size: int | None,
+    mesh: jax.sharding.Mesh | None,
+    keys,
+    params,
+    hparams,
+    x,
+    y,
+    x_eval,
+    y_eval,
+) -> TrainResult:
+    """Runs one training per entry of the leading axis of (keys, params, hparams).
+
+    ``vmap`` batches all runs; ``chunked`` maps over chunks of ``chunk_size``
+    (a multiple of the device count; the runs were padded to a whole number of
+    chunks), batching each; ``sequential`` maps one run at a time. With a mesh,
+    the batched axis is split across its devices.
+    """
+    net = config.net
+
+    def one(args):
+        key, params, hp = args
+        key_init, key_data = jax.random.split(key)
+        if params is None:
+            params = net.init(key_init, scheme=scheme, dtype=x.dtype)
+        opt_state = config.optimizer.init(params)
+        if hp:
+            opt_state = optax.tree_utils.tree_set(opt_state, **hp)
+        return _run(config, params, opt_state, x, y, key_data, x_eval, y_eval)
+
+    args = (keys, params, hparams)
+    if strategy == "sequential":
+        return jax.lax.map(one, args)
+    if strategy == "vmap":
+        chunk_size = keys.shape[0]
+    chunks = jax.tree.map(lambda l: l.reshape((-1, chunk_size) + l.shape[1:]), args)
+    if mesh is not None:
+        spec = jax.sharding.PartitionSpec(None, "runs")
+        chunks = jax.lax.with_sharding_constraint(
+            chunks, jax.sharding.NamedSharding(mesh, spec)
+        )
+    out = jax.lax.map(jax.vmap(one), chunks)
+    return jax.tree.map(lambda l: l.reshape((-1,) + l.shape[2:]), out)
+
+
+def train_seeds(
+    net: MLP,
+    keys,
+    x,
+    y,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    *,
+    scheme: str | None = None,
+    grad: str = "manual",
+    batch_size: int | None = None,
+    params: Params | None = None,
+    hparams: Mapping[str, Any] | None = None,
+    strategy: str = "auto",
+    chunk_size: int | None = None,
+    eval_data: tuple | None = None,
+    eval_every: int | None = None,
+    log_every: int = 1,
+    dtype=None,
+    devices=None,
+) -> TrainResult:
+    """Trains one network per key, all in one compiled program.
+
+    Each key is split into an initialization key and a data-order key, so seed i
+    of a batch gives the same result as ``keys[i:i+1]`` alone. With ``hparams``
+    every seed is trained at every grid point (the same keys at each point).
+
+    Args:
+      net, x, y, optimizer, steps, grad, batch_size, eval_data, eval_every,
+        log_every: as for :func:`train`.
+      keys: (n_seeds,) PRNG keys, e.g. ``jax.random.split(jax.random.key(0), n)``.
+      scheme: initialization scheme (default: the activation's).
+      params: pre-stacked initial params, every leaf with a leading (n_seeds,)
+        axis, instead of drawing them from the keys.
+      hparams: optional grid of optimizer hyperparameters, ``{name: (n_hparams,)
+        values}``; the optimizer must hold them in its state
+        (``optax.inject_hyperparams``).
+      strategy: how the runs share the device. ``"vmap"``: all at once;
+        ``"sequential"``: one after another (``lax.map``); ``"chunked"``: vmapped
+        chunks of ``chunk_size`` one after another, which bounds memory;
+        ``"auto"``: sequential for networks whose step alone fills the machine
+        (≥ AUTO_SEQUENTIAL_FLOPS per step), else vmap, chunked to keep a chunk's
+        memory under AUTO_CHUNK_BYTES.
+      chunk_size: runs per chunk (implies ``"chunked"``).
+      dtype: parameter dtype when drawn from keys (JAX's default float if None).
+      devices: devices to split the runs across (default ``jax.local_devices()``).
+        On a CPU, XLA runs this loop on one core; to use them all, start Python
+        with ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set
+        before importing jax), which makes each core a device.
+
+    Returns:
+      A :class:`TrainResult` whose leaves have a leading (n_seeds,) axis, or
+      (n_hparams, n_seeds) with ``hparams``.
+    """
+    n_seeds = _check_keys(keys)
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
+    _check_optimizer(optimizer)
+    scheme = check_scheme(DEFAULT_SCHEME[net.activation] if scheme is None else scheme)
+    if params is not None:
+        leading = {np.shape(l)[:1] for l in jax.tree.leaves(params)}
+        if leading != {(n_seeds,)}:
+            raise ValueError(
+                f"params must be stacked with a leading axis of "
+                f"n_seeds={n_seeds} on every leaf; got leading shapes "
+                f"{sorted(leading)}."
+            )
+        dtype = net._check_params(jax.tree.map(lambda l: l[0], params))
+        probe = jax.tree.map(lambda l: l[0], params)
+    else:
+        dtype = check_float_dtype(dtype)
+        probe = net.init(jax.random.key(0), scheme=scheme, dtype=dtype)
+    x, y = _check_data(net, dtype, x, y)
+    x_eval, y_eval = _eval_arrays(net, dtype, eval_data)
+    config = _check_config(
+        net,
+        optimizer,
+        steps,
+        grad,
+        batch_size,
+        x.shape[0],
+        log_every,
+        eval_every,
+        eval_data is not None,
+    )
+    hparams, n_hparams = _check_hparams(hparams, optimizer, optimizer.init(probe))
+    if n_hparams:
+        # Every (hyperparameter, seed) pair is one run on one flat axis.
+        seed_of_run = np.tile(np.arange(n_seeds), n_hparams)
+        keys = keys[seed_of_run]
+        if params is not None:
+            params = jax.tree.map(lambda l: l[seed_of_run], params)
+        hparams = {k: jnp.repeat(v, n_seeds) for k, v in hparams.items()}
+    n_runs = n_seeds * max(n_hparams, 1)
+    devices = jax.local_devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("devices must name at least one device.")
+    strategy, chunk_size = _choose_strategy(
+        config,
+        n_runs,
+        strategy,
+        chunk_size,
+        x.shape[0],
+        jnp.dtype(dtype).itemsize,
+        len(devices),
+    )
+    mesh = None
+    args = (keys, params, hparams)
+    if strategy != "sequential":
+        # Pad to whole chunks by repeating run 0; the padding is dropped below.
+        n_padded = -(-n_runs // chunk_size) * chunk_size
+        if n_padded != n_runs:
+            index = np.concatenate(
+                [np.arange(n_runs), np.zeros(n_padded - n_runs, int)]
+            )
+            args = jax.tree.map(lambda l: l[index], args)
+        if len(devices) > 1:
+            mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+    result = _train_many(
+        config, scheme, strategy, chunk_size, mesh, *args, x, y, x_eval, y_eval
+    )
+    result = jax.tree.map(lambda l: l[:n_runs], result)
+    if n_hparams:
+        result = jax.tree.map(
+            lambda l: l.reshape((n_hparams, n_seeds) + l.shape[1:]), result
+        )
+    return result
