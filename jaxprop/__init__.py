@@ -1,5 +1,6 @@
 """jaxprop: neural networks with a hand-written δ backward pass, checked and vmapped."""
 
+from . import data as data
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
 from ._check import GradCheckError as GradCheckError
@@ -10,7 +11,12 @@ from ._check import numerical_grad as numerical_grad
 from ._costs import COSTS as COSTS
 from ._costs import REDUCTIONS as REDUCTIONS
 from ._costs import Cost as Cost
+from ._metrics import Proportion as Proportion
+from ._metrics import Summary as Summary
 from ._metrics import accuracy as accuracy
+from ._metrics import proportion as proportion
+from ._metrics import solved as solved
+from ._metrics import summarize as summarize
 from ._mlp import MLP as MLP
 from ._mlp import Cache as Cache
 from ._params import DEFAULT_SCHEME as DEFAULT_SCHEME

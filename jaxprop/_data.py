@@ -1,0 +1,248 @@
+"""Datasets: synthetic generators with a key, MNIST-1D, and user files, validated.
+
+Every loader returns arrays ready for ``net.loss``: inputs ``x: (n, n_in)`` and
+either integer class labels ``y: (n,)`` (for ``softmax_cross_entropy``; use
+``y[:, None]`` as float targets for a single sigmoid output) or float targets
+``y: (n, n_out)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import random
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._params import check_key
+
+Array = jax.Array
+
+
+class Dataset(NamedTuple):
+    """A train/test split. x: (n, n_in); y: (n,) labels or (n, n_out) targets."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def check_dataset(x, y, name: str = "data") -> tuple[np.ndarray, np.ndarray]:
+    """Validates a dataset: 2-D finite numeric inputs and targets of equal length.
+
+    Args:
+      x: (n, n_in) inputs.
+      y: (n,) labels or (n, n_out) targets.
+      name: how the data is named in error messages.
+
+    Returns:
+      ``(x, y)`` as NumPy arrays.
+
+    Raises:
+      ValueError: wrong dimensions, mismatched lengths, NaN or inf values.
+      TypeError: non-numeric values.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    for arr, what in ((x, "x"), (y, "y")):
+        if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"{name}: {what} must be numeric; got dtype {arr.dtype}.")
+    if x.ndim != 2:
+        raise ValueError(f"{name}: x must be 2-D (n, n_in); got shape {x.shape}.")
+    if y.ndim not in (1, 2):
+        raise ValueError(f"{name}: y must be (n,) labels or (n, n_out) targets; got "
+                         f"shape {y.shape}.")
+    if len(x) != len(y):
+        raise ValueError(f"{name}: x and y must have the same length; got {len(x)} "
+                         f"and {len(y)}.")
+    if len(x) == 0:
+        raise ValueError(f"{name}: no examples.")
+    for arr, what in ((x, "x"), (y, "y")):
+        bad = ~np.isfinite(arr.astype(np.float64))
+        if bad.any():
+            rows = np.unique(np.nonzero(bad)[0])
+            raise ValueError(f"{name}: {what} holds {int(bad.sum())} NaN or inf "
+                             f"values, in {len(rows)} rows (first: row {rows[0]}).")
+    return x, y
+
+
+# --------------------------------------------------------------- synthetic
+def xor(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """The four XOR examples: x (4, 2) and targets y (4, 1)."""
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype)
+    return x, np.array([[0], [1], [1], [0]], dtype)
+
+
+def _check_n(n, n_classes=1) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < n_classes:
+        raise ValueError(f"n must be an integer ≥ {n_classes} (examples); got {n!r}.")
+    return int(n)
+
+
+def _class_sizes(n: int, n_classes: int) -> np.ndarray:
+    """Labels 0..n_classes-1, as even as possible: (n,)."""
+    return np.arange(n) % n_classes
+
+
+@functools.partial(jax.jit, static_argnums=(1,))
+def _two_moons(key, n: int, noise):
+    labels = jnp.asarray(_class_sizes(n, 2))
+    key_t, key_noise = jax.random.split(key)
+    t = jax.random.uniform(key_t, (n,)) * jnp.pi
+    upper = jnp.stack([jnp.cos(t), jnp.sin(t)], axis=1)
+    lower = jnp.stack([1 - jnp.cos(t), 0.5 - jnp.sin(t)], axis=1)
+    x = jnp.where(labels[:, None] == 0, upper, lower)
+    return x + noise * jax.random.normal(key_noise, x.shape), labels
+
+
+def two_moons(key, n: int = 200, noise: float = 0.1) -> tuple[Array, Array]:
+    """Two interleaved half circles: x (n, 2) float32, labels y (n,) in {0, 1}."""
+    check_key(key)
+    return _two_moons(key, _check_n(n, 2), noise)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _spirals(key, n: int, n_classes: int, noise, turns):
+    labels = jnp.asarray(_class_sizes(n, n_classes))
+    key_r, key_noise = jax.random.split(key)
+    r = jax.random.uniform(key_r, (n,))
+    angle = 2 * jnp.pi * (turns * r + labels / n_classes)
+    x = r[:, None] * jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=1)
+    return x + noise * jax.random.normal(key_noise, x.shape), labels
+
+
+def spirals(key, n: int = 300, n_classes: int = 2, noise: float = 0.02,
+            turns: float = 1.0) -> tuple[Array, Array]:
+    """Interleaved spiral arms: x (n, 2), labels y (n,) in [0, n_classes)."""
+    check_key(key)
+    n_classes = _check_n(n_classes, 1)
+    return _spirals(key, _check_n(n, n_classes), n_classes, noise, turns)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _blobs(key, n: int, n_classes: int, n_features: int, std, spread):
+    labels = jnp.asarray(_class_sizes(n, n_classes))
+    key_c, key_x = jax.random.split(key)
+    centers = jax.random.uniform(key_c, (n_classes, n_features), minval=-spread,
+                                 maxval=spread)
+    return centers[labels] + std * jax.random.normal(key_x, (n, n_features)), labels
+
+
+def blobs(key, n: int = 300, n_classes: int = 3, n_features: int = 2,
+          std: float = 1.0, spread: float = 5.0) -> tuple[Array, Array]:
+    """Gaussian blobs around centers drawn in [−spread, spread]^n_features.
+
+    Returns x (n, n_features) and labels y (n,) in [0, n_classes).
+    """
+    check_key(key)
+    n_classes = _check_n(n_classes, 1)
+    n_features = _check_n(n_features, 1)
+    return _blobs(key, _check_n(n, n_classes), n_classes, n_features, std, spread)
+
+
+# ------------------------------------------------------------------- MNIST-1D
+def _cache_dir(cache_dir) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    root = os.environ.get("JAXPROP_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    return Path(root) / "jaxprop" if root else Path.home() / ".cache" / "jaxprop"
+
+
+def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
+    """MNIST-1D (Greydanus & Kobak), generated locally by the ``mnist1d`` package.
+
+    The dataset is made with the package's default arguments (4000 training and
+    1000 test examples of 40 features, 10 classes, seed 42) or with
+    ``overrides`` of them, and cached as ``.npz`` under ``cache_dir`` (default
+    ``$JAXPROP_CACHE``, else ``~/.cache/jaxprop``). Nothing is downloaded.
+
+    Returns:
+      A :class:`Dataset`: x (4000, 40) float32, y (4000,) int32, and the test split.
+
+    Raises:
+      ImportError: if the optional ``mnist1d`` package is missing.
+    """
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+        from mnist1d.utils import ObjectView
+    except ImportError as e:
+        raise ImportError("jp.data.mnist1d needs the mnist1d package: pip install "
+                          "-e '.[data]' (or pip install mnist1d).") from e
+    args = get_dataset_args(as_dict=True)
+    unknown = set(overrides) - set(args)
+    if unknown:
+        raise ValueError(f"Unknown mnist1d arguments {sorted(unknown)}; expected "
+                         f"some of {sorted(args)}.")
+    args.update(overrides)
+    args.pop("url", None)  # never downloaded
+    digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
+    path = _cache_dir(cache_dir) / f"mnist1d-{digest}.npz"
+    if not path.exists():
+        # make_dataset seeds NumPy's and Python's global generators: restore them.
+        np_state, py_state = np.random.get_state(), random.getstate()
+        try:
+            data = make_dataset(ObjectView(args))
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, x=data["x"].astype(np.float32), y=data["y"].astype(np.int32),
+                 x_test=data["x_test"].astype(np.float32),
+                 y_test=data["y_test"].astype(np.int32))
+        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    with np.load(path) as f:
+        return Dataset(f["x"], f["y"], f["x_test"], f["y_test"])
+
+
+# ---------------------------------------------------------------------- files
+def load_npz(path: str | os.PathLike, x: str = "x", y: str = "y"):
+    """Loads (x, y) from a NumPy ``.npz`` file, validated by ``check_dataset``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path: no such file {str(path)!r}.")
+    try:
+        with np.load(path) as f:
+            missing = [k for k in (x, y) if k not in f]
+            if missing:
+                raise ValueError(f"{path}: no arrays named {missing}; it holds "
+                                 f"{sorted(f.files)}.")
+            return check_dataset(f[x], f[y], name=str(path))
+    except (OSError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .npz file ({e}).") from None
+
+
+def load_csv(path: str | os.PathLike, target_columns: int = 1, delimiter: str = ","):
+    """Loads a CSV of numbers: the last ``target_columns`` columns are targets.
+
+    A first line that does not parse as numbers is taken as a header. A single
+    target column whose values are all integers becomes integer labels (n,);
+    otherwise targets are float rows (n, target_columns).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path: no such file {str(path)!r}.")
+    with open(path) as f:
+        first = f.readline()
+    try:
+        [float(v) for v in first.strip().split(delimiter)]
+        skip = 0
+    except ValueError:
+        skip = 1
+    try:
+        table = np.loadtxt(path, delimiter=delimiter, skiprows=skip, ndmin=2)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a table of numbers ({e}).") from None
+    if table.shape[1] <= target_columns:
+        raise ValueError(f"{path}: {table.shape[1]} columns leave no inputs beside "
+                         f"{target_columns} target column(s).")
+    x, y = table[:, :-target_columns], table[:, -target_columns:]
+    if target_columns == 1 and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        y = y[:, 0].astype(np.int32)
+    return check_dataset(x.astype(np.float32), y, name=str(path))

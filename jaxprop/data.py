@@ -1,0 +1,11 @@
+"""Datasets for jaxprop: ``jp.data.xor()``, ``jp.data.two_moons(key)``, ..."""
+
+from ._data import Dataset as Dataset
+from ._data import blobs as blobs
+from ._data import check_dataset as check_dataset
+from ._data import load_csv as load_csv
+from ._data import load_npz as load_npz
+from ._data import mnist1d as mnist1d
+from ._data import spirals as spirals
+from ._data import two_moons as two_moons
+from ._data import xor as xor
