@@ -150,8 +150,10 @@ def blobs(key, n: int = 300, n_classes: int = 3, n_features: int = 2,
 def _cache_dir(cache_dir) -> Path:
     if cache_dir is not None:
         return Path(cache_dir)
-    root = os.environ.get("JAXPROP_CACHE") or os.environ.get("XDG_CACHE_HOME")
-    return Path(root) / "jaxprop" if root else Path.home() / ".cache" / "jaxprop"
+    if os.environ.get("JAXPROP_CACHE"):
+        return Path(os.environ["JAXPROP_CACHE"])
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "jaxprop"
 
 
 def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
@@ -208,14 +210,17 @@ def load_npz(path: str | os.PathLike, x: str = "x", y: str = "y"):
     if not path.is_file():
         raise ValueError(f"path: no such file {str(path)!r}.")
     try:
-        with np.load(path) as f:
-            missing = [k for k in (x, y) if k not in f]
-            if missing:
-                raise ValueError(f"{path}: no arrays named {missing}; it holds "
-                                 f"{sorted(f.files)}.")
-            return check_dataset(f[x], f[y], name=str(path))
-    except (OSError, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e}).") from None
+        f = np.load(path)  # allow_pickle=False: never runs code from a file
+    except (OSError, EOFError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not a .npz archive of named arrays.")
+    with f:
+        missing = [k for k in (x, y) if k not in f]
+        if missing:
+            raise ValueError(f"{path}: no arrays named {missing}; it holds "
+                             f"{sorted(f.files)}.")
+        return check_dataset(f[x], f[y], name=str(path))
 
 
 def load_csv(path: str | os.PathLike, target_columns: int = 1, delimiter: str = ","):

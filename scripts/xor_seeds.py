@@ -53,7 +53,7 @@ def main(argv=None):
     print(f"XOR, sigmoid 2-h-1, uniform01 init, SGD η=0.1, {args.epochs} epochs, "
           f"{args.seeds} seeds, {dtype}, {len(jax.devices())} "
           f"{jax.devices()[0].platform} device(s)")
-    print(f"{'h':>3} | {"solved (95% Wilson CI)":<44} | {'diverged':>8} | "
+    print(f"{'h':>3} | {'solved (95% Wilson CI)':<44} | {'diverged':>8} | "
           f"{'median final loss':>17} | time")
     rows = {}
     for h in args.hidden:

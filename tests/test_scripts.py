@@ -1,0 +1,43 @@
+"""The scripts, run small, as users run them (their own process, XLA_FLAGS set)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_script(*args, timeout=300, env=None):
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
+                         text=True, timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_xor_seeds_script():
+    out = run_script("scripts/xor_seeds.py", "--seeds", "64", "--epochs", "2000",
+                     "--hidden", "2", "8")
+    # One XLA device per core, set by scripts/_setup.py.
+    assert f"64 seeds, float64, {os.cpu_count()} cpu device(s)" in out
+    rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [r.split("|")[0].strip() for r in rows] == ["2", "8"]
+    assert all("95% CI" in r and "/64;" in r for r in rows)
+
+
+def test_mnist1d_script(tmp_path):
+    pytest.importorskip("mnist1d")
+    env = dict(os.environ, JAXPROP_CACHE=str(tmp_path))
+    out = run_script("scripts/mnist1d.py", "--seeds", "2", "--steps", "300", env=env)
+    assert list(tmp_path.glob("mnist1d-*.npz"))
+    assert "test accuracy: mean" in out and "n=2" in out
+    mean = float(out.split("test accuracy: mean ")[1].split()[0])
+    assert 0.3 < mean <= 1  # 300 Adam steps already beat the 10% of chance
+
+
+def test_scripts_reject_bad_arguments():
+    out = subprocess.run([sys.executable, "scripts/xor_seeds.py", "--seeds", "0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "must be positive" in out.stderr
