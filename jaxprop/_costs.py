@@ -6,8 +6,8 @@ forms: softplus and log-sum-exp for the value, and the fused output error
 δ^L = ŷ − y instead of the product ∂c/∂a ⊙ σ'(z), which underflows to 0/0 when
 the output saturates.
 
-Targets reach a cost as float rows of shape ``(batch, n_out)``: integer class
-labels are turned into one-hot rows before (see ``jaxprop._mlp``).
+Targets reach a cost as float rows of shape ``(batch, n_out)``, or as integer
+class labels ``(batch,)`` for softmax cross-entropy.
 """
 
 from __future__ import annotations
@@ -24,65 +24,57 @@ Array = jax.Array
 
 
 class Cost(NamedTuple):
-    """A per-example cost and its output error.
+    """A per-example cost and its output error, computed together.
 
     Attributes:
       name: the name used in ``MLP(cost=...)``.
-      value: ``(z, a, y) -> c``; ``z, a, y: (batch, n_out)``, ``c: (batch,)``.
-      output_delta: ``(z, a, y, σ) -> ∂c/∂z: (batch, n_out)``, the output error
-        δ^L of one example (before the batch reduction).
+      value_and_delta: ``(z, a, y, σ) -> (c, δ)`` with z, a: (batch, n_out), y:
+        (batch, n_out) targets or, for ``softmax_cross_entropy``, (batch,)
+        integer labels; c: (batch,) per-example costs and δ = ∂c/∂z: (batch,
+        n_out), the output error δ^L of each example (before the batch
+        reduction). Evaluating only c lets XLA drop δ.
       output_activations: the output activations this cost is defined for, or
         ``None`` for any.
     """
 
     name: str
-    value: Callable[[Array, Array, Array], Array]
-    output_delta: Callable[[Array, Array, Array, Activation], Array]
+    value_and_delta: Callable[[Array, Array, Array, Activation], tuple[Array, Array]]
     output_activations: tuple[str, ...] | None
 
 
-def _mse_value(z: Array, a: Array, y: Array) -> Array:
-    del z
-    return 0.5 * jnp.sum((a - y) ** 2, axis=-1)
+def _mse(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]:
+    # c = ½‖ŷ − y‖²; δ^L = ∂c/∂a ⊙ σ'(z^L) with ∂c/∂a = ŷ − y.
+    r = a - y
+    return 0.5 * jnp.sum(r * r, axis=-1), r * sigma.derivative(z, a)
 
 
-def _mse_delta(z: Array, a: Array, y: Array, sigma: Activation) -> Array:
-    # δ^L = ∂c/∂a ⊙ σ'(z^L), with ∂c/∂a = ŷ − y.
-    return (a - y) * sigma.derivative(z, a)
+def _bce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]:
+    # c = −[y log σ(z) + (1 − y) log(1 − σ(z))] = softplus(z) − y z, finite for
+    # every z; δ = ∂c/∂z = σ(z) − y = ŷ − y.
+    del sigma
+    return jnp.sum(jax.nn.softplus(z) - y * z, axis=-1), a - y
 
 
-def _bce_value(z: Array, a: Array, y: Array) -> Array:
-    # −[y log σ(z) + (1 − y) log(1 − σ(z))] = softplus(z) − y z, finite for all z.
-    del a
-    return jnp.sum(jax.nn.softplus(z) - y * z, axis=-1)
-
-
-def _bce_delta(z: Array, a: Array, y: Array, sigma: Activation) -> Array:
-    # ∂/∂z [softplus(z) − y z] = σ(z) − y = ŷ − y.
-    del z, sigma
-    return a - y
-
-
-def _softmax_ce_value(z: Array, a: Array, y: Array) -> Array:
-    # −Σ_k y_k log softmax(z)_k = logsumexp(z) Σ_k y_k − Σ_k y_k z_k.
-    del a
-    return jax.nn.logsumexp(z, axis=-1) * jnp.sum(y, axis=-1) - jnp.sum(y * z, axis=-1)
-
-
-def _softmax_ce_delta(z: Array, a: Array, y: Array, sigma: Activation) -> Array:
-    # ∂c/∂z = softmax(z) Σ_k y_k − y, which is softmax(z) − y for probability rows.
+def _softmax_ce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]:
+    # With p = softmax(z) = exp(z − logsumexp(z)), computed once for both:
+    #   labels k:  c = logsumexp(z) − z_k,                δ = p − onehot(k)
+    #   rows y:    c = logsumexp(z) Σ_k y_k − Σ_k y_k z_k,  δ = p Σ_k y_k − y
     del a, sigma
-    return jax.nn.softmax(z, axis=-1) * jnp.sum(y, axis=-1, keepdims=True) - y
+    lse = jax.nn.logsumexp(z, axis=-1)
+    p = jnp.exp(z - lse[..., None])
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        z_label = jnp.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+        return lse - z_label, p - jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
+    mass = jnp.sum(y, axis=-1)
+    return lse * mass - jnp.sum(y * z, axis=-1), p * mass[..., None] - y
 
 
 COSTS: dict[str, Cost] = {
     c.name: c
     for c in (
-        Cost("mse", _mse_value, _mse_delta, None),
-        Cost("binary_cross_entropy", _bce_value, _bce_delta, ("sigmoid",)),
-        Cost(
-            "softmax_cross_entropy", _softmax_ce_value, _softmax_ce_delta, ("identity",)
-        ),
+        Cost("mse", _mse, None),
+        Cost("binary_cross_entropy", _bce, ("sigmoid",)),
+        Cost("softmax_cross_entropy", _softmax_ce, ("identity",)),
     )
 }
 

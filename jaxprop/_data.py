@@ -56,19 +56,23 @@ def check_dataset(x, y, name: str = "data") -> tuple[np.ndarray, np.ndarray]:
     if x.ndim != 2:
         raise ValueError(f"{name}: x must be 2-D (n, n_in); got shape {x.shape}.")
     if y.ndim not in (1, 2):
-        raise ValueError(f"{name}: y must be (n,) labels or (n, n_out) targets; got "
-                         f"shape {y.shape}.")
+        raise ValueError(
+            f"{name}: y must be (n,) labels or (n, n_out) targets; got shape {y.shape}."
+        )
     if len(x) != len(y):
-        raise ValueError(f"{name}: x and y must have the same length; got {len(x)} "
-                         f"and {len(y)}.")
+        raise ValueError(
+            f"{name}: x and y must have the same length; got {len(x)} and {len(y)}."
+        )
     if len(x) == 0:
         raise ValueError(f"{name}: no examples.")
     for arr, what in ((x, "x"), (y, "y")):
         bad = ~np.isfinite(arr.astype(np.float64))
         if bad.any():
             rows = np.unique(np.nonzero(bad)[0])
-            raise ValueError(f"{name}: {what} holds {int(bad.sum())} NaN or inf "
-                             f"values, in {len(rows)} rows (first: row {rows[0]}).")
+            raise ValueError(
+                f"{name}: {what} holds {int(bad.sum())} NaN or inf "
+                f"values, in {len(rows)} rows (first: row {rows[0]})."
+            )
     return x, y
 
 
@@ -117,8 +121,9 @@ def _spirals(key, n: int, n_classes: int, noise, turns):
     return x + noise * jax.random.normal(key_noise, x.shape), labels
 
 
-def spirals(key, n: int = 300, n_classes: int = 2, noise: float = 0.02,
-            turns: float = 1.0) -> tuple[Array, Array]:
+def spirals(
+    key, n: int = 300, n_classes: int = 2, noise: float = 0.02, turns: float = 1.0
+) -> tuple[Array, Array]:
     """Interleaved spiral arms: x (n, 2), labels y (n,) in [0, n_classes)."""
     check_key(key)
     n_classes = _check_n(n_classes, 1)
@@ -129,13 +134,20 @@ def spirals(key, n: int = 300, n_classes: int = 2, noise: float = 0.02,
 def _blobs(key, n: int, n_classes: int, n_features: int, std, spread):
     labels = jnp.asarray(_class_sizes(n, n_classes))
     key_c, key_x = jax.random.split(key)
-    centers = jax.random.uniform(key_c, (n_classes, n_features), minval=-spread,
-                                 maxval=spread)
+    centers = jax.random.uniform(
+        key_c, (n_classes, n_features), minval=-spread, maxval=spread
+    )
     return centers[labels] + std * jax.random.normal(key_x, (n, n_features)), labels
 
 
-def blobs(key, n: int = 300, n_classes: int = 3, n_features: int = 2,
-          std: float = 1.0, spread: float = 5.0) -> tuple[Array, Array]:
+def blobs(
+    key,
+    n: int = 300,
+    n_classes: int = 3,
+    n_features: int = 2,
+    std: float = 1.0,
+    spread: float = 5.0,
+) -> tuple[Array, Array]:
     """Gaussian blobs around centers drawn in [−spread, spread]^n_features.
 
     Returns x (n, n_features) and labels y (n,) in [0, n_classes).
@@ -174,13 +186,17 @@ def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
         from mnist1d.data import get_dataset_args, make_dataset
         from mnist1d.utils import ObjectView
     except ImportError as e:
-        raise ImportError("jp.data.mnist1d needs the mnist1d package: pip install "
-                          "-e '.[data]' (or pip install mnist1d).") from e
+        raise ImportError(
+            "jp.data.mnist1d needs the mnist1d package: pip install "
+            "-e '.[data]' (or pip install mnist1d)."
+        ) from e
     args = get_dataset_args(as_dict=True)
     unknown = set(overrides) - set(args)
     if unknown:
-        raise ValueError(f"Unknown mnist1d arguments {sorted(unknown)}; expected "
-                         f"some of {sorted(args)}.")
+        raise ValueError(
+            f"Unknown mnist1d arguments {sorted(unknown)}; expected "
+            f"some of {sorted(args)}."
+        )
     args.update(overrides)
     args.pop("url", None)  # never downloaded
     digest = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()[:12]
@@ -195,9 +211,13 @@ def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
             random.setstate(py_state)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, x=data["x"].astype(np.float32), y=data["y"].astype(np.int32),
-                 x_test=data["x_test"].astype(np.float32),
-                 y_test=data["y_test"].astype(np.int32))
+        np.savez(
+            tmp,
+            x=data["x"].astype(np.float32),
+            y=data["y"].astype(np.int32),
+            x_test=data["x_test"].astype(np.float32),
+            y_test=data["y_test"].astype(np.int32),
+        )
         os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
     with np.load(path) as f:
         return Dataset(f["x"], f["y"], f["x_test"], f["y_test"])
@@ -218,8 +238,9 @@ def load_npz(path: str | os.PathLike, x: str = "x", y: str = "y"):
     with f:
         missing = [k for k in (x, y) if k not in f]
         if missing:
-            raise ValueError(f"{path}: no arrays named {missing}; it holds "
-                             f"{sorted(f.files)}.")
+            raise ValueError(
+                f"{path}: no arrays named {missing}; it holds {sorted(f.files)}."
+            )
         return check_dataset(f[x], f[y], name=str(path))
 
 
@@ -245,8 +266,10 @@ def load_csv(path: str | os.PathLike, target_columns: int = 1, delimiter: str = 
     except ValueError as e:
         raise ValueError(f"{path}: not a table of numbers ({e}).") from None
     if table.shape[1] <= target_columns:
-        raise ValueError(f"{path}: {table.shape[1]} columns leave no inputs beside "
-                         f"{target_columns} target column(s).")
+        raise ValueError(
+            f"{path}: {table.shape[1]} columns leave no inputs beside "
+            f"{target_columns} target column(s)."
+        )
     x, y = table[:, :-target_columns], table[:, -target_columns:]
     if target_columns == 1 and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
         y = y[:, 0].astype(np.int32)

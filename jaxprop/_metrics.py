@@ -75,10 +75,12 @@ class Summary(NamedTuple):
 
     def __str__(self) -> str:
         pct = round(100 * self.confidence)
-        return (f"mean {self.mean:.4g} ({pct}% CI {self.ci_low:.4g} to "
-                f"{self.ci_high:.4g}), median {self.median:.4g}, std {self.std:.3g}, "
-                f"range {self.min:.4g} to {self.max:.4g}, n={self.n}"
-                + (f" ({self.n_nan} NaN left out)" if self.n_nan else ""))
+        return (
+            f"mean {self.mean:.4g} ({pct}% CI {self.ci_low:.4g} to "
+            f"{self.ci_high:.4g}), median {self.median:.4g}, std {self.std:.3g}, "
+            f"range {self.min:.4g} to {self.max:.4g}, n={self.n}"
+            + (f" ({self.n_nan} NaN left out)" if self.n_nan else "")
+        )
 
 
 def summarize(values, confidence: float = 0.95) -> Summary:
@@ -92,12 +94,28 @@ def summarize(values, confidence: float = 0.95) -> Summary:
         raise ValueError(f"values: no non-NaN value among {v.size}.")
     mean = float(finite.mean())
     std = float(finite.std(ddof=1)) if n > 1 else math.nan
-    half = (float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-            if n > 1 else math.nan)
+    half = (
+        float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+        if n > 1
+        else math.nan
+    )
     q = np.quantile(finite, [0.05, 0.25, 0.5, 0.75, 0.95])
-    return Summary(n, int(v.size - n), mean, std, float(q[2]), float(finite.min()),
-                   float(finite.max()), mean - half, mean + half, float(q[0]),
-                   float(q[1]), float(q[3]), float(q[4]), confidence)
+    return Summary(
+        n,
+        int(v.size - n),
+        mean,
+        std,
+        float(q[2]),
+        float(finite.min()),
+        float(finite.max()),
+        mean - half,
+        mean + half,
+        float(q[0]),
+        float(q[1]),
+        float(q[3]),
+        float(q[4]),
+        confidence,
+    )
 
 
 class Proportion(NamedTuple):
@@ -112,8 +130,10 @@ class Proportion(NamedTuple):
 
     def __str__(self) -> str:
         pct = round(100 * self.confidence)
-        return (f"{self.fraction:.1%} ({self.successes}/{self.n}; {pct}% CI "
-                f"{self.ci_low:.1%} to {self.ci_high:.1%})")
+        return (
+            f"{self.fraction:.1%} ({self.successes}/{self.n}; {pct}% CI "
+            f"{self.ci_low:.1%} to {self.ci_high:.1%})"
+        )
 
 
 def proportion(flags, confidence: float = 0.95) -> Proportion:
@@ -132,5 +152,6 @@ def proportion(flags, confidence: float = 0.95) -> Proportion:
     p = k / n
     center = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return Proportion(k, n, p, max(0.0, center - half), min(1.0, center + half),
-                      confidence)
+    return Proportion(
+        k, n, p, max(0.0, center - half), min(1.0, center + half), confidence
+    )

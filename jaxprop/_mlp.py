@@ -325,28 +325,21 @@ def _forward(net: MLP, params: Params, x: Array) -> Array:
     return _forward_with_cache(net, params, x)[0]
 
 
-def _onehot_targets(net: MLP, y: Array, dtype) -> Array:
-    """Integer class ids (batch,) become one-hot rows (batch, n_out)."""
-    if jnp.issubdtype(y.dtype, jnp.integer):
-        return jax.nn.one_hot(y, net.n_out, dtype=dtype)
-    return y
-
-
 def _reduce(net: MLP, c: Array) -> Array:
     return jnp.sum(c) if net.reduction == "sum" else jnp.mean(c)
 
 
+def _cost_and_output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
+    """(L, δ^L = ∂L/∂z^L: (batch, n_out)), the batch reduction included."""
+    z, a = cache.z[-1], cache.a[-1]
+    c, delta = net._cost.value_and_delta(z, a, y, net._sigma_out)
+    if net.reduction == "mean":
+        delta = delta / z.shape[0]
+    return _reduce(net, c), delta
+
+
 def _loss_from_cache(net: MLP, cache: Cache, y: Array) -> Array:
-    z, a = cache.z[-1], cache.a[-1]
-    return _reduce(net, net._cost.value(z, a, _onehot_targets(net, y, z.dtype)))
-
-
-def _output_delta(net: MLP, cache: Cache, y: Array) -> Array:
-    """δ^L = ∂L/∂z^L: (batch, n_out), the batch reduction included."""
-    z, a = cache.z[-1], cache.a[-1]
-    y = _onehot_targets(net, y, z.dtype)
-    delta = net._cost.output_delta(z, a, y, net._sigma_out)
-    return delta / z.shape[0] if net.reduction == "mean" else delta
+    return _cost_and_output_delta(net, cache, y)[0]  # XLA drops the unused δ^L
 
 
 def _delta_recursion(
@@ -381,15 +374,16 @@ def _delta_recursion(
 
 @functools.partial(jax.jit, static_argnums=0)
 def _backward(net: MLP, feedback: tuple[Array, ...], cache: Cache, y: Array) -> Params:
-    return _delta_recursion(net, feedback, cache, _output_delta(net, cache, y))
+    delta = _cost_and_output_delta(net, cache, y)[1]
+    return _delta_recursion(net, feedback, cache, delta)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
 def _value_and_backprop(net: MLP, params: Params, x: Array, y: Array, with_grads: bool):
     """(L, ∂L/∂params) from one forward pass; (L, None) without the gradient."""
     _, cache = _forward_with_cache(net, params, x)
-    value = _loss_from_cache(net, cache, y)
+    value, delta = _cost_and_output_delta(net, cache, y)
     if not with_grads:
         return value, None
     feedback = tuple(layer.w for layer in params[1:])
-    return value, _delta_recursion(net, feedback, cache, _output_delta(net, cache, y))
+    return value, _delta_recursion(net, feedback, cache, delta)

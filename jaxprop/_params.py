@@ -101,7 +101,14 @@ def check_float_dtype(dtype) -> jnp.dtype:
         raise TypeError(
             f"dtype must be a floating dtype such as float32 or float64; got {dtype}."
         )
-    return jax.dtypes.canonicalize_dtype(dtype)
+    canonical = jax.dtypes.canonicalize_dtype(dtype)
+    if canonical != dtype:
+        raise ValueError(
+            f"dtype {dtype} needs 64-bit mode: call jax.config.update("
+            f"'jax_enable_x64', True) at the start of your program (or "
+            f"ask for {canonical})."
+        )
+    return canonical
 
 
 def init_params(key, sizes: Sequence[int], scheme: str, dtype) -> Params:

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               f" --xla_force_host_platform_device_count={os.cpu_count()}")
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + f" --xla_force_host_platform_device_count={os.cpu_count()}"
+    )
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 # The scripts' own folder leaves the path: scripts/mnist1d.py would otherwise
 # shadow the mnist1d package.

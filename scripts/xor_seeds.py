@@ -10,11 +10,10 @@ training. Prints the fraction solved with a 95% Wilson interval.
 
 from __future__ import annotations
 
-import _setup  # noqa: F401  (sets XLA_FLAGS before jax is imported)
-
 import argparse
 import time
 
+import _setup  # noqa: F401  (sets XLA_FLAGS before jax is imported)
 import jax
 import jax.numpy as jnp
 import optax
@@ -28,9 +27,17 @@ def run(hidden: int, n_seeds: int, epochs: int, seed: int, dtype: str):
     x, y = jp.data.xor()
     keys = jax.random.split(jax.random.key(seed), n_seeds)
     start = time.perf_counter()
-    result = jp.train_seeds(net, keys, x, y, optax.sgd(0.1), epochs, scheme="uniform01",
-                            log_every=epochs // 10 if epochs % 10 == 0 else 1,
-                            dtype=dtype)
+    result = jp.train_seeds(
+        net,
+        keys,
+        x,
+        y,
+        optax.sgd(0.1),
+        epochs,
+        scheme="uniform01",
+        log_every=epochs // 10 if epochs % 10 == 0 else 1,
+        dtype=dtype,
+    )
     solved = jax.vmap(lambda p: jp.solved(net, p, x, y))(result.params)
     solved = jax.block_until_ready(solved)
     return result, solved, time.perf_counter() - start
@@ -42,26 +49,35 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, nargs="+", default=[2, 3, 4, 8])
     parser.add_argument("--epochs", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--float32", action="store_true",
-                        help="train in float32 (default float64, as NumPy)")
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="train in float32 (default float64, as NumPy)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.epochs < 1 or min(args.hidden) < 1:
         parser.error("--seeds, --epochs and --hidden must be positive")
     dtype = "float32" if args.float32 else "float64"
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    print(f"XOR, sigmoid 2-h-1, uniform01 init, SGD η=0.1, {args.epochs} epochs, "
-          f"{args.seeds} seeds, {dtype}, {len(jax.devices())} "
-          f"{jax.devices()[0].platform} device(s)")
-    print(f"{'h':>3} | {'solved (95% Wilson CI)':<44} | {'diverged':>8} | "
-          f"{'median final loss':>17} | time")
+    print(
+        f"XOR, sigmoid 2-h-1, uniform01 init, SGD η=0.1, {args.epochs} epochs, "
+        f"{args.seeds} seeds, {dtype}, {len(jax.devices())} "
+        f"{jax.devices()[0].platform} device(s)"
+    )
+    print(
+        f"{'h':>3} | {'solved (95% Wilson CI)':<44} | {'diverged':>8} | "
+        f"{'median final loss':>17} | time"
+    )
     rows = {}
     for h in args.hidden:
         result, solved, seconds = run(h, args.seeds, args.epochs, args.seed, dtype)
         frac = jp.proportion(solved)
         loss = jp.summarize(result.losses[:, -1])
-        print(f"{h:>3} | {frac!s:<44} | {int(jnp.sum(result.diverged)):>8} | "
-              f"{loss.median:>17.4g} | {seconds:.1f} s")
+        print(
+            f"{h:>3} | {frac!s:<44} | {int(jnp.sum(result.diverged)):>8} | "
+            f"{loss.median:>17.4g} | {seconds:.1f} s"
+        )
         rows[h] = frac
     return rows
 

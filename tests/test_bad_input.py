@@ -424,3 +424,27 @@ def test_feedback_wrong_shape(case):
         y,
         feedback=[params[1].w.T],
     )
+
+
+def test_float64_without_x64_is_refused(tmp_path):
+    """Without 64-bit mode JAX would silently give float32: jaxprop says so."""
+    import subprocess
+    import sys
+
+    code = (
+        "import jax, jaxprop as jp\n"
+        "try:\n"
+        "    jp.MLP((2, 1)).init(jax.random.key(0), dtype='float64')\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "JAX_ENABLE_X64": "0"},
+    )
+    assert "dtype float64 needs 64-bit mode: call jax.config.update(" in out.stdout, (
+        out.stdout + out.stderr
+    )

@@ -10,11 +10,14 @@ import scipy.stats
 import jaxprop as jp
 
 
-@pytest.mark.parametrize("make,kwargs,n_classes", [
-    (jp.data.two_moons, {"n": 101}, 2),
-    (jp.data.spirals, {"n": 99, "n_classes": 3}, 3),
-    (jp.data.blobs, {"n": 60, "n_classes": 4, "n_features": 5}, 4),
-])
+@pytest.mark.parametrize(
+    "make,kwargs,n_classes",
+    [
+        (jp.data.two_moons, {"n": 101}, 2),
+        (jp.data.spirals, {"n": 99, "n_classes": 3}, 3),
+        (jp.data.blobs, {"n": 60, "n_classes": 4, "n_features": 5}, 4),
+    ],
+)
 def test_generators_are_deterministic_per_key(key, make, kwargs, n_classes):
     x, y = make(key, **kwargs)
     n = kwargs["n"]
@@ -70,11 +73,17 @@ def test_check_dataset():
     x_nan = x.copy()
     x_nan[3, 1] = np.nan
     x_nan[4, 0] = np.inf
-    with pytest.raises(ValueError, match=r"x holds 2 NaN or inf values, in 2 rows "
-                                         r"\(first: row 3\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x holds 2 NaN or inf values, in 2 rows "
+        r"\(first: row 3\)",
+    ):
         jp.data.check_dataset(x_nan, y)
-    with pytest.raises(ValueError, match=r"x and y must have the same length; got 5 "
-                                         r"and 4"):
+    with pytest.raises(
+        ValueError,
+        match=r"x and y must have the same length; got 5 "
+        r"and 4",
+    ):
         jp.data.check_dataset(x, y[:4])
     with pytest.raises(ValueError, match=r"x must be 2-D"):
         jp.data.check_dataset(x[0], y)
@@ -89,8 +98,11 @@ def test_load_npz(tmp_path):
     np.testing.assert_array_equal(x2, x)
     np.testing.assert_array_equal(y2, y)
     jp.data.load_npz(tmp_path / "d.npz", x="inputs")
-    with pytest.raises(ValueError, match=r"no arrays named \['features'\]; it holds "
-                                         r"\['inputs', 'x', 'y'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"no arrays named \['features'\]; it holds "
+        r"\['inputs', 'x', 'y'\]",
+    ):
         jp.data.load_npz(tmp_path / "d.npz", x="features")
     with pytest.raises(ValueError, match=r"no such file"):
         jp.data.load_npz(tmp_path / "missing.npz")
@@ -125,9 +137,11 @@ def test_summarize_against_scipy():
     s = jp.summarize(np.r_[values, np.nan, np.nan])
     assert (s.n, s.n_nan) == (50, 2)
     assert s.mean == pytest.approx(values.mean()) and s.std == pytest.approx(
-        values.std(ddof=1))
-    low, high = scipy.stats.t.interval(0.95, 49, loc=values.mean(),
-                                       scale=scipy.stats.sem(values))
+        values.std(ddof=1)
+    )
+    low, high = scipy.stats.t.interval(
+        0.95, 49, loc=values.mean(), scale=scipy.stats.sem(values)
+    )
     assert (s.ci_low, s.ci_high) == (pytest.approx(low), pytest.approx(high))
     assert s.median == pytest.approx(np.median(values))
     assert s.q05 < s.q25 < s.median < s.q75 < s.q95
@@ -148,8 +162,10 @@ def test_proportion_wilson_interval():
     assert (p.successes, p.n, p.fraction) == (123, 1000, 0.123)
     z = scipy.stats.norm.ppf(0.975)
     low, high = wilson_by_quadratic(123, 1000, z)
-    assert (p.ci_low, p.ci_high) == (pytest.approx(low, rel=1e-9),
-                                     pytest.approx(high, rel=1e-9))
+    assert (p.ci_low, p.ci_high) == (
+        pytest.approx(low, rel=1e-9),
+        pytest.approx(high, rel=1e-9),
+    )
     assert 0.1040 < p.ci_low < 0.1041 and 0.1448 < p.ci_high < 0.1449  # by hand
     zero = jp.proportion(np.zeros(10, bool))
     assert zero.ci_low == 0

@@ -11,15 +11,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_script(*args, timeout=300, env=None):
-    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True,
-                         text=True, timeout=timeout, env=env)
+    out = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
 
 def test_xor_seeds_script():
-    out = run_script("scripts/xor_seeds.py", "--seeds", "64", "--epochs", "2000",
-                     "--hidden", "2", "8")
+    out = run_script(
+        "scripts/xor_seeds.py",
+        "--seeds",
+        "64",
+        "--epochs",
+        "2000",
+        "--hidden",
+        "2",
+        "8",
+    )
     # One XLA device per core, set by scripts/_setup.py.
     assert f"64 seeds, float64, {os.cpu_count()} cpu device(s)" in out
     rows = [line for line in out.splitlines() if line.strip()[:1].isdigit()]
@@ -38,6 +52,11 @@ def test_mnist1d_script(tmp_path):
 
 
 def test_scripts_reject_bad_arguments():
-    out = subprocess.run([sys.executable, "scripts/xor_seeds.py", "--seeds", "0"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "scripts/xor_seeds.py", "--seeds", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "must be positive" in out.stderr
