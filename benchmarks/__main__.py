@@ -29,19 +29,19 @@ def _devices_flag(argv) -> None:
 
 _devices_flag(sys.argv[1:])
 
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import datetime
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+import jax
+import numpy as np
+import optax
 
-import jaxprop as jp  # noqa: E402
-from benchmarks import numpy_xor  # noqa: E402
+import jaxprop as jp
+from benchmarks import numpy_xor
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

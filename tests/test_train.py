@@ -309,7 +309,7 @@ def test_runs_split_across_devices_equal_one_device(tmp_path):
         import jaxprop as jp
         assert len(jax.devices()) == 4
         net = jp.MLP((2, 3, 1), "sigmoid", "sigmoid", "mse", "sum")
-        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]]); y = np.array([[0], [1], [1], [0]])
+        x, y = jp.data.xor(np.float64)
         keys = jax.random.split(jax.random.key(0), 10)
         kw = dict(scheme="uniform01", log_every=10)
         one = jp.train_seeds(net, keys, x, y, optax.sgd(0.5), 200,
@@ -411,7 +411,8 @@ def test_train_bad_input(kwargs, exc, match):
         (
             {"optimizer": SGD_H, "hparams": {"learning_rate": [[0.1, 0.2]]}},
             ValueError,
-            r"hparams\['learning_rate'\] must be a non-empty 1-D array .* shape \(1, 2\)",
+            r"hparams\['learning_rate'\] must be a non-empty 1-D array .* "
+            r"shape \(1, 2\)",
         ),
         (
             {
