@@ -94,17 +94,25 @@ def environment() -> dict:
     }
 
 
-def timed(fn, repeats: int) -> tuple[float, list[float]]:
-    """(first call in seconds, steady-state times of ``repeats`` more calls)."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
+def timed(contenders: dict, repeats: int) -> dict[str, tuple[float, list[float]]]:
+    """{name: (first call in seconds, steady-state times)} of zero-argument callables.
+
+    Every contender is warmed up (compiled) first; the timed repeats are then
+    interleaved, so that a slow phase of a shared machine falls on all of them
+    alike instead of on whichever ran last.
+    """
+    first = {}
+    for name, fn in contenders.items():
         start = time.perf_counter()
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return first, times
+        first[name] = time.perf_counter() - start
+    times = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: (first[name], times[name]) for name in contenders}
 
 
 def numpy_reference(epochs: int, repeats: int) -> dict:
@@ -125,45 +133,47 @@ def bench_xor_seeds(size: str, repeats: int) -> dict:
     net = jp.MLP((2, 2, 1), "sigmoid", "sigmoid", "mse", "sum")
     keys = jax.random.split(jax.random.key(0), n_seeds)
     base = numpy_reference(epochs, repeats)
-    rows = []
     # One optimizer object: it is static configuration, and a new one would be a
     # new program to compile.
     sgd = optax.sgd(0.1)
-    for dtype in ("float32", "float64"):
-        for grad in ("manual", "autodiff"):
 
-            def run():
-                return jp.train_seeds(
-                    net,
-                    keys,
-                    x,
-                    y,
-                    sgd,
-                    epochs,
-                    scheme="uniform01",
-                    grad=grad,
-                    dtype=dtype,
-                    log_every=epochs // 10,
-                )
+    def contender(dtype, grad):
+        return lambda: jp.train_seeds(
+            net,
+            keys,
+            x,
+            y,
+            sgd,
+            epochs,
+            scheme="uniform01",
+            grad=grad,
+            dtype=dtype,
+            log_every=epochs // 10,
+        )
 
-            first, times = timed(run, repeats)
-            rate = n_seeds * epochs / statistics.median(times)
-            rows.append(
-                {
-                    "dtype": dtype,
-                    "grad": grad,
-                    "first_call_s": first,
-                    "median_s": statistics.median(times),
-                    "times_s": times,
-                    "seed_epochs_per_s": rate,
-                    "x_numpy": rate / base["epochs_per_s"],
-                }
-            )
-            print(
-                f"  {dtype} {grad:>8}: {rate:.3g} seed-epochs/s = "
-                f"{rate / base['epochs_per_s']:.0f}x NumPy "
-                f"(median {statistics.median(times):.2f} s, first call {first:.2f} s)"
-            )
+    names = [(d, g) for d in ("float32", "float64") for g in ("manual", "autodiff")]
+    rows = []
+    for (dtype, grad), (first, times) in timed(
+        {name: contender(*name) for name in names}, repeats
+    ).items():
+        median = statistics.median(times)
+        rate = n_seeds * epochs / median
+        rows.append(
+            {
+                "dtype": dtype,
+                "grad": grad,
+                "first_call_s": first,
+                "median_s": median,
+                "times_s": times,
+                "seed_epochs_per_s": rate,
+                "x_numpy": rate / base["epochs_per_s"],
+            }
+        )
+        print(
+            f"  {dtype} {grad:>8}: {rate:.3g} seed-epochs/s = "
+            f"{rate / base['epochs_per_s']:.0f}x NumPy "
+            f"(median {median:.2f} s, first call {first:.2f} s)"
+        )
     return {"n_seeds": n_seeds, "epochs": epochs, "numpy": base, "jaxprop": rows}
 
 
@@ -175,40 +185,41 @@ def bench_mnist1d(size: str, repeats: int) -> dict:
         (40, 100, 100, 10), "relu", "identity", "softmax_cross_entropy", "mean"
     )
     keys = jax.random.split(jax.random.key(0), n_seeds)
-    rows = []
     adam = optax.adam(1e-2)
-    for grad in ("manual", "autodiff"):
 
-        def run():
-            return jp.train_seeds(
-                net,
-                keys,
-                data.x,
-                data.y,
-                adam,
-                steps,
-                batch_size=100,
-                grad=grad,
-                dtype="float32",
-                log_every=steps // 10 if steps % 10 == 0 else 1,
-                eval_data=(data.x_test, data.y_test),
-            )
+    def contender(grad):
+        return lambda: jp.train_seeds(
+            net,
+            keys,
+            data.x,
+            data.y,
+            adam,
+            steps,
+            batch_size=100,
+            grad=grad,
+            dtype="float32",
+            log_every=steps // 10 if steps % 10 == 0 else 1,
+            eval_data=(data.x_test, data.y_test),
+        )
 
-        first, times = timed(run, repeats)
-        accuracy = np.asarray(run().eval_accuracy[:, -1])
+    rows = []
+    for grad, (first, times) in timed(
+        {g: contender(g) for g in ("manual", "autodiff")}, repeats
+    ).items():
+        accuracy = jp.summarize(np.asarray(contender(grad)().eval_accuracy[:, -1]))
+        median = statistics.median(times)
         rows.append(
             {
                 "grad": grad,
                 "first_call_s": first,
-                "median_s": statistics.median(times),
+                "median_s": median,
                 "times_s": times,
-                "test_accuracy": jp.summarize(accuracy)._asdict(),
+                "test_accuracy": accuracy._asdict(),
             }
         )
         print(
-            f"  {grad:>8}: {statistics.median(times):.1f} s steady "
-            f"({first:.1f} s first call); test accuracy "
-            f"{jp.summarize(accuracy)}"
+            f"  {grad:>8}: {median:.1f} s steady ({first:.1f} s first call); "
+            f"test accuracy {accuracy}"
         )
     return {"n_seeds": n_seeds, "steps": steps, "batch_size": 100, "rows": rows}
 
@@ -217,40 +228,43 @@ def bench_strategies(size: str, repeats: int) -> dict:
     """Seed-steps per second of each strategy as the network grows."""
     n_seeds, steps, batch, widths = SIZES[size]["strategies"]
     keys = jax.random.split(jax.random.key(0), n_seeds)
-    rows = []
     sgd = optax.sgd(0.01)
+    strategies = {"vmap": None, "sequential": None, "chunked": max(2, n_seeds // 4)}
+    rows = []
     for width in widths:
         net = jp.MLP(
             (32, width, width, 10), "relu", "identity", "softmax_cross_entropy", "mean"
         )
         x, y = jp.data.blobs(jax.random.key(1), batch, n_classes=10, n_features=32)
-        row = {"width": width}
-        for strategy, chunk in (
-            ("vmap", None),
-            ("sequential", None),
-            ("chunked", max(2, n_seeds // 4)),
-        ):
 
-            def run():
-                return jp.train_seeds(
-                    net,
-                    keys,
-                    x,
-                    y,
-                    sgd,
-                    steps,
-                    strategy=strategy,
-                    chunk_size=chunk,
-                    dtype="float32",
-                    log_every=steps,
-                )
+        def contender(strategy, net=net, x=x, y=y):
+            return lambda: jp.train_seeds(
+                net,
+                keys,
+                x,
+                y,
+                sgd,
+                steps,
+                strategy=strategy,
+                chunk_size=strategies[strategy],
+                dtype="float32",
+                log_every=steps,
+            )
 
-            _, times = timed(run, repeats)
+        row = {
+            "width": width,
+            "flops_per_seed_step": 6
+            * batch
+            * (32 * width + width * width + width * 10),
+        }
+        for strategy, (_, times) in timed(
+            {s: contender(s) for s in strategies}, repeats
+        ).items():
             row[strategy] = n_seeds * steps / statistics.median(times)
         rows.append(row)
         print(
             f"  width {width:>5}: "
-            + ", ".join(f"{k} {row[k]:.3g}" for k in ("vmap", "sequential", "chunked"))
+            + ", ".join(f"{k} {row[k]:.3g}" for k in strategies)
             + " seed-steps/s"
         )
     return {"n_seeds": n_seeds, "steps": steps, "batch": batch, "rows": rows}

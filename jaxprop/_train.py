@@ -30,12 +30,17 @@ Array = jax.Array
 GRADS = ("manual", "autodiff")
 STRATEGIES = ("auto", "vmap", "sequential", "chunked")
 
-#: Memory the ``auto`` strategy allows one vmapped chunk of seeds (bytes).
-AUTO_CHUNK_BYTES = 2 * 2**30
-#: Per-seed, per-step FLOPs from which ``auto`` runs seeds one after another: a
-#: network this big fills the CPU's cores alone, so batching seeds only adds
-#: memory traffic (see benchmarks/README.md for the measured crossover).
-AUTO_SEQUENTIAL_FLOPS = 2e7
+#: Per-run, per-step FLOPs from which ``auto`` runs seeds one after another (one
+#: per device): a network this big keeps a core busy alone, and batching runs
+#: only adds memory traffic. Measured crossover on a 2-core CPU: vmap wins at
+#: 2e6 FLOPs (32-32-32-10, batch 128), one at a time wins at 1.7e7 (width 128).
+AUTO_SEQUENTIAL_FLOPS = 1e7
+#: Below that, ``auto`` vmaps chunks whose working set is about this many bytes
+#: per device, so that a step's arrays stay in cache: for XOR 2-2-1 chunks of a
+#: few hundred runs per device beat one vmap over 131072 runs by 1.8x.
+AUTO_CACHE_BYTES = 256 * 2**10
+#: ... and never fewer runs than this per device, to keep the matmuls batched.
+AUTO_MIN_CHUNK = 4
 
 
 class TrainResult(NamedTuple):
@@ -441,13 +446,11 @@ def _choose_strategy(
         if 6 * batch * n_weights >= AUTO_SEQUENTIAL_FLOPS:  # forward + backward
             strategy = "sequential"
         else:
-            # Live memory of one run: params, gradients, optimizer moments and
-            # updates; the activations of both passes; the loss log.
-            per_run = itemsize * (
-                8 * n_params + 4 * batch * sum(sizes) + config.steps // config.log_every
-            )
-            fit = max(1, AUTO_CHUNK_BYTES // per_run)
-            strategy, chunk_size = ("vmap", None) if fit >= n_runs else ("chunked", fit)
+            # Working set of one run's step: params, gradients, optimizer
+            # moments and updates, and the activations of both passes.
+            per_run = itemsize * (8 * n_params + 4 * batch * sum(sizes))
+            per_device = max(AUTO_MIN_CHUNK, AUTO_CACHE_BYTES // per_run)
+            strategy, chunk_size = "chunked", per_device * n_devices
     if strategy == "sequential":
         if n_devices == 1:
             return "sequential", None
@@ -549,8 +552,8 @@ def train_seeds(
         ``"sequential"``: one after another (``lax.map``); ``"chunked"``: vmapped
         chunks of ``chunk_size`` one after another, which bounds memory;
         ``"auto"``: sequential for networks whose step alone fills the machine
-        (≥ AUTO_SEQUENTIAL_FLOPS per step), else vmap, chunked to keep a chunk's
-        memory under AUTO_CHUNK_BYTES.
+        (≥ AUTO_SEQUENTIAL_FLOPS per step), else vmapped chunks sized so that a
+        step's working set stays in cache (AUTO_CACHE_BYTES per device).
       chunk_size: runs per chunk (implies ``"chunked"``).
       dtype: parameter dtype when drawn from keys (JAX's default float if None).
       devices: devices to split the runs across (default ``jax.local_devices()``).
