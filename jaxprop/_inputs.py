@@ -37,6 +37,16 @@ def _as_array(v, argname: str):
     return v
 
 
+def _check_real_dtype(v, argname: str) -> None:
+    """Raises a TypeError unless ``v`` has a floating, integer or bool dtype."""
+    real = (jnp.floating, jnp.integer, jnp.bool_)
+    if not any(jnp.issubdtype(v.dtype, kind) for kind in real):
+        raise TypeError(
+            f"{argname} must have a real (floating, integer or bool) "
+            f"dtype; got {v.dtype}."
+        )
+
+
 def check_x(x, n_in: int, dtype) -> tuple[jax.Array, bool]:
     """Checks inputs ``x`` and casts them to the parameters' ``dtype``.
 
@@ -53,14 +63,7 @@ def check_x(x, n_in: int, dtype) -> tuple[jax.Array, bool]:
       caller gave a single (n_in,) example.
     """
     x = _as_array(x, "x")
-    if not (
-        jnp.issubdtype(x.dtype, jnp.floating)
-        or jnp.issubdtype(x.dtype, jnp.integer)
-        or x.dtype == bool
-    ):
-        raise TypeError(
-            f"x must have a real (floating, integer or bool) dtype; got {x.dtype}."
-        )
+    _check_real_dtype(x, "x")
     if x.ndim not in (1, 2) or x.shape[-1] != n_in:
         raise ValueError(
             f"x must have shape (batch, {n_in}) or ({n_in},) for a "
@@ -92,14 +95,7 @@ def check_y(y, cost: str, n_out: int, batch: int, unbatched: bool, dtype) -> jax
       (batch, n_out) float targets of ``dtype``, or (batch,) integer class ids.
     """
     y = _as_array(y, "y")
-    if not (
-        jnp.issubdtype(y.dtype, jnp.floating)
-        or jnp.issubdtype(y.dtype, jnp.integer)
-        or y.dtype == bool
-    ):
-        raise TypeError(
-            f"y must have a real (floating, integer or bool) dtype; got {y.dtype}."
-        )
+    _check_real_dtype(y, "y")
     lead = () if unbatched else (batch,)
     rows = f"({n_out},)" if unbatched else f"({batch}, {n_out})"
     labels = jnp.issubdtype(y.dtype, jnp.integer) and y.shape == lead

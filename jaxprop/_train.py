@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._data import check_dataset
 from ._inputs import check_x, check_y
 from ._metrics import accuracy_from_output
 from ._mlp import MLP
@@ -138,7 +139,7 @@ def _check_config(
 
 
 def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Array]:
-    """x, y checked by the net (shapes, dtypes, labels) and of equal length."""
+    """x, y checked by the net (shapes, dtypes, labels), of equal length, finite."""
     n_x, n_y = np.shape(x)[:1], np.shape(y)[:1]
     if np.ndim(x) != 2:
         raise ValueError(
@@ -150,8 +151,42 @@ def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Ar
             f"x{name} and y{name} must have the same length; got "
             f"{n_x[0]} and {n_y[0] if n_y else 'a scalar'}."
         )
+    if not isinstance(x, jax.core.Tracer) and not isinstance(y, jax.core.Tracer):
+        # Once per call, outside the compiled loop: a NaN in the data would
+        # otherwise show up only as every run "diverging".
+        check_dataset(x, y, name=f"x{name}, y{name}")
     x, _ = check_x(x, net.n_in, params_dtype)
     return x, check_y(y, net.cost, net.n_out, x.shape[0], False, params_dtype)
+
+
+def _check_run(
+    net,
+    dtype,
+    x,
+    y,
+    eval_data,
+    optimizer,
+    steps,
+    grad,
+    batch_size,
+    log_every,
+    eval_every,
+):
+    """The checks shared by ``train`` and ``train_seeds``: (config, data arrays)."""
+    x, y = _check_data(net, dtype, x, y)
+    x_eval, y_eval = _eval_arrays(net, dtype, eval_data)
+    config = _check_config(
+        net,
+        optimizer,
+        steps,
+        grad,
+        batch_size,
+        x.shape[0],
+        log_every,
+        eval_every,
+        eval_data is not None,
+    )
+    return config, (x, y, x_eval, y_eval)
 
 
 # ----------------------------------------------------------------- the loop
@@ -321,17 +356,18 @@ def train(
       A :class:`TrainResult`.
     """
     dtype = net._check_params(params)
-    x, y = _check_data(net, dtype, x, y)
-    config = _check_config(
+    config, (x, y, x_eval, y_eval) = _check_run(
         net,
+        dtype,
+        x,
+        y,
+        eval_data,
         optimizer,
         steps,
         grad,
         batch_size,
-        x.shape[0],
         log_every,
         eval_every,
-        eval_data is not None,
     )
     if batch_size is not None:
         if key is None:
@@ -341,7 +377,6 @@ def train(
         check_key(key)
     else:
         key = jax.random.key(0)  # unused
-    x_eval, y_eval = _eval_arrays(net, dtype, eval_data)
     if opt_state is None:
         opt_state = config.optimizer.init(params)
     return _train(config, params, opt_state, x, y, key, x_eval, y_eval)
@@ -583,18 +618,18 @@ def train_seeds(
     else:
         dtype = check_float_dtype(dtype)
         probe = net.init(jax.random.key(0), scheme=scheme, dtype=dtype)
-    x, y = _check_data(net, dtype, x, y)
-    x_eval, y_eval = _eval_arrays(net, dtype, eval_data)
-    config = _check_config(
+    config, (x, y, x_eval, y_eval) = _check_run(
         net,
+        dtype,
+        x,
+        y,
+        eval_data,
         optimizer,
         steps,
         grad,
         batch_size,
-        x.shape[0],
         log_every,
         eval_every,
-        eval_data is not None,
     )
     hparams, n_hparams = _check_hparams(hparams, optimizer, optimizer.init(probe))
     if n_hparams:

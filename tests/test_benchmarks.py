@@ -16,9 +16,24 @@ def test_benchmarks_smoke(tmp_path):
     out_file = tmp_path / "result.json"
     env = dict(os.environ, JAXPROP_CACHE=str(tmp_path / "cache"))
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "all", "--size", "smoke", "--repeats",
-         "1", "--out", str(out_file)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "all",
+            "--size",
+            "smoke",
+            "--repeats",
+            "1",
+            "--out",
+            str(out_file),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out_file.read_text())
     env_info = result["environment"]
@@ -27,8 +42,9 @@ def test_benchmarks_smoke(tmp_path):
     xor = result["xor-seeds"]
     assert xor["numpy"]["epochs_per_s"] > 0
     rows = {(r["dtype"], r["grad"]) for r in xor["jaxprop"]}
-    assert rows == {(d, g) for d in ("float32", "float64")
-                    for g in ("manual", "autodiff")}
+    assert rows == {
+        (d, g) for d in ("float32", "float64") for g in ("manual", "autodiff")
+    }
     for r in xor["jaxprop"]:
         assert r["seed_epochs_per_s"] > 0 and len(r["times_s"]) == 1
     assert {r["grad"] for r in result["mnist1d"]["rows"]} == {"manual", "autodiff"}
@@ -38,6 +54,11 @@ def test_benchmarks_smoke(tmp_path):
 
 
 def test_benchmarks_reject_unknown_study():
-    out = subprocess.run([sys.executable, "-m", "benchmarks", "bogus"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "bogus"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2 and "invalid choice: 'bogus'" in out.stderr

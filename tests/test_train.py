@@ -365,6 +365,16 @@ def test_runs_split_across_devices_equal_one_device(tmp_path):
         ),
         ({"x": XOR_X[:, :1]}, ValueError, r"x must have shape \(batch, 2\)"),
         (
+            {"x": np.where(XOR_X == 1, np.nan, XOR_X)},
+            ValueError,
+            r"x, y: x holds 4 NaN or inf values, in 3 rows \(first: row 1\)",
+        ),
+        (
+            {"eval_data": (XOR_X, np.where(XOR_Y == 1, np.inf, XOR_Y))},
+            ValueError,
+            r"x_eval, y_eval: y holds 2 NaN or inf values",
+        ),
+        (
             {"eval_data": (XOR_X, XOR_Y[:2])},
             ValueError,
             r"x_eval and y_eval must have the same length",
