@@ -613,8 +613,8 @@ def train_seeds(
                 f"n_seeds={n_seeds} on every leaf; got leading shapes "
                 f"{sorted(leading)}."
             )
-        dtype = net._check_params(jax.tree.map(lambda l: l[0], params))
         probe = jax.tree.map(lambda l: l[0], params)
+        dtype = net._check_params(probe)
     else:
         dtype = check_float_dtype(dtype)
         probe = net.init(jax.random.key(0), scheme=scheme, dtype=dtype)
