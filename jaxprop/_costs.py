@@ -50,9 +50,14 @@ def _mse(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]
 
 def _bce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]:
     # c = −[y log σ(z) + (1 − y) log(1 − σ(z))] = softplus(z) − y z, finite for
-    # every z; δ = ∂c/∂z = σ(z) − y = ŷ − y.
-    del sigma
-    return jnp.sum(jax.nn.softplus(z) - y * z, axis=-1), a - y
+    # every z; δ = ∂c/∂z = σ(z) − y = ŷ − y. Both come from one e = exp(−|z|):
+    #   softplus(z) = max(z, 0) + log1p(e),   σ(z) = 1/(1 + e) if z ≥ 0 else e/(1 + e),
+    # which lets XLA fuse δ with the value instead of keeping the forward's a^L.
+    del a, sigma
+    e = jnp.exp(-jnp.abs(z))
+    softplus = jnp.maximum(z, 0) + jnp.log1p(e)
+    sigmoid = jnp.where(z >= 0, 1, e) / (1 + e)
+    return jnp.sum(softplus - y * z, axis=-1), sigmoid - y
 
 
 def _softmax_ce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]:
