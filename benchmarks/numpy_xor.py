@@ -27,6 +27,21 @@ def initial_weights(seed: int = 42):
     return rng.rand(2, 2), rng.rand(2, 1), rng.rand(1, 2), rng.rand(1, 1)
 
 
+def ensemble_params(n_seeds: int, dtype: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """U[0, 1) initial parameters of n_seeds networks, shared by every contender.
+
+    The reference draws its parameters from U[0, 1) (``np.random.rand``); every
+    benchmark contender starts from these same draws, so that all of them do the
+    same arithmetic on the same numbers.
+
+    Returns:
+      w1: (n_seeds, 2, 2), b1: (n_seeds, 2), w2: (n_seeds, 2, 1), b2: (n_seeds, 1).
+    """
+    rng = np.random.default_rng(seed)
+    shapes = {"w1": (2, 2), "b1": (2,), "w2": (2, 1), "b2": (1,)}
+    return {k: rng.random((n_seeds, *s)).astype(dtype) for k, s in shapes.items()}
+
+
 def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 

@@ -147,6 +147,24 @@ class MLP:
         return COSTS[self.cost]
 
     # ------------------------------------------------------------ public API
+    def flops(self, batch: int, backward: bool = True) -> int:
+        """Matmul FLOPs of one pass over a batch (multiply and add count as two).
+
+        Forward: 2·batch·Σ_l n_{l-1} n_l. The backward adds 2·batch·n_{l-1} n_l
+        per layer for ∂L/∂W^l = (a^{l-1})ᵀ δ^l, and as much again for each
+        δ^{l-1} = δ^l (W^l)ᵀ with l ≥ 2 (δ^0 is never formed). Elementwise work
+        (activations, biases, the cost) is not counted.
+
+        Args:
+          batch: examples per pass.
+          backward: include the backward pass (a training step's gradient).
+        """
+        products = [i * o for i, o in itertools.pairwise(self.sizes)]
+        total = sum(products)
+        if backward:
+            total += sum(products) + sum(products[1:])
+        return 2 * batch * total
+
     def init(self, key, scheme: str | None = None, dtype=None) -> Params:
         """Draws initial parameters.
 

@@ -476,16 +476,18 @@ def _choose_strategy(
     elif strategy == "auto":
         sizes = config.net.sizes
         batch = config.batch_size or n_examples
-        n_weights = sum(i * o for i, o in itertools.pairwise(sizes))
-        n_params = n_weights + sum(sizes[1:])
-        if 6 * batch * n_weights >= AUTO_SEQUENTIAL_FLOPS:  # forward + backward
+        n_params = sum((i + 1) * o for i, o in itertools.pairwise(sizes))
+        if config.net.flops(batch) >= AUTO_SEQUENTIAL_FLOPS:
             strategy = "sequential"
         else:
             # Working set of one run's step: params, gradients, optimizer
             # moments and updates, and the activations of both passes.
             per_run = itemsize * (8 * n_params + 4 * batch * sum(sizes))
             per_device = max(AUTO_MIN_CHUNK, AUTO_CACHE_BYTES // per_run)
-            strategy, chunk_size = "chunked", per_device * n_devices
+            # As many chunks as that size needs, balanced so that padding the
+            # runs to whole chunks adds less than one run per device and chunk.
+            n_chunks = -(-n_runs // (per_device * n_devices))
+            strategy, chunk_size = "chunked", -(-n_runs // n_chunks)
     if strategy == "sequential":
         if n_devices == 1:
             return "sequential", None
