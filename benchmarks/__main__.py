@@ -50,7 +50,7 @@ STUDIES = {
     "strategies": (seeds.bench_strategies, 5),
     "baselines": (baselines.bench_baselines, 5),
     "utilization": (utilization.bench_utilization, 10),
-    "mnist1d": (mnist1d.bench_mnist1d, 5),
+    "mnist1d": (mnist1d.bench_mnist1d, 3),
 }
 
 # float64 contenders (the NumPy baseline's precision, the agreement study) need
@@ -74,7 +74,7 @@ def parse_args(argv):
         type=int,
         default=None,
         help="timed repeats after the warm-up (default: 10 for step-time and "
-        "utilization, 5 for the others; at most 5 with --quick)",
+        "utilization, 3 for mnist1d, 5 for the others; at most 5 with --quick)",
     )
     parser.add_argument(
         "--devices",

@@ -33,9 +33,9 @@ N_IN, N_OUT, BATCH = 5, 3, 8
 
 SIZES = {
     "full": {
-        "depths": (1, 2, 4, 8),
-        "widths": (1, 4, 16, 64),
-        "activations": ("sigmoid", "tanh", "relu", "gelu", "softplus"),
+        "depths": (1, 3, 8),
+        "widths": (1, 16, 64),
+        "activations": ("sigmoid", "tanh", "relu", "gelu"),
         "costs": tuple(COSTS),
     },
     "quick": {

@@ -103,15 +103,18 @@ def _torch_contenders(n_seeds, epochs, dtype) -> tuple[dict, dict]:
     if not torch_xor.available():
         notes["torch"] = "PyTorch is not installed (pip install torch==2.13.0)"
         return contenders, notes
-    runs = {
-        "torch eager autograd": torch_xor.make_eager(n_seeds, dtype),
-        "torch.func vmap(grad)": torch_xor.make_func(n_seeds, dtype),
-        "torch.compile(torch.func)": torch_xor.make_func(n_seeds, dtype, compiled=True),
+    makers = {
+        "torch eager autograd": lambda: torch_xor.make_eager(n_seeds, dtype),
+        "torch.func vmap(grad)": lambda: torch_xor.make_func(n_seeds, dtype),
+        "torch.compile(torch.func)": lambda: torch_xor.make_func(
+            n_seeds, dtype, compiled=True
+        ),
     }
-    for name, run in runs.items():
+    for name, make in makers.items():
         try:
+            run = make()
             run(2)  # a failing compiler shows here, not mid-measurement
-        except Exception as error:
+        except Exception as error:  # any failure skips this contender
             notes[name] = f"skipped: {type(error).__name__}: {error}"[:300]
             continue
         contenders[name] = lambda run=run: run(epochs)

@@ -1,4 +1,5 @@
-"""The benchmark suite, at its seconds-long smoke size."""
+"""The benchmark suite at its seconds-long smoke size: every study runs, its
+figures are consistent, and the contenders it compares do the same work."""
 
 import json
 import os
@@ -6,59 +7,208 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
 import pytest
+
+from benchmarks import agreement, baselines, seeds, steps, torch_xor, utilization
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_benchmarks_smoke(tmp_path):
-    pytest.importorskip("mnist1d")
+def test_agreement_study(seed):
+    result = agreement.bench_agreement("smoke", 1)
+    assert {w["dtype"] for w in result["worst"]} == {"float32", "float64"}
+    for w in result["worst"]:
+        assert w["passed"] == w["networks"] > 0
+        if w["dtype"] == "float64":
+            assert w["worst_autodiff"] < 1e-12 and w["worst_numeric"] < 1e-7
+        else:
+            assert w["worst_autodiff"] < 1e-5
+    for row in result["rows"]:
+        n_layers = row["depth"] + 1
+        assert (
+            len(row["per_layer_autodiff"]) == len(row["per_layer_numeric"]) == n_layers
+        )
+
+
+def test_agreement_error_catches_a_tenth_of_a_percent():
+    net, params, x, y = agreement.make_case(2, 4, "tanh", "mse", "float64")
+    grads = net.backprop(params, x, y)
+    assert max(agreement.scaled_errors(grads, grads)) == 0.0
+    wrong = (grads[0], grads[1]._replace(w=grads[1].w * 1.001), grads[2])
+    errors = agreement.scaled_errors(wrong, grads)
+    assert errors[2] == pytest.approx(1e-3, rel=1e-6)
+    assert errors[:2] == [0.0, 0.0] and errors[3:] == [0.0] * 3
+
+
+def test_step_time_study():
+    result = steps.bench_step_time("smoke", 1)
+    assert len(result["rows"]) == len(steps.grid("smoke")) > 0
+    for row in result["rows"]:
+        net = steps.make_net(row["width"], row["depth"])
+        assert row["flops_per_step"] == net.flops(row["batch"])
+        for g in steps.GRADS:
+            r = row[g]
+            assert r["step_s"] > 0 and r["compile_s"] > 0
+            assert r["gflops"] == pytest.approx(
+                row["flops_per_step"] / r["step_s"] / 1e9
+            )
+        assert row["ratio"] == pytest.approx(
+            row["manual"]["step_s"] / row["autodiff"]["step_s"]
+        )
+    assert result["eager"] and all(r["ratio"] > 0 for r in result["eager"])
+
+
+def test_steps_are_the_same_update():
+    # The two contenders differ only in where the gradient comes from.
+    net, params, x, y = steps.make_problem(16, 2, 8, "float64")
+    (lm, pm), (la, pa) = (steps.make_step(net, g)(params, x, y) for g in steps.GRADS)
+    np.testing.assert_allclose(lm, la, rtol=1e-12)
+    for m, a in zip(jax.tree.leaves(pm), jax.tree.leaves(pa), strict=True):
+        np.testing.assert_allclose(m, a, rtol=1e-12, atol=1e-15)
+    looped = steps.make_loop(net, "manual")(params, x, y, 3)
+    once = params
+    for _ in range(3):
+        once = steps.make_step(net, "manual")(once, x, y)[1]
+    for m, a in zip(jax.tree.leaves(looped), jax.tree.leaves(once), strict=True):
+        np.testing.assert_allclose(m, a, rtol=1e-12)
+
+
+def test_manual_step_needs_no_more_temp_memory():
+    # A target of the suite, and deterministic: compiled sizes do not vary.
+    result = steps.bench_memory("smoke", 1)
+    assert result["points"] == len(result["rows"]) > 0
+    for row in result["rows"]:
+        assert row["manual"]["temp_bytes"] <= row["autodiff"]["temp_bytes"], row
+        assert row["manual"]["argument_bytes"] == row["autodiff"]["argument_bytes"]
+    assert result["manual_temp_worse"] == 0
+
+
+def test_seed_scaling_study():
+    result = seeds.bench_seed_scaling("smoke", 1)
+    seed_counts, _, loop_max = seeds.SIZES["seed-scaling"]["smoke"]
+    assert [r["seeds"] for r in result["rows"]] == list(seed_counts)
+    for row in result["rows"]:
+        assert all(row[s] > 0 for s in seeds.STRATEGIES)
+        assert ("python loop" in row) == (row["seeds"] <= loop_max)
+        assert row[row["best"]] == max(
+            v for k, v in row.items() if k not in ("seeds", "best")
+        )
+
+
+def test_baselines_do_the_same_work():
+    # Every contender starts from the same draws and must end at the same
+    # parameters (float64, rounding apart): the benchmark compares equal work.
+    final = baselines.final_params(8, 50, "float64")
+    expected = {"jaxprop manual", "jaxprop autodiff", "plain JAX"}
+    if torch_xor.available():
+        expected |= {"torch eager", "torch.func"}
+    assert set(final) == expected
+    reference = final["plain JAX"]
+    moved = max(
+        np.abs(reference[k] - np.asarray(v)).max() for k, v in numpy_start(8).items()
+    )
+    assert moved > 1e-3  # training changed the parameters
+    for name, params in final.items():
+        for k in reference:
+            np.testing.assert_allclose(
+                params[k], reference[k], rtol=1e-12, err_msg=name
+            )
+
+
+def numpy_start(n_seeds):
+    from benchmarks import numpy_xor
+
+    return {
+        k: v.reshape(n_seeds, -1)
+        for k, v in numpy_xor.ensemble_params(n_seeds, "float64").items()
+    }
+
+
+def test_baselines_study():
+    result = baselines.bench_baselines("smoke", 1)
+    names = {r["contender"] for r in result["rows"]}
+    assert {"jaxprop manual", "jaxprop autodiff", "plain JAX grad+vmap+scan"} <= names
+    if torch_xor.available():
+        assert "torch eager autograd" in names and "torch" in result
+    else:
+        assert any("not installed" in note for note in result["notes"].values())
+    for r in result["rows"]:
+        assert r["x_numpy"] == pytest.approx(
+            r["seed_epochs_per_s"] / result["numpy"]["epochs_per_s"]
+        )
+
+
+def test_utilization_study():
+    result = utilization.bench_utilization("smoke", 1)
+    ceiling = result["ceiling"]["gflops"]
+    assert ceiling == max(r["gflops"] for r in result["ceiling"]["rows"]) > 0
+    for g in ("manual", "autodiff"):
+        assert result[g]["fraction_of_ceiling"] == pytest.approx(
+            result[g]["gflops"] / ceiling
+        )
+
+
+def test_command_line_writes_results_summary_and_plots(tmp_path):
     out_file = tmp_path / "result.json"
     env = dict(os.environ, JAXPROP_CACHE=str(tmp_path / "cache"))
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks",
-            "all",
-            "--size",
-            "smoke",
-            "--repeats",
-            "1",
-            "--out",
-            str(out_file),
-        ],
+    run = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--size",
+        "smoke",
+        "--out",
+        str(out_file),
+    ]
+    first = subprocess.run(
+        [*run, "step-time", "seed-scaling"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=600,
         env=env,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert first.returncode == 0, first.stderr[-3000:]
+    # A second study updates the same file.
+    second = subprocess.run(
+        [*run, "memory", "--repeats", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert second.returncode == 0, second.stderr[-3000:]
     result = json.loads(out_file.read_text())
-    env_info = result["environment"]
-    assert env_info["platform"] == "cpu" and env_info["n_devices"] == os.cpu_count()
-    assert env_info["jax"] and env_info["numpy"] and env_info["python"]
-    xor = result["xor-seeds"]
-    assert xor["numpy"]["epochs_per_s"] > 0
-    rows = {(r["dtype"], r["grad"]) for r in xor["jaxprop"]}
-    assert rows == {
-        (d, g) for d in ("float32", "float64") for g in ("manual", "autodiff")
-    }
-    for r in xor["jaxprop"]:
-        assert r["seed_epochs_per_s"] > 0 and len(r["times_s"]) == 1
-    assert {r["grad"] for r in result["mnist1d"]["rows"]} == {"manual", "autodiff"}
-    strategies = result["strategies"]["rows"][0]
-    assert all(strategies[k] > 0 for k in ("vmap", "sequential", "chunked"))
-    assert "seed-epochs/s" in out.stdout and "wrote" in out.stdout
+    assert {"step-time", "seed-scaling", "memory"} <= set(result)
+    environment = result["environment"]
+    assert environment["platform"] == "cpu"
+    assert environment["n_devices"] == os.cpu_count()
+    assert environment["jax"] and environment["numpy"] and environment["python"]
+    summary = out_file.with_suffix(".md").read_text()
+    for heading in ("## Step time", "## Compiled memory", "## Seed scaling"):
+        assert heading in summary
+    for name in ("step-time", "ratio", "seed-scaling"):
+        png = tmp_path / f"result-{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in second.stdout
 
 
-def test_benchmarks_reject_unknown_study():
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["memory", "--repeats", "0"], "--repeats must be at least 1"),
+    ],
+)
+def test_command_line_rejects_bad_arguments(args, message):
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "bogus"],
+        [sys.executable, "-m", "benchmarks", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert out.returncode == 2 and "invalid choice: 'bogus'" in out.stderr
+    assert out.returncode == 2 and message in out.stderr

@@ -295,3 +295,19 @@ def test_feedback_path_is_replaceable(seed):
     delta3 = cache.a[3] - y
     delta2 = (delta3 @ b[1].T) * (1 - cache.a[2] ** 2)
     np.testing.assert_allclose(fa[1].w, cache.a[1].T @ delta2, rtol=1e-13)
+
+
+@pytest.mark.parametrize("sizes", [(5, 3), (32, 64, 64, 10), (2, 2, 1), (7, 1, 9, 4)])
+def test_flops_count_the_compiled_step(sizes):
+    # MLP.flops counts the matmuls; XLA's cost analysis of the compiled pass
+    # counts those and the elementwise work on top, which is small beside them.
+    net = jp.MLP(sizes, "tanh", "identity", "mse", "mean")
+    params = net.init(jax.random.key(0))
+    x = jnp.ones((16, sizes[0]))
+    y = jnp.ones((16, sizes[-1]))
+    for backward, fn in [(False, net.forward), (True, net.backprop)]:
+        args = (params, x) if not backward else (params, x, y)
+        xla = jax.jit(fn).lower(*args).compile().cost_analysis()["flops"]
+        ours = net.flops(16, backward=backward)
+        assert ours <= xla <= 1.2 * ours + 200 * 16 * sum(sizes), (backward, ours, xla)
+    assert net.flops(16) > net.flops(16, backward=False)
