@@ -53,10 +53,14 @@ def _bce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]
     # every z; δ = ∂c/∂z = σ(z) − y = ŷ − y. Both come from one e = exp(−|z|):
     #   softplus(z) = max(z, 0) + log1p(e),   σ(z) = 1/(1 + e) if z ≥ 0 else e/(1 + e),
     # which lets XLA fuse δ with the value instead of keeping the forward's a^L.
+    # max(z, 0) and −|z| are written as selects on the same branch (z ≥ 0), so
+    # that jax.grad of the value is right at z = 0 too (max and abs alone give
+    # wrong one-sided derivatives there: ∂c/∂z would be −y instead of ½ − y).
     del a, sigma
-    e = jnp.exp(-jnp.abs(z))
-    softplus = jnp.maximum(z, 0) + jnp.log1p(e)
-    sigmoid = jnp.where(z >= 0, 1, e) / (1 + e)
+    nonnegative = z >= 0
+    e = jnp.exp(jnp.where(nonnegative, -z, z))
+    softplus = jnp.where(nonnegative, z, 0) + jnp.log1p(e)
+    sigmoid = jnp.where(nonnegative, 1, e) / (1 + e)
     return jnp.sum(softplus - y * z, axis=-1), sigmoid - y
 
 

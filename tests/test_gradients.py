@@ -247,3 +247,37 @@ def test_numerical_grad_rejects_bad_eps(seed):
     net, params, x, y = _buggy_case(seed)
     with pytest.raises(ValueError, match="eps"):
         jp.numerical_grad(net, params, x, y, eps=-1.0)
+
+
+@pytest.mark.parametrize(
+    "cost, output_activation",
+    [
+        ("binary_cross_entropy", "sigmoid"),
+        ("mse", "sigmoid"),
+        ("softmax_cross_entropy", "identity"),
+    ],
+)
+def test_outputs_exactly_zero(cost, output_activation):
+    # A dead width-1 ReLU layer with zero biases makes every z^L exactly 0:
+    # the kinks of max and abs inside a cost's formula must not leak into
+    # jax.grad of the loss there. (Found by the agreement benchmark: BCE's value
+    # written with max(z, 0) and |z| gave jax.grad ∂c/∂z = −y instead of ½ − y.)
+    net = jp.MLP((3, 1, 2), "relu", output_activation, cost, "mean")
+    params = (
+        jp.Layer(-jnp.ones((3, 1)), jnp.zeros(1)),
+        jp.Layer(jnp.ones((1, 2)), jnp.zeros(2)),
+    )
+    x = jnp.abs(jax.random.normal(jax.random.key(0), (6, 3)))  # z^1 < 0: dead
+    if cost == "softmax_cross_entropy":
+        y = jnp.array([0, 1, 1, 0, 1, 1])
+    else:
+        y = jax.random.bernoulli(jax.random.key(1), 0.5, (6, 2)).astype(jnp.float64)
+    _, cache = net.forward_with_cache(params, x)
+    assert jnp.all(cache.z[-1] == 0)
+    manual = net.backprop(params, x, y)
+    assert_trees_close(manual, jax.grad(net.loss)(params, x, y), rtol=1e-12)
+    # Finite differences of the output bias (the loss is smooth in it).
+    assert_trees_close(
+        manual[-1].b, jp.numerical_grad(net, params, x, y)[-1].b, rtol=1e-8
+    )
+    assert jnp.any(manual[-1].b != 0)
