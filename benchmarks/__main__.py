@@ -132,9 +132,12 @@ def main(argv=None) -> dict:
         results[name]["study_s"] = time.perf_counter() - start
         repeats_used[name] = repeats
         print(f"  ({results[name]['study_s']:.0f} s)")
-    results["repeats"] = max(repeats_used.values())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
+        results["repeats"] = max(repeats_used.values())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1))  # after each study
+        # Every compiled program stays mapped until its cache is cleared: a
+        # full run compiles thousands, which exhausted LLVM's memory mappings.
+        jax.clear_caches()
     summary = out.with_suffix(".md")
     summary.write_text(report.markdown(results))
     written = report.plots(results, out.with_suffix(""))
