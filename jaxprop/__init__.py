@@ -11,6 +11,8 @@ from ._check import numerical_grad as numerical_grad
 from ._costs import COSTS as COSTS
 from ._costs import REDUCTIONS as REDUCTIONS
 from ._costs import Cost as Cost
+from ._io import load as load
+from ._io import save as save
 from ._metrics import Proportion as Proportion
 from ._metrics import Summary as Summary
 from ._metrics import accuracy as accuracy
@@ -23,7 +25,12 @@ from ._params import DEFAULT_SCHEME as DEFAULT_SCHEME
 from ._params import SCHEMES as SCHEMES
 from ._params import Layer as Layer
 from ._params import Params as Params
+from ._train import RunState as RunState
+from ._train import Trainer as Trainer
+from ._train import TrainLog as TrainLog
 from ._train import TrainResult as TrainResult
+from ._train import TrainState as TrainState
+from ._train import concat_logs as concat_logs
 from ._train import train as train
 from ._train import train_seeds as train_seeds
 

@@ -190,6 +190,40 @@ def _check_run(
 
 
 # ----------------------------------------------------------------- the loop
+class RunState(NamedTuple):
+    """One run's state between blocks of steps (leading run axes in a ``Trainer``).
+
+    Attributes:
+      params: current parameters.
+      opt_state: current optimizer state.
+      key: the data-order PRNG key (the same for the whole run).
+      perm: (n,) int32, the current epoch's permutation of the examples.
+      diverged: () bool; diverged_at: () int32 (see :class:`TrainResult`).
+    """
+
+    params: Params
+    opt_state: Any
+    key: Any
+    perm: Array
+    diverged: Array
+    diverged_at: Array
+
+
+class TrainLog(NamedTuple):
+    """What a run records per block of ``log_every`` steps (trailing axis: blocks).
+
+    Attributes:
+      losses: (..., n_blocks) mean training loss of each block; NaN once diverged.
+      eval_loss, eval_accuracy: (..., n_blocks) held-out loss and accuracy after
+        the blocks at which an evaluation was due, NaN elsewhere (None without
+        ``eval_data``).
+    """
+
+    losses: Array
+    eval_loss: Array | None = None
+    eval_accuracy: Array | None = None
+
+
 def _all_finite(tree) -> Array:
     return jnp.all(
         jnp.asarray([jnp.all(jnp.isfinite(l)) for l in jax.tree.leaves(tree)])
@@ -202,17 +236,33 @@ def _eval_steps(config: _Config) -> np.ndarray:
     return np.array(sorted(steps | {config.steps}), np.int32)
 
 
-def _run(
+def _start_state(params: Params, opt_state, key, n: int) -> RunState:
+    return RunState(
+        params,
+        opt_state,
+        key,
+        jnp.arange(n),
+        jnp.array(False),
+        jnp.array(-1, jnp.int32),
+    )
+
+
+def _blocks(
     config: _Config,
-    params: Params,
-    opt_state,
+    state: RunState,
+    start: Array,
+    n_blocks: int,
     x: Array,
     y: Array,
-    key,
     x_eval: Array | None,
     y_eval: Array | None,
-) -> TrainResult:
-    """One training run (traced; callers jit and map it)."""
+) -> tuple[RunState, TrainLog]:
+    """``n_blocks`` blocks of ``log_every`` steps of one run from step ``start``.
+
+    Everything depends on the global step only (the epoch's permutation, the
+    evaluations due), so a run split into calls of any number of blocks takes the
+    same steps as one call over all of them. Traced; callers jit and map it.
+    """
     net, optimizer = config.net, config.optimizer
     if config.grad == "manual":
         value_and_grad = net.value_and_backprop
@@ -221,6 +271,7 @@ def _run(
     n = x.shape[0]
     batch = config.batch_size
     n_batches = n // batch if batch else 1  # per epoch; the remainder is dropped
+    key = state.key
 
     def step(carry, t):
         params, opt_state, perm = carry
@@ -250,11 +301,12 @@ def _run(
         acc = accuracy_from_output(net, y_hat, y_eval).astype(x.dtype)
         return net.loss_from_cache(cache, y_eval), acc
 
-    def block(carry, start):
+    def block(state, start):
         """log_every steps; a divergence check; an evaluation if one is due."""
-        params0, opt_state0, perm, diverged, diverged_at = carry
         (params, opt_state, perm), losses = jax.lax.scan(
-            step, (params0, opt_state0, perm), start + jnp.arange(config.log_every)
+            step,
+            (state.params, state.opt_state, state.perm),
+            start + jnp.arange(config.log_every),
         )
         # Checked once a block, not every step: the check and the rollback cost
         # as much as a small network's step. A diverged run is rolled back to the
@@ -264,48 +316,72 @@ def _run(
         first_bad = start + jnp.where(
             jnp.all(finite), config.log_every - 1, jnp.argmin(finite)
         )
-        diverged_at = jnp.where(diverged | ok, diverged_at, first_bad.astype(jnp.int32))
-        diverged = diverged | ~ok
+        diverged = state.diverged | ~ok
+        diverged_at = jnp.where(
+            state.diverged | ok, state.diverged_at, first_bad.astype(jnp.int32)
+        )
         params, opt_state = jax.tree.map(
             lambda old, new: jnp.where(diverged, old, new),
-            (params0, opt_state0),
+            (state.params, state.opt_state),
             (params, opt_state),
         )
         logged = jnp.where(diverged, jnp.nan, jnp.mean(losses))
-        carry = (params, opt_state, perm, diverged, diverged_at)
+        state = RunState(params, opt_state, key, perm, diverged, diverged_at)
         if not has_eval:
-            return carry, (logged, None)
+            return state, TrainLog(logged)
         due = jnp.any(start + config.log_every == eval_at)  # not batched: a real branch
         nan = jnp.full((), jnp.nan, x.dtype)
-        return carry, (
-            logged,
-            jax.lax.cond(due, lambda: evaluate(params), lambda: (nan, nan)),
-        )
+        ev = jax.lax.cond(due, lambda: evaluate(params), lambda: (nan, nan))
+        return state, TrainLog(logged, *ev)
 
-    carry = (
-        params,
-        opt_state,
-        jnp.arange(n),
-        jnp.array(False),
-        jnp.array(-1, jnp.int32),
-    )
-    starts = jnp.arange(0, config.steps, config.log_every)
-    (params, opt_state, _, diverged, diverged_at), (losses, ev) = jax.lax.scan(
-        block, carry, starts
-    )
-    if not has_eval:
-        return TrainResult(params, opt_state, losses, diverged, diverged_at)
+    starts = start + config.log_every * jnp.arange(n_blocks)
+    return jax.lax.scan(block, state, starts)
+
+
+def _result(config: _Config, state: RunState, log: TrainLog) -> TrainResult:
+    """The TrainResult of finished runs (any leading run axes) from the full log."""
+    if log.eval_loss is None:
+        return TrainResult(
+            state.params, state.opt_state, log.losses, state.diverged, state.diverged_at
+        )
+    eval_at = _eval_steps(config)
     rows = (eval_at // config.log_every) - 1
+    lead = log.losses.shape[:-1]
     return TrainResult(
-        params,
-        opt_state,
-        losses,
-        diverged,
-        diverged_at,
-        jnp.asarray(eval_at),
-        ev[0][rows],
-        ev[1][rows],
+        state.params,
+        state.opt_state,
+        log.losses,
+        state.diverged,
+        state.diverged_at,
+        jnp.broadcast_to(jnp.asarray(eval_at), (*lead, eval_at.size)),
+        log.eval_loss[..., rows],
+        log.eval_accuracy[..., rows],
     )
+
+
+def _run(
+    config: _Config,
+    params: Params,
+    opt_state,
+    x: Array,
+    y: Array,
+    key,
+    x_eval: Array | None,
+    y_eval: Array | None,
+) -> TrainResult:
+    """One whole training run (traced)."""
+    state = _start_state(params, opt_state, key, x.shape[0])
+    state, log = _blocks(
+        config,
+        state,
+        jnp.int32(0),
+        config.steps // config.log_every,
+        x,
+        y,
+        x_eval,
+        y_eval,
+    )
+    return _result(config, state, log)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -499,53 +575,315 @@ def _choose_strategy(
     return ("vmap" if chunk_size >= n_runs else "chunked"), chunk_size
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3, 4))
-def _train_many(
-    config: _Config,
-    scheme: str,
-    strategy: str,
-    chunk_size: int | None,
-    mesh: jax.sharding.Mesh | None,
-    keys,
-    params,
-    hparams,
-    x,
-    y,
-    x_eval,
-    y_eval,
-) -> TrainResult:
-    """Runs one training per entry of the leading axis of (keys, params, hparams).
+class TrainState(NamedTuple):
+    """The state of a :class:`Trainer`'s runs after ``step`` steps (a pytree).
 
-    ``vmap`` batches all runs; ``chunked`` maps over chunks of ``chunk_size``
-    (a multiple of the device count; the runs were padded to a whole number of
-    chunks), batching each; ``sequential`` maps one run at a time. With a mesh,
-    the batched axis is split across its devices.
+    Attributes:
+      step: steps taken, a Python int (kept on the host: no device round trip).
+      runs: a :class:`RunState` whose leaves have leading (n_seeds,) axes, or
+        (n_hparams, n_seeds) with ``hparams``.
     """
-    net = config.net
 
-    def one(args):
-        key, params, hp = args
-        key_init, key_data = jax.random.split(key)
-        if params is None:
-            params = net.init(key_init, scheme=scheme, dtype=x.dtype)
-        opt_state = config.optimizer.init(params)
-        if hp:
-            opt_state = optax.tree_utils.tree_set(opt_state, **hp)
-        return _run(config, params, opt_state, x, y, key_data, x_eval, y_eval)
+    step: int
+    runs: RunState
 
-    args = (keys, params, hparams)
+
+def _map_runs(fn, args, strategy: str, chunk_size: int | None, mesh):
+    """``fn`` over the leading axis of ``args`` (already padded to whole chunks).
+
+    ``vmap`` batches all runs; ``chunked`` maps over chunks of ``chunk_size`` (a
+    multiple of the device count), batching each; ``sequential`` maps one run at
+    a time. With a mesh, the batched axis is split across its devices.
+    """
     if strategy == "sequential":
-        return jax.lax.map(one, args)
+        return jax.lax.map(fn, args)
     if strategy == "vmap":
-        chunk_size = keys.shape[0]
+        chunk_size = jax.tree.leaves(args)[0].shape[0]
     chunks = jax.tree.map(lambda l: l.reshape((-1, chunk_size) + l.shape[1:]), args)
     if mesh is not None:
         spec = jax.sharding.PartitionSpec(None, "runs")
         chunks = jax.lax.with_sharding_constraint(
             chunks, jax.sharding.NamedSharding(mesh, spec)
         )
-    out = jax.lax.map(jax.vmap(one), chunks)
+    out = jax.lax.map(jax.vmap(fn), chunks)
     return jax.tree.map(lambda l: l.reshape((-1,) + l.shape[2:]), out)
+
+
+class _Plan(NamedTuple):
+    """How a Trainer lays out its runs (static)."""
+
+    config: _Config
+    scheme: str
+    dtype: str
+    strategy: str
+    chunk_size: int | None
+    mesh: jax.sharding.Mesh | None
+    n_seeds: int
+    n_hparams: int  # 0 without hparams
+
+    @property
+    def n_runs(self) -> int:
+        return self.n_seeds * max(self.n_hparams, 1)
+
+    @property
+    def lead(self) -> tuple[int, ...]:
+        """The leading run axes users see."""
+        return (self.n_hparams, self.n_seeds) if self.n_hparams else (self.n_seeds,)
+
+    def flat(self, tree):
+        """Leading run axes -> one axis of n_runs, padded to whole chunks."""
+        k = len(self.lead)
+        tree = jax.tree.map(lambda l: l.reshape((self.n_runs,) + l.shape[k:]), tree)
+        if self.strategy == "sequential":
+            return tree
+        n_padded = -(-self.n_runs // self.chunk_size) * self.chunk_size
+        if n_padded == self.n_runs:
+            return tree
+        # Pad by repeating run 0; the padding is dropped by ``unflat``.
+        index = np.concatenate(
+            [np.arange(self.n_runs), np.zeros(n_padded - self.n_runs, int)]
+        )
+        return jax.tree.map(lambda l: l[index], tree)
+
+    def unflat(self, tree):
+        return jax.tree.map(
+            lambda l: l[: self.n_runs].reshape(self.lead + l.shape[1:]), tree
+        )
+
+    def map(self, fn, args):
+        return self.unflat(
+            _map_runs(fn, self.flat(args), self.strategy, self.chunk_size, self.mesh)
+        )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_runs(plan: _Plan, n_examples: int, keys, params, hparams) -> RunState:
+    """Every run's initial state; keys, params and hparams have the runs' lead axes."""
+    net, optimizer = plan.config.net, plan.config.optimizer
+
+    def one(args):
+        key, params, hp = args
+        key_init, key_data = jax.random.split(key)
+        if params is None:
+            params = net.init(key_init, scheme=plan.scheme, dtype=plan.dtype)
+        opt_state = optimizer.init(params)
+        if hp:
+            opt_state = optax.tree_utils.tree_set(opt_state, **hp)
+        return _start_state(params, opt_state, key_data, n_examples)
+
+    return plan.map(one, (keys, params, hparams))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _advance_runs(
+    plan: _Plan, n_blocks: int, runs: RunState, start, x, y, x_eval, y_eval
+) -> tuple[RunState, TrainLog]:
+    """``n_blocks`` blocks of every run from step ``start``."""
+
+    def one(state):
+        return _blocks(plan.config, state, start, n_blocks, x, y, x_eval, y_eval)
+
+    return plan.map(one, runs)
+
+
+class Trainer:
+    """Many training runs of one network in compiled chunks of steps.
+
+    ``train_seeds`` is ``init``, one ``advance`` over all steps and ``result``.
+    Splitting the steps over several ``advance`` calls gives the same result
+    (every step depends on the global step count only) and lets the caller watch
+    progress, save checkpoints (``jp.save(path, state)``) and resume from them
+    (``jp.load(path, like=trainer.init())``) between calls. Each call is
+    dispatched asynchronously: the next chunk can be queued before the previous
+    one's log is read.
+
+    Args: as for :func:`train_seeds`.
+
+    Example::
+
+        trainer = jp.Trainer(net, keys, x, y, optax.adam(1e-2), 10_000, log_every=10)
+        state, logs = trainer.init(), []
+        while state.step < trainer.steps:
+            state, log = trainer.advance(state, 1_000)
+            logs.append(log)
+            print(state.step, np.nanmedian(log.losses[..., -1]))
+        result = trainer.result(state, jp.concat_logs(logs))
+    """
+
+    def __init__(
+        self,
+        net: MLP,
+        keys,
+        x,
+        y,
+        optimizer: optax.GradientTransformation,
+        steps: int,
+        *,
+        scheme: str | None = None,
+        grad: str = "manual",
+        batch_size: int | None = None,
+        params: Params | None = None,
+        hparams: Mapping[str, Any] | None = None,
+        strategy: str = "auto",
+        chunk_size: int | None = None,
+        eval_data: tuple | None = None,
+        eval_every: int | None = None,
+        log_every: int = 1,
+        dtype=None,
+        devices=None,
+    ):
+        n_seeds = _check_keys(keys)
+        if not isinstance(net, MLP):
+            raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
+        _check_optimizer(optimizer)
+        scheme = check_scheme(
+            DEFAULT_SCHEME[net.activation] if scheme is None else scheme
+        )
+        if params is not None:
+            leading = {np.shape(l)[:1] for l in jax.tree.leaves(params)}
+            if leading != {(n_seeds,)}:
+                raise ValueError(
+                    f"params must be stacked with a leading axis of "
+                    f"n_seeds={n_seeds} on every leaf; got leading shapes "
+                    f"{sorted(leading)}."
+                )
+            probe = jax.tree.map(lambda l: l[0], params)
+            dtype = net._check_params(probe)
+        else:
+            dtype = check_float_dtype(dtype)
+            probe = net.init(jax.random.key(0), scheme=scheme, dtype=dtype)
+        config, (x, y, x_eval, y_eval) = _check_run(
+            net,
+            dtype,
+            x,
+            y,
+            eval_data,
+            optimizer,
+            steps,
+            grad,
+            batch_size,
+            log_every,
+            eval_every,
+        )
+        hparams, n_hparams = _check_hparams(hparams, optimizer, optimizer.init(probe))
+        if n_hparams:
+            # Every seed at every grid point: runs on (n_hparams, n_seeds) axes.
+            keys = jnp.broadcast_to(keys, (n_hparams, *keys.shape))
+            if params is not None:
+                params = jax.tree.map(
+                    lambda l: jnp.broadcast_to(l, (n_hparams, *l.shape)), params
+                )
+            hparams = {
+                k: jnp.broadcast_to(v[:, None], (n_hparams, n_seeds))
+                for k, v in hparams.items()
+            }
+        devices = jax.local_devices() if devices is None else list(devices)
+        if not devices:
+            raise ValueError("devices must name at least one device.")
+        n_runs = n_seeds * max(n_hparams, 1)
+        strategy, chunk_size = _choose_strategy(
+            config,
+            n_runs,
+            strategy,
+            chunk_size,
+            x.shape[0],
+            jnp.dtype(dtype).itemsize,
+            len(devices),
+        )
+        mesh = None
+        if strategy != "sequential" and len(devices) > 1:
+            mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
+        self._plan = _Plan(
+            config,
+            scheme,
+            jnp.dtype(dtype).name,
+            strategy,
+            chunk_size,
+            mesh,
+            n_seeds,
+            n_hparams,
+        )
+        self._init_args = (keys, params, hparams)
+        self._data = (x, y, x_eval, y_eval)
+
+    @property
+    def steps(self) -> int:
+        """Steps of a whole run."""
+        return self._plan.config.steps
+
+    @property
+    def log_every(self) -> int:
+        return self._plan.config.log_every
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The leading run axes: (n_seeds,) or (n_hparams, n_seeds)."""
+        return self._plan.lead
+
+    @property
+    def strategy(self) -> tuple[str, int | None]:
+        """The strategy chosen and its runs per chunk (see ``train_seeds``)."""
+        return self._plan.strategy, self._plan.chunk_size
+
+    def init(self) -> TrainState:
+        """Every run's state before its first step."""
+        return TrainState(
+            0, _init_runs(self._plan, self._data[0].shape[0], *self._init_args)
+        )
+
+    def advance(self, state: TrainState, steps: int) -> tuple[TrainState, TrainLog]:
+        """Takes ``steps`` more steps (a multiple of ``log_every``) of every run.
+
+        Returns:
+          The new state and the log of those steps: (*shape, steps // log_every).
+        """
+        steps = _check_positive_int(steps, "steps")
+        if not isinstance(state, TrainState):
+            raise TypeError(
+                f"state must be a jp.TrainState (from trainer.init()); got "
+                f"{type(state).__name__}."
+            )
+        step = int(state.step)
+        if steps % self.log_every:
+            raise ValueError(
+                f"steps ({steps}) must be a multiple of log_every ({self.log_every})."
+            )
+        if step + steps > self.steps:
+            raise ValueError(
+                f"steps ({steps}) would take the runs past their {self.steps} "
+                f"steps (state.step is {step})."
+            )
+        runs, log = _advance_runs(
+            self._plan,
+            steps // self.log_every,
+            state.runs,
+            jnp.int32(step),
+            *self._data,
+        )
+        return TrainState(step + steps, runs), log
+
+    def result(self, state: TrainState, log: TrainLog) -> TrainResult:
+        """The :class:`TrainResult` of finished runs from their whole log."""
+        if int(state.step) != self.steps:
+            raise ValueError(
+                f"state.step is {int(state.step)}; the runs are not finished "
+                f"({self.steps} steps)."
+            )
+        n_blocks = self.steps // self.log_every
+        if np.shape(log.losses) != (*self.shape, n_blocks):
+            raise ValueError(
+                f"log must hold every block, shape {(*self.shape, n_blocks)}; "
+                f"got {np.shape(log.losses)} (join the logs with jp.concat_logs)."
+            )
+        return _result(self._plan.config, state.runs, log)
+
+
+def concat_logs(logs) -> TrainLog:
+    """Joins the logs of consecutive ``Trainer.advance`` calls along the blocks."""
+    logs = list(logs)
+    if not logs:
+        raise ValueError("logs must hold at least one TrainLog.")
+    return jax.tree.map(lambda *l: jnp.concatenate(l, axis=-1), *logs)
 
 
 def train_seeds(
@@ -574,6 +912,7 @@ def train_seeds(
     Each key is split into an initialization key and a data-order key, so seed i
     of a batch gives the same result as ``keys[i:i+1]`` alone. With ``hparams``
     every seed is trained at every grid point (the same keys at each point).
+    :class:`Trainer` runs the same training in chunks of steps.
 
     Args:
       net, x, y, optimizer, steps, grad, batch_size, eval_data, eval_every,
@@ -602,76 +941,25 @@ def train_seeds(
       A :class:`TrainResult` whose leaves have a leading (n_seeds,) axis, or
       (n_hparams, n_seeds) with ``hparams``.
     """
-    n_seeds = _check_keys(keys)
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
-    _check_optimizer(optimizer)
-    scheme = check_scheme(DEFAULT_SCHEME[net.activation] if scheme is None else scheme)
-    if params is not None:
-        leading = {np.shape(l)[:1] for l in jax.tree.leaves(params)}
-        if leading != {(n_seeds,)}:
-            raise ValueError(
-                f"params must be stacked with a leading axis of "
-                f"n_seeds={n_seeds} on every leaf; got leading shapes "
-                f"{sorted(leading)}."
-            )
-        probe = jax.tree.map(lambda l: l[0], params)
-        dtype = net._check_params(probe)
-    else:
-        dtype = check_float_dtype(dtype)
-        probe = net.init(jax.random.key(0), scheme=scheme, dtype=dtype)
-    config, (x, y, x_eval, y_eval) = _check_run(
+    trainer = Trainer(
         net,
-        dtype,
+        keys,
         x,
         y,
-        eval_data,
         optimizer,
         steps,
-        grad,
-        batch_size,
-        log_every,
-        eval_every,
+        scheme=scheme,
+        grad=grad,
+        batch_size=batch_size,
+        params=params,
+        hparams=hparams,
+        strategy=strategy,
+        chunk_size=chunk_size,
+        eval_data=eval_data,
+        eval_every=eval_every,
+        log_every=log_every,
+        dtype=dtype,
+        devices=devices,
     )
-    hparams, n_hparams = _check_hparams(hparams, optimizer, optimizer.init(probe))
-    if n_hparams:
-        # Every (hyperparameter, seed) pair is one run on one flat axis.
-        seed_of_run = np.tile(np.arange(n_seeds), n_hparams)
-        keys = keys[seed_of_run]
-        if params is not None:
-            params = jax.tree.map(lambda l: l[seed_of_run], params)
-        hparams = {k: jnp.repeat(v, n_seeds) for k, v in hparams.items()}
-    n_runs = n_seeds * max(n_hparams, 1)
-    devices = jax.local_devices() if devices is None else list(devices)
-    if not devices:
-        raise ValueError("devices must name at least one device.")
-    strategy, chunk_size = _choose_strategy(
-        config,
-        n_runs,
-        strategy,
-        chunk_size,
-        x.shape[0],
-        jnp.dtype(dtype).itemsize,
-        len(devices),
-    )
-    mesh = None
-    args = (keys, params, hparams)
-    if strategy != "sequential":
-        # Pad to whole chunks by repeating run 0; the padding is dropped below.
-        n_padded = -(-n_runs // chunk_size) * chunk_size
-        if n_padded != n_runs:
-            index = np.concatenate(
-                [np.arange(n_runs), np.zeros(n_padded - n_runs, int)]
-            )
-            args = jax.tree.map(lambda l: l[index], args)
-        if len(devices) > 1:
-            mesh = jax.sharding.Mesh(np.array(devices), ("runs",))
-    result = _train_many(
-        config, scheme, strategy, chunk_size, mesh, *args, x, y, x_eval, y_eval
-    )
-    result = jax.tree.map(lambda l: l[:n_runs], result)
-    if n_hparams:
-        result = jax.tree.map(
-            lambda l: l.reshape((n_hparams, n_seeds) + l.shape[1:]), result
-        )
-    return result
+    state, log = trainer.advance(trainer.init(), steps)
+    return trainer.result(state, log)

@@ -1,135 +1,15 @@
-"""Reproduces the reference document's XOR program with jaxprop.
-
-Sigmoid 2-2-1 network, initial values drawn with NumPy after seed 42 in the
-reference's order (W_hidden, W_out, b_hidden, b_out), L = ½ Σ (y − ŷ)² summed over
-the batch, plain gradient descent with η = 0.1 for 10000 epochs, the gradient from
-the hand-written δ backward pass, the whole loop one jit-compiled ``lax.scan``.
-Prints the last epoch's forward-pass outputs (the reference prints
-[[0.06029012] [0.94447222] [0.944367] [0.05997169]]) and the gradient-check table.
+"""Reproduces the reference document's XOR program with jaxprop (``jaxprop xor``).
 
     python scripts/xor.py [--epochs N] [--eta ETA] [--seed S] [--float32]
+
+The program lives in ``jaxprop/reference.py``; this script runs it from a checkout.
 """
 
-from __future__ import annotations
-
-import argparse
-import functools
 import sys
-import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-import jaxprop as jp
-from benchmarks.numpy_xor import (
-    REFERENCE_OUTPUT,
-    XOR_INPUTS,
-    XOR_OUTPUTS,
-    initial_weights,
-)
-
-NET = jp.MLP(
-    sizes=(2, 2, 1),
-    activation="sigmoid",
-    output_activation="sigmoid",
-    cost="mse",
-    reduction="sum",
-)
-
-
-def reference_params(seed: int = 42, dtype=jnp.float64) -> jp.Params:
-    """The reference program's initial values as jaxprop params."""
-    w_hidden, w_out, b_hidden, b_out = initial_weights(seed)
-    return (
-        jp.Layer(jnp.asarray(w_hidden, dtype), jnp.asarray(b_hidden[0], dtype)),
-        jp.Layer(jnp.asarray(w_out, dtype), jnp.asarray(b_out[0], dtype)),
-    )
-
-
-@functools.partial(jax.jit, static_argnames=("epochs",))
-def train(params: jp.Params, x: jax.Array, y: jax.Array, eta: float, epochs: int):
-    """Full-batch gradient descent on NET with manual gradients.
-
-    Args:
-      params: initial parameters.
-      x: (4, 2) inputs; y: (4, 1) targets.
-      eta: learning rate η.
-      epochs: number of updates.
-
-    Returns:
-      ``(params, y_hat, losses)``: final params, the last epoch's forward-pass
-      output (4, 1) (taken before that epoch's update, as the reference prints
-      it) and the loss of every epoch (epochs,).
-    """
-
-    def epoch(params, _):
-        y_hat, cache = NET.forward_with_cache(params, x)
-        grads = NET.backward(params, cache, y)
-        params = jax.tree.map(lambda p, g: p - eta * g, params, grads)
-        loss = NET.loss_from_cache(cache, y)
-        return params, (y_hat, loss)
-
-    params, (y_hats, losses) = jax.lax.scan(epoch, params, length=epochs)
-    return params, y_hats[-1], losses
-
-
-def main(argv=None) -> np.ndarray:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=10000)
-    parser.add_argument("--eta", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--float32",
-        action="store_true",
-        help="train in float32 (default float64, as NumPy)",
-    )
-    args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error("--epochs must be at least 1")
-
-    dtype = jnp.float32 if args.float32 else jnp.float64
-    if dtype == jnp.float64:
-        jax.config.update("jax_enable_x64", True)
-    x = jnp.asarray(XOR_INPUTS, dtype)
-    y = jnp.asarray(XOR_OUTPUTS, dtype)
-    params0 = reference_params(args.seed, dtype)
-
-    start = time.perf_counter()
-    params, y_hat, losses = jax.block_until_ready(
-        train(params0, x, y, args.eta, args.epochs)
-    )
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    jax.block_until_ready(train(params0, x, y, args.eta, args.epochs))
-    steady = time.perf_counter() - start
-
-    y_hat = np.asarray(y_hat)
-    print("Final Predicted Output:")
-    print(y_hat)
-    print(
-        f"loss: first epoch {float(losses[0]):.6f}, last epoch {float(losses[-1]):.6f}"
-    )
-    if (args.epochs, args.eta, args.seed) == (10000, 0.1, 42):
-        diff = float(np.max(np.abs(y_hat - REFERENCE_OUTPUT)))
-        print(
-            f"max |jaxprop - reference printout| = {diff:.2e} "
-            f"({'matches' if diff <= 1e-3 else 'DOES NOT MATCH'} to 1e-3)"
-        )
-    print(
-        f"{args.epochs} epochs in {steady * 1e3:.1f} ms "
-        f"({args.epochs / steady:,.0f} epochs/s; first call with compilation "
-        f"{first:.2f} s) on {jax.devices()[0].device_kind}, {dtype.__name__}"
-    )
-    print()
-    print("Gradient check at the initial parameters:")
-    print(jp.check_grads(NET, params0, x, y))
-    print("Gradient check at the trained parameters:")
-    print(jp.check_grads(NET, params, x, y))
-    return y_hat
-
+from jaxprop.reference import NET, main, reference_params, train  # noqa: F401
 
 if __name__ == "__main__":
     main()

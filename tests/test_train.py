@@ -13,7 +13,7 @@ import optax
 import pytest
 
 import jaxprop as jp
-from jaxprop._train import _train, _train_many
+from jaxprop._train import _advance_runs, _train
 from tests.helpers import assert_trees_close, make_case
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
@@ -294,9 +294,9 @@ def test_no_recompilation_for_new_values(key):
     assert _train._cache_size() == size
     keys = jax.random.split(key, 4)
     jp.train_seeds(net, keys, x, y, SGD, 10)
-    size = _train_many._cache_size()
+    size = _advance_runs._cache_size()
     jp.train_seeds(net, jax.random.split(keys[0], 4), x * 2, y, SGD, 10)
-    assert _train_many._cache_size() == size
+    assert _advance_runs._cache_size() == size
 
 
 def test_runs_split_across_devices_equal_one_device(tmp_path):

@@ -1,0 +1,413 @@
+"""The ``jaxprop`` command: ``jaxprop {xor,train,check,bench} [options]``.
+
+A user mistake (an unknown option value, an unreadable data file, a cost that
+does not fit the output activation) prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import os
+import sys
+from pathlib import Path
+
+#: Exit statuses.
+OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """A mistake in the command line, reported in one line with status 2."""
+
+
+@contextlib.contextmanager
+def _user_errors(command: str):
+    """Turns the ValueError/TypeError of jaxprop's checks into a UsageError.
+
+    Only around reading the command line, the settings and the data, and building
+    the network and trainer: an error while training is a bug, with a traceback.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"jaxprop {command}: {e}") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (no usage dump) and no SystemExit."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _setup_jax() -> None:
+    """One XLA CPU device per core (train_seeds splits runs over them), and x64.
+
+    Every array jaxprop's command makes has an explicit dtype, so 64-bit mode only
+    makes float64 available (``--dtype float64``, the gradient check).
+    """
+    import jax
+
+    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        try:
+            jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
+        except RuntimeError:  # a backend already started (jaxprop used in-process)
+            pass
+    jax.config.update("jax_enable_x64", True)
+
+
+# ------------------------------------------------------------------ options
+_HELP = {
+    "data": "xor, moons, spirals, blobs, mnist1d, or PATH.npz (arrays x, y) / PATH.csv "
+    "(targets in the last column)",
+    "eval_data": "held-out PATH.npz/.csv for file data",
+    "n_train": "training examples of moons/spirals/blobs (default 200)",
+    "n_test": "test examples of moons/spirals/blobs (default 1000)",
+    "classes": "classes of spirals (default 2) and blobs (default 3)",
+    "data_seed": "seed of the synthetic data (default 0)",
+    "sizes": "layer widths, e.g. 2,8,1 (default: n_in,8,n_out)",
+    "activation": "hidden activation (default tanh)",
+    "output_activation": "output activation (default sigmoid)",
+    "cost": "mse, binary_cross_entropy or softmax_cross_entropy (default mse)",
+    "reduction": "sum or mean over the batch (default mean)",
+    "init": "initialization scheme (default: the activation's)",
+    "optimizer": "sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, lion "
+    "(default sgd)",
+    "lr": "learning rate, or a comma-separated grid: every seed is trained at each "
+    "(default 0.1)",
+    "momentum": "momentum, or β₁ for adam/adamw/lion (default 0.9 where it applies)",
+    "steps": "training steps (default 1000)",
+    "batch_size": "minibatch size (default: the full batch)",
+    "seeds": "networks trained side by side, one per seed (default 1)",
+    "seed": "seed of the first network's key (default 0)",
+    "grad": "manual (the δ backward pass) or autodiff (jax.grad) (default manual)",
+    "dtype": "float32 or float64 (default float32)",
+    "strategy": "how seeds share the devices: auto, vmap, sequential, chunked",
+    "log_every": "steps per logged loss (default: about 1/200 of the run)",
+    "eval_every": "steps between evaluations on the test split (default ~1/20)",
+    "checkpoint_every": "steps between checkpoints in --out (default ~1/10)",
+}
+
+
+def _add_config_options(parser, fields) -> None:
+    from ._experiment import FIELDS
+
+    for name in fields:
+        flag = "--" + name.replace("_", "-")
+        metavar = FIELDS[name].name.upper().replace("_", "-")
+        parser.add_argument(
+            flag, dest=name, default=None, metavar=metavar, help=_HELP[name]
+        )
+
+
+def _config_values(args, fields) -> dict:
+    """Settings from --config FILE.toml, overridden by the options given."""
+    from ._experiment import read_toml
+
+    values = read_toml(args.config) if getattr(args, "config", None) else {}
+    values.update({k: getattr(args, k) for k in fields if getattr(args, k) is not None})
+    return values
+
+
+# ------------------------------------------------------------------ commands
+def _xor(args) -> int:
+    from . import reference
+
+    with _user_errors("xor"):
+        reference.check_arguments(args)
+    reference.run(args)
+    return OK
+
+
+_CHECK_FIELDS = (
+    "data",
+    "n_train",
+    "classes",
+    "data_seed",
+    "sizes",
+    "activation",
+    "output_activation",
+    "cost",
+    "reduction",
+    "init",
+    "seed",
+)
+
+
+def _check(args) -> int:
+    import jax
+
+    from ._experiment import build, gradient_check, make_config
+
+    examples = args.examples
+    with _user_errors("check"):
+        if examples < 1:
+            raise ValueError(f"--examples must be at least 1; got {examples}.")
+        values = _config_values(args, _CHECK_FIELDS) | {"dtype": args.dtype}
+        exp = build(make_config(values))
+    config = exp.config
+    report = gradient_check(exp, n=examples, dtype=args.dtype)
+    net = exp.net
+    print(
+        f"{'-'.join(map(str, net.sizes))} {net.activation}/{net.output_activation}, "
+        f"{net.cost} ({net.reduction}), {min(examples, exp.data.x.shape[0])} examples "
+        f"of {config.data}, seed {config.seed}'s initial params, {args.dtype} "
+        f"on {jax.devices()[0].platform}"
+    )
+    print(report)
+    return OK if report.passed else FAILED
+
+
+_TRAIN_FIELDS = (
+    "data",
+    "eval_data",
+    "n_train",
+    "n_test",
+    "classes",
+    "data_seed",
+    "sizes",
+    "activation",
+    "output_activation",
+    "cost",
+    "reduction",
+    "init",
+    "optimizer",
+    "lr",
+    "momentum",
+    "steps",
+    "batch_size",
+    "seeds",
+    "seed",
+    "grad",
+    "dtype",
+    "strategy",
+    "log_every",
+    "eval_every",
+    "checkpoint_every",
+)
+
+
+def _train(args, argv) -> int:
+    from ._experiment import (
+        build,
+        make_config,
+        read_config,
+        run_experiment,
+        write_results,
+    )
+
+    with _user_errors("train"):
+        if args.resume is not None:
+            extra = [
+                f"--{k.replace('_', '-')}"
+                for k in _TRAIN_FIELDS
+                if getattr(args, k) is not None
+            ]
+            extra += [
+                f for f in ("--config", "--out") if getattr(args, f[2:]) is not None
+            ]
+            if extra:
+                raise UsageError(
+                    f"jaxprop train: --resume takes every setting from "
+                    f"{args.resume}/config.json; drop {', '.join(extra)}."
+                )
+            out = Path(args.resume)
+            config = read_config(out)
+        else:
+            config = make_config(_config_values(args, _TRAIN_FIELDS))
+            out = None if args.out is None else Path(args.out)
+            if out is not None and (out / "checkpoint.npz").exists():
+                raise ValueError(
+                    f"--out: {str(out)!r} already holds a run; continue it with "
+                    f"--resume {out}, or choose another folder."
+                )
+        exp = build(config)
+    progress = "off" if args.quiet else "auto"
+    lead = "×".join(map(str, exp.trainer.shape))
+    net = exp.net
+    print(
+        f"{config.data}: {'-'.join(map(str, net.sizes))} {net.activation}/"
+        f"{net.output_activation} {net.cost}, {config.optimizer} lr "
+        f"{','.join(f'{x:g}' for x in config.lr)}, {config.steps} steps, "
+        f"{config.seeds} seeds ({lead} runs, {exp.trainer.strategy[0]}), "
+        f"{config.grad} gradients, {config.dtype}",
+        file=sys.stderr if args.quiet else sys.stdout,
+    )
+    try:
+        final = run_experiment(
+            exp, out, resume=args.resume is not None, progress=progress, argv=argv
+        )
+    except KeyboardInterrupt:
+        where = (
+            f"; jaxprop train --resume {out} continues from the last checkpoint"
+            if out
+            else ""
+        )
+        print(f"jaxprop train: interrupted{where}.", file=sys.stderr)
+        return INTERRUPTED
+    _print_summary(exp, final, out, write_results)
+    return OK
+
+
+def _print_summary(exp, final, out, write_results) -> None:
+    import numpy as np
+
+    from ._experiment import final_metrics, headline
+
+    if out is not None:
+        doc = write_results(out, exp, final)
+        key = doc["headline"]
+        summaries = {lr: doc["summary"][f"lr={lr:g}"] for lr in exp.config.lr}
+    else:
+        result = exp.trainer.result(final.state, final.log)
+        metrics = final_metrics(exp, result)
+        key = headline(metrics)
+        from ._experiment import _summary
+
+        summaries = {
+            lr: {
+                key: _summary(metrics[key][i]),
+                "diverged": int(np.sum(metrics["diverged"][i])),
+            }
+            for i, lr in enumerate(exp.config.lr)
+        }
+    n_runs = math.prod(exp.trainer.shape)
+    print(
+        f"trained {n_runs} runs × {exp.config.steps} steps in {final.seconds:.2f} s "
+        f"({n_runs * exp.config.steps / final.seconds:,.0f} run-steps/s)"
+    )
+    for lr, s in summaries.items():
+        m = s[key]
+        fmt = lambda v: "nan" if v is None or not math.isfinite(v) else f"{v:.4g}"  # noqa: E731
+        print(
+            f"lr {lr:g}: {key.replace('_', ' ')} median {fmt(m['median'])} "
+            f"[IQR {fmt(m['q1'])}, {fmt(m['q3'])}], mean {fmt(m['mean'])} "
+            f"(95% CI {fmt(m['ci95_low'])} to {fmt(m['ci95_high'])}), "
+            f"{s['diverged']} diverged"
+        )
+    if out is not None:
+        print(
+            f"results in {out}/: "
+            + ", ".join(
+                sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+            )
+        )
+
+
+def _bench(args) -> int:
+    try:
+        from benchmarks.__main__ import main as bench_main
+    except ImportError:
+        raise UsageError(
+            "jaxprop bench: the benchmark suite runs from a source checkout "
+            "(pip install -e . in a clone of the repository)."
+        ) from None
+    try:
+        bench_main(args.bench_args)
+    except SystemExit as e:  # argparse inside the suite
+        return e.code if isinstance(e.code, int) else USAGE
+    return OK
+
+
+# ------------------------------------------------------------------- parser
+def make_parser() -> argparse.ArgumentParser:
+    from . import __version__, reference
+
+    parser = _Parser(
+        prog="jaxprop",
+        description="Neural networks with a hand-written δ backward pass.",
+    )
+    parser.add_argument("--version", action="version", version=f"jaxprop {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser(
+        "xor",
+        help="the reference XOR example, reproduced",
+        description=reference.__doc__.split("\n\n")[0],
+    )
+    reference.add_arguments(p)
+
+    p = sub.add_parser(
+        "train",
+        help="train a network over many seeds; save, plot, resume",
+        description="Trains one network per seed (and learning rate) side by side "
+        "in compiled chunks of steps, with a progress line; --out DIR keeps the "
+        "configuration, curves, metrics, final params and optimizer states, plots "
+        "and checkpoints, and --resume DIR continues an interrupted run.",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="settings file (keys as the options, with _ or -); options override it",
+    )
+    _add_config_options(p, _TRAIN_FIELDS)
+    p.add_argument(
+        "--out", metavar="DIR", help="folder for the results and checkpoints"
+    )
+    p.add_argument(
+        "--resume", metavar="DIR", help="continue the interrupted run saved in DIR"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+    p = sub.add_parser(
+        "check",
+        help="the gradient-check table for an architecture and data",
+        description="Compares the hand-written gradients with jax.grad and finite "
+        "differences at a network's initial parameters; exits with 1 if a check fails.",
+    )
+    p.add_argument(
+        "--config", metavar="FILE.toml", help="settings file; options override it"
+    )
+    _add_config_options(p, _CHECK_FIELDS)
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float64",
+        help="precision of the check (default float64)",
+    )
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=64,
+        help="training examples in the batch checked (default 64)",
+    )
+
+    p = sub.add_parser(
+        "bench",
+        help="the benchmark suite (python -m benchmarks)",
+        description="Runs the benchmark suite from a source checkout; "
+        "`jaxprop bench --help` after the study shows its options.",
+        add_help=False,
+    )
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="study and options")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Runs the command; returns its exit status (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command != "bench":
+            _setup_jax()
+        if args.command == "xor":
+            return _xor(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "train":
+            return _train(args, argv)
+        return _bench(args)
+    except UsageError as e:
+        print(str(e), file=sys.stderr)
+        return USAGE
+
+
+def console() -> None:
+    """The ``jaxprop`` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

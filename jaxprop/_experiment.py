@@ -1,0 +1,777 @@
+"""Experiments: a validated configuration, its data, and a run saved to a folder.
+
+``jaxprop train`` is :func:`run_experiment` on an :class:`ExperimentConfig`. A run
+trains every (learning rate, seed) pair side by side with a :class:`Trainer`, in
+compiled chunks of steps; between chunks it reports progress and, every
+``checkpoint_every`` steps, writes ``checkpoint.npz`` atomically. ``--resume``
+loads that checkpoint and continues with the same compiled chunks, so it ends
+with the same bits as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import math
+import platform
+import sys
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import _data
+from ._activations import ACTIVATIONS
+from ._check import check_grads
+from ._costs import COSTS, REDUCTIONS
+from ._io import atomic_write, load, save
+from ._metrics import accuracy_from_output, summarize
+from ._mlp import MLP
+from ._params import SCHEMES
+from ._progress import Progress
+from ._train import GRADS, STRATEGIES, Trainer, TrainLog, TrainResult, TrainState
+
+DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d")
+DTYPES = ("float32", "float64")
+#: name: optax constructor of (learning_rate, momentum).
+OPTIMIZERS = {
+    "sgd": lambda lr, m: optax.sgd(lr),
+    "momentum": lambda lr, m: optax.sgd(lr, momentum=m),
+    "nesterov": lambda lr, m: optax.sgd(lr, momentum=m, nesterov=True),
+    "adam": lambda lr, m: optax.adam(lr, b1=m),
+    "adamw": lambda lr, m: optax.adamw(lr, b1=m),
+    "rmsprop": lambda lr, m: optax.rmsprop(lr, momentum=m),
+    "adagrad": lambda lr, m: optax.adagrad(lr),
+    "lion": lambda lr, m: optax.lion(lr, b1=m),
+}
+#: Default momentum (β₁ for adam, adamw and lion) per optimizer.
+MOMENTUM = {"momentum": 0.9, "nesterov": 0.9, "adam": 0.9, "adamw": 0.9, "lion": 0.9}
+#: Chunks of steps per run: how often progress is reported.
+CHUNKS_PER_RUN = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines a training experiment (``config.json`` holds it).
+
+    Attributes:
+      data: ``xor``, ``moons``, ``spirals``, ``blobs``, ``mnist1d``, or a path
+        to a ``.npz`` (arrays ``x``, ``y``) or ``.csv`` (targets in the last column).
+      eval_data: optional held-out ``.npz``/``.csv`` for file data (the built-in
+        datasets bring their own test split; XOR is evaluated on its 4 points).
+      n_train, n_test: examples drawn for moons/spirals/blobs (default 200, 1000).
+      classes: classes for spirals and blobs (default 2 and 3).
+      data_seed: seed of the synthetic data (the test split uses data_seed + 1).
+      sizes: layer widths (n_in, ..., n_out); default (n_in, 8, n_out).
+      activation, output_activation, cost, reduction: as for ``jp.MLP``.
+      init: initialization scheme (default: the activation's).
+      optimizer: one of ``OPTIMIZERS``; lr: one or more learning rates (a grid:
+        every seed is trained at each); momentum: momentum or β₁ where it applies.
+      steps, batch_size (None: full batch), seeds, seed (the first key), grad,
+      dtype, strategy: as for ``jp.train_seeds``.
+      log_every: steps per logged loss (default: about 1/200 of the run).
+      eval_every: steps between evaluations on the test split (default ~1/20).
+      checkpoint_every: steps between checkpoints (default ~1/10).
+    """
+
+    data: str = "xor"
+    eval_data: str | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    classes: int | None = None
+    data_seed: int = 0
+    sizes: tuple[int, ...] | None = None
+    activation: str = "tanh"
+    output_activation: str = "sigmoid"
+    cost: str = "mse"
+    reduction: str = "mean"
+    init: str | None = None
+    optimizer: str = "sgd"
+    lr: tuple[float, ...] = (0.1,)
+    momentum: float | None = None
+    steps: int = 1000
+    batch_size: int | None = None
+    seeds: int = 1
+    seed: int = 0
+    grad: str = "manual"
+    dtype: str = "float32"
+    strategy: str = "auto"
+    log_every: int | None = None
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+
+
+# --------------------------------------------------------------- validation
+def _int(value, name: str, low: int = 1) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer; got {value!r}.") from None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer; got {value!r}.")
+    if value < low:
+        raise ValueError(f"{name} must be ≥ {low}; got {value}.")
+    return int(value)
+
+
+def _float(value, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number; got {value!r}.") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value}.")
+    return value
+
+
+def _choice(value, name: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(
+            f"{name}: unknown value {value!r}; expected one of {list(choices)}."
+        )
+    return value
+
+
+def _list(value, name: str) -> list:
+    """A list from a TOML/JSON array or a comma-separated string."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig:
+    """A validated ``ExperimentConfig`` from user values (strings, TOML, JSON).
+
+    Raises:
+      ValueError: an unknown key or a value that does not fit, named.
+    """
+    where = f"{source}: " if source else ""
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{where}unknown setting {unknown[0]!r}; expected some of {sorted(FIELDS)}."
+        )
+    v = {k: x for k, x in values.items() if x is not None}
+    out: dict[str, Any] = {}
+    for key in ("data", "eval_data"):
+        if key in v:
+            out[key] = str(v[key])
+    data = out.get("data", "xor")
+    if data not in DATASETS and Path(data).suffix not in (".npz", ".csv"):
+        raise ValueError(
+            f"{where}data: unknown dataset {data!r}; expected one of "
+            f"{list(DATASETS)} or a path to a .npz or .csv file."
+        )
+    if "eval_data" in out and Path(out["eval_data"]).suffix not in (".npz", ".csv"):
+        raise ValueError(
+            f"{where}eval_data must be a .npz or .csv file; got {out['eval_data']!r}."
+        )
+    for key in (
+        "n_train",
+        "n_test",
+        "classes",
+        "steps",
+        "seeds",
+        "batch_size",
+        "log_every",
+        "eval_every",
+        "checkpoint_every",
+    ):
+        if key in v:
+            out[key] = _int(v[key], where + key)
+    for key in ("data_seed", "seed"):
+        if key in v:
+            out[key] = _int(v[key], where + key, low=0)
+    if "sizes" in v:
+        sizes = tuple(_int(s, where + "sizes") for s in _list(v["sizes"], "sizes"))
+        if len(sizes) < 2:
+            raise ValueError(
+                f"{where}sizes needs at least an input and an output width; "
+                f"got {sizes}."
+            )
+        out["sizes"] = sizes
+    for key, choices in (
+        ("activation", ACTIVATIONS),
+        ("output_activation", ACTIVATIONS),
+        ("cost", COSTS),
+        ("reduction", REDUCTIONS),
+        ("init", SCHEMES),
+        ("optimizer", OPTIMIZERS),
+        ("grad", GRADS),
+        ("dtype", DTYPES),
+        ("strategy", STRATEGIES),
+    ):
+        if key in v:
+            out[key] = _choice(v[key], where + key, choices)
+    if "lr" in v:
+        lr = tuple(_float(x, where + "lr") for x in _list(v["lr"], "lr"))
+        if not lr or min(lr) <= 0:
+            raise ValueError(
+                f"{where}lr must be one or more positive numbers; got {v['lr']!r}."
+            )
+        out["lr"] = lr
+    if "momentum" in v:
+        out["momentum"] = _float(v["momentum"], where + "momentum")
+    config = ExperimentConfig(**out)
+    # Cost and output activation must fit each other: jp.MLP says why not.
+    MLP(
+        (1, 1),
+        config.activation,
+        config.output_activation,
+        config.cost,
+        config.reduction,
+    )
+    return config
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The settings of a TOML config file (keys as in ``ExperimentConfig``)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(
+            f"--config: cannot read {str(path)!r} ({e.strerror})."
+        ) from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML ({e}).") from None
+    return {k.replace("-", "_"): x for k, x in values.items()}
+
+
+# ---------------------------------------------------------------------- data
+class Data(NamedTuple):
+    """Training and evaluation arrays shaped for the network's cost."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_eval: np.ndarray | None
+    y_eval: np.ndarray | None
+    classification: bool  # accuracy is meaningful
+
+
+def _raw_data(config: ExperimentConfig):
+    """(x, y, x_eval, y_eval) as the source gives them (labels or targets)."""
+    name = config.data
+    key = jax.random.key(config.data_seed)
+    key_test = jax.random.key(config.data_seed + 1)
+    n, n_test = config.n_train or 200, config.n_test or 1000
+    if name == "xor":
+        x, y = _data.xor()
+        return x, y, x, y
+    if name == "moons":
+        return (*_data.two_moons(key, n), *_data.two_moons(key_test, n_test))
+    if name == "spirals":
+        c = config.classes or 2
+        return (*_data.spirals(key, n, c), *_data.spirals(key_test, n_test, c))
+    if name == "blobs":
+        # The test blobs share the training centers: same key, more points.
+        c = config.classes or 3
+        x, y = _data.blobs(key, n + n_test, c)
+        return x[:n], y[:n], x[n:], y[n:]
+    if name == "mnist1d":
+        try:
+            d = _data.mnist1d()
+        except ImportError:
+            raise ValueError(
+                "data: mnist1d needs the mnist1d package: pip install 'jaxprop[data]'."
+            ) from None
+        return d.x, d.y, d.x_test, d.y_test
+    x, y = _load_file(name, "data")
+    x_eval = y_eval = None
+    if config.eval_data is not None:
+        x_eval, y_eval = _load_file(config.eval_data, "eval_data")
+    return x, y, x_eval, y_eval
+
+
+def _load_file(path: str, name: str):
+    loader = _data.load_npz if Path(path).suffix == ".npz" else _data.load_csv
+    try:
+        return loader(path)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
+def _shape_targets(y, n_out: int, cost: str, dtype, name: str) -> np.ndarray:
+    """Labels (n,) as the cost needs them: kept, one-hot, or one 0/1 column."""
+    y = np.asarray(y)
+    if y.ndim == 2 or cost == "softmax_cross_entropy":
+        return y if y.ndim == 1 else y.astype(dtype)
+    n_classes = int(y.max()) + 1 if y.size else 0
+    if n_out == 1:
+        if n_classes > 2:
+            raise ValueError(
+                f"{name} has {n_classes} classes but the network has one output: "
+                f"use --sizes ...,{n_classes} (one-hot targets) or --cost "
+                f"softmax_cross_entropy."
+            )
+        return y[:, None].astype(dtype)
+    if n_classes > n_out:
+        raise ValueError(
+            f"{name} has {n_classes} classes but the network has {n_out} outputs."
+        )
+    return np.eye(n_out, dtype=dtype)[y]
+
+
+def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
+    """The experiment's data and its network sizes (checked against the data)."""
+    x, y, x_eval, y_eval = (
+        None if a is None else np.asarray(a) for a in _raw_data(config)
+    )
+    labels = y.ndim == 1
+    n_classes = (
+        int(max(y.max(), -1 if y_eval is None else y_eval.max())) + 1
+        if labels
+        else None
+    )
+    if config.sizes is None:
+        if labels:
+            n_out = (
+                1
+                if n_classes <= 2 and config.cost != "softmax_cross_entropy"
+                else n_classes
+            )
+        else:
+            n_out = y.shape[1]
+        sizes = (x.shape[1], 8, n_out)
+    else:
+        sizes = config.sizes
+    if sizes[0] != x.shape[1]:
+        raise ValueError(
+            f"sizes: the data have {x.shape[1]} input features, so sizes must "
+            f"start with {x.shape[1]}; got {sizes[0]}."
+        )
+    if x_eval is not None and x_eval.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"eval_data has {x_eval.shape[1]} input features; the data have "
+            f"{x.shape[1]}."
+        )
+    dtype = np.dtype(config.dtype)
+    y = _shape_targets(y, sizes[-1], config.cost, dtype, "data")
+    if y_eval is not None:
+        y_eval = _shape_targets(y_eval, sizes[-1], config.cost, dtype, "eval_data")
+    classification = labels or bool(np.all((y == 0) | (y == 1)))
+    return Data(
+        x.astype(dtype),
+        y,
+        None if x_eval is None else x_eval.astype(dtype),
+        y_eval,
+        classification,
+    ), sizes
+
+
+# --------------------------------------------------------------- experiment
+def _divisor_near(n: int, target: float) -> int:
+    """A divisor of n near target (within a factor 2), else round(target)."""
+    target = max(1.0, target)
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    best = min(small + [n // d for d in small], key=lambda d: abs(math.log(d / target)))
+    return best if 0.5 <= best / target <= 2 else max(1, round(target))
+
+
+class Experiment(NamedTuple):
+    """A configuration made concrete: data, network, optimizer, trainer, schedule."""
+
+    config: ExperimentConfig
+    data: Data
+    net: MLP
+    trainer: Trainer
+    log_every: int
+    chunk: int  # steps per compiled call
+    checkpoint_every: int  # a multiple of chunk
+
+
+def _optimizer(config: ExperimentConfig) -> optax.GradientTransformation:
+    momentum = (
+        config.momentum
+        if config.momentum is not None
+        else MOMENTUM.get(config.optimizer, 0.0)
+    )
+    make = OPTIMIZERS[config.optimizer]
+    return optax.inject_hyperparams(
+        lambda learning_rate: make(learning_rate, momentum)
+    )(learning_rate=config.lr[0])
+
+
+def build(config: ExperimentConfig) -> Experiment:
+    """Loads the data and builds the network and trainer; every check runs here.
+
+    Raises:
+      ValueError, TypeError: a setting that does not fit the data or the others.
+    """
+    if config.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "dtype: float64 needs jax.config.update('jax_enable_x64', True) "
+            "before any array is made (the jaxprop command does it)."
+        )
+    data, sizes = load_data(config)
+    net = MLP(
+        sizes,
+        config.activation,
+        config.output_activation,
+        config.cost,
+        config.reduction,
+    )
+    steps = config.steps
+    log_every = config.log_every or _divisor_near(steps, steps / 200)
+    if steps % log_every:
+        raise ValueError(f"log_every ({log_every}) must divide steps ({steps}).")
+    n_blocks = steps // log_every
+    chunk = log_every * _divisor_near(n_blocks, n_blocks / CHUNKS_PER_RUN)
+    every = config.checkpoint_every or chunk * max(1, round(steps / chunk / 10))
+    checkpoint_every = -(-every // chunk) * chunk  # whole chunks
+    eval_every = None
+    if data.x_eval is not None:
+        eval_every = config.eval_every or log_every * max(1, n_blocks // 20)
+        if eval_every % log_every:
+            raise ValueError(
+                f"eval_every ({eval_every}) must be a multiple of log_every "
+                f"({log_every})."
+            )
+    elif config.eval_every is not None:
+        raise ValueError("eval_every needs evaluation data (eval_data for a file).")
+    keys = jax.random.split(jax.random.key(config.seed), config.seeds)
+    trainer = Trainer(
+        net,
+        keys,
+        data.x,
+        data.y,
+        _optimizer(config),
+        steps,
+        scheme=config.init,
+        grad=config.grad,
+        batch_size=config.batch_size,
+        hparams={"learning_rate": jnp.asarray(config.lr, config.dtype)},
+        strategy=config.strategy,
+        eval_data=None if data.x_eval is None else (data.x_eval, data.y_eval),
+        eval_every=eval_every,
+        log_every=log_every,
+        dtype=config.dtype,
+    )
+    return Experiment(config, data, net, trainer, log_every, chunk, checkpoint_every)
+
+
+def _empty_log(exp: Experiment) -> TrainLog:
+    """Host buffers for the whole log, NaN until written."""
+    shape = (*exp.trainer.shape, exp.config.steps // exp.log_every)
+    nan = lambda: np.full(shape, np.nan, exp.config.dtype)  # noqa: E731
+    if exp.data.x_eval is None:
+        return TrainLog(nan())
+    return TrainLog(nan(), nan(), nan())
+
+
+class Checkpoint(NamedTuple):
+    """What ``checkpoint.npz`` holds."""
+
+    state: TrainState
+    log: TrainLog
+    seconds: float  # training time so far
+
+
+def versions() -> dict[str, str]:
+    from . import __version__
+
+    device = jax.devices()[0]
+    return {
+        "jaxprop": __version__,
+        "jax": jax.__version__,
+        "jaxlib": importlib.metadata.version("jaxlib"),
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": f"{device.platform}: {device.device_kind} × {len(jax.devices())}",
+    }
+
+
+def _plain(value):
+    """JSON-ready: NaN and inf become null (strict JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_json(path: Path, doc) -> None:
+    text = json.dumps(_plain(doc), indent=1, allow_nan=False)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_config(out: Path, config: ExperimentConfig, argv=None) -> None:
+    doc = {
+        "config": dataclasses.asdict(config),
+        "versions": versions(),
+        "command": ["jaxprop", *argv] if argv is not None else None,
+    }
+    write_json(out / "config.json", doc)
+
+
+def read_config(out: Path) -> ExperimentConfig:
+    """The configuration saved in ``out/config.json`` (for ``--resume``)."""
+    path = Path(out) / "config.json"
+    try:
+        doc = json.loads(path.read_text())
+        values = doc["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"--resume: {str(path)!r} is missing or not a jaxprop config.json."
+        ) from None
+    return make_config(values, source=str(path))
+
+
+def train_chunks(
+    exp: Experiment,
+    checkpoint: Checkpoint,
+    *,
+    progress: Progress | None = None,
+    on_checkpoint=None,
+) -> Checkpoint:
+    """Trains from ``checkpoint`` to the end in compiled chunks of ``exp.chunk`` steps.
+
+    Chunks are queued one ahead: while chunk k runs, the host reads chunk k-1's
+    log (for the progress line) and, at checkpoint steps, its state.
+    ``on_checkpoint(checkpoint)`` is called every ``checkpoint_every`` steps and
+    at the end.
+    """
+    trainer = exp.trainer
+    state, log, seconds = checkpoint
+    log = jax.tree.map(np.array, log)  # writable host copies
+    start_time = time.perf_counter() - seconds
+    pending = None
+
+    def finish(item):
+        state, chunk_log = item
+        n = chunk_log.losses.shape[-1]
+        first = state.step // exp.log_every - n
+        for buf, new in zip(log, chunk_log, strict=True):
+            buf[..., first : first + n] = np.asarray(new)
+        if progress is not None:
+            last = log.losses[..., first + n - 1]
+            median = (
+                float(np.nanmedian(last)) if np.any(np.isfinite(last)) else math.nan
+            )
+            n_div = int(np.sum(np.isnan(last)))
+            progress.update(state.step, median, n_div)
+        done = state.step == trainer.steps
+        if on_checkpoint is not None and (
+            done or state.step % exp.checkpoint_every == 0
+        ):
+            on_checkpoint(Checkpoint(state, log, time.perf_counter() - start_time))
+
+    while state.step < trainer.steps:
+        k = min(exp.chunk, trainer.steps - state.step)
+        state, chunk_log = trainer.advance(state, k)  # queued, not waited for
+        if pending is not None:
+            finish(pending)
+        pending = (state, chunk_log)
+    if pending is not None:
+        finish(pending)
+    jax.block_until_ready(state)
+    return Checkpoint(state, log, time.perf_counter() - start_time)
+
+
+def save_checkpoint(out: Path, checkpoint: Checkpoint) -> Path:
+    return save(out / "checkpoint.npz", checkpoint._asdict())
+
+
+def load_checkpoint(out: Path, exp: Experiment) -> Checkpoint:
+    like = Checkpoint(exp.trainer.init(), _empty_log(exp), 0.0)._asdict()
+    return Checkpoint(**load(Path(out) / "checkpoint.npz", like))
+
+
+# ------------------------------------------------------------------- results
+def final_metrics(exp: Experiment, result: TrainResult) -> dict[str, np.ndarray]:
+    """Per-run (n_lr, n_seeds) final metrics."""
+    net, data = exp.net, exp.data
+
+    @jax.jit
+    def on(params, x, y):
+        def one(p):
+            y_hat, cache = net.forward_with_cache(p, x)
+            return net.loss_from_cache(cache, y), accuracy_from_output(net, y_hat, y)
+
+        return jax.vmap(jax.vmap(one))(params)
+
+    train_loss, train_acc = on(result.params, data.x, data.y)
+    metrics = {
+        "train_loss": np.asarray(train_loss),
+        "diverged": np.asarray(result.diverged),
+        "diverged_at": np.asarray(result.diverged_at),
+    }
+    if data.classification:
+        metrics["train_accuracy"] = np.asarray(train_acc)
+    if result.eval_loss is not None:
+        metrics["eval_loss"] = np.asarray(result.eval_loss[..., -1])
+        if data.classification:
+            metrics["eval_accuracy"] = np.asarray(result.eval_accuracy[..., -1])
+    for k in ("train_loss", "train_accuracy", "eval_loss", "eval_accuracy"):
+        if k in metrics:  # a diverged run has no final metric
+            metrics[k] = np.where(metrics["diverged"], np.nan, metrics[k])
+    return metrics
+
+
+def headline(metrics: Mapping[str, np.ndarray]) -> str:
+    """The metric that sums a run up: held-out accuracy, else train accuracy or loss."""
+    for k in ("eval_accuracy", "train_accuracy", "eval_loss", "train_loss"):
+        if k in metrics:
+            return k
+    raise AssertionError("no metric")
+
+
+def _summary(values: np.ndarray) -> dict[str, float]:
+    s = summarize(values)
+    finite = values[np.isfinite(values)]
+    q1, q3 = np.percentile(finite, [25, 75]) if finite.size else (math.nan, math.nan)
+    return {
+        "n": s.n,
+        "n_nan": s.n_nan,
+        "mean": s.mean,
+        "ci95_low": s.ci_low,
+        "ci95_high": s.ci_high,
+        "median": s.median,
+        "q1": float(q1),
+        "q3": float(q3),
+        "min": s.min,
+        "max": s.max,
+    }
+
+
+def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
+    """metrics.json, curves.npz, final.npz and the plots; returns the metrics doc."""
+    from . import _plots
+
+    config, trainer = exp.config, exp.trainer
+    result = trainer.result(checkpoint.state, checkpoint.log)
+    metrics = final_metrics(exp, result)
+    seconds = checkpoint.seconds
+    n_runs = math.prod(trainer.shape)
+    doc = {
+        "headline": headline(metrics),
+        "summary": {
+            f"lr={lr:g}": {
+                k: _summary(v[i])
+                for k, v in metrics.items()
+                if k not in ("diverged", "diverged_at")
+            }
+            | {"diverged": int(np.sum(metrics["diverged"][i]))}
+            for i, lr in enumerate(config.lr)
+        },
+        "runs": [
+            {"lr": lr, "seed": s} | {k: v[i, s].item() for k, v in metrics.items()}
+            for i, lr in enumerate(config.lr)
+            for s in range(config.seeds)
+        ],
+        "timing": {
+            "train_s": seconds,
+            "steps": config.steps,
+            "runs": n_runs,
+            "run_steps_per_s": n_runs * config.steps / seconds if seconds else None,
+            "strategy": list(trainer.strategy),
+        },
+    }
+    write_json(out / "metrics.json", doc)
+    steps = exp.log_every * np.arange(1, config.steps // exp.log_every + 1)
+    curves = {
+        "steps": steps,
+        "lr": np.asarray(config.lr),
+        "losses": np.asarray(result.losses),
+        **{k: v for k, v in metrics.items()},
+    }
+    if result.eval_loss is not None:
+        curves |= {
+            "eval_steps": np.asarray(result.eval_steps[0, 0]),
+            "eval_loss": np.asarray(result.eval_loss),
+            "eval_accuracy": np.asarray(result.eval_accuracy),
+        }
+    atomic_write(out / "curves.npz", lambda f: np.savez(f, **curves))
+    save(out / "final.npz", {"params": result.params, "opt_state": result.opt_state})
+    _plots.loss_curves(out / "loss.png", steps, np.asarray(result.losses), config.lr)
+    key = doc["headline"]
+    _plots.histogram(out / f"{key}.png", metrics[key], config.lr, key.replace("_", " "))
+    if exp.data.x.shape[1] == 2:
+        first_lr = jax.tree.map(lambda l: l[0], result.params)
+        _plots.decision_regions(out / "regions.png", exp.net, first_lr, exp.data)
+    return doc
+
+
+def gradient_check(exp: Experiment, n: int = 64, dtype: str | None = None):
+    """check_grads of seed 0's initial params on the first ≤ n training examples.
+
+    In ``dtype``; by default float64 where 64-bit mode is on (else float32).
+    """
+    if dtype is None:
+        dtype = "float64" if jax.config.jax_enable_x64 else "float32"
+    params = jax.tree.map(
+        lambda l: l[0, 0].astype(dtype), exp.trainer.init().runs.params
+    )
+    x, y = exp.data.x[:n].astype(dtype), exp.data.y[:n]
+    if y.dtype.kind == "f":
+        y = y.astype(dtype)
+    return check_grads(exp.net, params, x, y)
+
+
+def run_experiment(
+    exp: Experiment,
+    out: Path | None = None,
+    *,
+    resume: bool = False,
+    progress: str = "auto",
+    stream: TextIO | None = None,
+    argv=None,
+) -> Checkpoint:
+    """Trains a built experiment, writing everything to ``out`` if given.
+
+    Args:
+      exp: from :func:`build`.
+      out: result folder (config.json, gradcheck.txt/.png and checkpoint.npz
+        here; metrics.json, curves.npz, final.npz and the plots from
+        :func:`write_results`), or None to keep nothing.
+      resume: continue from ``out/checkpoint.npz`` if there is one.
+      progress: a :class:`Progress` mode (``"off"`` for none).
+      stream: where progress and messages go (default ``sys.stderr``).
+      argv: the command line, recorded in config.json.
+
+    Returns:
+      The final :class:`Checkpoint` (state, whole log, training seconds).
+    """
+    stream = sys.stderr if stream is None else stream
+    checkpoint = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        if resume and (out / "checkpoint.npz").exists():
+            checkpoint = load_checkpoint(out, exp)
+            print(f"resuming {out} at step {checkpoint.state.step}", file=stream)
+        else:
+            write_config(out, exp.config, argv)
+            from . import _plots
+
+            report = gradient_check(exp)
+            (out / "gradcheck.txt").write_text(str(report) + "\n")
+            _plots.gradcheck_table(out / "gradcheck.png", report)
+    if checkpoint is None:
+        checkpoint = Checkpoint(exp.trainer.init(), _empty_log(exp), 0.0)
+    bar = Progress(
+        exp.config.steps,
+        math.prod(exp.trainer.shape),
+        start=checkpoint.state.step,
+        mode=progress,
+        stream=stream,
+    )
+    on_checkpoint = None if out is None else (lambda c: save_checkpoint(out, c))
+    return train_chunks(exp, checkpoint, progress=bar, on_checkpoint=on_checkpoint)

@@ -1,0 +1,182 @@
+"""Saving and loading pytrees bit for bit: one ``.npz`` file, written atomically.
+
+A file holds every leaf of a pytree (params, optimizer states, a ``TrainState``
+with its PRNG keys) under its key path, with a small JSON header; ``load`` with a
+template (``like``) rebuilds the same pytree and checks every path, shape and
+dtype against it. Nothing is pickled: loading never runs code from a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_FORMAT = "jaxprop.pytree"
+_VERSION = 1
+_HEADER = "__jaxprop__"
+
+
+def _is_key(leaf) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    return dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def _encode(leaf) -> tuple[np.ndarray, dict]:
+    """(array to store, header entry) of one leaf."""
+    if isinstance(leaf, (bool, int, float)) and not isinstance(leaf, np.generic):
+        kind = type(leaf).__name__
+        return np.asarray(leaf), {"kind": kind}
+    if _is_key(leaf):
+        impl = str(jax.random.key_impl(leaf))
+        return np.asarray(jax.random.key_data(leaf)), {"kind": "key", "impl": impl}
+    if not hasattr(leaf, "dtype") or not hasattr(leaf, "shape"):
+        raise TypeError(
+            f"tree leaves must be arrays, PRNG keys or Python scalars; got "
+            f"{type(leaf).__name__}."
+        )
+    arr = np.asarray(leaf)
+    entry = {"kind": "array", "dtype": arr.dtype.name}
+    if np.dtype(arr.dtype.str) != arr.dtype:
+        # Types NumPy cannot name in a file (bfloat16, float8, ...) are stored
+        # as unsigned integers of the same width and viewed back on load.
+        arr = arr.view(f"u{arr.dtype.itemsize}")
+    return arr, entry
+
+
+def _decode(arr: np.ndarray, entry: dict):
+    kind = entry["kind"]
+    if kind in ("bool", "int", "float"):
+        return {"bool": bool, "int": int, "float": float}[kind](arr[()])
+    if kind == "key":
+        return jax.random.wrap_key_data(jnp.asarray(arr), impl=entry["impl"])
+    dtype = jnp.dtype(entry["dtype"])
+    return arr.view(dtype) if arr.dtype != dtype else arr
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Calls ``write(file)`` on a temporary file beside ``path``, then renames it.
+
+    The rename is atomic: a reader (or a crash mid-write) sees the old file or
+    the new one, never half of one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return path
+
+
+def save(path: str | os.PathLike, tree) -> Path:
+    """Writes a pytree to ``path`` (an ``.npz`` file) atomically, bit for bit.
+
+    Args:
+      path: the file to write (replaced atomically if it exists).
+      tree: any pytree of arrays (NumPy or JAX, any dtype), PRNG key arrays and
+        Python scalars, e.g. params, an optimizer state or a ``jp.TrainState``.
+
+    Returns:
+      The path written.
+    """
+    path = Path(path)
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    arrays, entries = {}, []
+    for i, (key_path, leaf) in enumerate(leaves):
+        arr, entry = _encode(leaf)
+        entry["path"] = jax.tree_util.keystr(key_path)
+        arrays[f"leaf{i}"] = arr
+        entries.append(entry)
+    header = json.dumps({"format": _FORMAT, "version": _VERSION, "leaves": entries})
+    arrays[_HEADER] = np.frombuffer(header.encode(), np.uint8)
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _read(path: Path) -> tuple[list[dict], list]:
+    if not path.is_file():
+        raise ValueError(f"path: no such file {str(path)!r}.")
+    try:
+        f = np.load(path)
+    except (OSError, EOFError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable .npz file ({e}).") from None
+    if not isinstance(f, np.lib.npyio.NpzFile) or _HEADER not in f.files:
+        raise ValueError(f"{path}: not a file written by jp.save.")
+    with f:
+        header = json.loads(f[_HEADER].tobytes().decode())
+        if header.get("format") != _FORMAT or header.get("version") != _VERSION:
+            raise ValueError(f"{path}: not a jp.save file of version {_VERSION}.")
+        entries = header["leaves"]
+        leaves = [_decode(f[f"leaf{i}"], e) for i, e in enumerate(entries)]
+    return entries, leaves
+
+
+def _describe(leaf) -> tuple[tuple[int, ...], str]:
+    if isinstance(leaf, (bool, int, float)) and not isinstance(leaf, np.generic):
+        return (), type(leaf).__name__
+    dtype = leaf.dtype
+    if _is_key(leaf):
+        return tuple(leaf.shape), "key"
+    return tuple(leaf.shape), jnp.dtype(dtype).name
+
+
+def load(path: str | os.PathLike, like=None):
+    """Reads a pytree written by :func:`save`.
+
+    Args:
+      path: the ``.npz`` file.
+      like: a pytree of the same structure (e.g. ``net.init(key)``,
+        ``trainer.init()``; leaves may be ``jax.ShapeDtypeStruct``). Every key
+        path, shape and dtype must match it.
+
+    Returns:
+      With ``like``: a pytree of its structure whose array leaves are NumPy
+      arrays holding the saved bits (PRNG keys as JAX key arrays, Python scalars
+      as Python scalars). Without: a dict from key path to leaf.
+
+    Raises:
+      ValueError: a missing or unreadable file, or one that does not match ``like``.
+    """
+    path = Path(path)
+    entries, leaves = _read(path)
+    if like is None:
+        return {e["path"]: leaf for e, leaf in zip(entries, leaves, strict=True)}
+    template, treedef = jax.tree_util.tree_flatten_with_path(like)
+    want = [jax.tree_util.keystr(p) for p, _ in template]
+    got = [e["path"] for e in entries]
+    if want != got:
+        missing = [p for p in want if p not in got][:3]
+        extra = [p for p in got if p not in want][:3]
+        raise ValueError(
+            f"{path}: the saved tree does not have like's structure "
+            f"({len(got)} leaves saved, {len(want)} expected; missing {missing}, "
+            f"unexpected {extra})."
+        )
+    for (key_path, expected), leaf in zip(template, leaves, strict=True):
+        if _describe(expected) != _describe(leaf):
+            shape, dtype = _describe(leaf)
+            raise ValueError(
+                f"{path}: leaf {jax.tree_util.keystr(key_path)} is {dtype} of "
+                f"shape {shape}; like expects {_describe(expected)[1]} of shape "
+                f"{_describe(expected)[0]}."
+            )
+    return jax.tree_util.tree_unflatten(treedef, leaves)
