@@ -30,7 +30,6 @@ from ._train import Trainer as Trainer
 from ._train import TrainLog as TrainLog
 from ._train import TrainResult as TrainResult
 from ._train import TrainState as TrainState
-from ._train import concat_logs as concat_logs
 from ._train import train as train
 from ._train import train_seeds as train_seeds
 

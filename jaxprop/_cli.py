@@ -86,7 +86,7 @@ _HELP = {
     "strategy": "how seeds share the devices: auto, vmap, sequential, chunked",
     "log_every": "steps per logged loss (default: about 1/200 of the run)",
     "eval_every": "steps between evaluations on the test split (default ~1/20)",
-    "checkpoint_every": "steps between checkpoints in --out (default ~1/10)",
+    "checkpoint_every": "steps between checkpoints in --out (default: every minute)",
 }
 
 
@@ -260,7 +260,7 @@ def _print_summary(exp, final, out, write_results) -> None:
         key = doc["headline"]
         summaries = {lr: doc["summary"][f"lr={lr:g}"] for lr in exp.config.lr}
     else:
-        result = exp.trainer.result(final.state, final.log)
+        result = exp.trainer.result(final.state)
         metrics = final_metrics(exp, result)
         key = headline(metrics)
         from ._experiment import _summary

@@ -36,7 +36,7 @@ from ._metrics import accuracy_from_output, summarize
 from ._mlp import MLP
 from ._params import SCHEMES
 from ._progress import Progress
-from ._train import GRADS, STRATEGIES, Trainer, TrainLog, TrainResult, TrainState
+from ._train import GRADS, STRATEGIES, Trainer, TrainResult, TrainState
 
 DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d")
 DTYPES = ("float32", "float64")
@@ -53,8 +53,6 @@ OPTIMIZERS = {
 }
 #: Default momentum (β₁ for adam, adamw and lion) per optimizer.
 MOMENTUM = {"momentum": 0.9, "nesterov": 0.9, "adam": 0.9, "adamw": 0.9, "lion": 0.9}
-#: Chunks of steps per run: how often progress is reported.
-CHUNKS_PER_RUN = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -391,8 +389,7 @@ class Experiment(NamedTuple):
     net: MLP
     trainer: Trainer
     log_every: int
-    chunk: int  # steps per compiled call
-    checkpoint_every: int  # a multiple of chunk
+    checkpoint_every: int | None  # a multiple of log_every; None: by time
 
 
 def _optimizer(config: ExperimentConfig) -> optax.GradientTransformation:
@@ -431,9 +428,9 @@ def build(config: ExperimentConfig) -> Experiment:
     if steps % log_every:
         raise ValueError(f"log_every ({log_every}) must divide steps ({steps}).")
     n_blocks = steps // log_every
-    chunk = log_every * _divisor_near(n_blocks, n_blocks / CHUNKS_PER_RUN)
-    every = config.checkpoint_every or chunk * max(1, round(steps / chunk / 10))
-    checkpoint_every = -(-every // chunk) * chunk  # whole chunks
+    checkpoint_every = None
+    if config.checkpoint_every is not None:  # whole blocks
+        checkpoint_every = -(-config.checkpoint_every // log_every) * log_every
     eval_every = None
     if data.x_eval is not None:
         eval_every = config.eval_every or log_every * max(1, n_blocks // 20)
@@ -462,23 +459,13 @@ def build(config: ExperimentConfig) -> Experiment:
         log_every=log_every,
         dtype=config.dtype,
     )
-    return Experiment(config, data, net, trainer, log_every, chunk, checkpoint_every)
-
-
-def _empty_log(exp: Experiment) -> TrainLog:
-    """Host buffers for the whole log, NaN until written."""
-    shape = (*exp.trainer.shape, exp.config.steps // exp.log_every)
-    nan = lambda: np.full(shape, np.nan, exp.config.dtype)  # noqa: E731
-    if exp.data.x_eval is None:
-        return TrainLog(nan())
-    return TrainLog(nan(), nan(), nan())
+    return Experiment(config, data, net, trainer, log_every, checkpoint_every)
 
 
 class Checkpoint(NamedTuple):
     """What ``checkpoint.npz`` holds."""
 
     state: TrainState
-    log: TrainLog
     seconds: float  # training time so far
 
 
@@ -535,55 +522,75 @@ def read_config(out: Path) -> ExperimentConfig:
     return make_config(values, source=str(path))
 
 
+#: Seconds each chunk of steps aims at: the per-call cost (under a millisecond)
+#: stays under 1% and the progress line stays live.
+CHUNK_SECONDS = 0.5
+#: Seconds between checkpoints when ``checkpoint_every`` is not set.
+CHECKPOINT_SECONDS = 60.0
+
+
 def train_chunks(
     exp: Experiment,
     checkpoint: Checkpoint,
     *,
     progress: Progress | None = None,
     on_checkpoint=None,
+    chunk_seconds: float = CHUNK_SECONDS,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> Checkpoint:
-    """Trains from ``checkpoint`` to the end in compiled chunks of ``exp.chunk`` steps.
+    """Trains from ``checkpoint`` to the end in chunks of about ``chunk_seconds``.
 
-    Chunks are queued one ahead: while chunk k runs, the host reads chunk k-1's
-    log (for the progress line) and, at checkpoint steps, its state.
-    ``on_checkpoint(checkpoint)`` is called every ``checkpoint_every`` steps and
-    at the end.
+    The chunk length is measured as the run goes (the first chunk is one block,
+    and each grows at most 4x); any split gives the same bits (see
+    :class:`Trainer`). Chunks are queued one ahead: while chunk k runs, the host
+    reads chunk k-1's last logged losses (for the progress line) and, when a
+    checkpoint is due, its state. ``on_checkpoint(checkpoint)`` is called at the
+    end and every ``exp.checkpoint_every`` steps (chunks stop there), or, if
+    that is None, at the first chunk end ``checkpoint_seconds`` after the last.
     """
-    trainer = exp.trainer
-    state, log, seconds = checkpoint
-    log = jax.tree.map(np.array, log)  # writable host copies
+    trainer, every, steps = exp.trainer, exp.log_every, exp.trainer.steps
+    state, seconds = checkpoint
     start_time = time.perf_counter() - seconds
-    pending = None
+    blocks = 1  # per chunk
+    pending = None  # (state, its last logged losses), queued
+    last_finish = None  # (time, step) when the previous chunk was read
+    last_checkpoint = time.perf_counter()
 
-    def finish(item):
-        state, chunk_log = item
-        n = chunk_log.losses.shape[-1]
-        first = state.step // exp.log_every - n
-        for buf, new in zip(log, chunk_log, strict=True):
-            buf[..., first : first + n] = np.asarray(new)
+    def finish(state, last):
+        nonlocal blocks, last_finish, last_checkpoint
+        last = np.asarray(last)  # waits for this chunk only
+        now = time.perf_counter()
+        if last_finish is not None:  # the pipeline is full: time per block
+            t, step = last_finish
+            per_block = (now - t) / max(1, (state.step - step) // every)
+            target = max(1, round(chunk_seconds / max(per_block, 1e-9)))
+            blocks = min(target, 4 * blocks)
+        last_finish = (now, state.step)
         if progress is not None:
-            last = log.losses[..., first + n - 1]
-            median = (
-                float(np.nanmedian(last)) if np.any(np.isfinite(last)) else math.nan
-            )
-            n_div = int(np.sum(np.isnan(last)))
-            progress.update(state.step, median, n_div)
-        done = state.step == trainer.steps
-        if on_checkpoint is not None and (
-            done or state.step % exp.checkpoint_every == 0
-        ):
-            on_checkpoint(Checkpoint(state, log, time.perf_counter() - start_time))
+            finite = last[np.isfinite(last)]
+            median = float(np.median(finite)) if finite.size else math.nan
+            progress.update(state.step, median, last.size - finite.size)
+        if exp.checkpoint_every is None:
+            due = now - last_checkpoint >= checkpoint_seconds
+        else:
+            due = state.step % exp.checkpoint_every == 0
+        if on_checkpoint is not None and (due or state.step == steps):
+            on_checkpoint(Checkpoint(state, time.perf_counter() - start_time))
+            last_checkpoint = time.perf_counter()
 
-    while state.step < trainer.steps:
-        k = min(exp.chunk, trainer.steps - state.step)
-        state, chunk_log = trainer.advance(state, k)  # queued, not waited for
+    while state.step < steps:
+        k = min(blocks * every, steps - state.step)
+        if exp.checkpoint_every is not None:  # stop at the next checkpoint
+            k = min(k, exp.checkpoint_every - state.step % exp.checkpoint_every)
+        state = trainer.advance(state, k)  # queued, not waited for
+        last = trainer.last_losses(state)  # queued behind it
         if pending is not None:
-            finish(pending)
-        pending = (state, chunk_log)
+            finish(*pending)
+        pending = (state, last)
     if pending is not None:
-        finish(pending)
+        finish(*pending)
     jax.block_until_ready(state)
-    return Checkpoint(state, log, time.perf_counter() - start_time)
+    return Checkpoint(state, time.perf_counter() - start_time)
 
 
 def save_checkpoint(out: Path, checkpoint: Checkpoint) -> Path:
@@ -591,7 +598,7 @@ def save_checkpoint(out: Path, checkpoint: Checkpoint) -> Path:
 
 
 def load_checkpoint(out: Path, exp: Experiment) -> Checkpoint:
-    like = Checkpoint(exp.trainer.init(), _empty_log(exp), 0.0)._asdict()
+    like = Checkpoint(exp.trainer.init(), 0.0)._asdict()
     return Checkpoint(**load(Path(out) / "checkpoint.npz", like))
 
 
@@ -657,7 +664,7 @@ def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
     from . import _plots
 
     config, trainer = exp.config, exp.trainer
-    result = trainer.result(checkpoint.state, checkpoint.log)
+    result = trainer.result(checkpoint.state)
     metrics = final_metrics(exp, result)
     seconds = checkpoint.seconds
     n_runs = math.prod(trainer.shape)
@@ -765,7 +772,7 @@ def run_experiment(
             (out / "gradcheck.txt").write_text(str(report) + "\n")
             _plots.gradcheck_table(out / "gradcheck.png", report)
     if checkpoint is None:
-        checkpoint = Checkpoint(exp.trainer.init(), _empty_log(exp), 0.0)
+        checkpoint = Checkpoint(exp.trainer.init(), 0.0)
     bar = Progress(
         exp.config.steps,
         math.prod(exp.trainer.shape),

@@ -250,8 +250,9 @@ def _start_state(params: Params, opt_state, key, n: int) -> RunState:
 def _blocks(
     config: _Config,
     state: RunState,
+    log: TrainLog,
     start: Array,
-    n_blocks: int,
+    n_blocks: Array | int,
     x: Array,
     y: Array,
     x_eval: Array | None,
@@ -259,9 +260,12 @@ def _blocks(
 ) -> tuple[RunState, TrainLog]:
     """``n_blocks`` blocks of ``log_every`` steps of one run from step ``start``.
 
-    Everything depends on the global step only (the epoch's permutation, the
-    evaluations due), so a run split into calls of any number of blocks takes the
-    same steps as one call over all of them. Traced; callers jit and map it.
+    Each block's entry is written into ``log`` (the whole run's, NaN-filled at
+    first) at the block's own row. ``n_blocks`` may be traced: the loop is one
+    compiled block body whatever its trip count, so a run split into calls of
+    any lengths takes bit for bit the same steps as one call over all of them
+    (everything depends on the global step only: the epoch's permutation, the
+    evaluations due). Traced; callers jit and map it.
     """
     net, optimizer = config.net, config.optimizer
     if config.grad == "manual":
@@ -334,8 +338,25 @@ def _blocks(
         ev = jax.lax.cond(due, lambda: evaluate(params), lambda: (nan, nan))
         return state, TrainLog(logged, *ev)
 
-    starts = start + config.log_every * jnp.arange(n_blocks)
-    return jax.lax.scan(block, state, starts)
+    first = start // config.log_every
+
+    def body(i, carry):
+        state, log = carry
+        state, entry = block(state, start + i * config.log_every)
+        log = jax.tree.map(
+            lambda buf, e: jax.lax.dynamic_update_index_in_dim(buf, e, first + i, 0),
+            log,
+            entry,
+        )
+        return state, log
+
+    return jax.lax.fori_loop(0, n_blocks, body, (state, log))
+
+
+def _empty_log(config: _Config, has_eval: bool, dtype) -> TrainLog:
+    """One run's log before its first step: NaN in every block."""
+    nan = jnp.full((config.steps // config.log_every,), jnp.nan, dtype)
+    return TrainLog(nan, nan, nan) if has_eval else TrainLog(nan)
 
 
 def _result(config: _Config, state: RunState, log: TrainLog) -> TrainResult:
@@ -371,15 +392,10 @@ def _run(
 ) -> TrainResult:
     """One whole training run (traced)."""
     state = _start_state(params, opt_state, key, x.shape[0])
+    log = _empty_log(config, x_eval is not None, x.dtype)
+    n_blocks = config.steps // config.log_every
     state, log = _blocks(
-        config,
-        state,
-        jnp.int32(0),
-        config.steps // config.log_every,
-        x,
-        y,
-        x_eval,
-        y_eval,
+        config, state, log, jnp.int32(0), n_blocks, x, y, x_eval, y_eval
     )
     return _result(config, state, log)
 
@@ -578,39 +594,33 @@ def _choose_strategy(
 class TrainState(NamedTuple):
     """The state of a :class:`Trainer`'s runs after ``step`` steps (a pytree).
 
+    ``runs`` and ``log`` are kept in the trainer's working layout (runs in
+    device-split chunks, padded), so that nothing moves between calls; read
+    them with ``trainer.runs(state)`` and ``trainer.log(state)``, which give
+    leading (n_seeds,) or (n_hparams, n_seeds) axes. ``jp.save`` / ``jp.load``
+    store and restore a state as it is.
+
     Attributes:
       step: steps taken, a Python int (kept on the host: no device round trip).
-      runs: a :class:`RunState` whose leaves have leading (n_seeds,) axes, or
-        (n_hparams, n_seeds) with ``hparams``.
+      runs: every run's :class:`RunState`.
+      log: every run's :class:`TrainLog` over the whole run (steps // log_every
+        blocks), NaN in the blocks not yet taken.
     """
 
     step: int
     runs: RunState
-
-
-def _map_runs(fn, args, strategy: str, chunk_size: int | None, mesh):
-    """``fn`` over the leading axis of ``args`` (already padded to whole chunks).
-
-    ``vmap`` batches all runs; ``chunked`` maps over chunks of ``chunk_size`` (a
-    multiple of the device count), batching each; ``sequential`` maps one run at
-    a time. With a mesh, the batched axis is split across its devices.
-    """
-    if strategy == "sequential":
-        return jax.lax.map(fn, args)
-    if strategy == "vmap":
-        chunk_size = jax.tree.leaves(args)[0].shape[0]
-    chunks = jax.tree.map(lambda l: l.reshape((-1, chunk_size) + l.shape[1:]), args)
-    if mesh is not None:
-        spec = jax.sharding.PartitionSpec(None, "runs")
-        chunks = jax.lax.with_sharding_constraint(
-            chunks, jax.sharding.NamedSharding(mesh, spec)
-        )
-    out = jax.lax.map(jax.vmap(fn), chunks)
-    return jax.tree.map(lambda l: l.reshape((-1,) + l.shape[2:]), out)
+    log: TrainLog
 
 
 class _Plan(NamedTuple):
-    """How a Trainer lays out its runs (static)."""
+    """How a Trainer lays out its runs (static).
+
+    Between calls the runs are kept in their working layout, so that nothing
+    moves between devices from one chunk of steps to the next: leaves of shape
+    (n_chunks, chunk_size, ...) with the chunk axis split across the mesh's
+    devices (``vmap`` is one chunk), or (n_runs, ...) for ``sequential``. The
+    runs are padded to whole chunks by repeating run 0.
+    """
 
     config: _Config
     scheme: str
@@ -630,35 +640,61 @@ class _Plan(NamedTuple):
         """The leading run axes users see."""
         return (self.n_hparams, self.n_seeds) if self.n_hparams else (self.n_seeds,)
 
-    def flat(self, tree):
-        """Leading run axes -> one axis of n_runs, padded to whole chunks."""
+    def _constrain(self, tree):
+        if self.mesh is None or self.strategy == "sequential":
+            return tree
+        sharding = jax.sharding.NamedSharding(
+            self.mesh, jax.sharding.PartitionSpec(None, "runs")
+        )
+        return jax.lax.with_sharding_constraint(tree, sharding)
+
+    def to_working(self, tree):
+        """Leading run axes -> the working layout (traced)."""
         k = len(self.lead)
         tree = jax.tree.map(lambda l: l.reshape((self.n_runs,) + l.shape[k:]), tree)
         if self.strategy == "sequential":
             return tree
         n_padded = -(-self.n_runs // self.chunk_size) * self.chunk_size
-        if n_padded == self.n_runs:
-            return tree
-        # Pad by repeating run 0; the padding is dropped by ``unflat``.
-        index = np.concatenate(
-            [np.arange(self.n_runs), np.zeros(n_padded - self.n_runs, int)]
+        if n_padded != self.n_runs:
+            index = np.concatenate(
+                [np.arange(self.n_runs), np.zeros(n_padded - self.n_runs, int)]
+            )
+            tree = jax.tree.map(lambda l: l[index], tree)
+        tree = jax.tree.map(
+            lambda l: l.reshape((-1, self.chunk_size) + l.shape[1:]), tree
         )
-        return jax.tree.map(lambda l: l[index], tree)
+        return self._constrain(tree)
 
-    def unflat(self, tree):
+    def to_lead(self, tree):
+        """The working layout -> leading run axes, padding dropped (traced)."""
+        k = 1 if self.strategy == "sequential" else 2
         return jax.tree.map(
-            lambda l: l[: self.n_runs].reshape(self.lead + l.shape[1:]), tree
+            lambda l: l.reshape((-1,) + l.shape[k:])[: self.n_runs].reshape(
+                self.lead + l.shape[k:]
+            ),
+            tree,
         )
 
-    def map(self, fn, args):
-        return self.unflat(
-            _map_runs(fn, self.flat(args), self.strategy, self.chunk_size, self.mesh)
-        )
+    def map(self, fn, tree):
+        """``fn`` of one run over every run of a working-layout tree (traced).
+
+        ``vmap``/``chunked``: one chunk after another (``lax.map``), the runs of
+        a chunk batched (``vmap``) and split across the devices; ``sequential``:
+        one run after another.
+        """
+        if self.strategy == "sequential":
+            return jax.lax.map(fn, tree)
+        return self._constrain(jax.lax.map(jax.vmap(fn), tree))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _init_runs(plan: _Plan, n_examples: int, keys, params, hparams) -> RunState:
-    """Every run's initial state; keys, params and hparams have the runs' lead axes."""
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _init_runs(
+    plan: _Plan, n_examples: int, has_eval: bool, keys, params, hparams
+) -> tuple[RunState, TrainLog]:
+    """Every run's initial state and empty log, in the working layout.
+
+    keys, params and hparams have the runs' leading axes.
+    """
     net, optimizer = plan.config.net, plan.config.optimizer
 
     def one(args):
@@ -669,45 +705,64 @@ def _init_runs(plan: _Plan, n_examples: int, keys, params, hparams) -> RunState:
         opt_state = optimizer.init(params)
         if hp:
             opt_state = optax.tree_utils.tree_set(opt_state, **hp)
-        return _start_state(params, opt_state, key_data, n_examples)
+        state = _start_state(params, opt_state, key_data, n_examples)
+        return state, _empty_log(plan.config, has_eval, plan.dtype)
 
-    return plan.map(one, (keys, params, hparams))
+    return plan.map(one, plan.to_working((keys, params, hparams)))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@functools.partial(jax.jit, static_argnums=0)
 def _advance_runs(
-    plan: _Plan, n_blocks: int, runs: RunState, start, x, y, x_eval, y_eval
+    plan: _Plan, runs: RunState, log: TrainLog, start, n_blocks, x, y, x_eval, y_eval
 ) -> tuple[RunState, TrainLog]:
-    """``n_blocks`` blocks of every run from step ``start``."""
+    """``n_blocks`` (traced) blocks of every run from step ``start``.
 
-    def one(state):
-        return _blocks(plan.config, state, start, n_blocks, x, y, x_eval, y_eval)
+    ``runs`` and ``log`` are in the working layout.
+    """
 
-    return plan.map(one, runs)
+    def one(args):
+        state, log = args
+        return _blocks(plan.config, state, log, start, n_blocks, x, y, x_eval, y_eval)
+
+    return plan.map(one, (runs, log))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _to_lead(plan: _Plan, tree):
+    return plan.to_lead(tree)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _last_losses(plan: _Plan, losses: Array, block) -> Array:
+    return plan.to_lead(losses[..., block])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _finish(plan: _Plan, runs: RunState, log: TrainLog) -> TrainResult:
+    return _result(plan.config, *plan.to_lead((runs, log)))
 
 
 class Trainer:
-    """Many training runs of one network in compiled chunks of steps.
+    """Many training runs of one network, advanced in chunks of steps.
 
     ``train_seeds`` is ``init``, one ``advance`` over all steps and ``result``.
-    Splitting the steps over several ``advance`` calls gives the same result
-    (every step depends on the global step count only) and lets the caller watch
-    progress, save checkpoints (``jp.save(path, state)``) and resume from them
-    (``jp.load(path, like=trainer.init())``) between calls. Each call is
-    dispatched asynchronously: the next chunk can be queued before the previous
-    one's log is read.
+    Splitting the steps over several ``advance`` calls of any lengths gives the
+    same result bit for bit and compiles once (the chunk length is a loop bound,
+    not a shape); between calls the caller can watch progress, save checkpoints
+    (``jp.save(path, state)``) and resume from them (``jp.load(path,
+    like=trainer.init())``). Calls are dispatched asynchronously: the next chunk
+    can be queued before the previous one's log is read.
 
     Args: as for :func:`train_seeds`.
 
     Example::
 
         trainer = jp.Trainer(net, keys, x, y, optax.adam(1e-2), 10_000, log_every=10)
-        state, logs = trainer.init(), []
+        state = trainer.init()
         while state.step < trainer.steps:
-            state, log = trainer.advance(state, 1_000)
-            logs.append(log)
-            print(state.step, np.nanmedian(log.losses[..., -1]))
-        result = trainer.result(state, jp.concat_logs(logs))
+            state = trainer.advance(state, 1_000)
+            print(state.step, np.nanmedian(trainer.last_losses(state)))
+        result = trainer.result(state)
     """
 
     def __init__(
@@ -804,7 +859,13 @@ class Trainer:
             n_hparams,
         )
         self._init_args = (keys, params, hparams)
-        self._data = (x, y, x_eval, y_eval)
+        # The data go to the devices once, not at every call.
+        where = (
+            devices[0]
+            if mesh is None
+            else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        )
+        self._data = jax.device_put((x, y, x_eval, y_eval), where)
 
     @property
     def steps(self) -> int:
@@ -827,16 +888,14 @@ class Trainer:
 
     def init(self) -> TrainState:
         """Every run's state before its first step."""
-        return TrainState(
-            0, _init_runs(self._plan, self._data[0].shape[0], *self._init_args)
+        has_eval = self._data[2] is not None
+        runs, log = _init_runs(
+            self._plan, self._data[0].shape[0], has_eval, *self._init_args
         )
+        return TrainState(0, runs, log)
 
-    def advance(self, state: TrainState, steps: int) -> tuple[TrainState, TrainLog]:
-        """Takes ``steps`` more steps (a multiple of ``log_every``) of every run.
-
-        Returns:
-          The new state and the log of those steps: (*shape, steps // log_every).
-        """
+    def advance(self, state: TrainState, steps: int) -> TrainState:
+        """Takes ``steps`` more steps (a multiple of ``log_every``) of every run."""
         steps = _check_positive_int(steps, "steps")
         if not isinstance(state, TrainState):
             raise TypeError(
@@ -855,35 +914,38 @@ class Trainer:
             )
         runs, log = _advance_runs(
             self._plan,
-            steps // self.log_every,
             state.runs,
-            jnp.int32(step),
+            state.log,
+            np.int32(step),
+            np.int32(steps // self.log_every),
             *self._data,
         )
-        return TrainState(step + steps, runs), log
+        return TrainState(step + steps, runs, log)
 
-    def result(self, state: TrainState, log: TrainLog) -> TrainResult:
-        """The :class:`TrainResult` of finished runs from their whole log."""
+    def result(self, state: TrainState) -> TrainResult:
+        """The :class:`TrainResult` of finished runs."""
         if int(state.step) != self.steps:
             raise ValueError(
                 f"state.step is {int(state.step)}; the runs are not finished "
                 f"({self.steps} steps)."
             )
-        n_blocks = self.steps // self.log_every
-        if np.shape(log.losses) != (*self.shape, n_blocks):
-            raise ValueError(
-                f"log must hold every block, shape {(*self.shape, n_blocks)}; "
-                f"got {np.shape(log.losses)} (join the logs with jp.concat_logs)."
-            )
-        return _result(self._plan.config, state.runs, log)
+        return _finish(self._plan, state.runs, state.log)
 
+    def runs(self, state: TrainState) -> RunState:
+        """Every run's :class:`RunState`, with leading axes ``self.shape``."""
+        return _to_lead(self._plan, state.runs)
 
-def concat_logs(logs) -> TrainLog:
-    """Joins the logs of consecutive ``Trainer.advance`` calls along the blocks."""
-    logs = list(logs)
-    if not logs:
-        raise ValueError("logs must hold at least one TrainLog.")
-    return jax.tree.map(lambda *l: jnp.concatenate(l, axis=-1), *logs)
+    def log(self, state: TrainState) -> TrainLog:
+        """The whole log, (*self.shape, steps // log_every), NaN ahead of ``step``."""
+        return _to_lead(self._plan, state.log)
+
+    def last_losses(self, state: TrainState) -> Array:
+        """The latest logged training loss of every run: ``self.shape``.
+
+        NaN for diverged runs (and before the first block).
+        """
+        block = max(int(state.step) // self.log_every - 1, 0)
+        return _last_losses(self._plan, state.log.losses, np.int32(block))
 
 
 def train_seeds(
@@ -961,5 +1023,4 @@ def train_seeds(
         dtype=dtype,
         devices=devices,
     )
-    state, log = trainer.advance(trainer.init(), steps)
-    return trainer.result(state, log)
+    return trainer.result(trainer.advance(trainer.init(), steps))
