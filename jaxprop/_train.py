@@ -355,8 +355,9 @@ def _blocks(
 
 def _empty_log(config: _Config, has_eval: bool, dtype) -> TrainLog:
     """One run's log before its first step: NaN in every block."""
-    nan = jnp.full((config.steps // config.log_every,), jnp.nan, dtype)
-    return TrainLog(nan, nan, nan) if has_eval else TrainLog(nan)
+    shape = (config.steps // config.log_every,)
+    nan = lambda: jnp.full(shape, jnp.nan, dtype)  # noqa: E731  (one buffer each)
+    return TrainLog(nan(), nan(), nan()) if has_eval else TrainLog(nan())
 
 
 def _result(config: _Config, state: RunState, log: TrainLog) -> TrainResult:
@@ -858,13 +859,15 @@ class Trainer:
             n_seeds,
             n_hparams,
         )
-        self._init_args = (keys, params, hparams)
-        # The data go to the devices once, not at every call.
+        # Everything goes to the devices once, not at every call; committed
+        # there, so that init's outputs and advance's have the same placement
+        # (and advance compiles once).
         where = (
             devices[0]
             if mesh is None
             else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         )
+        self._init_args = jax.device_put((keys, params, hparams), where)
         self._data = jax.device_put((x, y, x_eval, y_eval), where)
 
     @property

@@ -1,0 +1,235 @@
+"""Trainer (runs advanced in chunks of steps), jp.save / jp.load, the progress line."""
+
+import io
+import os
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxprop as jp
+from jaxprop._io import atomic_write
+from jaxprop._progress import Progress
+from jaxprop._train import _advance_runs
+
+NET = jp.MLP((2, 6, 2), "tanh", "identity", "softmax_cross_entropy", "mean")
+ADAM_H = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)
+
+
+@pytest.fixture(scope="module")
+def moons():
+    x, y = jp.data.two_moons(jax.random.key(1), 64)
+    x_eval, y_eval = jp.data.two_moons(jax.random.key(2), 32)
+    return x, y, (x_eval, y_eval)
+
+
+def make_trainer(moons, n_seeds=3, steps=120, **kw):
+    x, y, eval_data = moons
+    keys = jax.random.split(jax.random.key(0), n_seeds)
+    kw = (
+        dict(
+            batch_size=16,
+            log_every=10,
+            eval_data=eval_data,
+            eval_every=40,
+            hparams={"learning_rate": jnp.array([1e-2, 5e-2])},
+            dtype="float64",
+        )
+        | kw
+    )
+    return jp.Trainer(NET, keys, x, y, ADAM_H, steps, **kw), (keys, x, y, kw)
+
+
+def assert_bitwise_equal(a, b):
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for u, v in zip(leaves_a, leaves_b, strict=True):
+        if jax.dtypes.issubdtype(getattr(u, "dtype", None), jax.dtypes.prng_key):
+            u, v = jax.random.key_data(u), jax.random.key_data(v)
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "chunked", "sequential"])
+def test_any_split_of_the_steps_gives_the_same_bits(moons, strategy):
+    kw = {"chunk_size": 2} if strategy == "chunked" else {"strategy": strategy}
+    trainer, (keys, x, y, args) = make_trainer(moons, **kw)
+    whole = jp.train_seeds(NET, keys, x, y, ADAM_H, 120, **args)
+    state = trainer.init()
+    for k in (10, 50, 10, 40, 10):
+        state = trainer.advance(state, k)
+    assert state.step == 120
+    assert_bitwise_equal(trainer.result(state), whole)
+    # One compiled program for every chunk length.
+    assert trainer.strategy[0] == ("chunked" if strategy == "chunked" else strategy)
+
+
+def test_no_recompilation_for_new_chunk_lengths(moons):
+    trainer, _ = make_trainer(moons)
+    state = trainer.advance(trainer.init(), 10)
+    size = _advance_runs._cache_size()
+    for k in (20, 30, 60):
+        state = trainer.advance(state, k)
+    assert _advance_runs._cache_size() == size
+
+
+def test_views_and_the_log_as_it_fills(moons):
+    trainer, _ = make_trainer(moons)
+    assert trainer.shape == (2, 3)
+    state = trainer.advance(trainer.init(), 30)
+    log = trainer.log(state)
+    assert log.losses.shape == (2, 3, 12)
+    assert np.all(np.isfinite(log.losses[..., :3]))
+    assert np.all(np.isnan(log.losses[..., 3:]))
+    np.testing.assert_array_equal(trainer.last_losses(state), log.losses[..., 2])
+    runs = trainer.runs(state)
+    assert runs.params[0].w.shape == (2, 3, 2, 6)
+    assert runs.diverged.shape == (2, 3)
+
+
+def test_save_load_a_state_and_resume_bit_for_bit(moons, tmp_path):
+    trainer, _ = make_trainer(moons)
+    state = trainer.advance(trainer.init(), 60)
+    path = jp.save(tmp_path / "state.npz", state)
+    loaded = jp.load(path, like=trainer.init())
+    assert isinstance(loaded, jp.TrainState) and loaded.step == 60
+    assert_bitwise_equal(loaded, state)
+    resumed = trainer.result(trainer.advance(loaded, 60))
+    straight = trainer.result(trainer.advance(state, 60))
+    assert_bitwise_equal(resumed, straight)
+
+
+def test_trainer_rejects_bad_calls(moons):
+    trainer, _ = make_trainer(moons)
+    state = trainer.init()
+    with pytest.raises(ValueError, match="multiple of log_every"):
+        trainer.advance(state, 15)
+    with pytest.raises(ValueError, match="past their 120 steps"):
+        trainer.advance(state, 130)
+    with pytest.raises(ValueError, match="steps must be a positive"):
+        trainer.advance(state, 0)
+    with pytest.raises(TypeError, match=r"state must be a jp\.TrainState"):
+        trainer.advance(state.runs, 10)
+    with pytest.raises(ValueError, match="not finished"):
+        trainer.result(state)
+
+
+# --------------------------------------------------------------- save / load
+def test_save_load_every_kind_of_leaf(tmp_path):
+    tree = {
+        "f64": np.random.default_rng(0).normal(size=(3, 2)),
+        "f32": jnp.arange(5, dtype=jnp.float32) / 3,
+        "bf16": jnp.array([1.5, -2.25, 3e-3], jnp.bfloat16),
+        "i32": jnp.array([[1, -2]], jnp.int32),
+        "bool": jnp.array([True, False]),
+        "key": jax.random.split(jax.random.key(3), 4),
+        "raw_key": jax.random.PRNGKey(1),
+        "scalars": (7, 2.5, True),
+        "empty": optax.EmptyState(),
+        "nan": jnp.array([np.nan, np.inf, -0.0]),
+    }
+    path = jp.save(tmp_path / "tree.npz", tree)
+    back = jp.load(path, like=tree)
+    assert_bitwise_equal(back, tree)
+    assert back["bf16"].dtype == jnp.bfloat16
+    assert back["scalars"] == (7, 2.5, True)
+    assert type(back["scalars"][0]) is int
+    assert str(jax.random.key_impl(back["key"])) == str(
+        jax.random.key_impl(tree["key"])
+    )
+    np.testing.assert_array_equal(np.signbit(back["nan"]), [False, False, True])
+    flat = jp.load(path)  # no template: a dict by key path
+    assert set(flat) >= {"['f64']", "['key']", "['scalars'][0]"}
+
+
+def test_load_checks_the_template(tmp_path):
+    params = NET.init(jax.random.key(0), dtype="float32")
+    path = jp.save(tmp_path / "p.npz", params)
+    other = jp.MLP((2, 5, 2), "tanh", "identity", "softmax_cross_entropy")
+    with pytest.raises(ValueError, match=r"leaf \[0\]\.w is float32 of shape \(2, 6\)"):
+        jp.load(path, like=other.init(jax.random.key(0), dtype="float32"))
+    with pytest.raises(ValueError, match="like expects float64"):
+        jp.load(path, like=NET.init(jax.random.key(0), dtype="float64"))
+    with pytest.raises(ValueError, match="structure"):
+        jp.load(path, like=params[:1])
+    with pytest.raises(ValueError, match="no such file"):
+        jp.load(tmp_path / "missing.npz", like=params)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable"):
+        jp.load(tmp_path / "junk.npz")
+    np.savez(tmp_path / "plain.npz", x=np.zeros(2))
+    with pytest.raises(ValueError, match=r"not a file written by jp\.save"):
+        jp.load(tmp_path / "plain.npz")
+    with pytest.raises(TypeError, match="leaves must be arrays"):
+        jp.save(tmp_path / "bad.npz", {"a": "text"})
+
+
+def test_a_crash_mid_write_leaves_the_previous_file(tmp_path):
+    path = tmp_path / "ck.npz"
+    jp.save(path, {"a": np.arange(3)})
+    before = path.read_bytes()
+
+    def crash(f):
+        f.write(b"half a file")
+        raise KeyboardInterrupt  # the process dies mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, crash)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temp left
+    np.testing.assert_array_equal(
+        jp.load(path, like={"a": np.arange(3)})["a"], [0, 1, 2]
+    )
+
+
+# ------------------------------------------------------------------ progress
+def test_progress_lines_when_not_a_terminal():
+    stream = io.StringIO()
+    bar = Progress(100, 8, mode="auto", stream=stream, interval=0)
+    bar.update(10, 0.5, 0)
+    bar.update(60, 0.25, 1)
+    bar.update(100, 0.125, 1)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3 and "\r" not in stream.getvalue()
+    assert lines[0].startswith("10/100 steps, 8 runs, median loss 0.5, diverged 0")
+    assert "ETA ?" in lines[0]  # the first chunk carried the compilation
+    assert re.search(r"ETA \d+s", lines[1])
+    assert lines[2].endswith("(100%)") and "ETA" not in lines[2]
+
+
+def test_progress_bar_on_a_terminal_and_off():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    bar = Progress(100, 2, stream=stream)
+    bar.update(50, 1.0, 0)
+    bar.update(100, 0.5, 0)
+    out = stream.getvalue()
+    assert out.startswith("\r[############............] 50/100 steps")
+    assert out.endswith("\n") and out.count("\r") == 2
+    quiet = io.StringIO()
+    Progress(100, 2, mode="off", stream=quiet).update(100, 0.5, 0)
+    assert quiet.getvalue() == ""
+    with pytest.raises(ValueError, match="Unknown mode"):
+        Progress(100, 2, mode="fancy")
+
+
+def test_lines_are_rate_limited():
+    stream = io.StringIO()
+    bar = Progress(100, 1, mode="lines", stream=stream, interval=3600)
+    for step in range(10, 101, 10):
+        bar.update(step, 1.0, 0)
+    assert len(stream.getvalue().splitlines()) == 2  # the first and the last
+
+
+def test_save_path_is_returned_and_parent_must_exist(tmp_path):
+    out = jp.save(tmp_path / "a.npz", {"x": np.ones(2)})
+    assert out == Path(tmp_path / "a.npz") and out.exists()
+    with pytest.raises(FileNotFoundError):
+        jp.save(tmp_path / "no" / "dir.npz", {"x": np.ones(2)})
+    assert os.listdir(tmp_path) == ["a.npz"]
