@@ -358,6 +358,11 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
             f"eval_data has {x_eval.shape[1]} input features; the data have "
             f"{x.shape[1]}."
         )
+    if not labels and y.shape[1] != sizes[-1]:
+        raise ValueError(
+            f"sizes: the data have {y.shape[1]} target column(s), so sizes must "
+            f"end with {y.shape[1]}; got {sizes[-1]}."
+        )
     dtype = np.dtype(config.dtype)
     y = _shape_targets(y, sizes[-1], config.cost, dtype, "data")
     if y_eval is not None:

@@ -1,0 +1,285 @@
+"""The jaxprop command: end to end on small runs, bad input, resume after a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+import jaxprop as jp
+from jaxprop._cli import main
+from jaxprop._experiment import build, load_checkpoint, read_config
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+SMALL = [
+    "--data", "moons", "--n-train", "64", "--n-test", "64", "--sizes", "2,6,1",
+    "--optimizer", "adam", "--lr", "0.01,0.05", "--steps", "200", "--batch-size",
+    "16", "--seeds", "3", "--log-every", "10",
+]  # fmt: skip
+
+
+def run_cli(*args, timeout=300, env=None):
+    """The command in its own process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "jaxprop", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+
+
+def assert_png(path: Path):
+    assert path.read_bytes()[:8] == PNG
+    image = imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_train_writes_a_complete_result_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
+    stdout, stderr = capsys.readouterr()
+    assert "trained 6 runs × 200 steps" in stdout
+    assert stdout.count("eval accuracy median") == 2  # one line per learning rate
+    assert "200/200 steps, 6 runs" in stderr  # plain progress lines: not a terminal
+    names = {p.name for p in out.iterdir()}
+    assert names == {
+        "config.json", "metrics.json", "curves.npz", "final.npz", "checkpoint.npz",
+        "gradcheck.txt", "gradcheck.png", "loss.png", "eval_accuracy.png",
+        "regions.png",
+    }  # fmt: skip
+    for png in out.glob("*.png"):
+        assert_png(png)
+
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["lr"] == [0.01, 0.05] and config["config"]["seeds"] == 3
+    assert config["versions"]["jax"] == jax.__version__
+    assert config["command"][:2] == ["jaxprop", "train"]
+    assert read_config(out) == build(read_config(out)).config
+
+    # Strict JSON (no NaN), one record per (learning rate, seed).
+    metrics = json.loads(
+        (out / "metrics.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"),
+    )
+    assert metrics["headline"] == "eval_accuracy"
+    assert [(r["lr"], r["seed"]) for r in metrics["runs"]] == [
+        (lr, s) for lr in (0.01, 0.05) for s in range(3)
+    ]
+    summary = metrics["summary"]["lr=0.05"]["eval_accuracy"]
+    assert summary["n"] == 3 and 0.5 < summary["median"] <= 1
+    assert summary["q1"] <= summary["median"] <= summary["q3"]
+
+    with np.load(out / "curves.npz") as curves:
+        assert curves["losses"].shape == (2, 3, 20)
+        np.testing.assert_array_equal(curves["steps"], np.arange(10, 201, 10))
+        assert np.all(np.isfinite(curves["losses"]))
+        assert curves["eval_accuracy"].shape[:2] == (2, 3)
+        np.testing.assert_array_equal(
+            curves["eval_accuracy"][..., -1],
+            [
+                [r["eval_accuracy"] for r in metrics["runs"][i * 3 : i * 3 + 3]]
+                for i in (0, 1)
+            ],
+        )
+    assert "PASSED" in (out / "gradcheck.txt").read_text()
+
+    # final.npz reloads bit for bit: it is the checkpointed state's params.
+    exp = build(read_config(out))
+    state = load_checkpoint(out, exp).state
+    assert state.step == 200
+    runs = exp.trainer.runs(state)
+    like = {"params": runs.params, "opt_state": runs.opt_state}
+    final = jp.load(out / "final.npz", like=like)
+    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(like), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert final["params"][0].w.shape == (2, 3, 2, 6)
+
+
+def test_config_file_with_options_overriding_it(tmp_path, capsys):
+    config = tmp_path / "exp.toml"
+    config.write_text(
+        'data = "spirals"\nclasses = 3\nsizes = [2, 8, 3]\n'
+        'output-activation = "identity"\ncost = "softmax_cross_entropy"\n'
+        "lr = 0.05\nsteps = 100\nseeds = 2\n"
+    )
+    out = tmp_path / "run"
+    args = ["train", "--config", config, "--steps", "60", "--out", out, "--quiet"]
+    assert main([str(a) for a in args]) == 0
+    assert capsys.readouterr().err.count("\n") == 1  # the header line only
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert saved["data"] == "spirals" and saved["sizes"] == [2, 8, 3]
+    assert saved["steps"] == 60  # the option wins over the file
+    assert saved["lr"] == [0.05]
+    assert_png(out / "regions.png")
+
+
+def test_train_on_csv_files_without_out(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 3))
+    y = (x.sum(1) > 0).astype(int)
+    np.savetxt(tmp_path / "train.csv", np.c_[x, y], delimiter=",", header="a,b,c,y")
+    np.savetxt(tmp_path / "test.csv", np.c_[x[:10], y[:10]], delimiter=",")
+    code = main([
+        "train", "--data", str(tmp_path / "train.csv"), "--eval-data",
+        str(tmp_path / "test.csv"), "--steps", "50", "--lr", "0.5", "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "trained 1 runs × 50 steps" in out and "eval accuracy median" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--optimizer", "adamm"], "optimizer: unknown value 'adamm'"),
+        (["--data", "circles"], "data: unknown dataset 'circles'"),
+        (["--data", "missing.npz"], "no such file"),
+        (["--data", "BAD_CSV"], "not a table of numbers"),
+        (
+            ["--cost", "binary_cross_entropy", "--output-activation", "identity"],
+            "binary_cross_entropy",
+        ),
+        (["--sizes", "3,4,1"], "sizes must start with 2"),
+        (["--sizes", "2,4,3"], "sizes must end with 1"),
+        (["--data", "spirals", "--classes", "3", "--sizes", "2,4,2"], "2 outputs"),
+        (["--steps", "0"], "steps must be ≥ 1"),
+        (["--lr", "-0.1"], "lr must be one or more positive numbers"),
+        (["--lr", "fast"], "lr must be a number"),
+        (["--dtype", "float16"], "dtype: unknown value 'float16'"),
+        (["--config", "BAD_TOML"], "not valid TOML"),
+        (["--config", "UNKNOWN_KEY"], "unknown setting 'learning_rate'"),
+        (["--config", "nowhere.toml"], "--config: cannot read"),
+        (["--log-every", "7"], "log_every (7) must divide steps (100)"),
+        (["--resume", "NO_RUN"], "--resume: "),
+        (["--resume", "NO_RUN", "--steps", "5"], "drop --steps"),
+        (["--batch-size", "500"], "must not exceed the number of training"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_status_2(tmp_path, capsys, args, message):
+    (tmp_path / "bad.csv").write_text("1,2,x\n3,4,y\n5,6\n")
+    (tmp_path / "bad.toml").write_text("steps = = 3\n")
+    (tmp_path / "key.toml").write_text("learning_rate = 0.1\n")
+    subs = {
+        "BAD_CSV": tmp_path / "bad.csv",
+        "BAD_TOML": tmp_path / "bad.toml",
+        "UNKNOWN_KEY": tmp_path / "key.toml",
+        "NO_RUN": tmp_path / "empty",
+    }
+    args = [str(subs.get(a, a)) for a in args]
+    base = [] if "--resume" in args else ["--data", "xor", "--steps", "100"]
+    code = main(["train", *base, *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("jaxprop"), err
+    assert message in err and "Traceback" not in err
+
+
+def test_out_that_holds_a_run_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--steps", "20", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
+
+
+def test_resume_after_a_kill_ends_as_an_uninterrupted_run(tmp_path):
+    """SIGKILLed right after its first checkpoint, resumed: the same bits as one run."""
+    common = [
+        "--data", "moons", "--sizes", "2,8,1", "--optimizer", "adam", "--lr",
+        "0.01", "--seeds", "4", "--batch-size", "16", "--steps", "30000",
+        "--log-every", "100", "--checkpoint-every", "3000", "--quiet",
+    ]  # fmt: skip
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxprop", "train", *common, "--out", str(killed)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 240
+    while not (killed / "checkpoint.npz").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    exp = build(read_config(killed))
+    step = load_checkpoint(killed, exp).state.step
+    assert 0 < step < 30000, "the run was not interrupted mid-way"
+    assert not (killed / "final.npz").exists()
+
+    resumed = run_cli("train", "--resume", killed)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {killed} at step {step}" in resumed.stderr
+    straight = run_cli("train", *common, "--out", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    for name in ("final.npz", "curves.npz"):
+        assert (killed / name).read_bytes() == (
+            tmp_path / "straight" / name
+        ).read_bytes()
+
+
+def test_check_command(capsys):
+    assert main(["check", "--data", "spirals", "--sizes", "2,5,5,2", "--activation",
+                 "relu", "--output-activation", "identity", "--cost",
+                 "softmax_cross_entropy", "--examples", "16"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "2-5-5-2 relu/identity, softmax_cross_entropy" in out
+    assert "Gradient check (float64): PASSED" in out
+    assert out.count("| ok") == 6
+    assert main(["check", "--examples", "0"]) == 2
+    assert "--examples must be at least 1" in capsys.readouterr().err
+
+
+def test_xor_command_reproduces_the_reference(capsys):
+    assert main(["xor"]) == 0
+    out = capsys.readouterr().out
+    assert "[[0.06029012]" in out and "matches to 1e-3" in out
+    assert main(["xor", "--epochs", "0"]) == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
+
+
+def test_console_script_and_help():
+    from importlib.metadata import entry_points
+
+    (script,) = [
+        e for e in entry_points(group="console_scripts") if e.name == "jaxprop"
+    ]
+    assert script.value == "jaxprop._cli:console"
+    top = run_cli("--help")
+    assert top.returncode == 0 and all(
+        c in top.stdout for c in ("xor", "train", "check", "bench")
+    )
+    for command, flag in (
+        ("train", "--resume"),
+        ("check", "--examples"),
+        ("xor", "--eta"),
+    ):
+        out = run_cli(command, "--help")
+        assert out.returncode == 0 and flag in out.stdout
+    bad = run_cli("train", "--optimizer", "adamm")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_bench_command_runs_the_suite(tmp_path):
+    env = dict(os.environ, JAXPROP_CACHE=str(tmp_path / "cache"))
+    out = run_cli(
+        "bench", "utilization", "--size", "smoke", "--out", tmp_path / "b.json", env=env
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "utilization" in json.loads((tmp_path / "b.json").read_text())
+    bad = run_cli("bench", "bogus")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
