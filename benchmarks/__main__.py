@@ -36,7 +36,16 @@ from pathlib import Path
 
 import jax
 
-from benchmarks import agreement, baselines, mnist1d, report, seeds, steps, utilization
+from benchmarks import (
+    agreement,
+    baselines,
+    mnist1d,
+    progress,
+    report,
+    seeds,
+    steps,
+    utilization,
+)
 from benchmarks._common import SIZE_NAMES, device_name, environment
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,6 +60,7 @@ STUDIES = {
     "baselines": (baselines.bench_baselines, 5),
     "utilization": (utilization.bench_utilization, 10),
     "mnist1d": (mnist1d.bench_mnist1d, 3),
+    "progress": (progress.bench_progress, 5),
 }
 
 # float64 contenders (the NumPy baseline's precision, the agreement study) need

@@ -199,6 +199,32 @@ def markdown(results: dict) -> str:
                 for row in r["rows"]
             ],
         )
+    if "progress" in results:
+        out += [
+            "## Progress reporting: chunks of steps vs one compiled call",
+            "",
+        ]
+        out += _table(
+            [
+                "workload",
+                "seeds × steps",
+                "one call",
+                "chunks",
+                "with progress",
+                "overhead",
+            ],
+            [
+                [
+                    row["workload"],
+                    f"{row['seeds']} × {row['steps']}",
+                    f"{row['one_call_s']:.3f} s",
+                    row["chunks"],
+                    f"{row['chunked_s']:.3f} s",
+                    f"{100 * row['overhead']:+.1f}%",
+                ]
+                for row in results["progress"]["rows"]
+            ],
+        )
     if "baselines" in results:
         r = results["baselines"]
         np_rate = r["numpy"]["epochs_per_s"]

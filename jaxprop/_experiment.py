@@ -546,7 +546,7 @@ def train_chunks(
     """Trains from ``checkpoint`` to the end in chunks of about ``chunk_seconds``.
 
     The chunk length is measured as the run goes (the first chunk is one block,
-    and each grows at most 4x); any split gives the same bits (see
+    and each grows at most 8x); any split gives the same bits (see
     :class:`Trainer`). Chunks are queued one ahead: while chunk k runs, the host
     reads chunk k-1's last logged losses (for the progress line) and, when a
     checkpoint is due, its state. ``on_checkpoint(checkpoint)`` is called at the
@@ -569,7 +569,7 @@ def train_chunks(
             t, step = last_finish
             per_block = (now - t) / max(1, (state.step - step) // every)
             target = max(1, round(chunk_seconds / max(per_block, 1e-9)))
-            blocks = min(target, 4 * blocks)
+            blocks = min(target, 8 * blocks)
         last_finish = (now, state.step)
         if progress is not None:
             finite = last[np.isfinite(last)]

@@ -65,6 +65,7 @@ class Progress:
         self._t0 = self._rate_t = time.perf_counter()
         self._last_line = -math.inf
         self._first = True
+        self.updates = 0  # calls to update
 
     def _eta(self, step: int, now: float) -> float:
         # The rate is measured from the end of the first chunk, which includes
@@ -76,6 +77,7 @@ class Progress:
 
     def update(self, step: int, median_loss: float, n_diverged: int) -> None:
         """Reports that ``step`` steps are done."""
+        self.updates += 1
         if self.mode == "off":
             return
         now = time.perf_counter()

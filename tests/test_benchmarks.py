@@ -212,3 +212,14 @@ def test_command_line_rejects_bad_arguments(args, message):
         timeout=120,
     )
     assert out.returncode == 2 and message in out.stderr
+
+
+def test_progress_study():
+    from benchmarks import progress
+
+    result = progress.bench_progress("smoke", 1)
+    assert len(result["rows"]) == len(progress.WORKLOADS)
+    for row in result["rows"]:
+        assert row["one_call_s"] > 0 and row["chunked_s"] > 0
+        assert row["chunks"] >= 2  # the loop really ran in chunks
+        assert row["overhead"] == row["chunked_s"] / row["one_call_s"] - 1
