@@ -598,13 +598,17 @@ def train_chunks(
     return Checkpoint(state, time.perf_counter() - start_time)
 
 
-def save_checkpoint(out: Path, checkpoint: Checkpoint) -> Path:
-    return save(out / "checkpoint.npz", checkpoint._asdict())
+def save_checkpoint(out: Path, exp: Experiment, checkpoint: Checkpoint) -> Path:
+    """Writes ``out/checkpoint.npz`` atomically (portable: any device count)."""
+    state = exp.trainer.portable(checkpoint.state)
+    return save(out / "checkpoint.npz", checkpoint._replace(state=state)._asdict())
 
 
 def load_checkpoint(out: Path, exp: Experiment) -> Checkpoint:
-    like = Checkpoint(exp.trainer.init(), 0.0)._asdict()
-    return Checkpoint(**load(Path(out) / "checkpoint.npz", like))
+    trainer = exp.trainer
+    like = jax.eval_shape(lambda: trainer.portable(trainer.init()))._replace(step=0)
+    saved = load(Path(out) / "checkpoint.npz", Checkpoint(like, 0.0)._asdict())
+    return Checkpoint(trainer.restore(saved["state"]), saved["seconds"])
 
 
 # ------------------------------------------------------------------- results
@@ -785,5 +789,5 @@ def run_experiment(
         mode=progress,
         stream=stream,
     )
-    on_checkpoint = None if out is None else (lambda c: save_checkpoint(out, c))
+    on_checkpoint = None if out is None else (lambda c: save_checkpoint(out, exp, c))
     return train_chunks(exp, checkpoint, progress=bar, on_checkpoint=on_checkpoint)

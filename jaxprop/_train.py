@@ -22,6 +22,7 @@ import optax
 
 from ._data import check_dataset
 from ._inputs import check_x, check_y
+from ._io import load, save
 from ._metrics import accuracy_from_output
 from ._mlp import MLP
 from ._params import DEFAULT_SCHEME, Params, check_float_dtype, check_key, check_scheme
@@ -598,8 +599,9 @@ class TrainState(NamedTuple):
     ``runs`` and ``log`` are kept in the trainer's working layout (runs in
     device-split chunks, padded), so that nothing moves between calls; read
     them with ``trainer.runs(state)`` and ``trainer.log(state)``, which give
-    leading (n_seeds,) or (n_hparams, n_seeds) axes. ``jp.save`` / ``jp.load``
-    store and restore a state as it is.
+    leading (n_seeds,) or (n_hparams, n_seeds) axes. ``trainer.save`` /
+    ``trainer.load`` store a state with those axes (``trainer.portable``), so a
+    checkpoint resumes on any number of devices.
 
     Attributes:
       step: steps taken, a Python int (kept on the host: no device round trip).
@@ -734,6 +736,11 @@ def _to_lead(plan: _Plan, tree):
 
 
 @functools.partial(jax.jit, static_argnums=0)
+def _to_working(plan: _Plan, tree):
+    return plan.to_working(tree)
+
+
+@functools.partial(jax.jit, static_argnums=0)
 def _last_losses(plan: _Plan, losses: Array, block) -> Array:
     return plan.to_lead(losses[..., block])
 
@@ -750,9 +757,9 @@ class Trainer:
     Splitting the steps over several ``advance`` calls of any lengths gives the
     same result bit for bit and compiles once (the chunk length is a loop bound,
     not a shape); between calls the caller can watch progress, save checkpoints
-    (``jp.save(path, state)``) and resume from them (``jp.load(path,
-    like=trainer.init())``). Calls are dispatched asynchronously: the next chunk
-    can be queued before the previous one's log is read.
+    (``trainer.save(path, state)``) and resume from them
+    (``trainer.load(path)``). Calls are dispatched asynchronously: the next
+    chunk can be queued before the previous one's log is read.
 
     Args: as for :func:`train_seeds`.
 
@@ -867,6 +874,7 @@ class Trainer:
             if mesh is None
             else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         )
+        self._where = where
         self._init_args = jax.device_put((keys, params, hparams), where)
         self._data = jax.device_put((x, y, x_eval, y_eval), where)
 
@@ -941,6 +949,25 @@ class Trainer:
     def log(self, state: TrainState) -> TrainLog:
         """The whole log, (*self.shape, steps // log_every), NaN ahead of ``step``."""
         return _to_lead(self._plan, state.log)
+
+    def portable(self, state: TrainState) -> TrainState:
+        """``state`` with leading run axes (``self.shape``) instead of the
+        working layout: what to save, loadable whatever the device count."""
+        return TrainState(state.step, *_to_lead(self._plan, (state.runs, state.log)))
+
+    def restore(self, portable: TrainState) -> TrainState:
+        """The working-layout state of a :meth:`portable` one (e.g. as loaded)."""
+        runs_log = jax.device_put((portable.runs, portable.log), self._where)
+        return TrainState(int(portable.step), *_to_working(self._plan, runs_log))
+
+    def save(self, path, state: TrainState):
+        """Writes ``state`` to ``path`` atomically, in the portable layout."""
+        return save(path, self.portable(state))
+
+    def load(self, path) -> TrainState:
+        """A state written by :meth:`save` (checked against this trainer's runs)."""
+        like = jax.eval_shape(lambda: self.portable(self.init()))
+        return self.restore(load(path, like=like._replace(step=0)))
 
     def last_losses(self, state: TrainState) -> Array:
         """The latest logged training loss of every run: ``self.shape``.

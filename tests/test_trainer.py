@@ -102,6 +102,29 @@ def test_save_load_a_state_and_resume_bit_for_bit(moons, tmp_path):
     assert_bitwise_equal(resumed, straight)
 
 
+def test_checkpoints_are_portable_across_layouts(moons, tmp_path):
+    """trainer.save writes leading run axes: a padded chunked run resumes under vmap."""
+    chunked, _ = make_trainer(moons, n_seeds=3, chunk_size=4)  # 6 runs padded to 8
+    vmapped, _ = make_trainer(moons, n_seeds=3, strategy="vmap")
+    assert chunked.strategy == ("chunked", 4) and vmapped.strategy == ("vmap", 6)
+    state = chunked.advance(chunked.init(), 60)
+    path = chunked.save(tmp_path / "ck.npz", state)
+    with np.load(path) as f:  # (n_hparams, n_seeds) leading axes, no padding
+        leading = {a.shape[:2] for k, a in f.items() if k != "__jaxprop__" and a.ndim}
+    assert leading == {(2, 3)}
+    resumed = vmapped.load(path)
+    assert resumed.step == 60
+    np.testing.assert_array_equal(
+        vmapped.log(resumed).losses, chunked.log(state).losses
+    )
+    a = vmapped.result(vmapped.advance(resumed, 60))
+    b = chunked.result(chunked.advance(state, 60))
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="like expects"):
+        make_trainer(moons, n_seeds=2)[0].load(path)
+
+
 def test_trainer_rejects_bad_calls(moons):
     trainer, _ = make_trainer(moons)
     state = trainer.init()
