@@ -11,9 +11,29 @@ import jax
 import numpy as np
 import pytest
 
-from benchmarks import agreement, baselines, seeds, steps, torch_xor, utilization
+from benchmarks import (
+    agreement,
+    baselines,
+    report,
+    seeds,
+    steps,
+    torch_xor,
+    utilization,
+)
+from benchmarks._common import environment
 
 ROOT = Path(__file__).resolve().parents[1]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def assert_reported(tmp_path, study: str, result: dict, headings, plots):
+    """The study's Markdown section and PNG plots, from its result."""
+    results = {"environment": environment(), "size": "smoke", "repeats": 1}
+    results[study] = result
+    assert all(h in report.markdown(results) for h in headings)
+    written = report.plots(results, tmp_path / "r")
+    assert sorted(p.name for p in written) == sorted(f"r-{n}.png" for n in plots)
+    assert all(p.read_bytes()[:8] == PNG for p in written)
 
 
 def test_agreement_study(seed):
@@ -42,8 +62,11 @@ def test_agreement_error_catches_a_tenth_of_a_percent():
     assert errors[:2] == [0.0, 0.0] and errors[3:] == [0.0] * 3
 
 
-def test_step_time_study():
+def test_step_time_study(tmp_path):
     result = steps.bench_step_time("smoke", 1)
+    assert_reported(
+        tmp_path, "step-time", result, ["## Step time"], ["step-time", "ratio"]
+    )
     assert len(result["rows"]) == len(steps.grid("smoke")) > 0
     for row in result["rows"]:
         net = steps.make_net(row["width"], row["depth"])
@@ -75,9 +98,10 @@ def test_steps_are_the_same_update():
         np.testing.assert_allclose(m, a, rtol=1e-12)
 
 
-def test_manual_step_needs_no_more_temp_memory():
+def test_manual_step_needs_no_more_temp_memory(tmp_path):
     # A target of the suite, and deterministic: compiled sizes do not vary.
     result = steps.bench_memory("smoke", 1)
+    assert_reported(tmp_path, "memory", result, ["## Compiled memory"], [])
     assert result["points"] == len(result["rows"]) > 0
     for row in result["rows"]:
         assert row["manual"]["temp_bytes"] <= row["autodiff"]["temp_bytes"], row
@@ -85,8 +109,11 @@ def test_manual_step_needs_no_more_temp_memory():
     assert result["manual_temp_worse"] == 0
 
 
-def test_seed_scaling_study():
+def test_seed_scaling_study(tmp_path):
     result = seeds.bench_seed_scaling("smoke", 1)
+    assert_reported(
+        tmp_path, "seed-scaling", result, ["## Seed scaling"], ["seed-scaling"]
+    )
     seed_counts, _, loop_max = seeds.SIZES["seed-scaling"]["smoke"]
     assert [r["seeds"] for r in result["rows"]] == list(seed_counts)
     for row in result["rows"]:
@@ -150,7 +177,7 @@ def test_utilization_study():
         )
 
 
-def test_command_line_writes_results_summary_and_plots(tmp_path):
+def test_command_line_writes_results_and_summary(tmp_path):
     out_file = tmp_path / "result.json"
     env = dict(os.environ, JAXPROP_CACHE=str(tmp_path / "cache"))
     run = [
@@ -162,38 +189,27 @@ def test_command_line_writes_results_summary_and_plots(tmp_path):
         "--out",
         str(out_file),
     ]
-    first = subprocess.run(
-        [*run, "step-time", "seed-scaling"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert first.returncode == 0, first.stderr[-3000:]
-    # A second study updates the same file.
-    second = subprocess.run(
-        [*run, "memory", "--repeats", "1"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert second.returncode == 0, second.stderr[-3000:]
+    for study in ("memory", "utilization"):  # the second updates the same file
+        done = subprocess.run(
+            [*run, study, "--repeats", "1"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out_file.read_text())
-    assert {"step-time", "seed-scaling", "memory"} <= set(result)
+    assert {"memory", "utilization"} <= set(result)
+    assert result["repeats_by_study"] == {"memory": 1, "utilization": 1}
     environment = result["environment"]
     assert environment["platform"] == "cpu"
-    assert environment["n_devices"] == os.cpu_count()
+    assert environment["n_devices"] == os.cpu_count()  # one device per core
     assert environment["jax"] and environment["numpy"] and environment["python"]
     summary = out_file.with_suffix(".md").read_text()
-    for heading in ("## Step time", "## Compiled memory", "## Seed scaling"):
+    for heading in ("## Compiled memory", "## Utilization"):
         assert heading in summary
-    for name in ("step-time", "ratio", "seed-scaling"):
-        png = tmp_path / f"result-{name}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "wrote" in second.stdout
+    assert f"wrote {out_file}" in done.stdout
 
 
 @pytest.mark.parametrize(

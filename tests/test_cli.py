@@ -1,6 +1,7 @@
 """The jaxprop command: end to end on small runs, bad input, resume after a kill."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -294,7 +295,9 @@ def test_console_script_and_help(capsys):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
 
 
-def test_bench_command_runs_the_suite(capsys):
+def test_bench_command_runs_the_suite(capsys, monkeypatch):
+    # Importing the suite sets XLA_FLAGS for its own process: restore it after.
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
     assert main(["bench", "--help"]) == 0  # the suite's own help
     out = capsys.readouterr().out
     assert "usage: python -m benchmarks" in out and "step-time" in out
