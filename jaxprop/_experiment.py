@@ -66,7 +66,7 @@ class ExperimentConfig:
         datasets bring their own test split; XOR is evaluated on its 4 points).
       n_train, n_test: examples drawn for moons/spirals/blobs (default 200, 1000).
       classes: classes for spirals and blobs (default 2 and 3).
-      data_seed: seed of the synthetic data (the test split uses data_seed + 1).
+      data_seed: seed of the synthetic data (n_train + n_test points, split in two).
       sizes: layer widths (n_in, ..., n_out); default (n_in, 8, n_out).
       activation, output_activation, cost, reduction: as for ``jp.MLP``.
       init: initialization scheme (default: the activation's).
@@ -266,20 +266,19 @@ def _raw_data(config: ExperimentConfig):
     """(x, y, x_eval, y_eval) as the source gives them (labels or targets)."""
     name = config.data
     key = jax.random.key(config.data_seed)
-    key_test = jax.random.key(config.data_seed + 1)
     n, n_test = config.n_train or 200, config.n_test or 1000
     if name == "xor":
         x, y = _data.xor()
         return x, y, x, y
+    # One draw of n + n_test points split in two (one compiled generator; the
+    # blobs' test points share the training centers).
     if name == "moons":
-        return (*_data.two_moons(key, n), *_data.two_moons(key_test, n_test))
-    if name == "spirals":
-        c = config.classes or 2
-        return (*_data.spirals(key, n, c), *_data.spirals(key_test, n_test, c))
-    if name == "blobs":
-        # The test blobs share the training centers: same key, more points.
-        c = config.classes or 3
-        x, y = _data.blobs(key, n + n_test, c)
+        x, y = _data.two_moons(key, n + n_test)
+    elif name == "spirals":
+        x, y = _data.spirals(key, n + n_test, config.classes or 2)
+    elif name == "blobs":
+        x, y = _data.blobs(key, n + n_test, config.classes or 3)
+    if name in ("moons", "spirals", "blobs"):
         return x[:n], y[:n], x[n:], y[n:]
     if name == "mnist1d":
         try:

@@ -185,15 +185,6 @@ def test_user_mistakes_are_one_line_and_status_2(tmp_path, capsys, args, message
     assert message in err and "Traceback" not in err
 
 
-def test_out_that_holds_a_run_is_refused(tmp_path, capsys):
-    out = tmp_path / "run"
-    args = ["train", "--steps", "20", "--quiet", "--out", str(out)]
-    assert main(args) == 0
-    capsys.readouterr()
-    assert main(args) == 2
-    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
-
-
 def test_resume_after_a_kill_ends_as_an_uninterrupted_run(tmp_path):
     """SIGKILLed right after its first checkpoint, resumed: the same bits as one run."""
     common = [
@@ -248,6 +239,9 @@ def test_ctrl_c_stops_with_a_note_on_resuming(tmp_path, capsys, monkeypatch):
     assert main(["train", "--steps", "100", "--quiet", "--out", str(out)]) == 130
     err = capsys.readouterr().err
     assert f"interrupted; jaxprop train --resume {out} continues" in err
+    # The folder holds a run now: a new run there is refused.
+    assert main(["train", "--steps", "100", "--quiet", "--out", str(out)]) == 2
+    assert "already holds a run; continue it with --resume" in capsys.readouterr().err
     monkeypatch.setattr(_experiment, "train_chunks", train_chunks)
     assert main(["train", "--resume", str(out)]) == 0
     assert "resuming" in capsys.readouterr().err and (out / "final.npz").exists()
