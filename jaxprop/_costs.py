@@ -68,9 +68,15 @@ def _softmax_ce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array,
     # With p = softmax(z) = exp(z − logsumexp(z)), computed once for both:
     #   labels k:  c = logsumexp(z) − z_k,                δ = p − onehot(k)
     #   rows y:    c = logsumexp(z) Σ_k y_k − Σ_k y_k z_k,  δ = p Σ_k y_k − y
+    # One exp per logit: p = e / Σe with e = exp(z − max z), and logsumexp(z) =
+    # max z + log Σe (exp(z − lse) would take a second exp of every logit).
     del a, sigma
-    lse = jax.nn.logsumexp(z, axis=-1)
-    p = jnp.exp(z - lse[..., None])
+    m = jnp.max(z, axis=-1, keepdims=True)
+    m = jax.lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0))
+    e = jnp.exp(z - m)
+    total = jnp.sum(e, axis=-1, keepdims=True)
+    lse = (m + jnp.log(total))[..., 0]
+    p = e / total
     if jnp.issubdtype(y.dtype, jnp.integer):
         z_label = jnp.take_along_axis(z, y[..., None], axis=-1)[..., 0]
         return lse - z_label, p - jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
