@@ -844,6 +844,9 @@ class Trainer:
         if not devices:
             raise ValueError("devices must name at least one device.")
         n_runs = n_seeds * max(n_hparams, 1)
+        # Fewer runs than devices: no device idles on padding (one seed runs as
+        # one program on one device, not a padded program split across two).
+        devices = devices[:n_runs]
         strategy, chunk_size = _choose_strategy(
             config,
             n_runs,
