@@ -300,7 +300,7 @@ def _load_file(path: str, name: str):
     try:
         return loader(path)
     except (ValueError, TypeError) as e:
-        raise ValueError(f"{name}: {e}") from None
+        raise ValueError(f"{name}: {str(e).removeprefix('path: ')}") from None
 
 
 def _shape_targets(y, n_out: int, cost: str, dtype, name: str) -> np.ndarray:
