@@ -79,7 +79,10 @@ def _softmax_ce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array,
     p = e / total
     if jnp.issubdtype(y.dtype, jnp.integer):
         z_label = jnp.take_along_axis(z, y[..., None], axis=-1)[..., 0]
-        return lse - z_label, p - jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
+        # p − onehot(k) as a select: a materialized float one-hot made the
+        # batch-4096 steps of narrow nets 9–27% slower than autodiff's scatter.
+        hit = jnp.arange(z.shape[-1]) == y[..., None]
+        return lse - z_label, jnp.where(hit, p - 1, p)
     mass = jnp.sum(y, axis=-1)
     return lse * mass - jnp.sum(y * z, axis=-1), p * mass[..., None] - y
 
