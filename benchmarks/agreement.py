@@ -39,7 +39,7 @@ SIZES = {
         "costs": tuple(COSTS),
     },
     "quick": {
-        "depths": (1, 3),
+        "depths": (2,),
         "widths": (8,),
         "activations": ("tanh", "relu"),
         "costs": ("mse", "softmax_cross_entropy"),

@@ -28,7 +28,7 @@ WORKLOADS = {
 #: (seeds, steps) per size, for each workload in order.
 SIZES = {
     "full": ((4096, 20000), (64, 20000)),
-    "quick": ((1024, 5000), (16, 2000)),
+    "quick": ((512, 2000), (8, 1000)),
     "smoke": ((8, 200), (2, 100)),
 }
 
