@@ -23,6 +23,18 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
     return lines + [""]
 
 
+def _step_cells(row: dict) -> list:
+    """depth, width, batch, manual and autodiff time per step, their ratio."""
+    return [
+        row["depth"],
+        row["width"],
+        row["batch"],
+        _us(row["manual"]["step_s"]),
+        _us(row["autodiff"]["step_s"]),
+        f"{row['ratio']:.3f}",
+    ]
+
+
 def markdown(results: dict) -> str:
     """A Markdown summary of every study present in ``results``."""
     env = results["environment"]
@@ -90,12 +102,7 @@ def markdown(results: dict) -> str:
             ],
             [
                 [
-                    row["depth"],
-                    row["width"],
-                    row["batch"],
-                    _us(row["manual"]["step_s"]),
-                    _us(row["autodiff"]["step_s"]),
-                    f"{row['ratio']:.3f}",
+                    *_step_cells(row),
                     f"{row['manual']['gflops']:.1f}",
                     f"{row['manual']['compile_s']:.2f} / "
                     f"{row['autodiff']['compile_s']:.2f} s",
@@ -112,17 +119,7 @@ def markdown(results: dict) -> str:
         out += ["### Eager (un-jitted) step", ""]
         out += _table(
             ["depth", "width", "batch", "manual", "autodiff", "ratio"],
-            [
-                [
-                    row["depth"],
-                    row["width"],
-                    row["batch"],
-                    _us(row["manual"]["step_s"]),
-                    _us(row["autodiff"]["step_s"]),
-                    f"{row['ratio']:.3f}",
-                ]
-                for row in r["eager"]
-            ],
+            [_step_cells(row) for row in r["eager"]],
         )
     if "memory" in results:
         r = results["memory"]

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from ._experiment import FIELDS
+
 #: Exit statuses.
 OK, FAILED, USAGE, INTERRUPTED = 0, 1, 2, 130
 
@@ -91,11 +93,9 @@ _HELP = {
 
 
 def _add_config_options(parser, fields) -> None:
-    from ._experiment import FIELDS
-
     for name in fields:
         flag = "--" + name.replace("_", "-")
-        metavar = FIELDS[name].name.upper().replace("_", "-")
+        metavar = name.upper().replace("_", "-")
         parser.add_argument(
             flag, dest=name, default=None, metavar=metavar, help=_HELP[name]
         )
@@ -159,33 +159,7 @@ def _check(args) -> int:
     return OK if report.passed else FAILED
 
 
-_TRAIN_FIELDS = (
-    "data",
-    "eval_data",
-    "n_train",
-    "n_test",
-    "classes",
-    "data_seed",
-    "sizes",
-    "activation",
-    "output_activation",
-    "cost",
-    "reduction",
-    "init",
-    "optimizer",
-    "lr",
-    "momentum",
-    "steps",
-    "batch_size",
-    "seeds",
-    "seed",
-    "grad",
-    "dtype",
-    "strategy",
-    "log_every",
-    "eval_every",
-    "checkpoint_every",
-)
+_TRAIN_FIELDS = tuple(FIELDS)  # every setting of ExperimentConfig
 
 
 def _train(args, argv) -> int:
@@ -194,7 +168,6 @@ def _train(args, argv) -> int:
         make_config,
         read_config,
         run_experiment,
-        write_results,
     )
 
     with _user_errors("train"):
@@ -246,32 +219,16 @@ def _train(args, argv) -> int:
         )
         print(f"jaxprop train: interrupted{where}.", file=sys.stderr)
         return INTERRUPTED
-    _print_summary(exp, final, out, write_results)
+    _print_summary(exp, final, out)
     return OK
 
 
-def _print_summary(exp, final, out, write_results) -> None:
-    import numpy as np
+def _print_summary(exp, final, out) -> None:
+    from ._experiment import results_doc, write_results
 
-    from ._experiment import final_metrics, headline
-
-    if out is not None:
-        doc = write_results(out, exp, final)
-        key = doc["headline"]
-        summaries = {lr: doc["summary"][f"lr={lr:g}"] for lr in exp.config.lr}
-    else:
-        result = exp.trainer.result(final.state)
-        metrics = final_metrics(exp, result)
-        key = headline(metrics)
-        from ._experiment import _summary
-
-        summaries = {
-            lr: {
-                key: _summary(metrics[key][i]),
-                "diverged": int(np.sum(metrics["diverged"][i])),
-            }
-            for i, lr in enumerate(exp.config.lr)
-        }
+    doc = write_results(out, exp, final) if out else results_doc(exp, final)[0]
+    key = doc["headline"]
+    summaries = {lr: doc["summary"][f"lr={lr:g}"] for lr in exp.config.lr}
     n_runs = math.prod(exp.trainer.shape)
     print(
         f"trained {n_runs} runs × {exp.config.steps} steps in {final.seconds:.2f} s "

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._io import atomic_write
 from ._params import check_key
 
 Array = jax.Array
@@ -210,15 +211,14 @@ def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
             np.random.set_state(np_state)
             random.setstate(py_state)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(
-            tmp,
-            x=data["x"].astype(np.float32),
-            y=data["y"].astype(np.int32),
-            x_test=data["x_test"].astype(np.float32),
-            y_test=data["y_test"].astype(np.int32),
-        )
-        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        arrays = {
+            "x": data["x"].astype(np.float32),
+            "y": data["y"].astype(np.int32),
+            "x_test": data["x_test"].astype(np.float32),
+            "y_test": data["y_test"].astype(np.int32),
+        }
+        # Atomic: a concurrent reader never sees half a file.
+        atomic_write(path, lambda f: np.savez(f, **arrays))
     with np.load(path) as f:
         return Dataset(f["x"], f["y"], f["x_test"], f["y_test"])
 

@@ -392,7 +392,6 @@ class Experiment(NamedTuple):
     data: Data
     net: MLP
     trainer: Trainer
-    log_every: int
     checkpoint_every: int | None  # a multiple of log_every; None: by time
 
 
@@ -463,7 +462,7 @@ def build(config: ExperimentConfig) -> Experiment:
         log_every=log_every,
         dtype=config.dtype,
     )
-    return Experiment(config, data, net, trainer, log_every, checkpoint_every)
+    return Experiment(config, data, net, trainer, checkpoint_every)
 
 
 class Checkpoint(NamedTuple):
@@ -552,7 +551,7 @@ def train_chunks(
     end and every ``exp.checkpoint_every`` steps (chunks stop there), or, if
     that is None, at the first chunk end ``checkpoint_seconds`` after the last.
     """
-    trainer, every, steps = exp.trainer, exp.log_every, exp.trainer.steps
+    trainer, every, steps = exp.trainer, exp.trainer.log_every, exp.trainer.steps
     state, seconds = checkpoint
     start_time = time.perf_counter() - seconds
     blocks = 1  # per chunk
@@ -667,10 +666,8 @@ def _summary(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
-    """metrics.json, curves.npz, final.npz and the plots; returns the metrics doc."""
-    from . import _plots
-
+def results_doc(exp: Experiment, checkpoint: Checkpoint):
+    """(metrics.json's document, the TrainResult, per-run metrics) of a finished run."""
     config, trainer = exp.config, exp.trainer
     result = trainer.result(checkpoint.state)
     metrics = final_metrics(exp, result)
@@ -700,8 +697,18 @@ def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
             "strategy": list(trainer.strategy),
         },
     }
+    return doc, result, metrics
+
+
+def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
+    """metrics.json, curves.npz, final.npz and the plots; returns the metrics doc."""
+    from . import _plots
+
+    config = exp.config
+    doc, result, metrics = results_doc(exp, checkpoint)
     write_json(out / "metrics.json", doc)
-    steps = exp.log_every * np.arange(1, config.steps // exp.log_every + 1)
+    every = exp.trainer.log_every
+    steps = every * np.arange(1, config.steps // every + 1)
     curves = {
         "steps": steps,
         "lr": np.asarray(config.lr),
