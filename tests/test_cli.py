@@ -26,6 +26,14 @@ SMALL = [
 ]  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _started_backend():
+    """The command sets one CPU device per core when it starts JAX; in this
+    process JAX is started first, so in-process calls leave the worker's
+    device count (and the other tests in it) as they are."""
+    jax.devices()
+
+
 def run_cli(*args, timeout=300, env=None):
     """The command in its own process, as a user runs it."""
     return subprocess.run(
