@@ -7,7 +7,10 @@ forms: softplus and log-sum-exp for the value, and the fused output error
 the output saturates.
 
 Targets reach a cost as float rows of shape ``(batch, n_out)``, or as integer
-class labels ``(batch,)`` for softmax cross-entropy.
+class labels ``(batch,)`` for softmax cross-entropy. Every array may carry
+trailing run axes, ``(batch, n_out, *runs)`` and ``(batch, *runs)``, where
+many training runs are computed at once with the runs last (see
+``jaxprop._mlp.value_and_backprop_over_runs``): the features are always axis 1.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ class Cost(NamedTuple):
         (batch, n_out) targets or, for ``softmax_cross_entropy``, (batch,)
         integer labels; c: (batch,) per-example costs and δ = ∂c/∂z: (batch,
         n_out), the output error δ^L of each example (before the batch
-        reduction). Evaluating only c lets XLA drop δ.
+        reduction). Evaluating only c lets XLA drop δ. Trailing run axes, if
+        any, broadcast: z: (batch, n_out, *runs) gives c: (batch, *runs).
       output_activations: the output activations this cost is defined for, or
         ``None`` for any.
     """
@@ -45,7 +49,7 @@ class Cost(NamedTuple):
 def _mse(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]:
     # c = ½‖ŷ − y‖²; δ^L = ∂c/∂a ⊙ σ'(z^L) with ∂c/∂a = ŷ − y.
     r = a - y
-    return 0.5 * jnp.sum(r * r, axis=-1), r * sigma.derivative(z, a)
+    return 0.5 * jnp.sum(r * r, axis=1), r * sigma.derivative(z, a)
 
 
 def _bce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]:
@@ -61,7 +65,7 @@ def _bce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]
     e = jnp.exp(jnp.where(nonnegative, -z, z))
     softplus = jnp.where(nonnegative, z, 0) + jnp.log1p(e)
     sigmoid = jnp.where(nonnegative, 1, e) / (1 + e)
-    return jnp.sum(softplus - y * z, axis=-1), sigmoid - y
+    return jnp.sum(softplus - y * z, axis=1), sigmoid - y
 
 
 def _softmax_ce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]:
@@ -71,20 +75,21 @@ def _softmax_ce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array,
     # One exp per logit: p = e / Σe with e = exp(z − max z), and logsumexp(z) =
     # max z + log Σe (exp(z − lse) would take a second exp of every logit).
     del a, sigma
-    m = jnp.max(z, axis=-1, keepdims=True)
+    m = jnp.max(z, axis=1, keepdims=True)
     m = jax.lax.stop_gradient(jnp.where(jnp.isfinite(m), m, 0))
     e = jnp.exp(z - m)
-    total = jnp.sum(e, axis=-1, keepdims=True)
-    lse = (m + jnp.log(total))[..., 0]
+    total = jnp.sum(e, axis=1, keepdims=True)
+    lse = (m + jnp.log(total))[:, 0]
     p = e / total
     if jnp.issubdtype(y.dtype, jnp.integer):
-        z_label = jnp.take_along_axis(z, y[..., None], axis=-1)[..., 0]
-        # p − onehot(k) as a select: a materialized float one-hot made the
-        # batch-4096 steps of narrow nets 9–27% slower than autodiff's scatter.
-        hit = jnp.arange(z.shape[-1]) == y[..., None]
+        # z_k and p − onehot(k) as selects on the label: a materialized float
+        # one-hot made the batch-4096 steps of narrow nets 9–27% slower than
+        # autodiff's scatter.
+        hit = jax.lax.broadcasted_iota(y.dtype, z.shape, 1) == y[:, None]
+        z_label = jnp.sum(jnp.where(hit, z, 0), axis=1)
         return lse - z_label, jnp.where(hit, p - 1, p)
-    mass = jnp.sum(y, axis=-1)
-    return lse * mass - jnp.sum(y * z, axis=-1), p * mass[..., None] - y
+    mass = jnp.sum(y, axis=1)
+    return lse * mass - jnp.sum(y * z, axis=1), p * mass[:, None] - y
 
 
 COSTS: dict[str, Cost] = {

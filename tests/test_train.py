@@ -457,19 +457,32 @@ def test_train_seeds_bad_input(kwargs, exc, match):
         jp.train_seeds(**args)
 
 
+@pytest.mark.parametrize("grad", ["manual", "autodiff"])
 @pytest.mark.parametrize("n_devices", [1, 2, 4])
 @pytest.mark.parametrize("n_runs", [1, 7, 862, 863, 4096, 131072])
-def test_auto_strategy_chunks_are_balanced(n_runs, n_devices):
-    # auto picks chunks near the cache-sized one, balanced so that padding the
-    # runs to whole chunks costs less than one run per device and chunk.
-    from jaxprop._train import AUTO_CACHE_BYTES, _choose_strategy, _Config
+def test_auto_strategy_chunks_are_balanced(n_runs, n_devices, grad):
+    # auto picks chunks near the cache-sized one (at least AUTO_RUNS_LAST_CHUNK
+    # per device where the manual step puts the runs last, as it does for XOR),
+    # balanced so that padding the runs to whole chunks costs less than one run
+    # per device and chunk.
+    from jaxprop._train import (
+        AUTO_CACHE_BYTES,
+        AUTO_RUNS_LAST_CHUNK,
+        _choose_strategy,
+        _Config,
+    )
 
     net = jp.MLP((2, 2, 1), "sigmoid", "sigmoid", "mse", "sum")
-    config = _Config(net, optax.sgd(0.1), 10, "manual", None, 10, None)
+    config = _Config(net, optax.sgd(0.1), 10, grad, None, 10, None)
     strategy, chunk = _choose_strategy(config, n_runs, "auto", None, 4, 4, n_devices)
     assert chunk % n_devices == 0 and chunk >= n_devices
     n_chunks = -(-n_runs // chunk)
     assert (strategy == "vmap") == (n_chunks == 1)
     assert n_chunks * chunk - n_runs < n_chunks * n_devices
     per_run = 4 * (8 * 9 + 4 * 4 * 5)  # the cost model's bytes for XOR in float32
-    assert chunk <= max(AUTO_CACHE_BYTES // per_run, 4) * n_devices + n_devices
+    per_device = AUTO_CACHE_BYTES // per_run
+    if grad == "manual":
+        per_device = max(per_device, AUTO_RUNS_LAST_CHUNK)
+    assert chunk <= per_device * n_devices + n_devices
+    if n_runs >= 4 * per_device * n_devices:  # many chunks: each near the target
+        assert chunk >= per_device * n_devices * 3 // 4

@@ -1,0 +1,150 @@
+"""Many runs of a small network computed at once with the runs as the last axis.
+
+``value_and_backprop_over_runs`` must give, under ``jax.vmap``, exactly what each
+run's own ``value_and_backprop`` gives, on both of its paths (runs last for tiny
+networks, vmapped matmuls otherwise), and the trainer must use it.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxprop as jp
+from jaxprop._mlp import (
+    RUNS_LAST_MAX_BATCH,
+    RUNS_LAST_MAX_WIDTH,
+    _contract,
+    runs_last_pays,
+    value_and_backprop_over_runs,
+)
+from tests.helpers import COST_CONFIGS, assert_trees_close, make_case
+
+N_RUNS = 5
+
+
+def stacked_cases(seed, sizes, activation, cost_config, reduction, batch):
+    """N_RUNS independent draws of (params, x, y) for one net, stacked on axis 0."""
+    cases = [
+        make_case(seed + r, sizes, activation, cost_config, reduction, batch)
+        for r in range(N_RUNS)
+    ]
+    net = cases[0][0]
+    params, x, y = jax.tree.map(
+        lambda *leaves: jnp.stack(leaves), *[c[1:] for c in cases]
+    )
+    return net, params, x, y
+
+
+def per_run(net, params, x, y, in_axes):
+    """Each run's own value_and_backprop, stacked: the reference."""
+    outs = []
+    for r in range(N_RUNS):
+        take = lambda tree, ax: jax.tree.map(lambda l: l[r], tree) if ax == 0 else tree  # noqa: E731
+        outs.append(
+            net.value_and_backprop(
+                take(params, in_axes[0]), take(x, in_axes[1]), take(y, in_axes[2])
+            )
+        )
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *outs)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize(
+    "cost_config, activation",
+    # every cost with a different hidden activation (the cost is what changes
+    # shape handling; activations are elementwise and tested per-run elsewhere)
+    list(
+        zip(
+            COST_CONFIGS,
+            ["sigmoid", "tanh", "relu", "gelu", "elu", "silu"],
+            strict=True,
+        )
+    ),
+)
+def test_runs_last_equals_each_run(seed, activation, cost_config, reduction):
+    net, params, x, y = stacked_cases(
+        seed, (3, 5, 4, 3), activation, cost_config, reduction, batch=6
+    )
+    assert runs_last_pays(net, 6)
+    # Shared data (as in full-batch training) and per-run data (minibatches).
+    for in_axes in [(0, None, None), (0, 0, 0)]:
+        xs, ys = (x[0], y[0]) if in_axes[1] is None else (x, y)
+        fn = jax.jit(jax.vmap(value_and_backprop_over_runs(net), in_axes=in_axes))
+        value, grads = fn(params, xs, ys)
+        ref_value, ref_grads = per_run(net, params, xs, ys, in_axes)
+        np.testing.assert_allclose(value, ref_value, rtol=1e-13)
+        assert_trees_close(grads, ref_grads, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "sizes, batch",
+    [
+        ((2, RUNS_LAST_MAX_WIDTH + 1, 1), 4),  # too wide
+        ((2, 3, 1), RUNS_LAST_MAX_BATCH + 1),  # batch too large
+    ],
+)
+def test_wider_nets_keep_vmapped_matmuls(seed, sizes, batch):
+    net, params, x, y = stacked_cases(seed, sizes, "tanh", "mse-identity", "sum", batch)
+    assert not runs_last_pays(net, batch)
+    fn = jax.vmap(value_and_backprop_over_runs(net), in_axes=(0, None, None))
+    value, grads = jax.jit(fn)(params, x[0], y[0])
+    ref_value, ref_grads = per_run(net, params, x[0], y[0], (0, None, None))
+    np.testing.assert_allclose(value, ref_value, rtol=1e-13)
+    assert_trees_close(grads, ref_grads, rtol=1e-12)
+    # This path is the matmuls: dot_general in the program.
+    assert "dot_general" in str(jax.make_jaxpr(fn)(params, x[0], y[0]))
+
+
+def test_runs_last_path_is_taken_and_unbatched_call_is_plain(seed):
+    net, params, x, y = stacked_cases(
+        seed, (2, 2, 1), "sigmoid", "mse-sigmoid", "sum", 4
+    )
+    fn = value_and_backprop_over_runs(net)
+    vmapped = str(
+        jax.make_jaxpr(jax.vmap(fn, in_axes=(0, None, None)))(params, x[0], y[0])
+    )
+    assert "dot_general" not in vmapped  # elementwise products only
+    one = jax.tree.map(lambda l: l[0], params)
+    assert "dot_general" in str(jax.make_jaxpr(fn)(one, x[0], y[0]))
+    value, grads = fn(one, x[0], y[0])
+    ref_value, ref_grads = net.value_and_backprop(one, x[0], y[0])
+    np.testing.assert_allclose(value, ref_value, rtol=1e-15)
+    assert_trees_close(grads, ref_grads, rtol=1e-15)
+
+
+@pytest.mark.parametrize("i, j", [(0, 0), (0, 1), (1, 0), (1, 1)])
+def test_contract_with_trailing_runs(i, j):
+    # Σ_k over axis i of u and axis j of v (k = 4), runs on the trailing axis.
+    rng = np.random.default_rng(2 * i + j)
+    u = rng.normal(size=(3, 4, 7) if i == 1 else (4, 3, 7))
+    v = rng.normal(size=(4, 5, 7) if j == 0 else (5, 4, 7))
+    spec = ("mkr" if i == 1 else "kmr") + "," + ("knr" if j == 0 else "nkr") + "->mnr"
+    got = _contract(jnp.asarray(u), jnp.asarray(v), i, j)
+    np.testing.assert_allclose(got, np.einsum(spec, u, v), rtol=1e-13)
+    # A shared operand (a trailing 1) broadcasts against the runs.
+    shared = u[..., :1]
+    got = _contract(jnp.asarray(shared), jnp.asarray(v), i, j)
+    want = np.einsum(spec, np.broadcast_to(shared, u.shape), v)
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def test_trainer_runs_last_matches_autodiff_and_single_runs(key):
+    # XOR seeds through train_seeds (runs last) against autodiff (vmapped) and
+    # against jp.train of each seed alone (no vmap at all), in float64.
+    net = jp.MLP((2, 2, 1), "sigmoid", "sigmoid", "mse", "sum")
+    x, y = jp.data.xor()
+    keys = jax.random.split(key, 6)
+    sgd = optax.sgd(0.5)
+    manual = jp.train_seeds(net, keys, x, y, sgd, 300, dtype="float64")
+    autodiff = jp.train_seeds(
+        net, keys, x, y, sgd, 300, dtype="float64", grad="autodiff"
+    )
+    assert_trees_close(manual.params, autodiff.params, rtol=1e-10)
+    np.testing.assert_allclose(manual.losses, autodiff.losses, rtol=1e-10)
+    for r in range(2):
+        params = jax.tree.map(lambda l: l[r], manual.params)
+        start = net.init(jax.random.split(keys[r])[0], dtype="float64")
+        alone = jp.train(net, start, x, y, sgd, 300)
+        assert_trees_close(params, alone.params, rtol=1e-12)
