@@ -51,6 +51,9 @@ class GradCheckRow(NamedTuple):
       numeric_abs: max |manual − finite differences| (nan when not computed).
       numeric_rel: the symmetric relative error against finite differences.
       passed: whether both comparisons are within tolerance.
+      autodiff_ratio, numeric_ratio: the largest error as a fraction of its
+        tolerance, max |manual − ref| / (rtol · (|ref| + scale)); a comparison
+        passes when it is ≤ 1 (numeric_ratio is nan when not computed).
     """
 
     layer: int
@@ -61,6 +64,8 @@ class GradCheckRow(NamedTuple):
     numeric_abs: float
     numeric_rel: float
     passed: bool
+    autodiff_ratio: float = float("nan")
+    numeric_ratio: float = float("nan")
 
 
 class GradCheckReport(NamedTuple):
@@ -122,8 +127,10 @@ def _loss_fn(net: MLP, x: Array, y: Array) -> Callable[[Params], Array]:
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _central_differences(
-    net: MLP, params: Params, x: Array, y: Array, eps: Array, batch_size: int
+    net: MLP, params: Params, x: Array, y: Array, eps: Array, batch_size: int, index
 ) -> Params:
+    """Central differences at the flat entries ``index`` (all if None); NaN
+    elsewhere."""
     theta, unravel = ravel_pytree(params)
     loss = _loss_fn(net, x, y)
     # A step relative to |θ_i|, and the step actually represented in floating
@@ -135,16 +142,25 @@ def _central_differences(
         down = theta.at[i].add(-h[i])
         return (loss(unravel(up)) - loss(unravel(down))) / (up[i] - down[i])
 
-    index = jnp.arange(theta.size)
-    return unravel(jax.lax.map(partial_derivative, index, batch_size=batch_size))
+    if index is None:
+        return unravel(
+            jax.lax.map(
+                partial_derivative, jnp.arange(theta.size), batch_size=batch_size
+            )
+        )
+    values = jax.lax.map(partial_derivative, index, batch_size=batch_size)
+    return unravel(jnp.full_like(theta, jnp.nan).at[index].set(values))
 
 
-def numerical_grad(net: MLP, params: Params, x, y, eps: float | None = None) -> Params:
+def numerical_grad(
+    net: MLP, params: Params, x, y, eps: float | None = None, *, entries=None
+) -> Params:
     """∂L/∂params by central differences, one parameter at a time.
 
     Uses no derivative of any kind: 2P loss evaluations for P parameters
-    (vectorized in chunks). Meant for float64, where it is accurate to about
-    1e-9 relative; in float32 expect errors near 1e-2.
+    (vectorized in chunks), or 2k for ``entries`` of k of them. Meant for
+    float64, where it is accurate to about 1e-9 relative; in float32 expect
+    errors near 1e-2.
 
     Args:
       net: the network.
@@ -152,9 +168,11 @@ def numerical_grad(net: MLP, params: Params, x, y, eps: float | None = None) -> 
       x, y: as for ``net.loss``.
       eps: relative step; the step for θ_i is eps · max(1, |θ_i|). Default
         ``finfo(dtype).eps ** (1/3)``, which balances truncation and rounding.
+      entries: optional (k,) int indices into the flattened parameters
+        (``jax.flatten_util.ravel_pytree`` order): only those are computed.
 
     Returns:
-      A pytree like ``params``.
+      A pytree like ``params``; NaN at the entries not computed.
     """
     x, y = net._check_xy(params, x, y)
     dtype = x.dtype
@@ -163,18 +181,51 @@ def numerical_grad(net: MLP, params: Params, x, y, eps: float | None = None) -> 
     elif not (isinstance(eps, (int, float)) and eps > 0):
         raise ValueError(f"eps must be a positive number; got {eps!r}.")
     n_params = sum(leaf.size for leaf in jax.tree.leaves(params))
+    if entries is not None:
+        entries = np.asarray(entries)
+        if entries.ndim != 1 or entries.dtype.kind not in "iu" or entries.size == 0:
+            raise ValueError(
+                "entries must be a non-empty 1-D array of integer indices; got "
+                f"{entries.dtype} of shape {entries.shape}."
+            )
+        if entries.min() < 0 or entries.max() >= n_params:
+            raise ValueError(
+                f"entries must lie in [0, {n_params}) (the parameter count)."
+            )
+        entries = jnp.asarray(entries, jnp.int32)
+    n = n_params if entries is None else entries.size
     return _central_differences(
-        net, params, x, y, jnp.asarray(eps, dtype), min(n_params, 256)
+        net, params, x, y, jnp.asarray(eps, dtype), min(n, 256), entries
     )
 
 
+def _sample_entries(params: Params, k: int, seed: int) -> np.ndarray:
+    """Flat indices of up to k random entries of every array of ``params``."""
+    rng = np.random.default_rng(seed)
+    chosen, offset = [], 0
+    for leaf in jax.tree.leaves(params):
+        size = int(np.size(leaf))
+        chosen.append(offset + rng.choice(size, min(k, size), replace=False))
+        offset += size
+    return np.sort(np.concatenate(chosen))
+
+
 def _errors(manual: np.ndarray, ref: np.ndarray, rtol: float, scale: float):
-    """(max abs error, max symmetric relative error, within tolerance)."""
+    """(max abs error, max symmetric relative error, within tolerance, largest
+    error as a fraction of its tolerance)."""
     diff = np.abs(manual - ref)
     tiny = np.finfo(manual.dtype).tiny
     rel = diff / np.maximum(np.maximum(np.abs(manual), np.abs(ref)), tiny)
-    ok = bool(np.all(diff <= rtol * (np.abs(ref) + scale)))
-    return float(diff.max(initial=0.0)), float(rel.max(initial=0.0)), ok
+    bound = rtol * (np.abs(ref) + scale)
+    ok = bool(np.all(diff <= bound))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(diff == 0, 0.0, diff / bound)
+    return (
+        float(diff.max(initial=0.0)),
+        float(rel.max(initial=0.0)),
+        ok,
+        float(ratio.max(initial=0.0)),
+    )
 
 
 def check_grads(
@@ -185,6 +236,8 @@ def check_grads(
     *,
     backprop: Callable[[Params, Array, Array], Params] | None = None,
     numeric: bool = True,
+    numeric_entries: int | None = None,
+    seed: int = 0,
     rtol: tuple[float, float] | None = None,
     raise_on_failure: bool = False,
 ) -> GradCheckReport:
@@ -204,6 +257,12 @@ def check_grads(
       backprop: the backward to check, ``(params, x, y) -> grads``;
         ``net.backprop`` by default.
       numeric: whether to compute finite differences (2P loss evaluations).
+      numeric_entries: compute finite differences at only this many random
+        entries of each array (2k loss evaluations per array, drawn with
+        ``seed``), as ``jax.test_util.check_vjp`` checks along a few
+        directions: cheap on wide networks, and a wrong entry still fails
+        wherever it is sampled. None: every entry.
+      seed: seed of the sampled entries.
       rtol: ``(vs autodiff, vs numeric)`` relative tolerances overriding the
         dtype's defaults.
       raise_on_failure: raise :class:`GradCheckError` if any check fails.
@@ -212,6 +271,16 @@ def check_grads(
       A :class:`GradCheckReport`; ``print(report)`` shows the table.
     """
     x, y = net._check_xy(params, x, y)
+    if numeric_entries is not None:
+        if (
+            isinstance(numeric_entries, bool)
+            or not isinstance(numeric_entries, (int, np.integer))
+            or numeric_entries < 1
+        ):
+            raise ValueError(
+                f"numeric_entries must be a positive integer or None; got "
+                f"{numeric_entries!r}."
+            )
     dtype = str(x.dtype)
     if rtol is None:
         rtol = TOLERANCES.get(dtype, TOLERANCES["float32"])
@@ -223,7 +292,19 @@ def check_grads(
             "backprop must return a pytree like params; got "
             f"{jax.tree.structure(manual)}."
         )
-    numerical = numerical_grad(net, params, x, y) if numeric else None
+    entries = (
+        None
+        if numeric_entries is None
+        else _sample_entries(params, int(numeric_entries), seed)
+    )
+    numerical = numerical_grad(net, params, x, y, entries=entries) if numeric else None
+    # Which entries each comparison covers (finite differences: the sampled).
+    sizes = [int(np.size(l)) for l in jax.tree.leaves(params)]
+    covered = np.ones(sum(sizes), bool)
+    if entries is not None:
+        covered[:] = False
+        covered[entries] = True
+    covered = np.split(covered, np.cumsum(sizes)[:-1])
     to_np = functools.partial(jax.tree.map, np.asarray)
     manual, autodiff = to_np(manual), to_np(autodiff)
     scale_all = max(
@@ -233,15 +314,19 @@ def check_grads(
     for l in range(net.n_layers):
         for p in ("w", "b"):
             m, a = getattr(manual[l], p), getattr(autodiff[l], p)
-            ad_abs, ad_rel, ad_ok = _errors(
+            ad_abs, ad_rel, ad_ok, ad_ratio = _errors(
                 m, a, rtol_autodiff, float(np.abs(a).max(initial=0.0))
             )
             if numerical is None:
-                nu_abs = nu_rel = float("nan")
+                nu_abs = nu_rel = nu_ratio = float("nan")
                 nu_ok = True
             else:
-                nu_abs, nu_rel, nu_ok = _errors(
-                    m, np.asarray(getattr(numerical[l], p)), rtol_numeric, scale_all
+                keep = covered[2 * l + (p == "b")].reshape(m.shape)
+                nu_abs, nu_rel, nu_ok, nu_ratio = _errors(
+                    m[keep],
+                    np.asarray(getattr(numerical[l], p))[keep],
+                    rtol_numeric,
+                    scale_all,
                 )
             rows.append(
                 GradCheckRow(
@@ -253,6 +338,8 @@ def check_grads(
                     nu_abs,
                     nu_rel,
                     ad_ok and nu_ok,
+                    ad_ratio,
+                    nu_ratio,
                 )
             )
     report = GradCheckReport(
