@@ -11,6 +11,8 @@ from ._check import numerical_grad as numerical_grad
 from ._costs import COSTS as COSTS
 from ._costs import REDUCTIONS as REDUCTIONS
 from ._costs import Cost as Cost
+from ._experiment import SavedRun as SavedRun
+from ._experiment import load_run as load_run
 from ._io import load as load
 from ._io import save as save
 from ._metrics import Proportion as Proportion

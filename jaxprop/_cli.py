@@ -63,11 +63,12 @@ def _setup_jax() -> None:
 _HELP = {
     "data": "xor, moons, spirals, blobs, mnist1d, or PATH.npz (arrays x, y) / PATH.csv "
     "(targets in the last column)",
-    "eval_data": "held-out PATH.npz/.csv for file data",
+    "eval_data": "held-out PATH.npz/.csv, for file data only (the built-in data "
+    "sets bring their own test split; xor has none)",
     "n_train": "training examples of moons/spirals/blobs (default 200)",
     "n_test": "test examples of moons/spirals/blobs (default 1000)",
     "classes": "classes of spirals (default 2) and blobs (default 3)",
-    "data_seed": "seed of the synthetic data (default 0)",
+    "data_seed": "seed of moons/spirals/blobs (default 0)",
     "sizes": "layer widths, e.g. 2,8,1 (default: n_in,8,n_out)",
     "activation": "hidden activation (default tanh)",
     "output_activation": "output activation (default sigmoid)",
@@ -78,14 +79,17 @@ _HELP = {
     "(default sgd)",
     "lr": "learning rate, or a comma-separated grid: every seed is trained at each "
     "(default 0.1)",
-    "momentum": "momentum, or β₁ for adam/adamw/lion (default 0.9 where it applies)",
-    "steps": "training steps (default 1000)",
+    "momentum": "momentum in [0, 1), or β₁ for adam/adamw/lion (default 0.9; "
+    "momentum, nesterov, rmsprop, adam, adamw and lion only)",
+    "steps": "training steps (default 1000); with --resume, a larger number "
+    "extends the saved run",
     "batch_size": "minibatch size (default: the full batch)",
     "seeds": "networks trained side by side, one per seed (default 1)",
     "seed": "seed of the first network's key (default 0)",
     "grad": "manual (the δ backward pass) or autodiff (jax.grad) (default manual)",
     "dtype": "float32 or float64 (default float32)",
     "strategy": "how seeds share the devices: auto, vmap, sequential, chunked",
+    "chunk_size": "runs per vmapped chunk (with --strategy chunked)",
     "log_every": "steps per logged loss (default: about 1/200 of the run)",
     "eval_every": "steps between evaluations on the test split (default ~1/20)",
     "checkpoint_every": "steps between checkpoints in --out (default: every minute)",
@@ -147,16 +151,21 @@ def _check(args) -> int:
         values = _config_values(args, _CHECK_FIELDS) | {"dtype": args.dtype}
         exp = build(make_config(values))
     config = exp.config
-    report = gradient_check(exp, n=examples, dtype=args.dtype)
+    check = gradient_check(exp, n=examples, dtype=args.dtype)
     net = exp.net
+    sampled = (
+        ""
+        if check.numeric_entries is None
+        else f", finite differences at {check.numeric_entries} random entries per array"
+    )
     print(
         f"{'-'.join(map(str, net.sizes))} {net.activation}/{net.output_activation}, "
-        f"{net.cost} ({net.reduction}), {min(examples, exp.data.x.shape[0])} examples "
+        f"{net.cost} ({net.reduction}), {check.examples} examples "
         f"of {config.data}, seed {config.seed}'s initial params, {args.dtype} "
-        f"on {jax.devices()[0].platform}"
+        f"on {jax.devices()[0].platform}{sampled}"
     )
-    print(report)
-    return OK if report.passed else FAILED
+    print(check.report)
+    return OK if check.report.passed else FAILED
 
 
 _TRAIN_FIELDS = tuple(FIELDS)  # every setting of ExperimentConfig
@@ -165,17 +174,20 @@ _TRAIN_FIELDS = tuple(FIELDS)  # every setting of ExperimentConfig
 def _train(args, argv) -> int:
     from ._experiment import (
         build,
+        extend_config,
         make_config,
         read_config,
         run_experiment,
+        start,
     )
 
     with _user_errors("train"):
+        saved_steps = None
         if args.resume is not None:
             extra = [
                 f"--{k.replace('_', '-')}"
                 for k in _TRAIN_FIELDS
-                if getattr(args, k) is not None
+                if k != "steps" and getattr(args, k) is not None
             ]
             extra += [
                 f for f in ("--config", "--out") if getattr(args, f[2:]) is not None
@@ -183,10 +195,15 @@ def _train(args, argv) -> int:
             if extra:
                 raise UsageError(
                     f"jaxprop train: --resume takes every setting from "
-                    f"{args.resume}/config.json; drop {', '.join(extra)}."
+                    f"{args.resume}/config.json (only --steps can extend it); "
+                    f"drop {', '.join(extra)}."
                 )
             out = Path(args.resume)
-            config = read_config(out)
+            if args.steps is None:
+                config = read_config(out)
+            else:
+                steps = make_config({"steps": args.steps}).steps
+                config, saved_steps = extend_config(out, steps)
         else:
             config = make_config(_config_values(args, _TRAIN_FIELDS))
             out = None if args.out is None else Path(args.out)
@@ -195,7 +212,15 @@ def _train(args, argv) -> int:
                     f"--out: {str(out)!r} already holds a run; continue it with "
                     f"--resume {out}, or choose another folder."
                 )
+            if out is None and config.checkpoint_every is not None:
+                raise ValueError(
+                    "checkpoint_every needs --out DIR (checkpoints are written there)."
+                )
         exp = build(config)
+        checkpoint = start(
+            exp, out, resume=args.resume is not None, saved_steps=saved_steps,
+            argv=argv,
+        )  # fmt: skip
     progress = "off" if args.quiet else "auto"
     lead = "×".join(map(str, exp.trainer.shape))
     net = exp.net
@@ -208,48 +233,100 @@ def _train(args, argv) -> int:
         file=sys.stderr if args.quiet else sys.stdout,
     )
     try:
-        final = run_experiment(
-            exp, out, resume=args.resume is not None, progress=progress, argv=argv
-        )
+        final = run_experiment(exp, checkpoint, out, progress=progress)
     except KeyboardInterrupt:
-        where = (
-            f"; jaxprop train --resume {out} continues from the last checkpoint"
-            if out
-            else ""
-        )
+        if out is None:
+            where = " (nothing was saved: no --out)"
+        elif (out / "checkpoint.npz").exists():
+            where = f"; jaxprop train --resume {out} continues from the last checkpoint"
+        else:
+            where = (
+                f" before the first checkpoint: nothing can be resumed yet "
+                f"(jaxprop train --resume {out} starts it again from step 0)"
+            )
         print(f"jaxprop train: interrupted{where}.", file=sys.stderr)
         return INTERRUPTED
-    _print_summary(exp, final, out)
-    return OK
+    return _finish(exp, final, out, gradcheck=not args.no_gradcheck)
 
 
-def _print_summary(exp, final, out) -> None:
-    from ._experiment import results_doc, write_results
+def _finish(exp, final, out, gradcheck: bool) -> int:
+    """Result files (with --out) and the summary; a folder that can no longer
+    be written is reported, with the summary still printed."""
+    from ._experiment import results_doc, write_gradient_check, write_results
 
-    doc = write_results(out, exp, final) if out else results_doc(exp, final)[0]
-    key = doc["headline"]
-    summaries = {lr: doc["summary"][f"lr={lr:g}"] for lr in exp.config.lr}
-    n_runs = math.prod(exp.trainer.shape)
-    print(
-        f"trained {n_runs} runs × {exp.config.steps} steps in {final.seconds:.2f} s "
-        f"({n_runs * exp.config.steps / final.seconds:,.0f} run-steps/s)"
-    )
-    for lr, s in summaries.items():
-        m = s[key]
-        fmt = lambda v: "nan" if v is None or not math.isfinite(v) else f"{v:.4g}"  # noqa: E731
-        print(
-            f"lr {lr:g}: {key.replace('_', ' ')} median {fmt(m['median'])} "
-            f"[IQR {fmt(m['q1'])}, {fmt(m['q3'])}], mean {fmt(m['mean'])} "
-            f"(95% CI {fmt(m['ci95_low'])} to {fmt(m['ci95_high'])}), "
-            f"{s['diverged']} diverged"
-        )
+    status = OK
+    doc = None
     if out is not None:
+        try:
+            doc = write_results(out, exp, final)
+        except OSError as e:
+            print(
+                f"jaxprop train: could not write the results to {out} "
+                f"({e.strerror or e}); checkpoint.npz holds the finished run: "
+                f"jaxprop train --resume {out} writes them once there is room.",
+                file=sys.stderr,
+            )
+            status = FAILED
+    if doc is None:
+        doc = results_doc(exp, final)[0]
+    _print_summary(exp, final, doc)
+    if out is not None and status == OK:
+        if gradcheck:
+            try:
+                check = write_gradient_check(out, exp)
+            except OSError as e:
+                print(
+                    f"jaxprop train: gradient check not written ({e.strerror or e}).",
+                    file=sys.stderr,
+                )
+            else:
+                print(check.describe() + f" (table in {out}/gradcheck.txt)")
+                if not check.report.passed:
+                    status = FAILED
         print(
             f"results in {out}/: "
             + ", ".join(
                 sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
             )
         )
+    return status
+
+
+def _print_summary(exp, final, doc) -> None:
+    key = doc["headline"]
+    n_runs = math.prod(exp.trainer.shape)
+    print(
+        f"trained {n_runs} runs × {exp.config.steps} steps in {final.seconds:.2f} s "
+        f"({n_runs * exp.config.steps / max(final.seconds, 1e-9):,.0f} run-steps/s)"
+    )
+    fmt = lambda v: "nan" if v is None or not math.isfinite(v) else f"{v:.4g}"  # noqa: E731
+    where = "" if "eval" in key else " (on the training data)"
+    for lr in exp.config.lr:
+        s = doc["summary"][f"lr={lr:g}"]
+        m = s[key]
+        if m["n"] == 0:
+            line = f"lr {lr:g}: no {key.replace('_', ' ')}: every run diverged"
+        else:
+            line = (
+                f"lr {lr:g}: {key.replace('_', ' ')}{where} median {fmt(m['median'])} "
+                f"[IQR {fmt(m['q1'])}, {fmt(m['q3'])}], mean {fmt(m['mean'])} "
+                f"(95% CI {fmt(m['ci95_low'])} to {fmt(m['ci95_high'])})"
+            )
+        if "solved" in s:
+            p = s["solved"]
+            line += (
+                f", solved {p['successes']}/{p['n']} ({p['fraction']:.1%}; 95% CI "
+                f"{p['ci95_low']:.1%} to {p['ci95_high']:.1%})"
+            )
+        line += f", {s['diverged']}/{s['runs']} diverged"
+        if s["diverged_at"] is not None:
+            at = s["diverged_at"]
+            line += (
+                f" (at step {at['first']})"
+                if at["first"] == at["last"]
+                else f" (at steps {at['first']} to {at['last']})"
+            )
+        print(line)
 
 
 def _bench(args) -> int:
@@ -306,6 +383,11 @@ def make_parser() -> argparse.ArgumentParser:
         "--resume", metavar="DIR", help="continue the interrupted run saved in DIR"
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    p.add_argument(
+        "--no-gradcheck",
+        action="store_true",
+        help="skip the gradient check written to --out after training",
+    )
 
     p = sub.add_parser(
         "check",
@@ -326,8 +408,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--examples",
         type=int,
-        default=64,
-        help="training examples in the batch checked (default 64)",
+        default=8,
+        help="training examples in the batch checked (default 8)",
     )
 
     p = sub.add_parser(

@@ -15,6 +15,7 @@ import importlib.metadata
 import json
 import math
 import platform
+import shutil
 import sys
 import time
 import tomllib
@@ -32,7 +33,7 @@ from ._activations import ACTIVATIONS
 from ._check import check_grads
 from ._costs import COSTS, REDUCTIONS
 from ._io import atomic_write, load, save
-from ._metrics import accuracy_from_output, summarize
+from ._metrics import accuracy_from_output, proportion, summarize
 from ._mlp import MLP
 from ._params import SCHEMES
 from ._progress import Progress
@@ -51,8 +52,15 @@ OPTIMIZERS = {
     "adagrad": lambda lr, m: optax.adagrad(lr),
     "lion": lambda lr, m: optax.lion(lr, b1=m),
 }
-#: Default momentum (β₁ for adam, adamw and lion) per optimizer.
-MOMENTUM = {"momentum": 0.9, "nesterov": 0.9, "adam": 0.9, "adamw": 0.9, "lion": 0.9}
+#: Default momentum (β₁ for adam, adamw and lion) of the optimizers that have one.
+MOMENTUM = {
+    "momentum": 0.9,
+    "nesterov": 0.9,
+    "adam": 0.9,
+    "adamw": 0.9,
+    "lion": 0.9,
+    "rmsprop": 0.0,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,18 +70,20 @@ class ExperimentConfig:
     Attributes:
       data: ``xor``, ``moons``, ``spirals``, ``blobs``, ``mnist1d``, or a path
         to a ``.npz`` (arrays ``x``, ``y``) or ``.csv`` (targets in the last column).
-      eval_data: optional held-out ``.npz``/``.csv`` for file data (the built-in
-        datasets bring their own test split; XOR is evaluated on its 4 points).
+      eval_data: optional held-out ``.npz``/``.csv``, for file data only (moons,
+        spirals, blobs and mnist1d bring their own test split; XOR has only its
+        4 training points, so it has no held-out metrics).
       n_train, n_test: examples drawn for moons/spirals/blobs (default 200, 1000).
       classes: classes for spirals and blobs (default 2 and 3).
-      data_seed: seed of the synthetic data (n_train + n_test points, split in two).
+      data_seed: seed of moons/spirals/blobs (n_train + n_test points, split in two).
       sizes: layer widths (n_in, ..., n_out); default (n_in, 8, n_out).
       activation, output_activation, cost, reduction: as for ``jp.MLP``.
       init: initialization scheme (default: the activation's).
       optimizer: one of ``OPTIMIZERS``; lr: one or more learning rates (a grid:
-        every seed is trained at each); momentum: momentum or β₁ where it applies.
+        every seed is trained at each); momentum: momentum or β₁ in [0, 1), for
+        the optimizers that have one (``MOMENTUM``).
       steps, batch_size (None: full batch), seeds, seed (the first key), grad,
-      dtype, strategy: as for ``jp.train_seeds``.
+      dtype, strategy, chunk_size: as for ``jp.train_seeds``.
       log_every: steps per logged loss (default: about 1/200 of the run).
       eval_every: steps between evaluations on the test split (default ~1/20).
       checkpoint_every: steps between checkpoints (default ~1/10).
@@ -84,7 +94,7 @@ class ExperimentConfig:
     n_train: int | None = None
     n_test: int | None = None
     classes: int | None = None
-    data_seed: int = 0
+    data_seed: int | None = None  # None: 0
     sizes: tuple[int, ...] | None = None
     activation: str = "tanh"
     output_activation: str = "sigmoid"
@@ -101,6 +111,7 @@ class ExperimentConfig:
     grad: str = "manual"
     dtype: str = "float32"
     strategy: str = "auto"
+    chunk_size: int | None = None
     log_every: int | None = None
     eval_every: int | None = None
     checkpoint_every: int | None = None
@@ -177,6 +188,25 @@ def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig
         raise ValueError(
             f"{where}eval_data must be a .npz or .csv file; got {out['eval_data']!r}."
         )
+    # Settings that only some data sets read: refused elsewhere, never ignored.
+    synthetic = data in ("moons", "spirals", "blobs")
+    for key, applies, which in (
+        ("n_train", synthetic, "moons, spirals and blobs"),
+        ("n_test", synthetic, "moons, spirals and blobs"),
+        ("data_seed", synthetic, "moons, spirals and blobs"),
+        ("classes", data in ("spirals", "blobs"), "spirals and blobs"),
+        (
+            "eval_data",
+            data not in DATASETS,
+            "file data (the built-in data sets "
+            "bring their own test split, or have none: xor)",
+        ),
+    ):
+        if key in v and not applies:
+            raise ValueError(
+                f"{where}{key} applies to {which} only; it would be ignored with "
+                f"data {data!r}."
+            )
     for key in (
         "n_train",
         "n_test",
@@ -184,6 +214,7 @@ def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig
         "steps",
         "seeds",
         "batch_size",
+        "chunk_size",
         "log_every",
         "eval_every",
         "checkpoint_every",
@@ -221,8 +252,26 @@ def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig
                 f"{where}lr must be one or more positive numbers; got {v['lr']!r}."
             )
         out["lr"] = lr
+    if "classes" in out and out["classes"] < 2:
+        raise ValueError(f"{where}classes must be ≥ 2; got {out['classes']}.")
     if "momentum" in v:
-        out["momentum"] = _float(v["momentum"], where + "momentum")
+        momentum = _float(v["momentum"], where + "momentum")
+        optimizer = out.get("optimizer", "sgd")
+        if optimizer not in MOMENTUM:
+            raise ValueError(
+                f"{where}momentum does not apply to optimizer {optimizer!r}; it "
+                f"applies to {sorted(MOMENTUM)} (sgd with momentum is 'momentum')."
+            )
+        if not 0 <= momentum < 1:
+            raise ValueError(f"{where}momentum must be in [0, 1); got {momentum}.")
+        out["momentum"] = momentum
+    if "chunk_size" in out and out.get("strategy", "auto") not in ("auto", "chunked"):
+        raise ValueError(
+            f"{where}chunk_size goes with strategy 'chunked'; got strategy "
+            f"{out['strategy']!r}."
+        )
+    if out.get("strategy") == "chunked" and "chunk_size" not in out:
+        raise ValueError(f"{where}strategy 'chunked' needs chunk_size.")
     config = ExperimentConfig(**out)
     # Cost and output activation must fit each other: jp.MLP says why not.
     MLP(
@@ -265,11 +314,11 @@ class Data(NamedTuple):
 def _raw_data(config: ExperimentConfig):
     """(x, y, x_eval, y_eval) as the source gives them (labels or targets)."""
     name = config.data
-    key = jax.random.key(config.data_seed)
+    key = jax.random.key(config.data_seed or 0)
     n, n_test = config.n_train or 200, config.n_test or 1000
-    if name == "xor":
+    if name == "xor":  # four points, all for training: no held-out metrics
         x, y = _data.xor()
-        return x, y, x, y
+        return x, y, None, None
     # One draw of n + n_test points split in two (one compiled generator; the
     # blobs' test points share the training centers).
     if name == "moons":
@@ -285,7 +334,7 @@ def _raw_data(config: ExperimentConfig):
             d = _data.mnist1d()
         except ImportError:
             raise ValueError(
-                "data: mnist1d needs the mnist1d package: pip install 'jaxprop[data]'."
+                "data: mnist1d needs the mnist1d package: pip install mnist1d."
             ) from None
         return d.x, d.y, d.x_test, d.y_test
     x, y = _load_file(name, "data")
@@ -303,25 +352,48 @@ def _load_file(path: str, name: str):
         raise ValueError(f"{name}: {str(e).removeprefix('path: ')}") from None
 
 
-def _shape_targets(y, n_out: int, cost: str, dtype, name: str) -> np.ndarray:
-    """Labels (n,) as the cost needs them: kept, one-hot, or one 0/1 column."""
+#: Output activations whose targets for class 0 / class 1 are not 0 / 1.
+TARGET_VALUES = {"tanh": (-1.0, 1.0)}
+
+
+def _shape_targets(y, n_out: int, net: MLP, dtype) -> np.ndarray:
+    """Labels (n,) as the cost needs them: kept (softmax), one column (one
+    output) or one-hot, with the output activation's two target values (0/1,
+    or ±1 for tanh: the class is the side of the range's midpoint,
+    ``jp.classification_threshold``)."""
     y = np.asarray(y)
-    if y.ndim == 2 or cost == "softmax_cross_entropy":
+    if y.ndim == 2 or net.cost == "softmax_cross_entropy":
         return y if y.ndim == 1 else y.astype(dtype)
-    n_classes = int(y.max()) + 1 if y.size else 0
-    if n_out == 1:
-        if n_classes > 2:
-            raise ValueError(
-                f"{name} has {n_classes} classes but the network has one output: "
-                f"use --sizes ...,{n_classes} (one-hot targets) or --cost "
-                f"softmax_cross_entropy."
-            )
-        return y[:, None].astype(dtype)
-    if n_classes > n_out:
-        raise ValueError(
-            f"{name} has {n_classes} classes but the network has {n_out} outputs."
+    low, high = TARGET_VALUES.get(net.output_activation, (0.0, 1.0))
+    onehot = y[:, None] if n_out == 1 else np.eye(n_out, dtype=bool)[y]
+    return np.where(onehot, high, low).astype(dtype)
+
+
+def _check_outputs(n_classes: int, n_out: int, cost: str) -> None:
+    """The output width must fit the classes: one output (2 classes) or one each."""
+    fits = n_out == n_classes or (
+        n_out == 1 and n_classes <= 2 and cost != ("softmax_cross_entropy")
+    )
+    if not fits:
+        hint = (
+            f"{n_classes}"
+            if cost == "softmax_cross_entropy" or n_classes > 2
+            else f"1 (one 0/1 output) or {n_classes} (one-hot)"
         )
-    return np.eye(n_out, dtype=dtype)[y]
+        raise ValueError(
+            f"sizes: the data have {n_classes} classes, so sizes must end with "
+            f"{hint}; got {n_out}."
+        )
+
+
+def _net(config: ExperimentConfig, sizes) -> MLP:
+    return MLP(
+        tuple(sizes),
+        config.activation,
+        config.output_activation,
+        config.cost,
+        config.reduction,
+    )
 
 
 def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
@@ -362,11 +434,14 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
             f"sizes: the data have {y.shape[1]} target column(s), so sizes must "
             f"end with {y.shape[1]}; got {sizes[-1]}."
         )
-    dtype = np.dtype(config.dtype)
-    y = _shape_targets(y, sizes[-1], config.cost, dtype, "data")
-    if y_eval is not None:
-        y_eval = _shape_targets(y_eval, sizes[-1], config.cost, dtype, "eval_data")
+    if labels:
+        _check_outputs(n_classes, sizes[-1], config.cost)
     classification = labels or bool(np.all((y == 0) | (y == 1)))
+    dtype = np.dtype(config.dtype)
+    net = _net(config, sizes)
+    y = _shape_targets(y, sizes[-1], net, dtype)
+    if y_eval is not None:
+        y_eval = _shape_targets(y_eval, sizes[-1], net, dtype)
     return Data(
         x.astype(dtype),
         y,
@@ -393,6 +468,7 @@ class Experiment(NamedTuple):
     net: MLP
     trainer: Trainer
     checkpoint_every: int | None  # a multiple of log_every; None: by time
+    eval_every: int | None  # None: no held-out data
 
 
 def _optimizer(config: ExperimentConfig) -> optax.GradientTransformation:
@@ -419,13 +495,7 @@ def build(config: ExperimentConfig) -> Experiment:
             "before any array is made (the jaxprop command does it)."
         )
     data, sizes = load_data(config)
-    net = MLP(
-        sizes,
-        config.activation,
-        config.output_activation,
-        config.cost,
-        config.reduction,
-    )
+    net = _net(config, sizes)
     steps = config.steps
     log_every = config.log_every or _divisor_near(steps, steps / 200)
     if steps % log_every:
@@ -443,7 +513,11 @@ def build(config: ExperimentConfig) -> Experiment:
                 f"({log_every})."
             )
     elif config.eval_every is not None:
-        raise ValueError("eval_every needs evaluation data (eval_data for a file).")
+        raise ValueError(
+            f"eval_every needs held-out data, which data {config.data!r} does not "
+            f"have (moons, spirals, blobs and mnist1d do; eval_data adds it to "
+            f"file data)."
+        )
     keys = jax.random.split(jax.random.key(config.seed), config.seeds)
     trainer = Trainer(
         net,
@@ -457,12 +531,13 @@ def build(config: ExperimentConfig) -> Experiment:
         batch_size=config.batch_size,
         hparams={"learning_rate": jnp.asarray(config.lr, config.dtype)},
         strategy=config.strategy,
+        chunk_size=config.chunk_size,
         eval_data=None if data.x_eval is None else (data.x_eval, data.y_eval),
         eval_every=eval_every,
         log_every=log_every,
         dtype=config.dtype,
     )
-    return Experiment(config, data, net, trainer, checkpoint_every)
+    return Experiment(config, data, net, trainer, checkpoint_every, eval_every)
 
 
 class Checkpoint(NamedTuple):
@@ -503,26 +578,79 @@ def write_json(path: Path, doc) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def write_config(out: Path, config: ExperimentConfig, argv=None) -> None:
+def resolved(exp: Experiment) -> dict[str, Any]:
+    """The settings that defaults resolve from the data and the run's length."""
+    return {
+        "sizes": list(exp.net.sizes),
+        "log_every": exp.trainer.log_every,
+        "eval_every": exp.eval_every,
+        "checkpoint_every": exp.checkpoint_every,
+    }
+
+
+def write_config(out: Path, exp: Experiment, argv=None, **extra) -> None:
     doc = {
-        "config": dataclasses.asdict(config),
+        "config": dataclasses.asdict(exp.config),
+        "resolved": resolved(exp),
         "versions": versions(),
         "command": ["jaxprop", *argv] if argv is not None else None,
+        **extra,
     }
     write_json(out / "config.json", doc)
 
 
-def read_config(out: Path) -> ExperimentConfig:
-    """The configuration saved in ``out/config.json`` (for ``--resume``)."""
+def _read_doc(out: Path) -> dict:
     path = Path(out) / "config.json"
     try:
         doc = json.loads(path.read_text())
-        values = doc["config"]
+        if not isinstance(doc["config"], dict):
+            raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(
             f"--resume: {str(path)!r} is missing or not a jaxprop config.json."
         ) from None
-    return make_config(values, source=str(path))
+    return doc
+
+
+def read_config(out: Path) -> ExperimentConfig:
+    """The configuration saved in ``out/config.json`` (for ``--resume``)."""
+    return make_config(_read_doc(out)["config"], source=str(Path(out) / "config.json"))
+
+
+def extend_config(out: Path, steps: int) -> tuple[ExperimentConfig, int]:
+    """The saved run's configuration with ``steps`` steps in all, and its own steps.
+
+    The schedule the saved run resolved from its length (log_every, eval_every,
+    checkpoint_every) is kept, so that the extended run takes the same steps as
+    one that was given ``steps`` from the start with that schedule.
+
+    Raises:
+      ValueError: fewer steps than saved, or a count the schedule cannot take.
+    """
+    config = read_config(out)
+    if steps < config.steps:
+        raise ValueError(
+            f"--steps: the run in {out} has {config.steps} steps; --resume can "
+            f"extend a run, not shorten it (got {steps})."
+        )
+    if steps == config.steps:
+        return config, config.steps
+    schedule = _read_doc(out).get("resolved") or {}
+    log_every = schedule.get("log_every") or config.log_every
+    if log_every is None:
+        raise ValueError(f"--steps: {out}/config.json has no resolved log_every.")
+    if steps % log_every:
+        raise ValueError(
+            f"--steps: the run logs its loss every {log_every} steps, so the new "
+            f"length must be a multiple of {log_every}; got {steps}."
+        )
+    return dataclasses.replace(
+        config,
+        steps=steps,
+        log_every=log_every,
+        eval_every=schedule.get("eval_every", config.eval_every),
+        checkpoint_every=schedule.get("checkpoint_every", config.checkpoint_every),
+    ), config.steps
 
 
 #: Seconds each chunk of steps aims at: the per-call cost (under a millisecond)
@@ -596,22 +724,89 @@ def train_chunks(
     return Checkpoint(state, time.perf_counter() - start_time)
 
 
+def _saved_like(exp: Experiment, saved_steps: int | None = None) -> Checkpoint:
+    """The shapes of a checkpoint of ``exp``'s runs after ``saved_steps`` steps
+    in all (default: the experiment's own), for ``load``."""
+    trainer = exp.trainer
+    like = jax.eval_shape(lambda: trainer.portable(trainer.init()))._replace(step=0)
+    n_saved = (saved_steps or trainer.steps) // trainer.log_every
+    log = jax.tree.map(
+        lambda l: jax.ShapeDtypeStruct((*l.shape[:-1], n_saved), l.dtype), like.log
+    )
+    return Checkpoint(like._replace(log=log), 0.0)
+
+
 def save_checkpoint(out: Path, exp: Experiment, checkpoint: Checkpoint) -> Path:
     """Writes ``out/checkpoint.npz`` atomically (portable: any device count)."""
     state = exp.trainer.portable(checkpoint.state)
     return save(out / "checkpoint.npz", checkpoint._replace(state=state)._asdict())
 
 
-def load_checkpoint(out: Path, exp: Experiment) -> Checkpoint:
+def load_checkpoint(
+    out: Path, exp: Experiment, saved_steps: int | None = None
+) -> Checkpoint:
+    """``out/checkpoint.npz`` as a state of ``exp``'s trainer.
+
+    Args:
+      saved_steps: the saved run's length when ``exp`` extends it to more
+        steps (its log gains NaN blocks); default ``exp``'s own.
+    """
     trainer = exp.trainer
-    like = jax.eval_shape(lambda: trainer.portable(trainer.init()))._replace(step=0)
-    saved = load(Path(out) / "checkpoint.npz", Checkpoint(like, 0.0)._asdict())
-    return Checkpoint(trainer.restore(saved["state"]), saved["seconds"])
+    saved = load(Path(out) / "checkpoint.npz", _saved_like(exp, saved_steps)._asdict())
+    state = saved["state"]
+    n_blocks = trainer.steps // trainer.log_every
+    log = jax.tree.map(
+        lambda l: np.concatenate(
+            [l, np.full((*l.shape[:-1], n_blocks - l.shape[-1]), np.nan, l.dtype)],
+            axis=-1,
+        ),
+        state.log,
+    )
+    return Checkpoint(trainer.restore(state._replace(log=log)), saved["seconds"])
+
+
+def checkpoint_bytes(exp: Experiment) -> int:
+    """Bytes of one checkpoint of ``exp``'s runs (its arrays, uncompressed)."""
+    state = _saved_like(exp).state
+    leaves = jax.tree.leaves((state.runs, state.log))
+    # PRNG keys: two uint32 each (their dtype has no NumPy itemsize).
+    itemsize = lambda d: getattr(d, "itemsize", 8)  # noqa: E731
+    return sum(math.prod(l.shape) * itemsize(l.dtype) for l in leaves)
+
+
+def prepare_out(out: Path, exp: Experiment, argv=None, **extra) -> None:
+    """Makes ``out`` and writes ``config.json``: a folder that cannot take the
+    run's files fails here, before any training.
+
+    Raises:
+      ValueError: ``out`` cannot be created or written, or its disk has less
+        free space than about three checkpoints (the old, the new being
+        written, and final.npz).
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        need = 3 * checkpoint_bytes(exp) + 2**22  # and a few MB of plots
+        free = shutil.disk_usage(out).free
+        if free < need:
+            raise ValueError(
+                f"--out: {str(out)!r} is on a disk with {free / 2**20:.1f} MiB free; "
+                f"this run's checkpoints and results need about "
+                f"{need / 2**20:.1f} MiB."
+            )
+        write_config(out, exp, argv, **extra)
+    except OSError as e:
+        raise ValueError(
+            f"--out: cannot write to {str(out)!r} ({e.strerror or e})."
+        ) from None
 
 
 # ------------------------------------------------------------------- results
 def final_metrics(exp: Experiment, result: TrainResult) -> dict[str, np.ndarray]:
-    """Per-run (n_lr, n_seeds) final metrics."""
+    """Per-run (n_lr, n_seeds) final metrics; NaN where a run diverged.
+
+    ``solved`` (classification only): every training example classified
+    correctly (``jp.solved``); a diverged run is not solved.
+    """
     net, data = exp.net, exp.data
 
     @jax.jit
@@ -623,21 +818,27 @@ def final_metrics(exp: Experiment, result: TrainResult) -> dict[str, np.ndarray]
         return jax.vmap(jax.vmap(one))(params)
 
     train_loss, train_acc = on(result.params, data.x, data.y)
+    diverged = np.asarray(result.diverged)
     metrics = {
         "train_loss": np.asarray(train_loss),
-        "diverged": np.asarray(result.diverged),
+        "diverged": diverged,
         "diverged_at": np.asarray(result.diverged_at),
     }
     if data.classification:
         metrics["train_accuracy"] = np.asarray(train_acc)
+        metrics["solved"] = ~diverged & (metrics["train_accuracy"] == 1)
     if result.eval_loss is not None:
         metrics["eval_loss"] = np.asarray(result.eval_loss[..., -1])
         if data.classification:
             metrics["eval_accuracy"] = np.asarray(result.eval_accuracy[..., -1])
     for k in ("train_loss", "train_accuracy", "eval_loss", "eval_accuracy"):
         if k in metrics:  # a diverged run has no final metric
-            metrics[k] = np.where(metrics["diverged"], np.nan, metrics[k])
+            metrics[k] = np.where(diverged, np.nan, metrics[k])
     return metrics
+
+
+#: Per-run metrics that are flags or steps, not values to summarize.
+_NOT_SUMMARIZED = ("diverged", "diverged_at", "solved")
 
 
 def headline(metrics: Mapping[str, np.ndarray]) -> str:
@@ -649,6 +850,7 @@ def headline(metrics: Mapping[str, np.ndarray]) -> str:
 
 
 def _summary(values: np.ndarray) -> dict[str, float]:
+    """``jp.summarize`` as a dict, with quartiles (NaN, i.e. null, if n is 0)."""
     s = summarize(values)
     finite = values[np.isfinite(values)]
     q1, q3 = np.percentile(finite, [25, 75]) if finite.size else (math.nan, math.nan)
@@ -666,8 +868,38 @@ def _summary(values: np.ndarray) -> dict[str, float]:
     }
 
 
+def _group(metrics: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
+    """The summary of learning rate i's runs."""
+    out: dict[str, Any] = {
+        k: _summary(v[i]) for k, v in metrics.items() if k not in _NOT_SUMMARIZED
+    }
+    diverged = metrics["diverged"][i]
+    at = metrics["diverged_at"][i][diverged]
+    out["runs"] = int(diverged.size)
+    out["diverged"] = int(diverged.sum())
+    out["diverged_at"] = (
+        {"first": int(at.min()), "median": float(np.median(at)), "last": int(at.max())}
+        if at.size
+        else None
+    )
+    if "solved" in metrics:
+        p = proportion(metrics["solved"][i])
+        out["solved"] = {
+            "successes": p.successes,
+            "n": p.n,
+            "fraction": p.fraction,
+            "ci95_low": p.ci_low,
+            "ci95_high": p.ci_high,
+        }
+    return out
+
+
 def results_doc(exp: Experiment, checkpoint: Checkpoint):
-    """(metrics.json's document, the TrainResult, per-run metrics) of a finished run."""
+    """(metrics.json's document, the TrainResult, per-run metrics) of a finished run.
+
+    Summaries of a learning rate whose every run diverged have n = 0 and null
+    statistics; nothing raises.
+    """
     config, trainer = exp.config, exp.trainer
     result = trainer.result(checkpoint.state)
     metrics = final_metrics(exp, result)
@@ -675,15 +907,10 @@ def results_doc(exp: Experiment, checkpoint: Checkpoint):
     n_runs = math.prod(trainer.shape)
     doc = {
         "headline": headline(metrics),
-        "summary": {
-            f"lr={lr:g}": {
-                k: _summary(v[i])
-                for k, v in metrics.items()
-                if k not in ("diverged", "diverged_at")
-            }
-            | {"diverged": int(np.sum(metrics["diverged"][i]))}
-            for i, lr in enumerate(config.lr)
-        },
+        "evaluated_on": (
+            "held-out data" if exp.data.x_eval is not None else "the training data"
+        ),
+        "summary": {f"lr={lr:g}": _group(metrics, i) for i, lr in enumerate(config.lr)},
         "runs": [
             {"lr": lr, "seed": s} | {k: v[i, s].item() for k, v in metrics.items()}
             for i, lr in enumerate(config.lr)
@@ -700,8 +927,17 @@ def results_doc(exp: Experiment, checkpoint: Checkpoint):
     return doc, result, metrics
 
 
+def _best_lr(doc: Mapping[str, Any], lrs) -> int:
+    """Index of the learning rate with the best median headline metric."""
+    key = doc["headline"]
+    sign = 1 if "accuracy" in key else -1
+    medians = [doc["summary"][f"lr={lr:g}"][key]["median"] for lr in lrs]
+    scores = [sign * m if math.isfinite(m) else -math.inf for m in medians]
+    return int(np.argmax(scores))
+
+
 def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
-    """metrics.json, curves.npz, final.npz and the plots; returns the metrics doc."""
+    """metrics.json, curves.npz, final.npz, then the plots; returns the metrics doc."""
     from . import _plots
 
     config = exp.config
@@ -715,79 +951,159 @@ def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
         "losses": np.asarray(result.losses),
         **{k: v for k, v in metrics.items()},
     }
+    evals = {}
     if result.eval_loss is not None:
-        curves |= {
+        evals = {
             "eval_steps": np.asarray(result.eval_steps[0, 0]),
             "eval_loss": np.asarray(result.eval_loss),
             "eval_accuracy": np.asarray(result.eval_accuracy),
         }
+        if not exp.data.classification:
+            del evals["eval_accuracy"]
+    curves |= evals
     atomic_write(out / "curves.npz", lambda f: np.savez(f, **curves))
     save(out / "final.npz", {"params": result.params, "opt_state": result.opt_state})
-    _plots.loss_curves(out / "loss.png", steps, np.asarray(result.losses), config.lr)
+    _plots.loss_curves(
+        out / "loss.png", steps, np.asarray(result.losses), config.lr, **evals
+    )
     key = doc["headline"]
     _plots.histogram(out / f"{key}.png", metrics[key], config.lr, key.replace("_", " "))
     if exp.data.x.shape[1] == 2:
-        first_lr = jax.tree.map(lambda l: l[0], result.params)
-        _plots.decision_regions(out / "regions.png", exp.net, first_lr, exp.data)
+        i = _best_lr(doc, config.lr)
+        params = jax.tree.map(lambda l: l[i], result.params)
+        _plots.decision_regions(
+            out / "regions.png", exp.net, params, exp.data, config.lr[i]
+        )
     return doc
 
 
-def gradient_check(exp: Experiment, n: int = 64, dtype: str | None = None):
-    """check_grads of seed 0's initial params on the first ≤ n training examples.
+#: Finite differences at this many random entries of each parameter array when
+#: a network has more than ``FULL_CHECK_PARAMS`` parameters (a 40-256-256-10 MLP:
+#: 3 s instead of 2 minutes).
+SAMPLED_ENTRIES = 32
+FULL_CHECK_PARAMS = 5000
 
-    In ``dtype``; by default float64 where 64-bit mode is on (else float32).
+
+class GradientCheck(NamedTuple):
+    """A gradient check of one run's initial parameters, and what it covered."""
+
+    report: Any  # jp.GradCheckReport
+    examples: int
+    numeric_entries: int | None  # per array; None: every entry
+
+    def describe(self) -> str:
+        fd = (
+            "every entry"
+            if self.numeric_entries is None
+            else f"{self.numeric_entries} random entries per array"
+        )
+        return (
+            f"gradient check of the first run's initial parameters on "
+            f"{self.examples} training examples ({self.report.dtype}; finite "
+            f"differences at {fd}): {'PASSED' if self.report.passed else 'FAILED'}"
+        )
+
+
+def gradient_check(
+    exp: Experiment, n: int = 8, dtype: str | None = None
+) -> GradientCheck:
+    """check_grads of the first run's initial params on the first ≤ n examples.
+
+    The params are read through the trainer's public accessor (any strategy and
+    device count). In ``dtype``; by default float64 where 64-bit mode is on
+    (else float32). Finite differences cover every entry of networks up to
+    ``FULL_CHECK_PARAMS`` parameters, else ``SAMPLED_ENTRIES`` per array.
     """
     if dtype is None:
         dtype = "float64" if jax.config.jax_enable_x64 else "float32"
+    trainer = exp.trainer
+    first = (0,) * len(trainer.shape)
     params = jax.tree.map(
-        lambda l: l[0, 0].astype(dtype), exp.trainer.init().runs.params
+        lambda l: jnp.asarray(l[first], dtype), trainer.runs(trainer.init()).params
     )
     x, y = exp.data.x[:n].astype(dtype), exp.data.y[:n]
     if y.dtype.kind == "f":
         y = y.astype(dtype)
-    return check_grads(exp.net, params, x, y)
+    n_params = sum(l.size for l in jax.tree.leaves(params))
+    entries = None if n_params <= FULL_CHECK_PARAMS else SAMPLED_ENTRIES
+    report = check_grads(exp.net, params, x, y, numeric_entries=entries)
+    return GradientCheck(report, int(x.shape[0]), entries)
 
 
-def run_experiment(
+def write_gradient_check(out: Path, exp: Experiment) -> GradientCheck:
+    """``gradcheck.txt`` and ``gradcheck.png`` of :func:`gradient_check`."""
+    from . import _plots
+
+    check = gradient_check(exp)
+    text = f"{check.describe()}\n\n{check.report}\n"
+    atomic_write(out / "gradcheck.txt", lambda f: f.write(text.encode()))
+    _plots.gradcheck(out / "gradcheck.png", check.report)
+    return check
+
+
+def start(
     exp: Experiment,
     out: Path | None = None,
     *,
     resume: bool = False,
+    saved_steps: int | None = None,
+    argv=None,
+    stream: TextIO | None = None,
+) -> Checkpoint:
+    """The checkpoint a run starts from, with ``out`` made ready for it.
+
+    A fresh run (or ``resume`` with no checkpoint yet in ``out``) starts at step
+    0 and writes ``out/config.json``; a resumed one loads ``out/checkpoint.npz``
+    (``saved_steps``: as for :func:`load_checkpoint`) and rewrites config.json
+    if the run is extended. Every error is raised here, before any training.
+
+    Raises:
+      ValueError: ``out`` is not writable or too small, or its checkpoint does
+        not fit the run.
+    """
+    stream = sys.stderr if stream is None else stream
+    if out is not None and resume and (out / "checkpoint.npz").exists():
+        checkpoint = load_checkpoint(out, exp, saved_steps)
+        print(f"resuming {out} at step {checkpoint.state.step}", file=stream)
+        if saved_steps is not None and saved_steps != exp.config.steps:
+            print(
+                f"extending the run from {saved_steps} to {exp.config.steps} steps",
+                file=stream,
+            )
+            prepare_out(out, exp, argv, extended_from=saved_steps)
+        return checkpoint
+    if out is not None:
+        if resume:
+            print(f"{out} has no checkpoint yet: starting from step 0", file=stream)
+        prepare_out(out, exp, argv)
+    return Checkpoint(exp.trainer.init(), 0.0)
+
+
+def run_experiment(
+    exp: Experiment,
+    checkpoint: Checkpoint,
+    out: Path | None = None,
+    *,
     progress: str = "auto",
     stream: TextIO | None = None,
-    argv=None,
 ) -> Checkpoint:
-    """Trains a built experiment, writing everything to ``out`` if given.
+    """Trains a built experiment from ``checkpoint`` (see :func:`start`) to the end.
+
+    With ``out``, ``checkpoint.npz`` is written atomically as the run goes; a
+    checkpoint that cannot be written (a full disk) is reported on ``stream``
+    and training goes on, the previous checkpoint kept.
 
     Args:
       exp: from :func:`build`.
-      out: result folder (config.json, gradcheck.txt/.png and checkpoint.npz
-        here; metrics.json, curves.npz, final.npz and the plots from
-        :func:`write_results`), or None to keep nothing.
-      resume: continue from ``out/checkpoint.npz`` if there is one.
+      checkpoint: where to start.
+      out: result folder, or None to keep nothing.
       progress: a :class:`Progress` mode (``"off"`` for none).
       stream: where progress and messages go (default ``sys.stderr``).
-      argv: the command line, recorded in config.json.
 
     Returns:
       The final :class:`Checkpoint` (state, whole log, training seconds).
     """
     stream = sys.stderr if stream is None else stream
-    checkpoint = None
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if resume and (out / "checkpoint.npz").exists():
-            checkpoint = load_checkpoint(out, exp)
-            print(f"resuming {out} at step {checkpoint.state.step}", file=stream)
-        else:
-            write_config(out, exp.config, argv)
-            from . import _plots
-
-            report = gradient_check(exp)
-            (out / "gradcheck.txt").write_text(str(report) + "\n")
-            _plots.gradcheck_table(out / "gradcheck.png", report)
-    if checkpoint is None:
-        checkpoint = Checkpoint(exp.trainer.init(), 0.0)
     bar = Progress(
         exp.config.steps,
         math.prod(exp.trainer.shape),
@@ -795,5 +1111,89 @@ def run_experiment(
         mode=progress,
         stream=stream,
     )
-    on_checkpoint = None if out is None else (lambda c: save_checkpoint(out, exp, c))
-    return train_chunks(exp, checkpoint, progress=bar, on_checkpoint=on_checkpoint)
+
+    def on_checkpoint(c: Checkpoint) -> None:
+        try:
+            save_checkpoint(out, exp, c)
+        except OSError as e:
+            print(
+                f"jaxprop train: checkpoint at step {c.state.step} not written "
+                f"({e.strerror or e}); training goes on, the last checkpoint is "
+                f"kept.",
+                file=stream,
+            )
+
+    return train_chunks(
+        exp,
+        checkpoint,
+        progress=bar,
+        on_checkpoint=None if out is None else on_checkpoint,
+    )
+
+
+# --------------------------------------------------------------- reading back
+class SavedRun(NamedTuple):
+    """A finished ``jaxprop train --out DIR`` run, read back by :func:`load_run`.
+
+    Attributes:
+      path: the folder.
+      config: its :class:`ExperimentConfig`.
+      net: the trained network (``jp.MLP``).
+      params: every run's final params, leaves with leading (n_lr, n_seeds) axes.
+      opt_state: every run's final optimizer state, the same leading axes.
+      curves: ``curves.npz`` as a dict of NumPy arrays (``steps``, ``losses``
+        (n_lr, n_seeds, n_logged), ``eval_*``, and the final per-run metrics).
+      metrics: ``metrics.json`` (summaries per learning rate, one record per run).
+    """
+
+    path: Path
+    config: ExperimentConfig
+    net: MLP
+    params: Any
+    opt_state: Any
+    curves: dict[str, np.ndarray]
+    metrics: dict[str, Any]
+
+    def run(self, lr_index: int, seed: int):
+        """The final params of one (learning rate, seed) run."""
+        return jax.tree.map(lambda l: l[lr_index, seed], self.params)
+
+
+def load_run(path) -> SavedRun:
+    """Reads a finished ``jaxprop train --out DIR`` folder back.
+
+    Needs no data and no optimizer from the user: the network and the
+    optimizer's state structure are rebuilt from ``config.json``.
+
+    Raises:
+      ValueError: not a finished run's folder (says which file is missing).
+    """
+    path = Path(path)
+    doc = _read_doc(path)
+    config = read_config(path)
+    for name in ("final.npz", "curves.npz", "metrics.json"):
+        if not (path / name).is_file():
+            raise ValueError(
+                f"path: {str(path)!r} has no {name}: the run did not finish "
+                f"(jaxprop train --resume {path} finishes it)."
+            )
+    sizes = (doc.get("resolved") or {}).get("sizes") or config.sizes
+    net = _net(config, sizes)
+    optimizer = _optimizer(config)
+
+    def like():
+        params = net.init(jax.random.key(0), dtype=config.dtype)
+        opt_state = optimizer.init(params)
+        lead = (len(config.lr), config.seeds)
+        return jax.tree.map(
+            lambda l: jnp.broadcast_to(l, lead + l.shape),
+            {"params": params, "opt_state": opt_state},
+        )
+
+    final = load(path / "final.npz", like=jax.eval_shape(like))
+    with np.load(path / "curves.npz") as f:
+        curves = {k: f[k] for k in f.files}
+    metrics = json.loads((path / "metrics.json").read_text())
+    return SavedRun(
+        path, config, net, final["params"], final["opt_state"], curves, metrics
+    )

@@ -1,0 +1,270 @@
+"""`jaxprop train` under divergence and odd settings: nothing lost, nothing silent.
+
+Each test reproduces one finding of a new user's review of the command (issue 11)
+in process; the kills and injected faults are in ``test_faults.py``.
+"""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import jaxprop as jp
+from jaxprop import _experiment
+from jaxprop._cli import main
+from jaxprop._experiment import (
+    SAMPLED_ENTRIES,
+    build,
+    gradient_check,
+    load_checkpoint,
+    make_config,
+    read_config,
+)
+
+DIVERGING = [
+    "--data", "xor", "--sizes", "2,16,1", "--activation", "relu",
+    "--output-activation", "identity", "--reduction", "sum", "--lr", "0.1,10",
+    "--seeds", "8", "--steps", "1000",
+]  # fmt: skip
+MOONS = [
+    "--data", "moons", "--n-train", "64", "--n-test", "64", "--sizes", "2,6,1",
+    "--optimizer", "adam", "--lr", "0.02", "--batch-size", "16", "--seeds", "3",
+    "--log-every", "10", "--eval-every", "50", "--quiet",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _started_backend():
+    """JAX started before the command, which then keeps this worker's devices."""
+    jax.devices()
+
+
+def strict_json(path):
+    return json.loads(
+        path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in {path}")
+    )
+
+
+def test_a_diverging_learning_rate_loses_nothing(tmp_path, capsys):
+    """The issue's command: lr 10 diverges for every seed; lr 0.1 keeps everything."""
+    out = tmp_path / "alldiv"
+    assert main(["train", *DIVERGING, "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "config.json", "metrics.json", "curves.npz", "final.npz", "checkpoint.npz",
+        "loss.png", "train_accuracy.png", "regions.png", "gradcheck.txt",
+        "gradcheck.png",
+    } <= names  # fmt: skip
+    metrics = strict_json(out / "metrics.json")
+    bad, good = metrics["summary"]["lr=10"], metrics["summary"]["lr=0.1"]
+    assert bad["diverged"] == 8 and bad["runs"] == 8
+    assert bad["train_accuracy"]["n"] == 0 and bad["train_accuracy"]["n_nan"] == 8
+    assert bad["train_accuracy"]["median"] is None  # NaN, as strict JSON's null
+    assert 0 <= bad["diverged_at"]["first"] <= bad["diverged_at"]["last"] < 1000
+    assert bad["solved"]["successes"] == 0
+    assert good["diverged"] == 0 and good["train_accuracy"]["n"] == 8
+    assert good["diverged_at"] is None
+    runs = [r for r in metrics["runs"] if r["lr"] == 10]
+    assert all(r["diverged"] and 0 <= r["diverged_at"] < 1000 for r in runs)
+    assert "lr 10: no train accuracy: every run diverged" in stdout
+    assert "8/8 diverged (at step" in stdout and "0/8 diverged" in stdout
+    with np.load(out / "curves.npz") as curves:
+        assert np.all(np.isfinite(curves["losses"][0]))
+        assert np.isnan(curves["losses"][1, :, -1]).all()
+    # The healthy runs' params are all there (and finite for every run).
+    run = jp.load_run(out)
+    assert all(np.isfinite(l).all() for l in jax.tree.leaves(run.params))
+
+
+def test_xor_is_measured_on_its_training_points_and_reports_solved(tmp_path, capsys):
+    out = tmp_path / "xor"
+    args = ["--data", "xor", "--sizes", "2,2,1", "--activation", "sigmoid",
+            "--init", "uniform01", "--cost", "mse", "--reduction", "sum",
+            "--lr", "0.5", "--seeds", "16", "--steps", "2000", "--quiet"]  # fmt: skip
+    assert main(["train", *args, "--out", str(out), "--no-gradcheck"]) == 0
+    stdout = capsys.readouterr().out
+    metrics = strict_json(out / "metrics.json")
+    assert metrics["headline"] == "train_accuracy"
+    assert metrics["evaluated_on"] == "the training data"
+    solved = metrics["summary"]["lr=0.5"]["solved"]
+    assert solved["n"] == 16 and 0 < solved["successes"] <= 16
+    assert solved["ci95_low"] <= solved["fraction"] <= solved["ci95_high"]
+    assert "train accuracy (on the training data) median" in stdout
+    assert f"solved {solved['successes']}/16" in stdout
+    assert "eval" not in " ".join(np.load(out / "curves.npz").files)
+    assert not (out / "gradcheck.txt").exists()  # --no-gradcheck
+    # XOR has no held-out data: asking for evaluations is refused, not ignored.
+    assert main(["train", *args, "--eval-every", "100"]) == 2
+    assert "eval_every needs held-out data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "strategy", ["auto", "vmap", "sequential", "chunked"], ids=lambda s: s
+)
+@pytest.mark.parametrize("lrs", [[0.1], [0.1, 0.2]], ids=["one-lr", "lr-grid"])
+def test_gradient_check_reads_runs_through_the_public_accessor(strategy, lrs):
+    """Every layout the command can pick (one device here; two in test_faults)."""
+    values = {"data": "moons", "sizes": [2, 5, 1], "seeds": 3, "lr": lrs,
+              "strategy": strategy, "steps": 10}  # fmt: skip
+    if strategy == "chunked":
+        values["chunk_size"] = 2
+    exp = build(make_config(values))
+    assert exp.trainer.strategy[0] in ("vmap", "chunked", "sequential")
+    if strategy == "sequential":
+        assert exp.trainer.strategy[0] == "sequential"
+    check = gradient_check(exp)
+    assert check.report.passed and check.numeric_entries is None
+    first = jax.tree.map(lambda l: l[0, 0], exp.trainer.runs(exp.trainer.init()).params)
+    assert check.report.rows[0].shape == first[0].w.shape
+
+
+def test_wide_networks_check_sampled_entries_and_still_catch_a_small_error(key):
+    net = jp.MLP((40, 256, 256, 10), "relu", "identity", "softmax_cross_entropy")
+    params = net.init(key, dtype="float64")
+    x = jax.random.normal(key, (8, 40), "float64")
+    y = np.arange(8) % 10
+    assert jp.check_grads(net, params, x, y, numeric_entries=SAMPLED_ENTRIES).passed
+
+    def buggy(p, x, y):  # one array 0.1% off
+        grads = list(net.backprop(p, x, y))
+        grads[1] = grads[1]._replace(w=grads[1].w * 1.001)
+        return tuple(grads)
+
+    report = jp.check_grads(
+        net, params, x, y, backprop=buggy, numeric_entries=SAMPLED_ENTRIES
+    )
+    assert not report.passed and not report.rows[2].passed
+    assert report.rows[2].numeric_ratio > 1 and report.rows[0].numeric_ratio < 1
+    with pytest.raises(ValueError, match="numeric_entries must be a positive"):
+        jp.check_grads(net, params, x, y, numeric_entries=0)
+
+
+def test_check_command_on_a_single_device_layout(capsys):
+    """`jaxprop check --data mnist1d --sizes 40,32,10` crashed (sequential layout)."""
+    pytest.importorskip("mnist1d")
+    code = main(["check", "--data", "mnist1d", "--sizes", "40,32,10", "--cost",
+                 "softmax_cross_entropy", "--output-activation", "identity"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0 and "Gradient check (float64): PASSED" in out
+    assert "8 examples of mnist1d" in out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "moons", "--eval-data", "E.csv"], "eval_data applies to file data"),
+        (["--data", "moons", "--classes", "3"], "classes applies to spirals and blobs"),
+        (["--data", "xor", "--n-train", "10"], "n_train applies to moons"),
+        (["--data", "xor", "--data-seed", "3"], "data_seed applies to moons"),
+        (["--momentum", "1.5", "--optimizer", "adam"], "momentum must be in [0, 1)"),
+        (["--momentum", "0.5"], "momentum does not apply to optimizer 'sgd'"),
+        (["--data", "moons", "--sizes", "2,8"], "2 classes, so sizes must end with"),
+        (
+            ["--data", "spirals", "--cost", "softmax_cross_entropy",
+             "--output-activation", "identity", "--sizes", "2,8,5"],
+            "sizes must end with 2",
+        ),  # fmt: skip
+        (["--checkpoint-every", "10"], "checkpoint_every needs --out"),
+        (["--strategy", "chunked"], "strategy 'chunked' needs chunk_size"),
+        (["--strategy", "vmap", "--chunk-size", "4"], "chunk_size goes with"),
+        (["--data", "spirals", "--classes", "1"], "classes must be ≥ 2"),
+    ],
+    ids=lambda a: a[1] if isinstance(a, list) else None,
+)
+def test_options_that_would_be_ignored_are_refused(tmp_path, capsys, args, message):
+    args = [str(tmp_path / "e.csv") if a == "E.csv" else a for a in args]
+    code = main(["train", "--steps", "20", *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_options_that_take_effect(capsys):
+    """chunk_size reaches the trainer; tanh outputs get ±1 targets and are scored
+    at 0, the midpoint of their range."""
+    exp = build(make_config({"seeds": 5, "strategy": "chunked", "chunk_size": 2}))
+    assert exp.trainer.strategy == ("chunked", 2)
+    exp = build(make_config({"data": "moons", "output_activation": "tanh"}))
+    assert set(np.unique(exp.data.y)) == {-1.0, 1.0}
+    assert set(np.unique(exp.data.y_eval)) == {-1.0, 1.0}
+    args = ["--data", "moons", "--output-activation", "tanh", "--sizes", "2,8,1",
+            "--lr", "0.3", "--steps", "500", "--seeds", "2", "--quiet"]  # fmt: skip
+    assert main(["train", *args]) == 0
+    line = next(
+        l for l in capsys.readouterr().out.splitlines() if l.startswith("lr 0.3")
+    )
+    median = float(line.split("median ")[1].split()[0])
+    assert median > 0.8, line
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_nothing_can_be_resumed(
+    tmp_path, capsys, monkeypatch
+):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_experiment, "train_chunks", interrupted)
+    out = tmp_path / "run"
+    assert main(["train", "--steps", "100", "--quiet", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "before the first checkpoint: nothing can be resumed yet" in err
+    assert "continues from the last checkpoint" not in err
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert "has no checkpoint yet: starting from step 0" in capsys.readouterr().err
+    assert (out / "metrics.json").exists()
+
+
+def test_load_run_and_extend_a_finished_run(tmp_path, capsys):
+    """jp.load_run needs no optimizer; --resume --steps N continues a finished run
+    to the same bits as a run of N steps with the same schedule."""
+    short, straight = tmp_path / "short", tmp_path / "straight"
+    assert main(["train", *MOONS, "--steps", "100", "--out", str(short)]) == 0
+    run = jp.load_run(short)
+    assert run.config.steps == 100 and run.net.sizes == (2, 6, 1)
+    assert run.params[0].w.shape == (1, 3, 2, 6)
+    assert run.curves["losses"].shape == (1, 3, 10)
+    assert run.metrics["headline"] == "eval_accuracy"
+    state = load_checkpoint(short, build(read_config(short))).state
+    runs = build(read_config(short)).trainer.runs(state)
+    for a, b in zip(jax.tree.leaves(run.params), jax.tree.leaves(runs.params)):
+        np.testing.assert_array_equal(a, b)
+    assert jax.tree.structure(run.opt_state) == jax.tree.structure(runs.opt_state)
+    np.testing.assert_array_equal(run.run(0, 2)[1].b, runs.params[1].b[0, 2])
+
+    assert main(["train", "--resume", str(short), "--steps", "250", "--quiet"]) == 0
+    assert "extending the run from 100 to 250 steps" in capsys.readouterr().err
+    assert main(["train", *MOONS, "--steps", "250", "--out", str(straight)]) == 0
+    for name in ("final.npz", "curves.npz"):
+        with np.load(short / name) as a, np.load(straight / name) as b:
+            assert a.files == b.files
+            for k in a.files:
+                assert a[k].tobytes() == b[k].tobytes(), (name, k)
+    assert read_config(short).steps == 250
+    assert json.loads((short / "config.json").read_text())["extended_from"] == 100
+
+    capsys.readouterr()
+    for steps, message in ((200, "not shorten it"), (255, "a multiple of 10")):
+        assert main(["train", "--resume", str(short), "--steps", str(steps)]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="has no final.npz"):
+        (short / "final.npz").unlink()
+        jp.load_run(short)
+
+
+def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["train", "--steps", "10", "--out", str(blocker / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--out: cannot write to" in err
+
+    def full(path):
+        return type("Usage", (), {"free": 1000})()
+
+    monkeypatch.setattr(_experiment.shutil, "disk_usage", full)
+    assert main(["train", "--steps", "10", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "MiB free; this run's checkpoints and results need about" in err
