@@ -1,4 +1,10 @@
-"""PNG plots of an experiment (matplotlib's object API: no pyplot, no global state)."""
+"""PNG plots of an experiment (matplotlib's object API: no pyplot, no global state).
+
+Each public function saves one PNG and returns its path; the ``_*_figure``
+helpers build the :class:`~matplotlib.figure.Figure` it saves. A learning rate
+whose every seed diverged (all values NaN) is drawn as such, never as an error
+or a warning.
+"""
 
 from __future__ import annotations
 
@@ -8,88 +14,242 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 #: Seeds drawn in the decision-region plot.
 REGION_SEEDS = 4
+#: Beyond this many seeds per learning rate, faint per-seed lines are only ink.
+_MAX_SEED_LINES = 200
+#: The most data points drawn over the decision regions.
+_MAX_POINTS = 2000
+#: Range of the bounded output activations (colour-bar range of the regions).
+_OUTPUT_RANGE = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+#: Error/tolerance ratios below this (zeros included) are drawn at it.
+_RATIO_FLOOR = 1e-8
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _save(fig: Figure, path) -> Path:
+    path = Path(path)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 
-def loss_curves(path: Path, steps: np.ndarray, losses: np.ndarray, lrs) -> Path:
-    """Training loss across seeds: median, inter-quartile band, each seed faint.
+def _diverged_text(n_diverged: int, n: int) -> str:
+    if n_diverged == 0:
+        return f"{n} seeds"
+    if n_diverged == n:
+        return f"{n}/{n} diverged"
+    return f"{n} seeds, {n_diverged} diverged"
+
+
+# ---------------------------------------------------------------- loss curves
+def _quartiles(runs: np.ndarray):
+    """(q1, median, q3) over seeds (axis 0) of the finite values, NaN where a
+    column has none (without NumPy's all-NaN warning)."""
+    finite = np.isfinite(runs)
+    alive = finite.any(axis=0)
+    filled = np.where(finite, runs, np.nan)
+    filled[:, ~alive] = 0.0  # nanpercentile warns on all-NaN columns
+    q = np.nanpercentile(filled, [25, 50, 75], axis=0)
+    return tuple(np.where(alive, qi, np.nan) for qi in q)
+
+
+def _seed_band(ax, x, runs, color, label, draw_seeds=True) -> np.ndarray:
+    """Each seed faint, the median bold and the inter-quartile band; returns the
+    median (NaN where no seed is finite)."""
+    finite = np.isfinite(runs)
+    if draw_seeds and runs.shape[0] <= _MAX_SEED_LINES and finite.any():
+        ax.plot(x, np.where(finite, runs, np.nan).T, color=color, alpha=0.1, lw=0.7)
+    q1, median, q3 = _quartiles(runs)
+    if finite.any():
+        ax.fill_between(x, q1, q3, color=color, alpha=0.25, lw=0)
+        ax.plot(x, median, color=color, lw=2, label=label)
+    else:  # every seed diverged: a legend entry says so, nothing is drawn
+        ax.plot([], [], color=color, lw=2, ls=":", label=label)
+    return median
+
+
+def _maybe_log(ax, *arrays) -> None:
+    """Log y axis when the finite values are positive and span over 100x."""
+    finite = np.concatenate([np.ravel(a)[np.isfinite(np.ravel(a))] for a in arrays])
+    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
+        ax.set_yscale("log")
+
+
+def _mask_after_divergence(steps, losses, eval_steps, values):
+    """Held-out values at and after each run's first non-finite training block set
+    to NaN (a diverged run is frozen, so its later evaluations repeat)."""
+    bad = ~np.isfinite(losses)
+    first_bad = np.where(bad.any(-1), np.argmax(bad, -1), len(steps))
+    cutoff = np.append(steps, np.inf)[first_bad]  # (n_lr, n_seeds)
+    return np.where(eval_steps >= cutoff[..., None], np.nan, values)
+
+
+def _loss_figure(
+    steps, losses, lrs, eval_steps=None, eval_loss=None, eval_accuracy=None
+) -> Figure:
+    steps = np.asarray(steps)
+    losses = np.asarray(losses, float)
+    has_eval = eval_steps is not None and (
+        eval_loss is not None or eval_accuracy is not None
+    )
+    panels = ["train"]
+    if has_eval:
+        eval_steps = np.asarray(eval_steps)
+        if eval_loss is not None:
+            eval_loss = _mask_after_divergence(
+                steps, losses, eval_steps, np.asarray(eval_loss, float)
+            )
+            panels.append("eval_loss")
+        if eval_accuracy is not None:
+            eval_accuracy = _mask_after_divergence(
+                steps, losses, eval_steps, np.asarray(eval_accuracy, float)
+            )
+            panels.append("eval_accuracy")
+    fig = Figure(figsize=(5.4 * len(panels), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    ax_train = axes[0]
+    medians = []
+    for i, lr in enumerate(lrs):
+        runs = losses[i]
+        n_div = int((~np.isfinite(runs)).any(axis=-1).sum())
+        label = f"lr {lr:g}: median, IQR ({_diverged_text(n_div, runs.shape[0])})"
+        medians.append(_seed_band(ax_train, steps, runs, f"C{i}", label))
+    ax_train.set(xlabel="step", ylabel="training loss", title="Training loss")
+    ax_train.legend(fontsize="small")
+    if "eval_loss" in panels:
+        ax = axes[panels.index("eval_loss")]
+        for i, _ in enumerate(lrs):
+            _seed_band(ax, eval_steps, eval_loss[i], f"C{i}", None)
+            ax.plot(steps, medians[i], color=f"C{i}", lw=1, ls="--", alpha=0.6)
+        ax.set(xlabel="step", ylabel="held-out loss", title="Held-out loss")
+        ax.legend(
+            handles=[
+                Line2D([], [], color="0.3", lw=2, label="held-out: median, IQR"),
+                Line2D([], [], color="0.3", lw=1, ls="--", label="training median"),
+            ],
+            fontsize="small",
+        )
+        # One scale for both losses, so that a gap between them is overfitting.
+        ax.sharey(ax_train)
+        _maybe_log(ax_train, losses, eval_loss)
+    else:
+        _maybe_log(ax_train, losses)
+    if "eval_accuracy" in panels:
+        ax = axes[panels.index("eval_accuracy")]
+        for i, _ in enumerate(lrs):
+            _seed_band(ax, eval_steps, eval_accuracy[i], f"C{i}", None)
+        ax.set(xlabel="step", ylabel="held-out accuracy", title="Held-out accuracy")
+        if not np.isfinite(eval_accuracy).any():
+            ax.set_ylim(0, 1)
+    fig.suptitle(f"Across seeds ({losses.shape[1]} per learning rate)")
+    return fig
+
+
+def loss_curves(
+    path: Path,
+    steps: np.ndarray,
+    losses: np.ndarray,
+    lrs,
+    eval_steps: np.ndarray | None = None,
+    eval_loss: np.ndarray | None = None,
+    eval_accuracy: np.ndarray | None = None,
+) -> Path:
+    """Training (and held-out) curves across seeds: median, IQR band, seeds faint.
+
+    One panel for the training loss; with held-out data, one for the held-out
+    loss (on the training loss's scale, its median dashed for comparison) and
+    one for the held-out accuracy. One colour per learning rate throughout; a
+    diverged run's held-out values stop where its training loss does.
 
     Args:
       steps: (n_blocks,) step at the end of each logged block.
       losses: (n_lr, n_seeds, n_blocks) logged losses (NaN after divergence).
       lrs: the n_lr learning rates.
+      eval_steps: (n_evals,) steps of the evaluations, or None.
+      eval_loss, eval_accuracy: (n_lr, n_seeds, n_evals), or None.
     """
-    fig = Figure(figsize=(6.4, 4))
-    ax = fig.add_subplot()
-    for i, lr in enumerate(lrs):
-        color = f"C{i}"
-        runs = losses[i]
-        if runs.shape[0] <= 200:  # beyond that, faint lines are only ink
-            ax.plot(steps, runs.T, color=color, alpha=0.08, lw=0.7)
-        with np.errstate(all="ignore"):
-            alive = np.isfinite(runs).any(axis=0)
-            q1, median, q3 = (
-                np.where(
-                    alive, np.nanpercentile(np.where(alive, runs, 0), q, axis=0), np.nan
-                )
-                for q in (25, 50, 75)
+    return _save(
+        _loss_figure(steps, losses, lrs, eval_steps, eval_loss, eval_accuracy), path
+    )
+
+
+# ------------------------------------------------------------------ histogram
+def _histogram_figure(values, lrs, label: str) -> Figure:
+    values = np.asarray(values, float)
+    n_lr, n_seeds = values.shape
+    finite = values[np.isfinite(values)]
+    bins = (
+        np.histogram_bin_edges(finite, bins=int(np.clip(np.sqrt(n_seeds) * 2, 10, 30)))
+        if finite.size
+        else None
+    )
+    fig = Figure(figsize=(6.4, 1.0 + 1.8 * n_lr), layout="constrained")
+    axes = fig.subplots(n_lr, 1, sharex=True, squeeze=False)[:, 0]
+    for i, (ax, lr) in enumerate(zip(axes, lrs, strict=True)):
+        v = values[i][np.isfinite(values[i])]
+        n_div = n_seeds - v.size
+        if v.size:
+            ax.hist(v, bins=bins, color=f"C{i}", edgecolor="white", lw=0.5)
+            median = float(np.median(v))
+            ax.axvline(median, color="k", ls="--", lw=1, label=f"median {median:.3g}")
+            ax.legend(fontsize="small", loc="upper left")
+        else:
+            ax.text(
+                0.5,
+                0.5,
+                f"all {n_seeds} diverged",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color=f"C{i}",
+                fontsize="large",
             )
-        ax.fill_between(steps, q1, q3, color=color, alpha=0.25, lw=0)
-        label = f"lr {lr:g}: median, IQR ({runs.shape[0]} seeds)"
-        ax.plot(steps, median, color=color, lw=2, label=label)
-    finite = losses[np.isfinite(losses)]
-    if finite.size and finite.min() > 0 and finite.max() / finite.min() > 100:
-        ax.set_yscale("log")
-    ax.set(xlabel="step", ylabel="training loss", title="Training loss across seeds")
-    ax.legend()
-    return _save(fig, path)
+            ax.set_ylim(0, 1)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("seeds")
+        ax.set_title(
+            f"lr {lr:g}: {n_seeds} seeds, {n_div} diverged",
+            fontsize="medium",
+            color=f"C{i}",
+            loc="left",
+        )
+    axes[-1].set_xlabel(label)
+    fig.suptitle(f"Final {label} across seeds")
+    return fig
 
 
 def histogram(path: Path, values: np.ndarray, lrs, label: str) -> Path:
-    """Histogram of a final metric across seeds, one per learning rate.
+    """A final metric across seeds: one panel (and colour) per learning rate.
+
+    Panels share the x axis and the bins; the y axis counts seeds (integer
+    ticks); each title gives the lr, the seeds and how many diverged.
 
     Args:
-      values: (n_lr, n_seeds), NaN for diverged runs (counted in the legend).
+      values: (n_lr, n_seeds), NaN for diverged runs.
+      lrs: the n_lr learning rates.
+      label: the metric's name (x axis).
     """
-    fig = Figure(figsize=(6.4, 4))
-    ax = fig.add_subplot()
-    finite = values[np.isfinite(values)]
-    bins = np.histogram_bin_edges(finite, bins=30) if finite.size else 10
-    for i, lr in enumerate(lrs):
-        v = values[i][np.isfinite(values[i])]
-        n_nan = values[i].size - v.size
-        ax.hist(
-            v,
-            bins=bins,
-            alpha=0.6,
-            color=f"C{i}",
-            label=f"lr {lr:g} ({v.size} seeds"
-            + (f", {n_nan} diverged)" if n_nan else ")"),
-        )
-    ax.set(xlabel=label, ylabel="seeds", title=f"Final {label} across seeds")
-    ax.legend()
-    return _save(fig, path)
+    return _save(_histogram_figure(values, lrs, label), path)
 
 
-def decision_regions(
-    path: Path, net, params, data, n_seeds: int = REGION_SEEDS
-) -> Path:
-    """The class (or output) over the plane for the first seeds of one learning rate.
+# ------------------------------------------------------------------- regions
+def _classes(y: np.ndarray, threshold: float) -> np.ndarray:
+    """Integer classes of labels (n,), one target column (n, 1) or one-hot rows."""
+    if y.ndim == 2 and y.shape[1] > 1:
+        return np.argmax(y, 1)
+    y = y.reshape(len(y))
+    if y.dtype.kind in "iub":
+        return y.astype(int)
+    return (y > threshold).astype(int)
 
-    Args:
-      net: a network with 2 inputs.
-      params: params with a leading (n_seeds,) axis.
-      data: the experiment's data (x: (n, 2)).
-    """
-    x, y = data.x, np.asarray(data.y)
-    labels = y if y.ndim == 1 else (np.argmax(y, 1) if y.shape[1] > 1 else y[:, 0])
+
+def _regions_figure(
+    net, params, data, lr, n_seeds: int = REGION_SEEDS, threshold: float = 0.5
+) -> Figure:
+    x, y = np.asarray(data.x), np.asarray(data.y)
     lo, hi = x.min(0), x.max(0)
     pad = 0.15 * (hi - lo) + 1e-6
     g0, g1 = np.meshgrid(
@@ -100,32 +260,213 @@ def decision_regions(
     n = min(n_seeds, jax.tree.leaves(params)[0].shape[0])
     y_hat = np.asarray(
         jax.vmap(lambda p: net.forward(p, grid))(jax.tree.map(lambda l: l[:n], params))
+    )  # (n, grid, n_out)
+    n_out = y_hat.shape[-1]
+    classes = _classes(y, threshold)
+    # At most _MAX_POINTS points, larger (and edged) when there are few.
+    shown = np.arange(len(x))
+    if len(x) > _MAX_POINTS:
+        shown = np.sort(np.random.default_rng(0).choice(len(x), _MAX_POINTS, False))
+    size, edge = (
+        (120, 1.2) if len(x) <= 16 else (30, 0.6) if len(x) <= 300 else (10, 0.3)
     )
-    fig = Figure(figsize=(3.2 * n, 3.2))
+    fig = Figure(figsize=(3.2 * n + 1.4, 3.9), layout="constrained")
     axes = fig.subplots(1, n, squeeze=False)[0]
+    if n_out == 1:
+        out = y_hat[..., 0]
+        if net.output_activation in _OUTPUT_RANGE:
+            vmin, vmax = _OUTPUT_RANGE[net.output_activation]
+        else:
+            ok = out[np.isfinite(out)]
+            vmin, vmax = (ok.min(), ok.max()) if ok.size else (0.0, 1.0)
+            if vmax <= vmin:
+                vmin, vmax = vmin - 0.5, vmax + 0.5
+        levels = np.linspace(vmin, vmax, 21)
+        palette = ["C0", "C3"]  # low outputs blue, high red, as RdBu_r
+        values = np.unique(y.ravel()) if y.ndim == 1 or y.shape[1] == 1 else []
+        names = (
+            [f"y = {v:g}" for v in values]
+            if len(values) == 2 and values[0] <= threshold < values[1]
+            else [f"y ≤ {threshold:g}", f"y > {threshold:g}"]
+        )
+        handles = [
+            Line2D([], [], ls="", marker="o", mfc=c, mec="k", label=name, markersize=7)
+            for c, name in zip(palette, names, strict=True)
+        ] + [Line2D([], [], color="k", lw=1.5, label=f"output = {threshold:g}")]
+        mappable = None
+    else:
+        palette = [f"C{i % 10}" for i in range(n_out)]
+        handles = [
+            Patch(facecolor=c, edgecolor="k", alpha=0.6, label=f"class {i}")
+            for i, c in enumerate(palette)
+        ]
     for s, ax in enumerate(axes):
-        out = y_hat[s]
-        if out.shape[1] == 1:  # one output: its value, and 0/1 points
-            z = out[:, 0].reshape(g0.shape)
-            ax.contourf(g0, g1, z, levels=20, cmap="RdBu_r", vmin=0, vmax=1)
-            colors = np.where(labels > 0.5, "C3", "C0")
-        else:  # the predicted class, in the class's color
-            n_out = out.shape[1]
-            z = np.argmax(out, 1).reshape(g0.shape)
-            palette = [f"C{i % 10}" for i in range(n_out)]
-            levels = np.arange(n_out + 1) - 0.5
-            ax.contourf(g0, g1, z, levels=levels, colors=palette, alpha=0.45)
-            colors = [palette[int(l)] for l in labels]
-        ax.scatter(x[:, 0], x[:, 1], c=colors, s=14, edgecolors="k", linewidths=0.5)
-        ax.set(title=f"seed {s}", xticks=[], yticks=[])
-    fig.suptitle("Decision regions (first learning rate)", y=1.04)
-    return _save(fig, path)
+        if not np.isfinite(y_hat[s]).all():
+            ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center")
+        elif n_out == 1:
+            z = np.clip(out[s], vmin, vmax).reshape(g0.shape)
+            mappable = ax.contourf(
+                g0, g1, z, levels=levels, cmap="RdBu_r", vmin=vmin, vmax=vmax
+            )
+            if z.min() < threshold < z.max():
+                ax.contour(g0, g1, z, levels=[threshold], colors="k", linewidths=1.5)
+        else:
+            z = np.argmax(y_hat[s], 1).reshape(g0.shape)
+            ax.contourf(
+                g0,
+                g1,
+                z,
+                levels=np.arange(n_out + 1) - 0.5,
+                colors=palette,
+                alpha=0.45,
+            )
+        ax.scatter(
+            x[shown, 0],
+            x[shown, 1],
+            c=[palette[min(int(c), len(palette) - 1)] for c in classes[shown]],
+            s=size,
+            edgecolors="k",
+            linewidths=edge,
+            zorder=3,
+        )
+        ax.set(
+            title=f"seed {s}",
+            xticks=[],
+            yticks=[],
+            xlim=(g0.min(), g0.max()),
+            ylim=(g1.min(), g1.max()),
+        )
+    if n_out == 1 and mappable is not None:
+        fig.colorbar(mappable, ax=list(axes), label="network output", shrink=0.9)
+    seeds = "seed 0" if n == 1 else f"seeds 0–{n - 1}"
+    points = f"; {_MAX_POINTS} of {len(x)} points" if len(shown) < len(x) else ""
+    fig.suptitle(f"Decision regions, lr {lr:g} ({seeds}{points})")
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(len(handles), 6),
+        fontsize="small",
+        frameon=False,
+    )
+    return fig
 
 
-def gradcheck_table(path: Path, report) -> Path:
-    """The gradient-check table (``jp.check_grads``) as an image."""
-    text = str(report)
-    lines = text.splitlines()
-    fig = Figure(figsize=(0.085 * max(map(len, lines)), 0.2 * len(lines) + 0.4))
-    fig.text(0.01, 0.98, text, family="monospace", fontsize=9, va="top")
-    return _save(fig, path)
+def decision_regions(
+    path: Path,
+    net,
+    params,
+    data,
+    lr,
+    n_seeds: int = REGION_SEEDS,
+    threshold: float = 0.5,
+) -> Path:
+    """The network's output or class over the plane, for the first seeds of one lr.
+
+    One output: its value (colour bar over the output activation's range,
+    sigmoid (0, 1) or tanh (-1, 1), else the outputs' range) and the decision
+    boundary (output = ``threshold``) in black. Several outputs: the predicted
+    class's region in that class's colour. The data points (at most 2000) are
+    coloured by their true class.
+
+    Args:
+      net: a network with 2 inputs.
+      params: params with a leading (n_seeds,) axis (one learning rate's runs).
+      data: the experiment's data (x: (n, 2); y: labels (n,), one target column
+        (n, 1) or one-hot rows).
+      lr: the learning rate of these runs (in the title).
+      n_seeds: how many of the first seeds to draw.
+      threshold: the one-output decision boundary; a target above it is class 1.
+    """
+    return _save(_regions_figure(net, params, data, lr, n_seeds, threshold), path)
+
+
+# ----------------------------------------------------------------- gradcheck
+_SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _gradcheck_figure(report) -> Figure:
+    rows = report.rows
+    names = [
+        f"{'W' if r.param == 'w' else r.param}{str(r.layer).translate(_SUPERSCRIPT)}"
+        for r in rows
+    ]
+    at = np.arange(len(rows))
+    autodiff = np.array([r.autodiff_ratio for r in rows], float)
+    numeric = np.array([r.numeric_ratio for r in rows], float)
+    # NaN vs jax.grad means broken gradients; NaN vs finite differences means
+    # not computed. Non-finite errors are drawn at the top, zeros at the floor.
+    autodiff = np.where(np.isnan(autodiff), np.inf, autodiff)
+    finite = np.concatenate([autodiff, numeric])
+    finite = finite[np.isfinite(finite)]
+    top = max(100.0, 10 * finite.max()) if finite.size else 100.0
+    width = max(4.0, 1.6 + 0.55 * len(rows)) + 2.4  # + the legend
+    fig = Figure(figsize=(width, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set_yscale("log")
+    ax.axhspan(1, top * 3, color="C3", alpha=0.07, lw=0)
+    ax.axhline(1, color="k", ls="--", lw=1, label="tolerance")
+    circled = False  # the red circle has its one legend entry
+    for ratios, marker, color, name, dx in (
+        (autodiff, "o", "C0", "vs jax.grad", -0.1),
+        (numeric, "s", "C1", "vs finite differences", 0.1),
+    ):
+        shown = ~np.isnan(ratios)
+        if not shown.any():
+            label = f"{name} (not run)"
+            ax.plot([], [], ls="", marker=marker, color=color, label=label)
+            continue
+        clipped = np.clip(ratios, _RATIO_FLOOR, top)
+        ax.plot(
+            at[shown] + dx,
+            clipped[shown],
+            ls="",
+            marker=marker,
+            color=color,
+            mec="k",
+            mew=0.5,
+            markersize=8,
+            label=name,
+        )
+        failed = shown & (ratios > 1)
+        ax.plot(
+            at[failed] + dx,
+            clipped[failed],
+            ls="",
+            marker=marker,
+            mfc="none",
+            mec="C3",
+            mew=2,
+            markersize=12,
+            label="over tolerance" if failed.any() and not circled else None,
+        )
+        circled |= bool(failed.any())
+    ax.set_xticks(at, names)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_ylim(_RATIO_FLOOR / 3, top * 3)
+    ax.set(
+        xlabel="parameter array (layer)",
+        ylabel="largest error / tolerance\n"
+        f"(zeros drawn at {_RATIO_FLOOR:g}, ∞/NaN at the top)",
+    )
+    verdict = "PASSED" if report.passed else "FAILED"
+    ax.set_title(
+        f"Gradient check ({report.dtype}): {verdict}\n"
+        f"rtol {report.rtol_autodiff:g} vs jax.grad, "
+        f"{report.rtol_numeric:g} vs finite differences",
+        color="k" if report.passed else "C3",
+    )
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
+def gradcheck(path: Path, report) -> Path:
+    """The gradient check (``jp.check_grads``) per parameter array.
+
+    For each W^l and b^l, the largest error as a fraction of its tolerance,
+    against ``jax.grad`` and against finite differences, on a log axis with the
+    tolerance (ratio 1) as a dashed line; failures are circled in red.
+
+    Args:
+      report: a ``jp.GradCheckReport``.
+    """
+    return _save(_gradcheck_figure(report), path)
