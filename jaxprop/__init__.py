@@ -18,6 +18,8 @@ from ._io import save as save
 from ._metrics import Proportion as Proportion
 from ._metrics import Summary as Summary
 from ._metrics import accuracy as accuracy
+from ._metrics import accuracy_from_output as accuracy_from_output
+from ._metrics import classification_threshold as classification_threshold
 from ._metrics import proportion as proportion
 from ._metrics import solved as solved
 from ._metrics import summarize as summarize

@@ -3,7 +3,8 @@
 Every loader returns arrays ready for ``net.loss``: inputs ``x: (n, n_in)`` and
 either integer class labels ``y: (n,)`` (for ``softmax_cross_entropy``; use
 ``y[:, None]`` as float targets for a single sigmoid output) or float targets
-``y: (n, n_out)``.
+``y: (n, n_out)``. The synthetic generators take ``n_test=`` for a held-out part
+from the same distribution, and ``split`` holds out part of any (x, y).
 """
 
 from __future__ import annotations
@@ -27,12 +28,87 @@ Array = jax.Array
 
 
 class Dataset(NamedTuple):
-    """A train/test split. x: (n, n_in); y: (n,) labels or (n, n_out) targets."""
+    """A train/test split.
 
-    x: np.ndarray
-    y: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    NumPy arrays from ``mnist1d`` and the files, JAX arrays from the synthetic
+    generators; ``split`` keeps the type it is given.
+
+    Attributes:
+      x: (n, n_in) training inputs.
+      y: (n,) labels or (n, n_out) targets.
+      x_test: (n_test, n_in) held-out inputs.
+      y_test: (n_test,) labels or (n_test, n_out) targets.
+    """
+
+    x: np.ndarray | Array
+    y: np.ndarray | Array
+    x_test: np.ndarray | Array
+    y_test: np.ndarray | Array
+
+
+def _check_count(value, name: str, low: int, high: int | None = None) -> int:
+    """An integer in [low, high] (no upper bound when high is None)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer))
+    if ok and low <= value and (high is None or value <= high):
+        return int(value)
+    where = f"≥ {low}" if high is None else f"in [{low}, {high}]"
+    raise ValueError(f"{name} must be an integer {where}; got {value!r}.")
+
+
+def split(x, y, n_test: int, *, key=None) -> Dataset:
+    """Holds out ``n_test`` examples of (x, y) as a test split.
+
+    Without ``key`` the last ``n_test`` examples are held out, in order; with a
+    ``key`` the examples are first shuffled by ``jax.random.permutation(key,
+    n)``. The arrays keep their type (NumPy or JAX).
+
+    Args:
+      x: (n, ...) inputs, e.g. (n, n_in); a NumPy or JAX array (anything else
+        becomes a NumPy array).
+      y: (n,) labels or (n, ...) targets, likewise.
+      n_test: held-out examples, an integer in [1, n − 1].
+      key: optional ``jax.random.key`` for a random split.
+
+    Returns:
+      ``Dataset(x, y, x_test, y_test)`` with n − n_test training and n_test
+      held-out examples.
+
+    Raises:
+      ValueError: x or y without a leading axis, different lengths, fewer than
+        two examples, or ``n_test`` outside [1, n − 1].
+      TypeError: ``key`` is not a PRNG key.
+    """
+    x, y = (
+        a if isinstance(a, (np.ndarray, jax.Array)) else np.asarray(a) for a in (x, y)
+    )
+    for arr, what in ((x, "x"), (y, "y")):
+        if arr.ndim < 1:
+            raise ValueError(
+                f"{what} must have a leading example axis; got shape {arr.shape}."
+            )
+    n = len(x)
+    if len(y) != n:
+        raise ValueError(f"x and y must have the same length; got {n} and {len(y)}.")
+    if n < 2:
+        raise ValueError(
+            f"n_test: x and y hold {n} example(s); splitting needs at least 2."
+        )
+    n_test = _check_count(n_test, "n_test", 1, n - 1)
+    if key is not None:
+        check_key(key)
+        perm = np.asarray(jax.random.permutation(key, n))
+        x, y = x[perm], y[perm]
+    m = n - n_test
+    return Dataset(x[:m], y[:m], x[m:], y[m:])
+
+
+def _with_test(draw, n: int, n_test):
+    """``draw(n)`` as (x, y), or with n_test > 0 ``draw(n + n_test)`` split."""
+    n_test = _check_count(n_test, "n_test", 0)
+    if n_test == 0:
+        return draw(n)
+    x, y = draw(n + n_test)
+    return Dataset(x[:n], y[:n], x[n:], y[n:])
 
 
 def check_dataset(x, y, name: str = "data") -> tuple[np.ndarray, np.ndarray]:
@@ -106,10 +182,31 @@ def _two_moons(key, n: int, noise):
     return x + noise * jax.random.normal(key_noise, x.shape), labels
 
 
-def two_moons(key, n: int = 200, noise: float = 0.1) -> tuple[Array, Array]:
-    """Two interleaved half circles: x (n, 2) float32, labels y (n,) in {0, 1}."""
+def two_moons(
+    key, n: int = 200, noise: float = 0.1, *, n_test: int = 0
+) -> tuple[Array, Array] | Dataset:
+    """Two interleaved half circles: x (n, 2) float32, labels y (n,) in {0, 1}.
+
+    Classes alternate (0, 1, 0, ...), so each part is balanced to within one.
+
+    With ``n_test`` > 0, n + n_test points are drawn in one call and the last
+    n_test are held out. The split depends on ``n_test``: the training
+    part is not promised to equal the ``n_test=0`` draw (it does under JAX's
+    default partitionable Threefry). ``n_test=0`` returns (x, y) as before.
+
+    Args:
+      key: a ``jax.random.key``.
+      n: training points, ≥ 2.
+      noise: standard deviation of the Gaussian noise added to each point.
+      n_test: held-out points, ≥ 0.
+
+    Returns:
+      ``(x, y)`` when ``n_test`` is 0, else ``Dataset(x, y, x_test, y_test)``
+      with x_test (n_test, 2) and y_test (n_test,).
+    """
     check_key(key)
-    return _two_moons(key, _check_n(n, 2), noise)
+    n = _check_n(n, 2)
+    return _with_test(lambda m: _two_moons(key, m, noise), n, n_test)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
@@ -123,12 +220,38 @@ def _spirals(key, n: int, n_classes: int, noise, turns):
 
 
 def spirals(
-    key, n: int = 300, n_classes: int = 2, noise: float = 0.02, turns: float = 1.0
-) -> tuple[Array, Array]:
-    """Interleaved spiral arms: x (n, 2), labels y (n,) in [0, n_classes)."""
+    key,
+    n: int = 300,
+    n_classes: int = 2,
+    noise: float = 0.02,
+    turns: float = 1.0,
+    *,
+    n_test: int = 0,
+) -> tuple[Array, Array] | Dataset:
+    """Interleaved spiral arms: x (n, 2), labels y (n,) in [0, n_classes).
+
+    With ``n_test`` > 0, n + n_test points are drawn in one call and the last
+    n_test are held out. The split depends on ``n_test``: the training
+    part is not promised to equal the ``n_test=0`` draw (it does under JAX's
+    default partitionable Threefry). ``n_test=0`` returns (x, y) as before.
+
+    Args:
+      key: a ``jax.random.key``.
+      n: training points, ≥ n_classes.
+      n_classes: spiral arms (classes), taken in turn so each part is balanced
+        to within one.
+      noise: standard deviation of the Gaussian noise added to each point.
+      turns: turns of each arm.
+      n_test: held-out points, ≥ 0.
+
+    Returns:
+      ``(x, y)`` when ``n_test`` is 0, else ``Dataset(x, y, x_test, y_test)``
+      with x_test (n_test, 2) and y_test (n_test,).
+    """
     check_key(key)
     n_classes = _check_n(n_classes, 1)
-    return _spirals(key, _check_n(n, n_classes), n_classes, noise, turns)
+    n = _check_n(n, n_classes)
+    return _with_test(lambda m: _spirals(key, m, n_classes, noise, turns), n, n_test)
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
@@ -148,15 +271,39 @@ def blobs(
     n_features: int = 2,
     std: float = 1.0,
     spread: float = 5.0,
-) -> tuple[Array, Array]:
+    *,
+    n_test: int = 0,
+) -> tuple[Array, Array] | Dataset:
     """Gaussian blobs around centers drawn in [−spread, spread]^n_features.
 
-    Returns x (n, n_features) and labels y (n,) in [0, n_classes).
+    With ``n_test`` > 0, n + n_test points are drawn in one call and the last
+    n_test are held out, around the same centers. The split depends on
+    ``n_test``: the training part is not promised to equal the ``n_test=0``
+    draw (it does under JAX's default partitionable Threefry). ``n_test=0``
+    returns (x, y) as before.
+
+    Args:
+      key: a ``jax.random.key``; it fixes the centers and the points.
+      n: training points, ≥ n_classes.
+      n_classes: blobs (classes), taken in turn so each part is balanced to
+        within one.
+      n_features: input dimension.
+      std: standard deviation of each blob.
+      spread: the centers' range.
+      n_test: held-out points, ≥ 0, around the same centers.
+
+    Returns:
+      ``(x, y)`` when ``n_test`` is 0: x (n, n_features) and labels y (n,) in
+      [0, n_classes); else ``Dataset(x, y, x_test, y_test)`` with x_test
+      (n_test, n_features) and y_test (n_test,).
     """
     check_key(key)
     n_classes = _check_n(n_classes, 1)
     n_features = _check_n(n_features, 1)
-    return _blobs(key, _check_n(n, n_classes), n_classes, n_features, std, spread)
+    n = _check_n(n, n_classes)
+    return _with_test(
+        lambda m: _blobs(key, m, n_classes, n_features, std, spread), n, n_test
+    )
 
 
 # ------------------------------------------------------------------- MNIST-1D
@@ -188,8 +335,7 @@ def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
         from mnist1d.utils import ObjectView
     except ImportError as e:
         raise ImportError(
-            "jp.data.mnist1d needs the mnist1d package: pip install "
-            "-e '.[data]' (or pip install mnist1d)."
+            "jp.data.mnist1d needs the mnist1d package: pip install mnist1d."
         ) from e
     args = get_dataset_args(as_dict=True)
     unknown = set(overrides) - set(args)

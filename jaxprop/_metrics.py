@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import NamedTuple
 
 import jax
@@ -12,48 +13,146 @@ import scipy.stats
 
 Array = jax.Array
 
+#: Output activations with a bounded range (low, high): their classification
+#: threshold is the midpoint. Any other output is thresholded at 0.5 (0/1 targets).
+_BOUNDED_RANGES: dict[str, tuple[float, float]] = {
+    "sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+}
 
-def accuracy_from_output(net, y_hat: Array, y: Array) -> Array:
-    """Fraction of examples classified correctly, from outputs ŷ: (batch, n_out).
+_SOFTMAX = "softmax_cross_entropy"
 
-    With ``softmax_cross_entropy``: argmax ŷ equals the label (or the argmax of the
-    target row). Otherwise (0/1 targets): every output lies on the same side of
-    0.5 as its target.
+
+def classification_threshold(net) -> float:
+    """The threshold at which ``accuracy`` and ``solved`` read off a class.
+
+    Outside ``softmax_cross_entropy`` an output counts as class 1 when it is above
+    the threshold, and so does a target. The threshold is the midpoint of the
+    output activation's range where that range is bounded (sigmoid: 0.5, for 0/1
+    targets; tanh: 0.0, for ±1 targets), else 0.5 (0/1 targets, e.g. an identity
+    output trained with ``mse``). Pass ``threshold=`` to ``accuracy`` or
+    ``solved`` for other targets.
+
+    Args:
+      net: the network (a ``jp.MLP``).
+
+    Returns:
+      The threshold, a Python float.
+
+    Raises:
+      ValueError: if ``net.cost`` is ``softmax_cross_entropy``, which classifies
+        by argmax and has no threshold.
     """
-    if net.cost == "softmax_cross_entropy":
+    if net.cost == _SOFTMAX:
+        raise ValueError(
+            f"net: cost={_SOFTMAX!r} classifies by the argmax of the outputs; "
+            "it has no threshold."
+        )
+    low, high = _BOUNDED_RANGES.get(net.output_activation, (0.0, 1.0))
+    return (low + high) / 2
+
+
+def _check_threshold(net, threshold) -> float:
+    """``threshold`` as a finite float, or the net's default when it is None."""
+    if threshold is None:
+        return classification_threshold(net)
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):
+        raise TypeError(
+            f"threshold must be a real number or None; got {type(threshold).__name__}."
+        )
+    if net.cost == _SOFTMAX:
+        raise ValueError(
+            f"threshold: net has cost={_SOFTMAX!r}, which classifies by argmax; "
+            "leave threshold=None."
+        )
+    threshold = float(threshold)
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be finite; got {threshold}.")
+    return threshold
+
+
+def accuracy_from_output(net, y_hat: Array, y: Array, threshold=None) -> Array:
+    """Fraction of examples classified correctly, from outputs ŷ.
+
+    With ``softmax_cross_entropy``: argmax ŷ equals the label (or the argmax of
+    the target row). Otherwise every output lies on the same side of the
+    threshold as its target (output > threshold exactly when target >
+    threshold); the threshold is ``classification_threshold(net)`` (sigmoid:
+    0.5, tanh: 0.0, any other output: 0.5) unless given.
+
+    Args:
+      net: the network.
+      y_hat: (batch, n_out) outputs, e.g. ``net.forward(params, x)``.
+      y: (batch,) integer labels (softmax only) or (batch, n_out) targets.
+      threshold: a real number overriding the default threshold; None for the
+        default. Not allowed with ``softmax_cross_entropy``.
+
+    Returns:
+      () float fraction of examples classified correctly.
+
+    Raises:
+      TypeError: ``threshold`` is not a real number.
+      ValueError: ``threshold`` is not finite, or given with softmax.
+    """
+    if net.cost == _SOFTMAX:
+        if threshold is not None:
+            _check_threshold(net, threshold)  # raises
         labels = y if jnp.issubdtype(y.dtype, jnp.integer) else jnp.argmax(y, axis=-1)
         return jnp.mean(jnp.argmax(y_hat, axis=-1) == labels)
-    return jnp.mean(jnp.all((y_hat > 0.5) == (y > 0.5), axis=-1))
+    t = _check_threshold(net, threshold)
+    return jnp.mean(jnp.all((y_hat > t) == (y > t), axis=-1))
 
 
-def accuracy(net, params, x, y) -> Array:
+def accuracy(net, params, x, y, *, threshold=None) -> Array:
     """Classification accuracy of ``net`` on (x, y); see ``accuracy_from_output``.
+
+    Works under ``jax.jit`` and on stacked params under ``jax.vmap``.
 
     Args:
       net: the network.
       params: its parameters.
-      x: (batch, n_in); y: targets as for ``net.loss``.
+      x: (batch, n_in) inputs.
+      y: targets as for ``net.loss``: (batch, n_out), or (batch,) labels with
+        ``softmax_cross_entropy``.
+      threshold: overrides ``classification_threshold(net)`` (outside softmax).
+
+    Returns:
+      () fraction of examples classified correctly.
     """
+    t = None if threshold is None else _check_threshold(net, threshold)
     x, y = net._check_xy(params, x, y)
-    return accuracy_from_output(net, net.forward(params, x), y)
+    return accuracy_from_output(net, net.forward(params, x), y, t)
 
 
-def solved(net, params, x, y) -> Array:
+def solved(net, params, x, y, *, threshold=None) -> Array:
     """Whether every example is classified correctly (XOR "solved"): () bool.
 
-    Works on stacked params under ``jax.vmap``: ``jax.vmap(lambda p:
-    jp.solved(net, p, x, y))(result.params)``.
+    Classes are read off as in ``accuracy`` (argmax for softmax, else the side of
+    ``classification_threshold(net)`` or of ``threshold``). Works on stacked
+    params under ``jax.vmap``: ``jax.vmap(lambda p: jp.solved(net, p, x,
+    y))(result.params)``.
+
+    Args:
+      net, params, x, y: as for ``accuracy``.
+      threshold: overrides ``classification_threshold(net)`` (outside softmax).
+
+    Returns:
+      () bool, True when the accuracy is 1.
     """
-    return accuracy(net, params, x, y) == 1
+    return accuracy(net, params, x, y, threshold=threshold) == 1
 
 
 class Summary(NamedTuple):
-    """A metric across runs; NaN values (diverged runs) are left out and counted.
+    """A metric across runs; NaN and ±inf values (diverged runs) are left out.
+
+    When no value is finite, ``n`` is 0 and every statistic is NaN.
 
     Attributes:
-      n: runs with a finite value; n_nan: runs left out.
-      mean, std (ddof=1), median, min, max.
-      ci_low, ci_high: confidence interval of the mean (Student t).
+      n: runs with a finite value.
+      n_nan: runs left out: NaN or ±inf values.
+      mean, std (ddof=1), median, min, max: of the finite values.
+      ci_low, ci_high: confidence interval of the mean (Student t); NaN when
+        n < 2.
       q05, q25, q75, q95: quantiles.
       confidence: the interval's level.
     """
@@ -74,6 +173,8 @@ class Summary(NamedTuple):
     confidence: float
 
     def __str__(self) -> str:
+        if self.n == 0:
+            return f"no finite value ({self.n_nan} NaN left out)"
         pct = round(100 * self.confidence)
         return (
             f"mean {self.mean:.4g} ({pct}% CI {self.ci_low:.4g} to "
@@ -84,22 +185,42 @@ class Summary(NamedTuple):
 
 
 def summarize(values, confidence: float = 0.95) -> Summary:
-    """Summarizes one value per run: (n_runs,) (other shapes are flattened)."""
+    """Summarizes one value per run, leaving out NaN and ±inf values.
+
+    A diverged run's metric is NaN (or ±inf): it is left out of every statistic
+    and counted in ``n_nan``. If no value is finite the Summary says so (n = 0,
+    every statistic NaN, ``str()`` "no finite value (k NaN left out)") rather
+    than raising. No NumPy warning is emitted.
+
+    Args:
+      values: (n_runs,) one value per run; other shapes are flattened.
+      confidence: the level of the mean's confidence interval, in (0, 1).
+
+    Returns:
+      A :class:`Summary`.
+
+    Raises:
+      ValueError: ``confidence`` outside (0, 1), or ``values`` empty.
+    """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1); got {confidence}.")
     v = np.asarray(values, np.float64).ravel()
-    finite = v[~np.isnan(v)]
+    if v.size == 0:
+        raise ValueError("values: no runs (empty).")
+    finite = v[np.isfinite(v)]
     n = finite.size
     if n == 0:
-        raise ValueError(f"values: no non-NaN value among {v.size}.")
-    mean = float(finite.mean())
-    std = float(finite.std(ddof=1)) if n > 1 else math.nan
-    half = (
-        float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-        if n > 1
-        else math.nan
-    )
-    q = np.quantile(finite, [0.05, 0.25, 0.5, 0.75, 0.95])
+        nan = math.nan  # mean, std, median, min, max, CI and quantiles
+        return Summary(0, int(v.size), *(nan,) * 11, confidence)
+    with np.errstate(all="ignore"):  # overflow of huge finite values: inf, quietly
+        mean = float(finite.mean())
+        std = float(finite.std(ddof=1)) if n > 1 else math.nan
+        half = (
+            float(scipy.stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+            if n > 1
+            else math.nan
+        )
+        q = np.quantile(finite, [0.05, 0.25, 0.5, 0.75, 0.95])
     return Summary(
         n,
         int(v.size - n),

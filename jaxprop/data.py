@@ -1,4 +1,7 @@
-"""Datasets for jaxprop: ``jp.data.xor()``, ``jp.data.two_moons(key)``, ..."""
+"""Datasets for jaxprop: ``jp.data.xor()``, ``jp.data.two_moons(key)``, ...
+
+``jp.data.split(x, y, n_test)`` holds out part of any dataset.
+"""
 
 from ._data import Dataset as Dataset
 from ._data import blobs as blobs
@@ -7,5 +10,6 @@ from ._data import load_csv as load_csv
 from ._data import load_npz as load_npz
 from ._data import mnist1d as mnist1d
 from ._data import spirals as spirals
+from ._data import split as split
 from ._data import two_moons as two_moons
 from ._data import xor as xor

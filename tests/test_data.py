@@ -1,23 +1,23 @@
-"""Datasets and summaries."""
+"""Datasets: generators, held-out splits, MNIST-1D, files."""
 
 import random
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
-import scipy.stats
 
 import jaxprop as jp
+from jaxprop import _data
+
+GENERATORS = [
+    (jp.data.two_moons, {"n": 101}, 2),
+    (jp.data.spirals, {"n": 99, "n_classes": 3}, 3),
+    (jp.data.blobs, {"n": 60, "n_classes": 4, "n_features": 5}, 4),
+]
 
 
-@pytest.mark.parametrize(
-    "make,kwargs,n_classes",
-    [
-        (jp.data.two_moons, {"n": 101}, 2),
-        (jp.data.spirals, {"n": 99, "n_classes": 3}, 3),
-        (jp.data.blobs, {"n": 60, "n_classes": 4, "n_features": 5}, 4),
-    ],
-)
+@pytest.mark.parametrize("make,kwargs,n_classes", GENERATORS)
 def test_generators_are_deterministic_per_key(key, make, kwargs, n_classes):
     x, y = make(key, **kwargs)
     n = kwargs["n"]
@@ -41,6 +41,104 @@ def test_generators_reject_bad_arguments(key):
         jp.data.spirals(key, n=2, n_classes=3)
 
 
+# ----------------------------------------------------------- held-out parts
+@pytest.mark.parametrize("make,kwargs,n_classes", GENERATORS)
+def test_generators_n_test_zero_is_unchanged(key, make, kwargs, n_classes):
+    before = make(key, **kwargs)
+    after = make(key, **kwargs, n_test=0)
+    assert type(after) is tuple and len(after) == 2
+    for a, b in zip(before, after, strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    # And the private generator the public one wrapped before n_test existed.
+    n = kwargs["n"]
+    if make is jp.data.two_moons:
+        raw = _data._two_moons(key, n, 0.1)
+    elif make is jp.data.spirals:
+        raw = _data._spirals(key, n, n_classes, 0.02, 1.0)
+    else:
+        raw = _data._blobs(key, n, n_classes, kwargs["n_features"], 1.0, 5.0)
+    for a, b in zip(raw, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make,kwargs,n_classes", GENERATORS)
+def test_generators_hold_out_n_test_points(key, make, kwargs, n_classes):
+    n, n_test, d = kwargs["n"], 37, kwargs.get("n_features", 2)
+    data = make(key, **kwargs, n_test=n_test)
+    assert isinstance(data, jp.data.Dataset)
+    assert data.x.shape == (n, d) and data.y.shape == (n,)
+    assert data.x_test.shape == (n_test, d) and data.y_test.shape == (n_test,)
+    assert data.x.dtype == data.x_test.dtype and data.y.dtype == data.y_test.dtype
+    # Held-out points are new draws, none equal to a training point.
+    x, x_test = np.asarray(data.x), np.asarray(data.x_test)
+    assert not (x_test[:, None, :] == x[None, :, :]).all(-1).any()
+    assert np.all(np.isfinite(x_test))
+    for y in (data.y, data.y_test):  # each part stays balanced
+        counts = np.bincount(np.asarray(y), minlength=n_classes)
+        assert counts.max() - counts.min() <= 1
+    again = make(key, **kwargs, n_test=n_test)
+    np.testing.assert_array_equal(again.x_test, data.x_test)
+
+
+def test_blobs_held_out_points_share_the_centers(key):
+    data = jp.data.blobs(key, 400, n_classes=4, std=0.5, spread=5.0, n_test=400)
+    for c in range(4):
+        train = np.asarray(data.x[data.y == c]).mean(0)
+        test = np.asarray(data.x_test[data.y_test == c]).mean(0)
+        # Class means of 100 points each: standard error 0.05 per coordinate.
+        np.testing.assert_allclose(test, train, atol=0.3)
+
+
+def test_generators_reject_bad_n_test(key):
+    for bad in (-1, 2.5, True, "3"):
+        with pytest.raises(ValueError, match=r"n_test must be an integer ≥ 0"):
+            jp.data.two_moons(key, 10, n_test=bad)
+    with pytest.raises(ValueError, match=r"n_test"):
+        jp.data.blobs(key, 10, n_test=-5)
+    with pytest.raises(ValueError, match=r"n_test"):
+        jp.data.spirals(key, 10, n_test=None)
+
+
+def test_split_last_examples_or_shuffled(key):
+    x, y = np.arange(20.0).reshape(10, 2), np.arange(10) % 3
+    d = jp.data.split(x, y, 3)
+    assert isinstance(d, jp.data.Dataset) and isinstance(d.x, np.ndarray)
+    np.testing.assert_array_equal(d.x, x[:7])
+    np.testing.assert_array_equal(d.y, y[:7])
+    np.testing.assert_array_equal(d.x_test, x[7:])
+    np.testing.assert_array_equal(d.y_test, y[7:])
+    s = jp.data.split(x, y, 3, key=key)
+    assert s.x.shape == (7, 2) and s.x_test.shape == (3, 2)
+    # A permutation of the examples, rows kept with their labels.
+    rows = np.concatenate([s.x, s.x_test])
+    np.testing.assert_array_equal(np.sort(rows[:, 0]), x[:, 0])
+    np.testing.assert_array_equal(np.concatenate([s.y, s.y_test]), rows[:, 0] // 2 % 3)
+    assert not np.array_equal(rows, x)
+    again = jp.data.split(x, y, 3, key=key)
+    np.testing.assert_array_equal(again.x_test, s.x_test)
+    # JAX arrays stay JAX arrays; lists become NumPy arrays.
+    j = jp.data.split(jnp.asarray(x), jnp.asarray(y), 1, key=key)
+    assert isinstance(j.x, jax.Array) and j.x_test.shape == (1, 2)
+    assert jp.data.split(x.tolist(), y.tolist(), 9).x.shape == (1, 2)
+
+
+def test_split_rejects_bad_arguments(key):
+    x, y = np.zeros((5, 2)), np.zeros(5)
+    for bad in (0, 5, -1, 1.0, True, None):
+        with pytest.raises(ValueError, match=r"n_test must be an integer in \[1, 4\]"):
+            jp.data.split(x, y, bad)
+    with pytest.raises(ValueError, match=r"x and y must have the same length"):
+        jp.data.split(x, y[:4], 1)
+    with pytest.raises(ValueError, match=r"n_test: .* hold 1 example"):
+        jp.data.split(x[:1], y[:1], 1)
+    with pytest.raises(ValueError, match=r"y must have a leading example axis"):
+        jp.data.split(x, np.float64(1.0), 1)
+    with pytest.raises(TypeError, match=r"key must be a PRNG key"):
+        jp.data.split(x, y, 1, key=0)
+
+
+# ------------------------------------------------------------------- others
 def test_xor_data():
     x, y = jp.data.xor()
     assert x.shape == (4, 2) and y.shape == (4, 1)
@@ -130,45 +228,3 @@ def test_load_csv(tmp_path):
         jp.data.load_csv(tmp_path / "text.csv")
     with pytest.raises(ValueError, match=r"leave no inputs"):
         jp.data.load_csv(tmp_path / "labels.csv", target_columns=3)
-
-
-def test_summarize_against_scipy():
-    values = np.random.default_rng(1).normal(3.0, 2.0, size=50)
-    s = jp.summarize(np.r_[values, np.nan, np.nan])
-    assert (s.n, s.n_nan) == (50, 2)
-    assert s.mean == pytest.approx(values.mean()) and s.std == pytest.approx(
-        values.std(ddof=1)
-    )
-    low, high = scipy.stats.t.interval(
-        0.95, 49, loc=values.mean(), scale=scipy.stats.sem(values)
-    )
-    assert (s.ci_low, s.ci_high) == (pytest.approx(low), pytest.approx(high))
-    assert s.median == pytest.approx(np.median(values))
-    assert s.q05 < s.q25 < s.median < s.q75 < s.q95
-    assert "95% CI" in str(s) and "2 NaN left out" in str(s)
-    with pytest.raises(ValueError, match="no non-NaN value"):
-        jp.summarize([np.nan])
-
-
-def wilson_by_quadratic(k, n, z):
-    """Wilson's interval as the roots p of (k/n − p)² = z² p (1 − p) / n."""
-    p_hat = k / n
-    # (1 + z²/n) p² − (2 p̂ + z²/n) p + p̂² = 0
-    return sorted(np.roots([1 + z * z / n, -(2 * p_hat + z * z / n), p_hat * p_hat]))
-
-
-def test_proportion_wilson_interval():
-    p = jp.proportion(np.arange(1000) < 123)
-    assert (p.successes, p.n, p.fraction) == (123, 1000, 0.123)
-    z = scipy.stats.norm.ppf(0.975)
-    low, high = wilson_by_quadratic(123, 1000, z)
-    assert (p.ci_low, p.ci_high) == (
-        pytest.approx(low, rel=1e-9),
-        pytest.approx(high, rel=1e-9),
-    )
-    assert 0.1040 < p.ci_low < 0.1041 and 0.1448 < p.ci_high < 0.1449  # by hand
-    zero = jp.proportion(np.zeros(10, bool))
-    assert zero.ci_low == 0
-    assert zero.ci_high == pytest.approx(wilson_by_quadratic(0, 10, z)[1], rel=1e-9)
-    with pytest.raises(ValueError, match="confidence"):
-        jp.proportion([True], confidence=1.5)
