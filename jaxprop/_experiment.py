@@ -33,7 +33,12 @@ from ._activations import ACTIVATIONS
 from ._check import check_grads
 from ._costs import COSTS, REDUCTIONS
 from ._io import atomic_write, load, save
-from ._metrics import accuracy_from_output, proportion, summarize
+from ._metrics import (
+    accuracy_from_output,
+    classification_threshold,
+    proportion,
+    summarize,
+)
 from ._mlp import MLP
 from ._params import SCHEMES
 from ._progress import Progress
@@ -319,16 +324,16 @@ def _raw_data(config: ExperimentConfig):
     if name == "xor":  # four points, all for training: no held-out metrics
         x, y = _data.xor()
         return x, y, None, None
-    # One draw of n + n_test points split in two (one compiled generator; the
-    # blobs' test points share the training centers).
+    # One draw of n + n_test points, the last n_test held out (the blobs' test
+    # points share the training centers).
     if name == "moons":
-        x, y = _data.two_moons(key, n + n_test)
+        d = _data.two_moons(key, n, n_test=n_test)
     elif name == "spirals":
-        x, y = _data.spirals(key, n + n_test, config.classes or 2)
+        d = _data.spirals(key, n, config.classes or 2, n_test=n_test)
     elif name == "blobs":
-        x, y = _data.blobs(key, n + n_test, config.classes or 3)
+        d = _data.blobs(key, n, config.classes or 3, n_test=n_test)
     if name in ("moons", "spirals", "blobs"):
-        return x[:n], y[:n], x[n:], y[n:]
+        return d.x, d.y, d.x_test, d.y_test
     if name == "mnist1d":
         try:
             d = _data.mnist1d()
@@ -971,8 +976,18 @@ def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
     if exp.data.x.shape[1] == 2:
         i = _best_lr(doc, config.lr)
         params = jax.tree.map(lambda l: l[i], result.params)
+        threshold = (
+            0.5
+            if exp.net.cost == "softmax_cross_entropy"
+            else classification_threshold(exp.net)
+        )
         _plots.decision_regions(
-            out / "regions.png", exp.net, params, exp.data, config.lr[i]
+            out / "regions.png",
+            exp.net,
+            params,
+            exp.data,
+            config.lr[i],
+            threshold=threshold,
         )
     return doc
 

@@ -144,8 +144,9 @@ def test_wide_networks_check_sampled_entries_and_still_catch_a_small_error(key):
 def test_check_command_on_a_single_device_layout(capsys):
     """`jaxprop check --data mnist1d --sizes 40,32,10` crashed (sequential layout)."""
     pytest.importorskip("mnist1d")
-    code = main(["check", "--data", "mnist1d", "--sizes", "40,32,10", "--cost",
-                 "softmax_cross_entropy", "--output-activation", "identity"])  # fmt: skip
+    args = ["--data", "mnist1d", "--sizes", "40,32,10", "--cost",
+            "softmax_cross_entropy", "--output-activation", "identity"]  # fmt: skip
+    code = main(["check", *args])
     out = capsys.readouterr().out
     assert code == 0 and "Gradient check (float64): PASSED" in out
     assert "8 examples of mnist1d" in out
@@ -162,10 +163,18 @@ def test_check_command_on_a_single_device_layout(capsys):
         (["--momentum", "0.5"], "momentum does not apply to optimizer 'sgd'"),
         (["--data", "moons", "--sizes", "2,8"], "2 classes, so sizes must end with"),
         (
-            ["--data", "spirals", "--cost", "softmax_cross_entropy",
-             "--output-activation", "identity", "--sizes", "2,8,5"],
+            [
+                "--data",
+                "spirals",
+                "--cost",
+                "softmax_cross_entropy",
+                "--output-activation",
+                "identity",
+                "--sizes",
+                "2,8,5",
+            ],
             "sizes must end with 2",
-        ),  # fmt: skip
+        ),
         (["--checkpoint-every", "10"], "checkpoint_every needs --out"),
         (["--strategy", "chunked"], "strategy 'chunked' needs chunk_size"),
         (["--strategy", "vmap", "--chunk-size", "4"], "chunk_size goes with"),
@@ -229,7 +238,9 @@ def test_load_run_and_extend_a_finished_run(tmp_path, capsys):
     assert run.metrics["headline"] == "eval_accuracy"
     state = load_checkpoint(short, build(read_config(short))).state
     runs = build(read_config(short)).trainer.runs(state)
-    for a, b in zip(jax.tree.leaves(run.params), jax.tree.leaves(runs.params)):
+    for a, b in zip(
+        jax.tree.leaves(run.params), jax.tree.leaves(runs.params), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
     assert jax.tree.structure(run.opt_state) == jax.tree.structure(runs.opt_state)
     np.testing.assert_array_equal(run.run(0, 2)[1].b, runs.params[1].b[0, 2])
@@ -249,7 +260,7 @@ def test_load_run_and_extend_a_finished_run(tmp_path, capsys):
     for steps, message in ((200, "not shorten it"), (255, "a multiple of 10")):
         assert main(["train", "--resume", str(short), "--steps", str(steps)]) == 2
         assert message in capsys.readouterr().err
-    with pytest.raises(ValueError, match="has no final.npz"):
+    with pytest.raises(ValueError, match=r"has no final\.npz"):
         (short / "final.npz").unlink()
         jp.load_run(short)
 

@@ -159,9 +159,7 @@ def test_a_grid_where_every_seed_diverges(tmp_path, capsys):
         assert (out / name).stat().st_size > 1000
 
 
-def test_seeds_that_diverge_at_different_steps_leave_the_others_alone(
-    tmp_path, capsys
-):
+def test_seeds_that_diverge_at_different_steps_leave_the_others_alone(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *MIXED, "--out", str(out)]) == 0
     run_ = jp.load_run(out)
