@@ -1,6 +1,6 @@
 """The Markdown summary and the PNG plots of a result file.
 
-``python -m benchmarks report RESULT.json`` rewrites them from a saved result;
+``python -m benchmarks.report RESULT.json`` rewrites them from a saved result;
 ``python -m benchmarks <study>`` writes them next to the result it saves.
 """
 

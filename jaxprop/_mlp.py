@@ -226,7 +226,7 @@ class MLP:
         """The loss of a forward pass already made, from its cache.
 
         Args:
-          cache: from ``forward_with_cache``; x: (batch, n_in).
+          cache: from ``forward_with_cache`` (its batch: ``cache.a[0]``).
           y: targets for that batch (as in ``loss``, batched).
         """
         y = check_y(
@@ -260,7 +260,7 @@ class MLP:
 
         Args:
           params: as given to ``forward_with_cache``.
-          cache: from ``forward_with_cache``; x: (batch, n_in).
+          cache: from ``forward_with_cache`` (its batch: ``cache.a[0]``).
           y: targets for that batch (as in ``loss``, batched).
           feedback: None, or one matrix B^l: (n_{l-1}, n_l) for each l = 2..L
             (so ``len(feedback) == n_layers - 1``) used in place of W^l on the

@@ -1,6 +1,8 @@
 """Training loops compiled once: one network, or many across seeds and hyperparameters.
 
-A training run is one ``lax.scan`` over steps inside ``jax.jit``; many runs are the
+A training run is one jit-compiled ``lax.fori_loop`` over blocks of ``log_every``
+steps, each block a ``lax.scan`` over its steps followed by the divergence check
+and the log entry (and an evaluation when one is due); many runs are the
 same function mapped over a leading axis of keys (and hyperparameters) with
 ``jax.vmap``, ``lax.map`` or chunks of both. The step counter is not batched, so
 the ``lax.cond`` that reshuffles minibatches at each epoch and the one that
@@ -429,7 +431,8 @@ def train(
     eval_every: int | None = None,
     log_every: int = 1,
 ) -> TrainResult:
-    """Trains one network; the whole loop is one jit-compiled ``lax.scan``.
+    """Trains one network; the whole loop is one jit-compiled program (a
+    ``lax.fori_loop`` over blocks of ``log_every`` steps, each a ``lax.scan``).
 
     Args:
       net: the network.
@@ -438,8 +441,10 @@ def train(
       optimizer: any ``optax.GradientTransformation``. Create it once and reuse
         it: it is part of the compiled program's static configuration.
       steps: number of updates.
-      grad: ``"manual"`` (``net.backprop``, the δ recursion) or ``"autodiff"``
-        (``jax.grad(net.loss)``).
+      grad: ``"manual"``, the hand-written δ recursion (the program of
+        ``net.value_and_backprop``, or for tiny networks under ``vmap`` its
+        runs-last batching rule ``value_and_backprop_over_runs``, equal to
+        rounding), or ``"autodiff"`` (``jax.value_and_grad(net.loss)``).
       batch_size: None for full-batch steps; otherwise minibatches of this size
         from a fresh permutation of the data each epoch (drawn from ``key``;
         the last incomplete batch of an epoch is dropped).

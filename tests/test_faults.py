@@ -173,12 +173,17 @@ def test_seeds_that_diverge_at_different_steps_leave_the_others_alone(tmp_path, 
     exp = build(read_config(out))
     keys = jax.random.split(jax.random.key(0), 8)[healthy : healthy + 1]
     alone = jp.train_seeds(
-        exp.net, keys, exp.data.x, exp.data.y,
-        jax.tree.leaves(exp.trainer._plan.config.optimizer)[0]
-        if False else _experiment._optimizer(exp.config), 400,
-        batch_size=16, log_every=10, dtype="float32",
+        exp.net,
+        keys,
+        exp.data.x,
+        exp.data.y,
+        _experiment._optimizer(exp.config),
+        400,
+        batch_size=16,
+        log_every=10,
+        dtype="float32",
         hparams={"learning_rate": np.array([0.1], np.float32)},
-    )  # fmt: skip
+    )
     np.testing.assert_allclose(
         run_.curves["losses"][1, healthy], alone.losses[0, 0], rtol=1e-4
     )
