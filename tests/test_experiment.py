@@ -5,6 +5,9 @@ in process; the kills and injected faults are in ``test_faults.py``.
 """
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -279,3 +282,40 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypa
     assert main(["train", "--steps", "10", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "MiB free; this run's checkpoints and results need about" in err
+
+
+TWO_DEVICES = """
+import jax
+jax.config.update("jax_enable_x64", True)
+assert len(jax.devices()) == 2
+from jaxprop._experiment import build, gradient_check, make_config
+cases = [("auto", 1), ("vmap", 3), ("sequential", 3), ("chunked", 3)]
+for strategy, seeds in cases:
+    values = {"data": "moons", "sizes": [2, 5, 1], "seeds": seeds,
+              "lr": [0.1, 0.2], "strategy": strategy, "steps": 10}
+    if strategy == "chunked":
+        values["chunk_size"] = 2
+    exp = build(make_config(values))
+    assert gradient_check(exp).report.passed, (strategy, seeds)
+    print(strategy, seeds, exp.trainer.strategy)
+"""
+
+
+def test_gradient_check_and_the_issue_commands_on_two_devices(tmp_path):
+    """The layouts of a two-device machine (one device per core, as the command
+    sets up), and the two commands that crashed under the sequential layout."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    done = subprocess.run(
+        [sys.executable, "-c", TWO_DEVICES], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    layouts = {line.split(" ", 2)[2] for line in done.stdout.splitlines()}
+    assert "('chunked', 2)" in layouts  # sequential on two devices: one run each
+    big = subprocess.run(
+        [sys.executable, "-m", "jaxprop", "train", "--data", "moons", "--sizes",
+         "2,512,512,1", "--seeds", "1", "--steps", "20", "--quiet", "--out",
+         str(tmp_path / "big")],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert big.returncode == 0, big.stderr[-3000:]
+    assert "random entries per array): PASSED" in big.stdout
