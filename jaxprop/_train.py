@@ -26,6 +26,7 @@ from ._io import load, save
 from ._metrics import accuracy_from_output
 from ._mlp import MLP, runs_last_pays, value_and_backprop_over_runs
 from ._params import DEFAULT_SCHEME, Params, check_float_dtype, check_key, check_scheme
+from ._progress import Progress, advance_in_chunks
 
 Array = jax.Array
 
@@ -1008,6 +1009,7 @@ def train_seeds(
     log_every: int = 1,
     dtype=None,
     devices=None,
+    progress: bool | Progress = False,
 ) -> TrainResult:
     """Trains one network per key, all in one compiled program.
 
@@ -1038,11 +1040,20 @@ def train_seeds(
         On a CPU, XLA runs this loop on one core; to use them all, start Python
         with ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set
         before importing jax), which makes each core a device.
+      progress: True for a progress bar (``tqdm.auto``: on a terminal or in
+        Jupyter; plain lines every 10 s elsewhere), or a :class:`Progress` to
+        choose its mode and stream. The steps then run in chunks of about half
+        a second (:class:`Trainer`), with the same result bit for bit.
 
     Returns:
       A :class:`TrainResult` whose leaves have a leading (n_seeds,) axis, or
       (n_hparams, n_seeds) with ``hparams``.
     """
+    if not isinstance(progress, bool | Progress):
+        raise TypeError(
+            f"progress must be True, False or a jp.Progress; got "
+            f"{type(progress).__name__}."
+        )
     trainer = Trainer(
         net,
         keys,
@@ -1063,4 +1074,13 @@ def train_seeds(
         dtype=dtype,
         devices=devices,
     )
-    return trainer.result(trainer.advance(trainer.init(), steps))
+    if progress is False:
+        return trainer.result(trainer.advance(trainer.init(), steps))
+    if progress is True:
+        progress = Progress(trainer.steps, int(np.prod(trainer.shape)))
+    elif progress.total != trainer.steps:
+        raise ValueError(
+            f"progress counts {progress.total} steps; the runs take {trainer.steps}."
+        )
+    with progress:
+        return trainer.result(advance_in_chunks(trainer, trainer.init(), progress))
