@@ -209,6 +209,8 @@ def markdown(results: dict) -> str:
                 "chunks",
                 "with progress",
                 "overhead",
+                "train_seeds progress",
+                "overhead",
             ],
             [
                 [
@@ -218,6 +220,14 @@ def markdown(results: dict) -> str:
                     row["chunks"],
                     f"{row['chunked_s']:.3f} s",
                     f"{100 * row['overhead']:+.1f}%",
+                    *(
+                        [
+                            f"{row['train_seeds_s']:.3f} s",
+                            f"{100 * row['train_seeds_overhead']:+.1f}%",
+                        ]
+                        if "train_seeds_s" in row
+                        else ["", ""]
+                    ),
                 ]
                 for row in results["progress"]["rows"]
             ],

@@ -29,6 +29,7 @@ from ._params import DEFAULT_SCHEME as DEFAULT_SCHEME
 from ._params import SCHEMES as SCHEMES
 from ._params import Layer as Layer
 from ._params import Params as Params
+from ._progress import Progress as Progress
 from ._train import RunState as RunState
 from ._train import Trainer as Trainer
 from ._train import TrainLog as TrainLog

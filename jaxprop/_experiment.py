@@ -42,7 +42,14 @@ from ._metrics import (
 from ._mlp import MLP
 from ._params import SCHEMES
 from ._progress import Progress
-from ._train import GRADS, STRATEGIES, Trainer, TrainResult, TrainState
+from ._train import (
+    GRADS,
+    STRATEGIES,
+    Trainer,
+    TrainResult,
+    TrainState,
+    advance_in_chunks,
+)
 
 DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d")
 DTYPES = ("float32", "float64")
@@ -658,9 +665,6 @@ def extend_config(out: Path, steps: int) -> tuple[ExperimentConfig, int]:
     ), config.steps
 
 
-#: Seconds each chunk of steps aims at: the per-call cost (under a millisecond)
-#: stays under 1% and the progress line stays live.
-CHUNK_SECONDS = 0.5
 #: Seconds between checkpoints when ``checkpoint_every`` is not set.
 CHECKPOINT_SECONDS = 60.0
 
@@ -671,60 +675,41 @@ def train_chunks(
     *,
     progress: Progress | None = None,
     on_checkpoint=None,
-    chunk_seconds: float = CHUNK_SECONDS,
+    chunk_seconds: float | None = None,
     checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> Checkpoint:
-    """Trains from ``checkpoint`` to the end in chunks of about ``chunk_seconds``.
+    """Trains from ``checkpoint`` to the end in chunks of about ``chunk_seconds``
+    (``jaxprop._train.advance_in_chunks``: any split gives the same bits).
 
-    The chunk length is measured as the run goes (the first chunk is one block,
-    and each grows at most 8x); any split gives the same bits (see
-    :class:`Trainer`). Chunks are queued one ahead: while chunk k runs, the host
-    reads chunk k-1's last logged losses (for the progress line) and, when a
-    checkpoint is due, its state. ``on_checkpoint(checkpoint)`` is called at the
-    end and every ``exp.checkpoint_every`` steps (chunks stop there), or, if
-    that is None, at the first chunk end ``checkpoint_seconds`` after the last.
+    After each chunk, ``progress`` gets the runs' last logged losses, and
+    ``on_checkpoint(checkpoint)`` is called at the end and every
+    ``exp.checkpoint_every`` steps (chunks stop there), or, if that is None, at
+    the first chunk end ``checkpoint_seconds`` after the last.
     """
-    trainer, every, steps = exp.trainer, exp.trainer.log_every, exp.trainer.steps
+    steps = exp.trainer.steps
     state, seconds = checkpoint
     start_time = time.perf_counter() - seconds
-    blocks = 1  # per chunk
-    pending = None  # (state, its last logged losses), queued
-    last_finish = None  # (time, step) when the previous chunk was read
     last_checkpoint = time.perf_counter()
 
-    def finish(state, last):
-        nonlocal blocks, last_finish, last_checkpoint
-        last = np.asarray(last)  # waits for this chunk only
-        now = time.perf_counter()
-        if last_finish is not None:  # the pipeline is full: time per block
-            t, step = last_finish
-            per_block = (now - t) / max(1, (state.step - step) // every)
-            target = max(1, round(chunk_seconds / max(per_block, 1e-9)))
-            blocks = min(target, 8 * blocks)
-        last_finish = (now, state.step)
+    def on_chunk(state, losses):
+        nonlocal last_checkpoint
         if progress is not None:
-            finite = last[np.isfinite(last)]
-            median = float(np.median(finite)) if finite.size else math.nan
-            progress.update(state.step, median, last.size - finite.size)
+            progress.update_losses(state.step, losses)
         if exp.checkpoint_every is None:
-            due = now - last_checkpoint >= checkpoint_seconds
+            due = time.perf_counter() - last_checkpoint >= checkpoint_seconds
         else:
             due = state.step % exp.checkpoint_every == 0
         if on_checkpoint is not None and (due or state.step == steps):
             on_checkpoint(Checkpoint(state, time.perf_counter() - start_time))
             last_checkpoint = time.perf_counter()
 
-    while state.step < steps:
-        k = min(blocks * every, steps - state.step)
-        if exp.checkpoint_every is not None:  # stop at the next checkpoint
-            k = min(k, exp.checkpoint_every - state.step % exp.checkpoint_every)
-        state = trainer.advance(state, k)  # queued, not waited for
-        last = trainer.last_losses(state)  # queued behind it
-        if pending is not None:
-            finish(*pending)
-        pending = (state, last)
-    if pending is not None:
-        finish(*pending)
+    state = advance_in_chunks(
+        exp.trainer,
+        state,
+        on_chunk=on_chunk,
+        stop_every=exp.checkpoint_every,
+        chunk_seconds=chunk_seconds,
+    )
     jax.block_until_ready(state)
     return Checkpoint(state, time.perf_counter() - start_time)
 
@@ -1125,7 +1110,7 @@ def run_experiment(
         start=checkpoint.state.step,
         mode=progress,
         stream=stream,
-    )
+    )  # closed on the way out, Ctrl-C included, before any message
 
     def on_checkpoint(c: Checkpoint) -> None:
         try:
@@ -1138,12 +1123,13 @@ def run_experiment(
                 file=stream,
             )
 
-    return train_chunks(
-        exp,
-        checkpoint,
-        progress=bar,
-        on_checkpoint=None if out is None else on_checkpoint,
-    )
+    with bar:
+        return train_chunks(
+            exp,
+            checkpoint,
+            progress=bar,
+            on_checkpoint=None if out is None else on_checkpoint,
+        )
 
 
 # --------------------------------------------------------------- reading back

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -28,6 +29,7 @@ from ._io import load, save
 from ._metrics import accuracy_from_output
 from ._mlp import MLP, runs_last_pays, value_and_backprop_over_runs
 from ._params import DEFAULT_SCHEME, Params, check_float_dtype, check_key, check_scheme
+from ._progress import Progress
 
 Array = jax.Array
 
@@ -993,6 +995,65 @@ class Trainer:
         return _last_losses(self._plan, state.log.losses, np.int32(block))
 
 
+#: Seconds each chunk of :func:`advance_in_chunks` aims at: the per-call cost
+#: (under a millisecond) stays under 1% and a progress display stays live.
+CHUNK_SECONDS = 0.5
+
+
+def advance_in_chunks(
+    trainer: Trainer,
+    state: TrainState,
+    *,
+    on_chunk=None,
+    stop_every: int | None = None,
+    chunk_seconds: float | None = None,
+) -> TrainState:
+    """Advances ``state`` to the runs' last step in chunks of about
+    ``chunk_seconds`` (default ``CHUNK_SECONDS``), calling
+    ``on_chunk(state, last_losses)`` after each.
+
+    The first chunk is one log block; each next one is sized from the measured
+    time per block, at most 8× the last, and ends at the next multiple of
+    ``stop_every`` steps if given (where a caller checkpoints). Chunks are
+    queued one ahead: while chunk k runs, the host reads chunk k-1's last logged
+    losses (``trainer.last_losses``, NaN for diverged runs) and hands them and
+    its state to ``on_chunk``. Any split gives the same bits as one ``advance``
+    over every step (see :class:`Trainer`).
+    """
+    chunk_seconds = CHUNK_SECONDS if chunk_seconds is None else chunk_seconds
+    every, steps = trainer.log_every, trainer.steps
+    blocks = 1  # per chunk
+    pending = None  # (state, its last logged losses), queued
+    last_read = None  # (time, step) when the previous chunk was read
+
+    def finish(state, losses):
+        nonlocal blocks, last_read
+        losses = np.asarray(losses)  # waits for this chunk only
+        now = time.perf_counter()
+        if last_read is not None:  # the pipeline is full: time per block
+            per_block = (now - last_read[0]) / max(
+                1, (state.step - last_read[1]) // every
+            )
+            target = max(1, round(chunk_seconds / max(per_block, 1e-9)))
+            blocks = min(target, 8 * blocks)
+        last_read = (now, state.step)
+        if on_chunk is not None:
+            on_chunk(state, losses)
+
+    while state.step < steps:
+        k = min(blocks * every, steps - state.step)
+        if stop_every is not None:
+            k = min(k, stop_every - state.step % stop_every)
+        state = trainer.advance(state, k)  # queued, not waited for
+        losses = trainer.last_losses(state)  # queued behind it
+        if pending is not None:
+            finish(*pending)
+        pending = (state, losses)
+    if pending is not None:
+        finish(*pending)
+    return state
+
+
 def train_seeds(
     net: MLP,
     keys,
@@ -1013,6 +1074,7 @@ def train_seeds(
     log_every: int = 1,
     dtype=None,
     devices=None,
+    progress: bool | Progress = False,
 ) -> TrainResult:
     """Trains one network per key, all in one compiled program.
 
@@ -1043,11 +1105,20 @@ def train_seeds(
         On a CPU, XLA runs this loop on one core; to use them all, start Python
         with ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set
         before importing jax), which makes each core a device.
+      progress: True for a progress bar (``tqdm.auto``: on a terminal or in
+        Jupyter; plain lines every 10 s elsewhere), or a :class:`Progress` to
+        choose its mode and stream. The steps then run in chunks of about half
+        a second (:class:`Trainer`), with the same result bit for bit.
 
     Returns:
       A :class:`TrainResult` whose leaves have a leading (n_seeds,) axis, or
       (n_hparams, n_seeds) with ``hparams``.
     """
+    if not isinstance(progress, bool | Progress):
+        raise TypeError(
+            f"progress must be True, False or a jp.Progress; got "
+            f"{type(progress).__name__}."
+        )
     trainer = Trainer(
         net,
         keys,
@@ -1068,4 +1139,18 @@ def train_seeds(
         dtype=dtype,
         devices=devices,
     )
-    return trainer.result(trainer.advance(trainer.init(), steps))
+    if progress is False:
+        return trainer.result(trainer.advance(trainer.init(), steps))
+    if progress is True:
+        progress = Progress(trainer.steps, int(np.prod(trainer.shape)))
+    elif progress.total != trainer.steps:
+        raise ValueError(
+            f"progress counts {progress.total} steps; the runs take {trainer.steps}."
+        )
+    with progress:
+        state = advance_in_chunks(
+            trainer,
+            trainer.init(),
+            on_chunk=lambda state, losses: progress.update_losses(state.step, losses),
+        )
+        return trainer.result(state)

@@ -239,3 +239,4 @@ def test_progress_study():
         assert row["one_call_s"] > 0 and row["chunked_s"] > 0
         assert row["chunks"] >= 2  # the loop really ran in chunks
         assert row["overhead"] == row["chunked_s"] / row["one_call_s"] - 1
+        assert row["train_seeds_s"] > 0 and row["train_seeds_chunks"] >= 2

@@ -1,8 +1,6 @@
-"""Trainer (runs advanced in chunks of steps), jp.save / jp.load, the progress line."""
+"""Trainer (runs advanced in chunks of steps), jp.save / jp.load."""
 
-import io
 import os
-import re
 from pathlib import Path
 
 import jax
@@ -13,7 +11,6 @@ import pytest
 
 import jaxprop as jp
 from jaxprop._io import atomic_write
-from jaxprop._progress import Progress
 from jaxprop._train import _advance_runs
 
 NET = jp.MLP((2, 6, 2), "tanh", "identity", "softmax_cross_entropy", "mean")
@@ -206,48 +203,6 @@ def test_a_crash_mid_write_leaves_the_previous_file(tmp_path):
     np.testing.assert_array_equal(
         jp.load(path, like={"a": np.arange(3)})["a"], [0, 1, 2]
     )
-
-
-# ------------------------------------------------------------------ progress
-def test_progress_lines_when_not_a_terminal():
-    stream = io.StringIO()
-    bar = Progress(100, 8, mode="auto", stream=stream, interval=0)
-    bar.update(10, 0.5, 0)
-    bar.update(60, 0.25, 1)
-    bar.update(100, 0.125, 1)
-    lines = stream.getvalue().splitlines()
-    assert len(lines) == 3 and "\r" not in stream.getvalue()
-    assert lines[0].startswith("10/100 steps, 8 runs, median loss 0.5, diverged 0")
-    assert "ETA ?" in lines[0]  # the first chunk carried the compilation
-    assert re.search(r"ETA \d+s", lines[1])
-    assert lines[2].endswith("(100%)") and "ETA" not in lines[2]
-
-
-def test_progress_bar_on_a_terminal_and_off():
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
-
-    stream = Tty()
-    bar = Progress(100, 2, stream=stream)
-    bar.update(50, 1.0, 0)
-    bar.update(100, 0.5, 0)
-    out = stream.getvalue()
-    assert out.startswith("\r[############............] 50/100 steps")
-    assert out.endswith("\n") and out.count("\r") == 2
-    quiet = io.StringIO()
-    Progress(100, 2, mode="off", stream=quiet).update(100, 0.5, 0)
-    assert quiet.getvalue() == ""
-    with pytest.raises(ValueError, match="Unknown mode"):
-        Progress(100, 2, mode="fancy")
-
-
-def test_lines_are_rate_limited():
-    stream = io.StringIO()
-    bar = Progress(100, 1, mode="lines", stream=stream, interval=3600)
-    for step in range(10, 101, 10):
-        bar.update(step, 1.0, 0)
-    assert len(stream.getvalue().splitlines()) == 2  # the first and the last
 
 
 def test_save_path_is_returned_and_parent_must_exist(tmp_path):
