@@ -177,6 +177,7 @@ def test_utilization_study():
         )
 
 
+@pytest.mark.slow
 def test_command_line_writes_results_and_summary(tmp_path):
     out_file = tmp_path / "result.json"
     env = dict(os.environ, JAXPROP_CACHE=str(tmp_path / "cache"))

@@ -33,7 +33,7 @@ DIVERGING = [
 MOONS = [
     "--data", "moons", "--n-train", "64", "--n-test", "64", "--sizes", "2,6,1",
     "--optimizer", "adam", "--lr", "0.02", "--batch-size", "16", "--seeds", "3",
-    "--log-every", "10", "--eval-every", "50", "--quiet",
+    "--log-every", "10", "--eval-every", "50", "--quiet", "--no-gradcheck",
 ]  # fmt: skip
 
 
@@ -301,6 +301,7 @@ for strategy, seeds in cases:
 """
 
 
+@pytest.mark.slow
 def test_gradient_check_and_the_issue_commands_on_two_devices(tmp_path):
     """The layouts of a two-device machine (one device per core, as the command
     sets up), and the two commands that crashed under the sequential layout."""

@@ -120,7 +120,7 @@ def test_hand_derived_softmax_output_delta():
     np.testing.assert_allclose(grads[0].w, np.outer([1.0, 2.0], delta), rtol=1e-14)
 
 
-@hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+@hypothesis.settings(max_examples=15, deadline=None, derandomize=True)
 @hypothesis.given(
     widths=st.lists(st.integers(1, 6), min_size=2, max_size=6),
     activation=st.sampled_from(sorted(jp.ACTIVATIONS)),
