@@ -361,6 +361,41 @@ def _loss_from_cache(net: MLP, cache: Cache, y: Array) -> Array:
     return _cost_and_output_delta(net, cache, y)[0]  # XLA drops the unused δ^L
 
 
+def _deltas(net: MLP, cache: Cache, delta: Array, project) -> tuple[Array, ...]:
+    r"""The δ recursion with a replaceable projection: (δ^1, ..., δ^L).
+
+    .. math::
+        δ^{l} = \mathrm{project}(l, δ^{l+1}, δ^L) ⊙ σ'(z^{l}),  l = L-1, ..., 1
+
+    Backpropagation projects with the forward weights, ``project(l, d, _) =
+    d (W^{l+1})ᵀ``; feedback alignment with fixed random B^{l+1} in place of
+    W^{l+1}; direct feedback alignment sends δ^L straight down, δ^L B^l.
+
+    Args:
+      net: the configuration (for σ').
+      cache: the forward pass's a^0..a^L and z^1..z^L.
+      delta: δ^L: (batch, n_L), the output layer's error (true for every rule).
+      project: ``(l, δ^{l+1}, δ^L) -> (batch, n_l)``, the signal that reaches
+        layer l before σ'(z^l).
+
+    Returns:
+      (δ^1, ..., δ^L), δ^l: (batch, n_l).
+    """
+    deltas = [delta]
+    for l in range(net.n_layers - 1, 0, -1):
+        z, a = cache.z[l - 1], cache.a[l]  # z^l, a^l
+        deltas.append(project(l, deltas[-1], delta) * net._sigma.derivative(z, a))
+    return tuple(reversed(deltas))
+
+
+def _weight_grads(cache: Cache, deltas: Sequence[Array]) -> Params:
+    r"""∂W^l = (a^{l-1})ᵀ δ^l and ∂b^l = Σ_batch δ^l for every layer."""
+    return tuple(
+        Layer(w=_contract(cache.a[l], d, 0, 0), b=jnp.sum(d, axis=0))
+        for l, d in enumerate(deltas)
+    )
+
+
 def _delta_recursion(
     net: MLP, feedback: tuple[Array, ...], cache: Cache, delta: Array
 ) -> Params:
@@ -371,7 +406,7 @@ def _delta_recursion(
         ∂L/∂W^l = (a^{l-1})ᵀ δ^l,        ∂L/∂b^l = Σ_batch δ^l
 
     With B^l = W^l this is backpropagation; other feedback matrices give other
-    credit-assignment rules on the same recursion.
+    credit-assignment rules on the same recursion (``_deltas``).
 
     Args:
       net: the configuration (for σ').
@@ -382,15 +417,11 @@ def _delta_recursion(
     Returns:
       (Layer(∂L/∂W^1, ∂L/∂b^1), ..., Layer(∂L/∂W^L, ∂L/∂b^L)).
     """
-    grads = []
-    for l in range(net.n_layers, 0, -1):
-        w = _contract(cache.a[l - 1], delta, 0, 0)  # (a^{l-1})ᵀ δ^l
-        grads.append(Layer(w=w, b=jnp.sum(delta, axis=0)))
-        if l > 1:
-            z, a = cache.z[l - 2], cache.a[l - 1]  # z^{l-1}, a^{l-1}
-            back = _contract(delta, feedback[l - 2], 1, 1)  # δ^l (B^l)ᵀ
-            delta = back * net._sigma.derivative(z, a)
-    return tuple(reversed(grads))
+
+    def project(l, delta_next, _):
+        return _contract(delta_next, feedback[l - 1], 1, 1)  # δ^{l+1} (B^{l+1})ᵀ
+
+    return _weight_grads(cache, _deltas(net, cache, delta, project))
 
 
 def _contract(u: Array, v: Array, i: int, j: int) -> Array:
