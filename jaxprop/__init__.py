@@ -1,6 +1,7 @@
 """jaxprop: neural networks with a hand-written δ backward pass, checked and vmapped."""
 
 from . import data as data
+from . import rules as rules
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
 from ._check import GradCheckError as GradCheckError
@@ -30,6 +31,8 @@ from ._params import SCHEMES as SCHEMES
 from ._params import Layer as Layer
 from ._params import Params as Params
 from ._progress import Progress as Progress
+from ._rules import Alignment as Alignment
+from ._rules import alignment as alignment
 from ._train import RunState as RunState
 from ._train import Trainer as Trainer
 from ._train import TrainLog as TrainLog

@@ -23,13 +23,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import _rules as rules
 from ._data import check_dataset
 from ._inputs import check_x, check_y
 from ._io import load, save
 from ._metrics import accuracy_from_output
-from ._mlp import MLP, runs_last_pays, value_and_backprop_over_runs
+from ._mlp import MLP, runs_last_pays
 from ._params import DEFAULT_SCHEME, Params, check_float_dtype, check_key, check_scheme
 from ._progress import Progress
+from ._rules import Alignment, Rule, alignment, check_rule, over_runs
 
 Array = jax.Array
 
@@ -72,6 +74,12 @@ class TrainResult(NamedTuple):
         (None without ``eval_data``).
       eval_loss: (n_evals,) held-out loss (None without ``eval_data``).
       eval_accuracy: (n_evals,) held-out accuracy (see ``jp.accuracy``).
+      rule_state: the rule's final state (``()`` for backprop).
+      alignment_steps: (n_align,) steps after which alignment was measured
+        (None without ``alignment_every``).
+      alignment: a ``jp.Alignment`` of (L, n_align) angles in degrees between
+        the rule and backprop on the training data (its first
+        ``ALIGNMENT_EXAMPLES``), or None.
     """
 
     params: Params
@@ -82,6 +90,9 @@ class TrainResult(NamedTuple):
     eval_steps: Array | None = None
     eval_loss: Array | None = None
     eval_accuracy: Array | None = None
+    rule_state: Any = ()
+    alignment_steps: Array | None = None
+    alignment: Alignment | None = None
 
 
 class _Config(NamedTuple):
@@ -90,10 +101,11 @@ class _Config(NamedTuple):
     net: MLP
     optimizer: optax.GradientTransformation
     steps: int
-    grad: str
+    rule: Rule
     batch_size: int | None
     log_every: int
     eval_every: int | None
+    alignment_every: int | None = None
 
 
 # ------------------------------------------------------------------- checks
@@ -113,15 +125,40 @@ def _check_positive_int(value, name: str) -> int:
     return int(value)
 
 
+def _resolve_rule(grad, rule) -> Rule:
+    """The rule of ``grad`` (an alias) or ``rule``; backprop by default."""
+    if rule is not None:
+        if grad is not None:
+            raise ValueError(
+                "give grad or rule, not both (grad='manual' is "
+                "rule=jp.rules.backprop(), grad='autodiff' is jp.rules.autodiff())."
+            )
+        return check_rule(rule)
+    if grad is None:
+        return rules.backprop()
+    if grad not in GRADS:
+        raise ValueError(f"Unknown grad {grad!r}; expected one of {list(GRADS)}.")
+    return rules.backprop() if grad == "manual" else rules.autodiff()
+
+
 def _check_config(
-    net, optimizer, steps, grad, batch_size, n_examples, log_every, eval_every, has_eval
+    net,
+    optimizer,
+    steps,
+    grad,
+    batch_size,
+    n_examples,
+    log_every,
+    eval_every,
+    has_eval,
+    rule=None,
+    alignment_every=None,
 ) -> _Config:
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
     _check_optimizer(optimizer)
     steps = _check_positive_int(steps, "steps")
-    if grad not in GRADS:
-        raise ValueError(f"Unknown grad {grad!r}; expected one of {list(GRADS)}.")
+    rule = _resolve_rule(grad, rule)
     if batch_size is not None:
         batch_size = _check_positive_int(batch_size, "batch_size")
         if batch_size > n_examples:
@@ -145,7 +182,16 @@ def _check_config(
             )
     elif eval_every is not None:
         raise ValueError("eval_every needs eval_data=(x_eval, y_eval).")
-    return _Config(net, optimizer, steps, grad, batch_size, log_every, eval_every)
+    if alignment_every is not None:
+        alignment_every = _check_positive_int(alignment_every, "alignment_every")
+        if alignment_every % log_every:
+            raise ValueError(
+                f"alignment_every ({alignment_every}) must be a multiple of "
+                f"log_every ({log_every})."
+            )
+    return _Config(
+        net, optimizer, steps, rule, batch_size, log_every, eval_every, alignment_every
+    )
 
 
 def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Array]:
@@ -181,6 +227,8 @@ def _check_run(
     batch_size,
     log_every,
     eval_every,
+    rule=None,
+    alignment_every=None,
 ):
     """The checks shared by ``train`` and ``train_seeds``: (config, data arrays)."""
     x, y = _check_data(net, dtype, x, y)
@@ -195,6 +243,8 @@ def _check_run(
         log_every,
         eval_every,
         eval_data is not None,
+        rule,
+        alignment_every,
     )
     return config, (x, y, x_eval, y_eval)
 
@@ -209,6 +259,7 @@ class RunState(NamedTuple):
       key: the data-order PRNG key (the same for the whole run).
       perm: (n,) int32, the current epoch's permutation of the examples.
       diverged: () bool; diverged_at: () int32 (see :class:`TrainResult`).
+      rule_state: the rule's state (``()`` for backprop: no leaves).
     """
 
     params: Params
@@ -217,6 +268,7 @@ class RunState(NamedTuple):
     perm: Array
     diverged: Array
     diverged_at: Array
+    rule_state: Any = ()
 
 
 class TrainLog(NamedTuple):
@@ -227,11 +279,15 @@ class TrainLog(NamedTuple):
       eval_loss, eval_accuracy: (..., n_blocks) held-out loss and accuracy after
         the blocks at which an evaluation was due, NaN elsewhere (None without
         ``eval_data``).
+      alignment: a ``jp.Alignment`` of (..., L, n_blocks) angles after the
+        blocks at which one was due, NaN elsewhere (None without
+        ``alignment_every``).
     """
 
     losses: Array
     eval_loss: Array | None = None
     eval_accuracy: Array | None = None
+    alignment: Alignment | None = None
 
 
 def _all_finite(tree) -> Array:
@@ -246,7 +302,14 @@ def _eval_steps(config: _Config) -> np.ndarray:
     return np.array(sorted(steps | {config.steps}), np.int32)
 
 
-def _start_state(params: Params, opt_state, key, n: int) -> RunState:
+#: Alignment is measured on at most this many training examples.
+ALIGNMENT_EXAMPLES = 1024
+#: Folded into a run's key for its rule state: the init and data keys (the two
+#: halves of ``jax.random.split(key)``) stay what they were before rules.
+_RULE_KEY = 0x52554C45
+
+
+def _start_state(params: Params, opt_state, key, n: int, rule_state=()) -> RunState:
     return RunState(
         params,
         opt_state,
@@ -254,6 +317,21 @@ def _start_state(params: Params, opt_state, key, n: int) -> RunState:
         jnp.arange(n),
         jnp.array(False),
         jnp.array(-1, jnp.int32),
+        rule_state,
+    )
+
+
+def _due(steps: np.ndarray, end) -> Array:
+    """Whether a block ending at step ``end`` is in ``steps`` (a real branch:
+    the step counter is not batched)."""
+    return jnp.any(end == steps)
+
+
+def _alignment_steps(config: _Config) -> np.ndarray:
+    """Steps after which alignment is measured: every alignment_every, and the last."""
+    every = config.alignment_every
+    return np.array(
+        sorted(set(range(every, config.steps + 1, every)) | {config.steps}), np.int32
     )
 
 
@@ -277,18 +355,15 @@ def _blocks(
     (everything depends on the global step only: the epoch's permutation, the
     evaluations due). Traced; callers jit and map it.
     """
-    net, optimizer = config.net, config.optimizer
-    if config.grad == "manual":
-        value_and_grad = value_and_backprop_over_runs(net)
-    else:
-        value_and_grad = jax.value_and_grad(net.loss)
+    net, optimizer, rule = config.net, config.optimizer, config.rule
+    value_and_grads = over_runs(net, rule)
     n = x.shape[0]
     batch = config.batch_size
     n_batches = n // batch if batch else 1  # per epoch; the remainder is dropped
     key = state.key
 
     def step(carry, t):
-        params, opt_state, perm = carry
+        params, opt_state, perm, rule_state = carry
         if batch is None:
             xb, yb = x, y
         else:
@@ -302,13 +377,16 @@ def _blocks(
             )
             idx = jax.lax.dynamic_slice_in_dim(perm, i * batch, batch)
             xb, yb = x[idx], y[idx]
-        loss, grads = value_and_grad(params, xb, yb)
+        loss, grads, rule_state = value_and_grads(params, rule_state, xb, yb)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, perm), loss
+        return (optax.apply_updates(params, updates), opt_state, perm, rule_state), loss
 
     has_eval = x_eval is not None
     if has_eval:
         eval_at = _eval_steps(config)
+    if config.alignment_every is not None:
+        align_at = _alignment_steps(config)
+        x_align, y_align = x[:ALIGNMENT_EXAMPLES], y[:ALIGNMENT_EXAMPLES]
 
     def evaluate(params):
         y_hat, cache = net.forward_with_cache(params, x_eval)
@@ -317,9 +395,9 @@ def _blocks(
 
     def block(state, start):
         """log_every steps; a divergence check; an evaluation if one is due."""
-        (params, opt_state, perm), losses = jax.lax.scan(
+        (params, opt_state, perm, rule_state), losses = jax.lax.scan(
             step,
-            (state.params, state.opt_state, state.perm),
+            (state.params, state.opt_state, state.perm, state.rule_state),
             start + jnp.arange(config.log_every),
         )
         # Checked once a block, not every step: the check and the rollback cost
@@ -334,27 +412,42 @@ def _blocks(
         diverged_at = jnp.where(
             state.diverged | ok, state.diverged_at, first_bad.astype(jnp.int32)
         )
-        params, opt_state = jax.tree.map(
+        params, opt_state, rule_state = jax.tree.map(
             lambda old, new: jnp.where(diverged, old, new),
-            (state.params, state.opt_state),
-            (params, opt_state),
+            (state.params, state.opt_state, state.rule_state),
+            (params, opt_state, rule_state),
         )
         logged = jnp.where(diverged, jnp.nan, jnp.mean(losses))
-        state = RunState(params, opt_state, key, perm, diverged, diverged_at)
-        if not has_eval:
-            return state, TrainLog(logged)
-        due = jnp.any(start + config.log_every == eval_at)  # not batched: a real branch
-        nan = jnp.full((), jnp.nan, x.dtype)
-        ev = jax.lax.cond(due, lambda: evaluate(params), lambda: (nan, nan))
-        return state, TrainLog(logged, *ev)
+        state = RunState(
+            params, opt_state, key, perm, diverged, diverged_at, rule_state
+        )
+        end = start + config.log_every
+        entry = TrainLog(logged)
+        if has_eval:
+            nan = jnp.full((), jnp.nan, x.dtype)
+            ev = jax.lax.cond(
+                _due(eval_at, end), lambda: evaluate(params), lambda: (nan, nan)
+            )
+            entry = entry._replace(eval_loss=ev[0], eval_accuracy=ev[1])
+        if config.alignment_every is not None:
+            nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)
+            angles = jax.lax.cond(
+                _due(align_at, end) & ~diverged,
+                lambda: alignment(net, rule, params, rule_state, x_align, y_align),
+                lambda: Alignment(nan, nan, nan),
+            )
+            entry = entry._replace(alignment=angles)
+        return state, entry
 
     first = start // config.log_every
 
     def body(i, carry):
         state, log = carry
         state, entry = block(state, start + i * config.log_every)
-        log = jax.tree.map(
-            lambda buf, e: jax.lax.dynamic_update_index_in_dim(buf, e, first + i, 0),
+        log = jax.tree.map(  # the blocks are the last axis of every log array
+            lambda buf, e: jax.lax.dynamic_update_slice_in_dim(
+                buf, e[..., None], first + i, axis=-1
+            ),
             log,
             entry,
         )
@@ -365,30 +458,49 @@ def _blocks(
 
 def _empty_log(config: _Config, has_eval: bool, dtype) -> TrainLog:
     """One run's log before its first step: NaN in every block."""
-    shape = (config.steps // config.log_every,)
-    nan = lambda: jnp.full(shape, jnp.nan, dtype)  # noqa: E731  (one buffer each)
-    return TrainLog(nan(), nan(), nan()) if has_eval else TrainLog(nan())
+    n = config.steps // config.log_every
+    nan = lambda *lead: jnp.full((*lead, n), jnp.nan, dtype)  # noqa: E731
+    log = TrainLog(nan())
+    if has_eval:
+        log = log._replace(eval_loss=nan(), eval_accuracy=nan())
+    if config.alignment_every is not None:
+        L = config.net.n_layers
+        log = log._replace(alignment=Alignment(nan(L), nan(L), nan(L)))
+    return log
 
 
 def _result(config: _Config, state: RunState, log: TrainLog) -> TrainResult:
     """The TrainResult of finished runs (any leading run axes) from the full log."""
-    if log.eval_loss is None:
-        return TrainResult(
-            state.params, state.opt_state, log.losses, state.diverged, state.diverged_at
-        )
-    eval_at = _eval_steps(config)
-    rows = (eval_at // config.log_every) - 1
-    lead = log.losses.shape[:-1]
-    return TrainResult(
+    result = TrainResult(
         state.params,
         state.opt_state,
         log.losses,
         state.diverged,
         state.diverged_at,
-        jnp.broadcast_to(jnp.asarray(eval_at), (*lead, eval_at.size)),
-        log.eval_loss[..., rows],
-        log.eval_accuracy[..., rows],
+        rule_state=state.rule_state,
     )
+    lead = log.losses.shape[:-1]
+
+    def at(steps):  # (the steps with the run axes, the log's blocks at those steps)
+        return (
+            jnp.broadcast_to(jnp.asarray(steps), (*lead, steps.size)),
+            (steps // config.log_every) - 1,
+        )
+
+    if log.eval_loss is not None:
+        steps, rows = at(_eval_steps(config))
+        result = result._replace(
+            eval_steps=steps,
+            eval_loss=log.eval_loss[..., rows],
+            eval_accuracy=log.eval_accuracy[..., rows],
+        )
+    if log.alignment is not None:
+        steps, rows = at(_alignment_steps(config))
+        result = result._replace(
+            alignment_steps=steps,
+            alignment=jax.tree.map(lambda a: a[..., rows], log.alignment),
+        )
+    return result
 
 
 def _run(
@@ -400,9 +512,10 @@ def _run(
     key,
     x_eval: Array | None,
     y_eval: Array | None,
+    rule_state=(),
 ) -> TrainResult:
     """One whole training run (traced)."""
-    state = _start_state(params, opt_state, key, x.shape[0])
+    state = _start_state(params, opt_state, key, x.shape[0], rule_state)
     log = _empty_log(config, x_eval is not None, x.dtype)
     n_blocks = config.steps // config.log_every
     state, log = _blocks(
@@ -412,8 +525,10 @@ def _run(
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _train(config, params, opt_state, x, y, key, x_eval, y_eval) -> TrainResult:
-    return _run(config, params, opt_state, x, y, key, x_eval, y_eval)
+def _train(
+    config, params, opt_state, x, y, key, x_eval, y_eval, rule_state
+) -> TrainResult:
+    return _run(config, params, opt_state, x, y, key, x_eval, y_eval, rule_state)
 
 
 # --------------------------------------------------------------- public API
@@ -425,12 +540,15 @@ def train(
     optimizer: optax.GradientTransformation,
     steps: int,
     *,
-    grad: str = "manual",
+    grad: str | None = None,
+    rule: Rule | None = None,
     batch_size: int | None = None,
     key=None,
     opt_state=None,
+    rule_state=None,
     eval_data: tuple | None = None,
     eval_every: int | None = None,
+    alignment_every: int | None = None,
     log_every: int = 1,
 ) -> TrainResult:
     """Trains one network; the whole loop is one jit-compiled program (a
@@ -446,15 +564,23 @@ def train(
       grad: ``"manual"``, the hand-written δ recursion (the program of
         ``net.value_and_backprop``, or for tiny networks under ``vmap`` its
         runs-last batching rule ``value_and_backprop_over_runs``, equal to
-        rounding), or ``"autodiff"`` (``jax.value_and_grad(net.loss)``).
+        rounding), or ``"autodiff"`` (``jax.value_and_grad(net.loss)``): aliases
+        of ``rule=jp.rules.backprop()`` and ``jp.rules.autodiff()`` (the
+        default is backprop). Give ``grad`` or ``rule``, not both.
+      rule: a credit-assignment rule (``jp.rules``).
       batch_size: None for full-batch steps; otherwise minibatches of this size
         from a fresh permutation of the data each epoch (drawn from ``key``;
         the last incomplete batch of an epoch is dropped).
-      key: PRNG key for the data order; required with ``batch_size``.
+      key: PRNG key for the data order; required with ``batch_size``. The
+        rule's state is drawn from ``fold_in(key, ...)`` (key 0 if None).
       opt_state: initial optimizer state; ``optimizer.init(params)`` if None.
+      rule_state: initial rule state; drawn by ``rule.init`` if None.
       eval_data: optional held-out ``(x_eval, y_eval)``.
       eval_every: evaluate every this many steps (and after the last); default:
         after the last step only. A multiple of ``log_every``.
+      alignment_every: measure ``jp.alignment`` of the rule with backprop on
+        the training data every this many steps (and after the last); a
+        multiple of ``log_every``. None: never.
       log_every: record the mean training loss of each block of this many steps
         (it must divide ``steps``); 1 records every step.
 
@@ -474,6 +600,8 @@ def train(
         batch_size,
         log_every,
         eval_every,
+        rule,
+        alignment_every,
     )
     if batch_size is not None:
         if key is None:
@@ -481,11 +609,28 @@ def train(
                 "key is required with batch_size: it draws the data order."
             )
         check_key(key)
+    elif key is None:
+        key = jax.random.key(0)  # unused by the data order
     else:
-        key = jax.random.key(0)  # unused
+        check_key(key)
     if opt_state is None:
         opt_state = config.optimizer.init(params)
-    return _train(config, params, opt_state, x, y, key, x_eval, y_eval)
+    rule_key = jax.random.fold_in(key, _RULE_KEY)
+    if rule_state is None:
+        rule_state = config.rule.init(rule_key, net, params)
+    else:
+        expected = jax.eval_shape(lambda k: config.rule.init(k, net, params), rule_key)
+        shapes = lambda t: jax.tree.map(lambda l: (l.shape, l.dtype), t)  # noqa: E731
+        try:
+            fits = shapes(expected) == shapes(rule_state)
+        except (AttributeError, TypeError, ValueError):
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"rule_state does not fit the rule: expected the shapes and dtypes "
+                f"{shapes(expected)}; got {jax.tree.map(np.shape, rule_state)}."
+            )
+    return _train(config, params, opt_state, x, y, key, x_eval, y_eval, rule_state)
 
 
 def _eval_arrays(net, dtype, eval_data):
@@ -590,7 +735,7 @@ def _choose_strategy(
             # moments and updates, and the activations of both passes.
             per_run = itemsize * (8 * n_params + 4 * batch * sum(sizes))
             per_device = max(AUTO_MIN_CHUNK, AUTO_CACHE_BYTES // per_run)
-            if config.grad == "manual" and runs_last_pays(config.net, batch):
+            if config.rule.runs_last and runs_last_pays(config.net, batch):
                 per_device = max(per_device, AUTO_RUNS_LAST_CHUNK)
             # As many chunks as that size needs, balanced so that padding the
             # runs to whole chunks adds less than one run per device and chunk.
@@ -722,7 +867,9 @@ def _init_runs(
         opt_state = optimizer.init(params)
         if hp:
             opt_state = optax.tree_utils.tree_set(opt_state, **hp)
-        state = _start_state(params, opt_state, key_data, n_examples)
+        rule_key = jax.random.fold_in(key, _RULE_KEY)
+        rule_state = plan.config.rule.init(rule_key, net, params)
+        state = _start_state(params, opt_state, key_data, n_examples, rule_state)
         return state, _empty_log(plan.config, has_eval, plan.dtype)
 
     return plan.map(one, plan.to_working((keys, params, hparams)))
@@ -797,7 +944,8 @@ class Trainer:
         steps: int,
         *,
         scheme: str | None = None,
-        grad: str = "manual",
+        grad: str | None = None,
+        rule: Rule | None = None,
         batch_size: int | None = None,
         params: Params | None = None,
         hparams: Mapping[str, Any] | None = None,
@@ -805,6 +953,7 @@ class Trainer:
         chunk_size: int | None = None,
         eval_data: tuple | None = None,
         eval_every: int | None = None,
+        alignment_every: int | None = None,
         log_every: int = 1,
         dtype=None,
         devices=None,
@@ -841,6 +990,8 @@ class Trainer:
             batch_size,
             log_every,
             eval_every,
+            rule,
+            alignment_every,
         )
         hparams, n_hparams = _check_hparams(hparams, optimizer, optimizer.init(probe))
         if n_hparams:
@@ -1063,7 +1214,8 @@ def train_seeds(
     steps: int,
     *,
     scheme: str | None = None,
-    grad: str = "manual",
+    grad: str | None = None,
+    rule: Rule | None = None,
     batch_size: int | None = None,
     params: Params | None = None,
     hparams: Mapping[str, Any] | None = None,
@@ -1071,6 +1223,7 @@ def train_seeds(
     chunk_size: int | None = None,
     eval_data: tuple | None = None,
     eval_every: int | None = None,
+    alignment_every: int | None = None,
     log_every: int = 1,
     dtype=None,
     devices=None,
@@ -1084,8 +1237,10 @@ def train_seeds(
     :class:`Trainer` runs the same training in chunks of steps.
 
     Args:
-      net, x, y, optimizer, steps, grad, batch_size, eval_data, eval_every,
-        log_every: as for :func:`train`.
+      net, x, y, optimizer, steps, grad, rule, batch_size, eval_data,
+        eval_every, alignment_every, log_every: as for :func:`train`. The rule's
+        state is drawn per run from ``fold_in(key, ...)``, which leaves each
+        key's init and data-order halves as they are.
       keys: (n_seeds,) PRNG keys, e.g. ``jax.random.split(jax.random.key(0), n)``.
       scheme: initialization scheme (default: the activation's).
       params: pre-stacked initial params, every leaf with a leading (n_seeds,)
@@ -1128,6 +1283,7 @@ def train_seeds(
         steps,
         scheme=scheme,
         grad=grad,
+        rule=rule,
         batch_size=batch_size,
         params=params,
         hparams=hparams,
@@ -1135,6 +1291,7 @@ def train_seeds(
         chunk_size=chunk_size,
         eval_data=eval_data,
         eval_every=eval_every,
+        alignment_every=alignment_every,
         log_every=log_every,
         dtype=dtype,
         devices=devices,

@@ -473,7 +473,8 @@ def test_auto_strategy_chunks_are_balanced(n_runs, n_devices, grad):
     )
 
     net = jp.MLP((2, 2, 1), "sigmoid", "sigmoid", "mse", "sum")
-    config = _Config(net, optax.sgd(0.1), 10, grad, None, 10, None)
+    rule = jp.rules.backprop() if grad == "manual" else jp.rules.autodiff()
+    config = _Config(net, optax.sgd(0.1), 10, rule, None, 10, None)
     strategy, chunk = _choose_strategy(config, n_runs, "auto", None, 4, 4, n_devices)
     assert chunk % n_devices == 0 and chunk >= n_devices
     n_chunks = -(-n_runs // chunk)

@@ -1,0 +1,475 @@
+r"""Credit-assignment rules as values: backprop and rules jax.grad cannot express.
+
+A :class:`Rule` is a NamedTuple of two pure functions, as an optax
+``GradientTransformation`` is:
+
+    state = rule.init(key, net, params)        # the run's rule state (a pytree)
+    loss, grads, state = rule.value_and_grads(net, params, state, x, y)
+
+Every rule below is the library's forward pass, its output error δ^L (true for
+every rule) and its δ recursion (``jaxprop._mlp._deltas``) with another
+projection in the step δ^l = project(l, δ^{l+1}, δ^L) ⊙ σ'(z^l):
+
+============================  ================================================
+rule                          project(l, δ^{l+1}, δ^L)
+============================  ================================================
+backprop                      δ^{l+1} (W^{l+1})ᵀ
+feedback_alignment            δ^{l+1} (B^{l+1})ᵀ, B fixed, random (Lillicrap
+                              et al. 2016)
+direct_feedback_alignment     δ^L B^l, B^l: (n_L, n_l) fixed, random (Nøkland
+                              2016)
+sign_symmetry                 δ^{l+1} sign(W^{l+1})ᵀ (Liao, Leibo & Poggio 2016)
+kolen_pollack                 δ^{l+1} (B^{l+1})ᵀ with B learned:
+                              B ← (1 − decay) B − learning_rate ∂W (Akrout et
+                              al. 2019)
+============================  ================================================
+
+The building blocks (:func:`forward`, :func:`output_delta`,
+:func:`delta_recursion`, :func:`weight_grads`, :func:`contract`) are public, so
+a rule of one's own is a few lines and trains with ``jp.train_seeds`` unchanged
+(see the README's direct random target projection). They do no validation
+(the trainer checks its inputs once) and work on the runs-last arrays of the
+tiny-network fast path: a user rule that uses them, elementwise operations
+and :func:`contract` for products keeps that path.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._mlp import (
+    MLP,
+    Cache,
+    _contract,
+    _cost_and_output_delta,
+    _deltas,
+    _forward_with_cache,
+    _weight_grads,
+    runs_last_pays,
+)
+from ._params import Params
+
+Array = jax.Array
+
+
+class Rule(NamedTuple):
+    """A credit-assignment rule: two pure functions and a flag.
+
+    Attributes:
+      init: ``(key, net, params) -> state``, the run's rule state (a pytree of
+        arrays; ``()`` when there is none). ``key`` is the run's own.
+      value_and_grads: ``(net, params, state, x, y) -> (loss, grads, state)``;
+        ``grads`` is a pytree like ``params`` (the update direction the
+        optimizer receives), ``state`` the next state. x: (batch, n_0).
+      runs_last: whether ``value_and_grads`` may run on the runs-last arrays of
+        the tiny-network fast path (true for rules built from this module's
+        blocks; false for ``autodiff``).
+    """
+
+    init: Callable[..., Any]
+    value_and_grads: Callable[..., tuple[Array, Params, Any]]
+    runs_last: bool = True
+
+
+class FeedbackState(NamedTuple):
+    """Feedback matrices of a rule.
+
+    Attributes:
+      feedback: feedback_alignment and kolen_pollack: (B^2, ..., B^L), B^l of
+        W^l's shape (n_{l-1}, n_l); direct_feedback_alignment: (B^1, ...,
+        B^{L-1}), B^l: (n_L, n_l).
+    """
+
+    feedback: tuple[Array, ...]
+
+
+class KolenPollackState(NamedTuple):
+    """Kolen-Pollack's learned feedback and its hyperparameters (vmappable).
+
+    Attributes:
+      feedback: (B^2, ..., B^L), B^l: (n_{l-1}, n_l).
+      learning_rate, decay: () scalars of the B update.
+    """
+
+    feedback: tuple[Array, ...]
+    learning_rate: Array
+    decay: Array
+
+
+# ------------------------------------------------------------ building blocks
+def forward(net: MLP, params: Params, x: Array) -> tuple[Array, Cache]:
+    """ŷ = a^L and the cache (a^0..a^L, z^1..z^L) of the forward pass."""
+    return _forward_with_cache(net, params, x)
+
+
+def output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
+    """(L, δ^L = ∂L/∂z^L: (batch, n_L)), the batch reduction included."""
+    return _cost_and_output_delta(net, cache, y)
+
+
+def delta_recursion(net: MLP, cache: Cache, delta: Array, project) -> tuple:
+    """(δ^1, ..., δ^L) from δ^L with ``project(l, δ^{l+1}, δ^L) -> (batch, n_l)``
+    in place of δ^{l+1} (W^{l+1})ᵀ (see ``jaxprop._mlp._deltas``)."""
+    return _deltas(net, cache, delta, project)
+
+
+def weight_grads(cache: Cache, deltas) -> Params:
+    """(Layer((a^{l-1})ᵀ δ^l, Σ_batch δ^l) for each l)."""
+    return _weight_grads(cache, deltas)
+
+
+def contract(u: Array, v: Array, i: int, j: int) -> Array:
+    """Σ_k u[..k..] v[..k..] over axis i of u and axis j of v: ``u @ v`` is
+    ``contract(u, v, 1, 0)``, ``u @ vᵀ`` is ``contract(u, v, 1, 1)``; safe on
+    runs-last arrays."""
+    return _contract(u, v, i, j)
+
+
+def _through(feedback) -> Callable:
+    """The projection δ^{l+1} (B^{l+1})ᵀ with feedback = (B^2, ..., B^L)."""
+    return lambda l, delta_next, _: _contract(delta_next, feedback[l - 1], 1, 1)
+
+
+def _step(net, params, x, y, project) -> tuple[Array, Params]:
+    _, cache = forward(net, params, x)
+    loss, delta = output_delta(net, cache, y)
+    return loss, weight_grads(cache, delta_recursion(net, cache, delta, project))
+
+
+def _no_state(key, net, params):
+    return ()
+
+
+# --------------------------------------------------------------------- rules
+def _check_scale(scale, name: str = "scale") -> float | None:
+    if scale is None:
+        return None
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)):
+        raise TypeError(f"{name} must be a positive number or None; got {scale!r}.")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{name} must be a positive finite number; got {scale}.")
+    return float(scale)
+
+
+def _check_unit(value, name: str, low_open: bool) -> float:
+    """A number in [0, 1) (or (0, 1) with ``low_open``), else an error naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        raise TypeError(f"{name} must be a number; got {value!r}.")
+    value = float(value)
+    ok = (0 < value if low_open else 0 <= value) and value < 1
+    if not ok:
+        span = "(0, 1)" if low_open else "[0, 1)"
+        raise ValueError(f"{name} must be in {span}; got {value}.")
+    return value
+
+
+#: The projection of each built-in rule, ``(params, state) -> project`` (for
+#: :func:`alignment`'s δ angles); rules made by the factories below.
+_PROJECTIONS: dict[Rule, Callable] = {}
+
+
+def _delta_rule(init, make_project, update=None, runs_last=True) -> Rule:
+    """A rule that is the δ recursion with ``make_project(params, state)``,
+    and ``update(state, grads)`` for a state that learns."""
+
+    def value_and_grads(net, params, state, x, y):
+        loss, grads = _step(net, params, x, y, make_project(params, state))
+        return loss, grads, state if update is None else update(state, grads)
+
+    rule = Rule(init, value_and_grads, runs_last)
+    _PROJECTIONS[rule] = make_project
+    return rule
+
+
+def _through_w(params, state):
+    return _through([p.w for p in params[1:]])
+
+
+def _through_feedback(params, state):
+    return _through(state.feedback)
+
+
+# Rules are static configuration hashed by identity (as optax optimizers are):
+# the factories are cached so that equal arguments give the same Rule, and the
+# same compiled program.
+@functools.cache
+def backprop() -> Rule:
+    """Backpropagation: the δ recursion with the forward weights (grad="manual")."""
+    return _delta_rule(_no_state, _through_w)
+
+
+@functools.cache
+def autodiff() -> Rule:
+    """``jax.value_and_grad(net.loss)`` (grad="autodiff"), the oracle."""
+
+    def value_and_grads(net, params, state, x, y):
+        loss, grads = jax.value_and_grad(net.loss)(params, x, y)
+        return loss, grads, state
+
+    rule = Rule(_no_state, value_and_grads, runs_last=False)
+    _PROJECTIONS[rule] = _through_w  # its δ's are backprop's
+    return rule
+
+
+def _uniform_feedback(key, shapes, scale, dtype):
+    r"""Fixed random B ~ U[−s, s], s = scale or 1/√n with n the entries each
+    backward product sums over: n_l for FA's B^l: (n_{l-1}, n_l) used as
+    δ^l (B^l)ᵀ, n_L for DFA's B^l: (n_L, n_l) used as δ^L B^l. That keeps the
+    fed-back signal's variance near δ's, as a 1/√fan-in initialization does for
+    the forward pass (Nøkland 2016 draws U[−1/√fan, 1/√fan]; his code was not
+    checked for which fan)."""
+    keys = jax.random.split(key, max(len(shapes), 1))
+    out = []
+    for k, (shape, n) in zip(keys, shapes, strict=False):
+        s = scale or 1 / math.sqrt(n)
+        out.append(jax.random.uniform(k, shape, dtype, -s, s))
+    return tuple(out)
+
+
+def _fa_init(scale):
+    def init(key, net, params):
+        shapes = [(p.w.shape, p.w.shape[1]) for p in params[1:]]
+        return FeedbackState(_uniform_feedback(key, shapes, scale, params[0].w.dtype))
+
+    return init
+
+
+@functools.cache
+def _feedback_alignment(scale: float | None) -> Rule:
+    return _delta_rule(_fa_init(scale), _through_feedback)
+
+
+def feedback_alignment(scale: float | None = None) -> Rule:
+    r"""Feedback alignment (Lillicrap et al. 2016): δ^{l-1} = (δ^l (B^l)ᵀ) ⊙ σ'(z^{l-1})
+    with fixed random B^l of W^l's shape, drawn per run.
+
+    Args:
+      scale: B^l ~ U[−scale, scale]; None: 1/√n_l (n_l: the entries each
+        product δ^l (B^l)ᵀ sums over).
+    """
+    return _feedback_alignment(_check_scale(scale))
+
+
+def _dfa_project(params, state):
+    # δ^L B^l, B^l: (n_L, n_l)
+    return lambda l, _, delta_out: _contract(delta_out, state.feedback[l - 1], 1, 0)
+
+
+@functools.cache
+def _direct_feedback_alignment(scale: float | None) -> Rule:
+    def init(key, net, params):
+        n_out = params[-1].w.shape[1]
+        shapes = [((n_out, p.w.shape[1]), n_out) for p in params[:-1]]
+        return FeedbackState(_uniform_feedback(key, shapes, scale, params[0].w.dtype))
+
+    return _delta_rule(init, _dfa_project)
+
+
+def direct_feedback_alignment(scale: float | None = None) -> Rule:
+    r"""Direct feedback alignment (Nøkland 2016): δ^l = (δ^L B^l) ⊙ σ'(z^l) for
+    every hidden layer, B^l: (n_L, n_l) fixed and random; the output layer gets
+    its true δ^L.
+
+    Args:
+      scale: B^l ~ U[−scale, scale]; None: 1/√n_L.
+    """
+    return _direct_feedback_alignment(_check_scale(scale))
+
+
+@functools.cache
+def sign_symmetry() -> Rule:
+    """Sign symmetry (Liao, Leibo & Poggio 2016): sign(W^l) in place of W^l."""
+    return _delta_rule(
+        _no_state, lambda params, state: _through([jnp.sign(p.w) for p in params[1:]])
+    )
+
+
+def _kp_update(state, grads):
+    # B^l takes the step W^l takes under SGD with weight decay.
+    keep, eta = 1 - state.decay, state.learning_rate
+    feedback = tuple(
+        keep * b - eta * g.w for b, g in zip(state.feedback, grads[1:], strict=True)
+    )
+    return state._replace(feedback=feedback)
+
+
+@functools.cache
+def _kolen_pollack(learning_rate: float, decay: float, scale: float | None) -> Rule:
+    def init(key, net, params):
+        dtype = params[0].w.dtype
+        return KolenPollackState(
+            _fa_init(scale)(key, net, params).feedback,
+            jnp.asarray(learning_rate, dtype),
+            jnp.asarray(decay, dtype),
+        )
+
+    return _delta_rule(init, _through_feedback, _kp_update)
+
+
+def kolen_pollack(
+    learning_rate: float, decay: float, scale: float | None = None
+) -> Rule:
+    r"""Kolen-Pollack (Akrout et al. 2019): feedback B^l of W^l's shape, learned
+    by the update W^l receives, B^l ← (1 − decay) B^l − learning_rate ∂W^l.
+
+    With the optimizer ``optax.chain(optax.add_decayed_weights(decay /
+    learning_rate), optax.sgd(learning_rate))`` (W ← (1 − decay) W −
+    learning_rate ∂W), W^l − B^l = (1 − decay)^t (W^l_0 − B^l_0): B and W
+    converge and the rule approaches backprop. The two numbers live in the
+    rule state (``KolenPollackState``), per run.
+
+    Args:
+      learning_rate: η of the B update, > 0.
+      decay: weight decay in [0, 1).
+      scale: the initial B's range, as for :func:`feedback_alignment`.
+    """
+    lr = _check_scale(learning_rate, "learning_rate")
+    if lr is None:
+        raise TypeError("learning_rate must be a positive number; got None.")
+    return _kolen_pollack(lr, _check_unit(decay, "decay", False), _check_scale(scale))
+
+
+#: The rules by name (the command's ``--rule``).
+RULES = {
+    "backprop": backprop,
+    "autodiff": autodiff,
+    "fa": feedback_alignment,
+    "dfa": direct_feedback_alignment,
+    "sign": sign_symmetry,
+    "kp": kolen_pollack,
+}
+
+
+def check_rule(rule) -> Rule:
+    """``rule`` if it is a :class:`Rule`, else a TypeError naming the argument."""
+    if not isinstance(rule, Rule):
+        raise TypeError(
+            f"rule must be a jp.rules.Rule such as jp.rules.feedback_alignment(); "
+            f"got {type(rule).__name__}."
+        )
+    return rule
+
+
+# -------------------------------------------------------- the runs-last path
+def over_runs(net: MLP, rule: Rule):
+    """``(params, state, x, y) -> (loss, grads, state)`` of ``rule``, fast under
+    ``vmap`` over runs: for tiny networks (``runs_last_pays``) the rule runs once
+    on arrays with the runs as their last axis (see
+    ``value_and_backprop_over_runs``); otherwise, or for a rule that is not
+    ``runs_last``, a plain ``vmap``.
+    """
+
+    def plain(params, state, x, y):
+        return rule.value_and_grads(net, params, state, x, y)
+
+    if not rule.runs_last:
+        return plain
+
+    @jax.custom_batching.custom_vmap
+    def value_and_grads(params, state, x, y):
+        return plain(params, state, x, y)
+
+    @value_and_grads.def_vmap
+    def _over(n_runs, in_batched, params, state, x, y):
+        args = (params, state, x, y)
+        if not runs_last_pays(net, x.shape[-2]):
+            in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
+            out = jax.vmap(plain, in_axes=in_axes)(*args)
+        else:
+            to_last = lambda b, a: jnp.moveaxis(a, 0, -1) if b else a[..., None]  # noqa: E731
+            out = plain(*jax.tree.map(to_last, tuple(in_batched), args))
+            out = jax.tree.map(
+                lambda a: jnp.moveaxis(
+                    jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
+                ),
+                out,
+            )
+        return out, jax.tree.map(lambda _: True, out)
+
+    return value_and_grads
+
+
+# ----------------------------------------------------------------- alignment
+class Alignment(NamedTuple):
+    """Angles in degrees between a rule and backprop, per layer: (L,) arrays.
+
+    Attributes:
+      grad: between the rule's (∂W^l, ∂b^l) and backprop's, flattened together.
+      delta: between the rule's δ^l and backprop's δ^l, per example, averaged
+        over the batch (the measure of Nøkland 2016 and Refinetti et al. 2021;
+        NaN for examples where either δ is zero are left out of the average).
+      feedback: between W^l and the rule's B^l where B^l has W^l's shape
+        (feedback alignment, Kolen-Pollack: layers 2..L); NaN elsewhere.
+    """
+
+    grad: Array
+    delta: Array
+    feedback: Array
+
+
+def _angle(u: Array, v: Array, axis=None) -> Array:
+    """Degrees between u and v (over ``axis``); NaN if either is zero."""
+    dot = jnp.sum(u * v, axis=axis)
+    norms = jnp.sqrt(jnp.sum(u * u, axis=axis) * jnp.sum(v * v, axis=axis))
+    cos = jnp.where(norms > 0, dot / jnp.where(norms > 0, norms, 1), jnp.nan)
+    return jnp.degrees(jnp.arccos(jnp.clip(cos, -1, 1)))
+
+
+def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
+    """How well a rule's updates align with backprop's at ``params`` on (x, y).
+
+    One definition for every rule (see :class:`Alignment`); a user rule gets
+    ``grad`` (and ``feedback`` if its state has a ``feedback`` of W's shapes),
+    ``delta`` only for the built-in rules (NaN otherwise).
+
+    Args:
+      net, params: the network and its parameters.
+      rule, state: the rule and the run's rule state.
+      x: (batch, n_0); y: targets as for ``net.loss``.
+
+    Returns:
+      An :class:`Alignment` of (L,) arrays, degrees.
+    """
+    check_rule(rule)
+    x, y = net._check_xy(params, x, y)
+    _, cache = _forward_with_cache(net, params, x)
+    _, delta = _cost_and_output_delta(net, cache, y)
+    true = _deltas(net, cache, delta, _through([p.w for p in params[1:]]))
+    true_grads = _weight_grads(cache, true)
+    _, grads, _ = rule.value_and_grads(net, params, state, x, y)
+    flat = lambda g: jnp.concatenate([g.w.ravel(), g.b.ravel()])  # noqa: E731
+    grad = jnp.stack(
+        [_angle(flat(g), flat(t)) for g, t in zip(grads, true_grads, strict=True)]
+    )
+    make_project = _PROJECTIONS.get(rule)
+    mine = (
+        None
+        if make_project is None
+        else _deltas(net, cache, delta, make_project(params, state))
+    )
+    nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)
+    delta_angles = (
+        nan
+        if mine is None
+        else jnp.stack(
+            [
+                jnp.nanmean(_angle(m, t, axis=-1))
+                for m, t in zip(mine, true, strict=True)
+            ]
+        )
+    )
+    feedback = nan
+    fb = getattr(state, "feedback", None)
+    if fb is not None and [b.shape for b in fb] == [p.w.shape for p in params[1:]]:
+        angles = [
+            _angle(b.ravel(), p.w.ravel()) for b, p in zip(fb, params[1:], strict=True)
+        ]
+        feedback = nan.at[1:].set(jnp.stack(angles))
+    return Alignment(grad, delta_angles, feedback)

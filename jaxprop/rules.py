@@ -1,0 +1,23 @@
+"""Credit-assignment rules: ``jp.rules.backprop()``, ``feedback_alignment()``, ...
+
+A rule is a :class:`Rule` (``init``, ``value_and_grads``); train one with
+``jp.train_seeds(..., rule=rule)``. The building blocks (``forward``,
+``output_delta``, ``delta_recursion``, ``weight_grads``, ``contract``) make new
+rules; see ``jaxprop._rules``.
+"""
+
+from ._rules import RULES as RULES
+from ._rules import FeedbackState as FeedbackState
+from ._rules import KolenPollackState as KolenPollackState
+from ._rules import Rule as Rule
+from ._rules import autodiff as autodiff
+from ._rules import backprop as backprop
+from ._rules import contract as contract
+from ._rules import delta_recursion as delta_recursion
+from ._rules import direct_feedback_alignment as direct_feedback_alignment
+from ._rules import feedback_alignment as feedback_alignment
+from ._rules import forward as forward
+from ._rules import kolen_pollack as kolen_pollack
+from ._rules import output_delta as output_delta
+from ._rules import sign_symmetry as sign_symmetry
+from ._rules import weight_grads as weight_grads

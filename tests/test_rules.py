@@ -1,0 +1,315 @@
+"""Credit-assignment rules: each against its definition, under vmap, through
+checkpoints, and a user's own rule built from the public blocks."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxprop as jp
+from jaxprop import rules
+from tests.helpers import make_case
+
+ALL = {
+    "backprop": rules.backprop(),
+    "autodiff": rules.autodiff(),
+    "fa": rules.feedback_alignment(),
+    "dfa": rules.direct_feedback_alignment(),
+    "sign": rules.sign_symmetry(),
+    "kp": rules.kolen_pollack(0.1, 0.01),
+}
+XOR_NET = jp.MLP((2, 3, 1), "sigmoid", "sigmoid", "mse", "sum")
+
+
+def close(a, b, rtol=1e-12):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(u, v, rtol=rtol, atol=rtol * 1e-3)
+
+
+def test_backprop_and_autodiff_rules_are_the_references(seed):
+    net, params, x, y = make_case(seed, (3, 5, 4, 2), "tanh", "softmax-labels")
+    value, grads = net.value_and_backprop(params, x, y)
+    for name in ("backprop", "autodiff"):
+        rule = ALL[name]
+        assert rule.init(jax.random.key(0), net, params) == ()
+        loss, g, state = jax.jit(rule.value_and_grads, static_argnums=0)(
+            net, params, (), x, y
+        )
+        close(loss, value)
+        close(g, grads)
+        close(g, jax.grad(net.loss)(params, x, y))
+        assert state == ()
+
+
+def test_feedback_alignment_with_b_equal_to_w_is_backprop(seed, key):
+    net, params, x, y = make_case(seed, (3, 6, 5, 2), "relu", "mse-identity")
+    state = rules.FeedbackState(tuple(p.w for p in params[1:]))
+    _, grads, _ = rules.feedback_alignment().value_and_grads(net, params, state, x, y)
+    jax.tree.map(np.testing.assert_array_equal, grads, net.backprop(params, x, y))
+    # Its own state: B^l of W^l's shape, U[-1/sqrt(n_l), 1/sqrt(n_l)].
+    drawn = rules.feedback_alignment().init(key, net, params).feedback
+    assert [b.shape for b in drawn] == [(6, 5), (5, 2)]
+    assert all(np.abs(b).max() <= 1 / np.sqrt(b.shape[1]) for b in drawn)
+    assert all(b.dtype == params[0].w.dtype for b in drawn)
+
+
+def test_dfa_on_one_hidden_layer_with_b_from_w_is_backprop(seed, key):
+    net, params, x, y = make_case(seed, (3, 6, 2), "tanh", "mse-sigmoid")
+    state = rules.FeedbackState((params[1].w.T,))  # B^1 = (W^2)ᵀ: (n_L, n_1)
+    dfa = rules.direct_feedback_alignment()
+    _, grads, _ = dfa.value_and_grads(net, params, state, x, y)
+    # The same sums; the product δ^L B^1 is laid out transposed (a few ulps).
+    close(grads, net.backprop(params, x, y), rtol=1e-14)
+    deep = jp.MLP((3, 6, 5, 4, 2), "tanh", "identity", "mse")
+    fb = dfa.init(key, deep, deep.init(key, dtype="float64")).feedback
+    assert [b.shape for b in fb] == [(2, 6), (2, 5), (2, 4)]
+    assert all(np.abs(b).max() <= 1 / np.sqrt(2) for b in fb)
+
+
+def test_sign_symmetry_against_a_hand_computed_case():
+    net = jp.MLP((2, 2, 1), "identity", "identity", "mse", "sum")
+    w1, w2 = np.array([[1.0, -2.0], [0.5, 3.0]]), np.array([[-4.0], [0.25]])
+    params = (
+        jp.Layer(jnp.asarray(w1), jnp.zeros(2)),
+        jp.Layer(jnp.asarray(w2), jnp.zeros(1)),
+    )
+    x, y = np.array([[1.0, 2.0]]), np.array([[0.5]])
+    h = x @ w1  # identity activations: a^1 = z^1
+    e = h @ w2 - y  # δ^2 for ½(ŷ − y)²
+    d1 = e @ np.sign(w2).T  # sign(W^2) = [[-1], [1]]
+    _, grads, _ = rules.sign_symmetry().value_and_grads(net, params, (), x, y)
+    np.testing.assert_allclose(grads[1].w, h.T @ e, rtol=1e-15)
+    np.testing.assert_allclose(grads[0].w, x.T @ d1, rtol=1e-15)
+    np.testing.assert_allclose(grads[0].b, d1[0], rtol=1e-15)
+    assert not np.allclose(grads[0].w, net.backprop(params, x, y)[0].w)
+
+
+def test_kolen_pollack_closes_the_gap_as_one_minus_decay_to_the_t(key):
+    """Akrout et al. 2019: with SGD + weight decay on W, W − B = (1 − λ)^t (W₀ − B₀)."""
+    eta, decay, steps = 0.1, 0.05, 40
+    rule = rules.kolen_pollack(eta, decay)
+    opt = optax.chain(optax.add_decayed_weights(decay / eta), optax.sgd(eta))
+    x, y = jp.data.two_moons(key, 64)
+    net = jp.MLP((2, 8, 8, 1), "tanh", "sigmoid", "mse")
+    params = net.init(key, dtype="float64")
+    state0 = rule.init(jax.random.key(3), net, params)
+    result = jp.train(net, params, x, y[:, None].astype("float64"), opt, steps,
+                      rule=rule, rule_state=state0)  # fmt: skip
+    for l in (1, 2):
+        gap0 = params[l].w - state0.feedback[l - 1]
+        gap = result.params[l].w - result.rule_state.feedback[l - 1]
+        np.testing.assert_allclose(gap, (1 - decay) ** steps * gap0, rtol=1e-10)
+    assert float(result.rule_state.learning_rate) == eta
+
+
+@pytest.mark.parametrize("name", list(ALL))
+def test_every_rule_over_seeds_equals_each_seed_alone(name):
+    """Tiny nets take the runs-last path; one seed alone takes a plain step."""
+    rule = ALL[name]
+    x, y = jp.data.xor("float64")
+    keys = jax.random.split(jax.random.key(5), 6)
+    kw = dict(rule=rule, log_every=10, dtype="float64", scheme="glorot")
+    opt = optax.sgd(0.5)
+    many = jp.train_seeds(XOR_NET, keys, x, y, opt, 200, **kw)
+    for i in (0, 4):
+        one = jp.train_seeds(XOR_NET, keys[i : i + 1], x, y, opt, 200, **kw)
+        close(jax.tree.map(lambda l: l[i : i + 1], many), one, rtol=1e-10)
+    assert np.all(np.isfinite(many.losses))
+
+
+def test_rules_keep_the_seeds_init_and_data_keys(moons):
+    """The rule state's key is folded from the run's key: init params and data
+    order are those of backprop runs, and grad='manual' is rule=backprop()."""
+    x, y, _ = moons
+    keys = jax.random.split(jax.random.key(1), 4)
+    common = dict(batch_size=16, log_every=5, dtype="float64")
+    net = jp.MLP((2, 6, 1), "tanh", "sigmoid", "mse")
+    some = (rules.backprop(), rules.feedback_alignment(), rules.kolen_pollack(0.1, 0))
+    inits = [
+        jp.Trainer(net, keys, x, y, optax.sgd(0.1), 10, rule=r, **common).init()
+        for r in some
+    ]
+    for state in inits[1:]:
+        assert state.runs.params[0].w.tobytes() == inits[0].runs.params[0].w.tobytes()
+        assert (
+            jax.random.key_data(state.runs.key).tobytes()
+            == jax.random.key_data(inits[0].runs.key).tobytes()
+        )
+    a = jp.train_seeds(net, keys, x, y, optax.sgd(0.1), 50, grad="manual", **common)
+    b = jp.train_seeds(
+        net, keys, x, y, optax.sgd(0.1), 50, rule=rules.backprop(), **common
+    )
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
+
+
+@pytest.fixture
+def moons():
+    x, y = jp.data.two_moons(jax.random.key(0), 64)
+    return np.asarray(x, "float64"), np.asarray(y, "float64")[:, None], None
+
+
+@pytest.mark.parametrize("name", ["fa", "dfa", "kp"])
+def test_rule_state_survives_a_checkpoint_bit_for_bit(tmp_path, moons, name):
+    x, y, _ = moons
+    net = jp.MLP((2, 6, 5, 1), "tanh", "sigmoid", "mse")
+    keys = jax.random.split(jax.random.key(2), 3)
+    trainer = jp.Trainer(net, keys, x, y, optax.adam(0.01), 60, rule=ALL[name],
+                         batch_size=16, log_every=10, dtype="float64")  # fmt: skip
+    straight = trainer.result(trainer.advance(trainer.init(), 60))
+    trainer.save(tmp_path / "ckpt.npz", trainer.advance(trainer.init(), 30))
+    resumed = trainer.result(trainer.advance(trainer.load(tmp_path / "ckpt.npz"), 30))
+    for u, v in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
+        assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
+    assert jax.tree.leaves(straight.rule_state)  # the state is really there
+
+
+def test_alignment_one_definition_for_every_rule(seed, key):
+    net, params, x, y = make_case(seed, (3, 6, 5, 2), "tanh", "mse-identity", batch=16)
+    angles = jp.alignment(net, rules.backprop(), params, (), x, y)
+    assert angles.grad.shape == angles.delta.shape == angles.feedback.shape == (3,)
+    np.testing.assert_allclose(angles.grad, 0, atol=1e-5)
+    np.testing.assert_allclose(angles.delta, 0, atol=1e-5)
+    assert np.all(np.isnan(angles.feedback))
+    fa = rules.feedback_alignment()
+    state = fa.init(key, net, params)
+    a = jp.alignment(net, fa, params, state, x, y)
+    assert a.grad[-1] < 1e-5 and a.delta[-1] < 1e-5  # the output layer's true δ^L
+    assert np.all((a.grad[:-1] > 1) & (a.grad[:-1] < 180))
+    assert np.isnan(a.feedback[0]) and np.all(a.feedback[1:] > 1)
+    # B = W: every angle is zero.
+    same = rules.FeedbackState(tuple(p.w for p in params[1:]))
+    np.testing.assert_allclose(
+        jp.alignment(net, fa, params, same, x, y).feedback[1:], 0, atol=1e-5
+    )
+    dfa = rules.direct_feedback_alignment()
+    d = jp.alignment(net, dfa, params, dfa.init(key, net, params), x, y)
+    assert np.all(np.isnan(d.feedback)) and np.all(np.isfinite(d.delta))
+
+
+def test_alignment_curves_from_the_trainer(moons):
+    x, y, _ = moons
+    net = jp.MLP((2, 8, 8, 1), "tanh", "sigmoid", "mse")
+    keys = jax.random.split(jax.random.key(4), 4)
+    kp = optax.chain(optax.add_decayed_weights(0.01 / 0.5), optax.sgd(0.5))
+    result = jp.train_seeds(net, keys, x, y, kp, 400, log_every=10,
+                            rule=rules.kolen_pollack(0.5, 0.01), alignment_every=100,
+                            dtype="float64")  # fmt: skip
+    np.testing.assert_array_equal(result.alignment_steps[0], [100, 200, 300, 400])
+    assert result.alignment.feedback.shape == (4, 3, 4)
+    fb = np.asarray(result.alignment.feedback)
+    # W − B shrinks as 0.99^t: B turns towards W.
+    assert np.all(np.isnan(fb[:, 0])) and np.all(fb[:, 1:, -1] < fb[:, 1:, 0] / 2)
+
+
+def drtp(scale=1.0):
+    """Direct random target projection (Frenkel et al. 2021): the hidden layers
+    get the target projected by fixed random B^l, δ^l = (y B^l) ⊙ σ'(z^l) —
+    the README's example of a rule written by a user."""
+
+    def init(key, net, params):
+        keys = jax.random.split(key, net.n_layers - 1)
+        return rules.FeedbackState(tuple(
+            jax.random.uniform(k, (net.n_out, n), params[0].w.dtype, -scale, scale)
+            for k, n in zip(keys, net.sizes[1:-1], strict=True)
+        ))  # fmt: skip
+
+    def value_and_grads(net, params, state, x, y):
+        _, cache = rules.forward(net, params, x)
+        loss, delta = rules.output_delta(net, cache, y)
+        project = lambda l, _, __: rules.contract(y, state.feedback[l - 1], 1, 0)  # noqa: E731
+        deltas = rules.delta_recursion(net, cache, delta, project)
+        return loss, rules.weight_grads(cache, deltas), state
+
+    return rules.Rule(init, value_and_grads)
+
+
+def test_a_users_rule_trains_over_seeds_unchanged(moons):
+    x, labels, _ = moons
+    y = np.eye(2)[labels[:, 0].astype(int)]  # one-hot targets, as DRTP projects
+    rule = drtp()
+    net = jp.MLP((2, 16, 2), "tanh", "sigmoid", "mse")
+    keys = jax.random.split(jax.random.key(6), 8)
+    result = jp.train_seeds(net, keys, x, y, optax.sgd(0.5), 500, rule=rule,
+                            log_every=50, dtype="float64",
+                            alignment_every=250)  # fmt: skip
+    acc = jax.vmap(lambda p: jp.accuracy(net, p, x, y))(result.params)
+    assert np.median(acc) > 0.8 and not result.diverged.any()
+    assert np.all(np.isfinite(result.alignment.grad)) and np.all(
+        np.isnan(result.alignment.delta)
+    )
+    # The tiny-network runs-last path with the same rule equals seeds alone.
+    xor_x, xor_y = jp.data.xor("float64")
+    tiny = jp.MLP((2, 4, 1), "tanh", "sigmoid", "mse", "sum")
+    many = jp.train_seeds(
+        tiny,
+        keys,
+        xor_x,
+        xor_y,
+        optax.sgd(0.3),
+        100,
+        rule=rule,
+        dtype="float64",
+        log_every=10,
+    )
+    one = jp.train_seeds(
+        tiny,
+        keys[3:4],
+        xor_x,
+        xor_y,
+        optax.sgd(0.3),
+        100,
+        rule=rule,
+        dtype="float64",
+        log_every=10,
+    )
+    close(jax.tree.map(lambda l: l[3:4], many.params), one.params, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "make, error, message",
+    [
+        (
+            lambda: rules.feedback_alignment(-1.0),
+            ValueError,
+            "scale must be a positive",
+        ),
+        (lambda: rules.direct_feedback_alignment("big"), TypeError, "scale must be"),
+        (
+            lambda: rules.kolen_pollack(0.1, 1.5),
+            ValueError,
+            r"decay must be in \[0, 1\)",
+        ),
+        (lambda: rules.kolen_pollack(0.0, 0.1), ValueError, "learning_rate must be"),
+    ],
+    ids=["fa-negative-scale", "dfa-string-scale", "kp-decay", "kp-lr"],
+)
+def test_bad_rule_arguments(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_bad_rule_use_is_refused_before_compiling(moons):
+    x, y, _ = moons
+    net = jp.MLP((2, 6, 1), "tanh", "sigmoid", "mse")
+    keys = jax.random.split(jax.random.key(0), 2)
+    with pytest.raises(TypeError, match=r"rule must be a jp\.rules\.Rule"):
+        jp.train_seeds(net, keys, x, y, optax.sgd(0.1), 10, rule="fa")
+    with pytest.raises(ValueError, match="give grad or rule, not both"):
+        jp.train_seeds(net, keys, x, y, optax.sgd(0.1), 10, grad="manual",
+                       rule=rules.backprop())  # fmt: skip
+    params = net.init(jax.random.key(0), dtype="float64")
+    wrong = rules.FeedbackState((jnp.zeros((3, 1)),))
+    with pytest.raises(ValueError, match="rule_state does not fit"):
+        jp.train(net, params, x, y, optax.sgd(0.1), 10,
+                 rule=rules.feedback_alignment(), rule_state=wrong)  # fmt: skip
+    assert rules.feedback_alignment(0.5) is rules.feedback_alignment(0.5)  # cached
+
+
+def test_rules_by_name_cover_the_issue_contract():
+    assert set(rules.RULES) == {"backprop", "autodiff", "fa", "dfa", "sign", "kp"}
+    for a, b in itertools.combinations(ALL.values(), 2):
+        assert a is not b
