@@ -86,7 +86,17 @@ _HELP = {
     "batch_size": "minibatch size (default: the full batch)",
     "seeds": "networks trained side by side, one per seed (default 1)",
     "seed": "seed of the first network's key (default 0)",
-    "grad": "manual (the δ backward pass) or autodiff (jax.grad) (default manual)",
+    "grad": "manual (the δ backward pass) or autodiff (jax.grad) (default manual; "
+    "the same as --rule backprop/autodiff)",
+    "rule": "credit-assignment rule: backprop, autodiff, fa (feedback alignment), "
+    "dfa (direct feedback alignment), sign (sign symmetry), kp (Kolen-Pollack) "
+    "(default backprop)",
+    "feedback_scale": "fa/dfa/kp: random feedback drawn from U[-s, s] (default "
+    "1/sqrt of the fed-back width)",
+    "kp_lr": "kp: learning rate of the feedback update (default: --lr, one value)",
+    "kp_decay": "kp: weight decay of the feedback update, in [0, 1) (default 0.001)",
+    "alignment_every": "steps between measures of the rule's alignment with "
+    "backprop (default ~1/20 of the run for fa/dfa/sign/kp)",
     "dtype": "float32 or float64 (default float32)",
     "strategy": "how seeds share the devices: auto, vmap, sequential, chunked",
     "chunk_size": "runs per vmapped chunk (with --strategy chunked)",
@@ -229,7 +239,8 @@ def _train(args, argv) -> int:
         f"{net.output_activation} {net.cost}, {config.optimizer} lr "
         f"{','.join(f'{x:g}' for x in config.lr)}, {config.steps} steps, "
         f"{config.seeds} seeds ({lead} runs, {exp.trainer.strategy[0]}), "
-        f"{config.grad} gradients, {config.dtype}",
+        f"rule {config.rule or {'autodiff': 'autodiff'}.get(config.grad, 'backprop')}, "
+        f"{config.dtype}",
         file=sys.stderr if args.quiet else sys.stdout,
     )
     try:

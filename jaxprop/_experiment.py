@@ -42,6 +42,7 @@ from ._metrics import (
 from ._mlp import MLP
 from ._params import SCHEMES
 from ._progress import Progress
+from ._rules import RULES, Rule
 from ._train import (
     GRADS,
     STRATEGIES,
@@ -96,6 +97,13 @@ class ExperimentConfig:
         the optimizers that have one (``MOMENTUM``).
       steps, batch_size (None: full batch), seeds, seed (the first key), grad,
       dtype, strategy, chunk_size: as for ``jp.train_seeds``.
+      rule: a credit-assignment rule by name (``jp.rules.RULES``: backprop,
+        autodiff, fa, dfa, sign, kp); grad is the older alias of the first two.
+      feedback_scale: the range of fa/dfa/kp's random feedback (default
+        theirs); kp_lr, kp_decay: Kolen-Pollack's B update (default: the
+        learning rate, which must then be one, and 0.001).
+      alignment_every: steps between measures of the rule's alignment with
+        backprop (default: with a rule other than backprop/autodiff, ~1/20).
       log_every: steps per logged loss (default: about 1/200 of the run).
       eval_every: steps between evaluations on the test split (default ~1/20).
       checkpoint_every: steps between checkpoints (default ~1/10).
@@ -120,7 +128,12 @@ class ExperimentConfig:
     batch_size: int | None = None
     seeds: int = 1
     seed: int = 0
-    grad: str = "manual"
+    grad: str | None = None  # None: manual, unless a rule is given
+    rule: str | None = None  # None: backprop (or grad's)
+    feedback_scale: float | None = None
+    kp_lr: float | None = None
+    kp_decay: float | None = None
+    alignment_every: int | None = None
     dtype: str = "float32"
     strategy: str = "auto"
     chunk_size: int | None = None
@@ -223,6 +236,7 @@ def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig
         "n_train",
         "n_test",
         "classes",
+        "alignment_every",
         "steps",
         "seeds",
         "batch_size",
@@ -252,6 +266,7 @@ def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig
         ("init", SCHEMES),
         ("optimizer", OPTIMIZERS),
         ("grad", GRADS),
+        ("rule", RULES),
         ("dtype", DTYPES),
         ("strategy", STRATEGIES),
     ):
@@ -264,6 +279,24 @@ def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig
                 f"{where}lr must be one or more positive numbers; got {v['lr']!r}."
             )
         out["lr"] = lr
+    if "grad" in out and "rule" in out:
+        raise ValueError(
+            f"{where}grad and rule: give one (grad manual is rule backprop, "
+            f"autodiff is rule autodiff)."
+        )
+    rule = out.get("rule", "backprop")
+    for key, rules_ in (
+        ("feedback_scale", ("fa", "dfa", "kp")),
+        ("kp_lr", ("kp",)),
+        ("kp_decay", ("kp",)),
+    ):
+        if key in v:
+            if rule not in rules_:
+                raise ValueError(
+                    f"{where}{key} applies to rule {' or '.join(rules_)} only; it "
+                    f"would be ignored with rule {rule!r}."
+                )
+            out[key] = _float(v[key], where + key)
     if "classes" in out and out["classes"] < 2:
         raise ValueError(f"{where}classes must be ≥ 2; got {out['classes']}.")
     if "momentum" in v:
@@ -285,6 +318,7 @@ def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig
     if out.get("strategy") == "chunked" and "chunk_size" not in out:
         raise ValueError(f"{where}strategy 'chunked' needs chunk_size.")
     config = ExperimentConfig(**out)
+    make_rule(config)  # the rule's own checks (scale, decay, ...)
     # Cost and output activation must fit each other: jp.MLP says why not.
     MLP(
         (1, 1),
@@ -294,6 +328,29 @@ def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig
         config.reduction,
     )
     return config
+
+
+def make_rule(config: ExperimentConfig) -> Rule:
+    """The configuration's credit-assignment rule (``grad`` is an alias).
+
+    Raises:
+      ValueError, TypeError: a rule parameter out of range, named.
+    """
+    name = config.rule or {"autodiff": "autodiff"}.get(config.grad, "backprop")
+    if name in ("fa", "dfa"):
+        return RULES[name](config.feedback_scale)
+    if name == "kp":
+        lr = config.kp_lr
+        if lr is None:
+            if len(config.lr) > 1:
+                raise ValueError(
+                    "kp_lr: give Kolen-Pollack's feedback learning rate with a grid "
+                    "of learning rates (it defaults to the one learning rate)."
+                )
+            lr = config.lr[0]
+        decay = 0.001 if config.kp_decay is None else config.kp_decay
+        return RULES[name](lr, decay, config.feedback_scale)
+    return RULES[name]()
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -481,6 +538,7 @@ class Experiment(NamedTuple):
     trainer: Trainer
     checkpoint_every: int | None  # a multiple of log_every; None: by time
     eval_every: int | None  # None: no held-out data
+    alignment_every: int | None  # None: alignment not measured
 
 
 def _optimizer(config: ExperimentConfig) -> optax.GradientTransformation:
@@ -530,6 +588,17 @@ def build(config: ExperimentConfig) -> Experiment:
             f"have (moons, spirals, blobs and mnist1d do; eval_data adds it to "
             f"file data)."
         )
+    alignment_every = config.alignment_every
+    if alignment_every is None and make_rule(config) not in (
+        RULES["backprop"](),
+        RULES["autodiff"](),
+    ):
+        alignment_every = log_every * max(1, n_blocks // 20)
+    if alignment_every is not None and alignment_every % log_every:
+        raise ValueError(
+            f"alignment_every ({alignment_every}) must be a multiple of log_every "
+            f"({log_every})."
+        )
     keys = jax.random.split(jax.random.key(config.seed), config.seeds)
     trainer = Trainer(
         net,
@@ -539,17 +608,20 @@ def build(config: ExperimentConfig) -> Experiment:
         _optimizer(config),
         steps,
         scheme=config.init,
-        grad=config.grad,
+        rule=make_rule(config),
         batch_size=config.batch_size,
         hparams={"learning_rate": jnp.asarray(config.lr, config.dtype)},
         strategy=config.strategy,
         chunk_size=config.chunk_size,
         eval_data=None if data.x_eval is None else (data.x_eval, data.y_eval),
         eval_every=eval_every,
+        alignment_every=alignment_every,
         log_every=log_every,
         dtype=config.dtype,
     )
-    return Experiment(config, data, net, trainer, checkpoint_every, eval_every)
+    return Experiment(
+        config, data, net, trainer, checkpoint_every, eval_every, alignment_every
+    )
 
 
 class Checkpoint(NamedTuple):
@@ -597,6 +669,7 @@ def resolved(exp: Experiment) -> dict[str, Any]:
         "log_every": exp.trainer.log_every,
         "eval_every": exp.eval_every,
         "checkpoint_every": exp.checkpoint_every,
+        "alignment_every": exp.alignment_every,
     }
 
 
@@ -662,6 +735,7 @@ def extend_config(out: Path, steps: int) -> tuple[ExperimentConfig, int]:
         log_every=log_every,
         eval_every=schedule.get("eval_every", config.eval_every),
         checkpoint_every=schedule.get("checkpoint_every", config.checkpoint_every),
+        alignment_every=schedule.get("alignment_every", config.alignment_every),
     ), config.steps
 
 
@@ -794,8 +868,9 @@ def prepare_out(out: Path, exp: Experiment, argv=None, **extra) -> None:
 def final_metrics(exp: Experiment, result: TrainResult) -> dict[str, np.ndarray]:
     """Per-run (n_lr, n_seeds) final metrics; NaN where a run diverged.
 
-    ``solved`` (classification only): every training example classified
-    correctly (``jp.solved``); a diverged run is not solved.
+    ``solved`` (classification without held-out data, such as XOR): every
+    training example classified correctly (``jp.solved``); a diverged run is
+    not solved.
     """
     net, data = exp.net, exp.data
 
@@ -816,7 +891,8 @@ def final_metrics(exp: Experiment, result: TrainResult) -> dict[str, np.ndarray]
     }
     if data.classification:
         metrics["train_accuracy"] = np.asarray(train_acc)
-        metrics["solved"] = ~diverged & (metrics["train_accuracy"] == 1)
+        if data.x_eval is None:  # scored on its training points: solved or not
+            metrics["solved"] = ~diverged & (metrics["train_accuracy"] == 1)
     if result.eval_loss is not None:
         metrics["eval_loss"] = np.asarray(result.eval_loss[..., -1])
         if data.classification:
@@ -824,6 +900,10 @@ def final_metrics(exp: Experiment, result: TrainResult) -> dict[str, np.ndarray]
     for k in ("train_loss", "train_accuracy", "eval_loss", "eval_accuracy"):
         if k in metrics:  # a diverged run has no final metric
             metrics[k] = np.where(diverged, np.nan, metrics[k])
+    if result.alignment is not None:  # the last measure, per layer l = 1..L
+        for measure, angles in result.alignment._asdict().items():
+            for l in range(exp.net.n_layers):
+                metrics[f"alignment_{measure}_{l + 1}"] = np.asarray(angles[..., l, -1])
     return metrics
 
 
@@ -951,11 +1031,26 @@ def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
         if not exp.data.classification:
             del evals["eval_accuracy"]
     curves |= evals
+    if result.alignment is not None:
+        curves["alignment_steps"] = np.asarray(result.alignment_steps[0, 0])
+        for measure, angles in result.alignment._asdict().items():
+            curves[f"alignment_{measure}"] = np.asarray(angles)  # (n_lr, n_seeds, L, n)
     atomic_write(out / "curves.npz", lambda f: np.savez(f, **curves))
-    save(out / "final.npz", {"params": result.params, "opt_state": result.opt_state})
+    final = {"params": result.params, "opt_state": result.opt_state}
+    if jax.tree.leaves(result.rule_state):
+        final["rule_state"] = result.rule_state
+    save(out / "final.npz", final)
     _plots.loss_curves(
         out / "loss.png", steps, np.asarray(result.losses), config.lr, **evals
     )
+    if result.alignment is not None:
+        _plots.alignment_curves(
+            out / "alignment.png",
+            curves["alignment_steps"],
+            {k: curves[f"alignment_{k}"] for k in result.alignment._fields},
+            config.lr,
+            config.rule,
+        )
     key = doc["headline"]
     _plots.histogram(out / f"{key}.png", metrics[key], config.lr, key.replace("_", " "))
     if exp.data.x.shape[1] == 2:
@@ -1145,6 +1240,7 @@ class SavedRun(NamedTuple):
       curves: ``curves.npz`` as a dict of NumPy arrays (``steps``, ``losses``
         (n_lr, n_seeds, n_logged), ``eval_*``, and the final per-run metrics).
       metrics: ``metrics.json`` (summaries per learning rate, one record per run).
+      rule_state: every run's final rule state (``()`` for backprop).
     """
 
     path: Path
@@ -1154,6 +1250,7 @@ class SavedRun(NamedTuple):
     opt_state: Any
     curves: dict[str, np.ndarray]
     metrics: dict[str, Any]
+    rule_state: Any = ()
 
     def run(self, lr_index: int, seed: int):
         """The final params of one (learning rate, seed) run."""
@@ -1180,21 +1277,28 @@ def load_run(path) -> SavedRun:
             )
     sizes = (doc.get("resolved") or {}).get("sizes") or config.sizes
     net = _net(config, sizes)
-    optimizer = _optimizer(config)
+    optimizer, rule = _optimizer(config), make_rule(config)
 
     def like():
         params = net.init(jax.random.key(0), dtype=config.dtype)
-        opt_state = optimizer.init(params)
+        tree = {"params": params, "opt_state": optimizer.init(params)}
+        rule_state = rule.init(jax.random.key(0), net, params)
+        if jax.tree.leaves(rule_state):
+            tree["rule_state"] = rule_state
         lead = (len(config.lr), config.seeds)
-        return jax.tree.map(
-            lambda l: jnp.broadcast_to(l, lead + l.shape),
-            {"params": params, "opt_state": opt_state},
-        )
+        return jax.tree.map(lambda l: jnp.broadcast_to(l, lead + l.shape), tree)
 
     final = load(path / "final.npz", like=jax.eval_shape(like))
     with np.load(path / "curves.npz") as f:
         curves = {k: f[k] for k in f.files}
     metrics = json.loads((path / "metrics.json").read_text())
     return SavedRun(
-        path, config, net, final["params"], final["opt_state"], curves, metrics
+        path,
+        config,
+        net,
+        final["params"],
+        final["opt_state"],
+        curves,
+        metrics,
+        final.get("rule_state", ()),
     )

@@ -470,3 +470,49 @@ def gradcheck(path: Path, report) -> Path:
       report: a ``jp.GradCheckReport``.
     """
     return _save(_gradcheck_figure(report), path)
+
+
+def alignment_curves(path: Path, steps, angles: dict, lrs, rule: str | None) -> Path:
+    """A rule's alignment with backprop across seeds, one panel per measure.
+
+    Args:
+      steps: (n,) steps of the measures.
+      angles: ``{"grad" | "delta" | "feedback": (n_lr, n_seeds, L, n)}`` degrees.
+      lrs: the n_lr learning rates (the first one is drawn when several).
+      rule: the rule's name, for the title.
+    """
+    measures = {
+        "grad": "∠(rule's ∂Wˡ, backprop's)",
+        "delta": "∠(rule's δˡ, backprop's), batch mean",
+        "feedback": "∠(Wˡ, Bˡ)",
+    }
+    shown = [m for m in measures if np.isfinite(angles[m]).any()]
+    fig = Figure(figsize=(5 * max(len(shown), 1), 4))
+    axes = fig.subplots(1, max(len(shown), 1), squeeze=False)[0]
+    for ax, m in zip(axes, shown, strict=False):
+        a = angles[m][0]  # the first learning rate: (n_seeds, L, n)
+        for l in range(a.shape[1]):
+            runs = a[:, l]
+            alive = np.isfinite(runs).any(axis=0)
+            if not alive.any():
+                continue
+            with np.errstate(all="ignore"):
+                q1, median, q3 = (
+                    np.where(
+                        alive, np.nanpercentile(np.where(alive, runs, 0), q, 0), np.nan
+                    )
+                    for q in (25, 50, 75)
+                )
+            ax.fill_between(steps, q1, q3, color=f"C{l}", alpha=0.25, lw=0)
+            ax.plot(steps, median, color=f"C{l}", lw=2, marker="o", ms=3,
+                    label=f"layer {l + 1}")  # fmt: skip
+        ax.axhline(90, color="0.5", lw=0.8, ls=":")
+        ax.set(xlabel="step", ylabel="degrees", title=measures[m], ylim=(0, 180))
+        ax.legend(fontsize=8)
+    n_seeds = angles["grad"].shape[1]
+    fig.suptitle(
+        f"Alignment with backprop, rule {rule or 'backprop'}, lr {lrs[0]:g}: median "
+        f"and inter-quartile band over {n_seeds} seeds",
+        y=1.02,
+    )
+    return _save(fig, path)

@@ -320,3 +320,45 @@ def test_gradient_check_and_the_issue_commands_on_two_devices(tmp_path):
     )  # fmt: skip
     assert big.returncode == 0, big.stderr[-3000:]
     assert "random entries per array): PASSED" in big.stdout
+
+
+def test_train_with_a_rule_writes_its_alignment(tmp_path, capsys):
+    out = tmp_path / "dfa"
+    args = ["--data", "moons", "--n-train", "64", "--n-test", "64", "--sizes",
+            "2,8,8,1", "--lr", "0.3", "--rule", "dfa", "--seeds", "3", "--steps",
+            "200", "--log-every", "10", "--alignment-every", "50", "--quiet",
+            "--no-gradcheck"]  # fmt: skip
+    assert main(["train", *args, "--out", str(out)]) == 0
+    assert "rule dfa" in capsys.readouterr().err
+    with np.load(out / "curves.npz") as curves:
+        np.testing.assert_array_equal(curves["alignment_steps"], [50, 100, 150, 200])
+        assert curves["alignment_grad"].shape == (1, 3, 3, 4)
+        assert np.isnan(curves["alignment_feedback"]).all()  # DFA's B is not W's shape
+        assert np.isfinite(curves["alignment_delta"]).all()
+    metrics = strict_json(out / "metrics.json")
+    assert 0 < metrics["summary"]["lr=0.3"]["alignment_grad_1"]["median"] < 180
+    assert "solved" not in metrics["summary"]["lr=0.3"]  # scored on held-out data
+    assert_png = (out / "alignment.png").read_bytes()[:4] == b"\x89PNG"
+    assert assert_png
+    run = jp.load_run(out)
+    assert [b.shape for b in run.rule_state.feedback] == [(1, 3, 1, 8), (1, 3, 1, 8)]
+    assert run.config.rule == "dfa"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rule", "backprob"], "rule: unknown value 'backprob'"),
+        (["--rule", "fa", "--grad", "manual"], "grad and rule: give one"),
+        (["--rule", "fa", "--kp-lr", "0.1"], "kp_lr applies to rule kp only"),
+        (["--rule", "fa", "--feedback-scale", "-1"], "scale must be a positive"),
+        (["--rule", "kp", "--kp-decay", "1.5"], r"decay must be in [0, 1)"),
+        (["--rule", "kp", "--lr", "0.1,0.2"], "kp_lr: give Kolen-Pollack's"),
+        (["--feedback-scale", "0.5"], "feedback_scale applies to rule fa"),
+    ],
+    ids=lambda a: a[1] if isinstance(a, list) else None,
+)
+def test_rule_options_are_checked(capsys, args, message):
+    assert main(["train", "--steps", "20", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
