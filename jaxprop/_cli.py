@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -79,8 +80,8 @@ _HELP = {
     "(default sgd)",
     "lr": "learning rate, or a comma-separated grid: every seed is trained at each "
     "(default 0.1)",
-    "momentum": "momentum in [0, 1), or β₁ for adam/adamw/lion (default 0.9; "
-    "momentum, nesterov, rmsprop, adam, adamw and lion only)",
+    "momentum": "momentum in [0, 1), or β₁ for adam/adamw/lion (default 0.9, "
+    "0 for rmsprop; momentum, nesterov, rmsprop, adam, adamw and lion only)",
     "steps": "training steps (default 1000); with --resume, a larger number "
     "extends the saved run",
     "batch_size": "minibatch size (default: the full batch)",
@@ -183,7 +184,9 @@ _TRAIN_FIELDS = tuple(FIELDS)  # every setting of ExperimentConfig
 
 def _train(args, argv) -> int:
     from ._experiment import (
+        absolute_paths,
         build,
+        check_out_is_free,
         extend_config,
         make_config,
         read_config,
@@ -216,12 +219,15 @@ def _train(args, argv) -> int:
                 config, saved_steps = extend_config(out, steps)
         else:
             config = make_config(_config_values(args, _TRAIN_FIELDS))
+            config = absolute_paths(config)  # config.json reruns from anywhere
             out = None if args.out is None else Path(args.out)
             if out is not None and (out / "checkpoint.npz").exists():
                 raise ValueError(
                     f"--out: {str(out)!r} already holds a run; continue it with "
                     f"--resume {out}, or choose another folder."
                 )
+            if out is not None:
+                check_out_is_free(out)
             if out is None and config.checkpoint_every is not None:
                 raise ValueError(
                     "checkpoint_every needs --out DIR (checkpoints are written there)."
@@ -243,6 +249,8 @@ def _train(args, argv) -> int:
         f"{config.dtype}",
         file=sys.stderr if args.quiet else sys.stdout,
     )
+    # A scheduler's SIGTERM (SLURM, Kubernetes) stops a run as Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         final = run_experiment(exp, checkpoint, out, progress=progress)
     except KeyboardInterrupt:
@@ -257,7 +265,13 @@ def _train(args, argv) -> int:
             )
         print(f"jaxprop train: interrupted{where}.", file=sys.stderr)
         return INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return _finish(exp, final, out, gradcheck=not args.no_gradcheck)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _finish(exp, final, out, gradcheck: bool) -> int:

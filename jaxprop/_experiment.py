@@ -11,6 +11,7 @@ with the same bits as a run that was never interrupted.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -278,6 +279,11 @@ def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig
             raise ValueError(
                 f"{where}lr must be one or more positive numbers; got {v['lr']!r}."
             )
+        if len({f"{x:g}" for x in lr}) != len(lr):
+            raise ValueError(
+                f"{where}lr: the grid has the same learning rate twice (to 6 "
+                f"digits); got {v['lr']!r}."
+            )
         out["lr"] = lr
     if "grad" in out and "rule" in out:
         raise ValueError(
@@ -366,7 +372,12 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not valid TOML ({e}).") from None
-    return {k.replace("-", "_"): x for k, x in values.items()}
+    values = {k.replace("-", "_"): x for k, x in values.items()}
+    for key in ("data", "eval_data"):  # file paths are relative to the file's folder
+        value = values.get(key)
+        if isinstance(value, str) and Path(value).suffix in (".npz", ".csv"):
+            values[key] = str(path.parent / value)
+    return values
 
 
 # ---------------------------------------------------------------------- data
@@ -470,6 +481,20 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
     x, y, x_eval, y_eval = (
         None if a is None else np.asarray(a) for a in _raw_data(config)
     )
+    if y.ndim == 1:
+        ids = _as_labels(y, "data")
+        ids_eval = None if y_eval is None else _as_labels(y_eval, "eval_data")
+        if ids is None or (y_eval is not None and ids_eval is None):
+            # Real-valued 1-D targets: one output column, not classes.
+            if config.cost == "softmax_cross_entropy":
+                raise ValueError(
+                    "data: softmax_cross_entropy needs class ids 0..k-1 (or ±1) as "
+                    "targets; these are real numbers."
+                )
+            y = y[:, None]
+            y_eval = None if y_eval is None else y_eval.reshape(-1, 1)
+        else:
+            y, y_eval = ids, ids_eval
     labels = y.ndim == 1
     n_classes = (
         int(max(y.max(), -1 if y_eval is None else y_eval.max())) + 1
@@ -522,11 +547,23 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
 
 # --------------------------------------------------------------- experiment
 def _divisor_near(n: int, target: float) -> int:
-    """A divisor of n near target (within a factor 2), else round(target)."""
+    """The divisor of n nearest to target (on a log scale); 1 for a prime n."""
     target = max(1.0, target)
     small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
-    best = min(small + [n // d for d in small], key=lambda d: abs(math.log(d / target)))
-    return best if 0.5 <= best / target <= 2 else max(1, round(target))
+    return min(small + [n // d for d in small], key=lambda d: abs(math.log(d / target)))
+
+
+def _as_labels(y: np.ndarray, name: str) -> np.ndarray | None:
+    """1-D targets as class ids: 0..k-1 as they are, ±1 as 0/1; None for other
+    values (real-valued targets, a regression: one output column)."""
+    if y.ndim != 1 or y.size == 0:
+        return None
+    values = np.unique(y)
+    if np.all(values == np.round(values)) and values.min() >= 0:
+        return y.astype(np.int64)
+    if set(values.tolist()) <= {-1.0, 1.0}:
+        return (y > 0).astype(np.int64)  # ±1 labels: -1 is class 0
+    return None
 
 
 class Experiment(NamedTuple):
@@ -662,9 +699,21 @@ def write_json(path: Path, doc) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def data_fingerprint(data: Data) -> str:
+    """SHA-256 of the training and evaluation arrays (as the network sees them)."""
+    h = hashlib.sha256()
+    for a in (data.x, data.y, data.x_eval, data.y_eval):
+        if a is not None:
+            h.update(str((a.shape, a.dtype.str)).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
 def resolved(exp: Experiment) -> dict[str, Any]:
-    """The settings that defaults resolve from the data and the run's length."""
+    """The settings that defaults resolve from the data and the run's length,
+    and the data's fingerprint (checked on resume)."""
     return {
+        "data_sha256": data_fingerprint(exp.data),
         "sizes": list(exp.net.sizes),
         "log_every": exp.trainer.log_every,
         "eval_every": exp.eval_every,
@@ -838,6 +887,50 @@ def checkpoint_bytes(exp: Experiment) -> int:
     return sum(math.prod(l.shape) * itemsize(l.dtype) for l in leaves)
 
 
+#: What ``jaxprop train --out`` writes (and nothing else lives in its folder).
+OUT_FILES = (
+    "config.json", "metrics.json", "curves.npz", "final.npz", "checkpoint.npz",
+    "loss.png", "regions.png", "alignment.png", "gradcheck.txt", "gradcheck.png",
+    "train_accuracy.png", "eval_accuracy.png", "train_loss.png", "eval_loss.png",
+)  # fmt: skip
+
+
+def absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with its data files as absolute paths."""
+    files = {
+        k: str(Path(getattr(config, k)).resolve())
+        for k in ("data", "eval_data")
+        if getattr(config, k) is not None
+        and Path(getattr(config, k)).suffix in (".npz", ".csv")
+    }
+    return dataclasses.replace(config, **files)
+
+
+def check_out_is_free(out: Path) -> None:
+    """``out`` is new, empty, or holds only a jaxprop run's own files.
+
+    Raises:
+      ValueError: other files there (they would be mixed with the results), or
+        a config.json that is not jaxprop's.
+    """
+    if not out.is_dir():
+        return
+    foreign = sorted(
+        p.name for p in out.iterdir()
+        if p.name not in OUT_FILES and not p.name.startswith(".")
+    )  # fmt: skip
+    if not foreign and (out / "config.json").exists():
+        try:
+            json.loads((out / "config.json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            foreign = ["config.json (not a jaxprop config)"]
+    if foreign:
+        raise ValueError(
+            f"--out: {str(out)!r} holds other files ({', '.join(foreign[:3])}); "
+            f"choose an empty or new folder."
+        )
+
+
 def prepare_out(out: Path, exp: Experiment, argv=None, **extra) -> None:
     """Makes ``out`` and writes ``config.json``: a folder that cannot take the
     run's files fails here, before any training.
@@ -919,17 +1012,28 @@ def headline(metrics: Mapping[str, np.ndarray]) -> str:
     raise AssertionError("no metric")
 
 
-def _summary(values: np.ndarray) -> dict[str, float]:
+def _bounds(metric: str) -> tuple[float, float]:
+    """The range a metric's values can take (its confidence interval is clipped
+    to it: a t-interval of accuracies near 1 can reach past 1)."""
+    if "accuracy" in metric:
+        return 0.0, 1.0
+    if metric.startswith("alignment"):
+        return 0.0, 180.0
+    return 0.0, math.inf  # the costs: mse, cross-entropies
+
+
+def _summary(values: np.ndarray, metric: str) -> dict[str, float]:
     """``jp.summarize`` as a dict, with quartiles (NaN, i.e. null, if n is 0)."""
     s = summarize(values)
+    low, high = _bounds(metric)
     finite = values[np.isfinite(values)]
     q1, q3 = np.percentile(finite, [25, 75]) if finite.size else (math.nan, math.nan)
     return {
         "n": s.n,
         "n_nan": s.n_nan,
         "mean": s.mean,
-        "ci95_low": s.ci_low,
-        "ci95_high": s.ci_high,
+        "ci95_low": min(max(s.ci_low, low), high),
+        "ci95_high": max(min(s.ci_high, high), low),
         "median": s.median,
         "q1": float(q1),
         "q3": float(q3),
@@ -941,7 +1045,7 @@ def _summary(values: np.ndarray) -> dict[str, float]:
 def _group(metrics: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
     """The summary of learning rate i's runs."""
     out: dict[str, Any] = {
-        k: _summary(v[i]) for k, v in metrics.items() if k not in _NOT_SUMMARIZED
+        k: _summary(v[i], k) for k, v in metrics.items() if k not in _NOT_SUMMARIZED
     }
     diverged = metrics["diverged"][i]
     at = metrics["diverged_at"][i][diverged]
@@ -1068,6 +1172,7 @@ def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
             exp.data,
             config.lr[i],
             threshold=threshold,
+            diverged=metrics["diverged"][i],
         )
     return doc
 
@@ -1158,6 +1263,13 @@ def start(
     """
     stream = sys.stderr if stream is None else stream
     if out is not None and resume and (out / "checkpoint.npz").exists():
+        saved = (_read_doc(out).get("resolved") or {}).get("data_sha256")
+        if saved is not None and saved != data_fingerprint(exp.data):
+            raise ValueError(
+                f"--resume: the data of {exp.config.data!r} changed since the run in "
+                f"{out} started (their SHA-256 differs from config.json's); "
+                f"restore them, or start a new run."
+            )
         checkpoint = load_checkpoint(out, exp, saved_steps)
         print(f"resuming {out} at step {checkpoint.state.step}", file=stream)
         if saved_steps is not None and saved_steps != exp.config.steps:

@@ -57,8 +57,8 @@ def _quartiles(runs: np.ndarray):
 
 
 def _seed_band(ax, x, runs, color, label, draw_seeds=True) -> np.ndarray:
-    """Each seed faint, the median bold and the inter-quartile band; returns the
-    median (NaN where no seed is finite)."""
+    """Each seed faint, the median bold and the inter-quartile band; returns
+    (q1, median, q3): (3, n), NaN where no seed is finite."""
     finite = np.isfinite(runs)
     if draw_seeds and runs.shape[0] <= _MAX_SEED_LINES and finite.any():
         ax.plot(x, np.where(finite, runs, np.nan).T, color=color, alpha=0.1, lw=0.7)
@@ -68,7 +68,28 @@ def _seed_band(ax, x, runs, color, label, draw_seeds=True) -> np.ndarray:
         ax.plot(x, median, color=color, lw=2, label=label)
     else:  # every seed diverged: a legend entry says so, nothing is drawn
         ax.plot([], [], color=color, lw=2, ls=":", label=label)
-    return median
+    return np.stack([q1, median, q3])
+
+
+def _limit_to_bands(ax, bands) -> None:
+    """y limits around the medians and the inter-quartile bands within 10x of
+    them, so that a few huge losses logged just before runs diverged do not
+    squash the curves. bands: (3, n) arrays of (q1, median, q3)."""
+    medians = np.concatenate([np.ravel(b[1]) for b in bands]) if bands else []
+    medians = np.asarray(medians)[np.isfinite(medians)]
+    if not medians.size:
+        return
+    m_lo, m_hi = medians.min(), medians.max()
+    values = np.concatenate([np.ravel(b) for b in bands])
+    span = 10 * max(abs(m_hi), abs(m_lo), 1e-300)
+    values = values[np.isfinite(values) & (np.abs(values) <= span)]
+    lo, hi = values.min(), values.max()
+    if ax.get_yscale() == "log":
+        lo = min(v for v in (lo, m_lo) if v > 0)
+        ax.set_ylim(lo / 2, hi * 2)
+    else:
+        pad = 0.05 * (hi - lo) or 0.05 * abs(hi) or 0.05
+        ax.set_ylim(lo - pad, hi + pad)
 
 
 def _maybe_log(ax, *arrays) -> None:
@@ -111,18 +132,19 @@ def _loss_figure(
     fig = Figure(figsize=(5.4 * len(panels), 4.2), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     ax_train = axes[0]
-    medians = []
+    bands = []  # every loss band drawn: the y limits fit them
     for i, lr in enumerate(lrs):
         runs = losses[i]
         n_div = int((~np.isfinite(runs)).any(axis=-1).sum())
         label = f"lr {lr:g}: median, IQR ({_diverged_text(n_div, runs.shape[0])})"
-        medians.append(_seed_band(ax_train, steps, runs, f"C{i}", label))
+        bands.append(_seed_band(ax_train, steps, runs, f"C{i}", label))
+    medians = [b[1] for b in bands]
     ax_train.set(xlabel="step", ylabel="training loss", title="Training loss")
     ax_train.legend(fontsize="small")
     if "eval_loss" in panels:
         ax = axes[panels.index("eval_loss")]
         for i, _ in enumerate(lrs):
-            _seed_band(ax, eval_steps, eval_loss[i], f"C{i}", None)
+            bands.append(_seed_band(ax, eval_steps, eval_loss[i], f"C{i}", None))
             ax.plot(steps, medians[i], color=f"C{i}", lw=1, ls="--", alpha=0.6)
         ax.set(xlabel="step", ylabel="held-out loss", title="Held-out loss")
         ax.legend(
@@ -134,9 +156,8 @@ def _loss_figure(
         )
         # One scale for both losses, so that a gap between them is overfitting.
         ax.sharey(ax_train)
-        _maybe_log(ax_train, losses, eval_loss)
-    else:
-        _maybe_log(ax_train, losses)
+    _maybe_log(ax_train, *bands)
+    _limit_to_bands(ax_train, bands)
     if "eval_accuracy" in panels:
         ax = axes[panels.index("eval_accuracy")]
         for i, _ in enumerate(lrs):
@@ -247,7 +268,13 @@ def _classes(y: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def _regions_figure(
-    net, params, data, lr, n_seeds: int = REGION_SEEDS, threshold: float = 0.5
+    net,
+    params,
+    data,
+    lr,
+    n_seeds: int = REGION_SEEDS,
+    threshold: float = 0.5,
+    diverged=None,
 ) -> Figure:
     x, y = np.asarray(data.x), np.asarray(data.y)
     lo, hi = x.min(0), x.max(0)
@@ -261,6 +288,8 @@ def _regions_figure(
     y_hat = np.asarray(
         jax.vmap(lambda p: net.forward(p, grid))(jax.tree.map(lambda l: l[:n], params))
     )  # (n, grid, n_out)
+    if diverged is not None:  # frozen params of a diverged run: a "diverged" panel
+        y_hat = np.where(np.asarray(diverged)[:n, None, None], np.nan, y_hat)
     n_out = y_hat.shape[-1]
     classes = _classes(y, threshold)
     # At most _MAX_POINTS points, larger (and edged) when there are few.
@@ -359,6 +388,7 @@ def decision_regions(
     lr,
     n_seeds: int = REGION_SEEDS,
     threshold: float = 0.5,
+    diverged=None,
 ) -> Path:
     """The network's output or class over the plane, for the first seeds of one lr.
 
@@ -375,9 +405,12 @@ def decision_regions(
         (n, 1) or one-hot rows).
       lr: the learning rate of these runs (in the title).
       n_seeds: how many of the first seeds to draw.
+      diverged: optional (n_seeds,) bool; those seeds' panels say "diverged".
       threshold: the one-output decision boundary; a target above it is class 1.
     """
-    return _save(_regions_figure(net, params, data, lr, n_seeds, threshold), path)
+    return _save(
+        _regions_figure(net, params, data, lr, n_seeds, threshold, diverged), path
+    )
 
 
 # ----------------------------------------------------------------- gradcheck

@@ -362,3 +362,87 @@ def test_rule_options_are_checked(capsys, args, message):
     assert main(["train", "--steps", "20", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_file_targets_of_plus_minus_one_or_real_values(tmp_path):
+    """±1 labels are classes 0/1 (not all 1); real-valued 1-D targets are one
+    regression column (a user review found both turned into all-1 targets)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    pm1 = np.where(x[:, 0] > 0, 1.0, -1.0)
+    np.savez(tmp_path / "pm1.npz", x=x, y=pm1)
+    np.savez(tmp_path / "real.npz", x=x, y=x.sum(1) * 0.3)
+    exp = build(make_config({"data": str(tmp_path / "pm1.npz")}))
+    np.testing.assert_array_equal(exp.data.y[:, 0], (pm1 > 0).astype("float32"))
+    assert exp.data.classification and exp.net.sizes[-1] == 1
+    exp = build(make_config({"data": str(tmp_path / "real.npz"),
+                             "output_activation": "identity"}))  # fmt: skip
+    assert exp.data.y.shape == (40, 1) and not exp.data.classification
+    np.testing.assert_allclose(exp.data.y[:, 0], x.sum(1) * 0.3, rtol=1e-6)
+    with pytest.raises(ValueError, match="needs class ids"):
+        build(make_config({"data": str(tmp_path / "real.npz"),
+                           "cost": "softmax_cross_entropy",
+                           "output_activation": "identity"}))  # fmt: skip
+
+
+@pytest.mark.parametrize("steps", [401, 1234, 2001, 5001, 7])
+def test_the_default_log_every_divides_any_step_count(steps):
+    exp = build(make_config({"steps": steps}))
+    assert steps % exp.trainer.log_every == 0
+
+
+def test_a_run_is_self_contained_and_its_folder_its_own(tmp_path, capsys, monkeypatch):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(32, 2))
+    (tmp_path / "work").mkdir()
+    np.savez(tmp_path / "work" / "d.npz", x=x, y=(x[:, 0] > 0).astype(int))
+    monkeypatch.chdir(tmp_path / "work")
+    args = ["--data", "d.npz", "--steps", "40", "--quiet", "--no-gradcheck"]
+    assert main(["train", *args, "--out", "run"]) == 0
+    saved = read_config(tmp_path / "work" / "run")
+    assert saved.data == str(tmp_path / "work" / "d.npz")  # absolute
+    monkeypatch.chdir(tmp_path)  # resumed from elsewhere
+    capsys.readouterr()
+    assert main(["train", "--resume", "work/run", "--steps", "80", "--quiet"]) == 0
+    # The data changed under the run: refused, not silently trained on.
+    np.savez(tmp_path / "work" / "d.npz", x=x + 1, y=(x[:, 0] > 0).astype(int))
+    assert main(["train", "--resume", "work/run", "--steps", "120"]) == 2
+    assert "changed since the run" in capsys.readouterr().err
+    # A folder with other files is not a result folder.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["train", "--steps", "10", "--out", str(tmp_path / "mine")]) == 2
+    assert "holds other files (notes.txt)" in capsys.readouterr().err
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "config.json").write_text('{"x": 1}')
+    assert main(["train", "--steps", "10", "--out", str(tmp_path / "theirs")]) == 2
+    assert "not a jaxprop config" in capsys.readouterr().err
+    assert main(["train", "--steps", "10", "--lr", "0.1,0.10000001"]) == 2
+    assert "the same learning rate twice" in capsys.readouterr().err
+
+
+def test_sigterm_stops_a_run_like_ctrl_c(tmp_path, capsys, monkeypatch):
+    import signal
+
+    def terminated(exp, checkpoint, *, on_checkpoint=None, **kw):
+        on_checkpoint(checkpoint)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(_experiment, "train_chunks", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "run"
+    assert main(["train", "--steps", "100", "--quiet", "--out", str(out)]) == 130
+    assert f"interrupted; jaxprop train --resume {out} continues" in (
+        capsys.readouterr().err
+    )
+    assert signal.getsignal(signal.SIGTERM) == before  # restored
+
+
+def test_confidence_intervals_stay_in_the_metrics_range():
+    from jaxprop._experiment import _summary
+
+    s = _summary(np.array([1.0, 1.0, 0.9]), "eval_accuracy")
+    assert s["ci95_high"] == 1.0 and s["ci95_low"] < s["mean"]
+    s = _summary(np.array([1e-9, 3e-3, 1e-10]), "train_loss")
+    assert s["ci95_low"] == 0.0

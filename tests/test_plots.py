@@ -202,3 +202,24 @@ def test_gradcheck_real_report(tmp_path, xor_net):
     fig = _plots._gradcheck_figure(rep)
     assert len(fig.axes[0].get_xticklabels()) == 4
     assert_png(_plots.gradcheck(tmp_path / "g.png", rep))
+
+
+def test_loss_axis_fits_the_bands_not_values_logged_before_divergence():
+    steps = np.arange(1, 21) * 10
+    losses = np.tile(np.linspace(1.0, 0.1, 20), (1, 4, 1))
+    losses[0, 3, 5] = 1e37  # logged just before that seed diverged
+    losses[0, 3, 6:] = np.nan
+    fig = _plots._loss_figure(steps, losses, [0.1])
+    assert fig.axes[0].get_ylim()[1] < 10
+
+
+def test_regions_of_diverged_seeds_say_so():
+    net = jp.MLP((2, 3, 1), "tanh", "sigmoid", "mse")
+    params = jax.vmap(lambda k: net.init(k))(jax.random.split(jax.random.key(0), 4))
+    x = np.random.default_rng(0).normal(size=(20, 2)).astype("float32")
+    data = Data(x, (x[:, :1] > 0).astype("float32"), None, None, True)
+    fig = _plots._regions_figure(
+        net, params, data, 0.1, diverged=np.array([False, True, False, False])
+    )
+    texts = [t.get_text() for t in fig.axes[1].texts]
+    assert "diverged" in texts
