@@ -42,6 +42,7 @@ from benchmarks import (
     mnist1d,
     progress,
     report,
+    rules,
     seeds,
     steps,
     utilization,
@@ -61,6 +62,7 @@ STUDIES = {
     "utilization": (utilization.bench_utilization, 10),
     "mnist1d": (mnist1d.bench_mnist1d, 3),
     "progress": (progress.bench_progress, 5),
+    "rules": (rules.bench_rules, 10),
 }
 
 # float64 contenders (the NumPy baseline's precision, the agreement study) need
@@ -83,8 +85,9 @@ def parse_args(argv):
         "--repeats",
         type=int,
         default=None,
-        help="timed repeats after the warm-up (default: 10 for step-time and "
-        "utilization, 3 for mnist1d, 5 for the others; at most 5 with --quick)",
+        help="timed repeats after the warm-up (default: 10 for step-time, "
+        "utilization and rules, 3 for mnist1d, 5 for the others; at most 5 with "
+        "--quick)",
     )
     parser.add_argument(
         "--devices",

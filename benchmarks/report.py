@@ -232,6 +232,8 @@ def markdown(results: dict) -> str:
                 for row in results["progress"]["rows"]
             ],
         )
+    if "rules" in results:
+        out += _rules_markdown(results["rules"])
     if "baselines" in results:
         r = results["baselines"]
         np_rate = r["numpy"]["epochs_per_s"]
@@ -317,12 +319,113 @@ def markdown(results: dict) -> str:
     return "\n".join(out)
 
 
+_RULE_NAMES = {
+    "autodiff": "autodiff (jax.grad, reference)",
+    "fa": "feedback alignment",
+    "dfa": "direct feedback alignment",
+    "sign": "sign symmetry",
+    "kp": "Kolen-Pollack",
+}
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def _rules_markdown(r: dict) -> list[str]:
+    """The rules study: step time over backprop's per rule, then many seeds."""
+    st, sd = r["step_time"], r["seeds"]
+    names = [n for n in st["rules"] if n != "backprop"]
+    out = [
+        "## Credit-assignment rules vs backprop",
+        "",
+        f"### Step time over backprop's (jitted, steady state; {st['network']})",
+        "",
+        f"Median of {st['repeats']} interleaved repeats per point, ratio = rule's "
+        "time per step / backprop's at the same point; autodiff is the noise "
+        "floor (the same arithmetic as backprop).",
+        "",
+    ]
+    rows = []
+    for n in names:
+        s = st["summary"][n]
+        a, d = s["all"], s["depth>=3"]
+        t = s.get("target")
+        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+        rows.append(
+            [
+                _RULE_NAMES.get(n, n),
+                fmt(a["median_ratio"]),
+                fmt(a["max_ratio"]),
+                fmt(d["median_ratio"]),
+                fmt(d["max_ratio"]),
+                f"≤ {t['ratio']:.2f}"
+                + ("" if t["points"] == "all" else " at depth ≥ 3")
+                if t
+                else "",
+                f"median {_verdict(t['median_met'])}; {t['points_over']} of "
+                f"{a['points'] if t['points'] == 'all' else d['points']} points over"
+                if t
+                else "",
+            ]
+        )
+    out += _table(
+        [
+            "rule",
+            "median ratio",
+            "max ratio",
+            "median, depth ≥ 3",
+            "max, depth ≥ 3",
+            "target",
+            "measured",
+        ],
+        rows,
+    )
+    out += _table(
+        ["depth", "width", "batch", "backprop", *names],
+        [
+            [
+                row["depth"],
+                row["width"],
+                row["batch"],
+                _us(row["step_s"]["backprop"]),
+                *(f"{row['ratio'][n]:.3f}" for n in names),
+            ]
+            for row in st["rows"]
+        ],
+    )
+    t = sd["target"]
+    out += [
+        f"### XOR over {sd['n_seeds']} seeds × {sd['epochs']} epochs "
+        f"(`jp.train_seeds`, {sd['devices']} device(s))",
+        "",
+        f"{sd['network']}. Target: {_RULE_NAMES.get(t['rule'], t['rule'])} within "
+        f"{t['ratio']}× backprop's time: {_verdict(t['met'])}.",
+        "",
+    ]
+    out += _table(
+        ["rule", "seed-epochs/s", "time / backprop", "median", "first call"],
+        [
+            [
+                _RULE_NAMES.get(row["rule"], row["rule"]),
+                _si(row["seed_epochs_per_s"]),
+                f"{row['ratio']:.3f}",
+                f"{row['median_s']:.3f} s",
+                f"{row['first_call_s']:.2f} s",
+            ]
+            for row in sd["rows"]
+        ],
+    )
+    return out
+
+
 def plots(results: dict, stem: Path) -> list[Path]:
     """PNG plots of the studies present; returns the files written.
 
     ``<stem>-step-time.png`` (time per step vs width, manual vs autodiff, one
     line per batch), ``<stem>-ratio.png`` (manual/autodiff heatmap over width ×
-    batch), ``<stem>-seed-scaling.png`` (seed-steps/s vs seeds per strategy).
+    batch), ``<stem>-seed-scaling.png`` (seed-steps/s vs seeds per strategy),
+    ``<stem>-rules.png`` (each rule's step time over backprop's, per grid point).
     """
     import matplotlib
 
@@ -391,6 +494,34 @@ def plots(results: dict, stem: Path) -> list[Path]:
         fig.colorbar(image, ax=ax)
         fig.tight_layout()
         written.append(_save(fig, stem, "ratio"))
+    if "rules" in results:
+        st = results["rules"]["step_time"]
+        names = [n for n in st["rules"] if n != "backprop"]
+        depths = sorted({r["depth"] for r in st["rows"]})
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        for i, name in enumerate(names):
+            for j, depth in enumerate(depths):
+                ratios = [r["ratio"][name] for r in st["rows"] if r["depth"] == depth]
+                offset = (j - (len(depths) - 1) / 2) * 0.2
+                ax.plot(
+                    [i + offset] * len(ratios),
+                    ratios,
+                    "o",
+                    color=f"C{j}",
+                    alpha=0.7,
+                    label=f"depth {depth}" if i == 0 else None,
+                )
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.axhline(1.05, color="grey", linestyle="--", linewidth=0.8, label="1.05")
+        ax.set_xticks(range(len(names)), names)
+        ax.set(
+            ylabel="time per step / backprop's",
+            title="Jitted step of each rule over backprop's, one point per "
+            "width × batch",
+        )
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(_save(fig, stem, "rules"))
     if "seed-scaling" in results:
         rows = results["seed-scaling"]["rows"]
         names = [k for k in rows[0] if k not in ("seeds", "best")]

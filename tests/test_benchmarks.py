@@ -15,6 +15,7 @@ from benchmarks import (
     agreement,
     baselines,
     report,
+    rules,
     seeds,
     steps,
     torch_xor,
@@ -241,3 +242,66 @@ def test_progress_study():
         assert row["chunks"] >= 2  # the loop really ran in chunks
         assert row["overhead"] == row["chunked_s"] / row["one_call_s"] - 1
         assert row["train_seeds_s"] > 0 and row["train_seeds_chunks"] >= 2
+
+
+def test_rules_study(tmp_path):
+    result = rules.bench_rules("smoke", 1)
+    assert_reported(
+        tmp_path,
+        "rules",
+        result,
+        ["## Credit-assignment rules", "### XOR over"],
+        ["rules"],
+    )
+    st = result["step_time"]
+    assert st["rules"] == list(rules.RULES) and st["rules"][0] == "backprop"
+    assert [(r["depth"], r["width"], r["batch"]) for r in st["rows"]] == rules.grid(
+        "smoke"
+    )
+    others = [n for n in rules.RULES if n != "backprop"]
+    for row in st["rows"]:
+        assert all(row["step_s"][n] > 0 for n in rules.RULES)
+        assert set(row["ratio"]) == set(others)
+        for n in others:
+            ratio = row["ratio"][n]
+            assert np.isfinite(ratio) and ratio > 0
+            assert ratio == pytest.approx(row["step_s"][n] / row["step_s"]["backprop"])
+    for n in others:
+        s = st["summary"][n]
+        for part in ("all", "depth>=3"):
+            assert s[part]["points"] > 0  # the smoke grid is at depth 3
+            assert 0 < s[part]["median_ratio"] <= s[part]["max_ratio"] < np.inf
+        assert ("target" in s) == (n in rules.STEP_TARGETS)
+    assert st["summary"]["dfa"]["target"]["points"] == "depth>=3"
+    sd = result["seeds"]
+    names = [r["rule"] for r in sd["rows"]]
+    assert names == list(rules.SIZES["smoke"]["xor_rules"]) == ["backprop", "fa"]
+    for r in sd["rows"]:
+        assert np.isfinite(r["ratio"]) and r["ratio"] > 0
+        assert r["seed_epochs_per_s"] == pytest.approx(
+            sd["n_seeds"] * sd["epochs"] / r["median_s"]
+        )
+    assert sd["rows"][0]["ratio"] == 1.0
+    assert sd["target"]["rule"] == "fa" and isinstance(sd["target"]["met"], bool)
+
+
+def test_rule_steps_are_the_training_step():
+    # backprop's step is steps.py's manual step (SGD through optax), and the
+    # loop carries the rule state: k steps in one call are k single steps.
+    net, params, x, y = steps.make_problem(16, 3, 8, "float64")
+    carry = rules.initial_carry(net, rules.RULES["backprop"], params)
+    step = jax.jit(rules.make_step(net, rules.RULES["backprop"]))
+    loss, (new, _, _) = step(carry, x, y)
+    ref_loss, ref = jax.jit(steps.make_step(net, "manual"))(params, x, y)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-12)
+    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    kp = rules.RULES["kp"]
+    carry = rules.initial_carry(net, kp, params)
+    looped = rules.make_loop(net, kp)(carry, x, y, 3)
+    once, step = carry, jax.jit(rules.make_step(net, kp))
+    for _ in range(3):
+        once = step(once, x, y)[1]
+    assert not np.allclose(looped[2].feedback[0], carry[2].feedback[0])
+    for a, b in zip(jax.tree.leaves(looped), jax.tree.leaves(once), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
