@@ -244,6 +244,7 @@ def test_progress_study():
         assert row["train_seeds_s"] > 0 and row["train_seeds_chunks"] >= 2
 
 
+@pytest.mark.slow
 def test_rules_study(tmp_path):
     result = rules.bench_rules("smoke", 1)
     assert_reported(

@@ -114,9 +114,8 @@ def test_every_rule_over_seeds_equals_each_seed_alone(name):
     kw = dict(rule=rule, log_every=10, dtype="float64", scheme="glorot")
     opt = optax.sgd(0.5)
     many = jp.train_seeds(XOR_NET, keys, x, y, opt, 200, **kw)
-    for i in (0, 4):
-        one = jp.train_seeds(XOR_NET, keys[i : i + 1], x, y, opt, 200, **kw)
-        close(jax.tree.map(lambda l: l[i : i + 1], many), one, rtol=1e-10)
+    one = jp.train_seeds(XOR_NET, keys[4:5], x, y, opt, 200, **kw)
+    close(jax.tree.map(lambda l: l[4:5], many), one, rtol=1e-10)
     assert np.all(np.isfinite(many.losses))
 
 
@@ -127,7 +126,7 @@ def test_rules_keep_the_seeds_init_and_data_keys(moons):
     keys = jax.random.split(jax.random.key(1), 4)
     common = dict(batch_size=16, log_every=5, dtype="float64")
     net = jp.MLP((2, 6, 1), "tanh", "sigmoid", "mse")
-    some = (rules.backprop(), rules.feedback_alignment(), rules.kolen_pollack(0.1, 0))
+    some = (rules.backprop(), rules.kolen_pollack(0.1, 0))
     inits = [
         jp.Trainer(net, keys, x, y, optax.sgd(0.1), 10, rule=r, **common).init()
         for r in some
@@ -152,7 +151,7 @@ def moons():
     return np.asarray(x, "float64"), np.asarray(y, "float64")[:, None], None
 
 
-@pytest.mark.parametrize("name", ["fa", "dfa", "kp"])
+@pytest.mark.parametrize("name", ["kp"])  # a state that changes at every step
 def test_rule_state_survives_a_checkpoint_bit_for_bit(tmp_path, moons, name):
     x, y, _ = moons
     net = jp.MLP((2, 6, 5, 1), "tanh", "sigmoid", "mse")
