@@ -496,20 +496,34 @@ def value_and_backprop_over_runs(net: MLP):
     def plain(params, x, y):
         return _value_and_backprop(net, params, x, y, with_grads=True)
 
-    @jax.custom_batching.custom_vmap
-    def value_and_grads(params, x, y):
-        return plain(params, x, y)
+    return runs_last(net, plain, x_index=1)
 
-    @value_and_grads.def_vmap
-    def _over_runs(n_runs, in_batched, params, x, y):
-        if not runs_last_pays(net, x.shape[-2]):
+
+def runs_last(net: MLP, fn, x_index: int):
+    """``fn(*args)`` with a batching rule that puts the runs last for tiny nets.
+
+    Under ``vmap`` over runs, when ``runs_last_pays(net, batch)`` (batch: the
+    second-to-last axis of ``args[x_index]``), ``fn`` runs once on every
+    argument with the runs moved to the last axis (shared arguments get a
+    trailing axis of 1), and its outputs' runs axis is moved back to the
+    front; otherwise a plain ``vmap``. ``fn`` must be written with products
+    that broadcast trailing run axes (``_contract``) and elementwise
+    operations, as the δ recursion is.
+    """
+
+    @jax.custom_batching.custom_vmap
+    def batched(*args):
+        return fn(*args)
+
+    @batched.def_vmap
+    def _over_runs(n_runs, in_batched, *args):
+        if not runs_last_pays(net, args[x_index].shape[-2]):
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-            out = jax.vmap(plain, in_axes=in_axes)(params, x, y)
+            out = jax.vmap(fn, in_axes=in_axes)(*args)
         else:
             # Batched leaves: runs axis 0 -> last; shared leaves: a trailing 1.
             to_last = lambda b, a: jnp.moveaxis(a, 0, -1) if b else a[..., None]  # noqa: E731
-            params, x, y = jax.tree.map(to_last, tuple(in_batched), (params, x, y))
-            out = plain(params, x, y)
+            out = fn(*jax.tree.map(to_last, tuple(in_batched), args))
             out = jax.tree.map(
                 lambda a: jnp.moveaxis(
                     jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
@@ -518,4 +532,4 @@ def value_and_backprop_over_runs(net: MLP):
             )
         return out, jax.tree.map(lambda _: True, out)
 
-    return value_and_grads
+    return batched

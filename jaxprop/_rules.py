@@ -52,7 +52,7 @@ from ._mlp import (
     _deltas,
     _forward_with_cache,
     _weight_grads,
-    runs_last_pays,
+    runs_last,
 )
 from ._params import Params
 
@@ -372,28 +372,7 @@ def over_runs(net: MLP, rule: Rule):
     if not rule.runs_last:
         return plain
 
-    @jax.custom_batching.custom_vmap
-    def value_and_grads(params, state, x, y):
-        return plain(params, state, x, y)
-
-    @value_and_grads.def_vmap
-    def _over(n_runs, in_batched, params, state, x, y):
-        args = (params, state, x, y)
-        if not runs_last_pays(net, x.shape[-2]):
-            in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-            out = jax.vmap(plain, in_axes=in_axes)(*args)
-        else:
-            to_last = lambda b, a: jnp.moveaxis(a, 0, -1) if b else a[..., None]  # noqa: E731
-            out = plain(*jax.tree.map(to_last, tuple(in_batched), args))
-            out = jax.tree.map(
-                lambda a: jnp.moveaxis(
-                    jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
-                ),
-                out,
-            )
-        return out, jax.tree.map(lambda _: True, out)
-
-    return value_and_grads
+    return runs_last(net, plain, x_index=2)
 
 
 # ----------------------------------------------------------------- alignment
