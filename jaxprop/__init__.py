@@ -16,6 +16,9 @@ from ._experiment import SavedRun as SavedRun
 from ._experiment import load_run as load_run
 from ._io import load as load
 from ._io import save as save
+from ._loop import RunState as RunState
+from ._loop import TrainLog as TrainLog
+from ._loop import TrainResult as TrainResult
 from ._metrics import Proportion as Proportion
 from ._metrics import Summary as Summary
 from ._metrics import accuracy as accuracy
@@ -33,10 +36,7 @@ from ._params import Params as Params
 from ._progress import Progress as Progress
 from ._rules import Alignment as Alignment
 from ._rules import alignment as alignment
-from ._train import RunState as RunState
 from ._train import Trainer as Trainer
-from ._train import TrainLog as TrainLog
-from ._train import TrainResult as TrainResult
 from ._train import TrainState as TrainState
 from ._train import train as train
 from ._train import train_seeds as train_seeds

@@ -34,6 +34,8 @@ from ._activations import ACTIVATIONS
 from ._check import check_grads
 from ._costs import COSTS, REDUCTIONS
 from ._io import atomic_write, load, save
+from ._layout import STRATEGIES
+from ._loop import TrainResult
 from ._metrics import (
     accuracy_from_output,
     classification_threshold,
@@ -44,14 +46,7 @@ from ._mlp import MLP
 from ._params import SCHEMES
 from ._progress import Progress
 from ._rules import RULES, Rule
-from ._train import (
-    GRADS,
-    STRATEGIES,
-    Trainer,
-    TrainResult,
-    TrainState,
-    advance_in_chunks,
-)
+from ._train import GRADS, Trainer, TrainState, advance_in_chunks
 
 DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d")
 DTYPES = ("float32", "float64")

@@ -1,19 +1,13 @@
-"""Training loops compiled once: one network, or many across seeds and hyperparameters.
+"""Training, compiled once: ``train`` (one run), ``Trainer`` and ``train_seeds``
+(many runs, across seeds and hyperparameters), and the checks of their inputs.
 
-A training run is one jit-compiled ``lax.fori_loop`` over blocks of ``log_every``
-steps, each block a ``lax.scan`` over its steps followed by the divergence check
-and the log entry (and an evaluation when one is due); many runs are the
-same function mapped over a leading axis of keys (and hyperparameters) with
-``jax.vmap``, ``lax.map`` or chunks of both. The step counter is not batched, so
-the ``lax.cond`` that reshuffles minibatches at each epoch and the one that
-evaluates on held-out data stay real branches under ``vmap`` instead of turning
-into selects that run both sides at every step.
+One run's loop is ``_loop.py``; how many runs share the devices (strategy,
+working layout, the mapped init and advance) is ``_layout.py``; the rules that
+give each step's gradient are ``_rules.py``.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -27,85 +21,33 @@ from . import _rules as rules
 from ._data import check_dataset
 from ._inputs import check_x, check_y
 from ._io import load, save
-from ._metrics import accuracy_from_output
-from ._mlp import MLP, runs_last_pays
+from ._layout import (
+    _advance_runs,
+    _choose_strategy,
+    _finish,
+    _init_runs,
+    _last_losses,
+    _Plan,
+    _to_lead,
+    _to_working,
+)
+from ._loop import (
+    _RULE_KEY,
+    RunState,
+    TrainLog,
+    TrainResult,
+    _Config,
+    _train,
+)
+from ._mlp import MLP
 from ._params import DEFAULT_SCHEME, Params, check_float_dtype, check_key, check_scheme
 from ._progress import Progress
-from ._rules import Alignment, Rule, alignment, check_rule, over_runs
+from ._rules import Rule, check_rule
+from ._validate import positive_int as _check_positive_int
 
 Array = jax.Array
 
 GRADS = ("manual", "autodiff")
-STRATEGIES = ("auto", "vmap", "sequential", "chunked")
-
-#: Per-run, per-step FLOPs from which ``auto`` runs seeds one after another (one
-#: per device): a network this big keeps a core busy alone, and batching runs
-#: only adds memory traffic. Measured crossover on a 2-core CPU: vmap wins at
-#: 2e6 FLOPs (32-32-32-10, batch 128), one at a time wins at 1.7e7 (width 128).
-AUTO_SEQUENTIAL_FLOPS = 1e7
-#: Below that, ``auto`` vmaps chunks whose working set is about this many bytes
-#: per device, so that a step's arrays stay in cache: for XOR 2-2-1 chunks of a
-#: few hundred runs per device beat one vmap over 131072 runs by 1.8x.
-AUTO_CACHE_BYTES = 256 * 2**10
-#: ... and never fewer runs than this per device, to keep the matmuls batched.
-AUTO_MIN_CHUNK = 4
-#: ... or, for a network small enough to be computed with the runs last
-#: (``jaxprop._mlp.runs_last_pays``), than this: XOR on a 2-core CPU ran at
-#: 7.1e7 seed-steps/s with 480 runs per device and 9.5e7-1.07e8 with 512 to
-#: 896 (float32); float64 gained 12% from 432 to 768.
-AUTO_RUNS_LAST_CHUNK = 768
-
-
-class TrainResult(NamedTuple):
-    """What a training run returns; ``train_seeds`` adds leading axes to every leaf.
-
-    Attributes:
-      params: final parameters (frozen at the last finite values if diverged).
-      opt_state: final optimizer state.
-      losses: (steps // log_every,) training loss, the mean over each block of
-        ``log_every`` steps of the loss before that step's update; NaN from the
-        block in which the run diverged.
-      diverged: () bool, whether a loss or the parameters became NaN or inf. A
-        diverged run is frozen at its state from the start of that block
-        (divergence is checked every ``log_every`` steps).
-      diverged_at: () int32, the first step whose loss was not finite (or the
-        block's last step if only the parameters were not), or -1.
-      eval_steps: (n_evals,) steps after which held-out data was evaluated
-        (None without ``eval_data``).
-      eval_loss: (n_evals,) held-out loss (None without ``eval_data``).
-      eval_accuracy: (n_evals,) held-out accuracy (see ``jp.accuracy``).
-      rule_state: the rule's final state (``()`` for backprop).
-      alignment_steps: (n_align,) steps after which alignment was measured
-        (None without ``alignment_every``).
-      alignment: a ``jp.Alignment`` of (L, n_align) angles in degrees between
-        the rule and backprop on the training data (its first
-        ``ALIGNMENT_EXAMPLES``), or None.
-    """
-
-    params: Params
-    opt_state: Any
-    losses: Array
-    diverged: Array
-    diverged_at: Array
-    eval_steps: Array | None = None
-    eval_loss: Array | None = None
-    eval_accuracy: Array | None = None
-    rule_state: Any = ()
-    alignment_steps: Array | None = None
-    alignment: Alignment | None = None
-
-
-class _Config(NamedTuple):
-    """The static (hashable) part of a training run."""
-
-    net: MLP
-    optimizer: optax.GradientTransformation
-    steps: int
-    rule: Rule
-    batch_size: int | None
-    log_every: int
-    eval_every: int | None
-    alignment_every: int | None = None
 
 
 # ------------------------------------------------------------------- checks
@@ -115,14 +57,6 @@ def _check_optimizer(optimizer) -> None:
             "optimizer must be an optax.GradientTransformation such as "
             f"optax.sgd(0.1); got {type(optimizer).__name__}."
         )
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be a positive integer; got {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value}.")
-    return int(value)
 
 
 def _resolve_rule(grad, rule) -> Rule:
@@ -247,288 +181,6 @@ def _check_run(
         alignment_every,
     )
     return config, (x, y, x_eval, y_eval)
-
-
-# ----------------------------------------------------------------- the loop
-class RunState(NamedTuple):
-    """One run's state between blocks of steps (leading run axes in a ``Trainer``).
-
-    Attributes:
-      params: current parameters.
-      opt_state: current optimizer state.
-      key: the data-order PRNG key (the same for the whole run).
-      perm: (n,) int32, the current epoch's permutation of the examples.
-      diverged: () bool; diverged_at: () int32 (see :class:`TrainResult`).
-      rule_state: the rule's state (``()`` for backprop: no leaves).
-    """
-
-    params: Params
-    opt_state: Any
-    key: Any
-    perm: Array
-    diverged: Array
-    diverged_at: Array
-    rule_state: Any = ()
-
-
-class TrainLog(NamedTuple):
-    """What a run records per block of ``log_every`` steps (trailing axis: blocks).
-
-    Attributes:
-      losses: (..., n_blocks) mean training loss of each block; NaN once diverged.
-      eval_loss, eval_accuracy: (..., n_blocks) held-out loss and accuracy after
-        the blocks at which an evaluation was due, NaN elsewhere (None without
-        ``eval_data``).
-      alignment: a ``jp.Alignment`` of (..., L, n_blocks) angles after the
-        blocks at which one was due, NaN elsewhere (None without
-        ``alignment_every``).
-    """
-
-    losses: Array
-    eval_loss: Array | None = None
-    eval_accuracy: Array | None = None
-    alignment: Alignment | None = None
-
-
-def _all_finite(tree) -> Array:
-    return jnp.all(
-        jnp.asarray([jnp.all(jnp.isfinite(l)) for l in jax.tree.leaves(tree)])
-    )
-
-
-def _eval_steps(config: _Config) -> np.ndarray:
-    """Steps after which held-out data is evaluated: every eval_every, and the last."""
-    steps = set(range(config.eval_every, config.steps + 1, config.eval_every))
-    return np.array(sorted(steps | {config.steps}), np.int32)
-
-
-#: Alignment is measured on at most this many training examples.
-ALIGNMENT_EXAMPLES = 1024
-#: Folded into a run's key for its rule state: the init and data keys (the two
-#: halves of ``jax.random.split(key)``) stay what they were before rules.
-_RULE_KEY = 0x52554C45
-
-
-def _start_state(params: Params, opt_state, key, n: int, rule_state=()) -> RunState:
-    return RunState(
-        params,
-        opt_state,
-        key,
-        jnp.arange(n),
-        jnp.array(False),
-        jnp.array(-1, jnp.int32),
-        rule_state,
-    )
-
-
-def _due(steps: np.ndarray, end) -> Array:
-    """Whether a block ending at step ``end`` is in ``steps`` (a real branch:
-    the step counter is not batched)."""
-    return jnp.any(end == steps)
-
-
-def _alignment_steps(config: _Config) -> np.ndarray:
-    """Steps after which alignment is measured: every alignment_every, and the last."""
-    every = config.alignment_every
-    return np.array(
-        sorted(set(range(every, config.steps + 1, every)) | {config.steps}), np.int32
-    )
-
-
-def _blocks(
-    config: _Config,
-    state: RunState,
-    log: TrainLog,
-    start: Array,
-    n_blocks: Array | int,
-    x: Array,
-    y: Array,
-    x_eval: Array | None,
-    y_eval: Array | None,
-) -> tuple[RunState, TrainLog]:
-    """``n_blocks`` blocks of ``log_every`` steps of one run from step ``start``.
-
-    Each block's entry is written into ``log`` (the whole run's, NaN-filled at
-    first) at the block's own row. ``n_blocks`` may be traced: the loop is one
-    compiled block body whatever its trip count, so a run split into calls of
-    any lengths takes bit for bit the same steps as one call over all of them
-    (everything depends on the global step only: the epoch's permutation, the
-    evaluations due). Traced; callers jit and map it.
-    """
-    net, optimizer, rule = config.net, config.optimizer, config.rule
-    value_and_grads = over_runs(net, rule)
-    n = x.shape[0]
-    batch = config.batch_size
-    n_batches = n // batch if batch else 1  # per epoch; the remainder is dropped
-    key = state.key
-
-    def step(carry, t):
-        params, opt_state, perm, rule_state = carry
-        if batch is None:
-            xb, yb = x, y
-        else:
-            i = t % n_batches
-            perm = jax.lax.cond(
-                i == 0,
-                lambda: jax.random.permutation(
-                    jax.random.fold_in(key, t // n_batches), n
-                ),
-                lambda: perm,
-            )
-            idx = jax.lax.dynamic_slice_in_dim(perm, i * batch, batch)
-            xb, yb = x[idx], y[idx]
-        loss, grads, rule_state = value_and_grads(params, rule_state, xb, yb)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, perm, rule_state), loss
-
-    has_eval = x_eval is not None
-    if has_eval:
-        eval_at = _eval_steps(config)
-    if config.alignment_every is not None:
-        align_at = _alignment_steps(config)
-        x_align, y_align = x[:ALIGNMENT_EXAMPLES], y[:ALIGNMENT_EXAMPLES]
-
-    def evaluate(params):
-        y_hat, cache = net.forward_with_cache(params, x_eval)
-        acc = accuracy_from_output(net, y_hat, y_eval).astype(x.dtype)
-        return net.loss_from_cache(cache, y_eval), acc
-
-    def block(state, start):
-        """log_every steps; a divergence check; an evaluation if one is due."""
-        (params, opt_state, perm, rule_state), losses = jax.lax.scan(
-            step,
-            (state.params, state.opt_state, state.perm, state.rule_state),
-            start + jnp.arange(config.log_every),
-        )
-        # Checked once a block, not every step: the check and the rollback cost
-        # as much as a small network's step. A diverged run is rolled back to the
-        # block's start and stays frozen there; other runs never see it.
-        finite = jnp.isfinite(losses)
-        ok = jnp.all(finite) & _all_finite(params)
-        first_bad = start + jnp.where(
-            jnp.all(finite), config.log_every - 1, jnp.argmin(finite)
-        )
-        diverged = state.diverged | ~ok
-        diverged_at = jnp.where(
-            state.diverged | ok, state.diverged_at, first_bad.astype(jnp.int32)
-        )
-        params, opt_state, rule_state = jax.tree.map(
-            lambda old, new: jnp.where(diverged, old, new),
-            (state.params, state.opt_state, state.rule_state),
-            (params, opt_state, rule_state),
-        )
-        logged = jnp.where(diverged, jnp.nan, jnp.mean(losses))
-        state = RunState(
-            params, opt_state, key, perm, diverged, diverged_at, rule_state
-        )
-        end = start + config.log_every
-        entry = TrainLog(logged)
-        if has_eval:
-            nan = jnp.full((), jnp.nan, x.dtype)
-            ev = jax.lax.cond(
-                _due(eval_at, end), lambda: evaluate(params), lambda: (nan, nan)
-            )
-            entry = entry._replace(eval_loss=ev[0], eval_accuracy=ev[1])
-        if config.alignment_every is not None:
-            nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)
-            angles = jax.lax.cond(
-                _due(align_at, end) & ~diverged,
-                lambda: alignment(net, rule, params, rule_state, x_align, y_align),
-                lambda: Alignment(nan, nan, nan),
-            )
-            entry = entry._replace(alignment=angles)
-        return state, entry
-
-    first = start // config.log_every
-
-    def body(i, carry):
-        state, log = carry
-        state, entry = block(state, start + i * config.log_every)
-        log = jax.tree.map(  # the blocks are the last axis of every log array
-            lambda buf, e: jax.lax.dynamic_update_slice_in_dim(
-                buf, e[..., None], first + i, axis=-1
-            ),
-            log,
-            entry,
-        )
-        return state, log
-
-    return jax.lax.fori_loop(0, n_blocks, body, (state, log))
-
-
-def _empty_log(config: _Config, has_eval: bool, dtype) -> TrainLog:
-    """One run's log before its first step: NaN in every block."""
-    n = config.steps // config.log_every
-    nan = lambda *lead: jnp.full((*lead, n), jnp.nan, dtype)  # noqa: E731
-    log = TrainLog(nan())
-    if has_eval:
-        log = log._replace(eval_loss=nan(), eval_accuracy=nan())
-    if config.alignment_every is not None:
-        L = config.net.n_layers
-        log = log._replace(alignment=Alignment(nan(L), nan(L), nan(L)))
-    return log
-
-
-def _result(config: _Config, state: RunState, log: TrainLog) -> TrainResult:
-    """The TrainResult of finished runs (any leading run axes) from the full log."""
-    result = TrainResult(
-        state.params,
-        state.opt_state,
-        log.losses,
-        state.diverged,
-        state.diverged_at,
-        rule_state=state.rule_state,
-    )
-    lead = log.losses.shape[:-1]
-
-    def at(steps):  # (the steps with the run axes, the log's blocks at those steps)
-        return (
-            jnp.broadcast_to(jnp.asarray(steps), (*lead, steps.size)),
-            (steps // config.log_every) - 1,
-        )
-
-    if log.eval_loss is not None:
-        steps, rows = at(_eval_steps(config))
-        result = result._replace(
-            eval_steps=steps,
-            eval_loss=log.eval_loss[..., rows],
-            eval_accuracy=log.eval_accuracy[..., rows],
-        )
-    if log.alignment is not None:
-        steps, rows = at(_alignment_steps(config))
-        result = result._replace(
-            alignment_steps=steps,
-            alignment=jax.tree.map(lambda a: a[..., rows], log.alignment),
-        )
-    return result
-
-
-def _run(
-    config: _Config,
-    params: Params,
-    opt_state,
-    x: Array,
-    y: Array,
-    key,
-    x_eval: Array | None,
-    y_eval: Array | None,
-    rule_state=(),
-) -> TrainResult:
-    """One whole training run (traced)."""
-    state = _start_state(params, opt_state, key, x.shape[0], rule_state)
-    log = _empty_log(config, x_eval is not None, x.dtype)
-    n_blocks = config.steps // config.log_every
-    state, log = _blocks(
-        config, state, log, jnp.int32(0), n_blocks, x, y, x_eval, y_eval
-    )
-    return _result(config, state, log)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _train(
-    config, params, opt_state, x, y, key, x_eval, y_eval, rule_state
-) -> TrainResult:
-    return _run(config, params, opt_state, x, y, key, x_eval, y_eval, rule_state)
 
 
 # --------------------------------------------------------------- public API
@@ -696,62 +348,6 @@ def _check_hparams(hparams, optimizer, probe_state) -> tuple[dict[str, Array], i
     return out, sizes.pop()
 
 
-def _choose_strategy(
-    config: _Config,
-    n_runs: int,
-    strategy: str,
-    chunk_size: int | None,
-    n_examples: int,
-    itemsize: int,
-    n_devices: int,
-) -> tuple[str, int | None]:
-    """(strategy, chunk_size) for ``n_runs`` runs; see ``train_seeds``.
-
-    A chunk is a multiple of ``n_devices`` so that every device gets a share;
-    with several devices, ``sequential`` means one run per device at a time.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy {strategy!r}; expected one of {list(STRATEGIES)}."
-        )
-    if chunk_size is not None:
-        chunk_size = _check_positive_int(chunk_size, "chunk_size")
-        if strategy not in ("chunked", "auto"):
-            raise ValueError(
-                f"chunk_size goes with strategy='chunked' (or 'auto'); "
-                f"got strategy={strategy!r}."
-            )
-        strategy = "chunked"
-    elif strategy == "chunked":
-        raise ValueError("strategy='chunked' needs chunk_size.")
-    elif strategy == "auto":
-        sizes = config.net.sizes
-        batch = config.batch_size or n_examples
-        n_params = sum((i + 1) * o for i, o in itertools.pairwise(sizes))
-        if config.net.flops(batch) >= AUTO_SEQUENTIAL_FLOPS:
-            strategy = "sequential"
-        else:
-            # Working set of one run's step: params, gradients, optimizer
-            # moments and updates, and the activations of both passes.
-            per_run = itemsize * (8 * n_params + 4 * batch * sum(sizes))
-            per_device = max(AUTO_MIN_CHUNK, AUTO_CACHE_BYTES // per_run)
-            if config.rule.runs_last and runs_last_pays(config.net, batch):
-                per_device = max(per_device, AUTO_RUNS_LAST_CHUNK)
-            # As many chunks as that size needs, balanced so that padding the
-            # runs to whole chunks adds less than one run per device and chunk.
-            n_chunks = -(-n_runs // (per_device * n_devices))
-            strategy, chunk_size = "chunked", -(-n_runs // n_chunks)
-    if strategy == "sequential":
-        if n_devices == 1:
-            return "sequential", None
-        strategy, chunk_size = "chunked", n_devices
-    if strategy == "vmap":
-        chunk_size = n_runs
-    chunk_size = min(chunk_size, n_runs)
-    chunk_size = -(-chunk_size // n_devices) * n_devices
-    return ("vmap" if chunk_size >= n_runs else "chunked"), chunk_size
-
-
 class TrainState(NamedTuple):
     """The state of a :class:`Trainer`'s runs after ``step`` steps (a pytree).
 
@@ -772,143 +368,6 @@ class TrainState(NamedTuple):
     step: int
     runs: RunState
     log: TrainLog
-
-
-class _Plan(NamedTuple):
-    """How a Trainer lays out its runs (static).
-
-    Between calls the runs are kept in their working layout, so that nothing
-    moves between devices from one chunk of steps to the next: leaves of shape
-    (n_chunks, chunk_size, ...) with the chunk axis split across the mesh's
-    devices (``vmap`` is one chunk), or (n_runs, ...) for ``sequential``. The
-    runs are padded to whole chunks by repeating run 0.
-    """
-
-    config: _Config
-    scheme: str
-    dtype: str
-    strategy: str
-    chunk_size: int | None
-    mesh: jax.sharding.Mesh | None
-    n_seeds: int
-    n_hparams: int  # 0 without hparams
-
-    @property
-    def n_runs(self) -> int:
-        return self.n_seeds * max(self.n_hparams, 1)
-
-    @property
-    def lead(self) -> tuple[int, ...]:
-        """The leading run axes users see."""
-        return (self.n_hparams, self.n_seeds) if self.n_hparams else (self.n_seeds,)
-
-    def _constrain(self, tree):
-        if self.mesh is None or self.strategy == "sequential":
-            return tree
-        sharding = jax.sharding.NamedSharding(
-            self.mesh, jax.sharding.PartitionSpec(None, "runs")
-        )
-        return jax.lax.with_sharding_constraint(tree, sharding)
-
-    def to_working(self, tree):
-        """Leading run axes -> the working layout (traced)."""
-        k = len(self.lead)
-        tree = jax.tree.map(lambda l: l.reshape((self.n_runs,) + l.shape[k:]), tree)
-        if self.strategy == "sequential":
-            return tree
-        n_padded = -(-self.n_runs // self.chunk_size) * self.chunk_size
-        if n_padded != self.n_runs:
-            index = np.concatenate(
-                [np.arange(self.n_runs), np.zeros(n_padded - self.n_runs, int)]
-            )
-            tree = jax.tree.map(lambda l: l[index], tree)
-        tree = jax.tree.map(
-            lambda l: l.reshape((-1, self.chunk_size) + l.shape[1:]), tree
-        )
-        return self._constrain(tree)
-
-    def to_lead(self, tree):
-        """The working layout -> leading run axes, padding dropped (traced)."""
-        k = 1 if self.strategy == "sequential" else 2
-        return jax.tree.map(
-            lambda l: l.reshape((-1,) + l.shape[k:])[: self.n_runs].reshape(
-                self.lead + l.shape[k:]
-            ),
-            tree,
-        )
-
-    def map(self, fn, tree):
-        """``fn`` of one run over every run of a working-layout tree (traced).
-
-        ``vmap``/``chunked``: one chunk after another (``lax.map``), the runs of
-        a chunk batched (``vmap``) and split across the devices; ``sequential``:
-        one run after another.
-        """
-        if self.strategy == "sequential":
-            return jax.lax.map(fn, tree)
-        return self._constrain(jax.lax.map(jax.vmap(fn), tree))
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _init_runs(
-    plan: _Plan, n_examples: int, has_eval: bool, keys, params, hparams
-) -> tuple[RunState, TrainLog]:
-    """Every run's initial state and empty log, in the working layout.
-
-    keys, params and hparams have the runs' leading axes.
-    """
-    net, optimizer = plan.config.net, plan.config.optimizer
-
-    def one(args):
-        key, params, hp = args
-        key_init, key_data = jax.random.split(key)
-        if params is None:
-            params = net.init(key_init, scheme=plan.scheme, dtype=plan.dtype)
-        opt_state = optimizer.init(params)
-        if hp:
-            opt_state = optax.tree_utils.tree_set(opt_state, **hp)
-        rule_key = jax.random.fold_in(key, _RULE_KEY)
-        rule_state = plan.config.rule.init(rule_key, net, params)
-        state = _start_state(params, opt_state, key_data, n_examples, rule_state)
-        return state, _empty_log(plan.config, has_eval, plan.dtype)
-
-    return plan.map(one, plan.to_working((keys, params, hparams)))
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _advance_runs(
-    plan: _Plan, runs: RunState, log: TrainLog, start, n_blocks, x, y, x_eval, y_eval
-) -> tuple[RunState, TrainLog]:
-    """``n_blocks`` (traced) blocks of every run from step ``start``.
-
-    ``runs`` and ``log`` are in the working layout.
-    """
-
-    def one(args):
-        state, log = args
-        return _blocks(plan.config, state, log, start, n_blocks, x, y, x_eval, y_eval)
-
-    return plan.map(one, (runs, log))
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _to_lead(plan: _Plan, tree):
-    return plan.to_lead(tree)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _to_working(plan: _Plan, tree):
-    return plan.to_working(tree)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _last_losses(plan: _Plan, losses: Array, block) -> Array:
-    return plan.to_lead(losses[..., block])
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _finish(plan: _Plan, runs: RunState, log: TrainLog) -> TrainResult:
-    return _result(plan.config, *plan.to_lead((runs, log)))
 
 
 class Trainer:

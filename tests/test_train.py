@@ -13,7 +13,8 @@ import optax
 import pytest
 
 import jaxprop as jp
-from jaxprop._train import _advance_runs, _train
+from jaxprop._layout import _advance_runs
+from jaxprop._loop import _train
 from tests.helpers import assert_trees_close, make_case
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
@@ -465,12 +466,12 @@ def test_auto_strategy_chunks_are_balanced(n_runs, n_devices, grad):
     # per device where the manual step puts the runs last, as it does for XOR),
     # balanced so that padding the runs to whole chunks costs less than one run
     # per device and chunk.
-    from jaxprop._train import (
+    from jaxprop._layout import (
         AUTO_CACHE_BYTES,
         AUTO_RUNS_LAST_CHUNK,
         _choose_strategy,
-        _Config,
     )
+    from jaxprop._loop import _Config
 
     net = jp.MLP((2, 2, 1), "sigmoid", "sigmoid", "mse", "sum")
     rule = jp.rules.backprop() if grad == "manual" else jp.rules.autodiff()

@@ -11,7 +11,7 @@ import pytest
 
 import jaxprop as jp
 from jaxprop._io import atomic_write
-from jaxprop._train import _advance_runs
+from jaxprop._layout import _advance_runs
 
 NET = jp.MLP((2, 6, 2), "tanh", "identity", "softmax_cross_entropy", "mean")
 ADAM_H = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)

@@ -1,0 +1,245 @@
+"""How many runs share the devices: the strategy, the layout and its programs.
+
+Between calls a :class:`Trainer`'s runs stay in a working layout (chunks of runs
+split across the devices' mesh, or one run after another), so that nothing moves
+from one chunk of steps to the next; these functions choose it, move trees in and
+out of it, and map one run's init and loop over it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from ._loop import (
+    _RULE_KEY,
+    RunState,
+    TrainLog,
+    TrainResult,
+    _blocks,
+    _Config,
+    _empty_log,
+    _result,
+    _start_state,
+)
+from ._mlp import runs_last_pays
+from ._validate import positive_int
+
+Array = jax.Array
+
+STRATEGIES = ("auto", "vmap", "sequential", "chunked")
+
+#: Per-run, per-step FLOPs from which ``auto`` runs seeds one after another (one
+#: per device): a network this big keeps a core busy alone, and batching runs
+#: only adds memory traffic. Measured crossover on a 2-core CPU: vmap wins at
+#: 2e6 FLOPs (32-32-32-10, batch 128), one at a time wins at 1.7e7 (width 128).
+AUTO_SEQUENTIAL_FLOPS = 1e7
+#: Below that, ``auto`` vmaps chunks whose working set is about this many bytes
+#: per device, so that a step's arrays stay in cache: for XOR 2-2-1 chunks of a
+#: few hundred runs per device beat one vmap over 131072 runs by 1.8x.
+AUTO_CACHE_BYTES = 256 * 2**10
+#: ... and never fewer runs than this per device, to keep the matmuls batched.
+AUTO_MIN_CHUNK = 4
+#: ... or, for a network small enough to be computed with the runs last
+#: (``jaxprop._mlp.runs_last_pays``), than this: XOR on a 2-core CPU ran at
+#: 7.1e7 seed-steps/s with 480 runs per device and 9.5e7-1.07e8 with 512 to
+#: 896 (float32); float64 gained 12% from 432 to 768.
+AUTO_RUNS_LAST_CHUNK = 768
+
+
+def _choose_strategy(
+    config: _Config,
+    n_runs: int,
+    strategy: str,
+    chunk_size: int | None,
+    n_examples: int,
+    itemsize: int,
+    n_devices: int,
+) -> tuple[str, int | None]:
+    """(strategy, chunk_size) for ``n_runs`` runs; see ``train_seeds``.
+
+    A chunk is a multiple of ``n_devices`` so that every device gets a share;
+    with several devices, ``sequential`` means one run per device at a time.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {strategy!r}; expected one of {list(STRATEGIES)}."
+        )
+    if chunk_size is not None:
+        chunk_size = positive_int(chunk_size, "chunk_size")
+        if strategy not in ("chunked", "auto"):
+            raise ValueError(
+                f"chunk_size goes with strategy='chunked' (or 'auto'); "
+                f"got strategy={strategy!r}."
+            )
+        strategy = "chunked"
+    elif strategy == "chunked":
+        raise ValueError("strategy='chunked' needs chunk_size.")
+    elif strategy == "auto":
+        sizes = config.net.sizes
+        batch = config.batch_size or n_examples
+        n_params = sum((i + 1) * o for i, o in itertools.pairwise(sizes))
+        if config.net.flops(batch) >= AUTO_SEQUENTIAL_FLOPS:
+            strategy = "sequential"
+        else:
+            # Working set of one run's step: params, gradients, optimizer
+            # moments and updates, and the activations of both passes.
+            per_run = itemsize * (8 * n_params + 4 * batch * sum(sizes))
+            per_device = max(AUTO_MIN_CHUNK, AUTO_CACHE_BYTES // per_run)
+            if config.rule.runs_last and runs_last_pays(config.net, batch):
+                per_device = max(per_device, AUTO_RUNS_LAST_CHUNK)
+            # As many chunks as that size needs, balanced so that padding the
+            # runs to whole chunks adds less than one run per device and chunk.
+            n_chunks = -(-n_runs // (per_device * n_devices))
+            strategy, chunk_size = "chunked", -(-n_runs // n_chunks)
+    if strategy == "sequential":
+        if n_devices == 1:
+            return "sequential", None
+        strategy, chunk_size = "chunked", n_devices
+    if strategy == "vmap":
+        chunk_size = n_runs
+    chunk_size = min(chunk_size, n_runs)
+    chunk_size = -(-chunk_size // n_devices) * n_devices
+    return ("vmap" if chunk_size >= n_runs else "chunked"), chunk_size
+
+
+class _Plan(NamedTuple):
+    """How a Trainer lays out its runs (static).
+
+    Between calls the runs are kept in their working layout, so that nothing
+    moves between devices from one chunk of steps to the next: leaves of shape
+    (n_chunks, chunk_size, ...) with the chunk axis split across the mesh's
+    devices (``vmap`` is one chunk), or (n_runs, ...) for ``sequential``. The
+    runs are padded to whole chunks by repeating run 0.
+    """
+
+    config: _Config
+    scheme: str
+    dtype: str
+    strategy: str
+    chunk_size: int | None
+    mesh: jax.sharding.Mesh | None
+    n_seeds: int
+    n_hparams: int  # 0 without hparams
+
+    @property
+    def n_runs(self) -> int:
+        return self.n_seeds * max(self.n_hparams, 1)
+
+    @property
+    def lead(self) -> tuple[int, ...]:
+        """The leading run axes users see."""
+        return (self.n_hparams, self.n_seeds) if self.n_hparams else (self.n_seeds,)
+
+    def _constrain(self, tree):
+        if self.mesh is None or self.strategy == "sequential":
+            return tree
+        sharding = jax.sharding.NamedSharding(
+            self.mesh, jax.sharding.PartitionSpec(None, "runs")
+        )
+        return jax.lax.with_sharding_constraint(tree, sharding)
+
+    def to_working(self, tree):
+        """Leading run axes -> the working layout (traced)."""
+        k = len(self.lead)
+        tree = jax.tree.map(lambda l: l.reshape((self.n_runs,) + l.shape[k:]), tree)
+        if self.strategy == "sequential":
+            return tree
+        n_padded = -(-self.n_runs // self.chunk_size) * self.chunk_size
+        if n_padded != self.n_runs:
+            index = np.concatenate(
+                [np.arange(self.n_runs), np.zeros(n_padded - self.n_runs, int)]
+            )
+            tree = jax.tree.map(lambda l: l[index], tree)
+        tree = jax.tree.map(
+            lambda l: l.reshape((-1, self.chunk_size) + l.shape[1:]), tree
+        )
+        return self._constrain(tree)
+
+    def to_lead(self, tree):
+        """The working layout -> leading run axes, padding dropped (traced)."""
+        k = 1 if self.strategy == "sequential" else 2
+        return jax.tree.map(
+            lambda l: l.reshape((-1,) + l.shape[k:])[: self.n_runs].reshape(
+                self.lead + l.shape[k:]
+            ),
+            tree,
+        )
+
+    def map(self, fn, tree):
+        """``fn`` of one run over every run of a working-layout tree (traced).
+
+        ``vmap``/``chunked``: one chunk after another (``lax.map``), the runs of
+        a chunk batched (``vmap``) and split across the devices; ``sequential``:
+        one run after another.
+        """
+        if self.strategy == "sequential":
+            return jax.lax.map(fn, tree)
+        return self._constrain(jax.lax.map(jax.vmap(fn), tree))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _init_runs(
+    plan: _Plan, n_examples: int, has_eval: bool, keys, params, hparams
+) -> tuple[RunState, TrainLog]:
+    """Every run's initial state and empty log, in the working layout.
+
+    keys, params and hparams have the runs' leading axes.
+    """
+    net, optimizer = plan.config.net, plan.config.optimizer
+
+    def one(args):
+        key, params, hp = args
+        key_init, key_data = jax.random.split(key)
+        if params is None:
+            params = net.init(key_init, scheme=plan.scheme, dtype=plan.dtype)
+        opt_state = optimizer.init(params)
+        if hp:
+            opt_state = optax.tree_utils.tree_set(opt_state, **hp)
+        rule_key = jax.random.fold_in(key, _RULE_KEY)
+        rule_state = plan.config.rule.init(rule_key, net, params)
+        state = _start_state(params, opt_state, key_data, n_examples, rule_state)
+        return state, _empty_log(plan.config, has_eval, plan.dtype)
+
+    return plan.map(one, plan.to_working((keys, params, hparams)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _advance_runs(
+    plan: _Plan, runs: RunState, log: TrainLog, start, n_blocks, x, y, x_eval, y_eval
+) -> tuple[RunState, TrainLog]:
+    """``n_blocks`` (traced) blocks of every run from step ``start``.
+
+    ``runs`` and ``log`` are in the working layout.
+    """
+
+    def one(args):
+        state, log = args
+        return _blocks(plan.config, state, log, start, n_blocks, x, y, x_eval, y_eval)
+
+    return plan.map(one, (runs, log))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _to_lead(plan: _Plan, tree):
+    return plan.to_lead(tree)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _to_working(plan: _Plan, tree):
+    return plan.to_working(tree)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _last_losses(plan: _Plan, losses: Array, block) -> Array:
+    return plan.to_lead(losses[..., block])
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _finish(plan: _Plan, runs: RunState, log: TrainLog) -> TrainResult:
+    return _result(plan.config, *plan.to_lead((runs, log)))

@@ -1,0 +1,359 @@
+"""One training run: its state, its log and its loop of blocks of steps (traced).
+
+A run is a ``lax.fori_loop`` over blocks of ``log_every`` steps; each block is a
+``lax.scan`` over its steps, then the divergence check and rollback, the log
+entry, and an evaluation or an alignment measure when one is due. The step
+counter is not batched, so the ``lax.cond`` that reshuffles minibatches at each
+epoch and those that evaluate stay real branches under ``vmap``. Everything here
+is traced: ``_train.py`` and ``_layout.py`` jit and map it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._metrics import accuracy_from_output
+from ._mlp import MLP
+from ._params import Params
+from ._rules import Alignment, Rule, alignment, over_runs
+
+Array = jax.Array
+
+
+class TrainResult(NamedTuple):
+    """What a training run returns; ``train_seeds`` adds leading axes to every leaf.
+
+    Attributes:
+      params: final parameters (frozen at the last finite values if diverged).
+      opt_state: final optimizer state.
+      losses: (steps // log_every,) training loss, the mean over each block of
+        ``log_every`` steps of the loss before that step's update; NaN from the
+        block in which the run diverged.
+      diverged: () bool, whether a loss or the parameters became NaN or inf. A
+        diverged run is frozen at its state from the start of that block
+        (divergence is checked every ``log_every`` steps).
+      diverged_at: () int32, the first step whose loss was not finite (or the
+        block's last step if only the parameters were not), or -1.
+      eval_steps: (n_evals,) steps after which held-out data was evaluated
+        (None without ``eval_data``).
+      eval_loss: (n_evals,) held-out loss (None without ``eval_data``).
+      eval_accuracy: (n_evals,) held-out accuracy (see ``jp.accuracy``).
+      rule_state: the rule's final state (``()`` for backprop).
+      alignment_steps: (n_align,) steps after which alignment was measured
+        (None without ``alignment_every``).
+      alignment: a ``jp.Alignment`` of (L, n_align) angles in degrees between
+        the rule and backprop on the training data (its first
+        ``ALIGNMENT_EXAMPLES``), or None.
+    """
+
+    params: Params
+    opt_state: Any
+    losses: Array
+    diverged: Array
+    diverged_at: Array
+    eval_steps: Array | None = None
+    eval_loss: Array | None = None
+    eval_accuracy: Array | None = None
+    rule_state: Any = ()
+    alignment_steps: Array | None = None
+    alignment: Alignment | None = None
+
+
+class _Config(NamedTuple):
+    """The static (hashable) part of a training run."""
+
+    net: MLP
+    optimizer: optax.GradientTransformation
+    steps: int
+    rule: Rule
+    batch_size: int | None
+    log_every: int
+    eval_every: int | None
+    alignment_every: int | None = None
+
+
+class RunState(NamedTuple):
+    """One run's state between blocks of steps (leading run axes in a ``Trainer``).
+
+    Attributes:
+      params: current parameters.
+      opt_state: current optimizer state.
+      key: the data-order PRNG key (the same for the whole run).
+      perm: (n,) int32, the current epoch's permutation of the examples.
+      diverged: () bool; diverged_at: () int32 (see :class:`TrainResult`).
+      rule_state: the rule's state (``()`` for backprop: no leaves).
+    """
+
+    params: Params
+    opt_state: Any
+    key: Any
+    perm: Array
+    diverged: Array
+    diverged_at: Array
+    rule_state: Any = ()
+
+
+class TrainLog(NamedTuple):
+    """What a run records per block of ``log_every`` steps (trailing axis: blocks).
+
+    Attributes:
+      losses: (..., n_blocks) mean training loss of each block; NaN once diverged.
+      eval_loss, eval_accuracy: (..., n_blocks) held-out loss and accuracy after
+        the blocks at which an evaluation was due, NaN elsewhere (None without
+        ``eval_data``).
+      alignment: a ``jp.Alignment`` of (..., L, n_blocks) angles after the
+        blocks at which one was due, NaN elsewhere (None without
+        ``alignment_every``).
+    """
+
+    losses: Array
+    eval_loss: Array | None = None
+    eval_accuracy: Array | None = None
+    alignment: Alignment | None = None
+
+
+def _all_finite(tree) -> Array:
+    return jnp.all(
+        jnp.asarray([jnp.all(jnp.isfinite(l)) for l in jax.tree.leaves(tree)])
+    )
+
+
+def _eval_steps(config: _Config) -> np.ndarray:
+    """Steps after which held-out data is evaluated: every eval_every, and the last."""
+    steps = set(range(config.eval_every, config.steps + 1, config.eval_every))
+    return np.array(sorted(steps | {config.steps}), np.int32)
+
+
+#: Alignment is measured on at most this many training examples.
+ALIGNMENT_EXAMPLES = 1024
+#: Folded into a run's key for its rule state: the init and data keys (the two
+#: halves of ``jax.random.split(key)``) stay what they were before rules.
+_RULE_KEY = 0x52554C45
+
+
+def _start_state(params: Params, opt_state, key, n: int, rule_state=()) -> RunState:
+    return RunState(
+        params,
+        opt_state,
+        key,
+        jnp.arange(n),
+        jnp.array(False),
+        jnp.array(-1, jnp.int32),
+        rule_state,
+    )
+
+
+def _due(steps: np.ndarray, end) -> Array:
+    """Whether a block ending at step ``end`` is in ``steps`` (a real branch:
+    the step counter is not batched)."""
+    return jnp.any(end == steps)
+
+
+def _alignment_steps(config: _Config) -> np.ndarray:
+    """Steps after which alignment is measured: every alignment_every, and the last."""
+    every = config.alignment_every
+    return np.array(
+        sorted(set(range(every, config.steps + 1, every)) | {config.steps}), np.int32
+    )
+
+
+def _blocks(
+    config: _Config,
+    state: RunState,
+    log: TrainLog,
+    start: Array,
+    n_blocks: Array | int,
+    x: Array,
+    y: Array,
+    x_eval: Array | None,
+    y_eval: Array | None,
+) -> tuple[RunState, TrainLog]:
+    """``n_blocks`` blocks of ``log_every`` steps of one run from step ``start``.
+
+    Each block's entry is written into ``log`` (the whole run's, NaN-filled at
+    first) at the block's own row. ``n_blocks`` may be traced: the loop is one
+    compiled block body whatever its trip count, so a run split into calls of
+    any lengths takes bit for bit the same steps as one call over all of them
+    (everything depends on the global step only: the epoch's permutation, the
+    evaluations due). Traced; callers jit and map it.
+    """
+    net, optimizer, rule = config.net, config.optimizer, config.rule
+    value_and_grads = over_runs(net, rule)
+    n = x.shape[0]
+    batch = config.batch_size
+    n_batches = n // batch if batch else 1  # per epoch; the remainder is dropped
+    key = state.key
+
+    def step(carry, t):
+        params, opt_state, perm, rule_state = carry
+        if batch is None:
+            xb, yb = x, y
+        else:
+            i = t % n_batches
+            perm = jax.lax.cond(
+                i == 0,
+                lambda: jax.random.permutation(
+                    jax.random.fold_in(key, t // n_batches), n
+                ),
+                lambda: perm,
+            )
+            idx = jax.lax.dynamic_slice_in_dim(perm, i * batch, batch)
+            xb, yb = x[idx], y[idx]
+        loss, grads, rule_state = value_and_grads(params, rule_state, xb, yb)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, perm, rule_state), loss
+
+    has_eval = x_eval is not None
+    if has_eval:
+        eval_at = _eval_steps(config)
+    if config.alignment_every is not None:
+        align_at = _alignment_steps(config)
+        x_align, y_align = x[:ALIGNMENT_EXAMPLES], y[:ALIGNMENT_EXAMPLES]
+
+    def evaluate(params):
+        y_hat, cache = net.forward_with_cache(params, x_eval)
+        acc = accuracy_from_output(net, y_hat, y_eval).astype(x.dtype)
+        return net.loss_from_cache(cache, y_eval), acc
+
+    def block(state, start):
+        """log_every steps; a divergence check; an evaluation if one is due."""
+        (params, opt_state, perm, rule_state), losses = jax.lax.scan(
+            step,
+            (state.params, state.opt_state, state.perm, state.rule_state),
+            start + jnp.arange(config.log_every),
+        )
+        # Checked once a block, not every step: the check and the rollback cost
+        # as much as a small network's step. A diverged run is rolled back to the
+        # block's start and stays frozen there; other runs never see it.
+        finite = jnp.isfinite(losses)
+        ok = jnp.all(finite) & _all_finite(params)
+        first_bad = start + jnp.where(
+            jnp.all(finite), config.log_every - 1, jnp.argmin(finite)
+        )
+        diverged = state.diverged | ~ok
+        diverged_at = jnp.where(
+            state.diverged | ok, state.diverged_at, first_bad.astype(jnp.int32)
+        )
+        params, opt_state, rule_state = jax.tree.map(
+            lambda old, new: jnp.where(diverged, old, new),
+            (state.params, state.opt_state, state.rule_state),
+            (params, opt_state, rule_state),
+        )
+        logged = jnp.where(diverged, jnp.nan, jnp.mean(losses))
+        state = RunState(
+            params, opt_state, key, perm, diverged, diverged_at, rule_state
+        )
+        end = start + config.log_every
+        entry = TrainLog(logged)
+        if has_eval:
+            nan = jnp.full((), jnp.nan, x.dtype)
+            ev = jax.lax.cond(
+                _due(eval_at, end), lambda: evaluate(params), lambda: (nan, nan)
+            )
+            entry = entry._replace(eval_loss=ev[0], eval_accuracy=ev[1])
+        if config.alignment_every is not None:
+            nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)
+            angles = jax.lax.cond(
+                _due(align_at, end) & ~diverged,
+                lambda: alignment(net, rule, params, rule_state, x_align, y_align),
+                lambda: Alignment(nan, nan, nan),
+            )
+            entry = entry._replace(alignment=angles)
+        return state, entry
+
+    first = start // config.log_every
+
+    def body(i, carry):
+        state, log = carry
+        state, entry = block(state, start + i * config.log_every)
+        log = jax.tree.map(  # the blocks are the last axis of every log array
+            lambda buf, e: jax.lax.dynamic_update_slice_in_dim(
+                buf, e[..., None], first + i, axis=-1
+            ),
+            log,
+            entry,
+        )
+        return state, log
+
+    return jax.lax.fori_loop(0, n_blocks, body, (state, log))
+
+
+def _empty_log(config: _Config, has_eval: bool, dtype) -> TrainLog:
+    """One run's log before its first step: NaN in every block."""
+    n = config.steps // config.log_every
+    nan = lambda *lead: jnp.full((*lead, n), jnp.nan, dtype)  # noqa: E731
+    log = TrainLog(nan())
+    if has_eval:
+        log = log._replace(eval_loss=nan(), eval_accuracy=nan())
+    if config.alignment_every is not None:
+        L = config.net.n_layers
+        log = log._replace(alignment=Alignment(nan(L), nan(L), nan(L)))
+    return log
+
+
+def _result(config: _Config, state: RunState, log: TrainLog) -> TrainResult:
+    """The TrainResult of finished runs (any leading run axes) from the full log."""
+    result = TrainResult(
+        state.params,
+        state.opt_state,
+        log.losses,
+        state.diverged,
+        state.diverged_at,
+        rule_state=state.rule_state,
+    )
+    lead = log.losses.shape[:-1]
+
+    def at(steps):  # (the steps with the run axes, the log's blocks at those steps)
+        return (
+            jnp.broadcast_to(jnp.asarray(steps), (*lead, steps.size)),
+            (steps // config.log_every) - 1,
+        )
+
+    if log.eval_loss is not None:
+        steps, rows = at(_eval_steps(config))
+        result = result._replace(
+            eval_steps=steps,
+            eval_loss=log.eval_loss[..., rows],
+            eval_accuracy=log.eval_accuracy[..., rows],
+        )
+    if log.alignment is not None:
+        steps, rows = at(_alignment_steps(config))
+        result = result._replace(
+            alignment_steps=steps,
+            alignment=jax.tree.map(lambda a: a[..., rows], log.alignment),
+        )
+    return result
+
+
+def _run(
+    config: _Config,
+    params: Params,
+    opt_state,
+    x: Array,
+    y: Array,
+    key,
+    x_eval: Array | None,
+    y_eval: Array | None,
+    rule_state=(),
+) -> TrainResult:
+    """One whole training run (traced)."""
+    state = _start_state(params, opt_state, key, x.shape[0], rule_state)
+    log = _empty_log(config, x_eval is not None, x.dtype)
+    n_blocks = config.steps // config.log_every
+    state, log = _blocks(
+        config, state, log, jnp.int32(0), n_blocks, x, y, x_eval, y_eval
+    )
+    return _result(config, state, log)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _train(
+    config, params, opt_state, x, y, key, x_eval, y_eval, rule_state
+) -> TrainResult:
+    return _run(config, params, opt_state, x, y, key, x_eval, y_eval, rule_state)
