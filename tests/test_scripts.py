@@ -60,3 +60,24 @@ def test_scripts_reject_bad_arguments():
         timeout=120,
     )
     assert out.returncode == 2 and "must be positive" in out.stderr
+
+
+def test_rules_script_quick(tmp_path):
+    # Four rules: compilation (~10 s of CPU per rule on this project's 2-core
+    # machine) would take all seven past the suite's budget.
+    rules = ["backprop", "fa", "dfa", "kp"]
+    out = run_script(
+        "scripts/rules.py", "--quick", "--rules", *rules, "--out", str(tmp_path)
+    )
+    table = out.split("All learning rates:")[0]
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in table.splitlines()
+        if line.startswith("| ") and not line.startswith("| rule")
+    ]
+    assert [r[0] for r in rows] == rules  # one row per rule (net: relu)
+    for row in rows:
+        assert 0 < float(row[3].split()[0]) <= 1  # finite test accuracy
+        assert row[5].endswith("/4")  # diverged, of 4 seeds
+    assert (tmp_path / "results.md").read_text().count("| relu |") >= len(rules)
+    assert (tmp_path / "alignment-relu.png").stat().st_size > 0
