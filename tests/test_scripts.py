@@ -62,6 +62,7 @@ def test_scripts_reject_bad_arguments():
     assert out.returncode == 2 and "must be positive" in out.stderr
 
 
+@pytest.mark.slow
 def test_rules_script_quick(tmp_path):
     # Four rules: compilation (~10 s of CPU per rule on this project's 2-core
     # machine) would take all seven past the suite's budget.
