@@ -199,10 +199,26 @@ def _init_runs(
         if params is None:
             params = net.init(key_init, scheme=plan.scheme, dtype=plan.dtype)
         opt_state = optimizer.init(params)
-        if hp:
-            opt_state = optax.tree_utils.tree_set(opt_state, **hp)
         rule_key = jax.random.fold_in(key, _RULE_KEY)
         rule_state = plan.config.rule.init(rule_key, net, params)
+        # Each grid value goes where its name is: the optimizer's state, the
+        # rule's (a NamedTuple field), or both.
+        fields = getattr(rule_state, "_fields", ())
+        to_rule = {k: v for k, v in hp.items() if k in fields}
+        to_opt = {
+            k: v
+            for k, v in hp.items()
+            if optax.tree_utils.tree_get(opt_state, k, default=None) is not None
+        }
+        if to_opt:
+            opt_state = optax.tree_utils.tree_set(opt_state, **to_opt)
+        if to_rule:
+            rule_state = rule_state._replace(
+                **{
+                    k: v.astype(getattr(rule_state, k).dtype)
+                    for k, v in to_rule.items()
+                }
+            )
         state = _start_state(params, opt_state, key_data, n_examples, rule_state)
         return state, _empty_log(plan.config, has_eval, plan.dtype)
 

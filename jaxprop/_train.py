@@ -313,7 +313,12 @@ def _check_keys(keys) -> int:
     )
 
 
-def _check_hparams(hparams, optimizer, probe_state) -> tuple[dict[str, Array], int]:
+def _check_hparams(
+    hparams, optimizer, probe_state, probe_rule_state=()
+) -> tuple[dict[str, Array], int]:
+    """The hyperparameter grid: names held by the optimizer's state
+    (``optax.inject_hyperparams``) or by the rule's state (``kolen_pollack``'s
+    ``learning_rate`` and ``decay``); a name in both sets both."""
     if hparams is None:
         return {}, 0
     if not isinstance(hparams, Mapping) or not hparams:
@@ -324,10 +329,13 @@ def _check_hparams(hparams, optimizer, probe_state) -> tuple[dict[str, Array], i
     sizes = set()
     out = {}
     for name, values in hparams.items():
-        if optax.tree_utils.tree_get(probe_state, name, default=None) is None:
+        in_rule = name in getattr(probe_rule_state, "_fields", ())
+        if not in_rule and (
+            optax.tree_utils.tree_get(probe_state, name, default=None) is None
+        ):
             raise ValueError(
-                f"hparams[{name!r}]: the optimizer has no such "
-                f"hyperparameter in its state; build it with "
+                f"hparams[{name!r}]: neither the optimizer nor the rule has such "
+                f"a hyperparameter in its state; build the optimizer with "
                 f"optax.inject_hyperparams, e.g. "
                 f"optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)."
             )
@@ -452,7 +460,12 @@ class Trainer:
             rule,
             alignment_every,
         )
-        hparams, n_hparams = _check_hparams(hparams, optimizer, optimizer.init(probe))
+        probe_rule = jax.eval_shape(
+            lambda k: config.rule.init(k, net, probe), jax.random.key(0)
+        )
+        hparams, n_hparams = _check_hparams(
+            hparams, optimizer, optimizer.init(probe), probe_rule
+        )
         if n_hparams:
             # Every seed at every grid point: runs on (n_hparams, n_seeds) axes.
             keys = jnp.broadcast_to(keys, (n_hparams, *keys.shape))
@@ -704,9 +717,10 @@ def train_seeds(
       scheme: initialization scheme (default: the activation's).
       params: pre-stacked initial params, every leaf with a leading (n_seeds,)
         axis, instead of drawing them from the keys.
-      hparams: optional grid of optimizer hyperparameters, ``{name: (n_hparams,)
-        values}``; the optimizer must hold them in its state
-        (``optax.inject_hyperparams``).
+      hparams: optional grid of hyperparameters, ``{name: (n_hparams,)
+        values}``, held by the optimizer's state (``optax.inject_hyperparams``)
+        or the rule's (``kolen_pollack``: ``learning_rate``, ``decay``); a name
+        both hold is set in both (KP's feedback then steps with W's rate).
       strategy: how the runs share the device. ``"vmap"``: all at once;
         ``"sequential"``: one after another (``lax.map``); ``"chunked"``: vmapped
         chunks of ``chunk_size`` one after another, which bounds memory;

@@ -154,6 +154,7 @@ def numpy_start(n_seeds):
     }
 
 
+@pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
 def test_baselines_study():
     result = baselines.bench_baselines("smoke", 1)
     names = {r["contender"] for r in result["rows"]}
@@ -168,6 +169,7 @@ def test_baselines_study():
         )
 
 
+@pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
 def test_utilization_study():
     result = utilization.bench_utilization("smoke", 1)
     ceiling = result["ceiling"]["gflops"]
@@ -232,6 +234,7 @@ def test_command_line_rejects_bad_arguments(args, message):
     assert out.returncode == 2 and message in out.stderr
 
 
+@pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
 def test_progress_study():
     from benchmarks import progress
 

@@ -312,3 +312,26 @@ def test_rules_by_name_cover_the_issue_contract():
     assert set(rules.RULES) == {"backprop", "autodiff", "fa", "dfa", "sign", "kp"}
     for a, b in itertools.combinations(ALL.values(), 2):
         assert a is not b
+
+
+def test_a_grid_reaches_the_rule_state(moons):
+    """hparams names held by the rule's state (KP's learning_rate, decay) are set
+    per grid point, in the optimizer's state too where it has the name."""
+    x, y, _ = moons
+    net = jp.MLP((2, 6, 1), "tanh", "sigmoid", "mse")
+    keys = jax.random.split(jax.random.key(3), 2)
+    opt = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    result = jp.train_seeds(
+        net, keys, x, y, opt, 20, rule=rules.kolen_pollack(0.1, 0.01),
+        hparams={"learning_rate": np.array([0.1, 0.3]), "decay": np.array([0.0, 0.02])},
+        log_every=10, dtype="float64",
+    )  # fmt: skip
+    np.testing.assert_array_equal(
+        result.rule_state.learning_rate, [[0.1] * 2, [0.3] * 2]
+    )
+    np.testing.assert_array_equal(result.rule_state.decay, [[0.0] * 2, [0.02] * 2])
+    np.testing.assert_array_equal(
+        result.opt_state.hyperparams["learning_rate"], [[0.1] * 2, [0.3] * 2]
+    )
+    with pytest.raises(ValueError, match="neither the optimizer nor the rule"):
+        jp.train_seeds(net, keys, x, y, opt, 20, hparams={"momentum": np.ones(2)})

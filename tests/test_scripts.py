@@ -41,6 +41,7 @@ def test_xor_seeds_script():
     assert all("95% CI" in r and "/64;" in r for r in rows)
 
 
+@pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
 def test_mnist1d_script(tmp_path):
     pytest.importorskip("mnist1d")
     env = dict(os.environ, JAXPROP_CACHE=str(tmp_path))

@@ -300,6 +300,7 @@ def test_no_recompilation_for_new_values(key):
     assert _advance_runs._cache_size() == size
 
 
+@pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
 def test_runs_split_across_devices_equal_one_device(tmp_path):
     """Several CPU devices need XLA_FLAGS before jax starts: a process of its own."""
     script = tmp_path / "devices.py"
