@@ -37,6 +37,7 @@ def assert_reported(tmp_path, study: str, result: dict, headings, plots):
     assert all(p.read_bytes()[:8] == PNG for p in written)
 
 
+@pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
 def test_agreement_study(seed):
     result = agreement.bench_agreement("smoke", 1)
     assert {w["dtype"] for w in result["worst"]} == {"float32", "float64"}
@@ -110,6 +111,7 @@ def test_manual_step_needs_no_more_temp_memory(tmp_path):
     assert result["manual_temp_worse"] == 0
 
 
+@pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
 def test_seed_scaling_study(tmp_path):
     result = seeds.bench_seed_scaling("smoke", 1)
     assert_reported(

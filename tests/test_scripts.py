@@ -23,6 +23,7 @@ def run_script(*args, timeout=300, env=None):
     return out.stdout
 
 
+@pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
 def test_xor_seeds_script():
     out = run_script(
         "scripts/xor_seeds.py",

@@ -417,8 +417,8 @@ def test_train_bad_input(kwargs, exc, match):
         (
             {"hparams": {"learning_rate": [0.1, 0.2]}},
             ValueError,
-            r"hparams\['learning_rate'\]: the optimizer has no such hyperparameter.*"
-            r"optax.inject_hyperparams",
+            r"hparams\['learning_rate'\]: neither the optimizer nor the rule has "
+            r"such a hyperparameter.*optax.inject_hyperparams",
         ),
         (
             {"optimizer": SGD_H, "hparams": {"learning_rate": [[0.1, 0.2]]}},
