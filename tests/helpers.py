@@ -87,3 +87,22 @@ def scale_layer(grads, layer, param, factor):
         **{param: getattr(grads[layer], param) * factor}
     )
     return tuple(grads)
+
+
+def covering(axes: dict, rest_slow: str):
+    """pytest.params of the cross product of ``axes`` where, for every
+    combination of the other axes, one value of ``rest_slow`` (in turn) runs in
+    the default suite and the others are marked slow (``.ci/run`` runs them):
+    every value of every axis stays in the default suite, at half the compiles.
+    """
+    import pytest
+
+    names = list(axes)
+    k = names.index(rest_slow)
+    out = []
+    for idx in itertools.product(*(range(len(axes[n])) for n in names)):
+        values = [axes[n][i] for n, i in zip(names, idx, strict=True)]
+        others = sum(i for j, i in enumerate(idx) if j != k)
+        fast = idx[k] == others % len(axes[rest_slow])
+        out.append(pytest.param(*values, marks=() if fast else pytest.mark.slow))
+    return out

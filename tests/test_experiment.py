@@ -106,7 +106,11 @@ def test_xor_is_measured_on_its_training_points_and_reports_solved(tmp_path, cap
 @pytest.mark.parametrize(
     "strategy", ["auto", "vmap", "sequential", "chunked"], ids=lambda s: s
 )
-@pytest.mark.parametrize("lrs", [[0.1], [0.1, 0.2]], ids=["one-lr", "lr-grid"])
+@pytest.mark.parametrize(
+    "lrs",
+    [pytest.param([0.1], marks=pytest.mark.slow, id="one-lr"),
+     pytest.param([0.1, 0.2], id="lr-grid")],
+)  # fmt: skip
 def test_gradient_check_reads_runs_through_the_public_accessor(strategy, lrs):
     """Every layout the command can pick (one device here; two in test_faults)."""
     values = {"data": "moons", "sizes": [2, 5, 1], "seeds": 3, "lr": lrs,

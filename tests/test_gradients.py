@@ -12,6 +12,7 @@ import jaxprop as jp
 from tests.helpers import (
     COST_CONFIGS,
     assert_trees_close,
+    covering,
     make_case,
     manual_and_autodiff,
     scale_layer,
@@ -25,9 +26,17 @@ ARCHITECTURES = {
 }
 
 
-@pytest.mark.parametrize("reduction", ["sum", "mean"])
-@pytest.mark.parametrize("cost_config", list(COST_CONFIGS))
-@pytest.mark.parametrize("activation", list(jp.ACTIVATIONS))
+@pytest.mark.parametrize(
+    "activation, cost_config, reduction",
+    covering(
+        {
+            "activation": list(jp.ACTIVATIONS),
+            "cost_config": list(COST_CONFIGS),
+            "reduction": ["sum", "mean"],
+        },
+        "reduction",
+    ),
+)
 def test_manual_equals_autodiff_float64(seed, activation, cost_config, reduction):
     net, params, x, y = make_case(
         seed, (3, 5, 4, 3), activation, cost_config, reduction
@@ -37,21 +46,26 @@ def test_manual_equals_autodiff_float64(seed, activation, cost_config, reduction
     np.testing.assert_allclose(value, net.loss(params, x, y), rtol=1e-14)
 
 
-@pytest.mark.parametrize("batch", [1, 6])
-@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 @pytest.mark.parametrize(
-    "activation,cost_config",
-    [
-        ("sigmoid", "mse-sigmoid"),
-        ("tanh", "bce-sigmoid"),
-        ("relu", "softmax-labels"),
-        ("gelu", "mse-identity"),
-        ("elu", "softmax-rows"),
-    ],
+    "activation_cost, arch, batch",
+    covering(
+        {
+            "activation_cost": [
+                ("sigmoid", "mse-sigmoid"),
+                ("tanh", "bce-sigmoid"),
+                ("relu", "softmax-labels"),
+                ("gelu", "mse-identity"),
+                ("elu", "softmax-rows"),
+            ],
+            "arch": list(ARCHITECTURES),
+            "batch": [1, 6],
+        },
+        "batch",
+    ),
+    ids=str,
 )
-def test_manual_equals_autodiff_architectures(
-    seed, arch, batch, activation, cost_config
-):
+def test_manual_equals_autodiff_architectures(seed, activation_cost, arch, batch):
+    activation, cost_config = activation_cost
     net, params, x, y = make_case(
         seed, ARCHITECTURES[arch], activation, cost_config, "mean", batch=batch
     )
@@ -72,8 +86,16 @@ def test_manual_equals_autodiff_float32(seed, activation):
     assert_trees_close(manual, autodiff, rtol=2e-5, atol_scale=2e-5)
 
 
-@pytest.mark.parametrize("cost_config", list(COST_CONFIGS))
-@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "softplus", "gelu"])
+@pytest.mark.parametrize(
+    "cost_config, activation",
+    covering(
+        {
+            "cost_config": list(COST_CONFIGS),
+            "activation": ["sigmoid", "tanh", "softplus", "gelu"],
+        },
+        "activation",
+    ),
+)
 def test_manual_equals_finite_differences(seed, activation, cost_config):
     """jax.test_util.check_vjp: the dot-product test of the manual backward
     against numerical directional derivatives; no jax.grad involved."""

@@ -105,7 +105,13 @@ def test_kolen_pollack_closes_the_gap_as_one_minus_decay_to_the_t(key):
     assert float(result.rule_state.learning_rate) == eta
 
 
-@pytest.mark.parametrize("name", list(ALL))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in ("autodiff", "sign") else n
+        for n in ALL
+    ],  # autodiff takes no runs-last path; sign's projection is backprop's shape
+)
 def test_every_rule_over_seeds_equals_each_seed_alone(name):
     """Tiny nets take the runs-last path; one seed alone takes a plain step."""
     rule = ALL[name]
