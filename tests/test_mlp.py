@@ -242,7 +242,9 @@ def test_activation_derivatives_match_autodiff(activation):
 
 
 # ----------------------------------------------------------------------- init
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "dtype", [pytest.param(np.float32, marks=pytest.mark.slow), np.float64]
+)
 @pytest.mark.parametrize("scheme", jp.SCHEMES)
 def test_init_schemes(key, scheme, dtype):
     net = jp.MLP((200, 300, 10), "tanh")

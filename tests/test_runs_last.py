@@ -50,7 +50,9 @@ def per_run(net, params, x, y, in_axes):
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *outs)
 
 
-@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize(
+    "reduction", [pytest.param("sum", marks=pytest.mark.slow), "mean"]
+)
 @pytest.mark.parametrize(
     "cost_config, activation",
     # every cost with a different hidden activation (the cost is what changes

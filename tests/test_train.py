@@ -183,7 +183,10 @@ def test_train_seeds_init_and_order_come_from_each_key(key):
     assert np.all(np.std(result.losses[:, 0]) > 0)
 
 
-@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-10), ("float32", 1e-5)])
+@pytest.mark.parametrize(
+    "dtype,rtol",
+    [("float64", 1e-10), pytest.param("float32", 1e-5, marks=pytest.mark.slow)],
+)
 def test_seed_in_batch_equals_seed_alone(key, dtype, rtol):
     # float32: the batched and single programs round differently (other fusion
     # and summation order); over 200 Adam steps that stays within ~10 ulps of
@@ -206,7 +209,12 @@ def test_seed_in_batch_equals_seed_alone(key, dtype, rtol):
 
 @pytest.mark.parametrize(
     "strategy,chunk_size",
-    [("sequential", None), ("chunked", 2), ("chunked", 3), ("auto", None)],
+    [
+        ("sequential", None),
+        ("chunked", 2),
+        pytest.param("chunked", 3, marks=pytest.mark.slow),
+        pytest.param("auto", None, marks=pytest.mark.slow),
+    ],
 )
 def test_strategies_equal_vmap(key, strategy, chunk_size):
     net, _, x, y = make_case(2, (3, 5, 2), "tanh", "mse-identity", "mean", batch=8)
