@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 
 from ._mlp import MLP, _value_and_backprop
 from ._params import Params
+from ._validate import positive_int
 
 Array = jax.Array
 
@@ -272,15 +273,7 @@ def check_grads(
     """
     x, y = net._check_xy(params, x, y)
     if numeric_entries is not None:
-        if (
-            isinstance(numeric_entries, bool)
-            or not isinstance(numeric_entries, (int, np.integer))
-            or numeric_entries < 1
-        ):
-            raise ValueError(
-                f"numeric_entries must be a positive integer or None; got "
-                f"{numeric_entries!r}."
-            )
+        numeric_entries = positive_int(numeric_entries, "numeric_entries")
     dtype = str(x.dtype)
     if rtol is None:
         rtol = TOLERANCES.get(dtype, TOLERANCES["float32"])

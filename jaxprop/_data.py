@@ -23,6 +23,7 @@ import numpy as np
 
 from ._io import atomic_write
 from ._params import check_key
+from ._validate import integer
 
 Array = jax.Array
 
@@ -44,15 +45,6 @@ class Dataset(NamedTuple):
     y: np.ndarray | Array
     x_test: np.ndarray | Array
     y_test: np.ndarray | Array
-
-
-def _check_count(value, name: str, low: int, high: int | None = None) -> int:
-    """An integer in [low, high] (no upper bound when high is None)."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer))
-    if ok and low <= value and (high is None or value <= high):
-        return int(value)
-    where = f"≥ {low}" if high is None else f"in [{low}, {high}]"
-    raise ValueError(f"{name} must be an integer {where}; got {value!r}.")
 
 
 def split(x, y, n_test: int, *, key=None) -> Dataset:
@@ -93,7 +85,7 @@ def split(x, y, n_test: int, *, key=None) -> Dataset:
         raise ValueError(
             f"n_test: x and y hold {n} example(s); splitting needs at least 2."
         )
-    n_test = _check_count(n_test, "n_test", 1, n - 1)
+    n_test = integer(n_test, "n_test", 1, n - 1)
     if key is not None:
         check_key(key)
         perm = np.asarray(jax.random.permutation(key, n))
@@ -104,7 +96,7 @@ def split(x, y, n_test: int, *, key=None) -> Dataset:
 
 def _with_test(draw, n: int, n_test):
     """``draw(n)`` as (x, y), or with n_test > 0 ``draw(n + n_test)`` split."""
-    n_test = _check_count(n_test, "n_test", 0)
+    n_test = integer(n_test, "n_test", 0)
     if n_test == 0:
         return draw(n)
     x, y = draw(n + n_test)
@@ -161,9 +153,7 @@ def xor(dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _check_n(n, n_classes=1) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < n_classes:
-        raise ValueError(f"n must be an integer ≥ {n_classes} (examples); got {n!r}.")
-    return int(n)
+    return integer(n, "n", n_classes)
 
 
 def _class_sizes(n: int, n_classes: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from ._loop import (
     _start_state,
 )
 from ._mlp import runs_last_pays
-from ._validate import positive_int
+from ._validate import choice, positive_int
 
 Array = jax.Array
 
@@ -66,10 +66,7 @@ def _choose_strategy(
     A chunk is a multiple of ``n_devices`` so that every device gets a share;
     with several devices, ``sequential`` means one run per device at a time.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy {strategy!r}; expected one of {list(STRATEGIES)}."
-        )
+    choice(strategy, "strategy", STRATEGIES)
     if chunk_size is not None:
         chunk_size = positive_int(chunk_size, "chunk_size")
         if strategy not in ("chunked", "auto"):

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._validate import choice
+
 Array = jax.Array
 
 
@@ -54,14 +56,7 @@ DEFAULT_SCHEME = {
 
 def check_scheme(scheme: str) -> str:
     """Returns ``scheme`` if it names an initialization scheme, else raises."""
-    if not isinstance(scheme, str):
-        raise TypeError(
-            f"scheme must be a string, one of {list(SCHEMES)}; "
-            f"got {type(scheme).__name__}."
-        )
-    if scheme not in SCHEMES:
-        raise ValueError(f"Unknown scheme {scheme!r}; expected one of {list(SCHEMES)}.")
-    return scheme
+    return choice(scheme, "scheme", SCHEMES)
 
 
 def check_key(key) -> None:

@@ -17,6 +17,8 @@ from typing import TextIO
 
 import numpy as np
 
+from ._validate import choice
+
 MODES = ("auto", "bar", "lines", "off")
 
 _clock = time.perf_counter  # the plain lines' clock (tests replace it)
@@ -85,8 +87,7 @@ class Progress:
         interval: float = 10.0,
         width: int | None = None,
     ):
-        if mode not in MODES:
-            raise ValueError(f"Unknown mode {mode!r}; expected one of {list(MODES)}.")
+        choice(mode, "mode", MODES)
         self.stream = sys.stderr if stream is None else stream
         if mode == "auto":
             isatty = getattr(self.stream, "isatty", lambda: False)

@@ -43,6 +43,7 @@ from ._mlp import MLP
 from ._params import DEFAULT_SCHEME, Params, check_float_dtype, check_key, check_scheme
 from ._progress import Progress
 from ._rules import Rule, check_rule
+from ._validate import choice
 from ._validate import positive_int as _check_positive_int
 
 Array = jax.Array
@@ -70,8 +71,7 @@ def _resolve_rule(grad, rule) -> Rule:
         return check_rule(rule)
     if grad is None:
         return rules.backprop()
-    if grad not in GRADS:
-        raise ValueError(f"Unknown grad {grad!r}; expected one of {list(GRADS)}.")
+    choice(grad, "grad", GRADS)
     return rules.backprop() if grad == "manual" else rules.autodiff()
 
 

@@ -25,7 +25,7 @@ def die():
 
 def inject(fault: str) -> None:
     if fault == "kill-before-checkpoint":
-        _experiment.save_checkpoint = lambda *a, **k: die()
+        _experiment.driver.save_checkpoint = lambda *a, **k: die()
     elif fault == "kill-mid-write":
         savez, calls = np.savez, []
 

@@ -147,7 +147,7 @@ def test_train_on_csv_files_without_out(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--optimizer", "adamm"], "optimizer: unknown value 'adamm'"),
+        (["--optimizer", "adamm"], "Unknown optimizer 'adamm'"),
         (["--data", "circles"], "data: unknown dataset 'circles'"),
         (["--data", "missing.npz"], "no such file"),
         (["--data", "BAD_CSV"], "not a table of numbers"),
@@ -161,10 +161,10 @@ def test_train_on_csv_files_without_out(tmp_path, capsys):
             ["--data", "spirals", "--classes", "3", "--sizes", "2,4,2"],
             "sizes must end with 3",
         ),
-        (["--steps", "0"], "steps must be ≥ 1"),
+        (["--steps", "0"], "steps must be a positive integer"),
         (["--lr", "-0.1"], "lr must be one or more positive numbers"),
         (["--lr", "fast"], "lr must be a number"),
-        (["--dtype", "float16"], "dtype: unknown value 'float16'"),
+        (["--dtype", "float16"], "Unknown dtype 'float16'"),
         (["--config", "BAD_TOML"], "not valid TOML"),
         (["--config", "UNKNOWN_KEY"], "unknown setting 'learning_rate'"),
         (["--config", "nowhere.toml"], "--config: cannot read"),
@@ -195,15 +195,15 @@ def test_user_mistakes_are_one_line_and_status_2(tmp_path, capsys, args, message
 
 
 def test_ctrl_c_stops_with_a_note_on_resuming(tmp_path, capsys, monkeypatch):
-    from jaxprop import _experiment
+    from jaxprop._experiment import driver
 
-    train_chunks = _experiment.train_chunks
+    train_chunks = driver.train_chunks
 
     def interrupted(exp, checkpoint, *, on_checkpoint=None, **kw):
         on_checkpoint(checkpoint)  # a checkpoint was written, then Ctrl-C
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_experiment, "train_chunks", interrupted)
+    monkeypatch.setattr(driver, "train_chunks", interrupted)
     out = tmp_path / "run"
     assert main(["train", "--steps", "100", "--quiet", "--out", str(out)]) == 130
     err = capsys.readouterr().err
@@ -211,7 +211,7 @@ def test_ctrl_c_stops_with_a_note_on_resuming(tmp_path, capsys, monkeypatch):
     # The folder holds a run now: a new run there is refused.
     assert main(["train", "--steps", "100", "--quiet", "--out", str(out)]) == 2
     assert "already holds a run; continue it with --resume" in capsys.readouterr().err
-    monkeypatch.setattr(_experiment, "train_chunks", train_chunks)
+    monkeypatch.setattr(driver, "train_chunks", train_chunks)
     assert main(["train", "--resume", str(out)]) == 0
     assert "resuming" in capsys.readouterr().err and (out / "final.npz").exists()
 

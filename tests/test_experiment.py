@@ -185,7 +185,7 @@ def test_check_command_on_a_single_device_layout(capsys):
         (["--checkpoint-every", "10"], "checkpoint_every needs --out"),
         (["--strategy", "chunked"], "strategy 'chunked' needs chunk_size"),
         (["--strategy", "vmap", "--chunk-size", "4"], "chunk_size goes with"),
-        (["--data", "spirals", "--classes", "1"], "classes must be ≥ 2"),
+        (["--data", "spirals", "--classes", "1"], "classes must be an integer ≥ 2"),
     ],
     ids=lambda a: a[1] if isinstance(a, list) else None,
 )
@@ -221,7 +221,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_nothing_can_be_resumed(
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_experiment, "train_chunks", interrupted)
+    monkeypatch.setattr(_experiment.driver, "train_chunks", interrupted)
     out = tmp_path / "run"
     assert main(["train", "--steps", "100", "--quiet", "--out", str(out)]) == 130
     err = capsys.readouterr().err
@@ -282,7 +282,7 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypa
     def full(path):
         return type("Usage", (), {"free": 1000})()
 
-    monkeypatch.setattr(_experiment.shutil, "disk_usage", full)
+    monkeypatch.setattr(_experiment.store.shutil, "disk_usage", full)
     assert main(["train", "--steps", "10", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "MiB free; this run's checkpoints and results need about" in err
@@ -352,7 +352,7 @@ def test_train_with_a_rule_writes_its_alignment(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--rule", "backprob"], "rule: unknown value 'backprob'"),
+        (["--rule", "backprob"], "Unknown rule 'backprob'"),
         (["--rule", "fa", "--grad", "manual"], "grad and rule: give one"),
         (["--rule", "fa", "--kp-lr", "0.1"], "kp_lr applies to rule kp only"),
         (["--rule", "fa", "--feedback-scale", "-1"], "scale must be a positive"),
@@ -433,7 +433,7 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path, capsys, monkeypatch):
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("SIGTERM did not stop the run")
 
-    monkeypatch.setattr(_experiment, "train_chunks", terminated)
+    monkeypatch.setattr(_experiment.driver, "train_chunks", terminated)
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "run"
     assert main(["train", "--steps", "100", "--quiet", "--out", str(out)]) == 130
@@ -444,7 +444,7 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path, capsys, monkeypatch):
 
 
 def test_confidence_intervals_stay_in_the_metrics_range():
-    from jaxprop._experiment import _summary
+    from jaxprop._experiment.results import _summary
 
     s = _summary(np.array([1.0, 1.0, 0.9]), "eval_accuracy")
     assert s["ci95_high"] == 1.0 and s["ci95_low"] < s["mean"]

@@ -177,7 +177,7 @@ def test_seeds_that_diverge_at_different_steps_leave_the_others_alone(tmp_path, 
         keys,
         exp.data.x,
         exp.data.y,
-        _experiment._optimizer(exp.config),
+        _experiment.make_optimizer(exp.config),
         400,
         batch_size=16,
         log_every=10,
@@ -206,7 +206,7 @@ def test_a_disk_that_fills_up_mid_run(tmp_path, capsys, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return save(path, tree)
 
-    monkeypatch.setattr(_experiment, "save", full_on_second)
+    monkeypatch.setattr(_experiment.store, "save", full_on_second)
     assert main(["train", *RUN, "--steps", "1500", "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "checkpoint at step 1000 not written (No space left on device)" in err
@@ -217,8 +217,8 @@ def test_a_disk_that_fills_up_mid_run(tmp_path, capsys, monkeypatch):
     def no_room(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(_experiment, "save", save)
-    monkeypatch.setattr(_experiment, "write_json", no_room)
+    monkeypatch.setattr(_experiment.store, "save", save)
+    monkeypatch.setattr(_experiment.store, "write_json", no_room)
     code = main(["train", *RUN, "--steps", "500", "--out", str(out2)])
     captured = capsys.readouterr()
     assert code == 2  # config.json cannot be written: refused before training

@@ -1,0 +1,63 @@
+"""Experiments: a validated configuration, its data, and a run saved to a folder.
+
+``jaxprop train`` is :func:`run_experiment` on an :class:`ExperimentConfig`. A run
+trains every (learning rate, seed) pair side by side with a ``jp.Trainer``, in
+compiled chunks of steps; between chunks it reports progress and, every
+``checkpoint_every`` steps, writes ``checkpoint.npz`` atomically. ``--resume``
+loads that checkpoint and continues with the same compiled chunks, so it ends
+with the same bits as a run that was never interrupted.
+
+Imports flow one way: ``config`` (settings and their checks) → ``data`` →
+``build`` (network, optimizer, trainer, schedule) → ``store`` (the run's
+folder) → ``results`` (metrics, curves, plots, gradient check) → ``driver``
+(start, train in chunks, checkpoint). ``jaxprop._cli`` is the edge.
+"""
+
+from .build import Experiment, build, make_optimizer
+from .config import (
+    DATASETS,
+    DTYPES,
+    FIELDS,
+    MOMENTUM,
+    OPTIMIZERS,
+    ExperimentConfig,
+    absolute_paths,
+    make_config,
+    make_rule,
+    read_toml,
+)
+from .data import Data, load_data, make_net
+from .driver import CHECKPOINT_SECONDS, run_experiment, start, train_chunks
+from .results import (
+    SAMPLED_ENTRIES,
+    GradientCheck,
+    final_metrics,
+    gradient_check,
+    results_doc,
+    write_gradient_check,
+    write_results,
+)
+from .store import (
+    OUT_FILES,
+    Checkpoint,
+    SavedRun,
+    check_out_is_free,
+    checkpoint_bytes,
+    extend_config,
+    load_checkpoint,
+    load_run,
+    prepare_out,
+    read_config,
+    save_checkpoint,
+)
+
+__all__ = [
+    "CHECKPOINT_SECONDS", "DATASETS", "DTYPES", "FIELDS", "MOMENTUM", "OPTIMIZERS",
+    "OUT_FILES", "SAMPLED_ENTRIES", "Checkpoint", "Data", "Experiment",
+    "ExperimentConfig", "GradientCheck", "SavedRun", "absolute_paths", "build",
+    "check_out_is_free", "checkpoint_bytes", "extend_config", "final_metrics",
+    "gradient_check", "load_checkpoint", "load_data", "load_run", "make_config",
+    "make_net", "make_optimizer", "make_rule", "prepare_out", "read_config",
+    "read_toml", "results_doc", "run_experiment", "save_checkpoint", "start",
+    "train_chunks", "write_gradient_check", "write_results",
+]  # fmt: skip

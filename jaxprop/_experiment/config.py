@@ -1,0 +1,339 @@
+"""The experiment's configuration: ``ExperimentConfig``, its validation from
+strings/TOML/JSON (``make_config``), and the rule it names."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import optax
+
+from .._activations import ACTIVATIONS
+from .._costs import COSTS, REDUCTIONS
+from .._layout import STRATEGIES
+from .._mlp import MLP
+from .._params import SCHEMES
+from .._rules import RULES, Rule
+from .._train import GRADS
+from .._validate import choice, in_unit_interval, integer, number
+
+DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d")
+DTYPES = ("float32", "float64")
+#: name: optax constructor of (learning_rate, momentum).
+OPTIMIZERS = {
+    "sgd": lambda lr, m: optax.sgd(lr),
+    "momentum": lambda lr, m: optax.sgd(lr, momentum=m),
+    "nesterov": lambda lr, m: optax.sgd(lr, momentum=m, nesterov=True),
+    "adam": lambda lr, m: optax.adam(lr, b1=m),
+    "adamw": lambda lr, m: optax.adamw(lr, b1=m),
+    "rmsprop": lambda lr, m: optax.rmsprop(lr, momentum=m),
+    "adagrad": lambda lr, m: optax.adagrad(lr),
+    "lion": lambda lr, m: optax.lion(lr, b1=m),
+}
+#: Default momentum (β₁ for adam, adamw and lion) of the optimizers that have one.
+MOMENTUM = {
+    "momentum": 0.9,
+    "nesterov": 0.9,
+    "adam": 0.9,
+    "adamw": 0.9,
+    "lion": 0.9,
+    "rmsprop": 0.0,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines a training experiment (``config.json`` holds it).
+
+    Attributes:
+      data: ``xor``, ``moons``, ``spirals``, ``blobs``, ``mnist1d``, or a path
+        to a ``.npz`` (arrays ``x``, ``y``) or ``.csv`` (targets in the last column).
+      eval_data: optional held-out ``.npz``/``.csv``, for file data only (moons,
+        spirals, blobs and mnist1d bring their own test split; XOR has only its
+        4 training points, so it has no held-out metrics).
+      n_train, n_test: examples drawn for moons/spirals/blobs (default 200, 1000).
+      classes: classes for spirals and blobs (default 2 and 3).
+      data_seed: seed of moons/spirals/blobs (n_train + n_test points, split in two).
+      sizes: layer widths (n_in, ..., n_out); default (n_in, 8, n_out).
+      activation, output_activation, cost, reduction: as for ``jp.MLP``.
+      init: initialization scheme (default: the activation's).
+      optimizer: one of ``OPTIMIZERS``; lr: one or more learning rates (a grid:
+        every seed is trained at each); momentum: momentum or β₁ in [0, 1), for
+        the optimizers that have one (``MOMENTUM``).
+      steps, batch_size (None: full batch), seeds, seed (the first key), grad,
+      dtype, strategy, chunk_size: as for ``jp.train_seeds``.
+      rule: a credit-assignment rule by name (``jp.rules.RULES``: backprop,
+        autodiff, fa, dfa, sign, kp); grad is the older alias of the first two.
+      feedback_scale: the range of fa/dfa/kp's random feedback (default
+        theirs); kp_lr, kp_decay: Kolen-Pollack's B update (default: the
+        learning rate, which must then be one, and 0.001).
+      alignment_every: steps between measures of the rule's alignment with
+        backprop (default: with a rule other than backprop/autodiff, ~1/20).
+      log_every: steps per logged loss (default: about 1/200 of the run).
+      eval_every: steps between evaluations on the test split (default ~1/20).
+      checkpoint_every: steps between checkpoints (default ~1/10).
+    """
+
+    data: str = "xor"
+    eval_data: str | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    classes: int | None = None
+    data_seed: int | None = None  # None: 0
+    sizes: tuple[int, ...] | None = None
+    activation: str = "tanh"
+    output_activation: str = "sigmoid"
+    cost: str = "mse"
+    reduction: str = "mean"
+    init: str | None = None
+    optimizer: str = "sgd"
+    lr: tuple[float, ...] = (0.1,)
+    momentum: float | None = None
+    steps: int = 1000
+    batch_size: int | None = None
+    seeds: int = 1
+    seed: int = 0
+    grad: str | None = None  # None: manual, unless a rule is given
+    rule: str | None = None  # None: backprop (or grad's)
+    feedback_scale: float | None = None
+    kp_lr: float | None = None
+    kp_decay: float | None = None
+    alignment_every: int | None = None
+    dtype: str = "float32"
+    strategy: str = "auto"
+    chunk_size: int | None = None
+    log_every: int | None = None
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
+
+
+# --------------------------------------------------------------- validation
+def _list(value, name: str) -> list:
+    """A list from a TOML/JSON array or a comma-separated string."""
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig:
+    """A validated ``ExperimentConfig`` from user values (strings, TOML, JSON).
+
+    Args:
+      values: settings by ``ExperimentConfig``'s field names; numbers may be
+        strings, lists comma-separated strings.
+      source: where the values come from (a file), prefixed to every message.
+
+    Raises:
+      ValueError, TypeError: an unknown key or a value that does not fit, named
+        (the vocabulary of ``jaxprop._validate``).
+    """
+    try:
+        return _make_config(values)
+    except (ValueError, TypeError) as e:
+        if not source:
+            raise
+        raise type(e)(f"{source}: {e}") from None
+
+
+def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ValueError(
+            f"unknown setting {unknown[0]!r}; expected some of {sorted(FIELDS)}."
+        )
+    v = {k: x for k, x in values.items() if x is not None}
+    out: dict[str, Any] = {}
+    for key in ("data", "eval_data"):
+        if key in v:
+            out[key] = str(v[key])
+    data = out.get("data", "xor")
+    if data not in DATASETS and Path(data).suffix not in (".npz", ".csv"):
+        raise ValueError(
+            f"data: unknown dataset {data!r}; expected one of "
+            f"{list(DATASETS)} or a path to a .npz or .csv file."
+        )
+    if "eval_data" in out and Path(out["eval_data"]).suffix not in (".npz", ".csv"):
+        raise ValueError(
+            f"eval_data must be a .npz or .csv file; got {out['eval_data']!r}."
+        )
+    # Settings that only some data sets read: refused elsewhere, never ignored.
+    synthetic = data in ("moons", "spirals", "blobs")
+    for key, applies, which in (
+        ("n_train", synthetic, "moons, spirals and blobs"),
+        ("n_test", synthetic, "moons, spirals and blobs"),
+        ("data_seed", synthetic, "moons, spirals and blobs"),
+        ("classes", data in ("spirals", "blobs"), "spirals and blobs"),
+        (
+            "eval_data",
+            data not in DATASETS,
+            "file data (the built-in data sets "
+            "bring their own test split, or have none: xor)",
+        ),
+    ):
+        if key in v and not applies:
+            raise ValueError(
+                f"{key} applies to {which} only; it would be ignored with "
+                f"data {data!r}."
+            )
+    for key in (
+        "n_train",
+        "n_test",
+        "alignment_every",
+        "steps",
+        "seeds",
+        "batch_size",
+        "chunk_size",
+        "log_every",
+        "eval_every",
+        "checkpoint_every",
+    ):
+        if key in v:
+            out[key] = integer(v[key], key, parse=True)
+    if "classes" in v:
+        out["classes"] = integer(v["classes"], "classes", low=2, parse=True)
+    for key in ("data_seed", "seed"):
+        if key in v:
+            out[key] = integer(v[key], key, low=0, parse=True)
+    if "sizes" in v:
+        sizes = tuple(
+            integer(s, "sizes", parse=True) for s in _list(v["sizes"], "sizes")
+        )
+        if len(sizes) < 2:
+            raise ValueError(
+                f"sizes needs at least an input and an output width; got {sizes}."
+            )
+        out["sizes"] = sizes
+    for key, choices in (
+        ("activation", ACTIVATIONS),
+        ("output_activation", ACTIVATIONS),
+        ("cost", COSTS),
+        ("reduction", REDUCTIONS),
+        ("init", SCHEMES),
+        ("optimizer", OPTIMIZERS),
+        ("grad", GRADS),
+        ("rule", RULES),
+        ("dtype", DTYPES),
+        ("strategy", STRATEGIES),
+    ):
+        if key in v:
+            out[key] = choice(v[key], key, choices)
+    if "lr" in v:
+        lr = tuple(number(x, "lr", parse=True) for x in _list(v["lr"], "lr"))
+        if not lr or min(lr) <= 0:
+            raise ValueError(
+                f"lr must be one or more positive numbers; got {v['lr']!r}."
+            )
+        if len({f"{x:g}" for x in lr}) != len(lr):
+            raise ValueError(
+                f"lr: the grid has the same learning rate twice (to 6 "
+                f"digits); got {v['lr']!r}."
+            )
+        out["lr"] = lr
+    if "grad" in out and "rule" in out:
+        raise ValueError(
+            "grad and rule: give one (grad manual is rule backprop, "
+            "autodiff is rule autodiff)."
+        )
+    rule = out.get("rule", "backprop")
+    for key, rules_ in (
+        ("feedback_scale", ("fa", "dfa", "kp")),
+        ("kp_lr", ("kp",)),
+        ("kp_decay", ("kp",)),
+    ):
+        if key in v:
+            if rule not in rules_:
+                raise ValueError(
+                    f"{key} applies to rule {' or '.join(rules_)} only; it "
+                    f"would be ignored with rule {rule!r}."
+                )
+            out[key] = number(v[key], key, parse=True)
+    if "momentum" in v:
+        momentum = in_unit_interval(v["momentum"], "momentum", parse=True)
+        optimizer = out.get("optimizer", "sgd")
+        if optimizer not in MOMENTUM:
+            raise ValueError(
+                f"momentum does not apply to optimizer {optimizer!r}; it "
+                f"applies to {sorted(MOMENTUM)} (sgd with momentum is 'momentum')."
+            )
+        out["momentum"] = momentum
+    if "chunk_size" in out and out.get("strategy", "auto") not in ("auto", "chunked"):
+        raise ValueError(
+            f"chunk_size goes with strategy 'chunked'; got strategy "
+            f"{out['strategy']!r}."
+        )
+    if out.get("strategy") == "chunked" and "chunk_size" not in out:
+        raise ValueError("strategy 'chunked' needs chunk_size.")
+    config = ExperimentConfig(**out)
+    make_rule(config)  # the rule's own checks (scale, decay, ...)
+    # Cost and output activation must fit each other: jp.MLP says why not.
+    MLP(
+        (1, 1),
+        config.activation,
+        config.output_activation,
+        config.cost,
+        config.reduction,
+    )
+    return config
+
+
+def make_rule(config: ExperimentConfig) -> Rule:
+    """The configuration's credit-assignment rule (``grad`` is an alias).
+
+    Raises:
+      ValueError, TypeError: a rule parameter out of range, named.
+    """
+    name = config.rule or {"autodiff": "autodiff"}.get(config.grad, "backprop")
+    if name in ("fa", "dfa"):
+        return RULES[name](config.feedback_scale)
+    if name == "kp":
+        lr = config.kp_lr
+        if lr is None:
+            if len(config.lr) > 1:
+                raise ValueError(
+                    "kp_lr: give Kolen-Pollack's feedback learning rate with a grid "
+                    "of learning rates (it defaults to the one learning rate)."
+                )
+            lr = config.lr[0]
+        decay = 0.001 if config.kp_decay is None else config.kp_decay
+        return RULES[name](lr, decay, config.feedback_scale)
+    return RULES[name]()
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The settings of a TOML config file (keys as in ``ExperimentConfig``)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(
+            f"--config: cannot read {str(path)!r} ({e.strerror})."
+        ) from None
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML ({e}).") from None
+    values = {k.replace("-", "_"): x for k, x in values.items()}
+    for key in ("data", "eval_data"):  # file paths are relative to the file's folder
+        value = values.get(key)
+        if isinstance(value, str) and Path(value).suffix in (".npz", ".csv"):
+            values[key] = str(path.parent / value)
+    return values
+
+
+def absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with its data files as absolute paths."""
+    files = {
+        k: str(Path(getattr(config, k)).resolve())
+        for k in ("data", "eval_data")
+        if getattr(config, k) is not None
+        and Path(getattr(config, k)).suffix in (".npz", ".csv")
+    }
+    return dataclasses.replace(config, **files)

@@ -1,0 +1,191 @@
+"""The experiment's data: loaded, checked against the network, targets shaped
+for the cost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from .. import _data
+from .._mlp import MLP
+from .config import ExperimentConfig
+
+
+class Data(NamedTuple):
+    """Training and evaluation arrays shaped for the network's cost."""
+
+    x: np.ndarray
+    y: np.ndarray
+    x_eval: np.ndarray | None
+    y_eval: np.ndarray | None
+    classification: bool  # accuracy is meaningful
+
+
+def _raw_data(config: ExperimentConfig):
+    """(x, y, x_eval, y_eval) as the source gives them (labels or targets)."""
+    name = config.data
+    key = jax.random.key(config.data_seed or 0)
+    n, n_test = config.n_train or 200, config.n_test or 1000
+    if name == "xor":  # four points, all for training: no held-out metrics
+        x, y = _data.xor()
+        return x, y, None, None
+    # One draw of n + n_test points, the last n_test held out (the blobs' test
+    # points share the training centers).
+    if name == "moons":
+        d = _data.two_moons(key, n, n_test=n_test)
+    elif name == "spirals":
+        d = _data.spirals(key, n, config.classes or 2, n_test=n_test)
+    elif name == "blobs":
+        d = _data.blobs(key, n, config.classes or 3, n_test=n_test)
+    if name in ("moons", "spirals", "blobs"):
+        return d.x, d.y, d.x_test, d.y_test
+    if name == "mnist1d":
+        try:
+            d = _data.mnist1d()
+        except ImportError:
+            raise ValueError(
+                "data: mnist1d needs the mnist1d package: pip install mnist1d."
+            ) from None
+        return d.x, d.y, d.x_test, d.y_test
+    x, y = _load_file(name, "data")
+    x_eval = y_eval = None
+    if config.eval_data is not None:
+        x_eval, y_eval = _load_file(config.eval_data, "eval_data")
+    return x, y, x_eval, y_eval
+
+
+def _load_file(path: str, name: str):
+    loader = _data.load_npz if Path(path).suffix == ".npz" else _data.load_csv
+    try:
+        return loader(path)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name}: {str(e).removeprefix('path: ')}") from None
+
+
+#: Output activations whose targets for class 0 / class 1 are not 0 / 1.
+TARGET_VALUES = {"tanh": (-1.0, 1.0)}
+
+
+def _shape_targets(y, n_out: int, net: MLP, dtype) -> np.ndarray:
+    """Labels (n,) as the cost needs them: kept (softmax), one column (one
+    output) or one-hot, with the output activation's two target values (0/1,
+    or ±1 for tanh: the class is the side of the range's midpoint,
+    ``jp.classification_threshold``)."""
+    y = np.asarray(y)
+    if y.ndim == 2 or net.cost == "softmax_cross_entropy":
+        return y if y.ndim == 1 else y.astype(dtype)
+    low, high = TARGET_VALUES.get(net.output_activation, (0.0, 1.0))
+    onehot = y[:, None] if n_out == 1 else np.eye(n_out, dtype=bool)[y]
+    return np.where(onehot, high, low).astype(dtype)
+
+
+def _check_outputs(n_classes: int, n_out: int, cost: str) -> None:
+    """The output width must fit the classes: one output (2 classes) or one each."""
+    fits = n_out == n_classes or (
+        n_out == 1 and n_classes <= 2 and cost != ("softmax_cross_entropy")
+    )
+    if not fits:
+        hint = (
+            f"{n_classes}"
+            if cost == "softmax_cross_entropy" or n_classes > 2
+            else f"1 (one 0/1 output) or {n_classes} (one-hot)"
+        )
+        raise ValueError(
+            f"sizes: the data have {n_classes} classes, so sizes must end with "
+            f"{hint}; got {n_out}."
+        )
+
+
+def make_net(config: ExperimentConfig, sizes) -> MLP:
+    return MLP(
+        tuple(sizes),
+        config.activation,
+        config.output_activation,
+        config.cost,
+        config.reduction,
+    )
+
+
+def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
+    """The experiment's data and its network sizes (checked against the data)."""
+    x, y, x_eval, y_eval = (
+        None if a is None else np.asarray(a) for a in _raw_data(config)
+    )
+    if y.ndim == 1:
+        ids = _as_labels(y, "data")
+        ids_eval = None if y_eval is None else _as_labels(y_eval, "eval_data")
+        if ids is None or (y_eval is not None and ids_eval is None):
+            # Real-valued 1-D targets: one output column, not classes.
+            if config.cost == "softmax_cross_entropy":
+                raise ValueError(
+                    "data: softmax_cross_entropy needs class ids 0..k-1 (or ±1) as "
+                    "targets; these are real numbers."
+                )
+            y = y[:, None]
+            y_eval = None if y_eval is None else y_eval.reshape(-1, 1)
+        else:
+            y, y_eval = ids, ids_eval
+    labels = y.ndim == 1
+    n_classes = (
+        int(max(y.max(), -1 if y_eval is None else y_eval.max())) + 1
+        if labels
+        else None
+    )
+    if config.sizes is None:
+        if labels:
+            n_out = (
+                1
+                if n_classes <= 2 and config.cost != "softmax_cross_entropy"
+                else n_classes
+            )
+        else:
+            n_out = y.shape[1]
+        sizes = (x.shape[1], 8, n_out)
+    else:
+        sizes = config.sizes
+    if sizes[0] != x.shape[1]:
+        raise ValueError(
+            f"sizes: the data have {x.shape[1]} input features, so sizes must "
+            f"start with {x.shape[1]}; got {sizes[0]}."
+        )
+    if x_eval is not None and x_eval.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"eval_data has {x_eval.shape[1]} input features; the data have "
+            f"{x.shape[1]}."
+        )
+    if not labels and y.shape[1] != sizes[-1]:
+        raise ValueError(
+            f"sizes: the data have {y.shape[1]} target column(s), so sizes must "
+            f"end with {y.shape[1]}; got {sizes[-1]}."
+        )
+    if labels:
+        _check_outputs(n_classes, sizes[-1], config.cost)
+    classification = labels or bool(np.all((y == 0) | (y == 1)))
+    dtype = np.dtype(config.dtype)
+    net = make_net(config, sizes)
+    y = _shape_targets(y, sizes[-1], net, dtype)
+    if y_eval is not None:
+        y_eval = _shape_targets(y_eval, sizes[-1], net, dtype)
+    return Data(
+        x.astype(dtype),
+        y,
+        None if x_eval is None else x_eval.astype(dtype),
+        y_eval,
+        classification,
+    ), sizes
+
+
+def _as_labels(y: np.ndarray, name: str) -> np.ndarray | None:
+    """1-D targets as class ids: 0..k-1 as they are, ±1 as 0/1; None for other
+    values (real-valued targets, a regression: one output column)."""
+    if y.ndim != 1 or y.size == 0:
+        return None
+    values = np.unique(y)
+    if np.all(values == np.round(values)) and values.min() >= 0:
+        return y.astype(np.int64)
+    if set(values.tolist()) <= {-1.0, 1.0}:
+        return (y > 0).astype(np.int64)  # ±1 labels: -1 is class 0
+    return None

@@ -1,0 +1,308 @@
+"""A finished run's results: per-run metrics, metrics.json, curves.npz,
+final.npz, the plots, and the gradient check."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._check import check_grads
+from .._io import atomic_write, save
+from .._loop import TrainResult
+from .._metrics import (
+    accuracy_from_output,
+    classification_threshold,
+    proportion,
+    summarize,
+)
+from .build import Experiment
+from .store import Checkpoint, write_json
+
+
+def final_metrics(exp: Experiment, result: TrainResult) -> dict[str, np.ndarray]:
+    """Per-run (n_lr, n_seeds) final metrics; NaN where a run diverged.
+
+    ``solved`` (classification without held-out data, such as XOR): every
+    training example classified correctly (``jp.solved``); a diverged run is
+    not solved.
+    """
+    net, data = exp.net, exp.data
+
+    @jax.jit
+    def on(params, x, y):
+        def one(p):
+            y_hat, cache = net.forward_with_cache(p, x)
+            return net.loss_from_cache(cache, y), accuracy_from_output(net, y_hat, y)
+
+        return jax.vmap(jax.vmap(one))(params)
+
+    train_loss, train_acc = on(result.params, data.x, data.y)
+    diverged = np.asarray(result.diverged)
+    metrics = {
+        "train_loss": np.asarray(train_loss),
+        "diverged": diverged,
+        "diverged_at": np.asarray(result.diverged_at),
+    }
+    if data.classification:
+        metrics["train_accuracy"] = np.asarray(train_acc)
+        if data.x_eval is None:  # scored on its training points: solved or not
+            metrics["solved"] = ~diverged & (metrics["train_accuracy"] == 1)
+    if result.eval_loss is not None:
+        metrics["eval_loss"] = np.asarray(result.eval_loss[..., -1])
+        if data.classification:
+            metrics["eval_accuracy"] = np.asarray(result.eval_accuracy[..., -1])
+    for k in ("train_loss", "train_accuracy", "eval_loss", "eval_accuracy"):
+        if k in metrics:  # a diverged run has no final metric
+            metrics[k] = np.where(diverged, np.nan, metrics[k])
+    if result.alignment is not None:  # the last measure, per layer l = 1..L
+        for measure, angles in result.alignment._asdict().items():
+            for l in range(exp.net.n_layers):
+                metrics[f"alignment_{measure}_{l + 1}"] = np.asarray(angles[..., l, -1])
+    return metrics
+
+
+#: Per-run metrics that are flags or steps, not values to summarize.
+_NOT_SUMMARIZED = ("diverged", "diverged_at", "solved")
+
+
+def headline(metrics: Mapping[str, np.ndarray]) -> str:
+    """The metric that sums a run up: held-out accuracy, else train accuracy or loss."""
+    for k in ("eval_accuracy", "train_accuracy", "eval_loss", "train_loss"):
+        if k in metrics:
+            return k
+    raise AssertionError("no metric")
+
+
+def _bounds(metric: str) -> tuple[float, float]:
+    """The range a metric's values can take (its confidence interval is clipped
+    to it: a t-interval of accuracies near 1 can reach past 1)."""
+    if "accuracy" in metric:
+        return 0.0, 1.0
+    if metric.startswith("alignment"):
+        return 0.0, 180.0
+    return 0.0, math.inf  # the costs: mse, cross-entropies
+
+
+def _summary(values: np.ndarray, metric: str) -> dict[str, float]:
+    """``jp.summarize`` as a dict, with quartiles (NaN, i.e. null, if n is 0)."""
+    s = summarize(values)
+    low, high = _bounds(metric)
+    finite = values[np.isfinite(values)]
+    q1, q3 = np.percentile(finite, [25, 75]) if finite.size else (math.nan, math.nan)
+    return {
+        "n": s.n,
+        "n_nan": s.n_nan,
+        "mean": s.mean,
+        "ci95_low": min(max(s.ci_low, low), high),
+        "ci95_high": max(min(s.ci_high, high), low),
+        "median": s.median,
+        "q1": float(q1),
+        "q3": float(q3),
+        "min": s.min,
+        "max": s.max,
+    }
+
+
+def _group(metrics: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
+    """The summary of learning rate i's runs."""
+    out: dict[str, Any] = {
+        k: _summary(v[i], k) for k, v in metrics.items() if k not in _NOT_SUMMARIZED
+    }
+    diverged = metrics["diverged"][i]
+    at = metrics["diverged_at"][i][diverged]
+    out["runs"] = int(diverged.size)
+    out["diverged"] = int(diverged.sum())
+    out["diverged_at"] = (
+        {"first": int(at.min()), "median": float(np.median(at)), "last": int(at.max())}
+        if at.size
+        else None
+    )
+    if "solved" in metrics:
+        p = proportion(metrics["solved"][i])
+        out["solved"] = {
+            "successes": p.successes,
+            "n": p.n,
+            "fraction": p.fraction,
+            "ci95_low": p.ci_low,
+            "ci95_high": p.ci_high,
+        }
+    return out
+
+
+def results_doc(exp: Experiment, checkpoint: Checkpoint):
+    """(metrics.json's document, the TrainResult, per-run metrics) of a finished run.
+
+    Summaries of a learning rate whose every run diverged have n = 0 and null
+    statistics; nothing raises.
+    """
+    config, trainer = exp.config, exp.trainer
+    result = trainer.result(checkpoint.state)
+    metrics = final_metrics(exp, result)
+    seconds = checkpoint.seconds
+    n_runs = math.prod(trainer.shape)
+    doc = {
+        "headline": headline(metrics),
+        "evaluated_on": (
+            "held-out data" if exp.data.x_eval is not None else "the training data"
+        ),
+        "summary": {f"lr={lr:g}": _group(metrics, i) for i, lr in enumerate(config.lr)},
+        "runs": [
+            {"lr": lr, "seed": s} | {k: v[i, s].item() for k, v in metrics.items()}
+            for i, lr in enumerate(config.lr)
+            for s in range(config.seeds)
+        ],
+        "timing": {
+            "train_s": seconds,
+            "steps": config.steps,
+            "runs": n_runs,
+            "run_steps_per_s": n_runs * config.steps / seconds if seconds else None,
+            "strategy": list(trainer.strategy),
+        },
+    }
+    return doc, result, metrics
+
+
+def _best_lr(doc: Mapping[str, Any], lrs) -> int:
+    """Index of the learning rate with the best median headline metric."""
+    key = doc["headline"]
+    sign = 1 if "accuracy" in key else -1
+    medians = [doc["summary"][f"lr={lr:g}"][key]["median"] for lr in lrs]
+    scores = [sign * m if math.isfinite(m) else -math.inf for m in medians]
+    return int(np.argmax(scores))
+
+
+def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
+    """metrics.json, curves.npz, final.npz, then the plots; returns the metrics doc."""
+    from .. import _plots
+
+    config = exp.config
+    doc, result, metrics = results_doc(exp, checkpoint)
+    write_json(out / "metrics.json", doc)
+    every = exp.trainer.log_every
+    steps = every * np.arange(1, config.steps // every + 1)
+    curves = {
+        "steps": steps,
+        "lr": np.asarray(config.lr),
+        "losses": np.asarray(result.losses),
+        **{k: v for k, v in metrics.items()},
+    }
+    evals = {}
+    if result.eval_loss is not None:
+        evals = {
+            "eval_steps": np.asarray(result.eval_steps[0, 0]),
+            "eval_loss": np.asarray(result.eval_loss),
+            "eval_accuracy": np.asarray(result.eval_accuracy),
+        }
+        if not exp.data.classification:
+            del evals["eval_accuracy"]
+    curves |= evals
+    if result.alignment is not None:
+        curves["alignment_steps"] = np.asarray(result.alignment_steps[0, 0])
+        for measure, angles in result.alignment._asdict().items():
+            curves[f"alignment_{measure}"] = np.asarray(angles)  # (n_lr, n_seeds, L, n)
+    atomic_write(out / "curves.npz", lambda f: np.savez(f, **curves))
+    final = {"params": result.params, "opt_state": result.opt_state}
+    if jax.tree.leaves(result.rule_state):
+        final["rule_state"] = result.rule_state
+    save(out / "final.npz", final)
+    _plots.loss_curves(
+        out / "loss.png", steps, np.asarray(result.losses), config.lr, **evals
+    )
+    if result.alignment is not None:
+        _plots.alignment_curves(
+            out / "alignment.png",
+            curves["alignment_steps"],
+            {k: curves[f"alignment_{k}"] for k in result.alignment._fields},
+            config.lr,
+            config.rule,
+        )
+    key = doc["headline"]
+    _plots.histogram(out / f"{key}.png", metrics[key], config.lr, key.replace("_", " "))
+    if exp.data.x.shape[1] == 2:
+        i = _best_lr(doc, config.lr)
+        params = jax.tree.map(lambda l: l[i], result.params)
+        threshold = (
+            0.5
+            if exp.net.cost == "softmax_cross_entropy"
+            else classification_threshold(exp.net)
+        )
+        _plots.decision_regions(
+            out / "regions.png",
+            exp.net,
+            params,
+            exp.data,
+            config.lr[i],
+            threshold=threshold,
+            diverged=metrics["diverged"][i],
+        )
+    return doc
+
+
+#: Finite differences at this many random entries of each parameter array when
+#: a network has more than ``FULL_CHECK_PARAMS`` parameters (a 40-256-256-10 MLP:
+#: 3 s instead of 2 minutes).
+SAMPLED_ENTRIES = 32
+FULL_CHECK_PARAMS = 5000
+
+
+class GradientCheck(NamedTuple):
+    """A gradient check of one run's initial parameters, and what it covered."""
+
+    report: Any  # jp.GradCheckReport
+    examples: int
+    numeric_entries: int | None  # per array; None: every entry
+
+    def describe(self) -> str:
+        fd = (
+            "every entry"
+            if self.numeric_entries is None
+            else f"{self.numeric_entries} random entries per array"
+        )
+        return (
+            f"gradient check of the first run's initial parameters on "
+            f"{self.examples} training examples ({self.report.dtype}; finite "
+            f"differences at {fd}): {'PASSED' if self.report.passed else 'FAILED'}"
+        )
+
+
+def gradient_check(
+    exp: Experiment, n: int = 8, dtype: str | None = None
+) -> GradientCheck:
+    """check_grads of the first run's initial params on the first ≤ n examples.
+
+    The params are read through the trainer's public accessor (any strategy and
+    device count). In ``dtype``; by default float64 where 64-bit mode is on
+    (else float32). Finite differences cover every entry of networks up to
+    ``FULL_CHECK_PARAMS`` parameters, else ``SAMPLED_ENTRIES`` per array.
+    """
+    if dtype is None:
+        dtype = "float64" if jax.config.jax_enable_x64 else "float32"
+    trainer = exp.trainer
+    first = (0,) * len(trainer.shape)
+    params = jax.tree.map(
+        lambda l: jnp.asarray(l[first], dtype), trainer.runs(trainer.init()).params
+    )
+    x, y = exp.data.x[:n].astype(dtype), exp.data.y[:n]
+    if y.dtype.kind == "f":
+        y = y.astype(dtype)
+    n_params = sum(l.size for l in jax.tree.leaves(params))
+    entries = None if n_params <= FULL_CHECK_PARAMS else SAMPLED_ENTRIES
+    report = check_grads(exp.net, params, x, y, numeric_entries=entries)
+    return GradientCheck(report, int(x.shape[0]), entries)
+
+
+def write_gradient_check(out: Path, exp: Experiment) -> GradientCheck:
+    """``gradcheck.txt`` and ``gradcheck.png`` of :func:`gradient_check`."""
+    from .. import _plots
+
+    check = gradient_check(exp)
+    text = f"{check.describe()}\n\n{check.report}\n"
+    atomic_write(out / "gradcheck.txt", lambda f: f.write(text.encode()))
+    _plots.gradcheck(out / "gradcheck.png", check.report)
+    return check

@@ -1,0 +1,339 @@
+"""The run's folder: config.json, checkpoint.npz (atomic, portable across
+device counts), and reading a finished run back (``load_run``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import math
+import platform
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .._io import atomic_write, load, save
+from .._mlp import MLP
+from .._train import TrainState
+from .build import Experiment, make_optimizer
+from .config import ExperimentConfig, make_config, make_rule
+from .data import Data, make_net
+
+
+class Checkpoint(NamedTuple):
+    """What ``checkpoint.npz`` holds."""
+
+    state: TrainState
+    seconds: float  # training time so far
+
+
+def versions() -> dict[str, str]:
+    from .. import __version__
+
+    device = jax.devices()[0]
+    return {
+        "jaxprop": __version__,
+        "jax": jax.__version__,
+        "jaxlib": importlib.metadata.version("jaxlib"),
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": f"{device.platform}: {device.device_kind} × {len(jax.devices())}",
+    }
+
+
+def _plain(value):
+    """JSON-ready: NaN and inf become null (strict JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_json(path: Path, doc) -> None:
+    text = json.dumps(_plain(doc), indent=1, allow_nan=False)
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def data_fingerprint(data: Data) -> str:
+    """SHA-256 of the training and evaluation arrays (as the network sees them)."""
+    h = hashlib.sha256()
+    for a in (data.x, data.y, data.x_eval, data.y_eval):
+        if a is not None:
+            h.update(str((a.shape, a.dtype.str)).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def resolved(exp: Experiment) -> dict[str, Any]:
+    """The settings that defaults resolve from the data and the run's length,
+    and the data's fingerprint (checked on resume)."""
+    return {
+        "data_sha256": data_fingerprint(exp.data),
+        "sizes": list(exp.net.sizes),
+        "log_every": exp.trainer.log_every,
+        "eval_every": exp.eval_every,
+        "checkpoint_every": exp.checkpoint_every,
+        "alignment_every": exp.alignment_every,
+    }
+
+
+def write_config(out: Path, exp: Experiment, argv=None, **extra) -> None:
+    doc = {
+        "config": dataclasses.asdict(exp.config),
+        "resolved": resolved(exp),
+        "versions": versions(),
+        "command": ["jaxprop", *argv] if argv is not None else None,
+        **extra,
+    }
+    write_json(out / "config.json", doc)
+
+
+def read_doc(out: Path) -> dict:
+    path = Path(out) / "config.json"
+    try:
+        doc = json.loads(path.read_text())
+        if not isinstance(doc["config"], dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"--resume: {str(path)!r} is missing or not a jaxprop config.json."
+        ) from None
+    return doc
+
+
+def read_config(out: Path) -> ExperimentConfig:
+    """The configuration saved in ``out/config.json`` (for ``--resume``)."""
+    return make_config(read_doc(out)["config"], source=str(Path(out) / "config.json"))
+
+
+def extend_config(out: Path, steps: int) -> tuple[ExperimentConfig, int]:
+    """The saved run's configuration with ``steps`` steps in all, and its own steps.
+
+    The schedule the saved run resolved from its length (log_every, eval_every,
+    checkpoint_every) is kept, so that the extended run takes the same steps as
+    one that was given ``steps`` from the start with that schedule.
+
+    Raises:
+      ValueError: fewer steps than saved, or a count the schedule cannot take.
+    """
+    config = read_config(out)
+    if steps < config.steps:
+        raise ValueError(
+            f"--steps: the run in {out} has {config.steps} steps; --resume can "
+            f"extend a run, not shorten it (got {steps})."
+        )
+    if steps == config.steps:
+        return config, config.steps
+    schedule = read_doc(out).get("resolved") or {}
+    log_every = schedule.get("log_every") or config.log_every
+    if log_every is None:
+        raise ValueError(f"--steps: {out}/config.json has no resolved log_every.")
+    if steps % log_every:
+        raise ValueError(
+            f"--steps: the run logs its loss every {log_every} steps, so the new "
+            f"length must be a multiple of {log_every}; got {steps}."
+        )
+    return dataclasses.replace(
+        config,
+        steps=steps,
+        log_every=log_every,
+        eval_every=schedule.get("eval_every", config.eval_every),
+        checkpoint_every=schedule.get("checkpoint_every", config.checkpoint_every),
+        alignment_every=schedule.get("alignment_every", config.alignment_every),
+    ), config.steps
+
+
+def _saved_like(exp: Experiment, saved_steps: int | None = None) -> Checkpoint:
+    """The shapes of a checkpoint of ``exp``'s runs after ``saved_steps`` steps
+    in all (default: the experiment's own), for ``load``."""
+    trainer = exp.trainer
+    like = jax.eval_shape(lambda: trainer.portable(trainer.init()))._replace(step=0)
+    n_saved = (saved_steps or trainer.steps) // trainer.log_every
+    log = jax.tree.map(
+        lambda l: jax.ShapeDtypeStruct((*l.shape[:-1], n_saved), l.dtype), like.log
+    )
+    return Checkpoint(like._replace(log=log), 0.0)
+
+
+def save_checkpoint(out: Path, exp: Experiment, checkpoint: Checkpoint) -> Path:
+    """Writes ``out/checkpoint.npz`` atomically (portable: any device count)."""
+    state = exp.trainer.portable(checkpoint.state)
+    return save(out / "checkpoint.npz", checkpoint._replace(state=state)._asdict())
+
+
+def load_checkpoint(
+    out: Path, exp: Experiment, saved_steps: int | None = None
+) -> Checkpoint:
+    """``out/checkpoint.npz`` as a state of ``exp``'s trainer.
+
+    Args:
+      saved_steps: the saved run's length when ``exp`` extends it to more
+        steps (its log gains NaN blocks); default ``exp``'s own.
+    """
+    trainer = exp.trainer
+    saved = load(Path(out) / "checkpoint.npz", _saved_like(exp, saved_steps)._asdict())
+    state = saved["state"]
+    n_blocks = trainer.steps // trainer.log_every
+    log = jax.tree.map(
+        lambda l: np.concatenate(
+            [l, np.full((*l.shape[:-1], n_blocks - l.shape[-1]), np.nan, l.dtype)],
+            axis=-1,
+        ),
+        state.log,
+    )
+    return Checkpoint(trainer.restore(state._replace(log=log)), saved["seconds"])
+
+
+def checkpoint_bytes(exp: Experiment) -> int:
+    """Bytes of one checkpoint of ``exp``'s runs (its arrays, uncompressed)."""
+    state = _saved_like(exp).state
+    leaves = jax.tree.leaves((state.runs, state.log))
+    # PRNG keys: two uint32 each (their dtype has no NumPy itemsize).
+    itemsize = lambda d: getattr(d, "itemsize", 8)  # noqa: E731
+    return sum(math.prod(l.shape) * itemsize(l.dtype) for l in leaves)
+
+
+#: What ``jaxprop train --out`` writes (and nothing else lives in its folder).
+OUT_FILES = (
+    "config.json", "metrics.json", "curves.npz", "final.npz", "checkpoint.npz",
+    "loss.png", "regions.png", "alignment.png", "gradcheck.txt", "gradcheck.png",
+    "train_accuracy.png", "eval_accuracy.png", "train_loss.png", "eval_loss.png",
+)  # fmt: skip
+
+
+def check_out_is_free(out: Path) -> None:
+    """``out`` is new, empty, or holds only a jaxprop run's own files.
+
+    Raises:
+      ValueError: other files there (they would be mixed with the results), or
+        a config.json that is not jaxprop's.
+    """
+    if not out.is_dir():
+        return
+    foreign = sorted(
+        p.name for p in out.iterdir()
+        if p.name not in OUT_FILES and not p.name.startswith(".")
+    )  # fmt: skip
+    if not foreign and (out / "config.json").exists():
+        try:
+            json.loads((out / "config.json").read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            foreign = ["config.json (not a jaxprop config)"]
+    if foreign:
+        raise ValueError(
+            f"--out: {str(out)!r} holds other files ({', '.join(foreign[:3])}); "
+            f"choose an empty or new folder."
+        )
+
+
+def prepare_out(out: Path, exp: Experiment, argv=None, **extra) -> None:
+    """Makes ``out`` and writes ``config.json``: a folder that cannot take the
+    run's files fails here, before any training.
+
+    Raises:
+      ValueError: ``out`` cannot be created or written, or its disk has less
+        free space than about three checkpoints (the old, the new being
+        written, and final.npz).
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        need = 3 * checkpoint_bytes(exp) + 2**22  # and a few MB of plots
+        free = shutil.disk_usage(out).free
+        if free < need:
+            raise ValueError(
+                f"--out: {str(out)!r} is on a disk with {free / 2**20:.1f} MiB free; "
+                f"this run's checkpoints and results need about "
+                f"{need / 2**20:.1f} MiB."
+            )
+        write_config(out, exp, argv, **extra)
+    except OSError as e:
+        raise ValueError(
+            f"--out: cannot write to {str(out)!r} ({e.strerror or e})."
+        ) from None
+
+
+# --------------------------------------------------------------- reading back
+class SavedRun(NamedTuple):
+    """A finished ``jaxprop train --out DIR`` run, read back by :func:`load_run`.
+
+    Attributes:
+      path: the folder.
+      config: its :class:`ExperimentConfig`.
+      net: the trained network (``jp.MLP``).
+      params: every run's final params, leaves with leading (n_lr, n_seeds) axes.
+      opt_state: every run's final optimizer state, the same leading axes.
+      curves: ``curves.npz`` as a dict of NumPy arrays (``steps``, ``losses``
+        (n_lr, n_seeds, n_logged), ``eval_*``, and the final per-run metrics).
+      metrics: ``metrics.json`` (summaries per learning rate, one record per run).
+      rule_state: every run's final rule state (``()`` for backprop).
+    """
+
+    path: Path
+    config: ExperimentConfig
+    net: MLP
+    params: Any
+    opt_state: Any
+    curves: dict[str, np.ndarray]
+    metrics: dict[str, Any]
+    rule_state: Any = ()
+
+    def run(self, lr_index: int, seed: int):
+        """The final params of one (learning rate, seed) run."""
+        return jax.tree.map(lambda l: l[lr_index, seed], self.params)
+
+
+def load_run(path) -> SavedRun:
+    """Reads a finished ``jaxprop train --out DIR`` folder back.
+
+    Needs no data and no optimizer from the user: the network and the
+    optimizer's state structure are rebuilt from ``config.json``.
+
+    Raises:
+      ValueError: not a finished run's folder (says which file is missing).
+    """
+    path = Path(path)
+    doc = read_doc(path)
+    config = read_config(path)
+    for name in ("final.npz", "curves.npz", "metrics.json"):
+        if not (path / name).is_file():
+            raise ValueError(
+                f"path: {str(path)!r} has no {name}: the run did not finish "
+                f"(jaxprop train --resume {path} finishes it)."
+            )
+    sizes = (doc.get("resolved") or {}).get("sizes") or config.sizes
+    net = make_net(config, sizes)
+    optimizer, rule = make_optimizer(config), make_rule(config)
+
+    def like():
+        params = net.init(jax.random.key(0), dtype=config.dtype)
+        tree = {"params": params, "opt_state": optimizer.init(params)}
+        rule_state = rule.init(jax.random.key(0), net, params)
+        if jax.tree.leaves(rule_state):
+            tree["rule_state"] = rule_state
+        lead = (len(config.lr), config.seeds)
+        return jax.tree.map(lambda l: jnp.broadcast_to(l, lead + l.shape), tree)
+
+    final = load(path / "final.npz", like=jax.eval_shape(like))
+    with np.load(path / "curves.npz") as f:
+        curves = {k: f[k] for k in f.files}
+    metrics = json.loads((path / "metrics.json").read_text())
+    return SavedRun(
+        path,
+        config,
+        net,
+        final["params"],
+        final["opt_state"],
+        curves,
+        metrics,
+        final.get("rule_state", ()),
+    )
