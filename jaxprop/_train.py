@@ -8,6 +8,7 @@ give each step's gradient are ``_rules.py``.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -685,21 +686,8 @@ def train_seeds(
     optimizer: optax.GradientTransformation,
     steps: int,
     *,
-    scheme: str | None = None,
-    grad: str | None = None,
-    rule: Rule | None = None,
-    batch_size: int | None = None,
-    params: Params | None = None,
-    hparams: Mapping[str, Any] | None = None,
-    strategy: str = "auto",
-    chunk_size: int | None = None,
-    eval_data: tuple | None = None,
-    eval_every: int | None = None,
-    alignment_every: int | None = None,
-    log_every: int = 1,
-    dtype=None,
-    devices=None,
     progress: bool | Progress = False,
+    **options,
 ) -> TrainResult:
     """Trains one network per key, all in one compiled program.
 
@@ -747,28 +735,13 @@ def train_seeds(
             f"progress must be True, False or a jp.Progress; got "
             f"{type(progress).__name__}."
         )
-    trainer = Trainer(
-        net,
-        keys,
-        x,
-        y,
-        optimizer,
-        steps,
-        scheme=scheme,
-        grad=grad,
-        rule=rule,
-        batch_size=batch_size,
-        params=params,
-        hparams=hparams,
-        strategy=strategy,
-        chunk_size=chunk_size,
-        eval_data=eval_data,
-        eval_every=eval_every,
-        alignment_every=alignment_every,
-        log_every=log_every,
-        dtype=dtype,
-        devices=devices,
-    )
+    unknown = sorted(set(options) - set(_TRAINER_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"train_seeds() got an unexpected keyword argument {unknown[0]!r}; "
+            f"its options are {list(_TRAINER_OPTIONS)} and progress."
+        )
+    trainer = Trainer(net, keys, x, y, optimizer, steps, **options)
     if progress is False:
         return trainer.result(trainer.advance(trainer.init(), steps))
     if progress is True:
@@ -784,3 +757,21 @@ def train_seeds(
             on_chunk=lambda state, losses: progress.update_losses(state.step, losses),
         )
         return trainer.result(state)
+
+
+# train_seeds takes Trainer's options, written once (in Trainer.__init__), and
+# shows them in help() and signatures.
+_TRAINER_OPTIONS = {
+    name: p
+    for name, p in inspect.signature(Trainer.__init__).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+}
+_train_seeds_signature = inspect.signature(train_seeds)
+train_seeds.__signature__ = _train_seeds_signature.replace(
+    parameters=[
+        p
+        for p in _train_seeds_signature.parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    + list(_TRAINER_OPTIONS.values())
+)

@@ -448,3 +448,32 @@ def test_float64_without_x64_is_refused(tmp_path):
     assert "dtype float64 needs 64-bit mode: call jax.config.update(" in out.stdout, (
         out.stdout + out.stderr
     )
+
+
+def test_train_seeds_takes_the_trainers_options_and_names_a_wrong_one():
+    """train_seeds' options are Trainer's (written once): the signature shows
+    them, and a misspelt one is refused by name before anything runs."""
+    import inspect
+
+    options = {
+        name
+        for name, p in inspect.signature(jp.Trainer.__init__).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    shown = set(inspect.signature(jp.train_seeds).parameters)
+    assert options and options <= shown and "progress" in shown
+    x, y = jp.data.xor()
+    net = jp.MLP((2, 2, 1))
+    keys = jax.random.split(jax.random.key(0), 2)
+    check_raises(
+        TypeError,
+        r"train_seeds\(\) got an unexpected keyword argument 'log_evry'",
+        jp.train_seeds,
+        net,
+        keys,
+        x,
+        y,
+        None,
+        10,
+        log_evry=5,
+    )
