@@ -9,7 +9,9 @@ inputs of every size (|z| up to 300) and the neighbourhoods of kinks:
   and the cost's δ against ``jax.grad`` of Σ_batch c with respect to z (a = σ(z)
   recomputed inside, so δ is the total derivative ∂c/∂z the backward pass needs).
   An element passes when |hand − jax.grad| ≤ rtol (|jax.grad| + scale), scale the
-  largest |jax.grad| of the check, as in ``jp.check_grads``.
+  largest |jax.grad| of the check, as in ``jp.check_grads``. Where ``jax.grad``
+  itself overflows (a naive value at |z| = 300), nothing is compared: a fused
+  hand-written form may well be finite there.
 - **finite**: every output is finite where every input is.
 - **runs last**: tiny networks train many runs at once on arrays with the runs
   as a trailing axis (``jaxprop._mlp.runs_last``): z: (batch, n, runs), y:
