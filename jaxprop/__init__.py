@@ -9,8 +9,13 @@ from ._check import GradCheckReport as GradCheckReport
 from ._check import GradCheckRow as GradCheckRow
 from ._check import check_grads as check_grads
 from ._check import numerical_grad as numerical_grad
+from ._check_user import FunctionCheckReport as FunctionCheckReport
+from ._check_user import FunctionCheckRow as FunctionCheckRow
+from ._check_user import check_activation as check_activation
+from ._check_user import check_cost as check_cost
 from ._costs import COSTS as COSTS
 from ._costs import REDUCTIONS as REDUCTIONS
+from ._costs import TARGET_KINDS as TARGET_KINDS
 from ._costs import Cost as Cost
 from ._experiment import SavedRun as SavedRun
 from ._experiment import load_run as load_run

@@ -10,6 +10,13 @@ derivative here comes from autodiff.
 At a kink (relu and leaky_relu at 0) the derivative takes the same one-sided value
 as ``jax.grad`` of the ``jax.nn`` function, so manual and automatic gradients agree
 everywhere, not just almost everywhere.
+
+A user's activation is an :class:`Activation` too, accepted wherever a name is
+(``jp.MLP(sizes, activation=jp.Activation("swish", fn, derivative))``) and checked
+by ``jp.check_activation``. The one constraint beyond being elementwise and
+written in ``jax.numpy``: ``fn`` and ``derivative`` must accept arrays of any
+rank, because tiny networks train with many runs at once on arrays shaped
+``(batch, n, runs)`` (``jaxprop._mlp.runs_last``).
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._params import DEFAULT_SCHEME, SCHEMES
+
 Array = jax.Array
 
 #: Slope of leaky_relu for z < 0 (``jax.nn.leaky_relu``'s default).
@@ -28,17 +37,39 @@ LEAKY_RELU_SLOPE = 0.01
 
 
 class Activation(NamedTuple):
-    """An elementwise activation σ and its derivative σ'.
+    """An elementwise activation σ and its derivative σ', built in or a user's.
+
+    ``jp.MLP`` accepts an Activation wherever it accepts a name. Like an optax
+    optimizer, it is static configuration, compared and hashed by its fields,
+    so its functions by identity: create it once (not a new lambda per call),
+    or every new one compiles a new program.
 
     Attributes:
-      name: the name used in ``MLP(activation=...)``.
-      fn: ``z -> a = σ(z)``, any shape.
-      derivative: ``(z, a) -> σ'(z)``, same shape as ``z``; ``a`` is ``fn(z)``.
+      name: what reports and messages call it (the key in ``jp.ACTIVATIONS``
+        for a built-in).
+      fn: ``z -> a = σ(z)``, elementwise, any shape: z may be (batch, n), or
+        (batch, n, runs) on the runs-last path of tiny networks.
+      derivative: ``(z, a) -> σ'(z)``, same shape as ``z``; ``a`` is ``fn(z)``,
+        passed so that σ' can reuse it (σ(1 − σ), 1 − tanh²). At a kink, return
+        the value ``jax.grad(fn)`` gives, so that ``jp.check_grads`` and
+        ``jp.check_activation`` agree everywhere.
+      scheme: the init scheme ``MLP.init`` uses by default for this hidden
+        activation (``jp.SCHEMES``); None: ``"glorot"``.
+      bounds: ``(low, high)``, the range of σ when it is bounded (sigmoid: (0,
+        1), tanh: (−1, 1)); None when unbounded. As an output activation with
+        real-valued targets, classes are read off at its midpoint
+        (``jp.classification_threshold``).
     """
 
     name: str
     fn: Callable[[Array], Array]
     derivative: Callable[[Array, Array], Array]
+    scheme: str | None = None
+    bounds: tuple[float, float] | None = None
+
+    def __str__(self) -> str:
+        """The name, as a built-in's name reads in messages and logs."""
+        return self.name
 
 
 def _identity(z: Array) -> Array:
@@ -63,44 +94,116 @@ def _silu_derivative(z: Array, a: Array) -> Array:
     return s * (1.0 + z * (1.0 - s))
 
 
+def _builtin(name, fn, derivative, bounds=None) -> Activation:
+    return Activation(name, fn, derivative, DEFAULT_SCHEME[name], bounds)
+
+
+#: The built-in activations by name; each one's ``scheme`` is its entry in
+#: ``jp.DEFAULT_SCHEME``.
 ACTIVATIONS: dict[str, Activation] = {
     a.name: a
     for a in (
-        Activation("identity", _identity, lambda z, a: jnp.ones_like(z)),
+        _builtin("identity", _identity, lambda z, a: jnp.ones_like(z)),
         # jax.nn.sigmoid is lax.logistic: finite for every finite z.
-        Activation("sigmoid", jax.nn.sigmoid, lambda z, a: a * (1.0 - a)),
-        Activation("tanh", jnp.tanh, lambda z, a: 1.0 - a * a),
-        Activation("relu", jax.nn.relu, lambda z, a: (z > 0).astype(z.dtype)),
-        Activation(
+        _builtin("sigmoid", jax.nn.sigmoid, lambda z, a: a * (1.0 - a), (0.0, 1.0)),
+        _builtin("tanh", jnp.tanh, lambda z, a: 1.0 - a * a, (-1.0, 1.0)),
+        _builtin("relu", jax.nn.relu, lambda z, a: (z > 0).astype(z.dtype)),
+        _builtin(
             "leaky_relu",
             jax.nn.leaky_relu,
             lambda z, a: jnp.where(z >= 0, 1.0, LEAKY_RELU_SLOPE).astype(z.dtype),
         ),
         # elu(z) = expm1(z) for z ≤ 0, so σ'(z) = exp(z) = a + 1 there.
-        Activation("elu", jax.nn.elu, lambda z, a: jnp.where(z > 0, 1.0, a + 1.0)),
+        _builtin("elu", jax.nn.elu, lambda z, a: jnp.where(z > 0, 1.0, a + 1.0)),
         # softplus(z) = log(1 + e^z), computed as logaddexp(z, 0); σ' = sigmoid(z).
-        Activation("softplus", jax.nn.softplus, lambda z, a: jax.nn.sigmoid(z)),
-        Activation("silu", jax.nn.silu, _silu_derivative),
-        Activation("gelu", _gelu, _gelu_derivative),
+        _builtin("softplus", jax.nn.softplus, lambda z, a: jax.nn.sigmoid(z)),
+        _builtin("silu", jax.nn.silu, _silu_derivative),
+        _builtin("gelu", _gelu, _gelu_derivative),
     )
 }
 
+#: The init scheme of a hidden activation that does not name one.
+FALLBACK_SCHEME = "glorot"
 
-def get_activation(name: str, argname: str = "activation") -> Activation:
-    """Looks up an activation by name.
+
+def get_activation(spec, argname: str = "activation") -> Activation:
+    """The :class:`Activation` a name or an Activation stands for, checked.
+
+    Args:
+      spec: a name in ``ACTIVATIONS`` or an :class:`Activation`.
+      argname: the argument's name in messages.
 
     Raises:
-      TypeError: if ``name`` is not a string.
-      ValueError: if ``name`` is unknown; the message lists the valid names.
+      TypeError: if ``spec`` is neither, or an Activation's fields have the
+        wrong types (a non-callable ``fn``, ...).
+      ValueError: if a name is unknown (the message lists the valid names), or
+        an Activation's ``scheme`` or ``bounds`` is invalid.
     """
-    if not isinstance(name, str):
+    if isinstance(spec, Activation):
+        _check_activation_fields(spec, argname)
+        return spec
+    if not isinstance(spec, str):
         raise TypeError(
-            f"{argname} must be a string, one of {sorted(ACTIVATIONS)}; "
-            f"got {type(name).__name__}."
+            f"{argname} must be a string, one of {sorted(ACTIVATIONS)}, or a "
+            f"jp.Activation(name, fn, derivative); got {type(spec).__name__}."
         )
     try:
-        return ACTIVATIONS[name]
+        return ACTIVATIONS[spec]
     except KeyError:
         raise ValueError(
-            f"Unknown {argname} {name!r}; expected one of {sorted(ACTIVATIONS)}."
+            f"Unknown {argname} {spec!r}; expected one of {sorted(ACTIVATIONS)}."
         ) from None
+
+
+def canonical_activation(spec, argname: str = "activation") -> str | Activation:
+    """What ``MLP`` keeps: a built-in's name, else the user's Activation (checked).
+
+    A built-in passed as its object (``jp.ACTIVATIONS["tanh"]``) becomes its name,
+    so that it configures the same net, hashing equal, as the name does.
+    """
+    act = get_activation(spec, argname)
+    return act.name if ACTIVATIONS.get(act.name) == act else act
+
+
+def default_scheme(spec) -> str:
+    """The init scheme that suits a hidden activation (a name or an Activation)."""
+    return get_activation(spec).scheme or FALLBACK_SCHEME
+
+
+def describe(spec) -> str:
+    """A name or a user's object as messages show it: ``'tanh'``, ``'swish' (user)``."""
+    return repr(spec) if isinstance(spec, str) else f"{spec.name!r} (user)"
+
+
+def _check_activation_fields(act: Activation, argname: str) -> None:
+    if not isinstance(act.name, str) or not act.name:
+        raise TypeError(f"{argname}.name must be a non-empty string; got {act.name!r}.")
+    for field in ("fn", "derivative"):
+        if not callable(getattr(act, field)):
+            raise TypeError(
+                f"{argname}.{field} of {act.name!r} must be callable; got "
+                f"{type(getattr(act, field)).__name__}."
+            )
+    if act.scheme is not None and act.scheme not in SCHEMES:
+        raise ValueError(
+            f"{argname}.scheme of {act.name!r} must be None or one of "
+            f"{list(SCHEMES)}; got {act.scheme!r}."
+        )
+    if act.bounds is not None:
+        ok = (
+            isinstance(act.bounds, tuple)
+            and len(act.bounds) == 2
+            and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool)
+                for v in act.bounds
+            )
+            and math.isfinite(act.bounds[0])
+            and math.isfinite(act.bounds[1])
+            and act.bounds[0] < act.bounds[1]
+        )
+        if not ok:
+            raise ValueError(
+                f"{argname}.bounds of {act.name!r} must be None or a tuple "
+                f"(low, high) of finite numbers with low < high; got "
+                f"{act.bounds!r}."
+            )

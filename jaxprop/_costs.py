@@ -6,11 +6,22 @@ forms: softplus and log-sum-exp for the value, and the fused output error
 δ^L = ŷ − y instead of the product ∂c/∂a ⊙ σ'(z), which underflows to 0/0 when
 the output saturates.
 
+A :class:`Cost` also says what targets it accepts (``targets``, kinds from
+``TARGET_KINDS``) and how a class is read off its outputs (``classify``), so that
+target checks (``jaxprop._inputs.check_y``), accuracy (``jaxprop._metrics``) and
+the shaping of class labels into targets (:func:`targets_from_labels`) ask the
+cost, never its name. A user's cost is a :class:`Cost` too, accepted wherever a
+name is and checked by ``jp.check_cost``; ``hinge`` below is written as a user
+writes one.
+
 Targets reach a cost as float rows of shape ``(batch, n_out)``, or as integer
-class labels ``(batch,)`` for softmax cross-entropy. Every array may carry
-trailing run axes, ``(batch, n_out, *runs)`` and ``(batch, *runs)``, where
+class labels ``(batch,)`` for costs that accept ``"labels"``. Every array may
+carry trailing run axes, ``(batch, n_out, *runs)`` and ``(batch, *runs)``, where
 many training runs are computed at once with the runs last (see
 ``jaxprop._mlp.value_and_backprop_over_runs``): the features are always axis 1.
+That is the one constraint on a user's ``value_and_delta``: reduce over
+``axis=1`` (never ``-1``) and let trailing axes broadcast (``y`` shared by every
+run arrives as ``(batch, n_out, 1)``).
 """
 
 from __future__ import annotations
@@ -20,30 +31,67 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._activations import Activation
+from ._activations import Activation, canonical_activation, get_activation
 
 Array = jax.Array
 
+#: The kinds of targets a cost may accept (``Cost.targets``): what ``y`` holds.
+#: Rows are (batch, n_out), labels (batch,); values are checked when ``y`` is
+#: concrete.
+TARGET_KINDS: dict[str, str] = {
+    "real": "real-valued rows (batch, n_out)",
+    "unit": "rows of values in [0, 1] (batch, n_out), e.g. 0/1 classes",
+    "probabilities": "probability rows (batch, n_out): non-negative, summing to 1",
+    "labels": "integer class ids (batch,) in [0, n_out)",
+    "signs": "rows of −1 and +1 (batch, n_out): −1 is class 0, +1 class 1",
+}
+
+#: How a cost reads a class off the outputs ŷ (``Cost.classify``).
+CLASSIFY = ("threshold", "argmax")
+
 
 class Cost(NamedTuple):
-    """A per-example cost and its output error, computed together.
+    """A per-example cost and its output error, with the targets it accepts.
+
+    ``jp.MLP`` accepts a Cost wherever it accepts a name. Like an activation it
+    is static configuration, hashed by its fields, so its functions by
+    identity: create it once.
 
     Attributes:
-      name: the name used in ``MLP(cost=...)``.
-      value_and_delta: ``(z, a, y, σ) -> (c, δ)`` with z, a: (batch, n_out), y:
-        (batch, n_out) targets or, for ``softmax_cross_entropy``, (batch,)
-        integer labels; c: (batch,) per-example costs and δ = ∂c/∂z: (batch,
-        n_out), the output error δ^L of each example (before the batch
-        reduction). Evaluating only c lets XLA drop δ. Trailing run axes, if
-        any, broadcast: z: (batch, n_out, *runs) gives c: (batch, *runs).
-      output_activations: the output activations this cost is defined for, or
-        ``None`` for any.
+      name: what reports and messages call it (the key in ``jp.COSTS`` for a
+        built-in).
+      value_and_delta: ``(z, a, y, σ) -> (c, δ)`` with z, a: (batch, n_out) the
+        output layer's pre-activation and activation a = σ.fn(z), y: targets
+        of a kind in ``targets`` ((batch, n_out) rows or (batch,) integer
+        labels), σ: the net's output :class:`Activation`; c: (batch,)
+        per-example costs and δ = ∂c/∂z: (batch, n_out), the output error δ^L
+        of each example (before the batch reduction), e.g. ∂c/∂a ⊙
+        σ.derivative(z, a). Written in ``jax.numpy`` and jit-able; evaluating
+        only c lets XLA drop δ. Trailing run axes broadcast: z: (batch, n_out,
+        *runs) gives c: (batch, *runs), so reduce over ``axis=1``.
+      output_activations: the output activations (names, or Activations) this
+        cost is defined for, or ``None`` for any.
+      targets: the kinds of targets it accepts, a tuple of ``TARGET_KINDS``
+        keys: ``("real",)`` (mse), ``("unit",)`` (binary cross-entropy),
+        ``("labels", "probabilities")`` (softmax cross-entropy), ``("signs",)``
+        (hinge).
+      classify: ``"threshold"``: each output is a class on either side of a
+        threshold (``jp.classification_threshold``), as its target is;
+        ``"argmax"``: the class is the argmax of the outputs, and of the target
+        row (or the integer label). Costs accepting ``"labels"`` use argmax.
     """
 
     name: str
     value_and_delta: Callable[[Array, Array, Array, Activation], tuple[Array, Array]]
-    output_activations: tuple[str, ...] | None
+    output_activations: tuple[str | Activation, ...] | None = None
+    targets: tuple[str, ...] = ("real",)
+    classify: str = "threshold"
+
+    def __str__(self) -> str:
+        """The name, as a built-in's name reads in messages and logs."""
+        return self.name
 
 
 def _mse(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]:
@@ -92,12 +140,33 @@ def _softmax_ce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array,
     return lse * mass - jnp.sum(y * z, axis=1), p * mass[:, None] - y
 
 
+# Hinge is written as a user writes a cost in a script, public names only (the
+# README shows this same code, and tests check that it does).
+def hinge_value_and_delta(z, a, y, sigma):
+    """c = Σ_k max(0, 1 − y_k z_k) for targets y = ±1, and δ = ∂c/∂z."""
+    del a, sigma  # an identity output: ŷ = z
+    margin = 1 - y * z
+    violated = margin > 0  # one branch for c and δ: jax.grad agrees at margin 0
+    c = jnp.sum(jnp.where(violated, margin, 0), axis=1)  # axis 1: the outputs
+    return c, jnp.where(violated, -y, 0)
+
+
+hinge = Cost("hinge", hinge_value_and_delta, ("identity",), targets=("signs",))
+
+
 COSTS: dict[str, Cost] = {
     c.name: c
     for c in (
-        Cost("mse", _mse, None),
-        Cost("binary_cross_entropy", _bce, ("sigmoid",)),
-        Cost("softmax_cross_entropy", _softmax_ce, ("identity",)),
+        Cost("mse", _mse, None, ("real",)),
+        Cost("binary_cross_entropy", _bce, ("sigmoid",), ("unit",)),
+        Cost(
+            "softmax_cross_entropy",
+            _softmax_ce,
+            ("identity",),
+            ("labels", "probabilities"),
+            "argmax",
+        ),
+        hinge,
     )
 }
 
@@ -105,20 +174,141 @@ COSTS: dict[str, Cost] = {
 REDUCTIONS = ("sum", "mean")
 
 
-def get_cost(name: str) -> Cost:
-    """Looks up a cost by name.
+def get_cost(spec, argname: str = "cost") -> Cost:
+    """The :class:`Cost` a name or a Cost stands for, checked.
 
     Raises:
-      TypeError: if ``name`` is not a string.
-      ValueError: if ``name`` is unknown; the message lists the valid names.
+      TypeError: if ``spec`` is neither, or a Cost's fields have the wrong
+        types (a non-callable ``value_and_delta``, ``targets`` not a tuple).
+      ValueError: if a name is unknown (the message lists the valid names), or
+        a Cost's ``targets`` or ``classify`` is not one of the known values.
     """
-    if not isinstance(name, str):
+    if isinstance(spec, Cost):
+        _check_cost_fields(spec, argname)
+        return spec
+    if not isinstance(spec, str):
         raise TypeError(
-            f"cost must be a string, one of {sorted(COSTS)}; got {type(name).__name__}."
+            f"{argname} must be a string, one of {sorted(COSTS)}, or a "
+            f"jp.Cost(name, value_and_delta, output_activations, targets, "
+            f"classify); got {type(spec).__name__}."
         )
     try:
-        return COSTS[name]
+        return COSTS[spec]
     except KeyError:
         raise ValueError(
-            f"Unknown cost {name!r}; expected one of {sorted(COSTS)}."
+            f"Unknown {argname} {spec!r}; expected one of {sorted(COSTS)}."
         ) from None
+
+
+def canonical_cost(spec, argname: str = "cost") -> str | Cost:
+    """What ``MLP`` keeps: a built-in's name, else the user's Cost (checked)."""
+    cost = get_cost(spec, argname)
+    return cost.name if COSTS.get(cost.name) == cost else cost
+
+
+def fits(spec, output_activation) -> bool:
+    """Whether a cost is defined for an output activation (names or objects)."""
+    cost = get_cost(spec)
+    if cost.output_activations is None:
+        return True
+    out = canonical_activation(output_activation, "output_activation")
+    return any(
+        out == canonical_activation(f, "cost.output_activations")
+        for f in cost.output_activations
+    )
+
+
+def class_values(spec, output_activation) -> tuple[float, float]:
+    """The targets of "not this class" and "this class": (low, high).
+
+    What a class label becomes in a target row of this cost: 0/1 for one-hot
+    rows (``"unit"``, ``"probabilities"`` and every argmax cost), −1/+1 for
+    ``"signs"``, and for ``"real"`` targets the output activation's ``bounds``
+    ((−1, 1) for tanh) or 0/1 when it is unbounded. Outputs are classified at
+    the midpoint, ``jp.classification_threshold``.
+
+    Args:
+      spec: the cost (a name or a :class:`Cost`).
+      output_activation: the net's output activation (a name or an Activation).
+    """
+    cost = get_cost(spec)
+    if cost.classify == "argmax":
+        return 0.0, 1.0
+    kind = next(k for k in cost.targets if k != "labels")
+    if kind == "signs":
+        return -1.0, 1.0
+    if kind == "real":
+        bounds = get_activation(output_activation, "output_activation").bounds
+        if bounds is not None:
+            return float(bounds[0]), float(bounds[1])
+    return 0.0, 1.0
+
+
+def targets_from_labels(spec, output_activation, labels, n_out: int) -> np.ndarray:
+    """Class labels (n,) as targets this cost accepts, on the host.
+
+    Kept as they are when the cost accepts ``"labels"``; else one column
+    (n_out = 1, two classes: class 1 is ``high``) or one-hot rows, with the
+    values of :func:`class_values` (0/1, −1/+1 for hinge, −1/+1 for mse with a
+    tanh output).
+
+    Args:
+      spec: the cost (a name or a :class:`Cost`).
+      output_activation: the net's output activation.
+      labels: (n,) integer class ids in [0, n_out) (in [0, 2) for one output).
+      n_out: the net's output width.
+
+    Returns:
+      (n,) the labels, or (n, n_out) float64 rows (cast them to the params'
+      dtype).
+    """
+    cost = get_cost(spec)
+    labels = np.asarray(labels)
+    if "labels" in cost.targets:
+        return labels
+    low, high = class_values(cost, output_activation)
+    onehot = labels[:, None] == 1 if n_out == 1 else np.eye(n_out, dtype=bool)[labels]
+    return np.where(onehot, high, low)
+
+
+def _check_cost_fields(cost: Cost, argname: str) -> None:
+    if not isinstance(cost.name, str) or not cost.name:
+        raise TypeError(
+            f"{argname}.name must be a non-empty string; got {cost.name!r}."
+        )
+    if not callable(cost.value_and_delta):
+        raise TypeError(
+            f"{argname}.value_and_delta of {cost.name!r} must be callable; got "
+            f"{type(cost.value_and_delta).__name__}."
+        )
+    fits = cost.output_activations
+    if fits is not None:
+        if not isinstance(fits, tuple) or not fits:
+            raise TypeError(
+                f"{argname}.output_activations of {cost.name!r} must be None (any) "
+                f"or a non-empty tuple of names or jp.Activations; got {fits!r}."
+            )
+        for f in fits:
+            get_activation(f, f"{argname}.output_activations")
+    kinds = cost.targets
+    if not isinstance(kinds, tuple) or not kinds:
+        raise TypeError(
+            f"{argname}.targets of {cost.name!r} must be a non-empty tuple of "
+            f"target kinds, e.g. ('signs',); got {kinds!r}."
+        )
+    for k in kinds:
+        if k not in TARGET_KINDS:
+            raise ValueError(
+                f"{argname}.targets of {cost.name!r}: unknown target kind {k!r}; "
+                f"expected kinds from {list(TARGET_KINDS)}."
+            )
+    if cost.classify not in CLASSIFY:
+        raise ValueError(
+            f"{argname}.classify of {cost.name!r} must be one of {list(CLASSIFY)}; "
+            f"got {cost.classify!r}."
+        )
+    if "labels" in kinds and cost.classify != "argmax":
+        raise ValueError(
+            f"{argname} {cost.name!r} accepts integer labels, so it must classify "
+            f'by "argmax"; got classify={cost.classify!r}.'
+        )

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._costs import get_cost
+
 #: Largest tolerated deviation from 1 of the row sums of probability targets.
 ROW_SUM_ATOL = 1e-4
 
@@ -78,14 +80,14 @@ def check_x(x, n_in: int, dtype) -> tuple[jax.Array, bool]:
     return (x[None] if unbatched else x), unbatched
 
 
-def check_y(y, cost: str, n_out: int, batch: int, unbatched: bool, dtype) -> jax.Array:
-    """Checks targets ``y`` for ``cost`` and returns them batched.
+def check_y(y, cost, n_out: int, batch: int, unbatched: bool, dtype) -> jax.Array:
+    """Checks targets ``y`` against the kinds ``cost`` accepts, returns them batched.
 
     Args:
-      y: targets. For ``mse`` and ``binary_cross_entropy``: (batch, n_out) (or
-        (n_out,) with an unbatched x). For ``softmax_cross_entropy``: integer class
-        ids (batch,) (or () unbatched), or probability rows (batch, n_out).
-      cost: the cost's name.
+      y: targets of a kind in ``cost.targets`` (``jp.TARGET_KINDS``): rows
+        (batch, n_out) (or (n_out,) with an unbatched x) or, where the cost
+        accepts ``"labels"``, integer class ids (batch,) (or () unbatched).
+      cost: the cost, a name or a ``jp.Cost``.
       n_out: the network's output size.
       batch: the number of examples in x.
       unbatched: whether x was a single example.
@@ -94,12 +96,14 @@ def check_y(y, cost: str, n_out: int, batch: int, unbatched: bool, dtype) -> jax
     Returns:
       (batch, n_out) float targets of ``dtype``, or (batch,) integer class ids.
     """
+    cost = get_cost(cost)
+    kinds = cost.targets
     y = _as_array(y, "y")
     _check_real_dtype(y, "y")
     lead = () if unbatched else (batch,)
     rows = f"({n_out},)" if unbatched else f"({batch}, {n_out})"
     labels = jnp.issubdtype(y.dtype, jnp.integer) and y.shape == lead
-    if cost == "softmax_cross_entropy" and labels:
+    if "labels" in kinds and labels:
         if _is_concrete(y) and y.size:
             lo, hi = int(np.min(y)), int(np.max(y))
             if lo < 0 or hi >= n_out:
@@ -108,11 +112,12 @@ def check_y(y, cost: str, n_out: int, batch: int, unbatched: bool, dtype) -> jax
                     f"with {n_out} outputs needs ids in [0, {n_out})."
                 )
         return y[None] if unbatched else y
-    if y.shape != (*lead, n_out):
-        if cost == "softmax_cross_entropy":
-            want = (
-                f"integer class ids of shape {lead} or probability rows of shape {rows}"
-            )
+    row_kinds = [k for k in kinds if k != "labels"]
+    if y.shape != (*lead, n_out) or not row_kinds:
+        if "labels" in kinds:
+            want = f"integer class ids of shape {lead}"
+            if row_kinds:
+                want += f" or {_ROW_NAMES[row_kinds[0]]} of shape {rows}"
             if y.shape == lead:
                 want += f" (these ids have dtype {y.dtype}; use an integer dtype)"
         else:
@@ -120,21 +125,42 @@ def check_y(y, cost: str, n_out: int, batch: int, unbatched: bool, dtype) -> jax
             if n_out == 1 and y.shape == lead:
                 want += " (for a single output, pass y[:, None])"
         raise ValueError(f"y must have {want}; got shape {tuple(y.shape)}.")
-    if _is_concrete(y):
+    if _is_concrete(y) and y.size and "real" not in row_kinds:
         v = np.asarray(y, dtype=np.float64)
-        if cost == "binary_cross_entropy" and v.size and (v.min() < 0 or v.max() > 1):
+        problems = [_row_problem(k, v) for k in row_kinds]
+        if all(problems):
             raise ValueError(
-                "binary_cross_entropy needs targets y in [0, 1]; got "
-                f"values from {v.min():g} to {v.max():g}."
-            )
-        if cost == "softmax_cross_entropy" and v.size:
-            sums = v.sum(axis=-1)
-            if v.min() < 0 or np.max(np.abs(sums - 1)) > ROW_SUM_ATOL:
-                raise ValueError(
-                    "softmax_cross_entropy needs probability rows y "
-                    "(non-negative, each summing to 1) or integer class "
-                    f"ids; got values from {v.min():g} to {v.max():g} "
-                    f"and row sums from {sums.min():g} to {sums.max():g}."
+                f"{cost.name} needs "
+                + " or ".join(problems)
+                + (" or integer class ids" if "labels" in kinds else "")
+                + f"; got values from {v.min():g} to {v.max():g}"
+                + (
+                    f" and row sums from {v.sum(-1).min():g} to {v.sum(-1).max():g}."
+                    if "probabilities" in row_kinds
+                    else "."
                 )
+            )
     y = jnp.asarray(y, dtype)
     return y[None] if unbatched else y
+
+
+#: How messages name the rows of each kind.
+_ROW_NAMES = {
+    "real": "rows",
+    "unit": "rows in [0, 1]",
+    "probabilities": "probability rows",
+    "signs": "rows of -1 and +1",
+}
+
+
+def _row_problem(kind: str, v: np.ndarray) -> str | None:
+    """What target rows ``v`` of ``kind`` should be, if they are not; else None."""
+    if kind == "unit" and (v.min() < 0 or v.max() > 1):
+        return "targets y in [0, 1]"
+    if kind == "probabilities" and (
+        v.min() < 0 or np.max(np.abs(v.sum(axis=-1) - 1)) > ROW_SUM_ATOL
+    ):
+        return "probability rows y (non-negative, each summing to 1)"
+    if kind == "signs" and not np.all(np.abs(v) == 1):
+        return "targets y of -1 and +1 (class 0 is -1)"
+    return None

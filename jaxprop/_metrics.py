@@ -11,27 +11,24 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
+from ._activations import describe
+from ._costs import class_values, get_cost
+
 Array = jax.Array
-
-#: Output activations with a bounded range (low, high): their classification
-#: threshold is the midpoint. Any other output is thresholded at 0.5 (0/1 targets).
-_BOUNDED_RANGES: dict[str, tuple[float, float]] = {
-    "sigmoid": (0.0, 1.0),
-    "tanh": (-1.0, 1.0),
-}
-
-_SOFTMAX = "softmax_cross_entropy"
 
 
 def classification_threshold(net) -> float:
     """The threshold at which ``accuracy`` and ``solved`` read off a class.
 
-    Outside ``softmax_cross_entropy`` an output counts as class 1 when it is above
+    For a cost that classifies by threshold (``Cost.classify``; every built-in
+    but ``softmax_cross_entropy``) an output counts as class 1 when it is above
     the threshold, and so does a target. The threshold is the midpoint of the
-    output activation's range where that range is bounded (sigmoid: 0.5, for 0/1
-    targets; tanh: 0.0, for ±1 targets), else 0.5 (0/1 targets, e.g. an identity
-    output trained with ``mse``). Pass ``threshold=`` to ``accuracy`` or
-    ``solved`` for other targets.
+    cost's two class targets (``jaxprop._costs.class_values``): 0 for ±1 targets
+    (``hinge``), 0.5 for 0/1 targets (``binary_cross_entropy``), and for
+    real-valued targets (``mse``) the midpoint of the output activation's range
+    where it is bounded (sigmoid: 0.5; tanh: 0.0, for ±1 targets), else 0.5
+    (0/1 targets, e.g. an identity output). Pass ``threshold=`` to ``accuracy``
+    or ``solved`` for other targets.
 
     Args:
       net: the network (a ``jp.MLP``).
@@ -40,15 +37,15 @@ def classification_threshold(net) -> float:
       The threshold, a Python float.
 
     Raises:
-      ValueError: if ``net.cost`` is ``softmax_cross_entropy``, which classifies
-        by argmax and has no threshold.
+      ValueError: if the net's cost classifies by argmax (softmax
+        cross-entropy), with no threshold.
     """
-    if net.cost == _SOFTMAX:
+    if get_cost(net.cost).classify == "argmax":
         raise ValueError(
-            f"net: cost={_SOFTMAX!r} classifies by the argmax of the outputs; "
-            "it has no threshold."
+            f"net: cost={describe(net.cost)} classifies by the argmax of the "
+            "outputs; it has no threshold."
         )
-    low, high = _BOUNDED_RANGES.get(net.output_activation, (0.0, 1.0))
+    low, high = class_values(net.cost, net.output_activation)
     return (low + high) / 2
 
 
@@ -60,10 +57,10 @@ def _check_threshold(net, threshold) -> float:
         raise TypeError(
             f"threshold must be a real number or None; got {type(threshold).__name__}."
         )
-    if net.cost == _SOFTMAX:
+    if get_cost(net.cost).classify == "argmax":
         raise ValueError(
-            f"threshold: net has cost={_SOFTMAX!r}, which classifies by argmax; "
-            "leave threshold=None."
+            f"threshold: net has cost={describe(net.cost)}, which classifies by "
+            "argmax; leave threshold=None."
         )
     threshold = float(threshold)
     if not math.isfinite(threshold):
@@ -74,27 +71,29 @@ def _check_threshold(net, threshold) -> float:
 def accuracy_from_output(net, y_hat: Array, y: Array, threshold=None) -> Array:
     """Fraction of examples classified correctly, from outputs ŷ.
 
-    With ``softmax_cross_entropy``: argmax ŷ equals the label (or the argmax of
-    the target row). Otherwise every output lies on the same side of the
-    threshold as its target (output > threshold exactly when target >
-    threshold); the threshold is ``classification_threshold(net)`` (sigmoid:
-    0.5, tanh: 0.0, any other output: 0.5) unless given.
+    With a cost that classifies by argmax (softmax cross-entropy): argmax ŷ
+    equals the label (or the argmax of the target row). Otherwise every output
+    lies on the same side of the threshold as its target (output > threshold
+    exactly when target > threshold); the threshold is
+    ``classification_threshold(net)`` (sigmoid: 0.5, tanh: 0.0, hinge: 0.0, any
+    other output: 0.5) unless given.
 
     Args:
       net: the network.
       y_hat: (batch, n_out) outputs, e.g. ``net.forward(params, x)``.
-      y: (batch,) integer labels (softmax only) or (batch, n_out) targets.
+      y: (batch,) integer labels (argmax costs that accept them) or (batch,
+        n_out) targets.
       threshold: a real number overriding the default threshold; None for the
-        default. Not allowed with ``softmax_cross_entropy``.
+        default. Not allowed with an argmax cost.
 
     Returns:
       () float fraction of examples classified correctly.
 
     Raises:
       TypeError: ``threshold`` is not a real number.
-      ValueError: ``threshold`` is not finite, or given with softmax.
+      ValueError: ``threshold`` is not finite, or given with an argmax cost.
     """
-    if net.cost == _SOFTMAX:
+    if get_cost(net.cost).classify == "argmax":
         if threshold is not None:
             _check_threshold(net, threshold)  # raises
         labels = y if jnp.issubdtype(y.dtype, jnp.integer) else jnp.argmax(y, axis=-1)
@@ -114,7 +113,8 @@ def accuracy(net, params, x, y, *, threshold=None) -> Array:
       x: (batch, n_in) inputs.
       y: targets as for ``net.loss``: (batch, n_out), or (batch,) labels with
         ``softmax_cross_entropy``.
-      threshold: overrides ``classification_threshold(net)`` (outside softmax).
+      threshold: overrides ``classification_threshold(net)`` (not with an
+        argmax cost).
 
     Returns:
       () fraction of examples classified correctly.
@@ -134,7 +134,8 @@ def solved(net, params, x, y, *, threshold=None) -> Array:
 
     Args:
       net, params, x, y: as for ``accuracy``.
-      threshold: overrides ``classification_threshold(net)`` (outside softmax).
+      threshold: overrides ``classification_threshold(net)`` (not with an
+        argmax cost).
 
     Returns:
       () bool, True when the accuracy is 1.

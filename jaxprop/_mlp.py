@@ -21,11 +21,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._activations import ACTIVATIONS, Activation, get_activation
-from ._costs import COSTS, REDUCTIONS, Cost, get_cost
+from ._activations import (
+    ACTIVATIONS,
+    Activation,
+    canonical_activation,
+    default_scheme,
+    describe,
+)
+from ._costs import COSTS, REDUCTIONS, Cost, canonical_cost, fits
 from ._inputs import check_x, check_y
 from ._params import (
-    DEFAULT_SCHEME,
     Layer,
     Params,
     check_float_dtype,
@@ -62,12 +67,22 @@ class MLP:
 
     Attributes:
       sizes: (n_0, n_1, ..., n_L) layer widths, input first; at least two.
-      activation: the hidden activation σ (see ``jp.ACTIVATIONS``).
-      output_activation: the output activation σ_L.
-      cost: ``"mse"`` (½‖ŷ − y‖² per example), ``"binary_cross_entropy"``
-        (needs a sigmoid output) or ``"softmax_cross_entropy"`` (needs an
-        identity output, which gives logits).
+      activation: the hidden activation σ: a name in ``jp.ACTIVATIONS`` or a
+        ``jp.Activation(name, fn, derivative)`` of your own.
+      output_activation: the output activation σ_L, likewise.
+      cost: a name in ``jp.COSTS`` or a ``jp.Cost`` of your own: ``"mse"``
+        (½‖ŷ − y‖² per example, real-valued targets), ``"binary_cross_entropy"``
+        (needs a sigmoid output; targets in [0, 1]), ``"softmax_cross_entropy"``
+        (needs an identity output, which gives logits; integer labels or
+        probability rows) or ``"hinge"`` (Σ_k max(0, 1 − y_k ŷ_k), needs an
+        identity output; targets ±1).
       reduction: ``"sum"`` or ``"mean"`` of the per-example costs over the batch.
+
+    A built-in passed as its object (``jp.ACTIVATIONS["tanh"]``) is kept as its
+    name; a user's Activation or Cost is kept as given, so ``net.activation``
+    is a name or a user's object. Either way the net is hashable and equal
+    configurations share compiled programs; a user's functions count by
+    identity, so create each Activation or Cost once, not per call.
 
     Example:
       >>> net = jp.MLP(sizes=(2, 2, 1), activation="sigmoid",
@@ -77,9 +92,9 @@ class MLP:
     """
 
     sizes: tuple[int, ...]
-    activation: str = "relu"
-    output_activation: str = "identity"
-    cost: str = "mse"
+    activation: str | Activation = "relu"
+    output_activation: str | Activation = "identity"
+    cost: str | Cost = "mse"
     reduction: str = "mean"
 
     def __post_init__(self):
@@ -102,20 +117,21 @@ class MLP:
         if min(sizes) < 1:
             raise ValueError(f"sizes must be positive; got {sizes}.")
         object.__setattr__(self, "sizes", sizes)
-        get_activation(self.activation, "activation")
-        get_activation(self.output_activation, "output_activation")
-        cost = get_cost(self.cost)
+        for field in ("activation", "output_activation"):
+            spec = canonical_activation(getattr(self, field), field)
+            object.__setattr__(self, field, spec)
+        object.__setattr__(self, "cost", canonical_cost(self.cost))
         if not isinstance(self.reduction, str) or self.reduction not in REDUCTIONS:
             raise ValueError(
                 f"Unknown reduction {self.reduction!r}; expected one of "
                 f"{list(REDUCTIONS)}."
             )
-        fits = cost.output_activations
-        if fits is not None and self.output_activation not in fits:
+        if not fits(self.cost, self.output_activation):
+            wanted = [str(f) for f in self._cost.output_activations]
             raise ValueError(
-                f"cost={self.cost!r} needs output_activation in "
-                f"{list(fits)}, got {self.output_activation!r}; "
-                f"{_cost_fit_hint()}"
+                f"cost={describe(self.cost)} needs output_activation in "
+                f"{wanted}, got {describe(self.output_activation)}"
+                + (f"; {_cost_fit_hint()}" if isinstance(self.cost, str) else ".")
             )
 
     # ---------------------------------------------------------------- config
@@ -134,17 +150,20 @@ class MLP:
         """Number of weight layers L."""
         return len(self.sizes) - 1
 
+    # What the compiled core calls: the objects behind names (checked already).
     @property
     def _sigma(self) -> Activation:
-        return ACTIVATIONS[self.activation]
+        a = self.activation
+        return ACTIVATIONS[a] if isinstance(a, str) else a
 
     @property
     def _sigma_out(self) -> Activation:
-        return ACTIVATIONS[self.output_activation]
+        a = self.output_activation
+        return ACTIVATIONS[a] if isinstance(a, str) else a
 
     @property
     def _cost(self) -> Cost:
-        return COSTS[self.cost]
+        return COSTS[self.cost] if isinstance(self.cost, str) else self.cost
 
     # ------------------------------------------------------------ public API
     def flops(self, batch: int, backward: bool = True) -> int:
@@ -172,14 +191,15 @@ class MLP:
           key: a PRNG key (``jax.random.key(seed)``).
           scheme: ``"uniform01"`` (U[0, 1) weights and biases, as
             ``np.random.rand``), ``"glorot"``, ``"he"`` or ``"lecun"``; by default
-            the one that suits ``activation`` (``jp.DEFAULT_SCHEME``).
+            the one that suits ``activation`` (``jp.DEFAULT_SCHEME``, or a user
+            Activation's ``scheme``, else ``"glorot"``).
           dtype: floating dtype of the parameters; JAX's default float if None.
 
         Returns:
           A tuple of ``jp.Layer(w, b)``, w: (n_{l-1}, n_l), b: (n_l,).
         """
         check_key(key)
-        scheme = DEFAULT_SCHEME[self.activation] if scheme is None else scheme
+        scheme = default_scheme(self.activation) if scheme is None else scheme
         return _init(check_scheme(scheme), check_float_dtype(dtype), self.sizes, key)
 
     def forward(self, params: Params, x) -> Array:
@@ -216,8 +236,11 @@ class MLP:
         Args:
           params: as returned by ``init``.
           x: (batch, n_in) or (n_in,).
-          y: (batch, n_out) targets; for ``softmax_cross_entropy`` also integer
-            class ids (batch,). Without the batch axis for a single example.
+          y: (batch, n_out) targets of a kind the cost accepts
+            (``cost.targets``: real-valued, in [0, 1], probability rows, ±1);
+            integer class ids (batch,) where it accepts ``"labels"``
+            (``softmax_cross_entropy``). Without the batch axis for a single
+            example.
         """
         x, y = self._check_xy(params, x, y)
         return _value_and_backprop(self, params, x, y, with_grads=False)[0]
@@ -292,11 +315,11 @@ class MLP:
 
 
 def _cost_fit_hint() -> str:
-    fits = [
+    entries = [
         f"{name} with {list(c.output_activations) if c.output_activations else 'any'}"
         for name, c in COSTS.items()
     ]
-    return "costs and the output activations they fit: " + "; ".join(fits) + "."
+    return "costs and the output activations they fit: " + "; ".join(entries) + "."
 
 
 def _check_feedback(feedback, sizes: tuple[int, ...]) -> None:

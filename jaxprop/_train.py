@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from . import _rules as rules
+from ._activations import default_scheme
 from ._data import check_dataset
 from ._inputs import check_x, check_y
 from ._io import load, save
@@ -41,7 +42,7 @@ from ._loop import (
     _train,
 )
 from ._mlp import MLP
-from ._params import DEFAULT_SCHEME, Params, check_float_dtype, check_key, check_scheme
+from ._params import Params, check_float_dtype, check_key, check_scheme
 from ._progress import Progress
 from ._rules import Rule, check_rule
 from ._validate import choice
@@ -431,7 +432,7 @@ class Trainer:
             raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
         _check_optimizer(optimizer)
         scheme = check_scheme(
-            DEFAULT_SCHEME[net.activation] if scheme is None else scheme
+            default_scheme(net.activation) if scheme is None else scheme
         )
         if params is not None:
             leading = {np.shape(l)[:1] for l in jax.tree.leaves(params)}

@@ -28,9 +28,13 @@ def make_case(
 
     NumPy draws compile nothing, which keeps hundreds of configurations fast.
     Weights are N(0, 1/fan_in) and biases N(0, 0.3²): zero biases would hide
-    bias-gradient bugs.
+    bias-gradient bugs. ``cost_config`` is a key of ``COST_CONFIGS`` or a
+    (cost, output_activation, target kind) tuple (names or user objects; kinds
+    also "signs", ±1).
     """
-    cost, out_act, targets = COST_CONFIGS[cost_config]
+    cost, out_act, targets = (
+        COST_CONFIGS[cost_config] if isinstance(cost_config, str) else cost_config
+    )
     net = jp.MLP(sizes, activation, out_act, cost, reduction)
     rng = np.random.default_rng(seed)
     params = tuple(
@@ -48,6 +52,8 @@ def make_case(
         y = rng.uniform(size=(batch, n_out))
     elif targets == "labels":
         y = rng.integers(0, n_out, size=batch)
+    elif targets == "signs":
+        y = rng.choice([-1.0, 1.0], size=(batch, n_out))
     else:
         e = np.exp(rng.normal(size=(batch, n_out)))
         y = e / e.sum(axis=1, keepdims=True)

@@ -59,7 +59,7 @@ def test_bad_sizes(sizes, exc, match):
         (
             {"cost": "cross_entropy"},
             r"Unknown cost 'cross_entropy'; expected one of "
-            r"\['binary_cross_entropy', 'mse', "
+            r"\['binary_cross_entropy', 'hinge', 'mse', "
             r"'softmax_cross_entropy'\]",
         ),
         (
