@@ -73,7 +73,8 @@ _HELP = {
     "sizes": "layer widths, e.g. 2,8,1 (default: n_in,8,n_out)",
     "activation": "hidden activation (default tanh)",
     "output_activation": "output activation (default sigmoid)",
-    "cost": "mse, binary_cross_entropy or softmax_cross_entropy (default mse)",
+    "cost": "mse, binary_cross_entropy, softmax_cross_entropy or hinge (labels ±1, "
+    "identity output) (default mse)",
     "reduction": "sum or mean over the batch (default mean)",
     "init": "initialization scheme (default: the activation's)",
     "optimizer": "sgd, momentum, nesterov, adam, adamw, rmsprop, adagrad, lion "

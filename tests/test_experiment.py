@@ -389,6 +389,25 @@ def test_file_targets_of_plus_minus_one_or_real_values(tmp_path):
                            "output_activation": "identity"}))  # fmt: skip
 
 
+def test_hinge_from_the_command_line_gets_plus_minus_one_targets(tmp_path, capsys):
+    """The command shapes targets by asking the Cost (jp.Cost.targets,
+    class_values), not by its name: hinge gets ±1, and the run reports an
+    accuracy (the class is the sign of the output)."""
+    config = make_config({"data": "moons", "n_train": 64, "n_test": 64,
+                          "cost": "hinge", "output_activation": "identity",
+                          "sizes": "2,8,1"})  # fmt: skip
+    exp = build(config)
+    assert set(np.unique(exp.data.y)) == {-1.0, 1.0} and exp.data.classification
+    args = [*MOONS, "--cost", "hinge", "--output-activation", "identity",
+            "--steps", "200", "--out", str(tmp_path / "run")]  # fmt: skip
+    args[args.index("2,6,1")] = "2,8,1"
+    assert main(["train", *args]) == 0
+    doc = strict_json(tmp_path / "run" / "metrics.json")
+    assert doc["headline"] == "eval_accuracy"
+    assert doc["summary"]["lr=0.02"]["eval_accuracy"]["median"] > 0.6
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize("steps", [401, 1234, 2001, 5001, 7])
 def test_the_default_log_every_divides_any_step_count(steps):
     exp = build(make_config({"steps": steps}))

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from .. import _data
+from .._costs import class_values, get_cost, targets_from_labels
 from .._mlp import MLP
 from .config import ExperimentConfig
 
@@ -65,33 +66,28 @@ def _load_file(path: str, name: str):
         raise ValueError(f"{name}: {str(e).removeprefix('path: ')}") from None
 
 
-#: Output activations whose targets for class 0 / class 1 are not 0 / 1.
-TARGET_VALUES = {"tanh": (-1.0, 1.0)}
-
-
 def _shape_targets(y, n_out: int, net: MLP, dtype) -> np.ndarray:
-    """Labels (n,) as the cost needs them: kept (softmax), one column (one
-    output) or one-hot, with the output activation's two target values (0/1,
-    or ±1 for tanh: the class is the side of the range's midpoint,
-    ``jp.classification_threshold``)."""
+    """Labels (n,) as the cost takes them (``jp.Cost.targets``): kept (softmax),
+    one column (one output) or one-hot rows, with the cost's class values (0/1;
+    ±1 for hinge and for a tanh output; ``class_values``)."""
     y = np.asarray(y)
-    if y.ndim == 2 or net.cost == "softmax_cross_entropy":
-        return y if y.ndim == 1 else y.astype(dtype)
-    low, high = TARGET_VALUES.get(net.output_activation, (0.0, 1.0))
-    onehot = y[:, None] if n_out == 1 else np.eye(n_out, dtype=bool)[y]
-    return np.where(onehot, high, low).astype(dtype)
+    if y.ndim == 2:
+        return y.astype(dtype)
+    t = targets_from_labels(net.cost, net.output_activation, y, n_out)
+    return t if t.ndim == 1 else t.astype(dtype)
 
 
-def _check_outputs(n_classes: int, n_out: int, cost: str) -> None:
-    """The output width must fit the classes: one output (2 classes) or one each."""
-    fits = n_out == n_classes or (
-        n_out == 1 and n_classes <= 2 and cost != ("softmax_cross_entropy")
-    )
+def _check_outputs(n_classes: int, n_out: int, cost, output_activation) -> None:
+    """The output width must fit the classes: one output (2 classes, for a cost
+    that classifies by a threshold) or one each."""
+    argmax = get_cost(cost).classify == "argmax"
+    fits = n_out == n_classes or (n_out == 1 and n_classes <= 2 and not argmax)
     if not fits:
+        low, high = class_values(cost, output_activation)
         hint = (
             f"{n_classes}"
-            if cost == "softmax_cross_entropy" or n_classes > 2
-            else f"1 (one 0/1 output) or {n_classes} (one-hot)"
+            if argmax or n_classes > 2
+            else f"1 (one {low:g}/{high:g} output) or {n_classes} (one-hot)"
         )
         raise ValueError(
             f"sizes: the data have {n_classes} classes, so sizes must end with "
@@ -119,10 +115,10 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
         ids_eval = None if y_eval is None else _as_labels(y_eval, "eval_data")
         if ids is None or (y_eval is not None and ids_eval is None):
             # Real-valued 1-D targets: one output column, not classes.
-            if config.cost == "softmax_cross_entropy":
+            if "real" not in get_cost(config.cost).targets:
                 raise ValueError(
-                    "data: softmax_cross_entropy needs class ids 0..k-1 (or ±1) as "
-                    "targets; these are real numbers."
+                    f"data: {config.cost} needs class ids 0..k-1 (or ±1) as "
+                    f"targets; these are real numbers."
                 )
             y = y[:, None]
             y_eval = None if y_eval is None else y_eval.reshape(-1, 1)
@@ -138,7 +134,7 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
         if labels:
             n_out = (
                 1
-                if n_classes <= 2 and config.cost != "softmax_cross_entropy"
+                if n_classes <= 2 and get_cost(config.cost).classify == "threshold"
                 else n_classes
             )
         else:
@@ -162,8 +158,12 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
             f"end with {y.shape[1]}; got {sizes[-1]}."
         )
     if labels:
-        _check_outputs(n_classes, sizes[-1], config.cost)
-    classification = labels or bool(np.all((y == 0) | (y == 1)))
+        _check_outputs(n_classes, sizes[-1], config.cost, config.output_activation)
+    # Target rows that are class values (0/1, or the cost's: ±1 for hinge).
+    low, high = class_values(config.cost, config.output_activation)
+    classification = labels or bool(
+        np.all((y == 0) | (y == 1)) or np.all((y == low) | (y == high))
+    )
     dtype = np.dtype(config.dtype)
     net = make_net(config, sizes)
     y = _shape_targets(y, sizes[-1], net, dtype)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._check import check_grads
+from .._costs import get_cost
 from .._io import atomic_write, save
 from .._loop import TrainResult
 from .._metrics import (
@@ -229,7 +230,7 @@ def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
         params = jax.tree.map(lambda l: l[i], result.params)
         threshold = (
             0.5
-            if exp.net.cost == "softmax_cross_entropy"
+            if get_cost(exp.net.cost).classify == "argmax"
             else classification_threshold(exp.net)
         )
         _plots.decision_regions(
