@@ -498,17 +498,20 @@ def _dp_sgd(
             scale = scale * (u < q)  # each example kept with probability q
             n = q * n  # the expected sample size (Abadi et al. 2016)
         grads = _weight_grads(cache, deltas, scale)
-
-        def noise(i, g):  # N(0, 1) of g's shape, from the step's (1 + i)-th key
-            shape = g.shape[: g.ndim - state.key.ndim]  # without the runs axis
-            normal = lambda k, s: jax.random.normal(k, s, g.dtype)  # noqa: E731
-            return _draw(normal, _step_key(state, 1 + i), shape)
-
-        std = state.noise_multiplier * c_norm
+        # One N(0, I) draw for all the parameters (in params' leaf order), cut
+        # into the leaves' shapes: one random-number kernel per step.
         leaves, treedef = jax.tree.flatten(grads)
-        grads = jax.tree.unflatten(
-            treedef, [g + std * noise(i, g) for i, g in enumerate(leaves)]
-        )
+        runs = state.key.shape  # () or, runs-last, (runs,)
+        shapes = [g.shape[: g.ndim - len(runs)] for g in leaves]
+        normal = lambda k, s: jax.random.normal(k, s, leaves[0].dtype)  # noqa: E731
+        z = _draw(normal, _step_key(state, 1), (sum(map(math.prod, shapes)),))
+        std = state.noise_multiplier * c_norm
+        noisy, start = [], 0
+        for g, shape in zip(leaves, shapes, strict=True):
+            end = start + math.prod(shape)
+            noisy.append(g + std * z[start:end].reshape(shape + runs))
+            start = end
+        grads = jax.tree.unflatten(treedef, noisy)
         if net.reduction == "mean":
             grads = jax.tree.map(lambda g: g / n, grads)
         base_state = (
