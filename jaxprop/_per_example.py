@@ -185,7 +185,8 @@ def dp_epsilon(
       ε as a Python float (``inf`` when nothing bounds it).
 
     Raises:
-      ImportError: without ``dp_accounting`` (``pip install 'jaxprop[privacy]'``).
+      ImportError: without ``dp_accounting`` (``pip install dp-accounting``, or
+        the ``privacy`` extra of a source install).
     """
     sigma = _check_number(noise_multiplier, "noise_multiplier", positive=False)
     q = _check_number(sampling_rate, "sampling_rate", positive=True)
@@ -202,9 +203,12 @@ def dp_epsilon(
         import dp_accounting
         from dp_accounting import rdp
     except ImportError as e:
+        # Not "pip install 'jaxprop[privacy]'": that name on the package index
+        # is an unrelated project (see the README); the extra is for source
+        # installs.
         raise ImportError(
-            "jp.dp_epsilon needs the dp-accounting package: "
-            "pip install 'jaxprop[privacy]' (or pip install dp-accounting)."
+            "jp.dp_epsilon needs the dp-accounting package: pip install "
+            "dp-accounting, or pip install -e '.[privacy]' in jaxprop's source."
         ) from e
     if steps == 0:
         return 0.0

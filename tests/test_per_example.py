@@ -424,5 +424,8 @@ def test_dp_epsilon_without_the_package(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_dp_accounting)
-    with pytest.raises(ImportError, match=r"pip install 'jaxprop\[privacy\]'"):
+    with pytest.raises(
+        ImportError,
+        match=r"pip install dp-accounting, or pip install -e '\.\[privacy\]'",
+    ):
         jp.dp_epsilon(1.0, 0.1, 10, 1e-5)
