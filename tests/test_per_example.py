@@ -11,6 +11,7 @@ import optax
 import pytest
 
 import jaxprop as jp
+import jaxprop._mlp
 from jaxprop import rules
 from tests.helpers import assert_trees_close, make_case, numpy_rule_state
 
@@ -274,24 +275,26 @@ def test_poisson_sampling_masks_and_normalizes(seed):
 
 
 def test_dp_sgd_trains_over_seeds_as_each_seed_alone():
-    """Tiny XOR nets take the runs-last path, where the rule state's keys gain
-    a trailing runs axis: many seeds at once equal each seed alone, with
-    Poisson sampling and a Kolen-Pollack base (whose B learns from the
-    private updates)."""
+    """Tiny XOR nets vmapped over seeds take the runs-last path, where the rule
+    state's keys gain a trailing runs axis; strategy="sequential" runs each
+    seed alone with a plain step. Both give the same runs, with Poisson
+    sampling and a Kolen-Pollack base (whose B learns from the private
+    updates)."""
     x, y = jp.data.xor("float64")
     keys = jax.random.split(jax.random.key(5), 4)
     tiny = jp.MLP((2, 3, 1), "sigmoid", "sigmoid", "mse", "sum")
+    assert jaxprop._mlp.runs_last_pays(tiny, 4)
     dp = rules.dp_sgd(
         1.0, 0.3, base=rules.kolen_pollack(0.1, 0.01), sampling="poisson",
         sampling_rate=0.5,
     )  # fmt: skip
     kw = dict(rule=dp, log_every=10, dtype="float64", scheme="glorot")
-    many = jp.train_seeds(tiny, keys, x, y, optax.sgd(0.5), 100, **kw)
-    one = jp.train_seeds(tiny, keys[2:3], x, y, optax.sgd(0.5), 100, **kw)
-    pick = lambda r: (r.params, r.losses, r.rule_state.base)  # noqa: E731
-    assert_trees_close(
-        jax.tree.map(lambda l: l[2:3], pick(many)), pick(one), rtol=1e-10
+    many = jp.train_seeds(tiny, keys, x, y, optax.sgd(0.5), 100, strategy="vmap", **kw)
+    alone = jp.train_seeds(
+        tiny, keys, x, y, optax.sgd(0.5), 100, strategy="sequential", **kw
     )
+    pick = lambda r: (r.params, r.losses, r.rule_state.base)  # noqa: E731
+    assert_trees_close(pick(many), pick(alone), rtol=1e-10)
     assert np.all(np.isfinite(many.losses)) and np.all(many.rule_state.count == 100)
     # Seeds draw different noise.
     assert not np.allclose(many.params[0].w[0], many.params[0].w[1])
