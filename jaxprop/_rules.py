@@ -693,10 +693,10 @@ def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
     """How well a rule's updates align with backprop's at ``params`` on (x, y).
 
     One definition for every rule (see :class:`Alignment`); every rule gets
-    ``grad`` (and ``feedback`` if its state has a ``feedback`` of W's shapes),
-    ``delta`` only δ rules (a ``Rule.project``) and autodiff: NaN for
-    :func:`dp_sgd` (whose per-example δ's are its base's, rescaled) and for
-    rules given only ``value_and_grads``.
+    ``grad`` (and ``feedback`` if its state has a ``feedback`` of W's shapes);
+    ``delta`` is measured for δ rules (a ``Rule.project``) and autodiff, and
+    is NaN for :func:`dp_sgd` (whose per-example δ's are its base's,
+    rescaled) and for rules given only ``value_and_grads``.
 
     Args:
       net, params: the network and its parameters.
