@@ -28,6 +28,7 @@ import functools
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ._mlp import (
@@ -46,12 +47,13 @@ Array = jax.Array
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _per_example(what: str, net: MLP, rule: Rule, params, state, x, y, clip_norm):
+    """One δ pass, then ``what``: "grads", "norms" or "clipped" (checked inputs)."""
     cache, _, deltas = _example_deltas(net, rule, params, state, x, y)
     if what == "grads":
         return _per_example_weight_grads(cache, deltas)
     sq_norms = _per_example_sq_norms(cache, deltas)
     if what == "norms":
-        return jax.numpy.sqrt(sq_norms)
+        return jnp.sqrt(sq_norms)
     return _weight_grads(cache, deltas, _clip_factors(sq_norms, clip_norm))
 
 

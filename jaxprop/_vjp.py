@@ -143,7 +143,8 @@ def loss_with_vjp(net: MLP, rule: Rule | None = None):
     ``jax.lax.stop_gradient``); differentiate ``net.loss`` for ∂L/∂y. The rule
     state gets a zero cotangent too, and a state that learns is not updated
     by a VJP: Kolen-Pollack's B update is ``rule.update(state, grads)``, to be
-    applied by the caller after each step.
+    applied by the caller after each step. As for any ``jax.custom_vjp``
+    function, forward mode (``jax.jvp``, ``jax.jacfwd``) is not defined.
 
     Args:
       net: the network.
