@@ -13,6 +13,7 @@ import pytest
 import jaxprop as jp
 import jaxprop._mlp
 from jaxprop import rules
+from jaxprop._rules import over_runs
 from tests.helpers import assert_trees_close, make_case, numpy_rule_state
 
 SIZES = (3, 6, 5, 2)
@@ -274,6 +275,42 @@ def test_poisson_sampling_masks_and_normalizes(seed):
     assert 0.2 < float(jnp.mean(keep)) < 0.3  # 100 ± 8.7 of 400 expected
 
 
+def test_dp_sgd_step_runs_last_equals_each_run():
+    """The runs-last batching rule (``over_runs`` under vmap; the rule state's
+    keys gain a trailing runs axis) gives each run's own plain step: same
+    noise, same Poisson mask, same Kolen-Pollack update."""
+    x, y = jp.data.xor("float64")
+    tiny = jp.MLP((2, 3, 1), "sigmoid", "sigmoid", "mse", "sum")
+    assert jaxprop._mlp.runs_last_pays(tiny, 4)
+    dp = rules.dp_sgd(
+        1.0, 0.3, base=rules.kolen_pollack(0.1, 0.01), sampling="poisson",
+        sampling_rate=0.5,
+    )  # fmt: skip
+    cases = [make_case(s, tiny.sizes, "sigmoid", "mse-sigmoid") for s in range(3)]
+    params = jax.tree.map(lambda *l: jnp.stack(l), *[c[1] for c in cases])
+    states = jax.tree.map(
+        lambda *l: jnp.stack(l),
+        *[numpy_rule_state(dp, tiny, c[1], s) for s, c in enumerate(cases)],
+    )
+
+    def both(params, states):
+        over = jax.vmap(over_runs(tiny, dp), in_axes=(0, 0, None, None))
+        alone = [
+            dp.value_and_grads(tiny, *jax.tree.map(lambda l: l[i], (params, states)),
+                               x, y)
+            for i in range(3)
+        ]  # fmt: skip
+        return over(params, states, x, y), alone
+
+    over, alone = jax.jit(both)(params, states)
+    pick = lambda r: (r[0], r[1], r[2].base)  # noqa: E731 (keys are not floats)
+    for i in range(3):
+        mine = jax.tree.map(lambda l: l[i], pick(over))
+        assert_trees_close(mine, pick(alone[i]), rtol=1e-12)
+        assert int(over[2].count[i]) == int(alone[i][2].count) == 1
+
+
+@pytest.mark.slow  # two trainer programs: 8 s; the step is checked above
 def test_dp_sgd_trains_over_seeds_as_each_seed_alone():
     """Tiny XOR nets vmapped over seeds take the runs-last path, where the rule
     state's keys gain a trailing runs axis; strategy="sequential" runs each

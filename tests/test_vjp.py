@@ -70,12 +70,8 @@ def test_vjp_equals_autodiff_float64(seed, activation, cost_config, reduction):
     np.testing.assert_allclose(value, ref_value, rtol=1e-14)
     assert_trees_close(loss_grads, ref_loss, rtol=1e-12)  # ∂x included
     assert_trees_close(apply_grads, ref_apply, rtol=1e-12)
-
-
-def test_the_check_catches_a_small_error(seed):
-    """Test the tester: 1e-12 is far above rounding and far below a 0.1% bug."""
-    net, params, x, y = make_case(seed, SIZES, "tanh", "softmax-labels", "mean")
-    (_, (grads, dx)), _, (_, (ref, ref_dx)), _ = vjp_and_autodiff(net, params, x, y)
+    # Test the tester: 1e-12 is far above rounding and far below a 0.1% bug.
+    (grads, dx), (ref, ref_dx) = loss_grads, ref_loss
     for layer, param in ((0, "w"), (2, "b")):
         with pytest.raises(AssertionError):
             assert_trees_close(scale_layer(grads, layer, param, 1.001), ref, 1e-12)
@@ -143,7 +139,8 @@ def fa_case():
 def test_other_rules_under_the_vjp_are_the_rules_updates(fa_case, rule):
     """Under a non-backprop rule the VJP is that rule's update, both for the
     loss and for apply_with_vjp with the net's own cost downstream (½‖ŷ − y‖²,
-    mean over the batch); the state gets no update from a VJP (KP's B)."""
+    mean over the batch); ∂L/∂x = δ^1 (W^1)ᵀ with the rule's δ^1 (the
+    documented choice); the state gets no update from a VJP (KP's B)."""
     net, params, x, y = fa_case
     state = numpy_rule_state(rule, net, params, 1)
     f, apply = jp.loss_with_vjp(net, rule), jp.apply_with_vjp(net, rule)
@@ -151,31 +148,22 @@ def test_other_rules_under_the_vjp_are_the_rules_updates(fa_case, rule):
     def own_cost(p, x, state):
         return 0.5 * jnp.mean(jnp.sum((apply(p, x, state) - y) ** 2, axis=1))
 
-    (loss, grads, new_state), (value, by_vjp), by_apply = jax.jit(
+    (loss, grads, new_state), (value, (by_vjp, dx)), by_apply, per_ex = jax.jit(
         lambda p, s: (
             rule.value_and_grads(net, p, s, x, y),
-            jax.value_and_grad(f)(p, x, y, s),
+            jax.value_and_grad(f, argnums=(0, 1))(p, x, y, s),
             jax.grad(own_cost)(p, x, s),
+            jp.per_example_grads(net, p, x, y, rule=rule, state=s),
         )
     )(params, state)
     np.testing.assert_allclose(value, loss, rtol=1e-14)
     assert_trees_close(by_vjp, grads, rtol=1e-12)
     assert_trees_close(by_apply, grads, rtol=1e-12)
     assert not np.allclose(by_vjp[0].w, net.backprop(params, x, y)[0].w)
+    delta1 = per_ex[0].b / x.shape[0]  # the rule's δ^1, rows; reduction="mean"
+    np.testing.assert_allclose(dx, delta1 @ params[0].w.T, rtol=1e-12, atol=1e-15)
     if rule.update is not None:  # KP: the caller applies B's update
         assert_trees_close(rule.update(state, by_vjp), new_state, rtol=1e-12)
-
-
-def test_fa_input_gradient_uses_w1(fa_case):
-    """∂L/∂x = δ^1 (W^1)ᵀ with the rule's δ^1 (documented choice)."""
-    net, params, x, y = fa_case
-    fa = rules.feedback_alignment()
-    state = numpy_rule_state(fa, net, params, 1)
-    dx = jax.grad(jp.loss_with_vjp(net, fa), argnums=1)(params, x, y, state)
-    # δ^1 from the rule's own ∂b^1 per example: vmap over single examples.
-    per_ex = jp.per_example_grads(net, params, x, y, rule=fa, state=state)
-    delta1 = per_ex[0].b / x.shape[0]  # reduction="mean"
-    np.testing.assert_allclose(dx, delta1 @ params[0].w.T, rtol=1e-12, atol=1e-15)
 
 
 def test_vmap_over_seeds_and_examples(fa_case):
