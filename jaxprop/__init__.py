@@ -38,6 +38,10 @@ from ._params import DEFAULT_SCHEME as DEFAULT_SCHEME
 from ._params import SCHEMES as SCHEMES
 from ._params import Layer as Layer
 from ._params import Params as Params
+from ._per_example import clipped_grads as clipped_grads
+from ._per_example import dp_epsilon as dp_epsilon
+from ._per_example import per_example_grad_norms as per_example_grad_norms
+from ._per_example import per_example_grads as per_example_grads
 from ._progress import Progress as Progress
 from ._rules import Alignment as Alignment
 from ._rules import alignment as alignment
@@ -45,5 +49,7 @@ from ._train import Trainer as Trainer
 from ._train import TrainState as TrainState
 from ._train import train as train
 from ._train import train_seeds as train_seeds
+from ._vjp import apply_with_vjp as apply_with_vjp
+from ._vjp import loss_with_vjp as loss_with_vjp
 
 __version__ = "0.1.0"

@@ -371,12 +371,17 @@ def _reduce(net: MLP, c: Array) -> Array:
     return jnp.sum(c, axis=0) if net.reduction == "sum" else jnp.mean(c, axis=0)
 
 
+def _output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
+    """Per example, before the batch reduction: (c: (batch,), δ^L_i = ∂c_i/∂z^L_i:
+    (batch, n_out)). Trailing run axes broadcast, as everywhere in the core."""
+    return net._cost.value_and_delta(cache.z[-1], cache.a[-1], y, net._sigma_out)
+
+
 def _cost_and_output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
     """(L, δ^L = ∂L/∂z^L: (batch, n_out)), the batch reduction included."""
-    z, a = cache.z[-1], cache.a[-1]
-    c, delta = net._cost.value_and_delta(z, a, y, net._sigma_out)
+    c, delta = _output_delta(net, cache, y)
     if net.reduction == "mean":
-        delta = delta / z.shape[0]
+        delta = delta / cache.z[-1].shape[0]
     return _reduce(net, c), delta
 
 
@@ -411,12 +416,60 @@ def _deltas(net: MLP, cache: Cache, delta: Array, project) -> tuple[Array, ...]:
     return tuple(reversed(deltas))
 
 
-def _weight_grads(cache: Cache, deltas: Sequence[Array]) -> Params:
-    r"""∂W^l = (a^{l-1})ᵀ δ^l and ∂b^l = Σ_batch δ^l for every layer."""
+def _weight_grads(
+    cache: Cache, deltas: Sequence[Array], scale: Array | None = None
+) -> Params:
+    r"""∂W^l = (a^{l-1})ᵀ δ^l and ∂b^l = Σ_batch δ^l for every layer.
+
+    With ``scale`` s: (batch,), each example's δ^l_i is weighted first:
+    ∂W^l = (a^{l-1})ᵀ (s ⊙ δ^l) = Σ_i s_i (a^{l-1}_i)ᵀ δ^l_i, one contraction
+    per layer however the examples are weighted (per-example clipping, a
+    Poisson sample's mask). Trailing run axes broadcast: s: (batch, *runs).
+    """
+    if scale is not None:
+        deltas = [jnp.expand_dims(scale, 1) * d for d in deltas]
     return tuple(
         Layer(w=_contract(cache.a[l], d, 0, 0), b=jnp.sum(d, axis=0))
         for l, d in enumerate(deltas)
     )
+
+
+def _per_example_weight_grads(cache: Cache, deltas: Sequence[Array]) -> Params:
+    r"""Every example's own gradient, unreduced: Layer(w: (batch, n_{l-1}, n_l),
+    b: (batch, n_l)) with w_i = (a^{l-1}_i)ᵀ δ^l_i and b_i = δ^l_i.
+
+    An outer product per example: batch·n_{l-1}·n_l numbers per layer. For norms
+    or clipping use ``_per_example_sq_norms`` and ``_weight_grads``'s scale,
+    which never form them.
+    """
+    return tuple(
+        Layer(w=cache.a[l][:, :, None] * d[:, None, :], b=d)
+        for l, d in enumerate(deltas)
+    )
+
+
+def _per_example_sq_norms(cache: Cache, deltas: Sequence[Array]) -> Array:
+    r"""‖g_i‖² of every example's gradient g_i, without forming g_i: (batch,).
+
+    .. math::
+        ‖g_i‖² = Σ_l ‖(a^{l-1}_i)ᵀ δ^l_i‖_F² + ‖δ^l_i‖²
+               = Σ_l ‖δ^l_i‖² (‖a^{l-1}_i‖² + 1),
+
+    since the Frobenius norm of an outer product u vᵀ is ‖u‖ ‖v‖ (Goodfellow
+    2015, "Efficient per-example gradient computations"): O(batch · Σ_l n_l)
+    work and memory. Trailing run axes broadcast: (batch, *runs).
+    """
+    return sum(
+        jnp.sum(d * d, axis=1) * (jnp.sum(a * a, axis=1) + 1)
+        for a, d in zip(cache.a, deltas, strict=False)
+    )
+
+
+def _clip_factors(sq_norms: Array, clip_norm: Array) -> Array:
+    """min(1, C/‖g_i‖) from ‖g_i‖²: (batch, *runs); 1 where g_i = 0 and for C = ∞."""
+    norms = jnp.sqrt(sq_norms)
+    over = norms > clip_norm
+    return jnp.where(over, clip_norm / jnp.where(over, norms, 1), 1).astype(norms.dtype)
 
 
 def _delta_recursion(

@@ -24,13 +24,21 @@ kolen_pollack                 δ^{l+1} (B^{l+1})ᵀ with B learned:
                               al. 2019)
 ============================  ================================================
 
+The projection is the rule's ``Rule.project`` field: with it, a rule is a *δ
+rule* whose δ's are linear in δ^L, example by example, and it also serves
+``jp.loss_with_vjp`` and ``jp.apply_with_vjp`` (its δ pass as a JAX VJP),
+per-example gradients, norms and clipping (``jp.per_example_grads``, ...) and
+:func:`dp_sgd`, which clips and noises any δ rule's per-example updates
+(Abadi et al. 2016).
+
 The building blocks (:func:`forward`, :func:`output_delta`,
 :func:`delta_recursion`, :func:`weight_grads`, :func:`contract`) are public, so
 a rule of one's own is a few lines and trains with ``jp.train_seeds`` unchanged
-(see the README's direct random target projection). They do no validation
-(the trainer checks its inputs once) and work on the runs-last arrays of the
-tiny-network fast path: a user rule that uses them, elementwise operations
-and :func:`contract` for products keeps that path.
+(see the README's direct random target projection); :func:`delta_rule` makes
+a δ rule from a projection. They do no validation (the trainer checks its
+inputs once) and work on the runs-last arrays of the tiny-network fast path: a
+user rule that uses them, elementwise operations and :func:`contract` for
+products keeps that path.
 """
 
 from __future__ import annotations
@@ -47,10 +55,14 @@ import numpy as np
 from ._mlp import (
     MLP,
     Cache,
+    _clip_factors,
     _contract,
     _cost_and_output_delta,
     _deltas,
     _forward_with_cache,
+    _output_delta,
+    _per_example_sq_norms,
+    _reduce,
     _weight_grads,
     runs_last,
 )
@@ -60,7 +72,17 @@ Array = jax.Array
 
 
 class Rule(NamedTuple):
-    """A credit-assignment rule: two pure functions and a flag.
+    """A credit-assignment rule: two pure functions, a flag, and optionally the
+    projection that makes it a δ rule.
+
+    ``Rule(init, value_and_grads)`` is a complete rule for the trainer. A rule
+    that also gives ``project`` is a *δ rule*: its updates are the δ recursion
+    with that projection, ``weight_grads(cache, delta_recursion(net, cache,
+    δ^L, project(params, state)))``, so its δ's are linear in δ^L, example by
+    example. Only δ rules work with ``jp.loss_with_vjp``, ``jp.apply_with_vjp``,
+    the per-example gradients and clipping (``jp.per_example_grads``, ...) and
+    as the base of :func:`dp_sgd`; :func:`delta_rule` builds one from a
+    projection.
 
     Attributes:
       init: ``(key, net, params) -> state``, the run's rule state (a pytree of
@@ -71,11 +93,20 @@ class Rule(NamedTuple):
       runs_last: whether ``value_and_grads`` may run on the runs-last arrays of
         the tiny-network fast path (true for rules built from this module's
         blocks; false for ``autodiff``).
+      project: None, or ``(params, state) -> project`` with ``project(l,
+        δ^{l+1}, δ^L) -> (batch, n_l)``, the signal that reaches layer l before
+        σ'(z^l) in the δ recursion (see the table above). None for
+        ``autodiff``, :func:`dp_sgd` and rules given only ``value_and_grads``.
+      update: None, or ``(state, grads) -> state`` for a δ rule whose state
+        learns from the updates (Kolen-Pollack's B); ``value_and_grads``
+        applies it after each step.
     """
 
     init: Callable[..., Any]
     value_and_grads: Callable[..., tuple[Array, Params, Any]]
     runs_last: bool = True
+    project: Callable[..., Callable] | None = None
+    update: Callable[..., Any] | None = None
 
 
 class FeedbackState(NamedTuple):
@@ -120,9 +151,10 @@ def delta_recursion(net: MLP, cache: Cache, delta: Array, project) -> tuple:
     return _deltas(net, cache, delta, project)
 
 
-def weight_grads(cache: Cache, deltas) -> Params:
-    """(Layer((a^{l-1})ᵀ δ^l, Σ_batch δ^l) for each l)."""
-    return _weight_grads(cache, deltas)
+def weight_grads(cache: Cache, deltas, scale: Array | None = None) -> Params:
+    """(Layer((a^{l-1})ᵀ δ^l, Σ_batch δ^l) for each l); with ``scale`` s:
+    (batch,), each example's δ^l_i weighted by s_i first."""
+    return _weight_grads(cache, deltas, scale)
 
 
 def contract(u: Array, v: Array, i: int, j: int) -> Array:
@@ -170,22 +202,30 @@ def _check_unit(value, name: str, low_open: bool) -> float:
     return value
 
 
-#: The projection of each built-in rule, ``(params, state) -> project`` (for
-#: :func:`alignment`'s δ angles); rules made by the factories below.
-_PROJECTIONS: dict[Rule, Callable] = {}
+def delta_rule(init, project, update=None) -> Rule:
+    """A δ rule: the δ recursion with ``project(params, state)`` in place of
+    backprop's, and ``update(state, grads)`` for a state that learns.
 
+    Its ``value_and_grads`` is the library's forward pass, the true δ^L, the
+    recursion with the projection and the weight gradients; the rule works
+    with the trainer (runs-last fast path included), ``jp.loss_with_vjp``,
+    the per-example functions and ``dp_sgd(base=...)``. A new call makes a new
+    rule (and a new compiled program): build it once.
 
-def _delta_rule(init, make_project, update=None, runs_last=True) -> Rule:
-    """A rule that is the δ recursion with ``make_project(params, state)``,
-    and ``update(state, grads)`` for a state that learns."""
+    Args:
+      init: ``(key, net, params) -> state``.
+      project: ``(params, state) -> project(l, δ^{l+1}, δ^L) -> (batch, n_l)``;
+        it must be linear in its δ arguments, example by example (products
+        with matrices, as every built-in rule's), for per-example gradients
+        and clipping to be the rule's.
+      update: ``(state, grads) -> state``, or None for a state that stays.
+    """
 
     def value_and_grads(net, params, state, x, y):
-        loss, grads = _step(net, params, x, y, make_project(params, state))
+        loss, grads = _step(net, params, x, y, project(params, state))
         return loss, grads, state if update is None else update(state, grads)
 
-    rule = Rule(init, value_and_grads, runs_last)
-    _PROJECTIONS[rule] = make_project
-    return rule
+    return Rule(init, value_and_grads, True, project, update)
 
 
 def _through_w(params, state):
@@ -202,7 +242,7 @@ def _through_feedback(params, state):
 @functools.cache
 def backprop() -> Rule:
     """Backpropagation: the δ recursion with the forward weights (grad="manual")."""
-    return _delta_rule(_no_state, _through_w)
+    return delta_rule(_no_state, _through_w)
 
 
 @functools.cache
@@ -213,9 +253,7 @@ def autodiff() -> Rule:
         loss, grads = jax.value_and_grad(net.loss)(params, x, y)
         return loss, grads, state
 
-    rule = Rule(_no_state, value_and_grads, runs_last=False)
-    _PROJECTIONS[rule] = _through_w  # its δ's are backprop's
-    return rule
+    return Rule(_no_state, value_and_grads, runs_last=False)
 
 
 def _uniform_feedback(key, shapes, scale, dtype):
@@ -243,7 +281,7 @@ def _fa_init(scale):
 
 @functools.cache
 def _feedback_alignment(scale: float | None) -> Rule:
-    return _delta_rule(_fa_init(scale), _through_feedback)
+    return delta_rule(_fa_init(scale), _through_feedback)
 
 
 def feedback_alignment(scale: float | None = None) -> Rule:
@@ -269,7 +307,7 @@ def _direct_feedback_alignment(scale: float | None) -> Rule:
         shapes = [((n_out, p.w.shape[1]), n_out) for p in params[:-1]]
         return FeedbackState(_uniform_feedback(key, shapes, scale, params[0].w.dtype))
 
-    return _delta_rule(init, _dfa_project)
+    return delta_rule(init, _dfa_project)
 
 
 def direct_feedback_alignment(scale: float | None = None) -> Rule:
@@ -286,7 +324,7 @@ def direct_feedback_alignment(scale: float | None = None) -> Rule:
 @functools.cache
 def sign_symmetry() -> Rule:
     """Sign symmetry (Liao, Leibo & Poggio 2016): sign(W^l) in place of W^l."""
-    return _delta_rule(
+    return delta_rule(
         _no_state, lambda params, state: _through([jnp.sign(p.w) for p in params[1:]])
     )
 
@@ -310,7 +348,7 @@ def _kolen_pollack(learning_rate: float, decay: float, scale: float | None) -> R
             jnp.asarray(decay, dtype),
         )
 
-    return _delta_rule(init, _through_feedback, _kp_update)
+    return delta_rule(init, _through_feedback, _kp_update)
 
 
 def kolen_pollack(
@@ -336,6 +374,237 @@ def kolen_pollack(
     return _kolen_pollack(lr, _check_unit(decay, "decay", False), _check_scale(scale))
 
 
+# ---------------------------------------------------------------- DP-SGD
+class DPSGDState(NamedTuple):
+    """DP-SGD's state: the base rule's, the run's noise key, a step counter and
+    the hyperparameters (per run, so that a grid can sweep them).
+
+    Attributes:
+      base: the base rule's state (``()`` for backprop).
+      key: () PRNG key, the run's own; step t draws from ``fold_in(key, t)``.
+      count: () int32, the steps taken (t).
+      clip_norm: () C, the per-example gradient norm bound.
+      noise_multiplier: () σ; the noise's standard deviation is σC.
+      sampling_rate: () q, each example's probability of being in a step's
+        Poisson sample (1 and unused without ``sampling="poisson"``).
+    """
+
+    base: Any
+    key: Array
+    count: Array
+    clip_norm: Array
+    noise_multiplier: Array
+    sampling_rate: Array
+
+
+def check_delta_rule(rule, argname: str = "rule") -> Rule:
+    """``rule`` if it is a δ rule (a :class:`Rule` with a ``project``)."""
+    if rule is None:
+        return backprop()
+    if not isinstance(rule, Rule):
+        raise TypeError(
+            f"{argname} must be a jp.rules.Rule such as jp.rules.backprop(); "
+            f"got {type(rule).__name__}."
+        )
+    if rule.project is None:
+        raise ValueError(
+            f"{argname} has no projection (Rule.project is None): its updates "
+            f"are not known to be the δ recursion's, so it has no per-example "
+            f"δ's, clipping or hand-written VJP. Use a δ rule: backprop, "
+            f"feedback_alignment, direct_feedback_alignment, sign_symmetry, "
+            f"kolen_pollack or one made with jp.rules.delta_rule (not autodiff, "
+            f"dp_sgd, or a Rule given only value_and_grads)."
+        )
+    return rule
+
+
+def _example_deltas(net: MLP, rule: Rule, params: Params, state, x, y):
+    """(cache, c: (batch,), (δ^1, ..., δ^L)) of a δ rule, per example: δ^L_i =
+    ∂c_i/∂z^L_i, before the batch reduction (``_mlp._output_delta``)."""
+    _, cache = _forward_with_cache(net, params, x)
+    c, delta = _output_delta(net, cache, y)
+    return cache, c, _deltas(net, cache, delta, rule.project(params, state))
+
+
+def _draw(sample, key: Array, shape: tuple[int, ...]) -> Array:
+    """``sample(key, shape)``, or on the runs-last path, where ``key``: (runs,)
+    has a trailing runs axis, one draw per run along a trailing axis: (*shape,
+    runs), each run's numbers those it draws alone."""
+    if key.ndim == 0:
+        return sample(key, shape)
+    return jax.vmap(lambda k: sample(k, shape), out_axes=-1)(key)
+
+
+def _step_key(state: DPSGDState, i: int) -> Array:
+    """The i-th key of the step ``state.count``: fold_in(fold_in(key, t), i)."""
+    fold = lambda k, t: jax.random.fold_in(jax.random.fold_in(k, t), i)  # noqa: E731
+    if state.key.ndim == 0:
+        return fold(state.key, state.count)
+    return jax.vmap(fold)(state.key, state.count)  # runs-last: (runs,) keys
+
+
+def _check_number(value, name: str, *, positive: bool) -> float:
+    """A finite number (> 0 with ``positive``, else ≥ 0), else an error naming it."""
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(f"{name} must be a number; got {value!r}.")
+    value = float(value)
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        what = "positive" if positive else "non-negative"
+        raise ValueError(f"{name} must be a {what} finite number; got {value}.")
+    return value
+
+
+#: DP-SGD's ways of drawing each step's examples from the batch it is given.
+SAMPLINGS = (None, "poisson")
+
+
+@functools.cache
+def _dp_sgd(
+    clip_norm: float,
+    noise_multiplier: float,
+    base: Rule,
+    sampling: str | None,
+    sampling_rate: float,
+) -> Rule:
+    def init(key, net, params):
+        if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+            key = jax.random.wrap_key_data(key)  # a raw uint32 key, typed
+        key_base, key_noise = jax.random.split(key)
+        dtype = params[0].w.dtype
+        return DPSGDState(
+            base.init(key_base, net, params),
+            key_noise,
+            jnp.zeros((), jnp.int32),
+            jnp.asarray(clip_norm, dtype),
+            jnp.asarray(noise_multiplier, dtype),
+            jnp.asarray(sampling_rate, dtype),
+        )
+
+    def value_and_grads(net, params, state, x, y):
+        cache, c, deltas = _example_deltas(net, base, params, state.base, x, y)
+        c_norm = state.clip_norm
+        # min(1, C/‖g_i‖) per example: one more contraction per layer below.
+        scale = _clip_factors(_per_example_sq_norms(cache, deltas), c_norm)
+        n = x.shape[0]
+        if sampling == "poisson":
+            q = state.sampling_rate
+            u = _draw(
+                lambda k, shape: jax.random.uniform(k, shape, scale.dtype),
+                _step_key(state, 0),
+                (n,),
+            )
+            scale = scale * (u < q)  # each example kept with probability q
+            n = q * n  # the expected sample size (Abadi et al. 2016)
+        grads = _weight_grads(cache, deltas, scale)
+        # One N(0, I) draw for all the parameters (in params' leaf order), cut
+        # into the leaves' shapes: one random-number kernel per step.
+        leaves, treedef = jax.tree.flatten(grads)
+        runs = state.key.shape  # () or, runs-last, (runs,)
+        shapes = [g.shape[: g.ndim - len(runs)] for g in leaves]
+        normal = lambda k, s: jax.random.normal(k, s, leaves[0].dtype)  # noqa: E731
+        z = _draw(normal, _step_key(state, 1), (sum(map(math.prod, shapes)),))
+        std = state.noise_multiplier * c_norm
+        noisy, start = [], 0
+        for g, shape in zip(leaves, shapes, strict=True):
+            end = start + math.prod(shape)
+            noisy.append(g + std * z[start:end].reshape(shape + runs))
+            start = end
+        grads = jax.tree.unflatten(treedef, noisy)
+        if net.reduction == "mean":
+            grads = jax.tree.map(lambda g: g / n, grads)
+        base_state = (
+            state.base if base.update is None else base.update(state.base, grads)
+        )
+        state = state._replace(base=base_state, count=state.count + 1)
+        return _reduce(net, c), grads, state
+
+    return Rule(init, value_and_grads, base.runs_last)
+
+
+def dp_sgd(
+    clip_norm: float,
+    noise_multiplier: float,
+    base: Rule | None = None,
+    sampling: str | None = None,
+    sampling_rate: float | None = None,
+) -> Rule:
+    r"""Differentially private SGD (Abadi et al. 2016) on any δ rule's updates.
+
+    Each step, with g_i the base rule's update for example i alone (its δ's
+    before the batch reduction, see ``jp.per_example_grads``),
+
+    .. math::
+        ĝ = \frac{1}{n} \Big( Σ_i m_i \, g_i \min(1, C/‖g_i‖)
+            + \mathcal{N}(0, σ^2 C^2 I) \Big),
+
+    where the Σ is one weighted contraction per layer over the examples'
+    δ's (``jp.clipped_grads``: no second backward pass, no per-example
+    gradient formed), the noise is drawn for every parameter, and n is the
+    net's reduction: 1 for ``"sum"``, the batch size B for ``"mean"``, or q·B
+    with Poisson sampling (the expected sample size, as Abadi et al. and
+    Opacus normalize; the realized size would leak whether an example was
+    sampled). Without sampling, m_i = 1; with ``sampling="poisson"`` each
+    example of the batch the trainer gives is kept with probability q
+    independently, m_i ~ Bernoulli(q), drawn from the rule state's key.
+
+    For ``jp.dp_epsilon(noise_multiplier, sampling_rate, steps, delta)`` to
+    bound a run's privacy loss, each step must be a Poisson sample of the
+    whole data set: train with ``batch_size=None`` (every step sees all the
+    data) and ``sampling="poisson"``. Minibatches drawn by shuffling, as the
+    trainer's ``batch_size`` does, are commonly accounted as Poisson samples
+    with q = B/N; that is an approximation, not a guarantee.
+
+    The noise key is the run's (``rule.init``'s key, split from the base
+    rule's), and step t draws from ``fold_in(key, t)``: runs are reproducible
+    per seed, independent across seeds and vmappable. ``clip_norm``,
+    ``noise_multiplier`` and ``sampling_rate`` are kept in the state
+    (:class:`DPSGDState`) as arrays, so ``train_seeds(hparams=...)`` can sweep
+    them. A base rule whose state learns (Kolen-Pollack) learns from the
+    private updates ĝ (what W receives), which keeps B's update private too.
+    The loss the rule returns (the trainer's log) is the batch's plain loss,
+    a diagnostic that is not private.
+
+    Args:
+      clip_norm: C > 0, the bound on each example's update norm ‖g_i‖ (over
+        every parameter of the net).
+      noise_multiplier: σ ≥ 0; the noise's standard deviation is σC.
+      base: the δ rule whose updates are clipped (default backprop). Rules
+        without a projection (autodiff, dp_sgd, a user's Rule given only
+        value_and_grads) are refused: clipping needs the per-example δ's.
+      sampling: None (every example of the batch, m_i = 1) or ``"poisson"``.
+      sampling_rate: q in (0, 1], with ``sampling="poisson"`` only.
+
+    Returns:
+      A :class:`Rule` whose state is a :class:`DPSGDState`; equal arguments
+      give the same rule (one compiled program).
+
+    Raises:
+      TypeError, ValueError: a bad argument, named, before anything compiles.
+    """
+    c_norm = _check_number(clip_norm, "clip_norm", positive=True)
+    sigma = _check_number(noise_multiplier, "noise_multiplier", positive=False)
+    base = check_delta_rule(base, "base")
+    if not isinstance(sampling, (str, type(None))) or sampling not in SAMPLINGS:
+        raise ValueError(
+            f"Unknown sampling {sampling!r}; expected one of {list(SAMPLINGS)}."
+        )
+    if sampling is None:
+        if sampling_rate is not None:
+            raise ValueError(
+                "sampling_rate goes with sampling='poisson'; got sampling=None."
+            )
+        q = 1.0
+    else:
+        if sampling_rate is None:
+            raise ValueError("sampling='poisson' needs sampling_rate in (0, 1].")
+        q = _check_number(sampling_rate, "sampling_rate", positive=True)
+        if q > 1:
+            raise ValueError(f"sampling_rate must be in (0, 1]; got {q}.")
+    return _dp_sgd(c_norm, sigma, base, sampling, q)
+
+
 #: The rules by name (the command's ``--rule``).
 RULES = {
     "backprop": backprop,
@@ -355,6 +624,25 @@ def check_rule(rule) -> Rule:
             f"got {type(rule).__name__}."
         )
     return rule
+
+
+def check_rule_state(rule: Rule, net: MLP, params: Params, state, key, argname: str):
+    """``state`` if it has the shapes and dtypes ``rule.init`` gives, else a
+    ValueError naming ``argname``; ``rule.init(key, net, params)`` if None."""
+    if state is None:
+        return rule.init(key, net, params)
+    expected = jax.eval_shape(lambda k, p: rule.init(k, net, p), key, params)
+    shapes = lambda t: jax.tree.map(lambda l: (l.shape, l.dtype), t)  # noqa: E731
+    try:
+        fits = shapes(expected) == shapes(state)
+    except (AttributeError, TypeError, ValueError):
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{argname} does not fit the rule: expected the shapes and dtypes "
+            f"{shapes(expected)}; got {jax.tree.map(np.shape, state)}."
+        )
+    return state
 
 
 # -------------------------------------------------------- the runs-last path
@@ -404,9 +692,11 @@ def _angle(u: Array, v: Array, axis=None) -> Array:
 def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
     """How well a rule's updates align with backprop's at ``params`` on (x, y).
 
-    One definition for every rule (see :class:`Alignment`); a user rule gets
-    ``grad`` (and ``feedback`` if its state has a ``feedback`` of W's shapes),
-    ``delta`` only for the built-in rules (NaN otherwise).
+    One definition for every rule (see :class:`Alignment`); every rule gets
+    ``grad`` (and ``feedback`` if its state has a ``feedback`` of W's shapes);
+    ``delta`` is measured for δ rules (a ``Rule.project``) and autodiff, and
+    is NaN for :func:`dp_sgd` (whose per-example δ's are its base's,
+    rescaled) and for rules given only ``value_and_grads``.
 
     Args:
       net, params: the network and its parameters.
@@ -427,7 +717,9 @@ def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
     grad = jnp.stack(
         [_angle(flat(g), flat(t)) for g, t in zip(grads, true_grads, strict=True)]
     )
-    make_project = _PROJECTIONS.get(rule)
+    make_project = rule.project
+    if rule is autodiff():
+        make_project = _through_w  # its δ's are backprop's
     mine = (
         None
         if make_project is None

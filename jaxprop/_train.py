@@ -44,7 +44,7 @@ from ._loop import (
 from ._mlp import MLP
 from ._params import Params, check_float_dtype, check_key, check_scheme
 from ._progress import Progress
-from ._rules import Rule, check_rule
+from ._rules import Rule, check_rule, check_rule_state
 from ._validate import choice
 from ._validate import positive_int as _check_positive_int
 
@@ -270,20 +270,9 @@ def train(
     if opt_state is None:
         opt_state = config.optimizer.init(params)
     rule_key = jax.random.fold_in(key, _RULE_KEY)
-    if rule_state is None:
-        rule_state = config.rule.init(rule_key, net, params)
-    else:
-        expected = jax.eval_shape(lambda k: config.rule.init(k, net, params), rule_key)
-        shapes = lambda t: jax.tree.map(lambda l: (l.shape, l.dtype), t)  # noqa: E731
-        try:
-            fits = shapes(expected) == shapes(rule_state)
-        except (AttributeError, TypeError, ValueError):
-            fits = False
-        if not fits:
-            raise ValueError(
-                f"rule_state does not fit the rule: expected the shapes and dtypes "
-                f"{shapes(expected)}; got {jax.tree.map(np.shape, rule_state)}."
-            )
+    rule_state = check_rule_state(
+        config.rule, net, params, rule_state, rule_key, "rule_state"
+    )
     return _train(config, params, opt_state, x, y, key, x_eval, y_eval, rule_state)
 
 

@@ -112,3 +112,20 @@ def covering(axes: dict, rest_slow: str):
         fast = idx[k] == others % len(axes[rest_slow])
         out.append(pytest.param(*values, marks=() if fast else pytest.mark.slow))
     return out
+
+
+def numpy_rule_state(rule, net, params, seed):
+    """A state of ``rule``'s shapes with N(0, 1/fan) entries drawn by NumPy
+    (no PRNG program to compile, as in ``make_case``); keys are wrapped."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(lambda p: rule.init(jax.random.key(0), net, p), params)
+
+    def fill(s):
+        if jax.dtypes.issubdtype(s.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(
+                jnp.asarray(rng.integers(0, 2**32, size=(*s.shape, 2)), jnp.uint32)
+            )
+        scale = 1 / np.sqrt(s.shape[-1]) if s.shape else 0.1
+        return jnp.asarray(rng.normal(size=s.shape) * scale, s.dtype)
+
+    return jax.tree.map(fill, shapes)

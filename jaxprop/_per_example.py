@@ -1,0 +1,222 @@
+r"""Per-example gradients, their norms and clipping from one δ backward pass,
+and the privacy accounting of DP-SGD.
+
+Every δ rule's δ's are linear in δ^L and computed row by row: run the δ
+recursion (``jaxprop._mlp._deltas``) from the per-example output errors
+δ^L_i = ∂c(ŷ_i, y_i)/∂z^L_i, before the batch reduction, and row i of each δ^l
+is example i's own. Example i's update is then
+
+    g_i = ((a^0_i)ᵀ δ^1_i, δ^1_i, ..., (a^{L-1}_i)ᵀ δ^L_i, δ^L_i),
+    ‖g_i‖² = Σ_l ‖δ^l_i‖² (‖a^{l-1}_i‖² + 1),
+
+and any weighting Σ_i s_i g_i is one contraction per layer, (a^{l-1})ᵀ (s ⊙
+δ^l): norms and clipping never form a (batch, n_{l-1}, n_l) array and need no
+second backward pass. This holds for backprop, feedback alignment, direct
+feedback alignment, sign symmetry and Kolen-Pollack (rules with a
+``Rule.project``), not for ``autodiff`` (its δ's are jax.grad's, not exposed)
+nor for a rule given only ``value_and_grads``: those are refused.
+
+Scaling conventions: per-example quantities are those of the per-example
+costs c(ŷ_i, y_i), whatever the net's ``reduction``. So Σ_i g_i equals
+``net.backprop`` for ``reduction="sum"`` and B times it for ``"mean"`` (batch
+B): ``net.backprop`` is the mean of the g_i there.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._mlp import (
+    MLP,
+    _clip_factors,
+    _per_example_sq_norms,
+    _per_example_weight_grads,
+    _weight_grads,
+)
+from ._params import Params
+from ._rules import Rule, _check_number, _example_deltas, check_delta_rule
+from ._vjp import _check_net, _layers, _state
+
+Array = jax.Array
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _per_example(what: str, net: MLP, rule: Rule, params, state, x, y, clip_norm):
+    """One δ pass, then ``what``: "grads", "norms" or "clipped" (checked inputs)."""
+    cache, _, deltas = _example_deltas(net, rule, params, state, x, y)
+    if what == "grads":
+        return _per_example_weight_grads(cache, deltas)
+    sq_norms = _per_example_sq_norms(cache, deltas)
+    if what == "norms":
+        return jnp.sqrt(sq_norms)
+    return _weight_grads(cache, deltas, _clip_factors(sq_norms, clip_norm))
+
+
+def _checked(net, params, x, y, rule, state):
+    net = _check_net(net)
+    rule = check_delta_rule(rule)
+    x, y = net._check_xy(params, x, y)
+    params = _layers(params)
+    return net, rule, params, _state(rule, net, params, state), x, y
+
+
+def per_example_grads(
+    net: MLP, params: Params, x, y, *, rule: Rule | None = None, state=None
+) -> Params:
+    r"""Every example's own update g_i = ∂c(ŷ_i, y_i)/∂θ for backprop (the
+    rule's update for one example otherwise), before the batch reduction.
+
+    One forward and one δ backward pass over the batch, then an outer product
+    per example and layer: w_i = (a^{l-1}_i)ᵀ δ^l_i, b_i = δ^l_i (see
+    ``jaxprop._per_example``). That is batch·n_{l-1}·n_l numbers per layer:
+    for norms and clipping use :func:`per_example_grad_norms` and
+    :func:`clipped_grads`, which never form them.
+
+    Σ_i g_i is ``net.backprop(params, x, y)`` for ``reduction="sum"``, and its
+    mean is for ``"mean"``.
+
+    Args:
+      net, params: the network and its parameters.
+      x: (batch, n_0) inputs; y: targets as for ``net.loss``.
+      rule: a δ rule (default backprop); ``state``: its state, required when
+        it has one.
+
+    Returns:
+      A pytree like ``params`` with a leading (batch,) axis on every leaf:
+      Layer(w: (batch, n_{l-1}, n_l), b: (batch, n_l)).
+    """
+    args = _checked(net, params, x, y, rule, state)
+    return _per_example("grads", *args, None)
+
+
+def per_example_grad_norms(
+    net: MLP, params: Params, x, y, *, rule: Rule | None = None, state=None
+) -> Array:
+    r"""‖g_i‖ of every example's update g_i (see :func:`per_example_grads`),
+    over all parameters, without forming g_i.
+
+    .. math:: ‖g_i‖ = \sqrt{Σ_l ‖δ^l_i‖² (‖a^{l-1}_i‖² + 1)}
+
+    Memory and work are O(batch · Σ_l n_l) beyond the forward pass: no
+    (batch, n_{l-1}, n_l) array exists in the compiled program.
+
+    Args:
+      as for :func:`per_example_grads`.
+
+    Returns:
+      (batch,) norms, the per-example costs' (not scaled by the reduction).
+    """
+    args = _checked(net, params, x, y, rule, state)
+    return _per_example("norms", *args, None)
+
+
+def _check_clip_norm(clip_norm):
+    if isinstance(clip_norm, bool):
+        raise TypeError(f"clip_norm must be a positive number; got {clip_norm!r}.")
+    if isinstance(clip_norm, (int, float, np.integer, np.floating)):
+        if not (clip_norm > 0 and not math.isnan(clip_norm)):
+            raise ValueError(f"clip_norm must be positive; got {clip_norm}.")
+        return clip_norm
+    if getattr(clip_norm, "shape", None) != ():
+        raise TypeError(
+            f"clip_norm must be a positive number or a scalar array; got "
+            f"{type(clip_norm).__name__}"
+            + (f" of shape {clip_norm.shape}." if hasattr(clip_norm, "shape") else ".")
+        )
+    return clip_norm  # a scalar array, possibly traced (not checked then)
+
+
+def clipped_grads(
+    net: MLP,
+    params: Params,
+    x,
+    y,
+    clip_norm,
+    *,
+    rule: Rule | None = None,
+    state=None,
+) -> Params:
+    r"""The sum of the examples' updates, each clipped to norm at most C.
+
+    .. math:: Σ_i g_i \min(1, C/‖g_i‖)
+
+    From one backward pass: the norms as in :func:`per_example_grad_norms`,
+    then one weighted contraction per layer, (a^{l-1})ᵀ (s ⊙ δ^l) with s_i =
+    min(1, C/‖g_i‖). The sum is not divided by the batch for
+    ``reduction="mean"``: it is the clipped sum DP-SGD adds its noise to (see
+    ``jp.rules.dp_sgd``). With C = ∞ it is Σ_i g_i.
+
+    Args:
+      net, params, x, y, rule, state: as for :func:`per_example_grads`.
+      clip_norm: C > 0 (``inf`` for no clipping), a number or a scalar array.
+
+    Returns:
+      A pytree like ``params``.
+    """
+    clip_norm = _check_clip_norm(clip_norm)
+    args = _checked(net, params, x, y, rule, state)
+    return _per_example("clipped", *args, clip_norm)
+
+
+def dp_epsilon(
+    noise_multiplier: float, sampling_rate: float, steps: int, delta: float
+) -> float:
+    r"""The ε of (ε, δ)-differential privacy of DP-SGD with Poisson sampling.
+
+    ``steps`` compositions of the sampled Gaussian mechanism (each example in
+    a step with probability q, noise σ times the clipping norm), accounted by
+    Rényi DP (Mironov 2017; Mironov, Talwar & Zhang 2019) with Google's
+    ``dp_accounting`` package (``RdpAccountant`` over its default orders,
+    add-or-remove-one neighbours), the accounting Opacus and TF Privacy use.
+    It bounds a run of ``jp.rules.dp_sgd(C, σ, sampling="poisson",
+    sampling_rate=q)`` trained with ``batch_size=None``; see ``dp_sgd`` for
+    minibatches.
+
+    Args:
+      noise_multiplier: σ ≥ 0 (0 gives ε = ∞).
+      sampling_rate: q in (0, 1].
+      steps: the number of steps, ≥ 0.
+      delta: δ in (0, 1).
+
+    Returns:
+      ε as a Python float (``inf`` when nothing bounds it).
+
+    Raises:
+      ImportError: without ``dp_accounting`` (``pip install dp-accounting``, or
+        the ``privacy`` extra of a source install).
+    """
+    sigma = _check_number(noise_multiplier, "noise_multiplier", positive=False)
+    q = _check_number(sampling_rate, "sampling_rate", positive=True)
+    if q > 1:
+        raise ValueError(f"sampling_rate must be in (0, 1]; got {q}.")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps must be an integer; got {steps!r}.")
+    if steps < 0:
+        raise ValueError(f"steps must be ≥ 0; got {steps}.")
+    d = _check_number(delta, "delta", positive=True)
+    if d >= 1:
+        raise ValueError(f"delta must be in (0, 1); got {d}.")
+    try:
+        import dp_accounting
+        from dp_accounting import rdp
+    except ImportError as e:
+        # Not "pip install 'jaxprop[privacy]'": that name on the package index
+        # is an unrelated project (see the README); the extra is for source
+        # installs.
+        raise ImportError(
+            "jp.dp_epsilon needs the dp-accounting package: pip install "
+            "dp-accounting, or pip install -e '.[privacy]' in jaxprop's source."
+        ) from e
+    if steps == 0:
+        return 0.0
+    if sigma == 0:
+        return math.inf
+    accountant = rdp.RdpAccountant()
+    event = dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma))
+    accountant.compose(event, int(steps))
+    return float(accountant.get_epsilon(d))
