@@ -97,6 +97,11 @@ _HELP = {
     "1/sqrt of the fed-back width)",
     "kp_lr": "kp: learning rate of the feedback update (default: --lr, one value)",
     "kp_decay": "kp: weight decay of the feedback update, in [0, 1) (default 0.001)",
+    "clip_norm": "DP-SGD: clip each example's update to this norm (with "
+    "--noise-multiplier; any rule but autodiff)",
+    "noise_multiplier": "DP-SGD: Gaussian noise of std noise_multiplier × clip_norm "
+    "on the clipped sum",
+    "delta": "DP-SGD: the δ at which metrics.json reports ε (default 1e-5)",
     "alignment_every": "steps between measures of the rule's alignment with "
     "backprop (default ~1/20 of the run for fa/dfa/sign/kp)",
     "dtype": "float32 or float64 (default float32)",
@@ -353,6 +358,18 @@ def _print_summary(exp, final, doc) -> None:
                 else f" (at steps {at['first']} to {at['last']})"
             )
         print(line)
+    if "privacy" in doc:
+        p = doc["privacy"]
+        eps = (
+            "not computed (pip install dp-accounting)"
+            if p["epsilon"] is None
+            else (f"{p['epsilon']:.3g}")
+        )
+        print(
+            f"DP-SGD: clip norm {p['clip_norm']:g}, noise multiplier "
+            f"{p['noise_multiplier']:g}, q {p['sampling_rate']:.3g}, "
+            f"{p['steps']} steps: ε = {eps} at δ = {p['delta']:g}"
+        )
 
 
 def _bench(args) -> int:

@@ -359,6 +359,15 @@ def test_train_with_a_rule_writes_its_alignment(tmp_path, capsys):
         (["--rule", "kp", "--kp-decay", "1.5"], r"decay must be in [0, 1)"),
         (["--rule", "kp", "--lr", "0.1,0.2"], "kp_lr: give Kolen-Pollack's"),
         (["--feedback-scale", "0.5"], "feedback_scale applies to rule fa"),
+        (["--clip-norm", "1"], "DP-SGD needs both"),
+        (["--noise-multiplier", "1", "--delta", "1e-5"], "DP-SGD needs both"),
+        (["--clip-norm", "0", "--noise-multiplier", "1"], "clip_norm must be a"),
+        (["--clip-norm", "1", "--noise-multiplier", "-1"], "noise_multiplier must"),
+        (["--clip-norm", "1", "--noise-multiplier", "1", "--delta", "1"], "delta"),
+        (
+            ["--clip-norm", "1", "--noise-multiplier", "1", "--rule", "autodiff"],
+            "base has no projection",
+        ),
     ],
     ids=lambda a: a[1] if isinstance(a, list) else None,
 )
@@ -366,6 +375,26 @@ def test_rule_options_are_checked(capsys, args, message):
     assert main(["train", "--steps", "20", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_dp_sgd_from_the_command_line_reports_epsilon(tmp_path, capsys):
+    """--clip-norm/--noise-multiplier train with jp.rules.dp_sgd on the rule and
+    report ε (jp.dp_epsilon with q = batch / n) in metrics.json and the summary;
+    the run's DP state (noise keys) is saved and read back."""
+    out = tmp_path / "run"
+    args = [*MOONS, "--steps", "100", "--rule", "fa", "--clip-norm", "0.5",
+            "--noise-multiplier", "1.1", "--delta", "1e-6"]  # fmt: skip
+    args += ["--out", str(out)]
+    assert main(["train", *args]) == 0
+    printed = capsys.readouterr().out
+    p = strict_json(out / "metrics.json")["privacy"]
+    assert p["sampling_rate"] == 16 / 64 and p["steps"] == 100
+    assert p["epsilon"] == pytest.approx(jp.dp_epsilon(1.1, 0.25, 100, 1e-6))
+    assert f"ε = {p['epsilon']:.3g} at δ = 1e-06" in printed
+    run = jp.load_run(out)
+    assert isinstance(run.rule_state, jp.rules.DPSGDState)
+    assert np.asarray(run.rule_state.clip_norm).shape == (1, 3)
+    assert "alignment_grad_1" not in run.curves  # angles of private data: off
 
 
 def test_file_targets_of_plus_minus_one_or_real_values(tmp_path):

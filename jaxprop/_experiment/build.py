@@ -84,10 +84,10 @@ def build(config: ExperimentConfig) -> Experiment:
             f"file data)."
         )
     alignment_every = config.alignment_every
-    if alignment_every is None and make_rule(config) not in (
-        RULES["backprop"](),
-        RULES["autodiff"](),
-    ):
+    # Not by default under DP-SGD: angles measured on the training data are
+    # not private.
+    measured = make_rule(config) not in (RULES["backprop"](), RULES["autodiff"]())
+    if alignment_every is None and config.clip_norm is None and measured:
         alignment_every = log_every * max(1, n_blocks // 20)
     if alignment_every is not None and alignment_every % log_every:
         raise ValueError(

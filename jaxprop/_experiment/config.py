@@ -16,9 +16,9 @@ from .._costs import COSTS, REDUCTIONS
 from .._layout import STRATEGIES
 from .._mlp import MLP
 from .._params import SCHEMES
-from .._rules import RULES, Rule
+from .._rules import RULES, Rule, dp_sgd
 from .._train import GRADS
-from .._validate import choice, in_unit_interval, integer, number
+from .._validate import choice, in_unit_interval, integer, number, positive_number
 
 DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d")
 DTYPES = ("float32", "float64")
@@ -70,6 +70,9 @@ class ExperimentConfig:
       feedback_scale: the range of fa/dfa/kp's random feedback (default
         theirs); kp_lr, kp_decay: Kolen-Pollack's B update (default: the
         learning rate, which must then be one, and 0.001).
+      clip_norm, noise_multiplier: DP-SGD (``jp.rules.dp_sgd``) on the rule's
+        updates: per-example clipping to C and Gaussian noise σC; delta: the δ
+        at which metrics.json reports ε (``jp.dp_epsilon``; default 1e-5).
       alignment_every: steps between measures of the rule's alignment with
         backprop (default: with a rule other than backprop/autodiff, ~1/20).
       log_every: steps per logged loss (default: about 1/200 of the run).
@@ -102,6 +105,9 @@ class ExperimentConfig:
     kp_lr: float | None = None
     kp_decay: float | None = None
     alignment_every: int | None = None
+    clip_norm: float | None = None
+    noise_multiplier: float | None = None
+    delta: float | None = None
     dtype: str = "float32"
     strategy: str = "auto"
     chunk_size: int | None = None
@@ -255,6 +261,21 @@ def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
                     f"would be ignored with rule {rule!r}."
                 )
             out[key] = number(v[key], key, parse=True)
+    if "clip_norm" in v or "noise_multiplier" in v or "delta" in v:
+        if "clip_norm" not in v or "noise_multiplier" not in v:
+            raise ValueError(
+                "clip_norm and noise_multiplier: DP-SGD needs both (and delta "
+                "applies only with them)."
+            )
+        out["clip_norm"] = positive_number(v["clip_norm"], "clip_norm", parse=True)
+        sigma = number(v["noise_multiplier"], "noise_multiplier", parse=True)
+        if sigma < 0:
+            raise ValueError(f"noise_multiplier must be ≥ 0; got {sigma}.")
+        out["noise_multiplier"] = sigma
+        if "delta" in v:
+            out["delta"] = in_unit_interval(
+                v["delta"], "delta", low_open=True, parse=True
+            )
     if "momentum" in v:
         momentum = in_unit_interval(v["momentum"], "momentum", parse=True)
         optimizer = out.get("optimizer", "sgd")
@@ -285,11 +306,19 @@ def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
 
 
 def make_rule(config: ExperimentConfig) -> Rule:
-    """The configuration's credit-assignment rule (``grad`` is an alias).
+    """The configuration's credit-assignment rule (``grad`` is an alias),
+    wrapped in ``jp.rules.dp_sgd`` when ``clip_norm`` is set.
 
     Raises:
       ValueError, TypeError: a rule parameter out of range, named.
     """
+    rule = _base_rule(config)
+    if config.clip_norm is not None:
+        rule = dp_sgd(config.clip_norm, config.noise_multiplier, base=rule)
+    return rule
+
+
+def _base_rule(config: ExperimentConfig) -> Rule:
     name = config.rule or {"autodiff": "autodiff"}.get(config.grad, "backprop")
     if name in ("fa", "dfa"):
         return RULES[name](config.feedback_scale)

@@ -22,6 +22,7 @@ from .._metrics import (
     proportion,
     summarize,
 )
+from .._per_example import dp_epsilon
 from .build import Experiment
 from .store import Checkpoint, write_json
 
@@ -158,6 +159,7 @@ def results_doc(exp: Experiment, checkpoint: Checkpoint):
             for i, lr in enumerate(config.lr)
             for s in range(config.seeds)
         ],
+        **({"privacy": privacy(exp)} if config.clip_norm is not None else {}),
         "timing": {
             "train_s": seconds,
             "steps": config.steps,
@@ -167,6 +169,43 @@ def results_doc(exp: Experiment, checkpoint: Checkpoint):
         },
     }
     return doc, result, metrics
+
+
+#: The δ of the reported ε when none is given.
+DEFAULT_DELTA = 1e-5
+
+
+def privacy(exp: Experiment) -> dict[str, Any]:
+    """DP-SGD's settings and ε at δ (``jp.dp_epsilon``, dp-accounting's RDP).
+
+    Each step is accounted as a Poisson sample with q = batch_size / n (1 for
+    full-batch steps, which get no amplification). The trainer draws
+    minibatches by shuffling, not by Poisson sampling, so for q < 1 the ε is
+    the usual approximation, not a guarantee (``accounting`` says which).
+    """
+    config = exp.config
+    n = exp.data.x.shape[0]
+    q = 1.0 if config.batch_size is None else config.batch_size / n
+    delta = DEFAULT_DELTA if config.delta is None else config.delta
+    doc = {
+        "clip_norm": config.clip_norm,
+        "noise_multiplier": config.noise_multiplier,
+        "delta": delta,
+        "sampling_rate": q,
+        "steps": config.steps,
+        "accounting": (
+            "RDP, every step the whole data set (exact)"
+            if q == 1
+            else "RDP, Poisson sampling with q = batch_size / n (an approximation "
+            "of shuffled minibatches)"
+        ),
+    }
+    try:
+        doc["epsilon"] = dp_epsilon(config.noise_multiplier, q, config.steps, delta)
+    except ImportError:
+        doc["epsilon"] = None
+        doc["accounting"] = "not computed: pip install dp-accounting"
+    return doc
 
 
 def _best_lr(doc: Mapping[str, Any], lrs) -> int:
