@@ -4,7 +4,7 @@ Each activation is an :class:`Activation`: the forward map ``fn(z)`` and its
 derivative ``derivative(z, a)``, which receives both the pre-activation ``z`` and
 the saved activation ``a = fn(z)`` so that it can use the cheap forms
 σ' = σ(1 − σ) for the sigmoid and σ' = 1 − tanh² for tanh without recomputing
-anything. The backward pass (``jaxprop._mlp``) only ever calls ``derivative``; no
+anything. The backward pass (``jaxprop._backprop``) only ever calls ``derivative``; no
 derivative here comes from autodiff.
 
 At a kink (relu and leaky_relu at 0) the derivative takes the same one-sided value

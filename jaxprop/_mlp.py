@@ -1,4 +1,4 @@
-r"""The multilayer perceptron and its hand-written backward pass.
+r"""The multilayer perceptron: checked, jitted methods over the δ pass.
 
 For layers l = 1..L, with a^0 = x (row-vector convention, x: (batch, n_0)):
 
@@ -6,7 +6,10 @@ For layers l = 1..L, with a^0 = x (row-vector convention, x: (batch, n_0)):
 
 where σ_l is the hidden activation for l < L and the output activation for l = L.
 The loss is L = Σ_batch c(a^L, y) (``reduction="sum"``) or its mean over the batch.
-The backward pass is the δ recursion, in ``_delta_recursion``.
+The maths (forward pass, output δ, the δ recursion, weight gradients) is in
+``jaxprop._backprop``, as pure functions of arrays; this module is the
+convenience class that checks its inputs and jits those functions, and the
+runs-last batching rule for many runs of a tiny network.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import functools
 import itertools
 import operator
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,10 +30,18 @@ from ._activations import (
     default_scheme,
     describe,
 )
+from ._backprop import (
+    Cache,
+    delta_recursion,
+    forward,
+    output_delta,
+    reduce,
+    through,
+    weight_grads,
+)
 from ._costs import COSTS, REDUCTIONS, Cost, canonical_cost, fits
 from ._inputs import check_x, check_y
 from ._params import (
-    Layer,
     Params,
     check_float_dtype,
     check_key,
@@ -41,18 +51,6 @@ from ._params import (
 )
 
 Array = jax.Array
-
-
-class Cache(NamedTuple):
-    """What the forward pass keeps for the backward pass.
-
-    Attributes:
-      a: (a^0, ..., a^L); a^0 = x: (batch, n_0), a^l: (batch, n_l).
-      z: (z^1, ..., z^L); z^l: (batch, n_l). Note ``z[l - 1]`` is z^l.
-    """
-
-    a: tuple[Array, ...]
-    z: tuple[Array, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +125,7 @@ class MLP:
                 f"{list(REDUCTIONS)}."
             )
         if not fits(self.cost, self.output_activation):
-            wanted = [str(f) for f in self._cost.output_activations]
+            wanted = [str(f) for f in self.cost_fn.output_activations]
             raise ValueError(
                 f"cost={describe(self.cost)} needs output_activation in "
                 f"{wanted}, got {describe(self.output_activation)}"
@@ -150,19 +148,22 @@ class MLP:
         """Number of weight layers L."""
         return len(self.sizes) - 1
 
-    # What the compiled core calls: the objects behind names (checked already).
+    # The objects behind names (checked already), for the δ pass (_backprop).
     @property
-    def _sigma(self) -> Activation:
+    def sigma(self) -> Activation:
+        """The hidden activation σ as a :class:`jp.Activation`."""
         a = self.activation
         return ACTIVATIONS[a] if isinstance(a, str) else a
 
     @property
-    def _sigma_out(self) -> Activation:
+    def sigma_out(self) -> Activation:
+        """The output activation σ_L as a :class:`jp.Activation`."""
         a = self.output_activation
         return ACTIVATIONS[a] if isinstance(a, str) else a
 
     @property
-    def _cost(self) -> Cost:
+    def cost_fn(self) -> Cost:
+        """The per-example cost c(ŷ, y) and its δ^L as a :class:`jp.Cost`."""
         return COSTS[self.cost] if isinstance(self.cost, str) else self.cost
 
     # ------------------------------------------------------------ public API
@@ -351,14 +352,7 @@ def _init(scheme: str, dtype, sizes: tuple[int, ...], key) -> Params:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _forward_with_cache(net: MLP, params: Params, x: Array) -> tuple[Array, Cache]:
-    a, zs, as_ = x, [], [x]
-    for l, layer in enumerate(params, start=1):
-        sigma = net._sigma_out if l == net.n_layers else net._sigma
-        z = _contract(a, layer.w, 1, 0) + layer.b  # a^{l-1} W^l + b^l
-        a = sigma.fn(z)
-        zs.append(z)
-        as_.append(a)
-    return a, Cache(a=tuple(as_), z=tuple(zs))
+    return forward(params, x, net.sigma, net.sigma_out)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -366,163 +360,28 @@ def _forward(net: MLP, params: Params, x: Array) -> Array:
     return _forward_with_cache(net, params, x)[0]
 
 
-def _reduce(net: MLP, c: Array) -> Array:
-    """Σ or mean of the per-example costs c: (batch, *runs) over the batch."""
-    return jnp.sum(c, axis=0) if net.reduction == "sum" else jnp.mean(c, axis=0)
-
-
-def _output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
-    """Per example, before the batch reduction: (c: (batch,), δ^L_i = ∂c_i/∂z^L_i:
-    (batch, n_out)). Trailing run axes broadcast, as everywhere in the core."""
-    return net._cost.value_and_delta(cache.z[-1], cache.a[-1], y, net._sigma_out)
-
-
-def _cost_and_output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
-    """(L, δ^L = ∂L/∂z^L: (batch, n_out)), the batch reduction included."""
-    c, delta = _output_delta(net, cache, y)
-    if net.reduction == "mean":
-        delta = delta / cache.z[-1].shape[0]
-    return _reduce(net, c), delta
+def loss_and_output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
+    """(L, δ^L = ∂L/∂z^L: (batch, n_out)) of ``net``'s cost and reduction."""
+    return reduce(*output_delta(cache, y, net.cost_fn, net.sigma_out), net.reduction)
 
 
 def _loss_from_cache(net: MLP, cache: Cache, y: Array) -> Array:
-    return _cost_and_output_delta(net, cache, y)[0]  # XLA drops the unused δ^L
-
-
-def _deltas(net: MLP, cache: Cache, delta: Array, project) -> tuple[Array, ...]:
-    r"""The δ recursion with a replaceable projection: (δ^1, ..., δ^L).
-
-    .. math::
-        δ^{l} = \mathrm{project}(l, δ^{l+1}, δ^L) ⊙ σ'(z^{l}),  l = L-1, ..., 1
-
-    Backpropagation projects with the forward weights, ``project(l, d, _) =
-    d (W^{l+1})ᵀ``; feedback alignment with fixed random B^{l+1} in place of
-    W^{l+1}; direct feedback alignment sends δ^L straight down, δ^L B^l.
-
-    Args:
-      net: the configuration (for σ').
-      cache: the forward pass's a^0..a^L and z^1..z^L.
-      delta: δ^L: (batch, n_L), the output layer's error (true for every rule).
-      project: ``(l, δ^{l+1}, δ^L) -> (batch, n_l)``, the signal that reaches
-        layer l before σ'(z^l).
-
-    Returns:
-      (δ^1, ..., δ^L), δ^l: (batch, n_l).
-    """
-    deltas = [delta]
-    for l in range(net.n_layers - 1, 0, -1):
-        z, a = cache.z[l - 1], cache.a[l]  # z^l, a^l
-        deltas.append(project(l, deltas[-1], delta) * net._sigma.derivative(z, a))
-    return tuple(reversed(deltas))
-
-
-def _weight_grads(
-    cache: Cache, deltas: Sequence[Array], scale: Array | None = None
-) -> Params:
-    r"""∂W^l = (a^{l-1})ᵀ δ^l and ∂b^l = Σ_batch δ^l for every layer.
-
-    With ``scale`` s: (batch,), each example's δ^l_i is weighted first:
-    ∂W^l = (a^{l-1})ᵀ (s ⊙ δ^l) = Σ_i s_i (a^{l-1}_i)ᵀ δ^l_i, one contraction
-    per layer however the examples are weighted (per-example clipping, a
-    Poisson sample's mask). Trailing run axes broadcast: s: (batch, *runs).
-    """
-    if scale is not None:
-        deltas = [jnp.expand_dims(scale, 1) * d for d in deltas]
-    return tuple(
-        Layer(w=_contract(cache.a[l], d, 0, 0), b=jnp.sum(d, axis=0))
-        for l, d in enumerate(deltas)
-    )
-
-
-def _per_example_weight_grads(cache: Cache, deltas: Sequence[Array]) -> Params:
-    r"""Every example's own gradient, unreduced: Layer(w: (batch, n_{l-1}, n_l),
-    b: (batch, n_l)) with w_i = (a^{l-1}_i)ᵀ δ^l_i and b_i = δ^l_i.
-
-    An outer product per example: batch·n_{l-1}·n_l numbers per layer. For norms
-    or clipping use ``_per_example_sq_norms`` and ``_weight_grads``'s scale,
-    which never form them.
-    """
-    return tuple(
-        Layer(w=cache.a[l][:, :, None] * d[:, None, :], b=d)
-        for l, d in enumerate(deltas)
-    )
-
-
-def _per_example_sq_norms(cache: Cache, deltas: Sequence[Array]) -> Array:
-    r"""‖g_i‖² of every example's gradient g_i, without forming g_i: (batch,).
-
-    .. math::
-        ‖g_i‖² = Σ_l ‖(a^{l-1}_i)ᵀ δ^l_i‖_F² + ‖δ^l_i‖²
-               = Σ_l ‖δ^l_i‖² (‖a^{l-1}_i‖² + 1),
-
-    since the Frobenius norm of an outer product u vᵀ is ‖u‖ ‖v‖ (Goodfellow
-    2015, "Efficient per-example gradient computations"): O(batch · Σ_l n_l)
-    work and memory. Trailing run axes broadcast: (batch, *runs).
-    """
-    return sum(
-        jnp.sum(d * d, axis=1) * (jnp.sum(a * a, axis=1) + 1)
-        for a, d in zip(cache.a, deltas, strict=False)
-    )
-
-
-def _clip_factors(sq_norms: Array, clip_norm: Array) -> Array:
-    """min(1, C/‖g_i‖) from ‖g_i‖²: (batch, *runs); 1 where g_i = 0 and for C = ∞."""
-    norms = jnp.sqrt(sq_norms)
-    over = norms > clip_norm
-    return jnp.where(over, clip_norm / jnp.where(over, norms, 1), 1).astype(norms.dtype)
+    return loss_and_output_delta(net, cache, y)[0]  # XLA drops the unused δ^L
 
 
 def _delta_recursion(
     net: MLP, feedback: tuple[Array, ...], cache: Cache, delta: Array
 ) -> Params:
-    r"""The backward pass: the δ equations of backpropagation, by hand.
-
-    .. math::
-        δ^{l} = (δ^{l+1} (B^{l+1})ᵀ) ⊙ σ'(z^{l}),  l = L-1, ..., 1
-        ∂L/∂W^l = (a^{l-1})ᵀ δ^l,        ∂L/∂b^l = Σ_batch δ^l
-
-    With B^l = W^l this is backpropagation; other feedback matrices give other
-    credit-assignment rules on the same recursion (``_deltas``).
-
-    Args:
-      net: the configuration (for σ').
-      feedback: (B^2, ..., B^L), B^l: (n_{l-1}, n_l).
-      cache: the forward pass's a^0..a^L and z^1..z^L.
-      delta: δ^L: (batch, n_L).
-
-    Returns:
-      (Layer(∂L/∂W^1, ∂L/∂b^1), ..., Layer(∂L/∂W^L, ∂L/∂b^L)).
-    """
-
-    def project(l, delta_next, _):
-        return _contract(delta_next, feedback[l - 1], 1, 1)  # δ^{l+1} (B^{l+1})ᵀ
-
-    return _weight_grads(cache, _deltas(net, cache, delta, project))
-
-
-def _contract(u: Array, v: Array, i: int, j: int) -> Array:
-    """Σ_k u[..k..] v[..k..] over axis i of u and axis j of v (i, j ∈ {0, 1}).
-
-    For matrices, ``a.T @ d`` and ``d @ w.T`` written as one ``dot_general``
-    with the contracted axes named, not a transpose and a dot: XLA:CPU otherwise
-    materializes wᵀ before a matrix-vector product (a full copy of w at every
-    step, which made batch-1 steps of width 4096 up to 2x slower).
-
-    With trailing run axes (u: (m, k, *runs), v: (k, n, *runs) up to the
-    transposes, runs broadcasting), the sum is written as elementwise products:
-    every run's small product is computed at once, vectorized along the runs.
-    """
-    if u.ndim == 2 and v.ndim == 2:
-        return jax.lax.dot_general(u, v, (((i,), (j,)), ((), ())))
-    u = u if i == 1 else jnp.swapaxes(u, 0, 1)  # (m, k, *runs)
-    v = v if j == 0 else jnp.swapaxes(v, 0, 1)  # (k, n, *runs)
-    terms = (u[:, k : k + 1] * v[k : k + 1] for k in range(u.shape[1]))
-    return functools.reduce(operator.add, terms)
+    r"""Backpropagation's updates with B^l in place of W^l on the way down:
+    δ^{l} = (δ^{l+1} (B^{l+1})ᵀ) ⊙ σ'(z^{l}), ∂W^l = (a^{l-1})ᵀ δ^l, ∂b^l =
+    Σ_batch δ^l; feedback = (B^2, ..., B^L), B^l: (n_{l-1}, n_l)."""
+    deltas = delta_recursion(cache, delta, net.sigma, through(feedback))
+    return weight_grads(cache, deltas)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _backward(net: MLP, feedback: tuple[Array, ...], cache: Cache, y: Array) -> Params:
-    delta = _cost_and_output_delta(net, cache, y)[1]
+    delta = loss_and_output_delta(net, cache, y)[1]
     return _delta_recursion(net, feedback, cache, delta)
 
 
@@ -530,7 +389,7 @@ def _backward(net: MLP, feedback: tuple[Array, ...], cache: Cache, y: Array) -> 
 def _value_and_backprop(net: MLP, params: Params, x: Array, y: Array, with_grads: bool):
     """(L, ∂L/∂params) from one forward pass; (L, None) without the gradient."""
     _, cache = _forward_with_cache(net, params, x)
-    value, delta = _cost_and_output_delta(net, cache, y)
+    value, delta = loss_and_output_delta(net, cache, y)
     if not with_grads:
         return value, None
     feedback = tuple(layer.w for layer in params[1:])
@@ -583,7 +442,7 @@ def runs_last(net: MLP, fn, x_index: int):
     argument with the runs moved to the last axis (shared arguments get a
     trailing axis of 1), and its outputs' runs axis is moved back to the
     front; otherwise a plain ``vmap``. ``fn`` must be written with products
-    that broadcast trailing run axes (``_contract``) and elementwise
+    that broadcast trailing run axes (``_backprop.contract``) and elementwise
     operations, as the δ recursion is.
     """
 

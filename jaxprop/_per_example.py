@@ -2,7 +2,7 @@ r"""Per-example gradients, their norms and clipping from one δ backward pass,
 and the privacy accounting of DP-SGD.
 
 Every δ rule's δ's are linear in δ^L and computed row by row: run the δ
-recursion (``jaxprop._mlp._deltas``) from the per-example output errors
+recursion (``jaxprop._backprop.delta_recursion``) from the per-example output errors
 δ^L_i = ∂c(ŷ_i, y_i)/∂z^L_i, before the batch reduction, and row i of each δ^l
 is example i's own. Example i's update is then
 
@@ -31,13 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._mlp import (
-    MLP,
-    _clip_factors,
-    _per_example_sq_norms,
-    _per_example_weight_grads,
-    _weight_grads,
-)
+from . import _backprop as bp
+from ._mlp import MLP
 from ._params import Params
 from ._rules import Rule, _check_number, _example_deltas, check_delta_rule
 from ._vjp import _check_net, _layers, _state
@@ -50,11 +45,11 @@ def _per_example(what: str, net: MLP, rule: Rule, params, state, x, y, clip_norm
     """One δ pass, then ``what``: "grads", "norms" or "clipped" (checked inputs)."""
     cache, _, deltas = _example_deltas(net, rule, params, state, x, y)
     if what == "grads":
-        return _per_example_weight_grads(cache, deltas)
-    sq_norms = _per_example_sq_norms(cache, deltas)
+        return bp.per_example_weight_grads(cache, deltas)
+    sq_norms = bp.per_example_sq_norms(cache, deltas)
     if what == "norms":
         return jnp.sqrt(sq_norms)
-    return _weight_grads(cache, deltas, _clip_factors(sq_norms, clip_norm))
+    return bp.weight_grads(cache, deltas, bp.clip_factors(sq_norms, clip_norm))
 
 
 def _checked(net, params, x, y, rule, state):

@@ -7,7 +7,7 @@ A :class:`Rule` is a NamedTuple of two pure functions, as an optax
     loss, grads, state = rule.value_and_grads(net, params, state, x, y)
 
 Every rule below is the library's forward pass, its output error δ^L (true for
-every rule) and its δ recursion (``jaxprop._mlp._deltas``) with another
+every rule) and its δ recursion (``jaxprop._backprop.delta_recursion``) with another
 projection in the step δ^l = project(l, δ^{l+1}, δ^L) ⊙ σ'(z^l):
 
 ============================  ================================================
@@ -52,20 +52,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._mlp import (
-    MLP,
-    Cache,
-    _clip_factors,
-    _contract,
-    _cost_and_output_delta,
-    _deltas,
-    _forward_with_cache,
-    _output_delta,
-    _per_example_sq_norms,
-    _reduce,
-    _weight_grads,
-    runs_last,
-)
+from . import _backprop as bp
+from ._backprop import Cache
+from ._mlp import MLP, loss_and_output_delta, runs_last
 from ._params import Params
 
 Array = jax.Array
@@ -137,36 +126,34 @@ class KolenPollackState(NamedTuple):
 # ------------------------------------------------------------ building blocks
 def forward(net: MLP, params: Params, x: Array) -> tuple[Array, Cache]:
     """ŷ = a^L and the cache (a^0..a^L, z^1..z^L) of the forward pass."""
-    return _forward_with_cache(net, params, x)
+    return bp.forward(params, x, net.sigma, net.sigma_out)
 
 
 def output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
     """(L, δ^L = ∂L/∂z^L: (batch, n_L)), the batch reduction included."""
-    return _cost_and_output_delta(net, cache, y)
+    return loss_and_output_delta(net, cache, y)
 
 
 def delta_recursion(net: MLP, cache: Cache, delta: Array, project) -> tuple:
     """(δ^1, ..., δ^L) from δ^L with ``project(l, δ^{l+1}, δ^L) -> (batch, n_l)``
-    in place of δ^{l+1} (W^{l+1})ᵀ (see ``jaxprop._mlp._deltas``)."""
-    return _deltas(net, cache, delta, project)
+    in place of δ^{l+1} (W^{l+1})ᵀ (see ``jaxprop._backprop.delta_recursion``)."""
+    return bp.delta_recursion(cache, delta, net.sigma, project)
 
 
 def weight_grads(cache: Cache, deltas, scale: Array | None = None) -> Params:
     """(Layer((a^{l-1})ᵀ δ^l, Σ_batch δ^l) for each l); with ``scale`` s:
     (batch,), each example's δ^l_i weighted by s_i first."""
-    return _weight_grads(cache, deltas, scale)
+    return bp.weight_grads(cache, deltas, scale)
 
 
 def contract(u: Array, v: Array, i: int, j: int) -> Array:
     """Σ_k u[..k..] v[..k..] over axis i of u and axis j of v: ``u @ v`` is
     ``contract(u, v, 1, 0)``, ``u @ vᵀ`` is ``contract(u, v, 1, 1)``; safe on
     runs-last arrays."""
-    return _contract(u, v, i, j)
+    return bp.contract(u, v, i, j)
 
 
-def _through(feedback) -> Callable:
-    """The projection δ^{l+1} (B^{l+1})ᵀ with feedback = (B^2, ..., B^L)."""
-    return lambda l, delta_next, _: _contract(delta_next, feedback[l - 1], 1, 1)
+_through = bp.through  # δ^{l+1} (B^{l+1})ᵀ with (B^2, ..., B^L)
 
 
 def _step(net, params, x, y, project) -> tuple[Array, Params]:
@@ -297,7 +284,7 @@ def feedback_alignment(scale: float | None = None) -> Rule:
 
 def _dfa_project(params, state):
     # δ^L B^l, B^l: (n_L, n_l)
-    return lambda l, _, delta_out: _contract(delta_out, state.feedback[l - 1], 1, 0)
+    return lambda l, _, delta_out: bp.contract(delta_out, state.feedback[l - 1], 1, 0)
 
 
 @functools.cache
@@ -420,10 +407,14 @@ def check_delta_rule(rule, argname: str = "rule") -> Rule:
 
 def _example_deltas(net: MLP, rule: Rule, params: Params, state, x, y):
     """(cache, c: (batch,), (δ^1, ..., δ^L)) of a δ rule, per example: δ^L_i =
-    ∂c_i/∂z^L_i, before the batch reduction (``_mlp._output_delta``)."""
-    _, cache = _forward_with_cache(net, params, x)
-    c, delta = _output_delta(net, cache, y)
-    return cache, c, _deltas(net, cache, delta, rule.project(params, state))
+    ∂c_i/∂z^L_i, before the batch reduction (``_backprop.output_delta``)."""
+    _, cache = bp.forward(params, x, net.sigma, net.sigma_out)
+    c, delta = bp.output_delta(cache, y, net.cost_fn, net.sigma_out)
+    return (
+        cache,
+        c,
+        bp.delta_recursion(cache, delta, net.sigma, rule.project(params, state)),
+    )
 
 
 def _draw(sample, key: Array, shape: tuple[int, ...]) -> Array:
@@ -486,7 +477,7 @@ def _dp_sgd(
         cache, c, deltas = _example_deltas(net, base, params, state.base, x, y)
         c_norm = state.clip_norm
         # min(1, C/‖g_i‖) per example: one more contraction per layer below.
-        scale = _clip_factors(_per_example_sq_norms(cache, deltas), c_norm)
+        scale = bp.clip_factors(bp.per_example_sq_norms(cache, deltas), c_norm)
         n = x.shape[0]
         if sampling == "poisson":
             q = state.sampling_rate
@@ -497,7 +488,7 @@ def _dp_sgd(
             )
             scale = scale * (u < q)  # each example kept with probability q
             n = q * n  # the expected sample size (Abadi et al. 2016)
-        grads = _weight_grads(cache, deltas, scale)
+        grads = bp.weight_grads(cache, deltas, scale)
         # One N(0, I) draw for all the parameters (in params' leaf order), cut
         # into the leaves' shapes: one random-number kernel per step.
         leaves, treedef = jax.tree.flatten(grads)
@@ -518,7 +509,11 @@ def _dp_sgd(
             state.base if base.update is None else base.update(state.base, grads)
         )
         state = state._replace(base=base_state, count=state.count + 1)
-        return _reduce(net, c), grads, state
+        return (
+            jnp.sum(c, axis=0) if net.reduction == "sum" else jnp.mean(c, axis=0),
+            grads,
+            state,
+        )
 
     return Rule(init, value_and_grads, base.runs_last)
 
@@ -708,10 +703,12 @@ def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
     """
     check_rule(rule)
     x, y = net._check_xy(params, x, y)
-    _, cache = _forward_with_cache(net, params, x)
-    _, delta = _cost_and_output_delta(net, cache, y)
-    true = _deltas(net, cache, delta, _through([p.w for p in params[1:]]))
-    true_grads = _weight_grads(cache, true)
+    _, cache = bp.forward(params, x, net.sigma, net.sigma_out)
+    _, delta = loss_and_output_delta(net, cache, y)
+    true = bp.delta_recursion(
+        cache, delta, net.sigma, _through([p.w for p in params[1:]])
+    )
+    true_grads = bp.weight_grads(cache, true)
     _, grads, _ = rule.value_and_grads(net, params, state, x, y)
     flat = lambda g: jnp.concatenate([g.w.ravel(), g.b.ravel()])  # noqa: E731
     grad = jnp.stack(
@@ -723,7 +720,7 @@ def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
     mine = (
         None
         if make_project is None
-        else _deltas(net, cache, delta, make_project(params, state))
+        else bp.delta_recursion(cache, delta, net.sigma, make_project(params, state))
     )
     nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)
     delta_angles = (

@@ -2,7 +2,7 @@ r"""The δ backward pass as a JAX VJP: an MLP block inside any JAX model.
 
 ``loss_with_vjp(net, rule)`` and ``apply_with_vjp(net, rule)`` are
 ``jax.custom_vjp`` functions whose backward is the rule's δ recursion
-(``jaxprop._mlp._deltas``), written by hand: no autodiff runs inside them.
+(``jaxprop._backprop.delta_recursion``), written by hand: no autodiff runs inside them.
 ``jax.grad`` of any function that calls them runs that recursion for the MLP's
 part and JAX's own VJPs around it.
 
@@ -32,15 +32,9 @@ import functools
 
 import jax
 
-from ._mlp import (
-    MLP,
-    Cache,
-    _contract,
-    _cost_and_output_delta,
-    _deltas,
-    _forward_with_cache,
-    _weight_grads,
-)
+from . import _backprop as bp
+from ._backprop import Cache
+from ._mlp import MLP, loss_and_output_delta
 from ._params import Layer, Params
 from ._rules import Rule, check_delta_rule, check_rule_state
 
@@ -58,9 +52,9 @@ def _backward(
 ) -> tuple[Params, Array]:
     """(∂L/∂params, ∂L/∂x: (batch, n_0)) from δ^L: (batch, n_L) by the rule's
     δ recursion (the equations in the module docstring)."""
-    deltas = _deltas(net, cache, delta, rule.project(params, state))
-    dx = _contract(deltas[0], params[0].w, 1, 1)  # δ^1 (W^1)ᵀ
-    return _weight_grads(cache, deltas), dx
+    deltas = bp.delta_recursion(cache, delta, net.sigma, rule.project(params, state))
+    dx = bp.contract(deltas[0], params[0].w, 1, 1)  # δ^1 (W^1)ᵀ
+    return bp.weight_grads(cache, deltas), dx
 
 
 def _state(rule: Rule, net: MLP, params: Params, state):
@@ -88,12 +82,12 @@ def _layers(params) -> Params:
 def _loss_core(net: MLP, rule: Rule):
     @jax.custom_vjp
     def loss(params, x, y, state):
-        _, cache = _forward_with_cache(net, params, x)
-        return _cost_and_output_delta(net, cache, y)[0]
+        _, cache = bp.forward(params, x, net.sigma, net.sigma_out)
+        return loss_and_output_delta(net, cache, y)[0]
 
     def fwd(params, x, y, state):
-        _, cache = _forward_with_cache(net, params, x)
-        value, delta = _cost_and_output_delta(net, cache, y)
+        _, cache = bp.forward(params, x, net.sigma, net.sigma_out)
+        value, delta = loss_and_output_delta(net, cache, y)
         return value, (params, cache, delta, state)
 
     def bwd(res, g):
@@ -109,16 +103,16 @@ def _loss_core(net: MLP, rule: Rule):
 def _apply_core(net: MLP, rule: Rule):
     @jax.custom_vjp
     def apply(params, x, state):
-        return _forward_with_cache(net, params, x)[0]
+        return bp.forward(params, x, net.sigma, net.sigma_out)[0]
 
     def fwd(params, x, state):
-        y_hat, cache = _forward_with_cache(net, params, x)
+        y_hat, cache = bp.forward(params, x, net.sigma, net.sigma_out)
         return y_hat, (params, cache, state)
 
     def bwd(res, g):
         params, cache, state = res
         z, a = cache.z[-1], cache.a[-1]
-        delta = g * net._sigma_out.derivative(z, a)  # δ^L = g ⊙ σ_L'(z^L)
+        delta = g * net.sigma_out.derivative(z, a)  # δ^L = g ⊙ σ_L'(z^L)
         grads, dx = _backward(net, rule, params, state, cache, delta)
         return grads, dx, None
 

@@ -12,10 +12,10 @@ import optax
 import pytest
 
 import jaxprop as jp
+from jaxprop._backprop import contract as _contract
 from jaxprop._mlp import (
     RUNS_LAST_MAX_BATCH,
     RUNS_LAST_MAX_WIDTH,
-    _contract,
     runs_last_pays,
     value_and_backprop_over_runs,
 )
