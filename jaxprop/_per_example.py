@@ -35,6 +35,7 @@ from . import _backprop as bp
 from ._mlp import MLP
 from ._params import Params
 from ._rules import Rule, _check_number, _example_deltas, check_delta_rule
+from ._validate import integer
 from ._vjp import _check_net, _layers, _state
 
 Array = jax.Array
@@ -189,10 +190,7 @@ def dp_epsilon(
     q = _check_number(sampling_rate, "sampling_rate", positive=True)
     if q > 1:
         raise ValueError(f"sampling_rate must be in (0, 1]; got {q}.")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-        raise TypeError(f"steps must be an integer; got {steps!r}.")
-    if steps < 0:
-        raise ValueError(f"steps must be ≥ 0; got {steps}.")
+    steps = integer(steps, "steps", low=0)
     d = _check_number(delta, "delta", positive=True)
     if d >= 1:
         raise ValueError(f"delta must be in (0, 1); got {d}.")

@@ -56,6 +56,7 @@ from . import _backprop as bp
 from ._backprop import Cache
 from ._mlp import MLP, loss_and_output_delta, runs_last
 from ._params import Params
+from ._validate import in_unit_interval, non_negative_number, positive_number
 
 Array = jax.Array
 
@@ -168,25 +169,7 @@ def _no_state(key, net, params):
 
 # --------------------------------------------------------------------- rules
 def _check_scale(scale, name: str = "scale") -> float | None:
-    if scale is None:
-        return None
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)):
-        raise TypeError(f"{name} must be a positive number or None; got {scale!r}.")
-    if not (math.isfinite(scale) and scale > 0):
-        raise ValueError(f"{name} must be a positive finite number; got {scale}.")
-    return float(scale)
-
-
-def _check_unit(value, name: str, low_open: bool) -> float:
-    """A number in [0, 1) (or (0, 1) with ``low_open``), else an error naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-        raise TypeError(f"{name} must be a number; got {value!r}.")
-    value = float(value)
-    ok = (0 < value if low_open else 0 <= value) and value < 1
-    if not ok:
-        span = "(0, 1)" if low_open else "[0, 1)"
-        raise ValueError(f"{name} must be in {span}; got {value}.")
-    return value
+    return None if scale is None else positive_number(scale, name)
 
 
 def delta_rule(init, project, update=None) -> Rule:
@@ -358,7 +341,7 @@ def kolen_pollack(
     lr = _check_scale(learning_rate, "learning_rate")
     if lr is None:
         raise TypeError("learning_rate must be a positive number; got None.")
-    return _kolen_pollack(lr, _check_unit(decay, "decay", False), _check_scale(scale))
+    return _kolen_pollack(lr, in_unit_interval(decay, "decay"), _check_scale(scale))
 
 
 # ---------------------------------------------------------------- DP-SGD
@@ -435,16 +418,8 @@ def _step_key(state: DPSGDState, i: int) -> Array:
 
 
 def _check_number(value, name: str, *, positive: bool) -> float:
-    """A finite number (> 0 with ``positive``, else ≥ 0), else an error naming it."""
-    if isinstance(value, bool) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ):
-        raise TypeError(f"{name} must be a number; got {value!r}.")
-    value = float(value)
-    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
-        what = "positive" if positive else "non-negative"
-        raise ValueError(f"{name} must be a {what} finite number; got {value}.")
-    return value
+    """A finite number, > 0 with ``positive`` else ≥ 0 (``jaxprop._validate``)."""
+    return (positive_number if positive else non_negative_number)(value, name)
 
 
 #: DP-SGD's ways of drawing each step's examples from the batch it is given.

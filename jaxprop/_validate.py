@@ -69,6 +69,14 @@ def positive_number(value, name: str, *, parse: bool = False) -> float:
     return value
 
 
+def non_negative_number(value, name: str, *, parse: bool = False) -> float:
+    """``value`` as a finite float ≥ 0."""
+    value = number(value, name, parse=parse)
+    if value < 0:
+        raise ValueError(f"{name} must be ≥ 0; got {value}.")
+    return value
+
+
 def in_unit_interval(
     value, name: str, *, low_open: bool = False, parse: bool = False
 ) -> float:

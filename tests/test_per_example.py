@@ -443,7 +443,7 @@ def test_dp_epsilon_matches_dp_accounting_and_known_values():
         ((1.0, 0.0, 10, 1e-5), ValueError, "sampling_rate"),
         ((1.0, 1.5, 10, 1e-5), ValueError, "sampling_rate"),
         ((-1.0, 0.1, 10, 1e-5), ValueError, "noise_multiplier"),
-        ((1.0, 0.1, 2.5, 1e-5), TypeError, "steps must be an integer"),
+        ((1.0, 0.1, 2.5, 1e-5), TypeError, "steps must be an integer ≥ 0"),
         ((1.0, 0.1, -1, 1e-5), ValueError, "steps must be"),
         ((1.0, 0.1, 10, 1.0), ValueError, "delta must be in"),
     ],
