@@ -298,24 +298,50 @@ def markdown(results: dict) -> str:
         )
     if "mnist1d" in results:
         r = results["mnist1d"]
-        out += [
-            f"## MNIST-1D recipe, {r['n_seeds']} seeds × {r['steps']} steps",
-            "",
-        ]
-        out += _table(
-            ["gradients", "steady", "first call", "test accuracy (mean, 95% CI)"],
-            [
+        if "seed_counts" in r:  # jaxprop and the plain JAX loops, same run
+            out += [f"## MNIST-1D recipe, {r['steps']} steps (same run)", ""]
+            out += _table(
                 [
-                    row["grad"],
-                    f"{row['median_s']:.1f} s",
-                    f"{row['first_call_s']:.1f} s",
-                    f"{100 * row['test_accuracy']['mean']:.1f}% "
-                    f"({100 * row['test_accuracy']['ci_low']:.1f}% to "
-                    f"{100 * row['test_accuracy']['ci_high']:.1f}%)",
-                ]
-                for row in r["rows"]
-            ],
-        )
+                    "seeds",
+                    "contender",
+                    "steady",
+                    "first call",
+                    "× replacement",
+                    "test accuracy",
+                ],
+                [
+                    [
+                        str(row["seeds"]),
+                        row["contender"],
+                        f"{row['median_s']:.2f} s",
+                        f"{row['first_call_s']:.1f} s",
+                        f"{row['vs_replacement']:.3f}",
+                        f"{100 * row['test_accuracy']['mean']:.1f}%"
+                        if "test_accuracy" in row
+                        else "",
+                    ]
+                    for row in r["rows"]
+                ],
+            )
+        else:  # the older format: jaxprop alone
+            out += [
+                f"## MNIST-1D recipe, {r['n_seeds']} seeds × {r['steps']} steps",
+                "",
+            ]
+            out += _table(
+                ["gradients", "steady", "first call", "test accuracy (mean, 95% CI)"],
+                [
+                    [
+                        row["grad"],
+                        f"{row['median_s']:.1f} s",
+                        f"{row['first_call_s']:.1f} s",
+                        f"{100 * row['test_accuracy']['mean']:.1f}% "
+                        f"({100 * row['test_accuracy']['ci_low']:.1f}% to "
+                        f"{100 * row['test_accuracy']['ci_high']:.1f}%)",
+                    ]
+                    for row in r["rows"]
+                ],
+            )
     return "\n".join(out)
 
 
