@@ -216,7 +216,7 @@ def _init_runs(
                     for k, v in to_rule.items()
                 }
             )
-        state = _start_state(params, opt_state, key_data, n_examples, rule_state)
+        state = _start_state(params, opt_state, key_data, rule_state)
         return state, _empty_log(plan.config, has_eval, plan.dtype)
 
     return plan.map(one, plan.to_working((keys, params, hparams)))

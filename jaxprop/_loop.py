@@ -2,9 +2,11 @@
 
 A run is a ``lax.fori_loop`` over blocks of ``log_every`` steps; each block is a
 ``lax.scan`` over its steps, then the divergence check and rollback, the log
-entry, and an evaluation or an alignment measure when one is due. The step
-counter is not batched, so the ``lax.cond`` that reshuffles minibatches at each
-epoch and those that evaluate stay real branches under ``vmap``. Everything here
+entry, and an evaluation or an alignment measure when one is due. Minibatch i
+of epoch e is examples π_e(iB), ..., π_e(iB + B - 1) of a keyed bijection π_e of
+[0, n) computed index by index (``_shuffle.py``): no permutation is sorted or
+carried. The step counter is not batched, so the ``lax.cond`` that evaluate stay
+real branches under ``vmap``. Everything here
 is traced: ``_train.py`` and ``_layout.py`` jit and map it.
 """
 
@@ -22,6 +24,7 @@ from ._metrics import accuracy_from_output
 from ._mlp import MLP
 from ._params import Params
 from ._rules import Alignment, Rule, alignment, over_runs
+from ._shuffle import permute, round_keys
 
 Array = jax.Array
 
@@ -84,8 +87,8 @@ class RunState(NamedTuple):
     Attributes:
       params: current parameters.
       opt_state: current optimizer state.
-      key: the data-order PRNG key (the same for the whole run).
-      perm: (n,) int32, the current epoch's permutation of the examples.
+      key: the data-order PRNG key (the same for the whole run); epoch e's
+        order of the examples is a bijection keyed by ``fold_in(key, e)``.
       diverged: () bool; diverged_at: () int32 (see :class:`TrainResult`).
       rule_state: the rule's state (``()`` for backprop: no leaves).
     """
@@ -93,7 +96,6 @@ class RunState(NamedTuple):
     params: Params
     opt_state: Any
     key: Any
-    perm: Array
     diverged: Array
     diverged_at: Array
     rule_state: Any = ()
@@ -137,12 +139,11 @@ ALIGNMENT_EXAMPLES = 1024
 _RULE_KEY = 0x52554C45
 
 
-def _start_state(params: Params, opt_state, key, n: int, rule_state=()) -> RunState:
+def _start_state(params: Params, opt_state, key, rule_state=()) -> RunState:
     return RunState(
         params,
         opt_state,
         key,
-        jnp.arange(n),
         jnp.array(False),
         jnp.array(-1, jnp.int32),
         rule_state,
@@ -180,7 +181,7 @@ def _blocks(
     first) at the block's own row. ``n_blocks`` may be traced: the loop is one
     compiled block body whatever its trip count, so a run split into calls of
     any lengths takes bit for bit the same steps as one call over all of them
-    (everything depends on the global step only: the epoch's permutation, the
+    (everything depends on the global step only: the minibatch, the
     evaluations due). Traced; callers jit and map it.
     """
     net, optimizer, rule = config.net, config.optimizer, config.rule
@@ -191,23 +192,18 @@ def _blocks(
     key = state.key
 
     def step(carry, t):
-        params, opt_state, perm, rule_state = carry
+        params, opt_state, rule_state = carry
         if batch is None:
             xb, yb = x, y
         else:
-            i = t % n_batches
-            perm = jax.lax.cond(
-                i == 0,
-                lambda: jax.random.permutation(
-                    jax.random.fold_in(key, t // n_batches), n
-                ),
-                lambda: perm,
-            )
-            idx = jax.lax.dynamic_slice_in_dim(perm, i * batch, batch)
+            # Batch i of epoch e: π_e(iB + [0, B)), each example once an epoch.
+            epoch, i = t // n_batches, t % n_batches
+            positions = (i * batch + jnp.arange(batch)).astype(jnp.uint32)
+            idx = permute(positions, n, round_keys(key, epoch))
             xb, yb = x[idx], y[idx]
         loss, grads, rule_state = value_and_grads(params, rule_state, xb, yb)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, perm, rule_state), loss
+        return (optax.apply_updates(params, updates), opt_state, rule_state), loss
 
     has_eval = x_eval is not None
     if has_eval:
@@ -223,9 +219,9 @@ def _blocks(
 
     def block(state, start):
         """log_every steps; a divergence check; an evaluation if one is due."""
-        (params, opt_state, perm, rule_state), losses = jax.lax.scan(
+        (params, opt_state, rule_state), losses = jax.lax.scan(
             step,
-            (state.params, state.opt_state, state.perm, state.rule_state),
+            (state.params, state.opt_state, state.rule_state),
             start + jnp.arange(config.log_every),
         )
         # Checked once a block, not every step: the check and the rollback cost
@@ -246,9 +242,7 @@ def _blocks(
             (params, opt_state, rule_state),
         )
         logged = jnp.where(diverged, jnp.nan, jnp.mean(losses))
-        state = RunState(
-            params, opt_state, key, perm, diverged, diverged_at, rule_state
-        )
+        state = RunState(params, opt_state, key, diverged, diverged_at, rule_state)
         end = start + config.log_every
         entry = TrainLog(logged)
         if has_eval:
@@ -343,7 +337,7 @@ def _run(
     rule_state=(),
 ) -> TrainResult:
     """One whole training run (traced)."""
-    state = _start_state(params, opt_state, key, x.shape[0], rule_state)
+    state = _start_state(params, opt_state, key, rule_state)
     log = _empty_log(config, x_eval is not None, x.dtype)
     n_blocks = config.steps // config.log_every
     state, log = _blocks(

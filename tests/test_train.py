@@ -15,6 +15,7 @@ import pytest
 import jaxprop as jp
 from jaxprop._layout import _advance_runs
 from jaxprop._loop import _train
+from jaxprop._shuffle import permutation
 from tests.helpers import assert_trees_close, make_case
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
@@ -41,7 +42,7 @@ def hand_rolled(
         else:
             n_batches = n // batch_size
             epoch, i = divmod(t, n_batches)
-            perm = jax.random.permutation(jax.random.fold_in(key, epoch), n)
+            perm = permutation(key, epoch, n)  # the keyed bijection, whole
             idx = perm[i * batch_size : (i + 1) * batch_size]
             xb, yb = x[idx], y[idx]
         loss, grads = value_and_grad(params, xb, yb)
