@@ -12,6 +12,8 @@ Four measurements (all jitted, float32, softmax cross-entropy, mean):
     gradient formed);
   - ``vmap_norms``: ``jax.vmap(jax.grad(per-example loss))`` then the norms;
   - ``dp_sgd``: ``jp.rules.dp_sgd(C, σ).value_and_grads`` with its state;
+  - ``clipped``, ``noise``: DP-SGD's parts, ``jp.clipped_grads`` and one
+    N(0, I) draw (default threefry key) of every parameter;
   - ``vmap_dp``: DP-SGD by vmap: per-example grads, clip, sum, Gaussian noise,
     divide by the batch;
   - ``vjp``: ``jax.value_and_grad(jp.loss_with_vjp(net))``.
@@ -144,6 +146,11 @@ def contenders(net, params, x, y):
     def dp_step(params, state, x, y):
         return rule.value_and_grads(net, params, state, x, y)
 
+    n_params = sum(leaf.size for leaf in jax.tree.leaves(params))
+
+    def noise(key):
+        return jax.random.normal(key, (n_params,), x.dtype)
+
     return {
         "plain": (jax.jit(net.value_and_backprop), (params, x, y)),
         "norms": (
@@ -152,6 +159,12 @@ def contenders(net, params, x, y):
         ),
         "vmap_norms": (jax.jit(vmap_norms), (params, x, y)),
         "dp_sgd": (jax.jit(dp_step), (params, state, x, y)),
+        # DP-SGD's two parts: the clipped sum (one δ pass) and the noise draw.
+        "clipped": (
+            jax.jit(lambda p, x, y: jp.clipped_grads(net, p, x, y, CLIP_NORM)),
+            (params, x, y),
+        ),
+        "noise": (jax.jit(noise), (jax.random.key(3),)),
         "vmap_dp": (jax.jit(vmap_dp), (params, jax.random.key(2), x, y)),
         "vjp": (jax.jit(jax.value_and_grad(jp.loss_with_vjp(net))), (params, x, y)),
     }

@@ -319,7 +319,15 @@ def test_per_example_study(tmp_path):
     result = per_example.bench_per_example("smoke", 1)
     assert_reported(tmp_path, "per-example", result, ["## Per-example norms"], [])
     nd = result["norms_dp"]
-    assert set(nd["ratio"]) == {"norms", "vmap_norms", "dp_sgd", "vmap_dp", "vjp"}
+    assert set(nd["ratio"]) == {
+        "norms",
+        "vmap_norms",
+        "dp_sgd",
+        "clipped",
+        "noise",
+        "vmap_dp",
+        "vjp",
+    }
     assert all(t > 0 for t in nd["step_s"].values())
     assert set(result["opacus_memory"]["extra_bytes"]) == set(nd["ratio"])
     rows = result["activations"]["rows"]
