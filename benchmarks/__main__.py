@@ -40,6 +40,7 @@ from benchmarks import (
     agreement,
     baselines,
     mnist1d,
+    per_example,
     progress,
     report,
     rules,
@@ -63,6 +64,7 @@ STUDIES = {
     "mnist1d": (mnist1d.bench_mnist1d, 3),
     "progress": (progress.bench_progress, 5),
     "rules": (rules.bench_rules, 10),
+    "per-example": (per_example.bench_per_example, 25),
 }
 
 # float64 contenders (the NumPy baseline's precision, the agreement study) need

@@ -234,6 +234,10 @@ def markdown(results: dict) -> str:
         )
     if "rules" in results:
         out += _rules_markdown(results["rules"])
+    if "per-example" in results:
+        from benchmarks import per_example
+
+        out += per_example.markdown(results["per-example"])
     if "baselines" in results:
         r = results["baselines"]
         np_rate = r["numpy"]["epochs_per_s"]

@@ -14,6 +14,7 @@ import pytest
 from benchmarks import (
     agreement,
     baselines,
+    per_example,
     report,
     rules,
     seeds,
@@ -311,3 +312,49 @@ def test_rule_steps_are_the_training_step():
     assert not np.allclose(looped[2].feedback[0], carry[2].feedback[0])
     for a, b in zip(jax.tree.leaves(looped), jax.tree.leaves(once), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.slow  # ~30 s of compiles at smoke size: run by .ci/run with -m slow
+def test_per_example_study(tmp_path):
+    result = per_example.bench_per_example("smoke", 1)
+    assert_reported(tmp_path, "per-example", result, ["## Per-example norms"], [])
+    nd = result["norms_dp"]
+    assert set(nd["ratio"]) == {
+        "norms",
+        "vmap_norms",
+        "dp_sgd",
+        "clipped",
+        "noise",
+        "vmap_dp",
+        "vjp",
+    }
+    assert all(t > 0 for t in nd["step_s"].values())
+    assert set(result["opacus_memory"]["extra_bytes"]) == set(nd["ratio"])
+    rows = result["activations"]["rows"]
+    assert [r["activation"] for r in rows] == ["relu", "gelu"]
+    assert set(result["targets"]) == {
+        "norms_time",
+        "norms_vs_vmap",
+        "norms_memory",
+        "dp_sgd_time",
+        "vjp_time",
+        "activations_max",
+    }
+
+
+def test_per_example_contenders_do_the_same_work():
+    # float32 smoke net: the norms by one δ pass equal vmap-of-grad's, the VJP
+    # step equals the plain step, and DP-SGD's noiseless part is vmap's.
+    s = per_example.SIZES["smoke"]
+    net, params, x, y = per_example.make_problem(s["sizes"], s["batch"])
+    fns = {
+        n: fn(*args)
+        for n, (fn, args) in per_example.contenders(net, params, x, y).items()
+    }
+    np.testing.assert_allclose(fns["norms"], fns["vmap_norms"], rtol=1e-4)
+    np.testing.assert_allclose(fns["vjp"][0], fns["plain"][0], rtol=1e-6)
+    leaves = jax.tree.leaves
+    for a, b in zip(leaves(fns["vjp"][1]), leaves(fns["plain"][1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    dp_grads = fns["dp_sgd"][1]
+    assert jax.tree.structure(dp_grads) == jax.tree.structure(fns["vmap_dp"])

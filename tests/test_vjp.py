@@ -216,3 +216,37 @@ def test_bad_uses_are_refused_before_compiling(fa_case):
         jp.apply_with_vjp(net, fa)(params, x, rules.FeedbackState((x,)))
     with pytest.raises(ValueError, match="x must have shape"):
         jp.loss_with_vjp(net)(params, x[:, :2], y)
+
+
+def _primitive_counts(jaxpr, counts=None):
+    """{primitive name: count} over a jaxpr and every jaxpr nested in it."""
+    counts = {} if counts is None else counts
+    for eqn in jaxpr.eqns:
+        counts[eqn.primitive.name] = counts.get(eqn.primitive.name, 0) + 1
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (list, tuple)) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    _primitive_counts(inner, counts)
+    return counts
+
+
+def test_grad_runs_the_hand_written_delta_pass():
+    # jax.grad of loss_with_vjp traces the custom VJP's backward, not JAX's
+    # transpose of the forward: no `transpose` primitive (autodiff's dot_general
+    # transposes emit them), and the δ pass's own dot_generals: L forward, L
+    # weight gradients, L − 1 projections δ (W)ᵀ and one for ∂L/∂x = δ^1 (W^1)ᵀ.
+    net = jp.MLP(SIZES, "tanh", "identity", "softmax_cross_entropy", "mean")
+    params = net.init(jax.random.key(0))
+    x, y = jnp.ones((6, SIZES[0])), jnp.arange(6) % SIZES[-1]
+    f = jp.loss_with_vjp(net)
+    forward = _primitive_counts(jax.make_jaxpr(f)(params, x, y).jaxpr)
+    assert (
+        forward.get("custom_vjp_call", 0) + forward.get("custom_vjp_call_jaxpr", 0) == 1
+    )
+    mine = _primitive_counts(jax.make_jaxpr(jax.grad(f))(params, x, y).jaxpr)
+    n_layers = len(SIZES) - 1
+    assert "transpose" not in mine
+    assert mine["dot_general"] == 3 * n_layers
+    auto = _primitive_counts(jax.make_jaxpr(jax.grad(net.loss))(params, x, y).jaxpr)
+    assert auto.get("transpose", 0) > 0  # the check can tell the two apart
