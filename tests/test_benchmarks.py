@@ -65,6 +65,7 @@ def test_agreement_error_catches_a_tenth_of_a_percent():
     assert errors[:2] == [0.0, 0.0] and errors[3:] == [0.0] * 3
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_step_time_study(tmp_path):
     result = steps.bench_step_time("smoke", 1)
     assert_reported(
@@ -86,6 +87,7 @@ def test_step_time_study(tmp_path):
     assert result["eager"] and all(r["ratio"] > 0 for r in result["eager"])
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_steps_are_the_same_update():
     # The two contenders differ only in where the gradient comes from.
     net, params, x, y = steps.make_problem(16, 2, 8, "float64")
@@ -101,6 +103,7 @@ def test_steps_are_the_same_update():
         np.testing.assert_allclose(m, a, rtol=1e-12)
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_manual_step_needs_no_more_temp_memory(tmp_path):
     # A target of the suite, and deterministic: compiled sizes do not vary.
     result = steps.bench_memory("smoke", 1)
@@ -292,6 +295,7 @@ def test_rules_study(tmp_path):
     assert sd["target"]["rule"] == "fa" and isinstance(sd["target"]["met"], bool)
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_rule_steps_are_the_training_step():
     # backprop's step is steps.py's manual step (SGD through optax), and the
     # loop carries the rule state: k steps in one call are k single steps.
@@ -342,6 +346,7 @@ def test_per_example_study(tmp_path):
     }
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_per_example_contenders_do_the_same_work():
     # float32 smoke net: the norms by one δ pass equal vmap-of-grad's, the VJP
     # step equals the plain step, and DP-SGD's noiseless part is vmap's.

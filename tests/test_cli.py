@@ -111,6 +111,7 @@ def test_train_writes_a_complete_result_folder(tmp_path, capsys):
     assert final["params"][0].w.shape == (2, 3, 2, 6)
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_config_file_with_options_overriding_it(tmp_path, capsys):
     config = tmp_path / "exp.toml"
     config.write_text(

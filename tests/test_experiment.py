@@ -49,6 +49,7 @@ def strict_json(path):
     )
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_a_diverging_learning_rate_loses_nothing(tmp_path, capsys):
     """The issue's command: lr 10 diverges for every seed; lr 0.1 keeps everything."""
     out = tmp_path / "alldiv"
@@ -215,6 +216,7 @@ def test_options_that_take_effect(capsys):
     assert median > 0.8, line
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_ctrl_c_before_the_first_checkpoint_says_nothing_can_be_resumed(
     tmp_path, capsys, monkeypatch
 ):
@@ -233,6 +235,7 @@ def test_ctrl_c_before_the_first_checkpoint_says_nothing_can_be_resumed(
     assert (out / "metrics.json").exists()
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_load_run_and_extend_a_finished_run(tmp_path, capsys):
     """jp.load_run needs no optimizer; --resume --steps N continues a finished run
     to the same bits as a run of N steps with the same schedule."""
@@ -443,6 +446,7 @@ def test_the_default_log_every_divides_any_step_count(steps):
     assert steps % exp.trainer.log_every == 0
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_a_run_is_self_contained_and_its_folder_its_own(tmp_path, capsys, monkeypatch):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(32, 2))

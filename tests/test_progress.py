@@ -129,6 +129,7 @@ def xor_seeds(**kw):
     return jp.train_seeds(XOR_NET, keys, x, y, optax.sgd(0.5), 200, log_every=10, **kw)
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_train_seeds_with_progress_gives_the_same_bits(monkeypatch):
     plain = xor_seeds()
     stream = io.StringIO()

@@ -232,6 +232,7 @@ def drtp(scale=1.0):
     return rules.Rule(init, value_and_grads)
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_a_users_rule_trains_over_seeds_unchanged(moons):
     x, labels, _ = moons
     y = np.eye(2)[labels[:, 0].astype(int)]  # one-hot targets, as DRTP projects

@@ -53,6 +53,7 @@ def test_mnist1d_script(tmp_path):
     assert 0.3 < mean <= 1  # 300 Adam steps already beat the 10% of chance
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_scripts_reject_bad_arguments():
     out = subprocess.run(
         [sys.executable, "scripts/xor_seeds.py", "--seeds", "0"],

@@ -122,6 +122,7 @@ def test_the_same_bits_alone_and_vmapped():
         np.testing.assert_array_equal(permutation(keys[s], 3, 4097), batched[s])
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_a_run_alone_equals_it_in_a_batch(key):
     """Training: seed 1 of a batch takes the minibatches it takes alone (and the
     hand-rolled loop of tests/test_train.py checks the batches themselves)."""

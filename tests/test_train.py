@@ -211,7 +211,7 @@ def test_seed_in_batch_equals_seed_alone(key, dtype, rtol):
 @pytest.mark.parametrize(
     "strategy,chunk_size",
     [
-        ("sequential", None),
+        pytest.param("sequential", None, marks=pytest.mark.slow),
         ("chunked", 2),
         pytest.param("chunked", 3, marks=pytest.mark.slow),
         pytest.param("auto", None, marks=pytest.mark.slow),
@@ -240,6 +240,7 @@ def test_prestacked_params(key):
     np.testing.assert_allclose(result.losses[2], single.losses, rtol=1e-12)
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_hyperparameter_grid(key):
     keys = jax.random.split(key, 3)
     rates = jnp.array([0.01, 0.1, 1.0, 3.0])

@@ -50,7 +50,9 @@ def assert_bitwise_equal(a, b):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
 
 
-@pytest.mark.parametrize("strategy", ["vmap", "chunked", "sequential"])
+@pytest.mark.parametrize(
+    "strategy", ["vmap", pytest.param("chunked", marks=pytest.mark.slow), "sequential"]
+)
 def test_any_split_of_the_steps_gives_the_same_bits(moons, strategy):
     kw = {"chunk_size": 2} if strategy == "chunked" else {"strategy": strategy}
     trainer, (keys, x, y, args) = make_trainer(moons, **kw)
@@ -99,6 +101,7 @@ def test_save_load_a_state_and_resume_bit_for_bit(moons, tmp_path):
     assert_bitwise_equal(resumed, straight)
 
 
+@pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
 def test_checkpoints_are_portable_across_layouts(moons, tmp_path):
     """trainer.save writes leading run axes: a padded chunked run resumes under vmap."""
     chunked, _ = make_trainer(moons, n_seeds=3, chunk_size=4)  # 6 runs padded to 8
