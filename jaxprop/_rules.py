@@ -464,19 +464,16 @@ def _dp_sgd(
             scale = scale * (u < q)  # each example kept with probability q
             n = q * n  # the expected sample size (Abadi et al. 2016)
         grads = bp.weight_grads(cache, deltas, scale)
-        # One N(0, I) draw for all the parameters (in params' leaf order), cut
-        # into the leaves' shapes: one random-number kernel per step.
+        # N(0, I) per parameter array, each from its own key, fold_in(step key,
+        # 1 + leaf index): one draw per layer's W and b, fused with the add
+        # (one long draw cut into the leaves cost ~1.4x more, per-example study).
         leaves, treedef = jax.tree.flatten(grads)
-        runs = state.key.shape  # () or, runs-last, (runs,)
-        shapes = [g.shape[: g.ndim - len(runs)] for g in leaves]
-        normal = lambda k, s: jax.random.normal(k, s, leaves[0].dtype)  # noqa: E731
-        z = _draw(normal, _step_key(state, 1), (sum(map(math.prod, shapes)),))
         std = state.noise_multiplier * c_norm
-        noisy, start = [], 0
-        for g, shape in zip(leaves, shapes, strict=True):
-            end = start + math.prod(shape)
-            noisy.append(g + std * z[start:end].reshape(shape + runs))
-            start = end
+        noisy = []
+        for j, g in enumerate(leaves):
+            shape = g.shape[: g.ndim - state.key.ndim]  # runs-last: (..., runs)
+            normal = lambda k, s, g=g: jax.random.normal(k, s, g.dtype)  # noqa: E731
+            noisy.append(g + std * _draw(normal, _step_key(state, 1 + j), shape))
         grads = jax.tree.unflatten(treedef, noisy)
         if net.reduction == "mean":
             grads = jax.tree.map(lambda g: g / n, grads)
