@@ -307,19 +307,16 @@ def _activation_rows(act: Activation, cases, rtol: float) -> list[FunctionCheckR
             worst = f"z={_fmt(zs[i])}: derivative {_fmt(ds[i])}, jax.grad {_fmt(gs[i])}"
         else:
             worst = ""
-        rows.append(
-            FunctionCheckRow(
-                "vs jax.grad",
-                name,
-                size,
-                n_bad,
-                int(nonfinite.sum()),
-                ratio,
-                not n_bad and not nonfinite.any(),
-                worst,
-            )
-        )
+        rows.append(_grad_row(name, size, n_bad, nonfinite, ratio, worst))
     return rows
+
+
+def _grad_row(name, size, n_bad, nonfinite, ratio, worst) -> FunctionCheckRow:
+    """A "vs jax.grad" row: passed when nothing disagrees and all is finite."""
+    ok = not n_bad and not nonfinite.any()
+    return FunctionCheckRow(
+        "vs jax.grad", name, size, n_bad, int(nonfinite.sum()), ratio, ok, worst
+    )
 
 
 def _runs_last_row(
@@ -514,16 +511,7 @@ def _cost_rows(
         else:
             worst = ""
         rows.append(
-            FunctionCheckRow(
-                "vs jax.grad",
-                f"{label}: {name}",
-                ds.size,
-                n_bad,
-                int(nonfinite.sum()),
-                ratio,
-                not n_bad and not nonfinite.any(),
-                worst,
-            )
+            _grad_row(f"{label}: {name}", ds.size, n_bad, nonfinite, ratio, worst)
         )
     return rows
 
