@@ -59,6 +59,7 @@ STUDIES = {
     "memory": (steps.bench_memory, 1),
     "seed-scaling": (seeds.bench_seed_scaling, 5),
     "strategies": (seeds.bench_strategies, 5),
+    "log-every": (seeds.bench_log_every, 5),
     "baselines": (baselines.bench_baselines, 5),
     "utilization": (utilization.bench_utilization, 10),
     "mnist1d": (mnist1d.bench_mnist1d, 3),

@@ -7,6 +7,9 @@
   ``auto``, plus a Python loop calling the jitted single-run ``jp.train`` once per
   seed, the baseline that batching must beat. Throughput is seed-steps per
   second.
+- ``log-every``: what the default ``log_every=1`` costs: XOR over many seeds
+  (float32, default strategy) with the default, ``log_every=10`` and 100, same
+  run, interleaved (issue 14: the default within 10% of the best).
 - ``strategies``: the same strategies at a fixed number of seeds as the network
   grows, which locates the network size from which vmap stops paying.
 """
@@ -29,6 +32,8 @@ SIZES = {
         "quick": ((1, 16, 256, 4096), 100, 64),
         "smoke": ((1, 8), 10, 2),
     },
+    # (seeds, steps)
+    "log-every": {"full": (16384, 2000), "quick": (4096, 500), "smoke": (8, 100)},
     # (seeds, steps, batch, widths)
     "strategies": {
         "full": (16, 100, 128, (8, 32, 128, 512)),
@@ -137,3 +142,46 @@ def bench_strategies(size: str, repeats: int) -> dict:
             + " seed-steps/s"
         )
     return {"n_seeds": n_seeds, "steps": steps, "batch": batch, "rows": rows}
+
+
+def bench_log_every(size: str, repeats: int) -> dict:
+    """Seed-epochs per second of XOR with the default log_every, 10 and 100."""
+    n_seeds, steps = SIZES["log-every"][size]
+    net, x, y = _xor()
+    sgd = optax.sgd(0.1)
+    keys = jax.random.split(jax.random.key(0), n_seeds)
+
+    def run(**log):
+        return lambda: jp.train_seeds(
+            net, keys, x, y, sgd, steps, scheme="uniform01", dtype="float32", **log
+        )
+
+    contenders = {
+        "default (1)": run(),
+        "log_every=10": run(log_every=10),
+        "log_every=100": run(log_every=100),
+    }
+    rows = []
+    for name, (first, times) in timed(contenders, repeats).items():
+        rows.append(
+            {
+                "contender": name,
+                "seed_epochs_per_s": n_seeds * steps / median(times),
+                "median_s": median(times),
+                "first_call_s": first,
+                "times_s": times,
+            }
+        )
+    best = max(r["seed_epochs_per_s"] for r in rows)
+    for r in rows:
+        r["vs_best"] = r["seed_epochs_per_s"] / best
+        print(
+            f"  {r['contender']:>14}: {r['seed_epochs_per_s']:.3g} seed-epochs/s "
+            f"({r['vs_best']:.3f} of the best; {r['first_call_s']:.1f} s first call)"
+        )
+    return {
+        "network": "XOR 2-2-1 sigmoid, full batch of 4, SGD 0.1, float32",
+        "n_seeds": n_seeds,
+        "steps": steps,
+        "rows": rows,
+    }

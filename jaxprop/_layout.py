@@ -13,6 +13,7 @@ import itertools
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -31,6 +32,9 @@ from ._mlp import runs_last_pays
 from ._validate import choice, positive_int
 
 Array = jax.Array
+
+#: The vmap axis of the runs of a chunk.
+RUNS = "runs"
 
 STRATEGIES = ("auto", "vmap", "sequential", "chunked")
 
@@ -160,7 +164,7 @@ class _Plan(NamedTuple):
 
     def to_lead(self, tree):
         """The working layout -> leading run axes, padding dropped (traced)."""
-        k = 1 if self.strategy == "sequential" else 2
+        k = self.working_axes
         return jax.tree.map(
             lambda l: l.reshape((-1,) + l.shape[k:])[: self.n_runs].reshape(
                 self.lead + l.shape[k:]
@@ -177,7 +181,17 @@ class _Plan(NamedTuple):
         """
         if self.strategy == "sequential":
             return jax.lax.map(fn, tree)
-        return self._constrain(jax.lax.map(jax.vmap(fn), tree))
+        return self._constrain(jax.lax.map(jax.vmap(fn, axis_name=RUNS), tree))
+
+    @property
+    def working_axes(self) -> int:
+        """Leading run axes of the working layout: (n_runs,) or (n_chunks, chunk)."""
+        return 1 if self.strategy == "sequential" else 2
+
+    @property
+    def axis_name(self) -> str | None:
+        """The ``vmap`` axis of a chunk's runs inside :meth:`map` (None: one run)."""
+        return None if self.strategy == "sequential" else RUNS
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
@@ -216,10 +230,16 @@ def _init_runs(
                     for k, v in to_rule.items()
                 }
             )
-        state = _start_state(params, opt_state, key_data, rule_state)
-        return state, _empty_log(plan.config, has_eval, plan.dtype)
+        return _start_state(params, opt_state, key_data, rule_state)
 
-    return plan.map(one, plan.to_working((keys, params, hparams)))
+    runs = plan.map(one, plan.to_working((keys, params, hparams)))
+    # The NaN log filled once in place, not stacked up chunk by chunk.
+    lead = jax.tree.leaves(runs)[0].shape[: plan.working_axes]
+    log = jax.tree.map(
+        lambda l: jnp.broadcast_to(l, lead + l.shape),
+        _empty_log(plan.config, has_eval, plan.dtype),
+    )
+    return runs, plan._constrain(log)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -233,7 +253,18 @@ def _advance_runs(
 
     def one(args):
         state, log = args
-        return _blocks(plan.config, state, log, start, n_blocks, x, y, x_eval, y_eval)
+        return _blocks(
+            plan.config,
+            state,
+            log,
+            start,
+            n_blocks,
+            x,
+            y,
+            x_eval,
+            y_eval,
+            plan.axis_name,
+        )
 
     return plan.map(one, (runs, log))
 

@@ -40,6 +40,7 @@ from ._loop import (
     TrainResult,
     _Config,
     _train,
+    stretch_blocks,
 )
 from ._mlp import MLP
 from ._params import Params, check_float_dtype, check_key, check_scheme
@@ -519,6 +520,14 @@ class Trainer:
         return self._plan.config.log_every
 
     @property
+    def check_every(self) -> int:
+        """Steps between the engine's divergence checks (a multiple of
+        ``log_every``; see ``jaxprop._loop.CHECK_STEPS``): calls to
+        :meth:`advance` over whole multiples of it skip the most checks."""
+        has_eval = self._data[2] is not None
+        return stretch_blocks(self._plan.config, has_eval) * self.log_every
+
+    @property
     def shape(self) -> tuple[int, ...]:
         """The leading run axes: (n_seeds,) or (n_hparams, n_seeds)."""
         return self._plan.lead
@@ -635,7 +644,7 @@ def advance_in_chunks(
     over every step (see :class:`Trainer`).
     """
     chunk_seconds = CHUNK_SECONDS if chunk_seconds is None else chunk_seconds
-    every, steps = trainer.log_every, trainer.steps
+    every, steps, stretch = trainer.log_every, trainer.steps, trainer.check_every
     blocks = 1  # per chunk
     pending = None  # (state, its last logged losses), queued
     last_read = None  # (time, step) when the previous chunk was read
@@ -656,6 +665,8 @@ def advance_in_chunks(
 
     while state.step < steps:
         k = min(blocks * every, steps - state.step)
+        if k > stretch:
+            k -= k % stretch  # whole stretches of checks (the last call: the rest)
         if stop_every is not None:
             k = min(k, stop_every - state.step % stop_every)
         state = trainer.advance(state, k)  # queued, not waited for

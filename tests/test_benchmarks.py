@@ -116,6 +116,26 @@ def test_manual_step_needs_no_more_temp_memory(tmp_path):
 
 
 @pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
+def test_log_every_study():
+    result = seeds.bench_log_every("smoke", 1)
+    assert [r["contender"] for r in result["rows"]] == [
+        "default (1)",
+        "log_every=10",
+        "log_every=100",
+    ]
+    assert all(r["seed_epochs_per_s"] > 0 for r in result["rows"])
+    assert max(r["vs_best"] for r in result["rows"]) == 1.0
+    assert "## log_every on XOR" in report.markdown(
+        {
+            "log-every": result,
+            "environment": environment(),
+            "size": "smoke",
+            "repeats": 1,
+        }
+    )
+
+
+@pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
 def test_seed_scaling_study(tmp_path):
     result = seeds.bench_seed_scaling("smoke", 1)
     assert_reported(

@@ -296,6 +296,67 @@ def test_a_diverging_run_is_flagged_frozen_and_harmless(key):
     assert not np.any(alone.diverged)
 
 
+LINEAR = jp.MLP((2, 1), "identity", "identity", "mse", "sum")
+#: SGD on LINEAR with these rates diverges (float32) at steps ~290, ~100, ~57,
+#: ~37, or not at all (0.05): in the middle of stretches of checks.
+DIVERGING_RATES = jnp.array([0.05, 0.34, 0.4, 0.5, 0.7])
+
+
+def _diverging_sweep(key, log_every, steps=300, split=None):
+    keys = jax.random.split(key, 3)
+    trainer = jp.Trainer(
+        LINEAR,
+        keys,
+        XOR_X,
+        XOR_Y,
+        SGD_H,
+        steps,
+        log_every=log_every,
+        hparams={"learning_rate": DIVERGING_RATES},
+        dtype="float32",
+    )
+    state = trainer.init()
+    for k in split or [steps]:
+        state = trainer.advance(state, k)
+    return trainer.result(state)
+
+
+@pytest.mark.parametrize("log_every", [1, 4])
+def test_stretches_record_what_a_check_after_every_block_records(
+    key, monkeypatch, log_every
+):
+    """Blocks run in stretches checked once (CHECK_STEPS); a run found diverged
+    takes its stretch again checked after every block: params, losses and
+    diverged_at are bit for bit those of a check after every block, however
+    the steps are split into calls."""
+    stretched = _diverging_sweep(key, log_every)
+    split = _diverging_sweep(key, log_every, split=[4, 96, 100, 4 * 23, 8])
+    at = np.asarray(stretched.diverged_at)
+    assert np.all(at[0] == -1) and np.all(at[1:] > 30)
+    assert len(set((at[1:] // 100).ravel())) >= 2  # in more than one stretch
+    monkeypatch.setattr(jp._loop, "CHECK_STEPS", 1)
+    jax.clear_caches()
+    every = _diverging_sweep(key, log_every)
+    for other in (split, every):
+        for a, b in zip(jax.tree.leaves(stretched), jax.tree.leaves(other)):
+            np.testing.assert_array_equal(a, b)
+    # The NaNs start at the block of the first non-finite loss.
+    blocks = np.arange(300 // log_every)
+    expect_nan = (at[..., None] >= 0) & (blocks >= at[..., None] // log_every)
+    assert np.array_equal(np.isnan(stretched.losses), expect_nan)
+
+
+def test_a_single_run_is_checked_in_stretches_too(monkeypatch):
+    params = LINEAR.init(jax.random.key(3), dtype="float32")
+    run = lambda: jp.train(LINEAR, params, XOR_X, XOR_Y, optax.sgd(0.4), 300)  # noqa: E731
+    stretched = run()
+    assert 30 < stretched.diverged_at < 300
+    monkeypatch.setattr(jp._loop, "CHECK_STEPS", 1)
+    jax.clear_caches()
+    for a, b in zip(jax.tree.leaves(stretched), jax.tree.leaves(run())):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_no_recompilation_for_new_values(key):
     net, params, x, y = make_case(3, (3, 4, 2), "tanh", "mse-identity", batch=6)
     jp.train(net, params, x, y, SGD, 10)
