@@ -338,7 +338,9 @@ def test_stretches_record_what_a_check_after_every_block_records(
     jax.clear_caches()
     every = _diverging_sweep(key, log_every)
     for other in (split, every):
-        for a, b in zip(jax.tree.leaves(stretched), jax.tree.leaves(other)):
+        for a, b in zip(
+            jax.tree.leaves(stretched), jax.tree.leaves(other), strict=True
+        ):
             np.testing.assert_array_equal(a, b)
     # The NaNs start at the block of the first non-finite loss.
     blocks = np.arange(300 // log_every)
@@ -353,7 +355,7 @@ def test_a_single_run_is_checked_in_stretches_too(monkeypatch):
     assert 30 < stretched.diverged_at < 300
     monkeypatch.setattr(jp._loop, "CHECK_STEPS", 1)
     jax.clear_caches()
-    for a, b in zip(jax.tree.leaves(stretched), jax.tree.leaves(run())):
+    for a, b in zip(jax.tree.leaves(stretched), jax.tree.leaves(run()), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
