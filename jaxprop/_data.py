@@ -392,7 +392,9 @@ def digits(n_test: int = DIGITS_N_TEST, *, key=None, dtype=np.float32) -> Datase
     The split is ``split(x, y, n_test, key=key)``: by default the last 360
     images in the file's order are held out, without a shuffle, so the split is
     the same under every JAX and NumPy version (a shuffled one would follow
-    ``jax.random``'s stream). Each class has 33 to 37 of them.
+    ``jax.random``'s stream). Each class has 33 to 37 of them. This split is
+    harder than a shuffled one: scikit-learn's ``SVC()`` scores 94.2% on it and
+    98.3% on the split of ``key=jax.random.key(0)``.
 
     Args:
       n_test: held-out images, an integer in [1, 1796].

@@ -3,7 +3,6 @@ and Keras-style .npz), and ``--data mnist:PATH`` in the command."""
 
 import gzip
 import json
-import struct
 import sys
 
 import numpy as np
@@ -12,19 +11,8 @@ import pytest
 import jaxprop as jp
 from jaxprop._cli import main
 from jaxprop._experiment import absolute_paths, make_config
-
-STEMS = {
-    "x": "train-images-idx3-ubyte",
-    "y": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
-
-
-def idx_bytes(a: np.ndarray) -> bytes:
-    """``a`` (uint8) in LeCun's IDX format: 0, 0, 0x08, ndim, big-endian dims."""
-    head = bytes([0, 0, 0x08, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape)
-    return head + a.astype(np.uint8).tobytes()
+from tests.helpers import IDX_STEMS as STEMS
+from tests.helpers import write_idx
 
 
 def tiny_mnist(n=12, n_test=5, rows=28, cols=28, n_classes=3, seed=0):
@@ -38,19 +26,6 @@ def tiny_mnist(n=12, n_test=5, rows=28, cols=28, n_classes=3, seed=0):
     }
     arrays["x"].reshape(-1)[:256] = np.arange(256)
     return arrays
-
-
-def write_idx(folder, arrays, gz=False, dotted=False):
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for field, stem in STEMS.items():
-        name = stem.replace("-idx", ".idx") if dotted else stem
-        data = idx_bytes(arrays[field])
-        if gz:
-            name, data = name + ".gz", gzip.compress(data)
-        paths[field] = folder / name
-        paths[field].write_bytes(data)
-    return paths
 
 
 def assert_matches(d, arrays):
@@ -254,20 +229,34 @@ def test_digits_options_and_missing_scikit_learn(monkeypatch, key):
 def test_train_on_mnist_files(tmp_path, capsys):
     arrays = tiny_mnist(n=40, n_test=12)
     write_idx(tmp_path / "mnist", arrays, gz=True)
+    code = main([
+        "train", "--data", f"fashion_mnist:{tmp_path / 'mnist'}", "--steps", "20",
+        "--lr", "0.5", "--batch-size", "10", "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    stdout, stderr = capsys.readouterr()
+    assert "784-8-3" in stderr and "trained 1 runs × 20 steps" in stdout
+    assert "eval accuracy median" in stdout  # on the files' 12 test images
+
+
+@pytest.mark.slow  # the same run with --out: gradient check and plots, ~3 s more
+def test_train_on_mnist_files_writes_metrics(tmp_path, capsys):
+    write_idx(tmp_path / "mnist", tiny_mnist(n=40, n_test=12))
     out = tmp_path / "run"
     code = main([
         "train", "--data", f"mnist:{tmp_path / 'mnist'}", "--steps", "20",
         "--lr", "0.5", "--batch-size", "10", "--out", str(out), "--quiet",
     ])  # fmt: skip
     assert code == 0
-    stdout, stderr = capsys.readouterr()
-    assert "784-8-3" in stderr and "eval accuracy median" in stdout
     saved = json.loads((out / "config.json").read_text())["config"]
     assert saved["data"] == f"mnist:{(tmp_path / 'mnist').resolve()}"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["headline"] == "eval_accuracy"
     (run,) = metrics["runs"]
     assert 0 <= run["eval_accuracy"] <= 1
+    with np.load(out / "curves.npz") as curves:
+        assert np.all(np.isfinite(curves["losses"]))
+        assert curves["eval_accuracy"].shape[:2] == (1, 1)
 
 
 def test_data_settings_for_real_data_sets(tmp_path, monkeypatch):
