@@ -463,7 +463,12 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         except (OSError, EOFError, zlib.error) as e:
             raise ValueError(f"{path}: a damaged gzip file ({e}).") from None
     what = "images" if ndim == 3 else "labels"
-    if len(raw) < 4 or raw[:2] != b"\0\0":
+    if len(raw) < 4:
+        raise ValueError(
+            f"{path}: not an IDX file: {len(raw)} bytes, shorter than the 4-byte "
+            f"magic number."
+        )
+    if raw[:2] != b"\0\0":
         raise ValueError(
             f"{path}: not an IDX file: its magic number is 0x{raw[:4].hex()}; an "
             f"IDX file starts with two zero bytes, a type code and the number of "

@@ -10,7 +10,7 @@ import pytest
 
 import jaxprop as jp
 from jaxprop._cli import main
-from jaxprop._experiment import absolute_paths, make_config
+from jaxprop._experiment import absolute_paths, make_config, read_toml
 from tests.helpers import IDX_STEMS as STEMS
 from tests.helpers import write_idx
 
@@ -106,7 +106,7 @@ def corrupt(paths, field, how):
         ("x", "truncated", r"truncated: .* shape \(12, 28, 28\), 9408 bytes"),
         ("x", "header", r"truncated: 6 bytes, shorter than the 16-byte header"),
         ("y", "trailing", r"header promises labels of shape \(12,\), 12 bytes of "),
-        ("x_test", "empty", r"not an IDX file: its magic number is 0x;"),
+        ("x_test", "empty", r"not an IDX file: 0 bytes, shorter than the 4-byte"),
     ],
 )
 def test_bad_idx_files_raise_naming_the_file(tmp_path, field, how, message):
@@ -263,6 +263,10 @@ def test_data_settings_for_real_data_sets(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = absolute_paths(make_config({"data": "fashion_mnist:data/f.npz"}))
     assert config.data == f"fashion_mnist:{tmp_path / 'data' / 'f.npz'}"
+    toml = tmp_path / "exp" / "run.toml"
+    toml.parent.mkdir()
+    toml.write_text('data = "mnist:files"\n')  # relative to the file's folder
+    assert read_toml(toml)["data"] == f"mnist:{tmp_path / 'exp' / 'files'}"
     assert make_config({"data": "digits"}).data == "digits"
     for data, message in [
         ("mnist", r"data: mnist needs the path of its files: mnist:PATH"),
