@@ -62,10 +62,12 @@ def _setup_jax() -> None:
 
 # ------------------------------------------------------------------ options
 _HELP = {
-    "data": "xor, moons, spirals, blobs, mnist1d, or PATH.npz (arrays x, y) / PATH.csv "
-    "(targets in the last column)",
+    "data": "xor, moons, spirals, blobs, mnist1d, digits (scikit-learn's 8x8 "
+    "digits), mnist:PATH or fashion_mnist:PATH (a folder of the four IDX files, "
+    "gzipped or not, or a Keras-style .npz; nothing is downloaded), or PATH.npz "
+    "(arrays x, y) / PATH.csv (targets in the last column)",
     "eval_data": "held-out PATH.npz/.csv, for file data only (the built-in data "
-    "sets bring their own test split; xor has none)",
+    "sets, mnist and fashion_mnist bring their own test split; xor has none)",
     "n_train": "training examples of moons/spirals/blobs (default 200)",
     "n_test": "test examples of moons/spirals/blobs (default 1000)",
     "classes": "classes of spirals (default 2) and blobs (default 3)",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
+import struct
 
 import jax
 import jax.numpy as jnp
@@ -129,3 +131,34 @@ def numpy_rule_state(rule, net, params, seed):
         return jnp.asarray(rng.normal(size=s.shape) * scale, s.dtype)
 
     return jax.tree.map(fill, shapes)
+
+
+# ------------------------------------------------------- MNIST-format files
+#: MNIST's IDX file names, by Dataset field.
+IDX_STEMS = {
+    "x": "train-images-idx3-ubyte",
+    "y": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+
+def idx_bytes(a: np.ndarray) -> bytes:
+    """``a`` (uint8) in LeCun's IDX format: 0, 0, 0x08, ndim, big-endian dims."""
+    head = bytes([0, 0, 0x08, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape)
+    return head + a.astype(np.uint8).tobytes()
+
+
+def write_idx(folder, arrays, gz=False, dotted=False):
+    """Writes ``arrays`` (x, y, x_test, y_test) as MNIST's four IDX files in
+    ``folder``: gzipped, and/or named ``train-images.idx3-ubyte``; their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for field, stem in IDX_STEMS.items():
+        name = stem.replace("-idx", ".idx") if dotted else stem
+        data = idx_bytes(arrays[field])
+        if gz:
+            name, data = name + ".gz", gzip.compress(data)
+        paths[field] = folder / name
+        paths[field].write_bytes(data)
+    return paths

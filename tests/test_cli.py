@@ -150,6 +150,8 @@ def test_train_on_csv_files_without_out(tmp_path, capsys):
     [
         (["--optimizer", "adamm"], "Unknown optimizer 'adamm'"),
         (["--data", "circles"], "data: unknown dataset 'circles'"),
+        (["--data", "mnist"], "data: mnist needs the path of its files: mnist:PATH"),
+        (["--data", "fashion_mnist:nowhere"], "data: no such folder or file"),
         (["--data", "missing.npz"], "no such file"),
         (["--data", "BAD_CSV"], "not a table of numbers"),
         (

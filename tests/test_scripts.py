@@ -5,7 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from tests.helpers import write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,3 +88,64 @@ def test_rules_script_quick(tmp_path):
         assert row[5].endswith("/4")  # diverged, of 4 seeds
     assert (tmp_path / "results.md").read_text().count("| relu |") >= len(rules)
     assert (tmp_path / "alignment-relu.png").stat().st_size > 0
+
+
+def mnist_rows(out: str) -> dict[str, list[str]]:
+    """scripts/mnist.py's table: the cells of each rule's row."""
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in out.splitlines()
+        if line.startswith("| ") and not line.startswith("| rule")
+    ]
+    return {r[0]: r[1:] for r in rows}
+
+
+@pytest.mark.slow  # two rules' compiles in a fresh process: about 20 s
+def test_mnist_script_on_tiny_idx_files(tmp_path):
+    # Learnable 28×28 images: class c lights rows 2c and 2c + 1, plus noise.
+    rng = np.random.default_rng(0)
+
+    def images(labels):
+        x = rng.integers(0, 60, (len(labels), 28, 28))
+        for i, c in enumerate(labels):
+            x[i, 2 * c : 2 * c + 2] = 255
+        return x.astype(np.uint8)
+
+    y, y_test = np.arange(300) % 10, np.arange(100) % 10
+    arrays = {"x": images(y), "y": y, "x_test": images(y_test), "y_test": y_test}
+    write_idx(
+        tmp_path, {k: np.asarray(a, np.uint8) for k, a in arrays.items()}, gz=True
+    )
+    out = run_script(
+        "scripts/mnist.py", "--path", str(tmp_path), "--seeds", "2", "--epochs",
+        "20", "--batch-size", "50",
+    )  # fmt: skip
+    assert "MNIST (" in out and "784-1000-10 sigmoid/sigmoid" in out
+    assert "300 training and 100 test images" in out
+    rows = mnist_rows(out)
+    assert list(rows) == ["backprop", "fa"]
+    for cells in rows.values():
+        assert float(cells[0].split("%")[0]) < 20  # 120 steps learn the bands
+        assert cells[2] == "0/2"
+    assert rows["fa"][1].endswith(")") and "pt" in rows["fa"][1]  # paired Δ, CI
+    assert "published: Lillicrap et al. (2016)" in out
+
+
+@pytest.mark.slow
+def test_mnist_script_on_digits_and_bad_arguments():
+    pytest.importorskip("sklearn")
+    out = run_script(
+        "scripts/mnist.py", "--dataset", "digits", "--rules", "backprop",
+        "--seeds", "1", "--epochs", "20",
+    )  # fmt: skip
+    assert "digits: 64-1000-10" in out and "1437 training and 360 test" in out
+    (error,) = [float(c[0].rstrip("%")) for c in mnist_rows(out).values()]
+    assert 0 <= error < 50  # 280 Adam steps are far better than chance (90%)
+    bad = subprocess.run(
+        [sys.executable, "scripts/mnist.py", "--path", "nowhere"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "no such folder or file" in bad.stderr

@@ -80,8 +80,8 @@ def build(config: ExperimentConfig) -> Experiment:
     elif config.eval_every is not None:
         raise ValueError(
             f"eval_every needs held-out data, which data {config.data!r} does not "
-            f"have (moons, spirals, blobs and mnist1d do; eval_data adds it to "
-            f"file data)."
+            f"have (moons, spirals, blobs, mnist1d, digits, mnist and "
+            f"fashion_mnist do; eval_data adds it to file data)."
         )
     alignment_every = config.alignment_every
     # Not by default under DP-SGD: angles measured on the training data are

@@ -20,7 +20,10 @@ from .._rules import RULES, Rule, dp_sgd
 from .._train import GRADS
 from .._validate import choice, in_unit_interval, integer, number, positive_number
 
-DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d")
+DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d", "digits")
+#: Data sets read from the user's files, given as ``NAME:PATH`` (a folder of the
+#: four IDX files or a Keras-style .npz; ``jp.data.load_mnist``).
+FILE_DATASETS = ("mnist", "fashion_mnist")
 DTYPES = ("float32", "float64")
 #: name: optax constructor of (learning_rate, momentum).
 OPTIMIZERS = {
@@ -49,11 +52,14 @@ class ExperimentConfig:
     """Everything that defines a training experiment (``config.json`` holds it).
 
     Attributes:
-      data: ``xor``, ``moons``, ``spirals``, ``blobs``, ``mnist1d``, or a path
-        to a ``.npz`` (arrays ``x``, ``y``) or ``.csv`` (targets in the last column).
+      data: ``xor``, ``moons``, ``spirals``, ``blobs``, ``mnist1d``,
+        ``digits``, ``mnist:PATH`` or ``fashion_mnist:PATH`` (a folder of the
+        four IDX files or a Keras-style ``.npz``), or a path to a ``.npz``
+        (arrays ``x``, ``y``) or ``.csv`` (targets in the last column).
       eval_data: optional held-out ``.npz``/``.csv``, for file data only (moons,
-        spirals, blobs and mnist1d bring their own test split; XOR has only its
-        4 training points, so it has no held-out metrics).
+        spirals, blobs, mnist1d, digits, mnist and fashion_mnist bring their own
+        test split; XOR has only its 4 training points, so it has no held-out
+        metrics).
       n_train, n_test: examples drawn for moons/spirals/blobs (default 200, 1000).
       classes: classes for spirals and blobs (default 2 and 3).
       data_seed: seed of moons/spirals/blobs (n_train + n_test points, split in two).
@@ -120,6 +126,15 @@ FIELDS = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
 
 
 # --------------------------------------------------------------- validation
+def data_source(data: str) -> tuple[str, str | None]:
+    """``("mnist", PATH)`` for ``data`` ``mnist:PATH`` (a ``FILE_DATASETS``
+    name), else ``(data, None)``."""
+    name, colon, path = data.partition(":")
+    if colon and name in FILE_DATASETS:
+        return name, path
+    return data, None
+
+
 def _list(value, name: str) -> list:
     """A list from a TOML/JSON array or a comma-separated string."""
     if isinstance(value, str):
@@ -161,10 +176,19 @@ def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
         if key in v:
             out[key] = str(v[key])
     data = out.get("data", "xor")
-    if data not in DATASETS and Path(data).suffix not in (".npz", ".csv"):
+    source, path = data_source(data)
+    if source in FILE_DATASETS and not path:
+        raise ValueError(
+            f"data: {source} needs the path of its files: {source}:PATH, a folder "
+            f"of the four IDX files (gzipped or not) or a Keras-style .npz; "
+            f"nothing is downloaded."
+        )
+    builtin = data in DATASETS or source in FILE_DATASETS
+    if not builtin and Path(data).suffix not in (".npz", ".csv"):
         raise ValueError(
             f"data: unknown dataset {data!r}; expected one of "
-            f"{list(DATASETS)} or a path to a .npz or .csv file."
+            f"{list(DATASETS)}, mnist:PATH, fashion_mnist:PATH, or a path to a "
+            f".npz or .csv file."
         )
     if "eval_data" in out and Path(out["eval_data"]).suffix not in (".npz", ".csv"):
         raise ValueError(
@@ -179,8 +203,8 @@ def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
         ("classes", data in ("spirals", "blobs"), "spirals and blobs"),
         (
             "eval_data",
-            data not in DATASETS,
-            "file data (the built-in data sets "
+            not builtin,
+            "file data (the built-in data sets, mnist and fashion_mnist "
             "bring their own test split, or have none: xor)",
         ),
     ):
@@ -352,17 +376,27 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     values = {k.replace("-", "_"): x for k, x in values.items()}
     for key in ("data", "eval_data"):  # file paths are relative to the file's folder
         value = values.get(key)
-        if isinstance(value, str) and Path(value).suffix in (".npz", ".csv"):
-            values[key] = str(path.parent / value)
+        if isinstance(value, str):
+            values[key] = _map_path(value, lambda p: path.parent / p)
     return values
+
+
+def _map_path(data: str, f) -> str:
+    """``data`` with its file path ``p`` (of ``mnist:p``, ``p.npz``, ``p.csv``)
+    replaced by ``f(Path(p))``; names of built-in data sets unchanged."""
+    source, path = data_source(data)
+    if source in FILE_DATASETS and path:
+        return f"{source}:{f(Path(path).expanduser())}"
+    if Path(data).suffix in (".npz", ".csv"):
+        return str(f(Path(data)))
+    return data
 
 
 def absolute_paths(config: ExperimentConfig) -> ExperimentConfig:
     """``config`` with its data files as absolute paths."""
     files = {
-        k: str(Path(getattr(config, k)).resolve())
+        k: _map_path(getattr(config, k), Path.resolve)
         for k in ("data", "eval_data")
         if getattr(config, k) is not None
-        and Path(getattr(config, k)).suffix in (".npz", ".csv")
     }
     return dataclasses.replace(config, **files)

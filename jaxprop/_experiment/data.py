@@ -12,7 +12,7 @@ import numpy as np
 from .. import _data
 from .._costs import class_values, get_cost, targets_from_labels
 from .._mlp import MLP
-from .config import ExperimentConfig
+from .config import ExperimentConfig, data_source
 
 
 class Data(NamedTuple):
@@ -50,6 +50,22 @@ def _raw_data(config: ExperimentConfig):
             raise ValueError(
                 "data: mnist1d needs the mnist1d package: pip install mnist1d."
             ) from None
+        return d.x, d.y, d.x_test, d.y_test
+    if name == "digits":
+        try:
+            d = _data.digits()
+        except ImportError:
+            raise ValueError(
+                "data: digits needs scikit-learn: pip install 'jaxprop[digits]'."
+            ) from None
+        return d.x, d.y, d.x_test, d.y_test
+    source, path = data_source(name)
+    if path is not None:  # mnist:PATH, fashion_mnist:PATH: the files' split
+        loader = {"mnist": _data.load_mnist, "fashion_mnist": _data.load_fashion_mnist}
+        try:
+            d = loader[source](path)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"data: {str(e).removeprefix('path: ')}") from None
         return d.x, d.y, d.x_test, d.y_test
     x, y = _load_file(name, "data")
     x_eval = y_eval = None
