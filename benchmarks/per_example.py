@@ -16,7 +16,12 @@ Four measurements (all jitted, float32, softmax cross-entropy, mean):
     N(0, I) draw (default threefry key) of every parameter;
   - ``vmap_dp``: DP-SGD by vmap: per-example grads, clip, sum, Gaussian noise,
     divide by the batch;
-  - ``vjp``: ``jax.value_and_grad(jp.loss_with_vjp(net))``.
+  - ``vjp``: ``jax.value_and_grad(jp.loss_with_vjp(net))``;
+  - ``jax_privacy_dp``, where the optional ``jax-privacy`` package imports
+    (``pip install jax-privacy``; not a test dependency):
+    ``jax_privacy.clipped_grad(per-example loss, l2_clip_norm=C)`` (its
+    clipped sum by vmapped per-example gradients), the same Gaussian noise,
+    divided by the batch: the DP-SGD step the JAX DP library builds.
 
   Plus ``jit(f).lower(...).compile().memory_analysis()`` of each (temporary
   bytes).
@@ -47,6 +52,11 @@ import optax
 
 import jaxprop as jp
 from benchmarks._common import calibrate, median, timed
+
+try:  # optional: the JAX DP library's clipped gradient, compared where it installs
+    import jax_privacy
+except ImportError:
+    jax_privacy = None
 
 CLIP_NORM = 1.0
 NOISE_MULTIPLIER = 1.0
@@ -125,23 +135,28 @@ def contenders(net, params, x, y):
     def vmap_norms(params, x, y):
         return jnp.sqrt(_sq_norms(vmap_grads(params, x, y)))
 
+    def noised(clipped_sum, key, batch):
+        """(Σ clipped g_i + N(0, σ²C²)) / batch, one draw per parameter array."""
+        leaves, treedef = jax.tree.flatten(clipped_sum)
+        keys = jax.random.split(key, len(leaves))
+        noisy = [
+            (
+                leaf
+                + NOISE_MULTIPLIER
+                * CLIP_NORM
+                * jax.random.normal(k, leaf.shape, leaf.dtype)
+            )
+            / batch
+            for k, leaf in zip(keys, leaves, strict=True)
+        ]
+        return jax.tree.unflatten(treedef, noisy)
+
     def vmap_dp(params, key, x, y):
         g = vmap_grads(params, x, y)
         norms = jnp.sqrt(_sq_norms(g))
         scale = jnp.minimum(1.0, CLIP_NORM / jnp.maximum(norms, 1e-30))
-        leaves, treedef = jax.tree.flatten(g)
-        keys = jax.random.split(key, len(leaves))
-        noisy = [
-            (
-                jnp.tensordot(scale, leaf, 1)
-                + NOISE_MULTIPLIER
-                * CLIP_NORM
-                * jax.random.normal(k, leaf.shape[1:], leaf.dtype)
-            )
-            / x.shape[0]
-            for k, leaf in zip(keys, leaves, strict=True)
-        ]
-        return jax.tree.unflatten(treedef, noisy)
+        clipped = jax.tree.map(lambda leaf: jnp.tensordot(scale, leaf, 1), g)
+        return noised(clipped, key, x.shape[0])
 
     def dp_step(params, state, x, y):
         return rule.value_and_grads(net, params, state, x, y)
@@ -151,7 +166,7 @@ def contenders(net, params, x, y):
     def noise(key):
         return jax.random.normal(key, (n_params,), x.dtype)
 
-    return {
+    out = {
         "plain": (jax.jit(net.value_and_backprop), (params, x, y)),
         "norms": (
             jax.jit(lambda p, x, y: jp.per_example_grad_norms(net, p, x, y)),
@@ -168,6 +183,20 @@ def contenders(net, params, x, y):
         "vmap_dp": (jax.jit(vmap_dp), (params, jax.random.key(2), x, y)),
         "vjp": (jax.jit(jax.value_and_grad(jp.loss_with_vjp(net))), (params, x, y)),
     }
+    if jax_privacy is not None:
+        # Each example's slice keeps a batch axis of 1: net.loss takes it as is.
+        clipped_grad = jax_privacy.clipped_grad(
+            net.loss, l2_clip_norm=CLIP_NORM, batch_argnums=(1, 2)
+        )
+
+        def jax_privacy_dp(params, key, x, y):
+            return noised(clipped_grad(params, x, y), key, x.shape[0])
+
+        out["jax_privacy_dp"] = (
+            jax.jit(jax_privacy_dp),
+            (params, jax.random.key(2), x, y),
+        )
+    return out
 
 
 def temp_bytes(fn, args) -> int:
@@ -218,6 +247,15 @@ def bench_norms_dp(size: str, repeats: int) -> dict:
             for v, n in zip(results["vmap_dp"][1], results["dp_sgd"][1], strict=True)
         ]
     )
+    if "jax_privacy_dp" in results:
+        out["jax_privacy_over_dp"] = _quartiles(
+            [
+                v / n
+                for v, n in zip(
+                    results["jax_privacy_dp"][1], results["dp_sgd"][1], strict=True
+                )
+            ]
+        )
     out["memory_ratio"] = {
         n: memory[n] / max(memory["plain"], 1) for n in fns if n != "plain"
     }
@@ -326,6 +364,11 @@ def bench_per_example(size: str, repeats: int) -> dict:
             ACTIVATION_TARGET,
         ),
     }
+    if "jax_privacy_over_dp" in r:  # ours faster: jax_privacy's time over ours > 1
+        out["targets"]["dp_sgd_vs_jax_privacy"] = (
+            r["jax_privacy_over_dp"]["median"],
+            1.0,
+        )
     out["wall_s"] = time.perf_counter() - start
     return out
 
@@ -369,6 +412,7 @@ def markdown(r: dict) -> list[str]:
         )
     out += ["", "| target | measured | bound | |", "| --- | ---: | ---: | --- |"]
     for name, (value, bound) in r["targets"].items():
-        met = value >= bound if name == "norms_vs_vmap" else value <= bound
+        faster = name in ("norms_vs_vmap", "dp_sgd_vs_jax_privacy")
+        met = value >= bound if faster else value <= bound
         out.append(f"| {name} | {value:.3f} | {bound} | {'met' if met else 'missed'} |")
     return out + [""]
