@@ -9,6 +9,7 @@ give each step's gradient are ``_rules.py``.
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -103,7 +104,7 @@ def _check_config(
                 f"batch_size ({batch_size}) must not exceed the number "
                 f"of training examples ({n_examples})."
             )
-    log_every = _check_positive_int(log_every, "log_every")
+    log_every = 1 if log_every is None else _check_positive_int(log_every, "log_every")
     if steps % log_every:
         raise ValueError(f"log_every ({log_every}) must divide steps ({steps}).")
     if has_eval:
@@ -129,6 +130,29 @@ def _check_config(
     return _Config(
         net, optimizer, steps, rule, batch_size, log_every, eval_every, alignment_every
     )
+
+
+#: With ``log_every=None`` (the default) every step is recorded unless the
+#: whole record, every run's rows per block (the loss, held-out loss and
+#: accuracy, alignment angles), would pass this many bytes; then the smallest
+#: divisor of the steps (and of eval_every, alignment_every) that fits. Each
+#: pass over the record costs as much as many steps of a small network: XOR
+#: 2-2-1 over 16384 seeds × 2000 steps records 131 MB a step at a time, and on
+#: 2 CPU cores filling, carrying and returning it took 70-100 ms a pass of a
+#: 0.7 s run (16 MB: 250 blocks of 8 steps).
+LOG_BYTES = 16 * 2**20
+
+
+def _default_log_every(config: _Config, n_runs: int, itemsize: int, has_eval) -> int:
+    """The smallest admissible log_every whose record fits in LOG_BYTES."""
+    rows = 1 + 2 * bool(has_eval)
+    if config.alignment_every is not None:
+        rows += 3 * config.net.n_layers
+    g = math.gcd(config.steps, config.eval_every or 0, config.alignment_every or 0)
+    for d in range(1, g + 1):
+        if g % d == 0 and n_runs * (config.steps // d) * rows * itemsize <= LOG_BYTES:
+            return d
+    return g
 
 
 def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Array]:
@@ -204,7 +228,7 @@ def train(
     eval_data: tuple | None = None,
     eval_every: int | None = None,
     alignment_every: int | None = None,
-    log_every: int = 1,
+    log_every: int | None = None,
 ) -> TrainResult:
     """Trains one network; the whole loop is one jit-compiled program (a
     ``lax.fori_loop`` over blocks of ``log_every`` steps, each a ``lax.scan``).
@@ -237,7 +261,12 @@ def train(
         the training data every this many steps (and after the last); a
         multiple of ``log_every``. None: never.
       log_every: record the mean training loss of each block of this many steps
-        (it must divide ``steps``); 1 records every step.
+        (it must divide ``steps``); 1 records every step. Default: every step
+        unless the record of every run would pass ``LOG_BYTES`` (16 MiB), then
+        the smallest divisor of ``steps`` (and of ``eval_every`` and
+        ``alignment_every``) that fits (``Trainer.log_every`` tells which). It
+        is only what is recorded: divergence is checked as if after every
+        block whatever it is (see :class:`TrainResult`).
 
     Returns:
       A :class:`TrainResult`.
@@ -258,6 +287,12 @@ def train(
         rule,
         alignment_every,
     )
+    if log_every is None:
+        config = config._replace(
+            log_every=_default_log_every(
+                config, 1, jnp.dtype(dtype).itemsize, x_eval is not None
+            )
+        )
     if batch_size is not None:
         if key is None:
             raise ValueError(
@@ -413,7 +448,7 @@ class Trainer:
         eval_data: tuple | None = None,
         eval_every: int | None = None,
         alignment_every: int | None = None,
-        log_every: int = 1,
+        log_every: int | None = None,
         dtype=None,
         devices=None,
     ):
@@ -473,6 +508,12 @@ class Trainer:
         if not devices:
             raise ValueError("devices must name at least one device.")
         n_runs = n_seeds * max(n_hparams, 1)
+        if log_every is None:
+            config = config._replace(
+                log_every=_default_log_every(
+                    config, n_runs, jnp.dtype(dtype).itemsize, x_eval is not None
+                )
+            )
         # Fewer runs than devices: no device idles on padding (one seed runs as
         # one program on one device, not a padded program split across two).
         devices = devices[:n_runs]

@@ -359,6 +359,30 @@ def test_a_single_run_is_checked_in_stretches_too(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_default_log_every_records_every_step_unless_the_record_is_large():
+    """log_every=None: every step while runs × steps × rows fits in LOG_BYTES,
+    else the smallest divisor of steps (and eval_every) that fits."""
+    x, y = jp.data.xor(np.float32)
+
+    def chosen(n_seeds, steps, **kw):
+        keys = jax.random.split(jax.random.key(0), n_seeds)
+        trainer = jp.Trainer(XOR_NET, keys, x, y, SGD, steps, dtype="float32", **kw)
+        return trainer.log_every
+
+    assert chosen(8, 2000) == 1
+    # 16384 × 2000 × 4 bytes = 131 MB a step at a time: 8 steps a block, 16 MB.
+    assert chosen(16384, 2000) == 8
+    assert chosen(16384, 2000, log_every=1) == 1  # asked for: kept
+    # Held-out loss and accuracy are two more rows; blocks divide eval_every.
+    ev = dict(eval_data=(x, y), eval_every=500)
+    every = chosen(16384, 2000, **ev)
+    assert 500 % every == 0 and 16384 * 2000 // every * 3 * 4 <= jp._train.LOG_BYTES
+    assert chosen(16384, 2000, **ev) > chosen(16384, 2000)
+    # A single run: every step.
+    result = jp.train(XOR_NET, XOR_NET.init(jax.random.key(0)), x, y, SGD, 50)
+    assert result.losses.shape == (50,)
+
+
 def test_no_recompilation_for_new_values(key):
     net, params, x, y = make_case(3, (3, 4, 2), "tanh", "mse-identity", batch=6)
     jp.train(net, params, x, y, SGD, 10)
