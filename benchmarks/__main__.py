@@ -1,11 +1,13 @@
-"""jaxprop benchmarks: ``python -m benchmarks {study,all} [--quick]``.
+"""jaxprop benchmarks: ``python -m benchmarks {study,all,gpu} [--quick]``.
 
 Every figure is a steady-state median of interleaved repeats (compilation timed
 apart, ``block_until_ready`` around each), saved with the device and versions to
 ``benchmarks/results/<device>-<date>[-size].json``, with a Markdown summary and
 PNG plots beside it. Running one study updates that study in an existing result
 file. ``--quick`` runs CI-sized problems (every study in under 2 minutes on 2
-cores); ``--size smoke`` seconds-long ones for the test suite.
+cores); ``--size smoke`` seconds-long ones for the test suite. ``gpu`` runs
+step-time, seed-scaling and the GPU's own study (benchmarks/gpu.py) when JAX's
+first device is a GPU; elsewhere it prints why not, and runs nothing.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import jax
 from benchmarks import (
     agreement,
     baselines,
+    gpu,
     mnist1d,
     per_example,
     progress,
@@ -66,7 +69,10 @@ STUDIES = {
     "progress": (progress.bench_progress, 5),
     "rules": (rules.bench_rules, 10),
     "per-example": (per_example.bench_per_example, 25),
+    "gpu": (gpu.bench_gpu, 10),
 }
+#: What ``gpu`` runs besides its own measurements (benchmarks/gpu.py).
+GPU_STUDIES = ("step-time", "seed-scaling")
 
 # float64 contenders (the NumPy baseline's precision, the agreement study) need
 # 64-bit mode; every study names its dtypes explicitly.
@@ -134,6 +140,16 @@ def main(argv=None) -> dict:
             results = {}
     results.update(environment=env, size=size)
     names = list(STUDIES) if "all" in args.study else list(dict.fromkeys(args.study))
+    if "gpu" in names:
+        reason = gpu.why_not()
+        if reason is not None:
+            print(f"gpu: skipped: {reason}")
+            names.remove("gpu")
+            if not names:
+                return {}
+        else:
+            at = names.index("gpu")
+            names[at:at] = [n for n in GPU_STUDIES if n not in names]
     repeats_used = results.setdefault("repeats_by_study", {})
     for name in names:
         study, default_repeats = STUDIES[name]

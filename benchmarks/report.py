@@ -365,7 +365,68 @@ def markdown(results: dict) -> str:
                     for row in r["rows"]
                 ],
             )
+    if "gpu" in results:
+        out += gpu_markdown(results["gpu"])
     return "\n".join(out)
+
+
+def gpu_markdown(r: dict) -> list[str]:
+    """The GPU study: XOR over 10^6 seeds, the step against the GPU's peaks."""
+    out = ["## GPU", ""]
+    if "skipped" in r:
+        return out + [f"Not run: {r['skipped']}.", ""]
+    peak = r["peak_tflops"]
+    memory = "unknown" if r["bytes_limit"] is None else f"{r['bytes_limit']:,} B"
+    out += [
+        f"{r['device_kind']}; XLA's memory limit {memory}; dense peaks "
+        + (
+            "unknown for this device_kind (benchmarks/gpu.py PEAKS)."
+            if peak is None
+            else f"FP32 {peak['fp32']:g}, TF32 {peak['tf32']:g} TFLOP/s "
+            "(datasheet figures, benchmarks/gpu.py PEAKS)."
+        ),
+        "",
+    ]
+    x = r["xor"]
+    strategy, chunk = x["strategy"]
+    out += [
+        f"### {x['network']}: {x['n_seeds']:,} seeds × {x['epochs']} epochs",
+        "",
+        f'`strategy="auto"` chose `{strategy}` (chunks of {chunk}); '
+        f"{_si(x['seed_epochs_per_s'])} seed-epochs/s (median of "
+        f"{len(x['times_s'])}: {x['median_s']:.3f} s; first call "
+        f"{x['first_call_s']:.1f} s); median final loss "
+        f"{x['final_loss_median']:.3g}.",
+        "",
+    ]
+    u = r["utilization"]
+    ceilings = ", ".join(
+        f"{p} {c['gflops'] / 1e3:.1f}" for p, c in u["ceilings"].items()
+    )
+    out += [
+        f"### Utilization: {'-'.join(map(str, u['network']))}, batch {u['batch']}",
+        "",
+        f"Matmul ceiling measured in the same run (TFLOP/s): {ceilings}.",
+        "",
+    ]
+    out += _table(
+        ["precision", "runs", "gradients", "step", "TFLOP/s", "of peak", "of ceiling"],
+        [
+            [
+                row["precision"],
+                row["runs"],
+                row["grad"],
+                _us(row["step_s"]),
+                _si(row["tflops"]),
+                "unknown"
+                if row["of_peak"] is None
+                else f"{100 * row['of_peak']:.1f}% of {row['peak_tflops']:g}",
+                f"{100 * row['of_ceiling']:.0f}%",
+            ]
+            for row in u["rows"]
+        ],
+    )
+    return out
 
 
 _RULE_NAMES = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
@@ -29,6 +30,8 @@ from ._loop import (
     _start_state,
 )
 from ._mlp import runs_last_pays
+from ._params import Layer
+from ._platforms import PLATFORM_COSTS, PlatformCosts, platform_costs
 from ._validate import choice, positive_int
 
 Array = jax.Array
@@ -38,22 +41,17 @@ RUNS = "runs"
 
 STRATEGIES = ("auto", "vmap", "sequential", "chunked")
 
-#: Per-run, per-step FLOPs from which ``auto`` runs seeds one after another (one
-#: per device): a network this big keeps a core busy alone, and batching runs
-#: only adds memory traffic. Measured crossover on a 2-core CPU: vmap wins at
-#: 2e6 FLOPs (32-32-32-10, batch 128), one at a time wins at 1.7e7 (width 128).
-AUTO_SEQUENTIAL_FLOPS = 1e7
+# The CPU's figures under their old names; every platform's, with where they
+# come from, are in ``jaxprop._platforms.PLATFORM_COSTS``.
+#: Per-run, per-step FLOPs from which ``auto`` runs seeds one after another.
+AUTO_SEQUENTIAL_FLOPS = PLATFORM_COSTS["cpu"].sequential_flops
 #: Below that, ``auto`` vmaps chunks whose working set is about this many bytes
-#: per device, so that a step's arrays stay in cache: for XOR 2-2-1 chunks of a
-#: few hundred runs per device beat one vmap over 131072 runs by 1.8x.
-AUTO_CACHE_BYTES = 256 * 2**10
+#: per device, so that a step's arrays stay in cache.
+AUTO_CACHE_BYTES = PLATFORM_COSTS["cpu"].cache_bytes
 #: ... and never fewer runs than this per device, to keep the matmuls batched.
-AUTO_MIN_CHUNK = 4
-#: ... or, for a network small enough to be computed with the runs last
-#: (``jaxprop._mlp.runs_last_pays``), than this: XOR on a 2-core CPU ran at
-#: 7.1e7 seed-steps/s with 480 runs per device and 9.5e7-1.07e8 with 512 to
-#: 896 (float32); float64 gained 12% from 432 to 768.
-AUTO_RUNS_LAST_CHUNK = 768
+AUTO_MIN_CHUNK = PLATFORM_COSTS["cpu"].min_chunk
+#: ... or, for a network computed with the runs last, than this.
+AUTO_RUNS_LAST_CHUNK = PLATFORM_COSTS["cpu"].runs_last_chunk
 
 
 def _choose_strategy(
@@ -64,11 +62,28 @@ def _choose_strategy(
     n_examples: int,
     itemsize: int,
     n_devices: int,
+    devices: Sequence | None = None,
+    n_eval: int = 0,
 ) -> tuple[str, int | None]:
     """(strategy, chunk_size) for ``n_runs`` runs; see ``train_seeds``.
 
     A chunk is a multiple of ``n_devices`` so that every device gets a share;
     with several devices, ``sequential`` means one run per device at a time.
+    ``auto`` follows the cost model of the devices' platform
+    (``jaxprop._platforms``): on a CPU (or without ``devices``) cache-sized
+    chunks, on a GPU or TPU one vmap over as many runs as fit in memory
+    (:func:`_memory_plan`).
+
+    Args:
+      config: the runs' static configuration.
+      n_runs: runs in all.
+      strategy, chunk_size: as given to ``train_seeds``.
+      n_examples: training examples (the batch when ``batch_size`` is None).
+      itemsize: bytes of a parameter.
+      n_devices: devices the runs are split across.
+      devices: those devices (``Device.platform`` and ``memory_stats()`` are
+        read from them); None: the CPU's model.
+      n_eval: held-out examples evaluated per run (0 without ``eval_data``).
     """
     choice(strategy, "strategy", STRATEGIES)
     if chunk_size is not None:
@@ -82,22 +97,32 @@ def _choose_strategy(
     elif strategy == "chunked":
         raise ValueError("strategy='chunked' needs chunk_size.")
     elif strategy == "auto":
-        sizes = config.net.sizes
+        platform = "cpu" if devices is None else devices[0].platform
+        costs = platform_costs(platform)
         batch = config.batch_size or n_examples
-        n_params = sum((i + 1) * o for i, o in itertools.pairwise(sizes))
-        if config.net.flops(batch) >= AUTO_SEQUENTIAL_FLOPS:
+        if costs.model == "memory":
+            per_device = _memory_plan(
+                config, n_runs, n_examples, n_eval, itemsize, devices, costs
+            ).per_device
+            fits = per_device * n_devices >= n_runs
+            strategy = "sequential" if per_device == 1 and not fits else "chunked"
+        elif config.net.flops(batch) >= costs.sequential_flops:
             strategy = "sequential"
         else:
             # Working set of one run's step: params, gradients, optimizer
             # moments and updates, and the activations of both passes.
+            sizes = config.net.sizes
+            n_params = sum((i + 1) * o for i, o in itertools.pairwise(sizes))
             per_run = itemsize * (8 * n_params + 4 * batch * sum(sizes))
-            per_device = max(AUTO_MIN_CHUNK, AUTO_CACHE_BYTES // per_run)
-            if config.rule.runs_last and runs_last_pays(config.net, batch):
-                per_device = max(per_device, AUTO_RUNS_LAST_CHUNK)
+            per_device = max(costs.min_chunk, costs.cache_bytes // per_run)
+            if config.rule.runs_last and runs_last_pays(config.net, batch, platform):
+                per_device = max(per_device, costs.runs_last_chunk)
+            strategy = "chunked"
+        if strategy == "chunked":
             # As many chunks as that size needs, balanced so that padding the
             # runs to whole chunks adds less than one run per device and chunk.
             n_chunks = -(-n_runs // (per_device * n_devices))
-            strategy, chunk_size = "chunked", -(-n_runs // n_chunks)
+            chunk_size = -(-n_runs // n_chunks)
     if strategy == "sequential":
         if n_devices == 1:
             return "sequential", None
@@ -107,6 +132,108 @@ def _choose_strategy(
     chunk_size = min(chunk_size, n_runs)
     chunk_size = -(-chunk_size // n_devices) * n_devices
     return ("vmap" if chunk_size >= n_runs else "chunked"), chunk_size
+
+
+class _MemoryPlan(NamedTuple):
+    """Bytes per device of the memory model, and the runs per chunk it allows.
+
+    Attributes:
+      budget: what ``auto`` may fill on each device.
+      shared: the data, copied to every device.
+      kept: what one run keeps between calls (see :func:`_run_bytes`).
+      step: one run's temporaries while its chunk takes a step.
+      per_device: runs per device in a chunk (at least 1).
+    """
+
+    budget: int
+    shared: int
+    kept: int
+    step: int
+    per_device: int
+
+    def used(self, n_runs: int, n_devices: int, chunk_size: int) -> int:
+        """Bytes used per device by ``n_runs`` runs in chunks of ``chunk_size``."""
+        runs = -(-n_runs // n_devices)
+        chunk = -(-min(chunk_size, n_runs) // n_devices)
+        return self.shared + runs * self.kept + chunk * self.step
+
+
+def _memory_plan(
+    config: _Config,
+    n_runs: int,
+    n_examples: int,
+    n_eval: int,
+    itemsize: int,
+    devices: Sequence,
+    costs: PlatformCosts,
+) -> _MemoryPlan:
+    """How many runs per device a chunk may hold on an accelerator.
+
+    Every run's state and log stay on the devices whatever the chunks, so
+    chunking only bounds the step's temporaries: a chunk holds as many runs as
+    fit in what the budget leaves after the data and every run's state, all
+    runs (one vmap) when they fit, one run per device when none would.
+    """
+    budget = min(_memory_budget(d, costs) for d in devices)
+    n_in, n_out = config.net.sizes[0], config.net.sizes[-1]
+    shared = itemsize * (n_examples + n_eval) * (n_in + n_out)
+    kept, step = _run_bytes(config, config.batch_size or n_examples, n_eval, itemsize)
+    runs = -(-n_runs // len(devices))
+    per_device = (budget - shared - runs * kept) // step
+    return _MemoryPlan(budget, shared, kept, step, int(max(1, min(per_device, runs))))
+
+
+def _memory_budget(device, costs: PlatformCosts) -> int:
+    """Bytes ``auto`` may fill on ``device``: a fraction of its free memory.
+
+    Free memory is ``bytes_limit - bytes_in_use`` of ``device.memory_stats()``
+    (XLA's allocator: on a GPU its limit is the memory it preallocated), or
+    ``costs.fallback_bytes`` where the device reports none.
+    """
+    stats = device.memory_stats()
+    limit = (stats or {}).get("bytes_limit")
+    if not isinstance(limit, int) or limit <= 0:
+        free = costs.fallback_bytes
+    else:
+        in_use = stats.get("bytes_in_use", 0)
+        free = max(0, limit - (in_use if isinstance(in_use, int) else 0))
+    return int(costs.memory_fraction * free)
+
+
+def _run_bytes(
+    config: _Config, batch: int, n_eval: int, itemsize: int
+) -> tuple[int, int]:
+    """(kept, step): one run's bytes between calls, and its step's temporaries.
+
+    kept: the params, optimizer state, rule state and log (``_empty_log``),
+    twice, as a call's inputs and its outputs are both live (nothing is
+    donated). step: the gradients, updates and new optimizer state, and the
+    activations of both passes (z, a and δ of every layer, and the batch's
+    inputs), or the evaluation's forward pass (z and a over ``n_eval``
+    examples) if that is larger. Counted in elements of ``itemsize`` bytes.
+    """
+    net = config.net
+    params = tuple(
+        Layer(
+            jax.ShapeDtypeStruct((i, o), jnp.float32),
+            jax.ShapeDtypeStruct((o,), jnp.float32),
+        )
+        for i, o in itertools.pairwise(net.sizes)
+    )
+    size = lambda tree: sum(int(np.prod(l.shape)) for l in jax.tree.leaves(tree))  # noqa: E731
+    n_params = size(params)
+    n_opt = size(jax.eval_shape(config.optimizer.init, params))
+    n_rule = size(
+        jax.eval_shape(lambda k: config.rule.init(k, net, params), jax.random.key(0))
+    )
+    n_blocks = config.steps // config.log_every
+    n_logged = 1 + 2 * (config.eval_every is not None)
+    if config.alignment_every is not None:
+        n_logged += 3 * net.n_layers
+    kept = 2 * (n_params + n_opt + n_rule + n_blocks * n_logged)
+    units = sum(net.sizes)
+    step = 2 * n_params + n_opt + max(4 * batch * units, 2 * n_eval * units)
+    return itemsize * kept, itemsize * step
 
 
 class _Plan(NamedTuple):

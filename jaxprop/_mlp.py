@@ -49,6 +49,12 @@ from ._params import (
     check_scheme,
     init_params,
 )
+from ._platforms import (
+    DEFAULT_PLATFORM,
+    LOWERING_PLATFORMS,
+    PLATFORM_COSTS,
+    platform_costs,
+)
 
 Array = jax.Array
 
@@ -399,17 +405,27 @@ def _value_and_backprop(net: MLP, params: Params, x: Array, y: Array, with_grads
 #: ``value_and_backprop_over_runs`` puts the runs last when every width is at
 #: most this and the batch at most ``RUNS_LAST_MAX_BATCH`` (tiny products,
 #: unrolled into elementwise terms); otherwise it keeps ``vmap``'s batched
-#: matmuls. Measured on a 2-core CPU, float32, 1024 runs, runs-last step rate
-#: over vmap's: XOR 2-2-1 batch 4: 1.6-2x; 2-4-4-1 and 2-8-8-1 batch 16:
-#: 1.5x; 2-4-1 batch 32: 1.1x; 2-16-16-1 batch 8: 1.0x; 2-32-1 batch 8: 0.96x;
-#: 2-16-16-1 batch 16: 0.57x; batch 64 or more: 0.2-0.6x.
-RUNS_LAST_MAX_WIDTH = 8
-RUNS_LAST_MAX_BATCH = 32
+#: matmuls. These are the CPU's figures; every platform's, with where they come
+#: from, are in ``jaxprop._platforms.PLATFORM_COSTS``.
+RUNS_LAST_MAX_WIDTH = PLATFORM_COSTS["cpu"].runs_last_max_width
+RUNS_LAST_MAX_BATCH = PLATFORM_COSTS["cpu"].runs_last_max_batch
 
 
-def runs_last_pays(net: MLP, batch: int) -> bool:
-    """Whether many runs of ``net`` on batches of ``batch`` are computed runs-last."""
-    return max(net.sizes) <= RUNS_LAST_MAX_WIDTH and batch <= RUNS_LAST_MAX_BATCH
+def runs_last_pays(net: MLP, batch: int, platform: str = "cpu") -> bool:
+    """Whether many runs of ``net`` on batches of ``batch`` are computed runs-last.
+
+    Args:
+      net: the network.
+      batch: examples per step.
+      platform: a ``Device.platform`` (``"cpu"``, ``"gpu"``, ``"tpu"``); its
+        entry of ``jaxprop._platforms.PLATFORM_COSTS`` decides.
+    """
+    costs = platform_costs(platform)
+    return (
+        costs.runs_last
+        and max(net.sizes) <= costs.runs_last_max_width
+        and batch <= costs.runs_last_max_batch
+    )
 
 
 def value_and_backprop_over_runs(net: MLP):
@@ -437,13 +453,15 @@ def value_and_backprop_over_runs(net: MLP):
 def runs_last(net: MLP, fn, x_index: int):
     """``fn(*args)`` with a batching rule that puts the runs last for tiny nets.
 
-    Under ``vmap`` over runs, when ``runs_last_pays(net, batch)`` (batch: the
-    second-to-last axis of ``args[x_index]``), ``fn`` runs once on every
-    argument with the runs moved to the last axis (shared arguments get a
-    trailing axis of 1), and its outputs' runs axis is moved back to the
-    front; otherwise a plain ``vmap``. ``fn`` must be written with products
-    that broadcast trailing run axes (``_backprop.contract``) and elementwise
-    operations, as the δ recursion is.
+    Under ``vmap`` over runs, when ``runs_last_pays(net, batch, platform)`` for
+    the platform compiled for (batch: the second-to-last axis of
+    ``args[x_index]``), ``fn`` runs once on every argument with the runs moved
+    to the last axis (shared arguments get a trailing axis of 1), and its
+    outputs' runs axis is moved back to the front; otherwise a plain ``vmap``.
+    Where platforms decide differently, both are traced and
+    ``jax.lax.platform_dependent`` keeps the compiled platform's. ``fn`` must
+    be written with products that broadcast trailing run axes
+    (``_backprop.contract``) and elementwise operations, as the δ recursion is.
     """
 
     @jax.custom_batching.custom_vmap
@@ -452,18 +470,36 @@ def runs_last(net: MLP, fn, x_index: int):
 
     @batched.def_vmap
     def _over_runs(n_runs, in_batched, *args):
-        if not runs_last_pays(net, args[x_index].shape[-2]):
+        def plain(*args):
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-            out = jax.vmap(fn, in_axes=in_axes)(*args)
-        else:
+            return jax.vmap(fn, in_axes=in_axes)(*args)
+
+        def last(*args):
             # Batched leaves: runs axis 0 -> last; shared leaves: a trailing 1.
             to_last = lambda b, a: jnp.moveaxis(a, 0, -1) if b else a[..., None]  # noqa: E731
             out = fn(*jax.tree.map(to_last, tuple(in_batched), args))
-            out = jax.tree.map(
+            return jax.tree.map(
                 lambda a: jnp.moveaxis(
                     jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
                 ),
                 out,
+            )
+
+        batch = args[x_index].shape[-2]
+        pays = {
+            name: runs_last_pays(net, batch, platform)
+            for name, platform in LOWERING_PLATFORMS.items()
+        }
+        default = runs_last_pays(net, batch, DEFAULT_PLATFORM)
+        if set(pays.values()) == {default}:
+            out = (last if default else plain)(*args)
+        else:
+            # The platforms disagree: the compiler keeps the branch of the
+            # platform it compiles for (both are traced).
+            out = jax.lax.platform_dependent(
+                *args,
+                default=last if default else plain,
+                **{name: last if p else plain for name, p in pays.items()},
             )
         return out, jax.tree.map(lambda _: True, out)
 

@@ -507,6 +507,11 @@ class Trainer:
         devices = jax.local_devices() if devices is None else list(devices)
         if not devices:
             raise ValueError("devices must name at least one device.")
+        if not all(isinstance(d, jax.Device) for d in devices):
+            raise ValueError(
+                f"devices must be jax devices (jax.devices()); got "
+                f"{sorted({type(d).__name__ for d in devices})}."
+            )
         n_runs = n_seeds * max(n_hparams, 1)
         if log_every is None:
             config = config._replace(
@@ -525,6 +530,8 @@ class Trainer:
             x.shape[0],
             jnp.dtype(dtype).itemsize,
             len(devices),
+            devices=devices,
+            n_eval=0 if x_eval is None else x_eval.shape[0],
         )
         mesh = None
         if strategy != "sequential" and len(devices) > 1:
@@ -754,9 +761,12 @@ def train_seeds(
       strategy: how the runs share the device. ``"vmap"``: all at once;
         ``"sequential"``: one after another (``lax.map``); ``"chunked"``: vmapped
         chunks of ``chunk_size`` one after another, which bounds memory;
-        ``"auto"``: sequential for networks whose step alone fills the machine
+        ``"auto"``: by the devices' platform (``jaxprop._platforms``). On a
+        CPU, sequential for networks whose step alone fills the machine
         (≥ AUTO_SEQUENTIAL_FLOPS per step), else vmapped chunks sized so that a
-        step's working set stays in cache (AUTO_CACHE_BYTES per device).
+        step's working set stays in cache (AUTO_CACHE_BYTES per device); on a
+        GPU or TPU, one vmap over every run when they fit in half the free
+        device memory (``Device.memory_stats()``), else chunks sized to fit.
       chunk_size: runs per chunk (implies ``"chunked"``).
       dtype: parameter dtype when drawn from keys (JAX's default float if None).
       devices: devices to split the runs across (default ``jax.local_devices()``).

@@ -14,6 +14,7 @@ import pytest
 from benchmarks import (
     agreement,
     baselines,
+    gpu,
     per_example,
     report,
     rules,
@@ -383,3 +384,135 @@ def test_per_example_contenders_do_the_same_work():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     dp_grads = fns["dp_sgd"][1]
     assert jax.tree.structure(dp_grads) == jax.tree.structure(fns["vmap_dp"])
+
+
+def test_gpu_study_says_no_gpu_on_cpu_and_runs_nothing(tmp_path, monkeypatch, capsys):
+    assert gpu.bench_gpu("smoke", 1) == {"skipped": gpu.why_not()}
+    assert gpu.why_not().startswith("no GPU: JAX's first device is 'cpu'")
+    # The command, in this process: importing it sets XLA_FLAGS (restored after).
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+    from benchmarks.__main__ import main
+
+    out_file = tmp_path / "result.json"
+    assert main(["gpu", "--size", "smoke", "--out", str(out_file)]) == {}
+    assert "gpu: skipped: no GPU" in capsys.readouterr().out
+    assert not out_file.exists()
+
+
+@pytest.mark.parametrize(
+    "device_kind, fp32",
+    [
+        ("NVIDIA H100 80GB HBM3", 67.0),
+        ("NVIDIA H100 PCIe", 51.0),
+        ("NVIDIA H200", 67.0),
+        ("NVIDIA A100-SXM4-80GB", 19.5),
+        ("NVIDIA H200 NVL", None),  # not verified: left out
+        ("Tesla V100-SXM2-16GB", None),
+    ],
+)
+def test_gpu_peaks_by_device_kind(device_kind, fp32):
+    peak = gpu.peak_tflops(device_kind)
+    assert (peak and peak["fp32"]) == fp32
+    if peak:
+        assert peak["tf32"] > 7 * peak["fp32"]  # dense TF32: 7.4-8x FP32
+
+
+def test_gpu_peaks_reject_a_device_kind_that_is_not_a_string():
+    with pytest.raises(ValueError, match="device_kind must be a string"):
+        gpu.peak_tflops(None)
+
+
+def fake_gpu_result():
+    """What the GPU study returns on an H100, with made-up times."""
+    peak = gpu.peak_tflops("NVIDIA H100 80GB HBM3")
+    rows = []
+    for precision, name in gpu.PRECISIONS.items():
+        for runs in (1, 64):
+            for g in ("manual", "autodiff"):
+                tflops = 0.3 * runs * peak[name] / 64
+                rows.append(
+                    {
+                        "precision": precision,
+                        "runs": runs,
+                        "grad": g,
+                        "steps_per_call": 16,
+                        "flops_per_step": runs * 8.8e9,
+                        "step_s": runs * 8.8e9 / tflops / 1e12,
+                        "times_s": [],
+                        "tflops": tflops,
+                        "peak_tflops": peak[name],
+                        "of_peak": tflops / peak[name],
+                        "of_ceiling": 0.5,
+                    }
+                )
+    return {
+        "device_kind": "NVIDIA H100 80GB HBM3",
+        "peak_tflops": peak,
+        "bytes_limit": 63 * 2**30,
+        "matmul_precisions": dict(gpu.PRECISIONS),
+        "xor": {
+            "network": "XOR 2-2-1 sigmoid, full batch of 4, SGD 0.1, float32",
+            "n_seeds": 10**6,
+            "epochs": 2000,
+            "log_every": 200,
+            "strategy": ["vmap", 10**6],
+            "first_call_s": 3.0,
+            "times_s": [0.5, 0.4, 0.6],
+            "median_s": 0.5,
+            "seed_epochs_per_s": 4e9,
+            "final_loss_median": 0.01,
+        },
+        "utilization": {
+            "network": [784, 1024, 1024, 1024, 10],
+            "batch": 512,
+            "ceilings": {p: {"gflops": 4e5, "rows": []} for p in gpu.PRECISIONS},
+            "rows": rows,
+        },
+    }
+
+
+def test_gpu_report_renders_results_and_skips(tmp_path):
+    env = environment()
+    results = {"environment": env, "size": "full", "repeats": 10}
+    summary = report.markdown({**results, "gpu": fake_gpu_result()})
+    for text in (
+        "## GPU",
+        "NVIDIA H100 80GB HBM3",
+        "FP32 67, TF32 494.7 TFLOP/s",
+        "1,000,000 seeds × 2000 epochs",
+        "chose `vmap` (chunks of 1000000)",
+        "4e+09 seed-epochs/s",
+        "### Utilization: 784-1024-1024-1024-10, batch 512",
+        "| tensorfloat32 | 64 | manual |",
+        "30.0% of 494.7",
+        "0.5% of 67 |",  # 1 run: 0.3/64 of the peak
+    ):
+        assert text in summary, text
+    assert report.plots({**results, "gpu": fake_gpu_result()}, tmp_path / "r") == []
+    skipped = report.markdown({**results, "gpu": {"skipped": "no GPU: here"}})
+    assert "## GPU\n\nNot run: no GPU: here." in skipped
+
+
+@pytest.mark.slow  # ~40 s of compiles on 2 cores
+def test_gpu_study_parts_run_on_cpu(tmp_path):
+    # The GPU study's own measurements, on the CPU: what a lent GPU will run.
+    result = gpu.run_parts("smoke", 1)
+    assert result["peak_tflops"] is None  # a CPU's device_kind
+    x = result["xor"]
+    assert x["n_seeds"] == gpu.SIZES["smoke"]["xor_seeds"]
+    assert x["seed_epochs_per_s"] == pytest.approx(
+        x["n_seeds"] * x["epochs"] / x["median_s"]
+    )
+    assert x["strategy"][0] in ("vmap", "chunked")
+    rows = result["utilization"]["rows"]
+    s = gpu.SIZES["smoke"]
+    assert len(rows) == len(gpu.PRECISIONS) * len(s["runs"]) * 2
+    for row in rows:
+        assert row["tflops"] == pytest.approx(
+            row["flops_per_step"] / row["step_s"] / 1e12
+        )
+        assert row["of_peak"] is None and row["of_ceiling"] > 0
+    summary = report.markdown(
+        {"environment": environment(), "size": "smoke", "repeats": 1, "gpu": result}
+    )
+    assert "peaks unknown for this device_kind" in summary
