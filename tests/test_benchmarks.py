@@ -120,7 +120,8 @@ def test_manual_step_needs_no_more_temp_memory(tmp_path):
 def test_log_every_study():
     result = seeds.bench_log_every("smoke", 1)
     assert [r["contender"] for r in result["rows"]] == [
-        "default (1)",
+        "default (1)",  # 8 seeds × 100 steps: every step
+        "log_every=1",
         "log_every=10",
         "log_every=100",
     ]
