@@ -607,7 +607,8 @@ class Trainer:
         Where the runs span processes, every process calls it; process 0 writes
         the file and the others wait until it is written.
         """
-        return save_gathered(self, path, self.portable(state))
+        portable = self.portable(state)
+        return write_once(self, lambda: save(path, portable), path)
 
     def load(self, path) -> TrainState:
         """A state written by :meth:`save` (checked against this trainer's runs)."""
@@ -663,19 +664,21 @@ def agree_max(trainer: Trainer, value: int) -> int:
     return _agree_max(value, trainer._spans)
 
 
-def save_gathered(trainer: Trainer, path, tree):
-    """``jp.save(path, tree)`` of a tree every process holds whole (gathered).
+def write_once(trainer: Trainer, write, path):
+    """``write()``, which writes the file ``path`` from a tree that every process
+    holds whole (gathered); returns ``Path(path)``.
 
     Where ``trainer``'s runs span processes, every process calls it: process 0
     writes and the others wait for it (a collective); if the write fails, each
     process raises (process 0 its own error, the others an ``OSError`` naming it).
     """
     if not trainer._spans:
-        return save(path, tree)
+        write()
+        return Path(path)
     error = None
     if jax.process_index() == 0:
         try:
-            save(path, tree)
+            write()
         except OSError as e:  # every process must reach the agreement below
             error = e
     if agree_max(trainer, error is not None):

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,17 +32,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(commands, timeout=TIMEOUT, env=None, meanwhile=None):
-    """Runs the commands side by side (and ``meanwhile()`` here while they run);
-    [(returncode, stdout, stderr)]. Every process is killed at ``timeout``;
-    gloo missing skips the test."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+def launch(commands, timeout=TIMEOUT, envs=None, meanwhile=None):
+    """Runs the commands side by side (each with its ``envs`` entry added to the
+    environment, and ``meanwhile()`` here while they run); [(returncode, stdout,
+    stderr)]. Every process is killed at ``timeout``; gloo missing skips the test."""
+    base = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [
         subprocess.Popen(
-            c, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True,
+            c, cwd=ROOT, env=base | (envs[k] if envs else {}),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        for c in commands
+        for k, c in enumerate(commands)
     ]  # fmt: skip
     outs = []
     try:
@@ -172,3 +173,141 @@ def test_checkpoints_resume_on_another_number_of_processes(tmp_path, one_of_two)
     )
     assert_equal(on_one, one_of_two)
     assert_equal(on_two, one_of_two)
+
+
+# ------------------------------------------------------------- the command
+RUN = [
+    "--data", "moons", "--n-train", "64", "--n-test", "64", "--sizes", "2,6,1",
+    "--optimizer", "adam", "--lr", "0.01,0.05", "--steps", "200", "--batch-size",
+    "16", "--seeds", "3", "--log-every", "10", "--checkpoint-every", "100",
+    "--dtype", "float64", "--quiet",
+]  # fmt: skip
+
+
+def train(*args):
+    return [sys.executable, "-m", "jaxprop", "train", *map(str, args)]
+
+
+def of(port, processes, i, timeout=60):
+    """The options that make a command process i of ``processes``."""
+    return ["--coordinator", f"127.0.0.1:{port}", "--num-processes", processes,
+            "--process-id", i, "--distributed-timeout", timeout]  # fmt: skip
+
+
+def devices(n):
+    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+
+
+def assert_docs_close(a, b, rtol=1e-12):
+    """Two JSON documents equal, their floats to ``rtol``."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert abs(a - b) <= rtol * abs(b), (a, b)
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_docs_close(a[k], b[k], rtol)
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for u, v in zip(a, b, strict=True):
+            assert_docs_close(u, v, rtol)
+    else:
+        assert a == b
+
+
+@pytest.mark.slow
+def test_the_command_in_two_processes_writes_the_results_of_one(tmp_path):
+    """``jaxprop train`` as two processes of one device each writes what one
+    process of two devices writes: the same training bits (final.npz,
+    curves.npz's losses), the same metrics.json but for the time and rounding
+    (the final metrics are computed from the gathered result on one device of
+    each process, not across two); only process 0 writes and prints."""
+    two, one = tmp_path / "two", tmp_path / "one"
+    port = free_port()
+    outs = launch(
+        [train(*RUN, "--out", two, *of(port, 2, i)) for i in range(2)]
+        + [train(*RUN, "--out", one)],
+        envs=[devices(1), devices(1), devices(2)],
+    )
+    for code, _, err in outs:
+        assert code == 0, err[-3000:]
+    assert "trained 6 runs × 200 steps" in outs[0][1]
+    assert "trained" not in outs[1][1] and "results in" not in outs[1][1]
+    assert sorted(os.listdir(two)) == sorted(os.listdir(one))
+    for name in ("final.npz", "checkpoint.npz", "curves.npz"):
+        with np.load(two / name) as a, np.load(one / name) as b:
+            for k in a.files:
+                if name == "checkpoint.npz" and k == "leaf0":  # seconds trained
+                    continue
+                if name == "curves.npz" and k.startswith("train_"):
+                    np.testing.assert_allclose(a[k], b[k], rtol=1e-12)
+                    continue
+                assert a[k].tobytes() == b[k].tobytes(), (name, k)
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in (two, one)]
+    for m in metrics:
+        del m["timing"]["train_s"], m["timing"]["run_steps_per_s"]
+    assert_docs_close(*metrics)
+    config = json.loads((two / "config.json").read_text())
+    assert config["versions"]["device"].endswith("× 2 in 2 processes")
+    assert config["command"][-6:] == ["--num-processes", "2", "--process-id", "0",
+                                      "--distributed-timeout", "60"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "mistake,says",
+    [
+        (["--data", "NO_SUCH.npz"], "process(es) [1] failed"),
+        pytest.param(
+            ["--seed", "1"], "started with different settings", marks=pytest.mark.slow
+        ),
+    ],
+    ids=["bad-data", "other-seed"],
+)
+def test_a_mistake_in_one_process_stops_all_with_status_2(tmp_path, mistake, says):
+    """Process 1 alone cannot start: every process stops before training, with
+    the same status, none waiting for the others."""
+    port = free_port()
+    args = [*RUN, "--steps", "100000", "--out", tmp_path / "run"]
+    mistake = [str(tmp_path / m) if m.endswith(".npz") else m for m in mistake]
+    outs = launch(
+        [train(*args, *of(port, 2, 0)), train(*args, *mistake, *of(port, 2, 1))],
+        envs=[devices(1)] * 2,
+        timeout=60,
+    )
+    assert [code for code, _, _ in outs] == [2, 2], outs
+    assert says in outs[0][2]
+    if mistake[0] == "--data":
+        assert "NO_SUCH.npz" in outs[1][2]
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_stops_the_others(tmp_path):
+    """Process 1 killed mid-run: process 0 stops with an error within the
+    timeout instead of waiting for it forever."""
+    port = free_port()
+    out = tmp_path / "run"
+    args = [*RUN, "--steps", "200000", "--checkpoint-every", "100", "--out", out]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **devices(1))
+    procs = [
+        subprocess.Popen(
+            train(*args, *of(port, 2, i, timeout=10)), cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (out / "checkpoint.npz").exists():  # training, together
+            assert time.monotonic() < deadline and procs[0].poll() is None
+            time.sleep(0.2)
+        procs[1].kill()
+        start = time.monotonic()
+        _, err = procs[0].communicate(timeout=TIMEOUT)
+        assert procs[0].returncode != 0, err[-3000:]
+        assert time.monotonic() - start < 60
+        print(err[-3000:])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
