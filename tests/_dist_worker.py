@@ -6,7 +6,8 @@ Usage: ``python tests/_dist_worker.py SPEC`` where SPEC is a JSON object:
 - ``processes``, ``process_id``, ``port``: the ``jax.distributed`` group (on
   127.0.0.1); ``processes`` 1 runs alone, without ``jax.distributed``;
 - ``light``: full-batch steps and no learning-rate grid (less to compile);
-  else minibatches of 2 and two learning rates (:func:`problem`);
+  else minibatches of 2 (the shuffle's loops), two learning rates and an
+  evaluation every 100 steps (:func:`problem`);
 - ``load``: a checkpoint to resume from (``trainer.load``), or null;
 - ``stop``: advance to this step, then ``trainer.save(save, state)`` and stop;
   null: train to the end;
@@ -41,7 +42,12 @@ def problem(light: bool):
     keys = jax.random.split(jax.random.key(0), 8)
     options = dict(scheme="uniform01", log_every=10, dtype="float64")
     if not light:
-        options |= dict(batch_size=2, hparams={"learning_rate": np.array([0.5, 2.0])})
+        options |= dict(
+            batch_size=2,
+            hparams={"learning_rate": np.array([0.5, 2.0])},
+            eval_data=(x, y),
+            eval_every=100,
+        )
     return net, keys, x, y, sgd, STEPS, options
 
 
