@@ -41,6 +41,7 @@ from benchmarks import (
     baselines,
     mnist1d,
     per_example,
+    processes,
     progress,
     report,
     rules,
@@ -65,6 +66,7 @@ STUDIES = {
     "progress": (progress.bench_progress, 5),
     "rules": (rules.bench_rules, 10),
     "per-example": (per_example.bench_per_example, 25),
+    "processes": (processes.bench_processes, 3),
 }
 
 # float64 contenders (the NumPy baseline's precision, the agreement study) need

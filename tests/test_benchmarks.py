@@ -363,3 +363,18 @@ def test_per_example_contenders_do_the_same_work():
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     dp_grads = fns["dp_sgd"][1]
     assert jax.tree.structure(dp_grads) == jax.tree.structure(fns["vmap_dp"])
+
+
+@pytest.mark.slow  # four processes started: run by .ci/run with -m slow
+def test_processes_study(tmp_path):
+    from benchmarks import processes
+
+    result = processes.bench_processes("smoke", 1)
+    assert [r["layout"] for r in result["rows"]] == list(processes.LAYOUTS)
+    for row in result["rows"]:
+        assert row["same_bits"]  # the same work in both layouts
+        assert row["median_s"] > 0 and len(row["times_s"]) == processes.INNER
+    assert result["rows"][0]["vs_one_process"] == 1
+    assert_reported(
+        tmp_path, "processes", result, ["## Across processes: 2 processes"], []
+    )
