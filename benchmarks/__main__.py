@@ -44,6 +44,7 @@ from benchmarks import (
     gpu,
     mnist1d,
     per_example,
+    processes,
     progress,
     report,
     rules,
@@ -70,6 +71,7 @@ STUDIES = {
     "rules": (rules.bench_rules, 10),
     "per-example": (per_example.bench_per_example, 25),
     "gpu": (gpu.bench_gpu, 10),
+    "processes": (processes.bench_processes, 3),
 }
 #: What ``gpu`` runs besides its own measurements (benchmarks/gpu.py).
 GPU_STUDIES = ("step-time", "seed-scaling")

@@ -367,6 +367,28 @@ def markdown(results: dict) -> str:
             )
     if "gpu" in results:
         out += gpu_markdown(results["gpu"])
+    if "processes" in results:
+        r = results["processes"]
+        out += [
+            "## Across processes: 2 processes × 1 device vs 1 process × 2 devices",
+            "",
+        ]
+        out += _table(
+            ["workload", "layout", "steady", "first call", "× one process",
+             "same bits"],
+            [
+                [
+                    f"{row['workload']} {row['seeds']} seeds × {row['steps']} steps",
+                    row["layout"],
+                    f"{row['median_s']:.3f} s",
+                    f"{row['first_call_s']:.1f} s",
+                    f"{row['vs_one_process']:.3f}",
+                    "yes" if row["same_bits"] else "**no**",
+                ]
+                for row in r["rows"]
+            ],
+        )  # fmt: skip
+        out += [f"- {k}: {v}" for k, v in r.get("notes", {}).items()]
     return "\n".join(out)
 
 

@@ -12,6 +12,8 @@ import math
 import os
 import signal
 import sys
+import traceback
+import zlib
 from pathlib import Path
 
 from ._experiment import FIELDS
@@ -42,6 +44,198 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{self.prog}: {message}")
+
+
+#: Seconds a process of a run across processes waits for the others (to start,
+#: to answer, to finish) before every process stops with an error.
+DISTRIBUTED_TIMEOUT = 300
+
+
+def _slurm_tasks() -> int:
+    """Tasks of the SLURM job step this process is one of (``srun``); 1 outside one.
+
+    JAX's own SLURM detection reads the same variables; a batch script run
+    without ``srun`` has no step of several tasks, so it trains alone.
+    """
+    needed = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID")
+    if not all(v in os.environ for v in needed):
+        return 1
+    try:
+        return int(os.environ.get("SLURM_STEP_NUM_TASKS", "1"))
+    except ValueError:
+        return 1
+
+
+def _check_address(address: str, where: str) -> str:
+    host, sep, port = address.rpartition(":")
+    if not (sep and host and port.isdigit() and 0 < int(port) < 2**16):
+        raise UsageError(
+            f"jaxprop train: {where} must be HOST:PORT, process 0's host name or "
+            f"address and a free TCP port (e.g. 10.0.0.1:12345); got {address!r}."
+        )
+    return address
+
+
+def _distributed_args(args) -> dict | None:
+    """``jax.distributed.initialize``'s arguments from ``--coordinator``,
+    ``--num-processes`` and ``--process-id``, or from a SLURM job step of several
+    tasks when those are absent; None: one process. Checked before JAX starts.
+
+    Raises:
+      UsageError: options that do not go together, an id out of range, or a
+        malformed address.
+    """
+    n, i, timeout = args.num_processes, args.process_id, args.distributed_timeout
+    if timeout < 1:
+        raise UsageError(
+            f"jaxprop train: --distributed-timeout must be at least 1 second; "
+            f"got {timeout}."
+        )
+    coordinator = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    where = "--coordinator" if args.coordinator else "JAX_COORDINATOR_ADDRESS"
+    if n is None and i is None:
+        if _slurm_tasks() > 1:  # JAX reads the rest from the job step
+            if coordinator is None:
+                return {}
+            return {"coordinator_address": _check_address(coordinator, where)}
+        if coordinator is not None:
+            raise UsageError(
+                f"jaxprop train: {where} needs --num-processes N and --process-id I "
+                f"(or a SLURM job step of several tasks, which sets them)."
+            )
+        return None
+    if n is None:
+        raise UsageError(
+            "jaxprop train: --process-id needs --num-processes N (and "
+            "--coordinator HOST:PORT)."
+        )
+    if i is None:
+        raise UsageError(
+            f"jaxprop train: --num-processes needs --process-id I (this process's "
+            f"index, 0 to {max(n, 1) - 1})."
+        )
+    if n < 1:
+        raise UsageError(f"jaxprop train: --num-processes must be at least 1; got {n}.")
+    if not 0 <= i < n:
+        raise UsageError(
+            f"jaxprop train: --process-id must be between 0 and {n - 1} "
+            f"(--num-processes {n}); got {i}."
+        )
+    if coordinator is None:
+        raise UsageError(
+            "jaxprop train: --num-processes needs --coordinator HOST:PORT, "
+            "process 0's host and a free port (the same for every process)."
+        )
+    return {
+        "coordinator_address": _check_address(coordinator, where),
+        "num_processes": n,
+        "process_id": i,
+        # Only what the options say: no cluster's environment changes it.
+        "cluster_detection_method": "deactivate",
+    }
+
+
+def _join(kwargs: dict, timeout: int) -> None:
+    """``jax.distributed.initialize``: joins the other processes (before JAX
+    starts its backends). A process that cannot reach them within ``timeout``
+    seconds is stopped by JAX's runtime, which says why."""
+    import jax
+
+    # CPU devices of several processes talk through gloo (built into jaxlib).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    who = (
+        f"process {kwargs['process_id']} of {kwargs['num_processes']}"
+        if "num_processes" in kwargs
+        else "a process of the SLURM job step"
+    )
+    where = kwargs.get("coordinator_address", "the job's first host")
+    print(
+        f"jaxprop train: {who}: joining the others at {where} (waiting up to "
+        f"{timeout} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        jax.distributed.initialize(
+            **kwargs,
+            initialization_timeout=timeout,
+            heartbeat_timeout_seconds=min(timeout, 100),
+            shutdown_timeout_seconds=timeout,
+        )
+    except RuntimeError as e:  # JAX already started (jaxprop's main() in-process)
+        raise UsageError(f"jaxprop train: cannot join other processes: {e}") from None
+
+
+class _Processes:
+    """The processes of one run, which must agree on every outcome (for one
+    process, every method is immediate)."""
+
+    def __init__(self):
+        import jax
+
+        self.count, self.index = jax.process_count(), jax.process_index()
+        # Where the others' progress and messages go (process 0: the default).
+        self.stream = None if self.main else open(os.devnull, "w")
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
+    @property
+    def main(self) -> bool:
+        """Process 0: it writes ``--out`` and prints progress."""
+        return self.index == 0
+
+    def gather(self, *values: int) -> list[tuple[int, ...]]:
+        """Every process's ``values`` (a collective: all call it at once)."""
+        if self.count == 1:
+            return [values]
+        import numpy as np
+        from jax.experimental import multihost_utils
+
+        rows = multihost_utils.process_allgather(np.array(values, np.uint32))
+        return [tuple(int(v) for v in row) for row in rows]
+
+    def agree(self, status: int, fingerprint: int = 0) -> int:
+        """The status every process ends with: the largest (OK=0 < FAILED=1 <
+        USAGE=2 < INTERRUPTED=130); USAGE if the processes' settings differ.
+
+        Process 0 says which processes failed, or that settings differ.
+        """
+        rows = self.gather(status, fingerprint)
+        failed = [k for k, (s, _) in enumerate(rows) if s != OK]
+        if not failed and len({f for _, f in rows}) > 1:
+            if self.main:
+                print(
+                    "jaxprop train: the processes were started with different "
+                    "settings or data (each must run the same command but for "
+                    "--process-id).",
+                    file=sys.stderr,
+                )
+            return USAGE
+        if failed and self.main and status == OK:
+            print(
+                f"jaxprop train: stopped: process(es) {failed} failed (see their "
+                f"messages).",
+                file=sys.stderr,
+            )
+        return max(s for s, _ in rows)
+
+
+def _fingerprint(config, out, resume, data) -> int:
+    """A checksum of what every process of a run must share: the settings, the
+    data's bits (not their paths, which may differ between hosts), whether
+    there is an ``--out`` and whether the run resumes."""
+    import dataclasses
+
+    from ._experiment.store import data_fingerprint
+
+    settings = dataclasses.asdict(config)
+    for path in ("data", "eval_data"):
+        if str(settings.get(path)).endswith((".npz", ".csv")):
+            del settings[path]
+    text = repr((settings, out is None, resume is None, data_fingerprint(data)))
+    return zlib.crc32(text.encode())
 
 
 def _setup_jax() -> None:
@@ -190,7 +384,9 @@ def _check(args) -> int:
 _TRAIN_FIELDS = tuple(FIELDS)  # every setting of ExperimentConfig
 
 
-def _train(args, argv) -> int:
+def _train(args, argv, group: _Processes | None = None) -> int:
+    """``jaxprop train``: one process, or one of the ``group`` (every process
+    runs the same steps; process 0 writes ``--out`` and prints)."""
     from ._experiment import (
         absolute_paths,
         build,
@@ -198,71 +394,113 @@ def _train(args, argv) -> int:
         extend_config,
         make_config,
         read_config,
-        run_experiment,
         start,
     )
 
-    with _user_errors("train"):
-        saved_steps = None
-        if args.resume is not None:
-            extra = [
-                f"--{k.replace('_', '-')}"
-                for k in _TRAIN_FIELDS
-                if k != "steps" and getattr(args, k) is not None
-            ]
-            extra += [
-                f for f in ("--config", "--out") if getattr(args, f[2:]) is not None
-            ]
-            if extra:
-                raise UsageError(
-                    f"jaxprop train: --resume takes every setting from "
-                    f"{args.resume}/config.json (only --steps can extend it); "
-                    f"drop {', '.join(extra)}."
-                )
-            out = Path(args.resume)
-            if args.steps is None:
-                config = read_config(out)
+    group = _Processes() if group is None else group
+    agreed = False  # whether this process reached the agreement before writing
+    fingerprint = 0
+
+    def ready():  # every check passed here: do all processes agree?
+        nonlocal agreed
+        agreed = True
+        if group.agree(OK, fingerprint) != OK:
+            raise UsageError("")  # the failing process said why
+
+    status, message = OK, ""
+    try:
+        with _user_errors("train"):
+            saved_steps = None
+            if args.resume is not None:
+                extra = [
+                    f"--{k.replace('_', '-')}"
+                    for k in _TRAIN_FIELDS
+                    if k != "steps" and getattr(args, k) is not None
+                ]
+                extra += [
+                    f for f in ("--config", "--out") if getattr(args, f[2:]) is not None
+                ]
+                if extra:
+                    raise UsageError(
+                        f"jaxprop train: --resume takes every setting from "
+                        f"{args.resume}/config.json (only --steps can extend it); "
+                        f"drop {', '.join(extra)}."
+                    )
+                out = Path(args.resume)
+                if args.steps is None:
+                    config = read_config(out)
+                else:
+                    steps = make_config({"steps": args.steps}).steps
+                    config, saved_steps = extend_config(out, steps)
             else:
-                steps = make_config({"steps": args.steps}).steps
-                config, saved_steps = extend_config(out, steps)
-        else:
-            config = make_config(_config_values(args, _TRAIN_FIELDS))
-            config = absolute_paths(config)  # config.json reruns from anywhere
-            out = None if args.out is None else Path(args.out)
-            if out is not None and (out / "checkpoint.npz").exists():
-                raise ValueError(
-                    f"--out: {str(out)!r} already holds a run; continue it with "
-                    f"--resume {out}, or choose another folder."
-                )
-            if out is not None:
-                check_out_is_free(out)
-            if out is None and config.checkpoint_every is not None:
-                raise ValueError(
-                    "checkpoint_every needs --out DIR (checkpoints are written there)."
-                )
-        exp = build(config)
-        checkpoint = start(
-            exp, out, resume=args.resume is not None, saved_steps=saved_steps,
-            argv=argv,
-        )  # fmt: skip
-    progress = "off" if args.quiet else "auto"
+                config = make_config(_config_values(args, _TRAIN_FIELDS))
+                config = absolute_paths(config)  # config.json reruns from anywhere
+                out = None if args.out is None else Path(args.out)
+                if out is not None and (out / "checkpoint.npz").exists():
+                    raise ValueError(
+                        f"--out: {str(out)!r} already holds a run; continue it with "
+                        f"--resume {out}, or choose another folder."
+                    )
+                if out is not None:
+                    check_out_is_free(out)
+                if out is None and config.checkpoint_every is not None:
+                    raise ValueError(
+                        "checkpoint_every needs --out DIR (checkpoints are written "
+                        "there)."
+                    )
+            exp = build(config)
+            if group.count > 1:
+                fingerprint = _fingerprint(config, out, args.resume, exp.data)
+            checkpoint = start(
+                exp, out, resume=args.resume is not None, saved_steps=saved_steps,
+                argv=argv, write=group.main, ready=ready, stream=group.stream,
+            )  # fmt: skip
+    except UsageError as e:
+        status, message = USAGE, str(e)
+    if message:
+        print(message, file=sys.stderr)
+    if not agreed:  # failed before the agreement: the others wait in it
+        status = group.agree(status)
+    # ... and once more: process 0's writes of --out may have failed.
+    status = group.agree(status)
+    if status != OK:
+        return status
+    return _run(args, exp, checkpoint, out, group)
+
+
+def _run(args, exp, checkpoint, out, group) -> int:
+    from ._experiment import run_experiment
+
+    config = exp.config
+    quiet = args.quiet or not group.main
     lead = "×".join(map(str, exp.trainer.shape))
     net = exp.net
-    print(
-        f"{config.data}: {'-'.join(map(str, net.sizes))} {net.activation}/"
-        f"{net.output_activation} {net.cost}, {config.optimizer} lr "
-        f"{','.join(f'{x:g}' for x in config.lr)}, {config.steps} steps, "
-        f"{config.seeds} seeds ({lead} runs, {exp.trainer.strategy[0]}), "
-        f"rule {config.rule or {'autodiff': 'autodiff'}.get(config.grad, 'backprop')}, "
-        f"{config.dtype}",
-        file=sys.stderr if args.quiet else sys.stdout,
-    )
+    on = f" over {group.count} processes" if group.count > 1 else ""
+    if group.main:
+        print(
+            f"{config.data}: {'-'.join(map(str, net.sizes))} {net.activation}/"
+            f"{net.output_activation} {net.cost}, {config.optimizer} lr "
+            f"{','.join(f'{x:g}' for x in config.lr)}, {config.steps} steps, "
+            f"{config.seeds} seeds ({lead} runs, {exp.trainer.strategy[0]}{on}), "
+            f"rule "
+            f"{config.rule or {'autodiff': 'autodiff'}.get(config.grad, 'backprop')}, "
+            f"{config.dtype}",
+            file=sys.stderr if args.quiet else sys.stdout,
+        )
     # A scheduler's SIGTERM (SLURM, Kubernetes) stops a run as Ctrl-C does.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        final = run_experiment(exp, checkpoint, out, progress=progress)
+        final = run_experiment(
+            exp,
+            checkpoint,
+            out,
+            progress="off" if quiet else "auto",
+            stream=group.stream,
+        )
     except KeyboardInterrupt:
-        if out is None:
+        if not group.main:
+            pass
+        elif out is None:
             where = " (nothing was saved: no --out)"
         elif (out / "checkpoint.npz").exists():
             where = f"; jaxprop train --resume {out} continues from the last checkpoint"
@@ -271,27 +509,40 @@ def _train(args, argv) -> int:
                 f" before the first checkpoint: nothing can be resumed yet "
                 f"(jaxprop train --resume {out} starts it again from step 0)"
             )
-        print(f"jaxprop train: interrupted{where}.", file=sys.stderr)
+        if group.main:
+            print(f"jaxprop train: interrupted{where}.", file=sys.stderr)
         return INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return _finish(exp, final, out, gradcheck=not args.no_gradcheck)
+    return _finish(exp, final, out, gradcheck=not args.no_gradcheck, main=group.main)
 
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def _finish(exp, final, out, gradcheck: bool) -> int:
+def _finish(exp, final, out, gradcheck: bool, main: bool = True) -> int:
     """Result files (with --out) and the summary; a folder that can no longer
-    be written is reported, with the summary still printed."""
-    from ._experiment import results_doc, write_gradient_check, write_results
+    be written is reported, with the summary still printed.
+
+    Across processes every process computes the results and the gradient check
+    (their gathers are collectives); process 0 (``main``) writes and prints.
+    """
+    from ._experiment import (
+        gradient_check,
+        results_doc,
+        write_gradient_check,
+        write_results,
+    )
 
     status = OK
-    doc = None
+    results = results_doc(exp, final)
+    check = gradient_check(exp) if out is not None and gradcheck else None
+    if not main:
+        return OK if check is None or check.report.passed else FAILED
     if out is not None:
         try:
-            doc = write_results(out, exp, final)
+            write_results(out, exp, final, results)
         except OSError as e:
             print(
                 f"jaxprop train: could not write the results to {out} "
@@ -300,13 +551,11 @@ def _finish(exp, final, out, gradcheck: bool) -> int:
                 file=sys.stderr,
             )
             status = FAILED
-    if doc is None:
-        doc = results_doc(exp, final)[0]
-    _print_summary(exp, final, doc)
+    _print_summary(exp, final, results[0])
     if out is not None and status == OK:
-        if gradcheck:
+        if check is not None:
             try:
-                check = write_gradient_check(out, exp)
+                write_gradient_check(out, exp, check)
             except OSError as e:
                 print(
                     f"jaxprop train: gradient check not written ({e.strerror or e}).",
@@ -433,6 +682,31 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the gradient check written to --out after training",
     )
+    g = p.add_argument_group(
+        "several processes or machines",
+        "One process per machine, each with the same command but for its "
+        "--process-id: the runs are split over every device of every process "
+        "(jax.distributed); process 0 writes --out and prints progress. Under "
+        "SLURM's srun, leave these out: they are read from the job step.",
+    )
+    g.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        help="process 0's host and a free TCP port, the same for every process "
+        "(default: $JAX_COORDINATOR_ADDRESS)",
+    )
+    g.add_argument("--num-processes", type=int, metavar="N", help="processes in all")
+    g.add_argument(
+        "--process-id", type=int, metavar="I", help="this process's index, 0 to N-1"
+    )
+    g.add_argument(
+        "--distributed-timeout",
+        type=int,
+        default=DISTRIBUTED_TIMEOUT,
+        metavar="SECONDS",
+        help="how long a process waits for the others to start, answer or finish "
+        f"before every process stops with an error (default {DISTRIBUTED_TIMEOUT})",
+    )
 
     p = sub.add_parser(
         "check",
@@ -476,6 +750,7 @@ def main(argv=None) -> int:
         if argv[:1] == ["bench"]:  # every later argument is the suite's own
             return _bench(argparse.Namespace(bench_args=argv[1:]))
         args = parser.parse_args(argv)
+        distributed = _distributed_args(args) if args.command == "train" else None
         if args.command != "bench":
             _setup_jax()
         if args.command == "xor":
@@ -483,11 +758,41 @@ def main(argv=None) -> int:
         if args.command == "check":
             return _check(args)
         if args.command == "train":
-            return _train(args, argv)
+            if distributed is None:
+                return _train(args, argv)
+            return _train_across_processes(args, argv, distributed)
         return _bench(args)
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return USAGE
+
+
+def _train_across_processes(args, argv, distributed: dict) -> int:
+    """``jaxprop train`` as one of several processes: every process ends with
+    the same status, and none waits for the others longer than the timeout."""
+    import jax
+
+    _join(distributed, args.distributed_timeout)
+    group = _Processes()
+    try:
+        try:
+            status = _train(args, argv, group)
+        except Exception:  # say so before JAX's runtime stops every process
+            traceback.print_exc()
+            print(
+                f"jaxprop train: process {group.index} of {group.count} stopped by "
+                f"the error above; the others stop within --distributed-timeout "
+                f"({args.distributed_timeout} s).",
+                file=sys.stderr,
+                flush=True,
+            )
+            return FAILED
+        return group.agree(status)
+    finally:
+        group.close()
+        # Waits (up to the timeout) for the others; a process that left early
+        # or hangs makes JAX's runtime stop every process with an error.
+        jax.distributed.shutdown()
 
 
 def console() -> None:

@@ -12,6 +12,7 @@ import inspect
 import math
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -26,13 +27,17 @@ from ._inputs import check_x, check_y
 from ._io import load, save
 from ._layout import (
     _advance_runs,
+    _agree_max,
     _choose_strategy,
     _finish,
     _init_runs,
     _last_losses,
     _Plan,
+    _put,
+    _to_host,
     _to_lead,
     _to_working,
+    spans_processes,
 )
 from ._loop import (
     _RULE_KEY,
@@ -504,14 +509,7 @@ class Trainer:
                 k: jnp.broadcast_to(v[:, None], (n_hparams, n_seeds))
                 for k, v in hparams.items()
             }
-        devices = jax.local_devices() if devices is None else list(devices)
-        if not devices:
-            raise ValueError("devices must name at least one device.")
-        if not all(isinstance(d, jax.Device) for d in devices):
-            raise ValueError(
-                f"devices must be jax devices (jax.devices()); got "
-                f"{sorted({type(d).__name__ for d in devices})}."
-            )
+        devices = _check_devices(devices)
         n_runs = n_seeds * max(n_hparams, 1)
         if log_every is None:
             config = config._replace(
@@ -519,9 +517,12 @@ class Trainer:
                     config, n_runs, jnp.dtype(dtype).itemsize, x_eval is not None
                 )
             )
-        # Fewer runs than devices: no device idles on padding (one seed runs as
-        # one program on one device, not a padded program split across two).
-        devices = devices[:n_runs]
+        if not spans_processes(devices):
+            # Fewer runs than devices: no device idles on padding (one seed runs
+            # as one program on one device, not a padded program split across
+            # two). Across processes every process keeps its devices: each runs
+            # the same program.
+            devices = devices[:n_runs]
         strategy, chunk_size = _choose_strategy(
             config,
             n_runs,
@@ -555,8 +556,9 @@ class Trainer:
             else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         )
         self._where = where
-        self._init_args = jax.device_put((keys, params, hparams), where)
-        self._data = jax.device_put((x, y, x_eval, y_eval), where)
+        self._spans = self._plan.spans_processes
+        self._init_args = _put((keys, params, hparams), where)
+        self._data = _put((x, y, x_eval, y_eval), where)
 
     @property
     def steps(self) -> int:
@@ -628,29 +630,37 @@ class Trainer:
                 f"state.step is {int(state.step)}; the runs are not finished "
                 f"({self.steps} steps)."
             )
-        return _finish(self._plan, state.runs, state.log)
+        return _to_host(_finish(self._plan, state.runs, state.log))
 
     def runs(self, state: TrainState) -> RunState:
         """Every run's :class:`RunState`, with leading axes ``self.shape``."""
-        return _to_lead(self._plan, state.runs)
+        return _to_host(_to_lead(self._plan, state.runs))
 
     def log(self, state: TrainState) -> TrainLog:
         """The whole log, (*self.shape, steps // log_every), NaN ahead of ``step``."""
-        return _to_lead(self._plan, state.log)
+        return _to_host(_to_lead(self._plan, state.log))
 
     def portable(self, state: TrainState) -> TrainState:
         """``state`` with leading run axes (``self.shape``) instead of the
-        working layout: what to save, loadable whatever the device count."""
-        return TrainState(state.step, *_to_lead(self._plan, (state.runs, state.log)))
+        working layout: what to save, loadable whatever the device count (and
+        process count)."""
+        runs, log = _to_host(_to_lead(self._plan, (state.runs, state.log)))
+        return TrainState(state.step, runs, log)
 
     def restore(self, portable: TrainState) -> TrainState:
-        """The working-layout state of a :meth:`portable` one (e.g. as loaded)."""
-        runs_log = jax.device_put((portable.runs, portable.log), self._where)
+        """The working-layout state of a :meth:`portable` one (e.g. as loaded),
+        on this trainer's devices, however many devices or processes saved it."""
+        runs_log = _put((portable.runs, portable.log), self._where)
         return TrainState(int(portable.step), *_to_working(self._plan, runs_log))
 
     def save(self, path, state: TrainState):
-        """Writes ``state`` to ``path`` atomically, in the portable layout."""
-        return save(path, self.portable(state))
+        """Writes ``state`` to ``path`` atomically, in the portable layout.
+
+        Where the runs span processes, every process calls it; process 0 writes
+        the file and the others wait until it is written.
+        """
+        portable = self.portable(state)
+        return write_once(self, lambda: save(path, portable), path)
 
     def load(self, path) -> TrainState:
         """A state written by :meth:`save` (checked against this trainer's runs)."""
@@ -663,7 +673,71 @@ class Trainer:
         NaN for diverged runs (and before the first block).
         """
         block = max(int(state.step) // self.log_every - 1, 0)
-        return _last_losses(self._plan, state.log.losses, np.int32(block))
+        return _to_host(_last_losses(self._plan, state.log.losses, np.int32(block)))
+
+
+def _check_devices(devices) -> list:
+    """The devices to lay the runs over: every device of every process by
+    default (one process: its own devices)."""
+    if devices is None:
+        return jax.devices() if jax.process_count() > 1 else jax.local_devices()
+    devices = list(devices)
+    if not devices:
+        raise ValueError("devices must name at least one device.")
+    if not all(isinstance(d, jax.Device) for d in devices):
+        raise TypeError(
+            "devices must be a sequence of jax.Device, e.g. jax.devices()[:2]; "
+            f"got {[type(d).__name__ for d in devices][:3]}."
+        )
+    if len(set(devices)) != len(devices):
+        raise ValueError("devices must not name a device twice.")
+    here = {d.process_index for d in devices}
+    if len(here) == 1 and jax.process_index() not in here:
+        raise ValueError(
+            f"devices belong to process {here.pop()}, not to this one "
+            f"({jax.process_index()}): give this process's devices, or devices "
+            f"of every process."
+        )
+    missing = sorted(set(range(jax.process_count())) - here)
+    if len(here) > 1 and missing:
+        raise ValueError(
+            f"devices span several processes but none of processes {missing}: "
+            f"runs laid over several processes need devices of every process "
+            f"(each runs the same program), e.g. jax.devices()."
+        )
+    return devices
+
+
+def agree_max(trainer: Trainer, value: int) -> int:
+    """The largest of every process's ``value`` where ``trainer``'s runs span
+    processes (a collective: every process calls it at the same point); else
+    ``value``. What decides a collective step (a chunk's length, whether to
+    checkpoint now) must be the same on every process."""
+    return _agree_max(value, trainer._spans)
+
+
+def write_once(trainer: Trainer, write, path):
+    """``write()``, which writes the file ``path`` from a tree that every process
+    holds whole (gathered); returns ``Path(path)``.
+
+    Where ``trainer``'s runs span processes, every process calls it: process 0
+    writes and the others wait for it (a collective); if the write fails, each
+    process raises (process 0 its own error, the others an ``OSError`` naming it).
+    """
+    if not trainer._spans:
+        write()
+        return Path(path)
+    error = None
+    if jax.process_index() == 0:
+        try:
+            write()
+        except OSError as e:  # every process must reach the agreement below
+            error = e
+    if agree_max(trainer, error is not None):
+        if error is not None:
+            raise error
+        raise OSError(f"process 0 could not write {path}.")
+    return Path(path)
 
 
 #: Seconds each chunk of :func:`advance_in_chunks` aims at: the per-call cost
@@ -706,7 +780,9 @@ def advance_in_chunks(
                 1, (state.step - last_read[1]) // every
             )
             target = max(1, round(chunk_seconds / max(per_block, 1e-9)))
-            blocks = min(target, 8 * blocks)
+            # Across processes every one takes the same chunks (their gathers
+            # are collectives): the longest any process chose.
+            blocks = agree_max(trainer, min(target, 8 * blocks))
         last_read = (now, state.step)
         if on_chunk is not None:
             on_chunk(state, losses)
@@ -769,10 +845,17 @@ def train_seeds(
         device memory (``Device.memory_stats()``), else chunks sized to fit.
       chunk_size: runs per chunk (implies ``"chunked"``).
       dtype: parameter dtype when drawn from keys (JAX's default float if None).
-      devices: devices to split the runs across (default ``jax.local_devices()``).
-        On a CPU, XLA runs this loop on one core; to use them all, start Python
-        with ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set
-        before importing jax), which makes each core a device.
+      devices: devices to split the runs across (default: every device,
+        ``jax.devices()``, of every process when JAX runs as several processes
+        with ``jax.distributed``; else ``jax.local_devices()``). On a CPU, XLA
+        runs this loop on one core; to use them all, start Python with
+        ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set before
+        importing jax), which makes each core a device. Across processes, every
+        process makes the same call (the same keys, data and options) and
+        computes the runs of its own devices; the result (and a
+        :class:`Trainer`'s ``runs``, ``log``, ``portable``, ``last_losses``)
+        is gathered whole on every process, and ``Trainer.save`` is written by
+        process 0.
       progress: True for a progress bar (``tqdm.auto``: on a terminal or in
         Jupyter; plain lines every 10 s elsewhere), or a :class:`Progress` to
         choose its mode and stream. The steps then run in chunks of about half

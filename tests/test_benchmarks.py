@@ -517,3 +517,18 @@ def test_gpu_study_parts_run_on_cpu(tmp_path):
         {"environment": environment(), "size": "smoke", "repeats": 1, "gpu": result}
     )
     assert "peaks unknown for this device_kind" in summary
+
+
+@pytest.mark.slow  # four processes started: run by .ci/run with -m slow
+def test_processes_study(tmp_path):
+    from benchmarks import processes
+
+    result = processes.bench_processes("smoke", 1)
+    assert [r["layout"] for r in result["rows"]] == list(processes.LAYOUTS)
+    for row in result["rows"]:
+        assert row["same_bits"]  # the same work in both layouts
+        assert row["median_s"] > 0 and len(row["times_s"]) == processes.INNER
+    assert result["rows"][0]["vs_one_process"] == 1
+    assert_reported(
+        tmp_path, "processes", result, ["## Across processes: 2 processes"], []
+    )

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.image import imread
 
 import jaxprop as jp
-from jaxprop._cli import main
+from jaxprop._cli import UsageError, main
 from jaxprop._experiment import build, load_checkpoint, read_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,6 +195,95 @@ def test_user_mistakes_are_one_line_and_status_2(tmp_path, capsys, args, message
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("jaxprop"), err
     assert message in err and "Traceback" not in err
+
+
+SLURM_STEP = {
+    "SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "node[1-2]", "SLURM_NTASKS": "2",
+    "SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1", "SLURM_LOCALID": "0",
+}  # fmt: skip
+
+
+@pytest.fixture
+def no_cluster(monkeypatch):
+    """No JAX coordinator or SLURM job step in the environment."""
+    for name in ["JAX_COORDINATOR_ADDRESS", *SLURM_STEP]:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--process-id", "1"], "--process-id needs --num-processes N"),
+        (["--num-processes", "2"], "--num-processes needs --process-id I"),
+        (
+            ["--num-processes", "2", "--process-id", "2"],
+            "--process-id must be between 0 and 1 (--num-processes 2); got 2",
+        ),
+        (["--num-processes", "0", "--process-id", "0"], "at least 1; got 0"),
+        (
+            ["--num-processes", "2", "--process-id", "0"],
+            "--num-processes needs --coordinator HOST:PORT",
+        ),
+        (
+            ["--num-processes", "2", "--process-id", "0", "--coordinator", "host"],
+            "--coordinator must be HOST:PORT, process 0's host name or address "
+            "and a free TCP port (e.g. 10.0.0.1:12345); got 'host'",
+        ),
+        (
+            ["--num-processes", "2", "--process-id", "0", "--coordinator", ":80"],
+            "got ':80'",
+        ),
+        (
+            ["--num-processes", "2", "--process-id", "0", "--coordinator", "h:99999"],
+            "got 'h:99999'",
+        ),
+        (["--coordinator", "h:1234"], "--coordinator needs --num-processes N"),
+        (["--distributed-timeout", "0"], "at least 1 second; got 0"),
+        (["--num-processes", "two"], "invalid int value: 'two'"),
+    ],
+)
+def test_distributed_options_are_checked_before_jax_starts(
+    capsys, no_cluster, args, message
+):
+    """Before any compile or connection: one line, status 2."""
+    code = main(["train", "--data", "xor", "--steps", "100", *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and message in err, err
+
+
+def test_distributed_options_from_flags_slurm_and_jax_variables(
+    monkeypatch, no_cluster
+):
+    from jaxprop._cli import _distributed_args, make_parser
+
+    def parsed(*args):
+        return _distributed_args(make_parser().parse_args(["train", *args]))
+
+    assert parsed() is None  # one process
+    flags = ["--coordinator", "10.0.0.1:1234", "--num-processes", "4"]
+    assert parsed(*flags, "--process-id", "3") == {
+        "coordinator_address": "10.0.0.1:1234",
+        "num_processes": 4,
+        "process_id": 3,
+        "cluster_detection_method": "deactivate",
+    }
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "[::1]:99")  # JAX's own variable
+    two = parsed("--num-processes", "2", "--process-id", "0")
+    assert two["coordinator_address"] == "[::1]:99"
+    with pytest.raises(UsageError, match="JAX_COORDINATOR_ADDRESS needs --num-proc"):
+        parsed()
+    for name, value in SLURM_STEP.items():  # srun: JAX reads the job step
+        monkeypatch.setenv(name, value)
+    assert parsed() == {"coordinator_address": "[::1]:99"}
+    monkeypatch.delenv("JAX_COORDINATOR_ADDRESS")
+    assert parsed() == {}
+    # Options win over the job step.
+    assert parsed(*flags, "--process-id", "0")["cluster_detection_method"] == (
+        "deactivate"
+    )
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")  # a step of one task
+    assert parsed() is None
 
 
 def test_ctrl_c_stops_with_a_note_on_resuming(tmp_path, capsys, monkeypatch):

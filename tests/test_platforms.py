@@ -245,5 +245,5 @@ def test_trainer_rejects_devices_that_are_not_devices():
     x, y = jp.data.xor()
     net = jp.MLP((2, 2, 1), "sigmoid", "sigmoid", "mse", "sum")
     keys = jax.random.split(jax.random.key(0), 2)
-    with pytest.raises(ValueError, match=r"devices must be jax devices"):
+    with pytest.raises(TypeError, match=r"devices must be a sequence of jax.Device"):
         jp.Trainer(net, keys, x, y, optax.sgd(0.1), 10, devices=[gpu(8)])

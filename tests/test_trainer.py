@@ -140,6 +140,21 @@ def test_trainer_rejects_bad_calls(moons):
         trainer.result(state)
 
 
+@pytest.mark.parametrize(
+    "devices,exc,match",
+    [
+        ([], ValueError, "devices must name at least one device"),
+        (["cpu"], TypeError, r"devices must be a sequence of jax\.Device"),
+        ("twice", ValueError, "must not name a device twice"),
+    ],
+)
+def test_trainer_rejects_bad_devices(moons, devices, exc, match):
+    if devices == "twice":
+        devices = jax.devices()[:1] * 2
+    with pytest.raises(exc, match=match):
+        make_trainer(moons, devices=devices)
+
+
 # --------------------------------------------------------------- save / load
 def test_save_load_every_kind_of_leaf(tmp_path):
     tree = {

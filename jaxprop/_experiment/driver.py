@@ -18,7 +18,7 @@ from typing import TextIO
 import jax
 
 from .._progress import Progress
-from .._train import advance_in_chunks
+from .._train import advance_in_chunks, agree_max
 from .build import Experiment
 from .store import (
     Checkpoint,
@@ -61,6 +61,8 @@ def train_chunks(
             progress.update_losses(state.step, losses)
         if exp.checkpoint_every is None:
             due = time.perf_counter() - last_checkpoint >= checkpoint_seconds
+            # Every process checkpoints at the same step (a collective save).
+            due = bool(agree_max(exp.trainer, due))
         else:
             due = state.step % exp.checkpoint_every == 0
         if on_checkpoint is not None and (due or state.step == steps):
@@ -86,6 +88,8 @@ def start(
     saved_steps: int | None = None,
     argv=None,
     stream: TextIO | None = None,
+    write: bool = True,
+    ready=None,
 ) -> Checkpoint:
     """The checkpoint a run starts from, with ``out`` made ready for it.
 
@@ -93,6 +97,13 @@ def start(
     0 and writes ``out/config.json``; a resumed one loads ``out/checkpoint.npz``
     (``saved_steps``: as for :func:`load_checkpoint`) and rewrites config.json
     if the run is extended. Every error is raised here, before any training.
+
+    Args:
+      write: False to check and read only, writing nothing (the processes of a
+        run across processes other than process 0, which writes ``out``).
+      ready: called once every check of the settings, data and checkpoint has
+        passed, before anything is written (where the processes of a run agree
+        that each of them can start).
 
     Raises:
       ValueError: ``out`` is not writable or too small, or its checkpoint does
@@ -108,18 +119,24 @@ def start(
                 f"restore them, or start a new run."
             )
         checkpoint = load_checkpoint(out, exp, saved_steps)
+        if ready is not None:
+            ready()
         print(f"resuming {out} at step {checkpoint.state.step}", file=stream)
         if saved_steps is not None and saved_steps != exp.config.steps:
             print(
                 f"extending the run from {saved_steps} to {exp.config.steps} steps",
                 file=stream,
             )
-            prepare_out(out, exp, argv, extended_from=saved_steps)
+            if write:
+                prepare_out(out, exp, argv, extended_from=saved_steps)
         return checkpoint
+    if ready is not None:
+        ready()
     if out is not None:
         if resume:
             print(f"{out} has no checkpoint yet: starting from step 0", file=stream)
-        prepare_out(out, exp, argv)
+        if write:
+            prepare_out(out, exp, argv)
     return Checkpoint(exp.trainer.init(), 0.0)
 
 

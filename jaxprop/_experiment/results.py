@@ -217,12 +217,18 @@ def _best_lr(doc: Mapping[str, Any], lrs) -> int:
     return int(np.argmax(scores))
 
 
-def write_results(out: Path, exp: Experiment, checkpoint: Checkpoint) -> dict:
-    """metrics.json, curves.npz, final.npz, then the plots; returns the metrics doc."""
+def write_results(
+    out: Path, exp: Experiment, checkpoint: Checkpoint, results=None
+) -> dict:
+    """metrics.json, curves.npz, final.npz, then the plots; returns the metrics doc.
+
+    Args:
+      results: :func:`results_doc` of ``checkpoint`` if already computed.
+    """
     from .. import _plots
 
     config = exp.config
-    doc, result, metrics = results_doc(exp, checkpoint)
+    doc, result, metrics = results or results_doc(exp, checkpoint)
     write_json(out / "metrics.json", doc)
     every = exp.trainer.log_every
     steps = every * np.arange(1, config.steps // every + 1)
@@ -337,11 +343,14 @@ def gradient_check(
     return GradientCheck(report, int(x.shape[0]), entries)
 
 
-def write_gradient_check(out: Path, exp: Experiment) -> GradientCheck:
-    """``gradcheck.txt`` and ``gradcheck.png`` of :func:`gradient_check`."""
+def write_gradient_check(
+    out: Path, exp: Experiment, check: GradientCheck | None = None
+) -> GradientCheck:
+    """``gradcheck.txt`` and ``gradcheck.png`` of :func:`gradient_check` (or of
+    ``check``, if already made)."""
     from .. import _plots
 
-    check = gradient_check(exp)
+    check = check or gradient_check(exp)
     text = f"{check.describe()}\n\n{check.report}\n"
     atomic_write(out / "gradcheck.txt", lambda f: f.write(text.encode()))
     _plots.gradcheck(out / "gradcheck.png", check.report)

@@ -20,7 +20,7 @@ import optax
 
 from .._io import atomic_write, load, save
 from .._mlp import MLP
-from .._train import TrainState
+from .._train import TrainState, write_once
 from .build import Experiment, make_optimizer
 from .config import ExperimentConfig, make_config, make_rule
 from .data import Data, make_net
@@ -37,6 +37,9 @@ def versions() -> dict[str, str]:
     from .. import __version__
 
     device = jax.devices()[0]
+    processes = (
+        f" in {jax.process_count()} processes" if jax.process_count() > 1 else ""
+    )
     return {
         "jaxprop": __version__,
         "jax": jax.__version__,
@@ -44,7 +47,8 @@ def versions() -> dict[str, str]:
         "optax": optax.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
-        "device": f"{device.platform}: {device.device_kind} × {len(jax.devices())}",
+        "device": f"{device.platform}: {device.device_kind} × "
+        f"{len(jax.devices())}{processes}",
     }
 
 
@@ -166,9 +170,12 @@ def _saved_like(exp: Experiment, saved_steps: int | None = None) -> Checkpoint:
 
 
 def save_checkpoint(out: Path, exp: Experiment, checkpoint: Checkpoint) -> Path:
-    """Writes ``out/checkpoint.npz`` atomically (portable: any device count)."""
+    """Writes ``out/checkpoint.npz`` atomically (portable: any device count and
+    process count; across processes every one calls it and process 0 writes)."""
     state = exp.trainer.portable(checkpoint.state)
-    return save(out / "checkpoint.npz", checkpoint._replace(state=state)._asdict())
+    tree = checkpoint._replace(state=state)._asdict()
+    path = out / "checkpoint.npz"
+    return write_once(exp.trainer, lambda: save(path, tree), path)
 
 
 def load_checkpoint(
