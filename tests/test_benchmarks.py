@@ -248,7 +248,11 @@ def test_command_line_writes_results_and_summary(tmp_path):
     "args, message",
     [
         (["bogus"], "invalid choice: 'bogus'"),
-        (["memory", "--repeats", "0"], "--repeats must be at least 1"),
+        pytest.param(
+            ["memory", "--repeats", "0"],
+            "--repeats must be at least 1",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_command_line_rejects_bad_arguments(args, message):

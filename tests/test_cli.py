@@ -50,6 +50,7 @@ def assert_png(path: Path):
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
 
+@pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it
 def test_train_writes_a_complete_result_folder(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *SMALL, "--out", str(out)]) == 0
@@ -286,6 +287,7 @@ def test_distributed_options_from_flags_slurm_and_jax_variables(
     assert parsed() is None
 
 
+@pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it
 def test_ctrl_c_stops_with_a_note_on_resuming(tmp_path, capsys, monkeypatch):
     from jaxprop._experiment import driver
 

@@ -113,6 +113,7 @@ def assert_close(a: dict, b: dict, rtol=1e-12):
         np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=1e-300, err_msg=k)
 
 
+@pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it
 def test_two_processes_hold_the_result_of_one(tmp_path):
     """``jp.train_seeds`` unchanged in two processes of one device each: every
     process holds the whole result, that of one process (to rounding: one

@@ -421,6 +421,7 @@ def test_file_targets_of_plus_minus_one_or_real_values(tmp_path):
                            "output_activation": "identity"}))  # fmt: skip
 
 
+@pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it
 def test_hinge_from_the_command_line_gets_plus_minus_one_targets(tmp_path, capsys):
     """The command shapes targets by asking the Cost (jp.Cost.targets,
     class_values), not by its name: hinge gets ±1, and the run reports an

@@ -108,9 +108,12 @@ def test_kolen_pollack_closes_the_gap_as_one_minus_decay_to_the_t(key):
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(n, marks=pytest.mark.slow) if n in ("autodiff", "sign") else n
+        pytest.param(n, marks=pytest.mark.slow)
+        if n in ("autodiff", "sign", "backprop", "dfa")
+        else n
         for n in ALL
-    ],  # autodiff takes no runs-last path; sign's projection is backprop's shape
+    ],  # autodiff takes no runs-last path; sign's projection is backprop's shape;
+    # the default suite keeps a fixed-feedback rule (fa) and a learned one (kp)
 )
 def test_every_rule_over_seeds_equals_each_seed_alone(name):
     """Tiny nets take the runs-last path; one seed alone takes a plain step."""
@@ -125,6 +128,7 @@ def test_every_rule_over_seeds_equals_each_seed_alone(name):
     assert np.all(np.isfinite(many.losses))
 
 
+@pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it
 def test_rules_keep_the_seeds_init_and_data_keys(moons):
     """The rule state's key is folded from the run's key: init params and data
     order are those of backprop runs, and grad='manual' is rule=backprop()."""

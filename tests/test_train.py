@@ -267,6 +267,7 @@ def test_hyperparameter_grid(key):
     )
 
 
+@pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it
 def test_a_diverging_run_is_flagged_frozen_and_harmless(key):
     net = jp.MLP((2, 8, 1), "tanh", "identity", "mse", "sum")
     keys = jax.random.split(key, 3)
@@ -321,7 +322,7 @@ def _diverging_sweep(key, log_every, steps=300, split=None):
     return trainer.result(state)
 
 
-@pytest.mark.parametrize("log_every", [1, 4])
+@pytest.mark.parametrize("log_every", [1, pytest.param(4, marks=pytest.mark.slow)])
 def test_stretches_record_what_a_check_after_every_block_records(
     key, monkeypatch, log_every
 ):
