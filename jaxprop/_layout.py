@@ -180,7 +180,12 @@ def _memory_plan(
     fit in what the budget leaves after the data and every run's state, all
     runs (one vmap) when they fit, one run per device when none would.
     """
-    budget = min(_memory_budget(d, costs) for d in devices)
+    # Only this process's devices report their memory (another's raise); the
+    # processes then agree on the smallest budget, so they build one program.
+    here = [d for d in devices if getattr(d, "is_addressable", True)]
+    budget = min(_memory_budget(d, costs) for d in here)
+    if len({getattr(d, "process_index", 0) for d in devices}) > 1:
+        budget = -_agree_max(-budget, True)
     n_in, n_out = config.net.sizes[0], config.net.sizes[-1]
     shared = itemsize * (n_examples + n_eval) * (n_in + n_out)
     kept, step = _run_bytes(config, config.batch_size or n_examples, n_eval, itemsize)

@@ -271,7 +271,10 @@ def train(
         the smallest divisor of ``steps`` (and of ``eval_every`` and
         ``alignment_every``) that fits (``Trainer.log_every`` tells which). It
         is only what is recorded: divergence is checked as if after every
-        block whatever it is (see :class:`TrainResult`).
+        block whatever it is (see :class:`TrainResult`). Under a ``jax.vmap``
+        of ``train`` itself, the stretch re-check's branch becomes a select
+        and every stretch runs twice (same results): ``train_seeds`` maps
+        runs without that cost.
 
     Returns:
       A :class:`TrainResult`.
@@ -511,6 +514,7 @@ class Trainer:
             }
         devices = _check_devices(devices)
         n_runs = n_seeds * max(n_hparams, 1)
+        self._log_every_given = log_every is not None
         if log_every is None:
             config = config._replace(
                 log_every=_default_log_every(
@@ -605,8 +609,12 @@ class Trainer:
             )
         step = int(state.step)
         if steps % self.log_every:
+            chosen = (
+                "" if self._log_every_given else " (chosen by default: see LOG_BYTES)"
+            )
             raise ValueError(
-                f"steps ({steps}) must be a multiple of log_every ({self.log_every})."
+                f"steps ({steps}) must be a multiple of log_every "
+                f"({self.log_every}{chosen})."
             )
         if step + steps > self.steps:
             raise ValueError(
@@ -731,7 +739,7 @@ def write_once(trainer: Trainer, write, path):
     if jax.process_index() == 0:
         try:
             write()
-        except OSError as e:  # every process must reach the agreement below
+        except Exception as e:  # every process must reach the agreement below
             error = e
     if agree_max(trainer, error is not None):
         if error is not None:
@@ -817,7 +825,8 @@ def train_seeds(
     """Trains one network per key, all in one compiled program.
 
     Each key is split into an initialization key and a data-order key, so seed i
-    of a batch gives the same result as ``keys[i:i+1]`` alone. With ``hparams``
+    of a batch gives the same result as ``keys[i:i+1]`` alone with the same
+    ``log_every`` (the default depends on the number of runs). With ``hparams``
     every seed is trained at every grid point (the same keys at each point).
     :class:`Trainer` runs the same training in chunks of steps.
 

@@ -247,7 +247,7 @@ def test_command_line_writes_results_and_summary(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["bogus"], "invalid choice: 'bogus'"),
+        pytest.param(["bogus"], "invalid choice: 'bogus'", marks=pytest.mark.slow),
         pytest.param(
             ["memory", "--repeats", "0"],
             "--repeats must be at least 1",

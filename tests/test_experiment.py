@@ -329,6 +329,7 @@ def test_gradient_check_and_the_issue_commands_on_two_devices(tmp_path):
     assert "random entries per array): PASSED" in big.stdout
 
 
+@pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it
 def test_train_with_a_rule_writes_its_alignment(tmp_path, capsys):
     out = tmp_path / "dfa"
     args = ["--data", "moons", "--n-train", "64", "--n-test", "64", "--sizes",
@@ -380,6 +381,7 @@ def test_rule_options_are_checked(capsys, args, message):
     assert err.count("\n") == 1 and message in err, err
 
 
+@pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it
 def test_dp_sgd_from_the_command_line_reports_epsilon(tmp_path, capsys):
     """--clip-norm/--noise-multiplier train with jp.rules.dp_sgd on the rule and
     report ε (jp.dp_epsilon with q = batch / n) in metrics.json and the summary;
