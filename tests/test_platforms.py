@@ -247,3 +247,25 @@ def test_trainer_rejects_devices_that_are_not_devices():
     keys = jax.random.split(jax.random.key(0), 2)
     with pytest.raises(TypeError, match=r"devices must be a sequence of jax.Device"):
         jp.Trainer(net, keys, x, y, optax.sgd(0.1), 10, devices=[gpu(8)])
+
+
+def test_the_budget_is_read_from_this_process_s_devices_only(monkeypatch):
+    """Under jax.distributed another process's GPU raises on memory_stats(): the
+    budget comes from this process's devices, agreed (smallest) across them."""
+    from jaxprop import _layout
+
+    class Elsewhere(FakeDevice):
+        is_addressable, process_index = False, 1
+
+        def memory_stats(self):
+            raise RuntimeError("not addressable")
+
+    here = gpu(40)
+    here.is_addressable, here.process_index = True, 0
+    agreed = []
+    monkeypatch.setattr(
+        _layout, "_agree_max", lambda v, spans: agreed.append(v) or v + GiB
+    )
+    plan = _layout._memory_plan(config((2, 2, 1)), 8, 4, 0, 4, [here, Elsewhere()], GPU)
+    assert agreed == [-_memory_budget(here, GPU)]  # the max of minus: the minimum
+    assert plan.budget == _memory_budget(here, GPU) - GiB
