@@ -13,7 +13,10 @@ Four measurements (all jitted, float32, softmax cross-entropy, mean):
   - ``vmap_norms``: ``jax.vmap(jax.grad(per-example loss))`` then the norms;
   - ``dp_sgd``: ``jp.rules.dp_sgd(C, σ).value_and_grads`` with its state;
   - ``clipped``, ``noise``: DP-SGD's parts, ``jp.clipped_grads`` and one
-    N(0, I) draw (default threefry key) of every parameter;
+    N(0, I) draw of every parameter as ``dp_sgd`` draws it (the fused
+    Threefry of ``jaxprop._random``);
+  - ``noise_jax``: the same numbers drawn by ``jax.random.normal`` with its
+    default Threefry key (the draw ``dp_sgd`` made before);
   - ``vmap_dp``: DP-SGD by vmap: per-example grads, clip, sum, Gaussian noise,
     divide by the batch;
   - ``vjp``: ``jax.value_and_grad(jp.loss_with_vjp(net))``;
@@ -52,6 +55,7 @@ import optax
 
 import jaxprop as jp
 from benchmarks._common import calibrate, median, timed
+from jaxprop._random import fused
 
 try:  # optional: the JAX DP library's clipped gradient, compared where it installs
     import jax_privacy
@@ -164,6 +168,9 @@ def contenders(net, params, x, y):
     n_params = sum(leaf.size for leaf in jax.tree.leaves(params))
 
     def noise(key):
+        return jax.random.normal(fused(key), (n_params,), x.dtype)
+
+    def noise_jax(key):
         return jax.random.normal(key, (n_params,), x.dtype)
 
     out = {
@@ -180,6 +187,7 @@ def contenders(net, params, x, y):
             (params, x, y),
         ),
         "noise": (jax.jit(noise), (jax.random.key(3),)),
+        "noise_jax": (jax.jit(noise_jax), (jax.random.key(3),)),
         "vmap_dp": (jax.jit(vmap_dp), (params, jax.random.key(2), x, y)),
         "vjp": (jax.jit(jax.value_and_grad(jp.loss_with_vjp(net))), (params, x, y)),
     }

@@ -56,6 +56,7 @@ from . import _backprop as bp
 from ._backprop import Cache
 from ._mlp import MLP, loss_and_output_delta, runs_last
 from ._params import Params
+from ._random import fused
 from ._validate import in_unit_interval, non_negative_number, positive_number
 
 Array = jax.Array
@@ -410,11 +411,13 @@ def _draw(sample, key: Array, shape: tuple[int, ...]) -> Array:
 
 
 def _step_key(state: DPSGDState, i: int) -> Array:
-    """The i-th key of the step ``state.count``: fold_in(fold_in(key, t), i)."""
+    """The i-th key of the step ``state.count``: fold_in(fold_in(key, t), i),
+    as a fused-Threefry key (``jaxprop._random``: the draws of DP-SGD's noise
+    in one loop, two numbers a hash)."""
     fold = lambda k, t: jax.random.fold_in(jax.random.fold_in(k, t), i)  # noqa: E731
     if state.key.ndim == 0:
-        return fold(state.key, state.count)
-    return jax.vmap(fold)(state.key, state.count)  # runs-last: (runs,) keys
+        return fused(fold(state.key, state.count))
+    return fused(jax.vmap(fold)(state.key, state.count))  # runs-last: (runs,)
 
 
 def _check_number(value, name: str, *, positive: bool) -> float:
@@ -466,7 +469,8 @@ def _dp_sgd(
         grads = bp.weight_grads(cache, deltas, scale)
         # N(0, I) per parameter array, each from its own key, fold_in(step key,
         # 1 + leaf index): one draw per layer's W and b, fused with the add
-        # (one long draw cut into the leaves cost ~1.4x more, per-example study).
+        # (one long draw cut into the leaves cost ~1.4x more, per-example study)
+        # and, with the fused Threefry bits, the hash too.
         leaves, treedef = jax.tree.flatten(grads)
         std = state.noise_multiplier * c_norm
         noisy = []
@@ -525,7 +529,10 @@ def dp_sgd(
 
     The noise key is the run's (``rule.init``'s key, split from the base
     rule's), and step t draws from ``fold_in(key, t)``: runs are reproducible
-    per seed, independent across seeds and vmappable. ``clip_norm``,
+    per seed, independent across seeds and vmappable. The numbers are
+    Threefry-2x32's, as ``jax.random``'s, drawn two per hash in one fused
+    loop (``jaxprop._random``), which halves the draw's cost on CPU; they are
+    not the stream ``jax.random.normal`` gives for the same key. ``clip_norm``,
     ``noise_multiplier`` and ``sampling_rate`` are kept in the state
     (:class:`DPSGDState`) as arrays, so ``train_seeds(hparams=...)`` can sweep
     them. A base rule whose state learns (Kolen-Pollack) learns from the

@@ -355,6 +355,7 @@ def test_per_example_study(tmp_path):
         "dp_sgd",
         "clipped",
         "noise",
+        "noise_jax",
         "vmap_dp",
         "vjp",
     }

@@ -1,0 +1,116 @@
+"""jaxprop._random: the fused Threefry draws DP-SGD's noise comes from are
+JAX's own numbers, bit for bit, computed in one fused loop."""
+
+import jax
+import jax.extend.random as jrx
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxprop import rules
+from jaxprop._random import fused, threefry2x32
+
+SHAPES = [(), (7,), (2, 3, 4), (1000, 3)]
+
+
+def test_threefry2x32_is_jaxs_primitive(seed):
+    """The written-out hash equals ``threefry2x32_p`` on random keys and
+    counters, the extreme words included."""
+    rng = np.random.default_rng(seed)
+    for _ in range(4):
+        key = jnp.asarray(rng.integers(0, 2**32, 2, dtype=np.uint64), jnp.uint32)
+        x0, x1 = (
+            jnp.asarray(
+                np.r_[rng.integers(0, 2**32, 997, dtype=np.uint64), 0, 2**32 - 1],
+                jnp.uint32,
+            )
+            for _ in range(2)
+        )
+        ours = jax.jit(threefry2x32)(key, x0, x1)
+        jaxs = jrx.threefry2x32_p.bind(key[0], key[1], x0, x1)
+        for a, b in zip(ours, jaxs, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_hash_check_can_fail():
+    """A one-bit change of a counter changes about half the output bits: the
+    equality above compares real hashes, not constants."""
+    key = jnp.asarray([1, 2], jnp.uint32)
+    x = jnp.arange(64, dtype=jnp.uint32)
+    a = threefry2x32(key, x, x)[0]
+    b = threefry2x32(key, x, x ^ 1)[0]
+    flipped = np.unpackbits(np.asarray(a ^ b).view(np.uint8)).mean()
+    assert 0.4 < flipped < 0.6
+
+
+def _draws(key, shape):
+    """Every width of bits and every float dtype's uniform and normal."""
+    out = {
+        f"bits {d.__name__}": jax.random.bits(key, shape, d)
+        for d in (jnp.uint8, jnp.uint16, jnp.uint32, jnp.uint64)
+    }
+    for d in (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64):
+        out[f"uniform {d.__name__}"] = jax.random.uniform(key, shape, d)
+        out[f"normal {d.__name__}"] = jax.random.normal(key, shape, d)
+    return out
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_draws_equal_jax_random(key, shape):
+    """bits, uniform and normal from a fused key are ``jax.random``'s for the
+    same key, for every width and float dtype, jitted."""
+    draws = jax.jit(_draws, static_argnums=1)
+    ours, jaxs = draws(fused(key), shape), draws(key, shape)
+    for name, value in jaxs.items():
+        assert ours[name].dtype == value.dtype, name
+        np.testing.assert_array_equal(
+            np.asarray(ours[name]), np.asarray(value), err_msg=name
+        )
+
+
+def test_split_fold_in_and_vmap_are_threefrys(key):
+    """``fused`` keeps the key data, so split and fold_in give the keys
+    Threefry gives; under vmap each key draws what it draws alone."""
+    k = fused(key)
+    np.testing.assert_array_equal(
+        jax.random.key_data(jax.random.split(k, 3)),
+        jax.random.key_data(jax.random.split(key, 3)),
+    )
+    np.testing.assert_array_equal(
+        jax.random.key_data(jax.random.fold_in(k, 7)),
+        jax.random.key_data(jax.random.fold_in(key, 7)),
+    )
+    keys = jax.random.split(key, 5)
+    batched = jax.vmap(lambda k: jax.random.normal(k, (4, 3)))(fused(keys))
+    for i in range(5):
+        np.testing.assert_array_equal(batched[i], jax.random.normal(keys[i], (4, 3)))
+
+
+def test_too_many_counters_is_refused_before_anything_runs(key):
+    """2**32 numbers would wrap the uint32 counters: refused when lowering."""
+    draw = jax.jit(lambda k: jax.random.bits(fused(k), (2**16, 2**16)))
+    with pytest.raises(ValueError, match="2\\*\\*32"):
+        draw.lower(key)
+
+
+def test_dp_sgd_noise_is_jax_random_normal_of_its_step_key(seed):
+    """The noise dp_sgd adds at step t to leaf j is jax.random.normal of
+    fold_in(fold_in(noise key, t), 1 + j), times σC (sum reduction, no
+    clipping): the fused draw changed its speed, not its numbers."""
+    import jaxprop as jp
+
+    net = jp.MLP((3, 4, 2), "tanh", "identity", "mse", "sum")
+    params = net.init(jax.random.key(seed))
+    x = jax.random.normal(jax.random.key(seed + 1), (5, 3))
+    y = jax.random.normal(jax.random.key(seed + 2), (5, 2))
+    clip, sigma = 1e6, 0.7e-6  # ‖g_i‖ ≪ C: nothing clipped; σC = 0.7
+    rule = rules.dp_sgd(clip, sigma)
+    state = rule.init(jax.random.key(seed + 3), net, params)
+    state = state._replace(count=jnp.asarray(3, jnp.int32))
+    _, noisy, _ = jax.jit(lambda *a: rule.value_and_grads(net, *a))(params, state, x, y)
+    _, plain = jax.jit(net.value_and_backprop)(params, x, y)
+    step = jax.random.fold_in(state.key, 3)
+    leaves = jax.tree.leaves(plain)
+    for j, (g, n) in enumerate(zip(leaves, jax.tree.leaves(noisy), strict=True)):
+        z = jax.random.normal(jax.random.fold_in(step, 1 + j), g.shape, g.dtype)
+        np.testing.assert_allclose(n, g + 0.7 * z, rtol=1e-12, atol=1e-12)
