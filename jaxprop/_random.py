@@ -1,28 +1,23 @@
-"""Random numbers for DP-SGD's noise: JAX's Threefry-2x32, both words of every
-hash, in one fused loop.
+"""JAX's Threefry random numbers, computed as one fused loop on every platform.
 
-DP-SGD draws one normal per parameter at every step. With ``jax.random``
-that draw cost 0.7 of a plain step at 784-1024-1024-10, batch 256, float32
-on a 2-core CPU (``python -m benchmarks per-example``), for two reasons:
-
-- JAX's (partitionable) Threefry hashes once per 32-bit number: it XORs the
-  two words of each Threefry-2x32 hash into one;
-- on CPU JAX lowers the hash as a rolled loop of five iterations, each
-  reading and writing the whole counter arrays.
+On CPU, JAX lowers its Threefry-2x32 hash (``threefry2x32_p``) as a rolled
+loop of five iterations, each reading and writing the whole counter arrays:
+it cannot fuse with what consumes the bits, and each call pays for a loop.
+That made DP-SGD's noise (one normal per parameter, every step) cost 0.87 of
+a plain step at 784-1024-1024-10, batch 256, float32 on a 2-core CPU
+(``python -m benchmarks per-example``), and every step of a shuffled run
+pays two such loops for its epoch's round keys.
 
 :data:`FUSED_THREEFRY` is a JAX PRNG implementation (``jax.extend.random``)
-that keeps Threefry's keys, ``split`` and ``fold_in``, and replaces only
-``random_bits``: the same Threefry-2x32 function (Salmon et al. 2011, 20
-rounds; equal to ``jax.extend.random.threefry2x32_p`` bit for bit, pinned by
-a test), written out as elementwise operations that XLA fuses with what
-consumes the bits (``jax.random.normal``'s transform, the add of the noise),
-and both words of every hash used. Half the hashes and no round trips through
-memory: the draw falls to 0.4 of a step. Its numbers are Threefry's, so of
-the same statistical quality as ``jax.random``'s; they are a different
-stream from ``jax.random.normal(key)`` for the same key.
+whose ``split``, ``fold_in`` and ``random_bits`` are JAX's partitionable
+Threefry (the default) with the same Threefry-2x32 function (Salmon et al.
+2011, 20 rounds) written out as elementwise operations. XLA fuses them with
+their consumers (``jax.random.normal``'s transform, the add of the noise):
+the noise draw falls to 0.33 of a step. The numbers are JAX's, bit for bit,
+for every shape, dtype and bit width, under ``jit`` and ``vmap`` (pinned by
+``tests/test_random.py``): only the program that computes them changes.
 
 Use it through :func:`fused`: ``jax.random.normal(fused(key), shape)``.
-Under ``jax.vmap`` over keys each key's numbers are those it draws alone.
 """
 
 from __future__ import annotations
@@ -64,30 +59,49 @@ def threefry2x32(key: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
     return x0, x1
 
 
+def _counters(shape: tuple[int, ...]) -> Array:
+    """(shape) uint32 row-major indices: the low words of JAX's counters (the
+    high words are 0 below 2**32 numbers, the only case allowed here)."""
+    size = math.prod(shape)
+    if size >= 2**32:
+        raise ValueError(f"shape {shape}: 2**32 numbers or more; draw it in parts.")
+    return jax.lax.iota(jnp.uint32, size).reshape(shape)
+
+
 def _random_bits(key: Array, bit_width: int, shape: tuple[int, ...]) -> Array:
     """(shape) uint{bit_width} from key: (2,) uint32, equal to ``jax.random.bits``
     with JAX's (partitionable) Threefry: element i (row-major) hashes the
     counter pair (0, i); 32 bits are y0 ^ y1, 64 bits y0 · 2^32 + y1, 8 and
     16 bits the low bits of y0 ^ y1."""
-    size = math.prod(shape)
-    if size >= 2**32:
-        raise ValueError(f"shape {shape}: 2**32 numbers or more; draw it in parts.")
-    i = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    i = _counters(shape)
     y0, y1 = threefry2x32(key, jnp.zeros_like(i), i)
     if bit_width == 64:
         return (y0.astype(jnp.uint64) << 32) | y1.astype(jnp.uint64)
     return (y0 ^ y1).astype(jnp.dtype(f"uint{bit_width}"))
 
 
+def _split(key: Array, shape: tuple[int, ...]) -> Array:
+    """(*shape, 2) key data, equal to Threefry's split: key i is the hash of
+    the counter pair (0, i)."""
+    i = _counters(shape)
+    return jnp.stack(threefry2x32(key, jnp.zeros_like(i), i), axis=-1)
+
+
+def _fold_in(key: Array, data: Array) -> Array:
+    """(2,) key data, equal to Threefry's fold_in: the hash of (0, data)."""
+    d = jnp.asarray(data).astype(jnp.uint32)
+    return jnp.stack(threefry2x32(key, jnp.zeros_like(d), d))
+
+
 _THREEFRY = jrx.threefry_prng_impl
 
-#: Threefry's keys, split and fold_in; fused Threefry-2x32 bits, two words a hash.
+#: Threefry's keys, split, fold_in and bits, each a fused Threefry-2x32 hash.
 FUSED_THREEFRY = jrx.define_prng_impl(
     key_shape=(2,),
     seed=_THREEFRY.seed,
-    split=_THREEFRY.split,
+    split=_split,
     random_bits=_random_bits,
-    fold_in=_THREEFRY.fold_in,
+    fold_in=_fold_in,
     name="jaxprop_fused_threefry2x32",
     tag="jpfry",
 )

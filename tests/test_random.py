@@ -1,5 +1,5 @@
-"""jaxprop._random: the fused Threefry draws DP-SGD's noise comes from are
-JAX's own numbers, bit for bit, computed in one fused loop."""
+"""jaxprop._random: the fused Threefry behind DP-SGD's noise and the shuffle's
+round keys gives JAX's own numbers, bit for bit, computed in one fused loop."""
 
 import jax
 import jax.extend.random as jrx
@@ -69,16 +69,20 @@ def test_draws_equal_jax_random(key, shape):
 
 
 def test_split_fold_in_and_vmap_are_threefrys(key):
-    """``fused`` keeps the key data, so split and fold_in give the keys
-    Threefry gives; under vmap each key draws what it draws alone."""
+    """``fused`` keeps the key data, and its split and fold_in give the keys
+    Threefry gives (any shape, any 32-bit data, traced or not); under vmap each
+    key draws what it draws alone."""
     k = fused(key)
+    data = jax.random.key_data
+    for shape in [(), (3,), (2, 3)]:
+        np.testing.assert_array_equal(
+            data(jax.random.split(k, shape)), data(jax.random.split(key, shape))
+        )
+    ints = jnp.asarray([0, 1, 7, 2**31, 2**32 - 1], jnp.uint32)
+    fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
+    np.testing.assert_array_equal(data(fold(k, ints)), data(fold(key, ints)))
     np.testing.assert_array_equal(
-        jax.random.key_data(jax.random.split(k, 3)),
-        jax.random.key_data(jax.random.split(key, 3)),
-    )
-    np.testing.assert_array_equal(
-        jax.random.key_data(jax.random.fold_in(k, 7)),
-        jax.random.key_data(jax.random.fold_in(key, 7)),
+        data(jax.random.fold_in(k, 7)), data(jax.random.fold_in(key, 7))
     )
     keys = jax.random.split(key, 5)
     batched = jax.vmap(lambda k: jax.random.normal(k, (4, 3)))(fused(keys))
