@@ -108,7 +108,10 @@ FUSED_THREEFRY = jrx.define_prng_impl(
 
 
 def fused(key: Array) -> Array:
-    """The Threefry key (or keys) ``key`` as :data:`FUSED_THREEFRY` keys: the
-    same key data, so the same ``split``/``fold_in``; draws from it use the
-    fused bits."""
+    """Threefry keys (any shape) as :data:`FUSED_THREEFRY` keys: the same key
+    data, so the same ``split``/``fold_in`` and numbers; draws from them use
+    the fused hash. Keys of another implementation (``rbg``, a user's) and
+    keys already fused come back as they are."""
+    if str(jax.random.key_impl(key)) != "threefry2x32":
+        return key
     return jax.random.wrap_key_data(jax.random.key_data(key), impl=FUSED_THREEFRY)

@@ -90,6 +90,16 @@ def test_split_fold_in_and_vmap_are_threefrys(key):
         np.testing.assert_array_equal(batched[i], jax.random.normal(keys[i], (4, 3)))
 
 
+def test_other_implementations_pass_through(key):
+    """An rbg key (or an already fused one) is left as it is: the shuffle and
+    DP-SGD keep working with whatever keys the user trains with."""
+    rbg = jax.random.key(3, impl="rbg")
+    assert fused(rbg) is rbg
+    k = fused(key)
+    assert fused(k) is k
+    assert str(jax.random.key_impl(k)) == "jpfry"
+
+
 def test_too_many_counters_is_refused_before_anything_runs(key):
     """2**32 numbers would wrap the uint32 counters: refused when lowering."""
     draw = jax.jit(lambda k: jax.random.bits(fused(k), (2**16, 2**16)))
