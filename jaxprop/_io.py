@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._random import FUSED_NAME
+
 _FORMAT = "jaxprop.pytree"
 _VERSION = 1
 _HEADER = "__jaxprop__"
@@ -33,6 +35,8 @@ def _encode(leaf) -> tuple[np.ndarray, dict]:
         return np.asarray(leaf), {"kind": kind}
     if _is_key(leaf):
         impl = str(jax.random.key_impl(leaf))
+        if impl == FUSED_NAME:  # a fused key is the Threefry key it rewraps
+            impl = "threefry2x32"
         return np.asarray(jax.random.key_data(leaf)), {"kind": "key", "impl": impl}
     if not hasattr(leaf, "dtype") or not hasattr(leaf, "shape"):
         raise TypeError(

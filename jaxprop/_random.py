@@ -1,4 +1,4 @@
-"""JAX's Threefry random numbers, computed as one fused loop on every platform.
+"""JAX's Threefry random numbers, computed on CPU as one fused loop.
 
 On CPU, JAX lowers its Threefry-2x32 hash (``threefry2x32_p``) as a rolled
 loop of five iterations, each reading and writing the whole counter arrays:
@@ -6,18 +6,23 @@ it cannot fuse with what consumes the bits, and each call pays for a loop.
 That made DP-SGD's noise (one normal per parameter, every step) cost 0.87 of
 a plain step at 784-1024-1024-10, batch 256, float32 on a 2-core CPU
 (``python -m benchmarks per-example``), and every step of a shuffled run
-pays two such loops for its epoch's round keys.
+paid two such loops for its epoch's round keys. (On GPU and TPU JAX already
+emits the hash unrolled.)
 
 :data:`FUSED_THREEFRY` is a JAX PRNG implementation (``jax.extend.random``)
-whose ``split``, ``fold_in`` and ``random_bits`` are JAX's partitionable
-Threefry (the default) with the same Threefry-2x32 function (Salmon et al.
+whose ``split``, ``fold_in`` and ``random_bits`` are those of JAX's default,
+partitionable Threefry, with the same Threefry-2x32 function (Salmon et al.
 2011, 20 rounds) written out as elementwise operations. XLA fuses them with
 their consumers (``jax.random.normal``'s transform, the add of the noise):
-the noise draw falls to 0.33 of a step. The numbers are JAX's, bit for bit,
-for every shape, dtype and bit width, under ``jit`` and ``vmap`` (pinned by
-``tests/test_random.py``): only the program that computes them changes.
+the noise draw falls to 0.33 of a step. ``jax.random.bits``, ``uniform``,
+``normal``, ``randint``, ``bernoulli``, ``permutation`` and ``choice`` give
+JAX's numbers bit for bit, for every shape and dtype, under ``jit`` and
+``vmap`` (``tests/test_random.py``); gamma-based samplers may differ in the
+last bits and ``poisson`` refuses the key, neither used here.
 
-Use it through :func:`fused`: ``jax.random.normal(fused(key), shape)``.
+Use it through :func:`fused`: ``jax.random.normal(fused(key), shape)``. Fused
+keys live only inside a step: state keeps Threefry keys (a saved fused key is
+stored as the Threefry key it equals, ``jaxprop._io``).
 """
 
 from __future__ import annotations
@@ -59,32 +64,30 @@ def threefry2x32(key: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
     return x0, x1
 
 
-def _counters(shape: tuple[int, ...]) -> Array:
-    """(shape) uint32 row-major indices: the low words of JAX's counters (the
-    high words are 0 below 2**32 numbers, the only case allowed here)."""
+def _hash_counters(key: Array, shape: tuple[int, ...]) -> tuple[Array, Array]:
+    """(y0, y1), each (shape) uint32: the hash of the counter pairs (0, i), i
+    the row-major index: JAX's counters below 2**32 numbers (their high words
+    are 0), the only case allowed here."""
     size = math.prod(shape)
-    if size >= 2**32:
-        raise ValueError(f"shape {shape}: 2**32 numbers or more; draw it in parts.")
-    return jax.lax.iota(jnp.uint32, size).reshape(shape)
+    if size > 2**32:
+        raise ValueError(f"shape {shape}: more than 2**32 numbers; draw it in parts.")
+    i = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    return threefry2x32(key, jnp.zeros_like(i), i)
 
 
 def _random_bits(key: Array, bit_width: int, shape: tuple[int, ...]) -> Array:
     """(shape) uint{bit_width} from key: (2,) uint32, equal to ``jax.random.bits``
-    with JAX's (partitionable) Threefry: element i (row-major) hashes the
-    counter pair (0, i); 32 bits are y0 ^ y1, 64 bits y0 · 2^32 + y1, 8 and
-    16 bits the low bits of y0 ^ y1."""
-    i = _counters(shape)
-    y0, y1 = threefry2x32(key, jnp.zeros_like(i), i)
+    with JAX's (partitionable) Threefry: 32 bits are y0 ^ y1, 64 bits
+    y0 · 2^32 + y1, 8 and 16 bits the low bits of y0 ^ y1."""
+    y0, y1 = _hash_counters(key, shape)
     if bit_width == 64:
         return (y0.astype(jnp.uint64) << 32) | y1.astype(jnp.uint64)
     return (y0 ^ y1).astype(jnp.dtype(f"uint{bit_width}"))
 
 
 def _split(key: Array, shape: tuple[int, ...]) -> Array:
-    """(*shape, 2) key data, equal to Threefry's split: key i is the hash of
-    the counter pair (0, i)."""
-    i = _counters(shape)
-    return jnp.stack(threefry2x32(key, jnp.zeros_like(i), i), axis=-1)
+    """(*shape, 2) key data, equal to Threefry's (partitionable) split."""
+    return jnp.stack(_hash_counters(key, shape), axis=-1)
 
 
 def _fold_in(key: Array, data: Array) -> Array:
@@ -93,25 +96,31 @@ def _fold_in(key: Array, data: Array) -> Array:
     return jnp.stack(threefry2x32(key, jnp.zeros_like(d), d))
 
 
-_THREEFRY = jrx.threefry_prng_impl
+#: The implementation's name, as ``str(jax.random.key_impl(key))`` gives it.
+FUSED_NAME = "jpfry"
 
-#: Threefry's keys, split, fold_in and bits, each a fused Threefry-2x32 hash.
+#: Threefry's seed; fused Threefry-2x32 hashes for split, fold_in and bits.
 FUSED_THREEFRY = jrx.define_prng_impl(
     key_shape=(2,),
-    seed=_THREEFRY.seed,
+    seed=jrx.threefry_prng_impl.seed,
     split=_split,
     random_bits=_random_bits,
     fold_in=_fold_in,
     name="jaxprop_fused_threefry2x32",
-    tag="jpfry",
+    tag=FUSED_NAME,
 )
 
 
 def fused(key: Array) -> Array:
     """Threefry keys (any shape) as :data:`FUSED_THREEFRY` keys: the same key
     data, so the same ``split``/``fold_in`` and numbers; draws from them use
-    the fused hash. Keys of another implementation (``rbg``, a user's) and
-    keys already fused come back as they are."""
-    if str(jax.random.key_impl(key)) != "threefry2x32":
+    the fused hash. Keys of another implementation (``rbg``, a user's), keys
+    already fused, and every key when ``jax_threefry_partitionable`` is off
+    (the fused hash computes the partitionable stream only) come back as
+    they are."""
+    if (
+        str(jax.random.key_impl(key)) != "threefry2x32"
+        or not jax.config.jax_threefry_partitionable
+    ):
         return key
     return jax.random.wrap_key_data(jax.random.key_data(key), impl=FUSED_THREEFRY)

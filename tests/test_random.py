@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 
 from jaxprop import rules
-from jaxprop._random import fused, threefry2x32
+from jaxprop._random import FUSED_NAME, fused, threefry2x32
 
-SHAPES = [(), (7,), (2, 3, 4), (1000, 3)]
+@pytest.fixture(autouse=True)
+def _partitionable_threefry():
+    """JAX's default, whatever the environment says: the fused keys exist for it."""
+    with jax.threefry_partitionable(True):
+        yield
+
+
+SHAPES = [(), (0,), (7,), (2, 3, 4), (1000, 3)]
 
 
 def test_threefry2x32_is_jaxs_primitive(seed):
@@ -97,14 +104,41 @@ def test_other_implementations_pass_through(key):
     assert fused(rbg) is rbg
     k = fused(key)
     assert fused(k) is k
-    assert str(jax.random.key_impl(k)) == "jpfry"
+    assert str(jax.random.key_impl(k)) == FUSED_NAME
 
 
 def test_too_many_counters_is_refused_before_anything_runs(key):
-    """2**32 numbers would wrap the uint32 counters: refused when lowering."""
-    draw = jax.jit(lambda k: jax.random.bits(fused(k), (2**16, 2**16)))
-    with pytest.raises(ValueError, match="2\\*\\*32"):
+    """More than 2**32 numbers would wrap the uint32 counters: refused when
+    lowering (2**32 exactly is allowed: indices up to 2**32 - 1)."""
+    draw = jax.jit(lambda k: jax.random.bits(fused(k), (2**16, 2**16 + 1)))
+    with pytest.raises(ValueError, match="more than 2\\*\\*32"):
         draw.lower(key)
+    jax.jit(lambda k: jax.random.bits(fused(k), (2**16, 2**16))).lower(key)
+
+
+def test_without_partitionable_threefry_keys_are_left_alone(key):
+    """The fused hash computes the partitionable stream only; with
+    ``jax_threefry_partitionable`` off, ``fused`` returns the key itself, so
+    draws stay ``jax.random``'s under either setting."""
+    with jax.threefry_partitionable(False):
+        assert fused(key) is key
+        draw = jax.jit(lambda k: jax.random.normal(fused(k), (5,)))
+        np.testing.assert_array_equal(draw(key), jax.random.normal(key, (5,)))
+
+
+def test_nested_vmap_over_keys(key):
+    keys = jax.random.split(key, (2, 3))
+    draw = jax.vmap(jax.vmap(lambda k: jax.random.uniform(k, (4,))))
+    np.testing.assert_array_equal(draw(fused(keys)), draw(keys))
+
+
+def test_a_saved_fused_key_loads_as_the_threefry_key_it_is(tmp_path, key):
+    import jaxprop as jp
+
+    path = jp.save(tmp_path / "k.npz", {"k": fused(key)})
+    loaded = jp.load(path, like={"k": key})["k"]
+    assert str(jax.random.key_impl(loaded)) == "threefry2x32"
+    np.testing.assert_array_equal(jax.random.key_data(loaded), jax.random.key_data(key))
 
 
 def test_dp_sgd_noise_is_jax_random_normal_of_its_step_key(seed):
