@@ -10,6 +10,7 @@ import pytest
 from jaxprop import rules
 from jaxprop._random import FUSED_NAME, fused, threefry2x32
 
+
 @pytest.fixture(autouse=True)
 def _partitionable_threefry():
     """JAX's default, whatever the environment says: the fused keys exist for it."""
