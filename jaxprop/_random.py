@@ -5,20 +5,21 @@ loop of five iterations, each reading and writing the whole counter arrays:
 it cannot fuse with what consumes the bits, and each call pays for a loop.
 That made DP-SGD's noise (one normal per parameter, every step) cost 0.87 of
 a plain step at 784-1024-1024-10, batch 256, float32 on a 2-core CPU
-(``python -m benchmarks per-example``), and every step of a shuffled run
-paid two such loops for its epoch's round keys. (On GPU and TPU JAX already
-emits the hash unrolled.)
+(``python -m benchmarks per-example``). (On GPU and TPU JAX already emits
+the hash unrolled.)
 
 :data:`FUSED_THREEFRY` is a JAX PRNG implementation (``jax.extend.random``)
-whose ``split``, ``fold_in`` and ``random_bits`` are those of JAX's default,
-partitionable Threefry, with the same Threefry-2x32 function (Salmon et al.
-2011, 20 rounds) written out as elementwise operations. XLA fuses them with
-their consumers (``jax.random.normal``'s transform, the add of the noise):
-the noise draw falls to 0.33 of a step. ``jax.random.bits``, ``uniform``,
-``normal``, ``randint``, ``bernoulli``, ``permutation`` and ``choice`` give
-JAX's numbers bit for bit, for every shape and dtype, under ``jit`` and
-``vmap`` (``tests/test_random.py``); gamma-based samplers may differ in the
-last bits and ``poisson`` refuses the key, neither used here.
+whose ``random_bits`` are those of JAX's default, partitionable Threefry,
+with the same Threefry-2x32 function (Salmon et al. 2011, 20 rounds)
+written out as elementwise operations, for draws of at least
+``FUSE_MIN_SIZE`` numbers (its seed, split and fold_in are Threefry's own).
+XLA fuses the hash with its consumers (``jax.random.normal``'s transform,
+the add of the noise): the noise draw falls to 0.33 of a step.
+``jax.random.bits``, ``uniform``, ``normal``, ``randint``, ``bernoulli``,
+``permutation`` and ``choice`` give JAX's numbers bit for bit, for every
+shape and dtype, under ``jit`` and ``vmap`` (``tests/test_random.py``);
+gamma-based samplers may differ in the last bits and ``poisson`` refuses the
+key, neither used here.
 
 Use it through :func:`fused`: ``jax.random.normal(fused(key), shape)``. Fused
 keys live only inside a step: state keeps Threefry keys (a saved fused key is
@@ -27,6 +28,7 @@ stored as the Threefry key it equals, ``jaxprop._io``).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -41,6 +43,7 @@ _ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _PARITY = np.uint32(0x1BD11BDA)
 
 
+@functools.partial(jax.jit, inline=True)
 def threefry2x32(key: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
     """Threefry-2x32, 20 rounds, of the counter pairs (x0, x1) under ``key``.
 
@@ -51,7 +54,8 @@ def threefry2x32(key: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
     Returns:
       (y0, y1), uint32 arrays of that shape: the same function as
       ``jax.extend.random.threefry2x32_p``, as elementwise operations (no
-      loop), so XLA fuses it with its consumers.
+      loop), so XLA fuses it with its consumers. Jitted and inlined, as
+      JAX's own: one compiled call when used eagerly.
     """
     ks = (key[0], key[1], key[0] ^ key[1] ^ _PARITY)
     x0, x1 = x0 + ks[0], x1 + ks[1]
@@ -64,48 +68,40 @@ def threefry2x32(key: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
     return x0, x1
 
 
-def _hash_counters(key: Array, shape: tuple[int, ...]) -> tuple[Array, Array]:
-    """(y0, y1), each (shape) uint32: the hash of the counter pairs (0, i), i
-    the row-major index: JAX's counters below 2**32 numbers (their high words
-    are 0), the only case allowed here."""
-    size = math.prod(shape)
-    if size > 2**32:
-        raise ValueError(f"shape {shape}: more than 2**32 numbers; draw it in parts.")
-    i = jax.lax.iota(jnp.uint32, size).reshape(shape)
-    return threefry2x32(key, jnp.zeros_like(i), i)
+#: Below this many numbers a draw uses JAX's own (rolled) hash: fusing gains
+#: nothing measurable there and costs compile time (a 2-8-8-1 DP-SGD step
+#: compiled in 1.9 s fused, 0.8 s with JAX's hash).
+FUSE_MIN_SIZE = 1024
 
 
 def _random_bits(key: Array, bit_width: int, shape: tuple[int, ...]) -> Array:
     """(shape) uint{bit_width} from key: (2,) uint32, equal to ``jax.random.bits``
-    with JAX's (partitionable) Threefry: 32 bits are y0 ^ y1, 64 bits
-    y0 · 2^32 + y1, 8 and 16 bits the low bits of y0 ^ y1."""
-    y0, y1 = _hash_counters(key, shape)
+    with JAX's (partitionable) Threefry: element i (row-major) hashes the
+    counter pair (0, i) into (y0, y1); 32 bits are y0 ^ y1, 64 bits
+    y0 · 2^32 + y1, 8 and 16 bits the low bits of y0 ^ y1. Fewer than
+    ``FUSE_MIN_SIZE`` numbers: JAX's own function."""
+    size = math.prod(shape)
+    if size < FUSE_MIN_SIZE:
+        return jrx.threefry_prng_impl.random_bits(key, bit_width, shape)
+    if size > 2**32:  # the counters' high words would not be 0
+        raise ValueError(f"shape {shape}: more than 2**32 numbers; draw it in parts.")
+    i = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    y0, y1 = threefry2x32(key, jnp.zeros_like(i), i)
     if bit_width == 64:
         return (y0.astype(jnp.uint64) << 32) | y1.astype(jnp.uint64)
     return (y0 ^ y1).astype(jnp.dtype(f"uint{bit_width}"))
 
 
-def _split(key: Array, shape: tuple[int, ...]) -> Array:
-    """(*shape, 2) key data, equal to Threefry's (partitionable) split."""
-    return jnp.stack(_hash_counters(key, shape), axis=-1)
-
-
-def _fold_in(key: Array, data: Array) -> Array:
-    """(2,) key data, equal to Threefry's fold_in: the hash of (0, data)."""
-    d = jnp.asarray(data).astype(jnp.uint32)
-    return jnp.stack(threefry2x32(key, jnp.zeros_like(d), d))
-
-
 #: The implementation's name, as ``str(jax.random.key_impl(key))`` gives it.
 FUSED_NAME = "jpfry"
 
-#: Threefry's seed; fused Threefry-2x32 hashes for split, fold_in and bits.
+#: Threefry's seed, split and fold_in; its random bits with the fused hash.
 FUSED_THREEFRY = jrx.define_prng_impl(
     key_shape=(2,),
     seed=jrx.threefry_prng_impl.seed,
-    split=_split,
+    split=jrx.threefry_prng_impl.split,
     random_bits=_random_bits,
-    fold_in=_fold_in,
+    fold_in=jrx.threefry_prng_impl.fold_in,
     name="jaxprop_fused_threefry2x32",
     tag=FUSED_NAME,
 )

@@ -41,8 +41,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._random import fused
-
 Array = jax.Array
 
 #: Feistel rounds: four suffice for wide halves (Luby-Rackoff); small domains
@@ -58,10 +56,8 @@ def half_bits(n: int) -> int:
 
 
 def round_keys(key, epoch) -> Array:
-    """(ROUNDS,) uint32 round keys of epoch ``epoch``'s permutation under ``key``:
-    ``jax.random``'s numbers, from a fused-Threefry key (``jaxprop._random``), so
-    that each step's two hashes are elementwise code, not two rolled loops."""
-    return jax.random.bits(jax.random.fold_in(fused(key), epoch), (ROUNDS,), jnp.uint32)
+    """(ROUNDS,) uint32 round keys of epoch ``epoch``'s permutation under ``key``."""
+    return jax.random.bits(jax.random.fold_in(key, epoch), (ROUNDS,), jnp.uint32)
 
 
 def _mix(x: Array) -> Array:
