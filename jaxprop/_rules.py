@@ -410,13 +410,21 @@ def _draw(sample, key: Array, shape: tuple[int, ...]) -> Array:
     return jax.vmap(lambda k: sample(k, shape), out_axes=-1)(key)
 
 
-def _step_key(state: DPSGDState, i: int) -> Array:
-    """The i-th key of the step ``state.count``: fold_in(fold_in(key, t), i),
-    as a fused-Threefry key (``jaxprop._random``: JAX's numbers, in one loop)."""
-    fold = lambda k, t: jax.random.fold_in(jax.random.fold_in(k, t), i)  # noqa: E731
+def _step_keys(state: DPSGDState, count: int) -> Array:
+    """(count,) keys of the step ``state.count``, i-th fold_in(fold_in(key, t),
+    i), as fused-Threefry keys (``jaxprop._random``: JAX's numbers, drawn in
+    one loop with their use). The count fold_ins run as one vectorized hash,
+    not count rolled loops. On the runs-last path, where ``state.key`` is
+    (runs,): (count, runs)."""
+
+    def keys(key, t):
+        key_t = jax.random.fold_in(key, t)
+        i = jnp.arange(count, dtype=jnp.uint32)
+        return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key_t, i)
+
     if state.key.ndim == 0:
-        return fold(fused(state.key), state.count)
-    return jax.vmap(fold)(fused(state.key), state.count)  # runs-last: (runs,)
+        return fused(keys(state.key, state.count))
+    return fused(jax.vmap(keys, out_axes=1)(state.key, state.count))
 
 
 def _check_number(value, name: str, *, positive: bool) -> float:
@@ -456,11 +464,13 @@ def _dp_sgd(
         # min(1, C/‖g_i‖) per example: one more contraction per layer below.
         scale = bp.clip_factors(bp.per_example_sq_norms(cache, deltas), c_norm)
         n = x.shape[0]
+        # Key 0: the Poisson mask; key 1 + j: leaf j's noise.
+        keys = _step_keys(state, 1 + len(jax.tree.leaves(params)))
         if sampling == "poisson":
             q = state.sampling_rate
             u = _draw(
                 lambda k, shape: jax.random.uniform(k, shape, scale.dtype),
-                _step_key(state, 0),
+                keys[0],
                 (n,),
             )
             scale = scale * (u < q)  # each example kept with probability q
@@ -476,7 +486,7 @@ def _dp_sgd(
         for j, g in enumerate(leaves):
             shape = g.shape[: g.ndim - state.key.ndim]  # runs-last: (..., runs)
             normal = lambda k, s, g=g: jax.random.normal(k, s, g.dtype)  # noqa: E731
-            noisy.append(g + std * _draw(normal, _step_key(state, 1 + j), shape))
+            noisy.append(g + std * _draw(normal, keys[1 + j], shape))
         grads = jax.tree.unflatten(treedef, noisy)
         if net.reduction == "mean":
             grads = jax.tree.map(lambda g: g / n, grads)
