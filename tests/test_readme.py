@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 PROMISE = re.compile(r"# prints (.+)$", re.MULTILINE)
@@ -28,6 +30,7 @@ def test_the_readme_has_python_blocks_with_promises():
     assert sum(len(PROMISE.findall(b)) for b in blocks) >= 2
 
 
+@pytest.mark.slow  # 50-70 s of compiles in one process: run by .ci/run with -m slow
 def test_every_readme_block_runs_and_prints_what_it_promises(tmp_path):
     code = "\n".join(readme_blocks())
     done = subprocess.run(
