@@ -1,6 +1,9 @@
 """jaxprop._random: the fused Threefry behind DP-SGD's noise gives JAX's own
 numbers, bit for bit, computed in one fused loop."""
 
+import math
+import re
+
 import jax
 import jax.extend.random as jrx
 import jax.numpy as jnp
@@ -8,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxprop import rules
-from jaxprop._random import FUSED_NAME, fused, threefry2x32
+from jaxprop._random import FUSE_MIN_SIZE, FUSED_NAME, fused, threefry2x32
 
 
 @pytest.fixture(autouse=True)
@@ -164,3 +167,35 @@ def test_dp_sgd_noise_is_jax_random_normal_of_its_step_key(seed):
     for j, (g, n) in enumerate(zip(leaves, jax.tree.leaves(noisy), strict=True)):
         z = jax.random.normal(jax.random.fold_in(step, 1 + j), g.shape, g.dtype)
         np.testing.assert_allclose(n, g + 0.7 * z, rtol=1e-12, atol=1e-12)
+
+
+def _largest_array_in_a_loop(compiled_text: str) -> int:
+    """The most numbers any array a ``while`` loop carries holds (0: no loop)."""
+    shapes = [
+        dims
+        for line in compiled_text.splitlines()
+        if " while(" in line
+        for dims in re.findall(r"\[([0-9,]+)\]", line.split(" while(")[0])
+    ]
+    return max((math.prod(int(d) for d in s.split(",")) for s in shapes), default=0)
+
+
+def test_dp_sgd_step_draws_large_arrays_without_a_rolled_loop(seed):
+    """The point of the fused keys: in the compiled DP-SGD step no ``while``
+    loop carries an array of FUSE_MIN_SIZE numbers or more (JAX's own hash on
+    CPU is such a loop over every parameter array); small draws and the key
+    derivations may keep theirs."""
+    import jaxprop as jp
+
+    net = jp.MLP((3, 80, 64), "tanh", "identity", "mse", "sum")
+    params = net.init(jax.random.key(seed))
+    x, y = jnp.ones((5, 3)), jnp.ones((5, 64))
+    rule = rules.dp_sgd(1.0, 1.0)
+    state = rule.init(jax.random.key(seed + 1), net, params)
+    step = jax.jit(lambda *a: rule.value_and_grads(net, *a))
+    hlo = step.lower(params, state, x, y).compile().as_text()
+    assert _largest_array_in_a_loop(hlo) < FUSE_MIN_SIZE
+    # The check can fail: jax.random's own draw of W^2's shape is such a loop.
+    plain = jax.jit(lambda k: jax.random.normal(k, (80, 64)))
+    text = plain.lower(jax.random.key(seed)).compile().as_text()
+    assert _largest_array_in_a_loop(text) >= FUSE_MIN_SIZE
