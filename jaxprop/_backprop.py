@@ -75,6 +75,19 @@ def contract(u: Array, v: Array, i: int, j: int) -> Array:
     return functools.reduce(operator.add, terms)
 
 
+def sum_batch(a: Array, ndim: int) -> Array:
+    """Σ over axis 0, the batch, of ``a`` whose own rank is ``ndim``.
+
+    With trailing run axes (``a.ndim > ndim``: the runs-last layout, batches of
+    at most ``RUNS_LAST_MAX_BATCH``) the sum is a chain of adds of the batch's
+    slices, elementwise along the runs: XLA fuses it with what follows, where a
+    reduction would be a kernel of its own.
+    """
+    if a.ndim == ndim:
+        return jnp.sum(a, axis=0)
+    return functools.reduce(operator.add, (a[i] for i in range(a.shape[0])))
+
+
 def forward(
     params: Params, x: Array, sigma: Activation, sigma_out: Activation
 ) -> tuple[Array, Cache]:
@@ -100,9 +113,10 @@ def output_delta(
 def reduce(c: Array, delta: Array, reduction: str) -> tuple[Array, Array]:
     """(L, ∂L/∂z^L) from the per-example (c, δ^L): Σ over the batch, or the mean
     (δ^L / batch: the 1/N of ``reduction="mean"`` is folded into δ^L once)."""
+    total = sum_batch(c, 1)
     if reduction == "sum":
-        return jnp.sum(c, axis=0), delta
-    return jnp.mean(c, axis=0), delta / c.shape[0]
+        return total, delta
+    return total / c.shape[0], delta / c.shape[0]
 
 
 def delta_recursion(
@@ -153,7 +167,7 @@ def weight_grads(
     if scale is not None:
         deltas = [jnp.expand_dims(scale, 1) * d for d in deltas]
     return tuple(
-        Layer(w=contract(cache.a[l], d, 0, 0), b=jnp.sum(d, axis=0))
+        Layer(w=contract(cache.a[l], d, 0, 0), b=sum_batch(d, 2))
         for l, d in enumerate(deltas)
     )
 

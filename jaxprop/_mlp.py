@@ -450,6 +450,27 @@ def value_and_backprop_over_runs(net: MLP):
     return runs_last(net, plain, x_index=1)
 
 
+def for_platform(net: MLP, batch: int, last, plain, *args):
+    """``last(*args)`` where ``runs_last_pays(net, batch, platform)`` for the
+    platform compiled for, else ``plain(*args)``.
+
+    Where platforms decide differently, both are traced and
+    ``jax.lax.platform_dependent`` keeps the compiled platform's.
+    """
+    pays = {
+        name: runs_last_pays(net, batch, platform)
+        for name, platform in LOWERING_PLATFORMS.items()
+    }
+    default = runs_last_pays(net, batch, DEFAULT_PLATFORM)
+    if set(pays.values()) == {default}:
+        return (last if default else plain)(*args)
+    return jax.lax.platform_dependent(
+        *args,
+        default=last if default else plain,
+        **{name: last if p else plain for name, p in pays.items()},
+    )
+
+
 def runs_last(net: MLP, fn, x_index: int):
     """``fn(*args)`` with a batching rule that puts the runs last for tiny nets.
 
@@ -486,21 +507,7 @@ def runs_last(net: MLP, fn, x_index: int):
             )
 
         batch = args[x_index].shape[-2]
-        pays = {
-            name: runs_last_pays(net, batch, platform)
-            for name, platform in LOWERING_PLATFORMS.items()
-        }
-        default = runs_last_pays(net, batch, DEFAULT_PLATFORM)
-        if set(pays.values()) == {default}:
-            out = (last if default else plain)(*args)
-        else:
-            # The platforms disagree: the compiler keeps the branch of the
-            # platform it compiles for (both are traced).
-            out = jax.lax.platform_dependent(
-                *args,
-                default=last if default else plain,
-                **{name: last if p else plain for name, p in pays.items()},
-            )
+        out = for_platform(net, batch, last, plain, *args)
         return out, jax.tree.map(lambda _: True, out)
 
     return batched

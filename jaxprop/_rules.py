@@ -54,7 +54,7 @@ import numpy as np
 
 from . import _backprop as bp
 from ._backprop import Cache
-from ._mlp import MLP, loss_and_output_delta, runs_last
+from ._mlp import MLP, loss_and_output_delta
 from ._params import Params
 from ._random import fused
 from ._validate import in_unit_interval, non_negative_number, positive_number
@@ -626,24 +626,6 @@ def check_rule_state(rule: Rule, net: MLP, params: Params, state, key, argname: 
             f"{shapes(expected)}; got {jax.tree.map(np.shape, state)}."
         )
     return state
-
-
-# -------------------------------------------------------- the runs-last path
-def over_runs(net: MLP, rule: Rule):
-    """``(params, state, x, y) -> (loss, grads, state)`` of ``rule``, fast under
-    ``vmap`` over runs: for tiny networks (``runs_last_pays``) the rule runs once
-    on arrays with the runs as their last axis (see
-    ``value_and_backprop_over_runs``); otherwise, or for a rule that is not
-    ``runs_last``, a plain ``vmap``.
-    """
-
-    def plain(params, state, x, y):
-        return rule.value_and_grads(net, params, state, x, y)
-
-    if not rule.runs_last:
-        return plain
-
-    return runs_last(net, plain, x_index=2)
 
 
 # ----------------------------------------------------------------- alignment

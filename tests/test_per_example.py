@@ -1,6 +1,7 @@
 """Per-example gradients, norms and clipping from one δ pass; DP-SGD and its
 privacy accounting."""
 
+import functools
 import itertools
 import math
 
@@ -13,7 +14,7 @@ import pytest
 import jaxprop as jp
 import jaxprop._mlp
 from jaxprop import rules
-from jaxprop._rules import over_runs
+from jaxprop._mlp import runs_last
 from tests.helpers import assert_trees_close, make_case, numpy_rule_state
 
 SIZES = (3, 6, 5, 2)
@@ -276,7 +277,7 @@ def test_poisson_sampling_masks_and_normalizes(seed):
 
 
 def test_dp_sgd_step_runs_last_equals_each_run():
-    """The runs-last batching rule (``over_runs`` under vmap; the rule state's
+    """The runs-last batching rule (``runs_last`` under vmap; the rule state's
     keys gain a trailing runs axis) gives each run's own plain step: same
     noise, same Poisson mask, same Kolen-Pollack update."""
     x, y = jp.data.xor("float64")
@@ -294,7 +295,8 @@ def test_dp_sgd_step_runs_last_equals_each_run():
     )
 
     def both(params, states):
-        over = jax.vmap(over_runs(tiny, dp), in_axes=(0, 0, None, None))
+        step = runs_last(tiny, functools.partial(dp.value_and_grads, tiny), 2)
+        over = jax.vmap(step, in_axes=(0, 0, None, None))
         alone = [
             dp.value_and_grads(tiny, *jax.tree.map(lambda l: l[i], (params, states)),
                                x, y)

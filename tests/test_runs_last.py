@@ -6,6 +6,7 @@ networks, vmapped matmuls otherwise), and the trainer must use it.
 """
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -150,3 +151,73 @@ def test_trainer_runs_last_matches_autodiff_and_single_runs(key):
         start = net.init(jax.random.split(keys[r])[0], dtype="float64")
         alone = jp.train(net, start, x, y, sgd, 300)
         assert_trees_close(params, alone.params, rtol=1e-12)
+
+
+def _eqns(jaxpr):
+    """The equations of ``jaxpr`` and of every jaxpr nested in it."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            yield from _eqns(sub)
+
+
+def _scan_bodies(jaxpr):
+    """The body jaxprs of every ``scan`` in ``jaxpr``, nested ones included."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan":
+            yield eqn.params["jaxpr"].jaxpr
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            yield from _scan_bodies(sub)
+
+
+OPTIMIZERS = {
+    "sgd": optax.sgd(0.3),
+    # per-run hyperparameters in the state, moments of every parameter
+    "adam": optax.inject_hyperparams(optax.adam)(learning_rate=0.05),
+    # a norm over all of one run's parameters: must stay per run
+    "clipped": optax.chain(optax.clip_by_global_norm(0.1), optax.sgd(0.3)),
+}
+
+
+@pytest.mark.parametrize(
+    "optimizer, batch_size", [("sgd", None), ("adam", None), ("clipped", 3)]
+)
+def test_training_loop_runs_last_equals_each_run(optimizer, batch_size):
+    """The trainer's scan of steps under vmap over runs (runs last from its first
+    step to its last: the optimizer mapped over the trailing axis, minibatches
+    drawn per run) gives each run's own scan, and transposes nothing per step."""
+    from jaxprop._loop import _Config, _steps
+
+    net = jp.MLP((2, 3, 1), "tanh", "sigmoid", "mse", "mean")
+    x, y = jp.data.xor("float64")
+    opt = OPTIMIZERS[optimizer]
+    config = _Config(net, opt, 12, jp.rules.backprop(), batch_size, 4, None)
+    keys = jax.random.split(jax.random.key(3), N_RUNS)
+    params = jax.vmap(lambda k: net.init(k, dtype="float64"))(keys)
+    opt_state = jax.vmap(opt.init)(params)
+    if optimizer == "adam":  # a different learning rate for every run
+        opt_state.hyperparams["learning_rate"] = jnp.linspace(0.01, 0.1, N_RUNS)
+    runs = (params, opt_state, ())
+    steps = _steps(config, x.shape[0])
+    ts = jnp.arange(12)
+    over = jax.vmap(steps, in_axes=(0, 0, None, None, None))
+    many = jax.jit(over)(runs, keys, ts, x, y)
+    for r in range(N_RUNS):
+        run = jax.tree.map(lambda l: l[r], runs)
+        alone = jax.jit(steps)(run, keys[r], ts, x, y)
+        assert_trees_close(jax.tree.map(lambda l: l[r], many), alone, rtol=1e-12)
+    jaxpr = jax.make_jaxpr(over)(runs, keys, ts, x, y).jaxpr
+    (body,) = list(_scan_bodies(jaxpr))
+    names = {eqn.primitive.name for eqn in _eqns(body)}
+    assert "dot_general" not in names  # elementwise products
+    if optimizer == "sgd":  # (JAX moves the runs axis of an elementwise op
+        # between a run's scalar and its arrays, such as Adam's step count, to
+        # the front; so do a global norm and minibatches gathered per run.)
+        # Transposes of a batch's (examples, features) axes only: the state's
+        # runs axis stays last from step to step.
+        moves = [
+            eqn.params["permutation"]
+            for eqn in _eqns(body)
+            if eqn.primitive.name == "transpose"
+        ]
+        assert all(p[-1] == len(p) - 1 for p in moves), moves
