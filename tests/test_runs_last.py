@@ -199,7 +199,7 @@ def test_training_loop_runs_last_equals_each_run(optimizer, batch_size):
         opt_state.hyperparams["learning_rate"] = jnp.linspace(0.01, 0.1, N_RUNS)
     runs = (params, opt_state, ())
     steps = _steps(config, x.shape[0])
-    ts = jnp.arange(12)
+    ts = jnp.arange(12).reshape(3, 4)  # 3 blocks of 4 steps
     over = jax.vmap(steps, in_axes=(0, 0, None, None, None))
     many = jax.jit(over)(runs, keys, ts, x, y)
     for r in range(N_RUNS):
@@ -207,7 +207,7 @@ def test_training_loop_runs_last_equals_each_run(optimizer, batch_size):
         alone = jax.jit(steps)(run, keys[r], ts, x, y)
         assert_trees_close(jax.tree.map(lambda l: l[r], many), alone, rtol=1e-12)
     jaxpr = jax.make_jaxpr(over)(runs, keys, ts, x, y).jaxpr
-    (body,) = list(_scan_bodies(jaxpr))
+    body = next(_scan_bodies(jaxpr))  # the blocks, their steps nested
     names = {eqn.primitive.name for eqn in _eqns(body)}
     assert "dot_general" not in names  # elementwise products
     if optimizer == "sgd":  # (JAX moves the runs axis of an elementwise op
