@@ -60,7 +60,10 @@ PLATFORM_COSTS = {
     # - min_chunk: keeps the matmuls batched.
     # - runs_last_chunk: XOR ran at 7.1e7 seed-steps/s with 480 runs per device
     #   and 9.5e7-1.07e8 with 512 to 896 (float32); float64 gained 12% from
-    #   432 to 768.
+    #   432 to 768. Since the whole scan of steps runs on the runs-last layout
+    #   (2026-12-02), 65536 XOR runs x 2000 epochs, 9 interleaved rounds:
+    #   1.12e8 seed-epochs/s with 1536 runs per device, 9.7e7 with 763,
+    #   1.0e8 with 1024, 1.02e8 with 3072.
     # - runs_last_max_width/batch: runs-last step rate over vmap's, float32,
     #   1024 runs: XOR 2-2-1 batch 4: 1.6-2x; 2-4-4-1 and 2-8-8-1 batch 16:
     #   1.5x; 2-4-1 batch 32: 1.1x; 2-16-16-1 batch 8: 1.0x; 2-32-1 batch 8:
@@ -73,7 +76,7 @@ PLATFORM_COSTS = {
         sequential_flops=1e7,
         cache_bytes=256 * 2**10,
         min_chunk=4,
-        runs_last_chunk=768,
+        runs_last_chunk=1536,
     ),
     # Not measured: no GPU has been lent to this project yet (run
     # `python -m benchmarks gpu` on one). memory_fraction leaves half of the
