@@ -171,6 +171,7 @@ def test_accuracy_definitions():
 
 
 # ------------------------------------------------------------------- seeds
+@pytest.mark.slow  # test_runs_last checks XOR seeds against jp.train alone too
 def test_train_seeds_init_and_order_come_from_each_key(key):
     keys = jax.random.split(key, 6)
     result = jp.train_seeds(XOR_NET, keys, XOR_X, XOR_Y, SGD, 300, scheme="uniform01")
