@@ -161,6 +161,9 @@ def moons():
     return np.asarray(x, "float64"), np.asarray(y, "float64")[:, None], None
 
 
+# Slow (11 s): a rule's state is one more part of the run state whose
+# checkpoints test_trainer's save/load/resume tests check bit for bit.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["kp"])  # a state that changes at every step
 def test_rule_state_survives_a_checkpoint_bit_for_bit(tmp_path, moons, name):
     x, y, _ = moons
