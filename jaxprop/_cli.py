@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
 import math
 import os
 import signal
@@ -196,20 +198,27 @@ class _Processes:
         rows = multihost_utils.process_allgather(np.array(values, np.uint32))
         return [tuple(int(v) for v in row) for row in rows]
 
-    def agree(self, status: int, fingerprint: int = 0) -> int:
+    def agree(self, status: int, fingerprint: tuple[int, ...] | None = None) -> int:
         """The status every process ends with: the largest (OK=0 < FAILED=1 <
         USAGE=2 < INTERRUPTED=130); USAGE if the processes' settings differ.
 
-        Process 0 says which processes failed, or that settings differ.
+        ``fingerprint``: :func:`_fingerprint`'s checksums (None: not compared).
+        Process 0 says which processes failed, or which settings differ.
         """
-        rows = self.gather(status, fingerprint)
-        failed = [k for k, (s, _) in enumerate(rows) if s != OK]
-        if not failed and len({f for _, f in rows}) > 1:
+        parts = _fingerprint_parts()
+        rows = self.gather(status, *(fingerprint or (0,) * len(parts)))
+        failed = [k for k, (s, *_) in enumerate(rows) if s != OK]
+        differ = [
+            name
+            for i, name in enumerate(parts, start=1)
+            if len({row[i] for row in rows}) > 1
+        ]
+        if not failed and differ:
             if self.main:
                 print(
-                    "jaxprop train: the processes were started with different "
-                    "settings or data (each must run the same command but for "
-                    "--process-id).",
+                    f"jaxprop train: the processes were started with different "
+                    f"{', '.join(differ)} (each must run the same command but "
+                    f"for --process-id).",
                     file=sys.stderr,
                 )
             return USAGE
@@ -219,23 +228,32 @@ class _Processes:
                 f"messages).",
                 file=sys.stderr,
             )
-        return max(s for s, _ in rows)
+        return max(s for s, *_ in rows)
 
 
-def _fingerprint(config, out, resume, data) -> int:
-    """A checksum of what every process of a run must share: the settings, the
-    data's bits (not their paths, which may differ between hosts), whether
-    there is an ``--out`` and whether the run resumes."""
-    import dataclasses
+@functools.cache
+def _fingerprint_parts() -> tuple[str, ...]:
+    """What :func:`_fingerprint` checks, in its order: every setting (as its
+    option), the data, whether there is an ``--out``, whether it resumes."""
+    from ._experiment.config import ExperimentConfig
 
+    names = [f.name for f in dataclasses.fields(ExperimentConfig)]
+    return (*(f"--{n.replace('_', '-')}" for n in names), "data", "--out", "--resume")
+
+
+def _fingerprint(config, out, resume, data) -> tuple[int, ...]:
+    """Checksums of what every process of a run must share, one per part of
+    :func:`_fingerprint_parts`: each setting, the data's bits (not their paths,
+    which may differ between hosts), whether there is an ``--out`` and whether
+    the run resumes."""
     from ._experiment.store import data_fingerprint
 
     settings = dataclasses.asdict(config)
     for path in ("data", "eval_data"):
         if str(settings.get(path)).endswith((".npz", ".csv")):
-            del settings[path]
-    text = repr((settings, out is None, resume is None, data_fingerprint(data)))
-    return zlib.crc32(text.encode())
+            settings[path] = None  # compared through the data's bits
+    values = (*settings.values(), data_fingerprint(data), out is None, resume is None)
+    return tuple(zlib.crc32(repr(v).encode()) for v in values)
 
 
 def _setup_jax() -> None:
@@ -399,7 +417,7 @@ def _train(args, argv, group: _Processes | None = None) -> int:
 
     group = _Processes() if group is None else group
     agreed = False  # whether this process reached the agreement before writing
-    fingerprint = 0
+    fingerprint = None
 
     def ready():  # every check passed here: do all processes agree?
         nonlocal agreed

@@ -604,7 +604,11 @@ def _load_idx_dataset(path, name: str, dtype) -> Dataset:
             f"holds {name}'s four IDX files, or a Keras-style mnist.npz."
         )
     else:
-        raise ValueError(f"path: no such folder or file {str(path)!r}.")
+        raise ValueError(
+            f"path: no such folder or file {str(path)!r}; give the folder that "
+            f"holds {name}'s four IDX files, or a .npz of its arrays "
+            f"(nothing is downloaded)."
+        )
     for x, what in (("x", "training"), ("x_test", "test")):
         if len(arrays[x]) == 0:
             raise ValueError(f"{path}: no {what} images.")

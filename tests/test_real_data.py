@@ -153,8 +153,10 @@ def test_missing_files_list_what_was_looked_for(tmp_path):
     ):
         assert name in message
     assert "t10k-labels" not in message  # found
-    with pytest.raises(ValueError, match=r"no such folder or file"):
+    with pytest.raises(ValueError, match=r"no such folder or file.*MNIST's four"):
         jp.data.load_mnist(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"folder .* holds Fashion-MNIST's four"):
+        jp.data.load_fashion_mnist(tmp_path / "nowhere")
     with pytest.raises(ValueError, match=r"is a file but not a \.npz"):
         jp.data.load_mnist(paths["x"])
     with pytest.raises(TypeError, match=r"path must be a folder or a \.npz"):
