@@ -345,9 +345,11 @@ def _steps(config: _Config, n: int):
     (``runs_last_pays``), the whole scan runs on the runs-last layout: the
     state's runs axis is moved last once before the first step and back once
     after the last, the rule's δ pass runs on it as it is, and the optimizer
-    is mapped over that trailing axis (``vmap(..., in_axes=-1)``: elementwise
-    updates such as SGD's or Adam's need no transposes, and any optax
-    transformation stays per run). Otherwise a plain ``vmap``.
+    is mapped over that trailing axis (``vmap(..., in_axes=-1)``: any optax
+    transformation stays per run; SGD's elementwise update needs no transpose,
+    while a run's scalars, such as Adam's step count or a per-run learning
+    rate, make JAX move the runs axis inside the optimizer). Otherwise a plain
+    ``vmap``.
     """
     net, optimizer, rule = config.net, config.optimizer, config.rule
     batch = config.batch_size
