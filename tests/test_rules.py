@@ -109,11 +109,12 @@ def test_kolen_pollack_closes_the_gap_as_one_minus_decay_to_the_t(key):
     "name",
     [
         pytest.param(n, marks=pytest.mark.slow)
-        if n in ("autodiff", "sign", "backprop", "dfa")
+        if n in ("autodiff", "sign", "backprop", "dfa", "fa")
         else n
         for n in ALL
     ],  # autodiff takes no runs-last path; sign's projection is backprop's shape;
-    # the default suite keeps a fixed-feedback rule (fa) and a learned one (kp)
+    # the default suite keeps Kolen-Pollack, whose feedback matrices (fa's
+    # state) also learn
 )
 def test_every_rule_over_seeds_equals_each_seed_alone(name):
     """Tiny nets take the runs-last path; one seed alone takes a plain step."""
