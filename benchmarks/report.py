@@ -198,23 +198,25 @@ def markdown(results: dict) -> str:
         )
     if "log-every" in results:
         r = results["log-every"]
-        out += [
-            f"## log_every on XOR, {r['n_seeds']} seeds × {r['steps']} epochs "
-            "(same run)",
-            "",
-        ]
-        out += _table(
-            ["log_every", "seed-epochs/s", "of the best", "first call"],
-            [
+        # result files before 2026-12-02 held one sweep at the top level
+        for sweep in r.get("sweeps", [r]):
+            out += [
+                f"## log_every on XOR, {sweep['n_seeds']} seeds × {r['steps']} "
+                "epochs (same run)",
+                "",
+            ]
+            out += _table(
+                ["log_every", "seed-epochs/s", "of the best", "first call"],
                 [
-                    row["contender"],
-                    f"{row['seed_epochs_per_s']:.3g}",
-                    f"{row['vs_best']:.3f}",
-                    f"{row['first_call_s']:.1f} s",
-                ]
-                for row in r["rows"]
-            ],
-        )
+                    [
+                        row["contender"],
+                        f"{row['seed_epochs_per_s']:.3g}",
+                        f"{row['vs_best']:.3f}",
+                        f"{row['first_call_s']:.1f} s",
+                    ]
+                    for row in sweep["rows"]
+                ],
+            )
     if "progress" in results:
         out += [
             "## Progress reporting: chunks of steps vs one compiled call",

@@ -253,8 +253,9 @@ class _Plan(NamedTuple):
     Between calls the runs are kept in their working layout, so that nothing
     moves between devices from one chunk of steps to the next: leaves of shape
     (n_chunks, chunk_size, ...) with the chunk axis split across the mesh's
-    devices (``vmap`` is one chunk), or (n_runs, ...) for ``sequential``. The
-    runs are padded to whole chunks by repeating run 0.
+    devices (``vmap`` is one chunk), or (n_runs, ...) for ``sequential``. Each
+    device holds a contiguous slab of the runs (``to_working``), padded to
+    whole chunks by repeating run 0.
     """
 
     config: _Config
@@ -296,32 +297,47 @@ class _Plan(NamedTuple):
         )
         return jax.lax.with_sharding_constraint(tree, sharding)
 
+    @property
+    def _per_device(self) -> tuple[int, int, int]:
+        """(D, m, R): devices, runs per device (the last may hold fewer) and
+        runs per device in a chunk."""
+        D = 1 if self.mesh is None else self.mesh.shape["runs"]
+        return D, -(-self.n_runs // D), self.chunk_size // D
+
     def to_working(self, tree):
-        """Leading run axes -> the working layout (traced)."""
+        """Leading run axes -> the working layout (traced).
+
+        Device d holds runs d*m .. d*m + m - 1 (m = ceil(n_runs / D)), its
+        chunk c the R of them from c*R: each device's runs are contiguous in
+        the leading order, so that ``to_lead`` moves nothing between devices.
+        A device's slots past its runs repeat run 0.
+        """
         k = len(self.lead)
         tree = jax.tree.map(lambda l: l.reshape((self.n_runs,) + l.shape[k:]), tree)
         if self.strategy == "sequential":
             return tree
-        n_padded = -(-self.n_runs // self.chunk_size) * self.chunk_size
-        if n_padded != self.n_runs:
-            index = np.concatenate(
-                [np.arange(self.n_runs), np.zeros(n_padded - self.n_runs, int)]
-            )
-            tree = jax.tree.map(lambda l: l[index], tree)
-        tree = jax.tree.map(
-            lambda l: l.reshape((-1, self.chunk_size) + l.shape[1:]), tree
-        )
-        return self._constrain(tree)
+        D, m, R = self._per_device
+        C = -(-m // R)
+        d, c, r = np.ix_(np.arange(D), np.arange(C), np.arange(R))
+        run = d * m + c * R + r  # (D, C, R)
+        run = np.where((c * R + r < m) & (run < self.n_runs), run, 0)
+        index = run.transpose(1, 0, 2).reshape(C, D * R)
+        return self._constrain(jax.tree.map(lambda l: l[index], tree))
 
     def to_lead(self, tree):
-        """The working layout -> leading run axes, padding dropped (traced)."""
-        k = self.working_axes
-        return jax.tree.map(
-            lambda l: l.reshape((-1,) + l.shape[k:])[: self.n_runs].reshape(
-                self.lead + l.shape[k:]
-            ),
-            tree,
-        )
+        """The working layout -> leading run axes, padding dropped (traced):
+        each device's slab of the leading order is its own runs."""
+        if self.strategy == "sequential":
+            return jax.tree.map(lambda l: l.reshape(self.lead + l.shape[1:]), tree)
+        D, m, R = self._per_device
+
+        def lead(l):
+            C, tail = l.shape[0], l.shape[2:]
+            l = jnp.moveaxis(l.reshape((C, D, R) + tail), 1, 0)
+            l = l.reshape((D, C * R) + tail)[:, :m].reshape((D * m,) + tail)
+            return l[: self.n_runs].reshape(self.lead + tail)
+
+        return jax.tree.map(lead, tree)
 
     def map(self, fn, tree, *shared):
         """``fn(run, *shared)`` of one run over every run of a working-layout

@@ -119,14 +119,16 @@ def test_manual_step_needs_no_more_temp_memory(tmp_path):
 @pytest.mark.slow  # several seconds of compiles: run by .ci/run with -m slow
 def test_log_every_study():
     result = seeds.bench_log_every("smoke", 1)
-    assert [r["contender"] for r in result["rows"]] == [
+    [sweep] = result["sweeps"]
+    assert sweep["n_seeds"] == 8
+    assert [r["contender"] for r in sweep["rows"]] == [
         "default (1)",  # 8 seeds × 100 steps: every step
         "log_every=1",
         "log_every=10",
-        "log_every=100",
+        "log_every=100",  # = steps: one block
     ]
-    assert all(r["seed_epochs_per_s"] > 0 for r in result["rows"])
-    assert max(r["vs_best"] for r in result["rows"]) == 1.0
+    assert all(r["seed_epochs_per_s"] > 0 for r in sweep["rows"])
+    assert max(r["vs_best"] for r in sweep["rows"]) == 1.0
     assert "## log_every on XOR" in report.markdown(
         {
             "log-every": result,

@@ -423,6 +423,24 @@ def test_runs_split_across_devices_equal_one_device(tmp_path):
                                   strategy=strategy, chunk_size=chunk, **kw)
             np.testing.assert_allclose(many.losses, one.losses, rtol=1e-12)
             assert len(many.losses.sharding.device_set) >= 1
+        # Each device holds a contiguous slab of the runs: the result comes
+        # back to the leading order without moving anything between devices.
+        from jaxprop._layout import _finish
+        keys = jax.random.split(jax.random.key(1), 12)
+        for strategy, chunk in [("vmap", None), ("chunked", 4)]:
+            tr = jp.Trainer(net, keys, x, y, optax.sgd(0.5), 20, strategy=strategy,
+                            chunk_size=chunk, **kw)
+            state = tr.advance(tr.init(), 20)
+            hlo = _finish.lower(tr._plan, state.runs, state.log).compile().as_text()
+            for collective in ("all-gather", "all-to-all", "collective-permute"):
+                assert collective not in hlo, (strategy, collective)
+            res = tr.result(state)
+            rows = sorted((s.index[0].start, s.index[0].stop)
+                          for s in res.losses.addressable_shards)
+            assert rows == [(0, 3), (3, 6), (6, 9), (9, 12)], rows
+            alone = jp.train_seeds(net, keys[5:6], x, y, optax.sgd(0.5), 20,
+                                   devices=jax.devices()[:1], **kw)
+            np.testing.assert_array_equal(res.losses[5:6], alone.losses)
         print("OK")
     """)
     )
