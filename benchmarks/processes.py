@@ -11,6 +11,13 @@ the host of process 0; the layouts' launches alternate (A B, B A, ...), and
 figures are medians over every timed call. Both layouts split the runs into the
 same chunks over two devices, so they return the same bits (checked).
 
+The two-process layout runs twice: as the processes start, and with each
+process pinned to a core of its own (``os.sched_setaffinity``, as ``taskset -c
+I`` would): XLA sizes a process's thread pools to the cores it may use, so two
+unpinned processes each run as many threads as the machine has cores (on the
+MNIST-1D recipe's matmuls, 600 steps: 1.46× one process unpinned, 1.12×
+pinned, 2026-12-02). Several processes on one machine should be pinned so.
+
 Workloads: XOR 2-2-1 (float32, full-batch SGD) over 65536 seeds, and the
 MNIST-1D recipe (40-100-100-10 ReLU, Adam 1e-2, batch 100, float32) over 32
 seeds (with the ``mnist1d`` package).
@@ -39,7 +46,12 @@ SIZES = {
 INNER = 3
 #: Seconds a launch may take before it counts as hung.
 TIMEOUT = 600
-LAYOUTS = {"1 process × 2 devices": (1, 2), "2 processes × 1 device": (2, 1)}
+#: {name: (processes, devices per process, each process pinned to its own core)}
+LAYOUTS = {
+    "1 process × 2 devices": (1, 2, False),
+    "2 processes × 1 device": (2, 1, False),
+    "2 processes × 1 device, pinned": (2, 1, True),
+}
 
 
 def _free_port() -> int:
@@ -48,7 +60,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(workload: str, seeds: int, steps: int, processes: int, devices: int):
+def _launch(
+    workload: str, seeds: int, steps: int, processes: int, devices: int, pin: bool
+):
     """One launch of a layout; process 0's report (times, digest of the result)."""
     port = _free_port()
     env = dict(
@@ -57,7 +71,7 @@ def _launch(workload: str, seeds: int, steps: int, processes: int, devices: int)
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
     )
     spec = dict(workload=workload, seeds=seeds, steps=steps, processes=processes,
-                port=port, inner=INNER)  # fmt: skip
+                port=port, inner=INNER, pin=pin)  # fmt: skip
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmarks.processes", "worker",
@@ -160,6 +174,8 @@ def _workload(name: str, seeds: int, steps: int):
 
 
 def _worker(spec: dict) -> None:
+    if spec.get("pin"):  # process i on core i: its XLA thread pools size to it
+        os.sched_setaffinity(0, {spec["process_id"] % os.cpu_count()})
     import jax
 
     if spec["processes"] > 1:
