@@ -1,6 +1,7 @@
 """The benchmark suite at its seconds-long smoke size: every study runs, its
 figures are consistent, and the contenders it compares do the same work."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -360,7 +361,7 @@ def test_per_example_study(tmp_path):
         "noise_jax",
         "vmap_dp",
         "vjp",
-    }
+    } | ({"jax_privacy_dp"} if importlib.util.find_spec("jax_privacy") else set())
     assert all(t > 0 for t in nd["step_s"].values())
     assert set(result["opacus_memory"]["extra_bytes"]) == set(nd["ratio"])
     rows = result["activations"]["rows"]
@@ -372,7 +373,9 @@ def test_per_example_study(tmp_path):
         "dp_sgd_time",
         "vjp_time",
         "activations_max",
-    }
+    } | (
+        {"dp_sgd_vs_jax_privacy"} if importlib.util.find_spec("jax_privacy") else set()
+    )
 
 
 @pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
