@@ -309,8 +309,9 @@ class _Plan(NamedTuple):
 
         Device d holds runs d*m .. d*m + m - 1 (m = ceil(n_runs / D)), its
         chunk c the R of them from c*R: each device's runs are contiguous in
-        the leading order, so that ``to_lead`` moves nothing between devices.
-        A device's slots past its runs repeat run 0.
+        the leading order, so that ``to_lead`` moves nothing between devices
+        where D divides the runs (and a grid's n_hparams); otherwise its last
+        slice or reshape gathers. A device's slots past its runs repeat run 0.
         """
         k = len(self.lead)
         tree = jax.tree.map(lambda l: l.reshape((self.n_runs,) + l.shape[k:]), tree)
@@ -326,7 +327,8 @@ class _Plan(NamedTuple):
 
     def to_lead(self, tree):
         """The working layout -> leading run axes, padding dropped (traced):
-        each device's slab of the leading order is its own runs."""
+        each device's slab of the leading order is its own runs (see
+        ``to_working``)."""
         if self.strategy == "sequential":
             return jax.tree.map(lambda l: l.reshape(self.lead + l.shape[1:]), tree)
         D, m, R = self._per_device
