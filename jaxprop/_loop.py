@@ -196,9 +196,10 @@ def _blocks(
     """
     net, rule = config.net, config.rule
     key = state.key
-    steps = _steps(config, x.shape[0])
-
     has_eval = x_eval is not None
+    G, L = stretch_blocks(config, has_eval), config.log_every
+    steps = _steps(config, x.shape[0], G)
+
     if has_eval:
         eval_at = _eval_steps(config)
     if config.alignment_every is not None:
@@ -210,33 +211,33 @@ def _blocks(
         acc = accuracy_from_output(net, y_hat, y_eval).astype(x.dtype)
         return net.loss_from_cache(cache, y_eval), acc
 
-    def block(state, start):
-        """log_every steps; a divergence check; an evaluation if one is due."""
-        (params, opt_state, rule_state), (means, bad) = steps(
-            (state.params, state.opt_state, state.rule_state),
-            key,
-            start + jnp.arange(config.log_every)[None],
-            x,
-            y,
-        )
+    def learnt(state):
+        return state.params, state.opt_state, state.rule_state
+
+    def checked(state, run, mean, bad, start, hold=None):
+        """The state and log entry after the block of L steps from ``start``
+        that took ``state`` to ``run`` (mean, bad: its loss and first
+        non-finite step): a divergence check; an evaluation if one is due.
+        A run to ``hold`` keeps its state as it is."""
         # Checked once a block, not every step: the check and the rollback cost
         # as much as a small network's step. A diverged run is rolled back to the
         # block's start and stays frozen there; other runs never see it.
-        finite = bad[0] == config.log_every
-        ok = finite & _all_finite(params)
-        first_bad = start + jnp.where(finite, config.log_every - 1, bad[0])
-        diverged = state.diverged | ~ok
+        finite = bad == L
+        fails = ~(finite & _all_finite(run[0]))
+        if hold is not None:
+            fails = fails & ~hold
+        first_bad = start + jnp.where(finite, L - 1, bad)
+        diverged = state.diverged | fails
         diverged_at = jnp.where(
-            state.diverged | ok, state.diverged_at, first_bad.astype(jnp.int32)
+            state.diverged | ~fails, state.diverged_at, first_bad.astype(jnp.int32)
         )
+        keep = diverged if hold is None else diverged | hold
         params, opt_state, rule_state = jax.tree.map(
-            lambda old, new: jnp.where(diverged, old, new),
-            (state.params, state.opt_state, state.rule_state),
-            (params, opt_state, rule_state),
+            lambda old, new: jnp.where(keep, old, new), learnt(state), run
         )
-        logged = jnp.where(diverged, jnp.nan, means[0])
+        logged = jnp.where(diverged, jnp.nan, mean)
         state = RunState(params, opt_state, key, diverged, diverged_at, rule_state)
-        end = start + config.log_every
+        end = start + L
         entry = TrainLog(logged)
         if has_eval:
             nan = jnp.full((), jnp.nan, x.dtype)
@@ -254,68 +255,83 @@ def _blocks(
             entry = entry._replace(alignment=angles)
         return state, entry
 
-    first = start // config.log_every
+    first = start // L
 
     def write(buf, value, row):  # the blocks are the last axis of every log array
         return jax.lax.dynamic_update_slice_in_dim(buf, value, row, axis=-1)
 
-    def body(i, carry):
-        state, log = carry
-        state, entry = block(state, start + i * config.log_every)
-        log = jax.tree.map(lambda b, e: write(b, e[..., None], first + i), log, entry)
-        return state, log
-
-    G = stretch_blocks(config, has_eval)
     if G == 1:
+
+        def body(i, carry):
+            state, log = carry
+            t = start + i * L
+            run, (means, bad) = steps(learnt(state), key, t, 1, x, y)
+            state, entry = checked(state, run, means[0], bad[0], t)
+            log = jax.tree.map(
+                lambda b, e: write(b, e[..., None], first + i), log, entry
+            )
+            return state, log
+
         return jax.lax.fori_loop(0, n_blocks, body, (state, log))
 
-    L, total = config.log_every, config.steps // config.log_every
+    total = config.steps // L
 
     def stretch(s, carry):
-        """Up to G blocks, checked once; a run found diverged, and a last stretch
-        of fewer than G blocks, take them again checked after every block."""
+        """Up to G blocks, checked once; when a run is found diverged, the
+        blocks are taken again from the stretch's start, checked after each,
+        and the runs found diverged keep that pass's outcome."""
         state, log = carry
         b0, t0 = first + s * G, start + s * G * L  # its first block and step
-        m = jnp.minimum(G, n_blocks - s * G)  # its blocks (G but for the last)
-        full = m == G
-        run = (state.params, state.opt_state, state.rule_state)
+        m = jnp.minimum(G, n_blocks - s * G).astype(jnp.int32)  # G but for the last
 
-        def fast():
-            return steps(run, key, t0 + jnp.arange(G * L).reshape(G, L), x, y)
-
-        def skip():
-            return run, (jnp.full((G,), jnp.nan, x.dtype), jnp.zeros((G,), jnp.int32))
-
-        (params, opt_state, rule_state), (means, bad) = jax.lax.cond(full, fast, skip)
-        # Runs that diverged before stay frozen; the others are checked.
-        ok = jnp.all(bad == L) & _all_finite(params)
-        params, opt_state, rule_state = jax.tree.map(
-            lambda before, after: jnp.where(state.diverged, before, after),
-            run,
-            (params, opt_state, rule_state),
-        )
-        fast_state = state._replace(
-            params=params, opt_state=opt_state, rule_state=rule_state
-        )
-        entries = jnp.where(state.diverged, jnp.nan, means)
-        redo = ~full | (~state.diverged & ~ok)
-
-        def checked():
-            def one(i, carry):
-                st, buf = carry
-                st, entry = block(st, t0 + i * L)
-                return st, write(buf, entry.losses[None], i)
-
-            st, buf = jax.lax.fori_loop(
-                0, m, one, (state, jnp.full((G,), jnp.nan, x.dtype))
-            )
-            return jax.tree.map(
-                lambda c, f: jnp.where(redo, c, f), (st, buf), (fast_state, entries)
+        # One loop around the only call of the steps, so that the program holds
+        # one copy of them. Pass 0 takes the m blocks unchecked: a run that
+        # diverged in them keeps its state from the stretch's start, every other
+        # run its outcome. Only if a run diverged, passes k = 1..m take block
+        # k - 1 again, checked, for those runs alone (the others hold).
+        def one_pass(carry):
+            k, st, buf, means, redo = carry
+            after, (now, bad) = steps(
+                learnt(st),
+                key,
+                t0 + jnp.maximum(k - 1, 0) * L,
+                jnp.where(k == 0, m, 1),
+                x,
+                y,
             )
 
-        state, entries = jax.lax.cond(
-            _any_run(redo, axis_name), checked, lambda: (fast_state, entries)
+            def unchecked():
+                redo = ~st.diverged & ~(jnp.all(bad == L) & _all_finite(after[0]))
+                params, opt_state, rule_state = jax.tree.map(
+                    lambda before, now: jnp.where(st.diverged | redo, before, now),
+                    learnt(st),
+                    after,
+                )
+                k = jnp.where(_any_run(redo, axis_name), 1, m + 1).astype(jnp.int32)
+                st_next = st._replace(
+                    params=params, opt_state=opt_state, rule_state=rule_state
+                )
+                return k, st_next, buf, jnp.where(st.diverged, jnp.nan, now), redo
+
+            def block():
+                t = t0 + (k - 1) * L
+                st_next, entry = checked(st, after, now[0], bad[0], t, hold=~redo)
+                return (
+                    k + 1,
+                    st_next,
+                    write(buf, entry.losses[None], k - 1),
+                    means,
+                    redo,
+                )
+
+            return jax.lax.cond(k == 0, unchecked, block)
+
+        nan = jnp.full((G,), jnp.nan, x.dtype)
+        start_pass = (jnp.int32(0), state, nan, nan, jnp.zeros((), bool))
+        _, state, buf, means, redo = jax.lax.while_loop(
+            lambda carry: carry[0] <= m, one_pass, start_pass
         )
+        entries = jnp.where(redo, buf, means)
         # Rows b0 .. b0 + m - 1 of the log, written as one slab of G rows that
         # stays inside the log (the run has at least G blocks).
         s0 = jnp.minimum(b0, total - G)
@@ -328,18 +344,21 @@ def _blocks(
     return jax.lax.fori_loop(0, -(-n_blocks // G), stretch, (state, log))
 
 
-def _steps(config: _Config, n: int):
-    """``(run, key, ts, x, y) -> (run, (means, bad))``: G blocks of L steps of
-    one run.
+def _steps(config: _Config, n: int, G: int):
+    """``(run, key, t0, n_blocks, x, y) -> (run, (means, bad))``: ``n_blocks``
+    (≤ G, traced) blocks of L = ``log_every`` steps of one run from step t0.
 
-    run = (params, opt_state, rule_state), key: the run's data-order key,
-    ts: (G, L) the global steps of each block (minibatch i of epoch e at step
-    t), x, y: the whole training set of n examples. Per block: means (G,),
-    the mean of the losses before its steps; bad (G,) int32, the first of its
-    steps (0..L-1) whose loss was not finite, L if none. Losses are summed in
-    step order as they come, not stored: a long block's (L, runs) losses were
-    written to memory a step at a time (65536 XOR runs: blocks of 2000 steps
-    ran 15% slower than blocks of 200; Kahan's compensated sum cost 8% more).
+    run = (params, opt_state, rule_state), key: the run's data-order key, t0:
+    () int32, the global step of the first block's first step (minibatch i of
+    epoch e at step t), x, y: the whole training set of n examples. Per block:
+    means (G,), the mean of the losses before its steps; bad (G,) int32, the
+    first of its steps (0..L-1) whose loss was not finite, L if none (blocks
+    past ``n_blocks``: NaN and L). Losses are summed in step order as they
+    come, not stored: a long block's (L, runs) losses were written to memory a
+    step at a time (65536 XOR runs: blocks of 2000 steps ran 15% slower than
+    blocks of 200; Kahan's compensated sum cost 8% more). The number of blocks
+    is traced so that one compiled copy of the steps serves every caller of a
+    program (``_blocks``: a stretch unchecked, then a block at a time checked).
 
     Under ``vmap`` over runs, for a ``runs_last`` rule of a tiny network
     (``runs_last_pays``), the whole scan runs on the runs-last layout: the
@@ -352,7 +371,7 @@ def _steps(config: _Config, n: int):
     ``vmap``.
     """
     net, optimizer, rule = config.net, config.optimizer, config.rule
-    batch = config.batch_size
+    batch, L = config.batch_size, config.log_every
     n_batches = n // batch if batch else 1  # per epoch; the remainder is dropped
 
     def epoch_keys(key, t):
@@ -370,7 +389,7 @@ def _steps(config: _Config, n: int):
             return permute(positions, n, keys)
         return jax.vmap(permute, in_axes=(None, None, 0))(positions, n, keys)
 
-    def scan(run, key, ts, x, y, last: bool = False):
+    def scan(run, key, t0, n_blocks, x, y, last: bool = False):
         update = optimizer.update
         if last:
             update = jax.vmap(update, in_axes=-1, out_axes=-1)
@@ -387,23 +406,33 @@ def _steps(config: _Config, n: int):
             """The blocks of ``step(carry, t) -> (carry, loss)``, their losses
             reduced as they come."""
 
-            def block(carry, ts):
-                def one(acc, t):
+            def block(g, acc):
+                carry, means, bads = acc
+                tg = t0 + g * L  # the block's first step
+
+                def one(i, acc):
                     carry, total, bad = acc
-                    carry, loss = step(carry, t)
+                    i = i.astype(jnp.int32)  # (an int64 counter under x64)
+                    carry, loss = step(carry, tg + i)
                     total = total + loss
-                    k = (t - ts[0]).astype(jnp.int32)  # the step's place in its block
-                    bad = jnp.where((bad == L) & ~jnp.isfinite(loss), k, bad)
-                    return (carry, total, bad), None
+                    bad = jnp.where((bad == L) & ~jnp.isfinite(loss), i, bad)
+                    return carry, total, bad
 
                 zero = jnp.zeros(key.shape, x.dtype)  # a loss per run
-                bad = jnp.full(key.shape, L, jnp.int32)
-                (carry, total, bad), _ = jax.lax.scan(one, (carry, zero, bad), ts)
-                return carry, (total / L, bad)
+                full = jnp.full(key.shape, L, jnp.int32)
+                carry, total, bad = jax.lax.fori_loop(0, L, one, (carry, zero, full))
+                put = jax.lax.dynamic_update_index_in_dim  # (as a scan stacks)
+                return carry, put(means, total / L, g, 0), put(bads, bad, g, 0)
 
-            return jax.lax.scan(block, carry, ts)
+            means = jnp.full((G, *key.shape), jnp.nan, x.dtype)
+            bads = jnp.full((G, *key.shape), L, jnp.int32)
+            carry, means, bads = jax.lax.fori_loop(
+                jnp.int32(0), n_blocks, block, (carry, means, bads)
+            )
+            return carry, (means, bads)
 
-        L = ts.shape[-1]
+        t0 = jnp.asarray(t0, jnp.int32)
+        n_blocks = jnp.asarray(n_blocks, jnp.int32)
         if batch is None:
             xb, yb = (x[..., None], y[..., None]) if last else (x, y)
             return blocks(lambda run, t: train(run, xb, yb), run)
@@ -427,26 +456,26 @@ def _steps(config: _Config, n: int):
             )
             return (run, keys, indices(keys, t + 1)), loss
 
-        keys = epoch_keys(key, ts[0, 0])
-        (run, _, _), out = blocks(step, (run, keys, indices(keys, ts[0, 0])))
+        keys = epoch_keys(key, t0)
+        (run, _, _), out = blocks(step, (run, keys, indices(keys, t0)))
         return run, out
 
     if not rule.runs_last:
         return scan
 
     @jax.custom_batching.custom_vmap
-    def steps(run, key, ts, x, y):
-        return scan(run, key, ts, x, y)
+    def steps(run, key, t0, n_blocks, x, y):
+        return scan(run, key, t0, n_blocks, x, y)
 
     @steps.def_vmap
-    def _over_runs(n_runs, in_batched, run, key, ts, x, y):
+    def _over_runs(n_runs, in_batched, run, key, t0, n_blocks, x, y):
         def vmapped(*args):
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
             return jax.vmap(scan, in_axes=in_axes)(*args)
 
-        def last(run, key, ts, x, y):
+        def last(run, key, t0, n_blocks, x, y):
             run = jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), run)
-            out = scan(run, key, ts, x, y, last=True)
+            out = scan(run, key, t0, n_blocks, x, y, last=True)
             return jax.tree.map(
                 lambda a: jnp.moveaxis(
                     jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
@@ -457,9 +486,10 @@ def _steps(config: _Config, n: int):
         run_b, key_b, *shared_b = in_batched
         per_run = jax.tree.leaves((run_b, key_b))
         if all(per_run) and not any(jax.tree.leaves(shared_b)):
-            out = for_platform(net, batch or n, last, vmapped, run, key, ts, x, y)
+            args = (run, key, t0, n_blocks, x, y)
+            out = for_platform(net, batch or n, last, vmapped, *args)
         else:  # not the trainer's layout (every run's own state, shared data)
-            out = vmapped(run, key, ts, x, y)
+            out = vmapped(run, key, t0, n_blocks, x, y)
         return out, jax.tree.map(lambda _: True, out)
 
     return steps

@@ -198,16 +198,16 @@ def test_training_loop_runs_last_equals_each_run(optimizer, batch_size):
     if optimizer == "adam":  # a different learning rate for every run
         opt_state.hyperparams["learning_rate"] = jnp.linspace(0.01, 0.1, N_RUNS)
     runs = (params, opt_state, ())
-    steps = _steps(config, x.shape[0])
-    ts = jnp.arange(12).reshape(3, 4)  # 3 blocks of 4 steps
-    over = jax.vmap(steps, in_axes=(0, 0, None, None, None))
-    many = jax.jit(over)(runs, keys, ts, x, y)
+    steps = _steps(config, x.shape[0], 3)
+    shared = (jnp.int32(0), jnp.int32(3), x, y)  # 3 blocks of 4 steps from step 0
+    over = jax.vmap(steps, in_axes=(0, 0, None, None, None, None))
+    many = jax.jit(over)(runs, keys, *shared)
     for r in range(N_RUNS):
         run = jax.tree.map(lambda l: l[r], runs)
-        alone = jax.jit(steps)(run, keys[r], ts, x, y)
+        alone = jax.jit(steps)(run, keys[r], *shared)
         assert_trees_close(jax.tree.map(lambda l: l[r], many), alone, rtol=1e-12)
-    jaxpr = jax.make_jaxpr(over)(runs, keys, ts, x, y).jaxpr
-    body = next(_scan_bodies(jaxpr))  # the blocks, their steps nested
+    jaxpr = jax.make_jaxpr(over)(runs, keys, *shared).jaxpr
+    body = next(_scan_bodies(jaxpr))  # a block's steps
     names = {eqn.primitive.name for eqn in _eqns(body)}
     assert "dot_general" not in names  # elementwise products
     if optimizer == "sgd":  # (JAX moves the runs axis of an elementwise op
