@@ -339,6 +339,9 @@ def test_stretches_record_what_a_check_after_every_block_records(
     at = np.asarray(stretched.diverged_at)
     assert np.all(at[0] == -1) and np.all(at[1:] > 30)
     assert len(set((at[1:] // 100).ravel())) >= 2  # in more than one stretch
+    # and in the split's short stretches (steps 4-99 and 200-291), which run
+    # unchecked like full ones.
+    assert np.any((at > 4) & (at < 100)) and np.any((at >= 200) & (at < 292))
     monkeypatch.setattr(jp._loop, "CHECK_STEPS", 1)
     jax.clear_caches()
     every = _diverging_sweep(key, log_every)
