@@ -479,7 +479,10 @@ class Trainer:
             dtype = net._check_params(probe)
         else:
             dtype = check_float_dtype(dtype)
-            probe = net.init(jax.random.key(0), scheme=scheme, dtype=dtype)
+            # Shapes and dtypes only: nothing is drawn or compiled for them.
+            probe = jax.eval_shape(
+                lambda k: net.init(k, scheme=scheme, dtype=dtype), jax.random.key(0)
+            )
         config, (x, y, x_eval, y_eval) = _check_run(
             net,
             dtype,
@@ -496,10 +499,10 @@ class Trainer:
             alignment_every,
         )
         probe_rule = jax.eval_shape(
-            lambda k: config.rule.init(k, net, probe), jax.random.key(0)
+            lambda k, p: config.rule.init(k, net, p), jax.random.key(0), probe
         )
         hparams, n_hparams = _check_hparams(
-            hparams, optimizer, optimizer.init(probe), probe_rule
+            hparams, optimizer, jax.eval_shape(optimizer.init, probe), probe_rule
         )
         if n_hparams:
             # Every seed at every grid point: runs on (n_hparams, n_seeds) axes.
