@@ -60,6 +60,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _xla_flags(devices: int) -> str:
+    """The caller's XLA_FLAGS with ``devices`` CPU devices per process."""
+    count = "--xla_force_host_platform_device_count"
+    kept = os.environ.get("XLA_FLAGS", "").split()
+    kept = [f for f in kept if not f.startswith(count)]
+    return " ".join([*kept, f"{count}={devices}"])
+
+
 def _launch(
     workload: str, seeds: int, steps: int, processes: int, devices: int, pin: bool
 ):
@@ -68,7 +76,7 @@ def _launch(
     env = dict(
         os.environ,
         PYTHONPATH=str(ROOT),
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        XLA_FLAGS=_xla_flags(devices),
     )
     spec = dict(workload=workload, seeds=seeds, steps=steps, processes=processes,
                 port=port, inner=INNER, pin=pin)  # fmt: skip

@@ -104,8 +104,13 @@ def run(spec):
 
 
 def main(spec) -> None:
-    os.environ["XLA_FLAGS"] = (
-        f"--xla_force_host_platform_device_count={spec['devices']}"
+    kept = [  # the suite's flags (conftest), with this spec's device count
+        f
+        for f in os.environ.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
+    os.environ["XLA_FLAGS"] = " ".join(
+        [*kept, f"--xla_force_host_platform_device_count={spec['devices']}"]
     )
     import jax
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import os
 import struct
 
 import jax
@@ -11,6 +12,18 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxprop as jp
+
+
+def xla_flags(devices: int) -> str:
+    """This process's XLA_FLAGS (the suite's, see conftest) with ``devices``
+    CPU devices instead of any device count in them: for a subprocess."""
+    kept = [
+        f
+        for f in os.environ.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
+    return " ".join([*kept, f"--xla_force_host_platform_device_count={devices}"])
+
 
 #: (cost, output_activation, target kind) combinations that fit together.
 COST_CONFIGS = {

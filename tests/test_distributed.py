@@ -19,6 +19,7 @@ import pytest
 
 import jaxprop as jp
 from tests._dist_worker import GLOO_MISSING, flat, problem
+from tests.helpers import xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_dist_worker.py")
@@ -196,7 +197,7 @@ def of(port, processes, i, timeout=60):
 
 
 def devices(n):
-    return {"XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+    return {"XLA_FLAGS": xla_flags(n)}
 
 
 def assert_docs_close(a, b, rtol=1e-12):

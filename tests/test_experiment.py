@@ -24,6 +24,7 @@ from jaxprop._experiment import (
     make_config,
     read_config,
 )
+from tests.helpers import xla_flags
 
 DIVERGING = [
     "--data", "xor", "--sizes", "2,16,1", "--activation", "relu",
@@ -312,7 +313,7 @@ for strategy, seeds in cases:
 def test_gradient_check_and_the_issue_commands_on_two_devices(tmp_path):
     """The layouts of a two-device machine (one device per core, as the command
     sets up), and the two commands that crashed under the sequential layout."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    env = dict(os.environ, XLA_FLAGS=xla_flags(2))
     done = subprocess.run(
         [sys.executable, "-c", TWO_DEVICES], capture_output=True, text=True, env=env
     )

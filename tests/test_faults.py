@@ -23,6 +23,7 @@ import jaxprop as jp
 from jaxprop import _experiment, _io
 from jaxprop._cli import main
 from jaxprop._experiment import build, load_checkpoint, read_config
+from tests.helpers import xla_flags
 
 pytestmark = pytest.mark.faults
 
@@ -137,7 +138,7 @@ def test_runs_resume_on_another_device_count(tmp_path, straight):
     out = tmp_path / "run"
     killed = run(*RUN, "--out", out, fault="kill-before-results")
     assert killed.returncode == -signal.SIGKILL
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=xla_flags(1))
     resumed = subprocess.run(
         command("--resume", out), cwd=ROOT, capture_output=True, text=True, env=env
     )

@@ -16,7 +16,7 @@ import jaxprop as jp
 from jaxprop._layout import _advance_runs
 from jaxprop._loop import _train
 from jaxprop._shuffle import permutation
-from tests.helpers import assert_trees_close, make_case
+from tests.helpers import assert_trees_close, make_case, xla_flags
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
 XOR_Y = np.array([[0], [1], [1], [0]], float)
@@ -449,7 +449,7 @@ def test_runs_split_across_devices_equal_one_device(tmp_path):
     )
     env = dict(
         os.environ,
-        XLA_FLAGS="--xla_force_host_platform_device_count=4",
+        XLA_FLAGS=xla_flags(4),
         PYTHONPATH=str(Path(__file__).resolve().parents[1]),
     )
     out = subprocess.run(
