@@ -1,11 +1,12 @@
 """One training run: its state, its log and its loop of blocks of steps (traced).
 
-A run is a ``lax.fori_loop`` over blocks of ``log_every`` steps; each block is a
-``lax.scan`` over its steps, then the divergence check and rollback, the log
-entry, and an evaluation or an alignment measure when one is due. When no
-evaluation or alignment is asked for, blocks run in stretches of about
-``CHECK_STEPS`` steps checked once, and only a stretch in which a run diverged
-is taken again block by block (same result, a fraction of the checks). Minibatch i
+A run is a ``lax.fori_loop`` over blocks of ``log_every`` steps; each block is
+its steps, then the divergence check and rollback, the log entry, and an
+evaluation or an alignment measure when one is due. When no evaluation or
+alignment is asked for, blocks run in stretches of about ``CHECK_STEPS`` steps
+checked once, and only a stretch in which a run diverged is taken again block
+by block, for the runs that diverged (same result, a fraction of the checks;
+one compiled copy of the steps either way). Minibatch i
 of epoch e is examples π_e(iB), ..., π_e(iB + B - 1) of a keyed bijection π_e of
 [0, n) computed index by index (``_shuffle.py``): no permutation is sorted or
 carried. The step counter is not batched, so the ``lax.cond`` that evaluate stay
@@ -218,7 +219,8 @@ def _blocks(
         """The state and log entry after the block of L steps from ``start``
         that took ``state`` to ``run`` (mean, bad: its loss and first
         non-finite step): a divergence check; an evaluation if one is due.
-        A run to ``hold`` keeps its state as it is."""
+        A run to ``hold`` keeps its state, ``diverged`` and ``diverged_at``
+        as they are (its steps are taken and dropped)."""
         # Checked once a block, not every step: the check and the rollback cost
         # as much as a small network's step. A diverged run is rolled back to the
         # block's start and stays frozen there; other runs never see it.
@@ -303,7 +305,7 @@ def _blocks(
             def unchecked():
                 redo = ~st.diverged & ~(jnp.all(bad == L) & _all_finite(after[0]))
                 params, opt_state, rule_state = jax.tree.map(
-                    lambda before, now: jnp.where(st.diverged | redo, before, now),
+                    lambda before, new: jnp.where(st.diverged | redo, before, new),
                     learnt(st),
                     after,
                 )
@@ -368,7 +370,8 @@ def _steps(config: _Config, n: int, G: int):
     transformation stays per run; SGD's elementwise update needs no transpose,
     while a run's scalars, such as Adam's step count or a per-run learning
     rate, make JAX move the runs axis inside the optimizer). Otherwise a plain
-    ``vmap``.
+    ``vmap``. The runs-last layout needs every argument but the runs' state
+    and keys unbatched (t0 and n_blocks included), as in ``train_seeds``.
     """
     net, optimizer, rule = config.net, config.optimizer, config.rule
     batch, L = config.batch_size, config.log_every

@@ -272,9 +272,11 @@ def train(
         ``alignment_every``) that fits (``Trainer.log_every`` tells which). It
         is only what is recorded: divergence is checked as if after every
         block whatever it is (see :class:`TrainResult`). Under a ``jax.vmap``
-        of ``train`` itself, the stretch re-check's branch becomes a select
-        and every stretch runs twice (same results): ``train_seeds`` maps
-        runs without that cost.
+        of ``train`` itself, whether a stretch is taken again is decided per
+        run, so the step loop's counters are batched: each run gets its own
+        outcome, but tiny networks lose the runs-last layout and a run's new
+        epoch order is computed every step (a select, not a branch);
+        ``train_seeds`` maps runs without that cost.
 
     Returns:
       A :class:`TrainResult`.
