@@ -792,25 +792,54 @@ def _train_across_processes(args, argv, distributed: dict) -> int:
 
     _join(distributed, args.distributed_timeout)
     group = _Processes()
-    try:
+    with _native_stdout_to_stderr():
         try:
-            status = _train(args, argv, group)
-        except Exception:  # say so before JAX's runtime stops every process
-            traceback.print_exc()
-            print(
-                f"jaxprop train: process {group.index} of {group.count} stopped by "
-                f"the error above; the others stop within --distributed-timeout "
-                f"({args.distributed_timeout} s).",
-                file=sys.stderr,
-                flush=True,
-            )
-            return FAILED
-        return group.agree(status)
+            try:
+                status = _train(args, argv, group)
+            except Exception:  # say so before JAX's runtime stops every process
+                traceback.print_exc()
+                print(
+                    f"jaxprop train: process {group.index} of {group.count} stopped "
+                    f"by the error above; the others stop within "
+                    f"--distributed-timeout ({args.distributed_timeout} s).",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return FAILED
+            return group.agree(status)
+        finally:
+            group.close()
+            # Waits (up to the timeout) for the others; a process that left
+            # early or hangs makes JAX's runtime stop every process with an error.
+            jax.distributed.shutdown()
+
+
+@contextlib.contextmanager
+def _native_stdout_to_stderr():
+    """Sends what native libraries print on file descriptor 1 to stderr, so that
+    stdout holds only jaxprop's report. Gloo prints a line ("[Gloo] Rank 0 is
+    connected to 1 peer ranks...") to stdout for every group of devices that
+    first meets in a collective; Python's ``sys.stdout`` keeps its destination.
+    """
+    try:
+        python_fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without one
+        python_fd = None
+    sys.stdout.flush()
+    saved = os.dup(1)
+    stdout = sys.stdout
+    if python_fd == 1:  # Python's own prints keep going where fd 1 went
+        sys.stdout = open(os.dup(saved), "w", buffering=1, encoding=stdout.encoding)
+    os.dup2(2, 1)
+    try:
+        yield
     finally:
-        group.close()
-        # Waits (up to the timeout) for the others; a process that left early
-        # or hangs makes JAX's runtime stop every process with an error.
-        jax.distributed.shutdown()
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        if sys.stdout is not stdout:
+            sys.stdout.close()
+            sys.stdout = stdout
 
 
 def console() -> None:

@@ -436,6 +436,8 @@ IDX_FILES = {
 }
 #: Array names in a Keras-style ``mnist.npz``, by Dataset field.
 NPZ_KEYS = {"x": "x_train", "y": "y_train", "x_test": "x_test", "y_test": "y_test"}
+#: What a user can give instead of the IDX files (Keras's mnist.npz is one).
+_NPZ_HINT = "a Keras-style .npz of x_train, y_train, x_test and y_test"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -516,7 +518,7 @@ def _from_idx(folder: Path, name: str) -> dict[str, np.ndarray]:
         raise ValueError(
             f"path: {str(folder)!r} lacks {len(missing)} of {name}'s four IDX "
             f"files: looked for {'; '.join(missing)}. Give the folder that holds "
-            f"them (nothing is downloaded), or a Keras-style mnist.npz."
+            f"them (nothing is downloaded), or {_NPZ_HINT}."
         )
     arrays = {
         field: _read_idx(path, 3 if field.startswith("x") else 1)
@@ -601,13 +603,13 @@ def _load_idx_dataset(path, name: str, dtype) -> Dataset:
     elif path.is_file():
         raise ValueError(
             f"path: {str(path)!r} is a file but not a .npz; give the folder that "
-            f"holds {name}'s four IDX files, or a Keras-style mnist.npz."
+            f"holds {name}'s four IDX files, or {_NPZ_HINT}."
         )
     else:
         raise ValueError(
             f"path: no such folder or file {str(path)!r}; give the folder that "
-            f"holds {name}'s four IDX files, or a .npz of its arrays "
-            f"(nothing is downloaded)."
+            f"holds {name}'s four IDX files, or {_NPZ_HINT} (nothing is "
+            f"downloaded)."
         )
     for x, what in (("x", "training"), ("x_test", "test")):
         if len(arrays[x]) == 0:

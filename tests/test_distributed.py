@@ -222,7 +222,8 @@ def test_the_command_in_two_processes_writes_the_results_of_one(tmp_path):
     process of two devices writes: the same training bits (final.npz,
     curves.npz's losses), the same metrics.json but for the time and rounding
     (the final metrics are computed from the gathered result on one device of
-    each process, not across two); only process 0 writes and prints."""
+    each process, not across two); only process 0 writes and prints, and
+    stdout holds jaxprop's report alone."""
     two, one = tmp_path / "two", tmp_path / "one"
     port = free_port()
     outs = launch(
@@ -234,6 +235,8 @@ def test_the_command_in_two_processes_writes_the_results_of_one(tmp_path):
         assert code == 0, err[-3000:]
     assert "trained 6 runs × 200 steps" in outs[0][1]
     assert "trained" not in outs[1][1] and "results in" not in outs[1][1]
+    # Gloo's "[Gloo] Rank 0 is connected to 1 peer ranks" lines go to stderr.
+    assert "Gloo" in outs[0][2] and "Gloo" not in outs[0][1] + outs[1][1]
     assert sorted(os.listdir(two)) == sorted(os.listdir(one))
     for name in ("final.npz", "checkpoint.npz", "curves.npz"):
         with np.load(two / name) as a, np.load(one / name) as b:
