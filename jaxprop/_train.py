@@ -565,6 +565,7 @@ class Trainer:
             else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
         )
         self._where = where
+        self._platform = devices[0].platform
         self._spans = self._plan.spans_processes
         self._init_args = _put((keys, params, hparams), where)
         self._data = _put((x, y, x_eval, y_eval), where)
@@ -600,7 +601,11 @@ class Trainer:
         """Every run's state before its first step."""
         has_eval = self._data[2] is not None
         runs, log = _init_runs(
-            self._plan, self._data[0].shape[0], has_eval, *self._init_args
+            self._plan,
+            self._platform,
+            self._data[0].shape[0],
+            has_eval,
+            *self._init_args,
         )
         return TrainState(0, runs, log)
 

@@ -229,3 +229,28 @@ def test_save_path_is_returned_and_parent_must_exist(tmp_path):
     with pytest.raises(FileNotFoundError):
         jp.save(tmp_path / "no" / "dir.npz", {"x": np.ones(2)})
     assert os.listdir(tmp_path) == ["a.npz"]
+
+
+@pytest.mark.parametrize(
+    "dtype", ["float32", pytest.param("float64", marks=pytest.mark.slow)]
+)
+def test_the_init_compiled_at_O1_draws_the_bits_of_xla_default(moons, dtype):
+    """On a CPU the init program compiles at LLVM -O1 (INIT_COMPILER_OPTIONS);
+    it must draw what XLA's default -O3 draws: every scheme's weights, a rule's
+    random feedback, the data keys (at -O0, He's and the rules' draws differ)."""
+    from jaxprop import _layout
+
+    assert _layout.INIT_COMPILER_OPTIONS["cpu"] == {"xla_backend_optimization_level": 1}
+    o3 = jax.jit(
+        _layout._init_runs_traced,
+        static_argnums=(0, 1, 2),
+        compiler_options={"xla_backend_optimization_level": 3},
+    )
+    for scheme, rule in [
+        ("glorot", jp.rules.direct_feedback_alignment()),
+        ("he", jp.rules.kolen_pollack(0.01, 0.001)),
+    ]:
+        trainer, _ = make_trainer(moons, scheme=scheme, rule=rule, dtype=dtype)
+        state = trainer.init()
+        expected = o3(trainer._plan, 64, True, *trainer._init_args)
+        assert_bitwise_equal((state.runs, state.log), expected)
