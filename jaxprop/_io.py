@@ -21,6 +21,7 @@ from ._random import FUSED_NAME
 _FORMAT = "jaxprop.pytree"
 _VERSION = 1
 _HEADER = "__jaxprop__"
+_ZIP_MAGIC = b"PK\x03\x04"
 
 
 def _is_key(leaf) -> bool:
@@ -92,13 +93,15 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     return path
 
 
-def save(path: str | os.PathLike, tree) -> Path:
+def save(path: str | os.PathLike, tree, *, meta: dict | None = None) -> Path:
     """Writes a pytree to ``path`` (an ``.npz`` file) atomically, bit for bit.
 
     Args:
       path: the file to write (replaced atomically if it exists).
       tree: any pytree of arrays (NumPy or JAX, any dtype), PRNG key arrays and
         Python scalars, e.g. params, an optimizer state or a ``jp.TrainState``.
+      meta: optional JSON-serializable facts stored beside the tree (read back
+        with :func:`saved_meta`); ``Trainer.save`` records its settings there.
 
     Returns:
       The path written.
@@ -111,14 +114,29 @@ def save(path: str | os.PathLike, tree) -> Path:
         entry["path"] = jax.tree_util.keystr(key_path)
         arrays[f"leaf{i}"] = arr
         entries.append(entry)
-    header = json.dumps({"format": _FORMAT, "version": _VERSION, "leaves": entries})
+    header = {"format": _FORMAT, "version": _VERSION, "leaves": entries}
+    if meta is not None:
+        header["meta"] = meta
+    header = json.dumps(header)
     arrays[_HEADER] = np.frombuffer(header.encode(), np.uint8)
     return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def _read(path: Path) -> tuple[list[dict], list]:
+def saved_meta(path: str | os.PathLike) -> dict | None:
+    """The ``meta`` that :func:`save` stored in ``path`` (None if none)."""
+    return _read(Path(path), leaves=False)[0].get("meta")
+
+
+def _read(path: Path, leaves: bool = True) -> tuple[dict, list]:
+    """(header, leaves) of a file written by :func:`save`; no leaves unless asked."""
     if not path.is_file():
         raise ValueError(f"path: no such file {str(path)!r}.")
+    with open(path, "rb") as f:
+        if f.read(4) != _ZIP_MAGIC:  # np.load would speak of pickles
+            raise ValueError(
+                f"{path}: not a readable .npz file (an .npz is a zip archive; "
+                f"this file does not start like one)."
+            )
     try:
         f = np.load(path)
     except (OSError, EOFError, ValueError) as e:
@@ -129,9 +147,10 @@ def _read(path: Path) -> tuple[list[dict], list]:
         header = json.loads(f[_HEADER].tobytes().decode())
         if header.get("format") != _FORMAT or header.get("version") != _VERSION:
             raise ValueError(f"{path}: not a jp.save file of version {_VERSION}.")
+        if not leaves:
+            return header, []
         entries = header["leaves"]
-        leaves = [_decode(f[f"leaf{i}"], e) for i, e in enumerate(entries)]
-    return entries, leaves
+        return header, [_decode(f[f"leaf{i}"], e) for i, e in enumerate(entries)]
 
 
 def _describe(leaf) -> tuple[tuple[int, ...], str]:
@@ -161,7 +180,8 @@ def load(path: str | os.PathLike, like=None):
       ValueError: a missing or unreadable file, or one that does not match ``like``.
     """
     path = Path(path)
-    entries, leaves = _read(path)
+    header, leaves = _read(path)
+    entries = header["leaves"]
     if like is None:
         return {e["path"]: leaf for e, leaf in zip(entries, leaves, strict=True)}
     template, treedef = jax.tree_util.tree_flatten_with_path(like)

@@ -59,11 +59,21 @@ def check_scheme(scheme: str) -> str:
     return choice(scheme, "scheme", SCHEMES)
 
 
+def typed_keys(keys):
+    """``keys`` as typed PRNG keys: raw ``uint32[..., 2]`` data (from
+    ``jax.random.PRNGKey``) wrapped with JAX's default implementation, so that
+    ``PRNGKey(s)`` draws the numbers ``jax.random.key(s)`` draws; typed keys as
+    they are. Check them first (:func:`check_key`)."""
+    if jax.dtypes.issubdtype(keys.dtype, jax.dtypes.prng_key):
+        return keys
+    return jax.random.wrap_key_data(keys)
+
+
 def check_key(key) -> None:
     """Raises a TypeError unless ``key`` is a single PRNG key.
 
     Both new-style typed keys (``jax.random.key``) and legacy raw ``uint32[2]``
-    keys (``jax.random.PRNGKey``) are accepted.
+    keys (``jax.random.PRNGKey``) are accepted (:func:`typed_keys` wraps them).
     """
     dtype = getattr(key, "dtype", None)
     shape = getattr(key, "shape", None)

@@ -8,7 +8,10 @@ give each step's gradient are ``_rules.py``.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import inspect
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -21,16 +24,17 @@ import numpy as np
 import optax
 
 from . import _rules as rules
-from ._activations import default_scheme
+from ._activations import default_scheme, describe
 from ._data import check_dataset
 from ._inputs import check_x, check_y
-from ._io import load, save
+from ._io import load, save, saved_meta
 from ._layout import (
     _advance_runs,
     _agree_max,
     _choose_strategy,
     _finish,
     _init_runs,
+    _init_runs_traced,
     _last_losses,
     _Plan,
     _put,
@@ -49,7 +53,7 @@ from ._loop import (
     stretch_blocks,
 )
 from ._mlp import MLP
-from ._params import Params, check_float_dtype, check_key, check_scheme
+from ._params import Params, check_float_dtype, check_key, check_scheme, typed_keys
 from ._progress import Progress
 from ._rules import Rule, check_rule, check_rule_state
 from ._validate import choice
@@ -309,10 +313,12 @@ def train(
                 "key is required with batch_size: it draws the data order."
             )
         check_key(key)
+        key = typed_keys(key)
     elif key is None:
         key = jax.random.key(0)  # unused by the data order
     else:
         check_key(key)
+        key = typed_keys(key)
     if opt_state is None:
         opt_state = config.optimizer.init(params)
     rule_key = jax.random.fold_in(key, _RULE_KEY)
@@ -463,6 +469,7 @@ class Trainer:
         devices=None,
     ):
         n_seeds = _check_keys(keys)
+        keys = typed_keys(keys)
         if not isinstance(net, MLP):
             raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
         _check_optimizer(optimizer)
@@ -506,6 +513,8 @@ class Trainer:
         hparams, n_hparams = _check_hparams(
             hparams, optimizer, jax.eval_shape(optimizer.init, probe), probe_rule
         )
+        # What a checkpoint records and load() compares (see _settings).
+        self._given = (keys, params, dict(hparams), probe, probe_rule, optimizer)
         if n_hparams:
             # Every seed at every grid point: runs on (n_hparams, n_seeds) axes.
             keys = jnp.broadcast_to(keys, (n_hparams, *keys.shape))
@@ -569,6 +578,46 @@ class Trainer:
         self._spans = self._plan.spans_processes
         self._init_args = _put((keys, params, hparams), where)
         self._data = _put((x, y, x_eval, y_eval), where)
+        self._given += ((x, y), (x_eval, y_eval))
+
+    @functools.cached_property
+    def _settings(self) -> dict[str, Any]:
+        """What :meth:`save` records of these runs and :meth:`load` compares:
+        each argument that shapes the runs, by name (JSON values; arrays as
+        SHA-256 digests of their bits; the optimizer's and rule's states by
+        their tree structure)."""
+        keys, params, hparams, probe, probe_rule, optimizer, data, eval_data = (
+            self._given
+        )
+        config = self._plan.config
+        net = config.net
+        opt_state = jax.eval_shape(optimizer.init, probe)
+        return {
+            "net": " ".join(
+                [
+                    "-".join(map(str, net.sizes)),
+                    *(describe(f) for f in (net.activation, net.output_activation)),
+                    describe(net.cost),
+                    net.reduction,
+                ]
+            ),
+            "n_seeds": self._plan.n_seeds,
+            "keys": _digest(jax.random.key_data(keys)),
+            # Each value as its dtype prints it (shortest round trip): exact.
+            "hparams": {k: [str(e) for e in np.asarray(v)] for k, v in hparams.items()},
+            "params": "drawn" if params is None else _digest(*jax.tree.leaves(params)),
+            "scheme": self._plan.scheme,
+            "dtype": self._plan.dtype,
+            "steps": config.steps,
+            "log_every": config.log_every,
+            "batch_size": config.batch_size,
+            "eval_every": config.eval_every,
+            "alignment_every": config.alignment_every,
+            "data": _digest(*data),
+            "eval_data": None if eval_data[0] is None else _digest(*eval_data),
+            "optimizer state": _structure(opt_state),
+            "rule state": _structure(probe_rule),
+        }
 
     @property
     def steps(self) -> int:
@@ -598,7 +647,8 @@ class Trainer:
         return self._plan.strategy, self._plan.chunk_size
 
     def init(self) -> TrainState:
-        """Every run's state before its first step."""
+        """Every run's state before its first step (call it outside ``jax.jit``:
+        on a CPU its program has its own compile options)."""
         has_eval = self._data[2] is not None
         runs, log = _init_runs(
             self._plan,
@@ -608,6 +658,18 @@ class Trainer:
             *self._init_args,
         )
         return TrainState(0, runs, log)
+
+    def portable_shapes(self) -> TrainState:
+        """The shapes and dtypes of :meth:`portable` states
+        (``jax.ShapeDtypeStruct`` leaves; ``step`` 0): a template for
+        ``jp.load``. Nothing is computed or compiled."""
+
+        def portable_init():
+            n, has_eval = self._data[0].shape[0], self._data[2] is not None
+            runs, log = _init_runs_traced(self._plan, n, has_eval, *self._init_args)
+            return self.portable(TrainState(0, runs, log))
+
+        return jax.eval_shape(portable_init)._replace(step=0)
 
     def advance(self, state: TrainState, steps: int) -> TrainState:
         """Takes ``steps`` more steps (a multiple of ``log_every``) of every run."""
@@ -672,18 +734,38 @@ class Trainer:
         return TrainState(int(portable.step), *_to_working(self._plan, runs_log))
 
     def save(self, path, state: TrainState):
-        """Writes ``state`` to ``path`` atomically, in the portable layout.
+        """Writes ``state`` to ``path`` atomically, in the portable layout, with
+        this trainer's settings (the keys, grid, data, schedule, ... that
+        :meth:`load` compares).
 
         Where the runs span processes, every process calls it; process 0 writes
         the file and the others wait until it is written.
         """
         portable = self.portable(state)
-        return write_once(self, lambda: save(path, portable), path)
+        meta = {"trainer": self._settings}
+        return write_once(self, lambda: save(path, portable, meta=meta), path)
 
     def load(self, path) -> TrainState:
-        """A state written by :meth:`save` (checked against this trainer's runs)."""
-        like = jax.eval_shape(lambda: self.portable(self.init()))
-        return self.restore(load(path, like=like._replace(step=0)))
+        """A state written by :meth:`save`, checked against this trainer.
+
+        Raises:
+          ValueError: the file is missing or damaged, or was saved by a trainer
+            with other settings (another number of seeds or other keys, another
+            hyperparameter grid, other data, steps, log_every, batch_size, net,
+            optimizer or rule: each one that differs is named).
+        """
+        saved = (saved_meta(path) or {}).get("trainer")
+        if saved is not None:  # files of older versions carry no settings
+            mine = json.loads(json.dumps(self._settings))  # as read back
+            differ = [k for k in mine if saved.get(k) != mine[k]]
+            if differ:
+                raise ValueError(
+                    f"{path}: saved by a Trainer with other settings: "
+                    + "; ".join(_difference(k, saved.get(k), mine[k]) for k in differ)
+                    + ". Build the Trainer with the arguments the checkpoint was "
+                    "saved with to resume it."
+                )
+        return self.restore(load(path, like=self.portable_shapes()))
 
     def last_losses(self, state: TrainState) -> Array:
         """The latest logged training loss of every run: ``self.shape``.
@@ -692,6 +774,31 @@ class Trainer:
         """
         block = max(int(state.step) // self.log_every - 1, 0)
         return _to_host(_last_losses(self._plan, state.log.losses, np.int32(block)))
+
+
+def _digest(*arrays) -> str:
+    """A SHA-256 digest (16 hex digits) of arrays' dtypes, shapes and bits."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _structure(tree) -> str:
+    """A tree's structure with its leaves' shapes and dtypes, as text."""
+    leaves = [f"{l.dtype}{list(l.shape)}" for l in jax.tree.leaves(tree)]
+    return f"{jax.tree.structure(tree)} {' '.join(leaves)}"
+
+
+def _difference(name: str, saved, here) -> str:
+    """One setting that differs between a checkpoint and a trainer, for a message."""
+    if name in ("keys", "params", "data", "eval_data"):
+        return f"{name} (other arrays)"
+    if name in ("optimizer state", "rule state"):
+        return f"{name} (another structure: another {name.split()[0]} or its options)"
+    return f"{name} (saved {saved!r}, this trainer {here!r})"
 
 
 def _check_devices(devices) -> list:

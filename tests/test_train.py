@@ -234,6 +234,26 @@ def test_strategies_equal_vmap(key, strategy, chunk_size):
     assert_trees_close(result.params, reference.params, rtol=1e-12)
 
 
+def test_raw_uint32_keys_train_as_their_typed_keys():
+    """Keys from jax.random.PRNGKey (raw uint32 data) draw what the typed keys
+    of jax.random.key draw: the tiny runs-last path and minibatches, in
+    train_seeds, and jp.train's data order."""
+    raw = jax.random.split(jax.random.PRNGKey(3), 3)
+    typed = jax.random.split(jax.random.key(3), 3)
+    assert raw.dtype == jnp.uint32
+    for net, kw in [(XOR_NET, {}), (XOR_NET, dict(batch_size=2, log_every=2))]:
+        a = jp.train_seeds(net, raw, XOR_X, XOR_Y, SGD, 8, **kw)
+        b = jp.train_seeds(net, typed, XOR_X, XOR_Y, SGD, 8, **kw)
+        np.testing.assert_array_equal(a.losses, b.losses)
+        assert_trees_close(a.params, b.params, rtol=0)
+    params = XOR_NET.init(jax.random.key(0))
+    a = jp.train(XOR_NET, params, XOR_X, XOR_Y, SGD, 8, batch_size=2,
+                 key=jax.random.PRNGKey(5))  # fmt: skip
+    b = jp.train(XOR_NET, params, XOR_X, XOR_Y, SGD, 8, batch_size=2,
+                 key=jax.random.key(5))  # fmt: skip
+    np.testing.assert_array_equal(a.losses, b.losses)
+
+
 def test_prestacked_params(key):
     keys = jax.random.split(key, 4)
     params = jax.vmap(lambda k: XOR_NET.init(k, scheme="uniform01"))(keys)

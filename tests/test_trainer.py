@@ -121,8 +121,38 @@ def test_checkpoints_are_portable_across_layouts(moons, tmp_path):
     b = chunked.result(chunked.advance(state, 60))
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-12, atol=0)
-    with pytest.raises(ValueError, match="like expects"):
+    with pytest.raises(ValueError, match=r"n_seeds \(saved 3, this trainer 2\)"):
         make_trainer(moons, n_seeds=2)[0].load(path)
+
+
+def test_load_names_each_setting_that_differs(moons, tmp_path):
+    """trainer.save records the settings that shape the runs; a trainer built
+    with others refuses the checkpoint and names each one (a grid or keys that
+    differ would otherwise resume silently, with the saved values). A file
+    without settings (jp.save of a portable state) loads as before."""
+    trainer, (keys, x, y, kw) = make_trainer(moons, n_seeds=2)
+    state = trainer.init()
+    path = trainer.save(tmp_path / "ck.npz", state)
+    assert_bitwise_equal(trainer.load(path), state)
+    other_keys = jax.random.split(jax.random.key(9), 2)
+    cases = [
+        ({"hparams": {"learning_rate": jnp.array([1e-2, 0.1])}},
+         r"hparams \(saved \{'learning_rate': \['0.01', '0.05'\]\}, this trainer "
+         r"\{'learning_rate': \['0.01', '0.1'\]\}\)"),
+        ({"keys": other_keys}, r"other settings: keys \(other arrays\)\. Build"),
+        ({"x": x + 1.0}, r"other settings: data \(other arrays\)\. Build"),
+        ({"batch_size": 8}, r"batch_size \(saved 16, this trainer 8\)"),
+        ({"log_every": 20, "eval_every": 40}, r"log_every \(saved 10, this trainer 20\)"),
+        ({"optimizer": optax.sgd(0.1), "hparams": None},
+         r"optimizer state \(another structure"),
+        ({"rule": jp.rules.feedback_alignment()}, r"rule state \(another structure"),
+    ]  # fmt: skip
+    for change, says in cases:
+        args = dict(net=NET, keys=keys, x=x, y=y, optimizer=ADAM_H, steps=120) | kw
+        with pytest.raises(ValueError, match=says):
+            jp.Trainer(**(args | change)).load(path)
+    bare = jp.save(tmp_path / "bare.npz", trainer.portable(state))
+    assert_bitwise_equal(trainer.load(bare), state)
 
 
 def test_trainer_rejects_bad_calls(moons):

@@ -161,7 +161,7 @@ def _saved_like(exp: Experiment, saved_steps: int | None = None) -> Checkpoint:
     """The shapes of a checkpoint of ``exp``'s runs after ``saved_steps`` steps
     in all (default: the experiment's own), for ``load``."""
     trainer = exp.trainer
-    like = jax.eval_shape(lambda: trainer.portable(trainer.init()))._replace(step=0)
+    like = trainer.portable_shapes()
     n_saved = (saved_steps or trainer.steps) // trainer.log_every
     log = jax.tree.map(
         lambda l: jax.ShapeDtypeStruct((*l.shape[:-1], n_saved), l.dtype), like.log
