@@ -434,6 +434,8 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+#: Classes of MNIST and Fashion-MNIST (labels 0..9).
+MNIST_CLASSES = 10
 #: Array names in a Keras-style ``mnist.npz``, by Dataset field.
 NPZ_KEYS = {"x": "x_train", "y": "y_train", "x_test": "x_test", "y_test": "y_test"}
 #: What a user can give instead of the IDX files (Keras's mnist.npz is one).
@@ -614,6 +616,13 @@ def _load_idx_dataset(path, name: str, dtype) -> Dataset:
     for x, what in (("x", "training"), ("x_test", "test")):
         if len(arrays[x]) == 0:
             raise ValueError(f"{path}: no {what} images.")
+    for y, what in (("y", "training"), ("y_test", "test")):
+        if arrays[y].size and arrays[y].max() >= MNIST_CLASSES:
+            raise ValueError(
+                f"{path}: {what} labels from {arrays[y].min()} to "
+                f"{arrays[y].max()}; {name} has {MNIST_CLASSES} classes, "
+                f"0..{MNIST_CLASSES - 1} (another data set's files?)."
+            )
     # Pixels 0..255 → [0, 1], each image flattened (MNIST's 28×28: 784 features).
     scale = dtype.type(255)
     x, x_test = (

@@ -49,7 +49,7 @@ def _check_real_dtype(v, argname: str) -> None:
         )
 
 
-def check_x(x, n_in: int, dtype) -> tuple[jax.Array, bool]:
+def check_x(x, n_in: int, dtype, argname: str = "x") -> tuple[jax.Array, bool]:
     """Checks inputs ``x`` and casts them to the parameters' ``dtype``.
 
     Integer and boolean inputs are cast to ``dtype`` (so are floats of another
@@ -59,28 +59,31 @@ def check_x(x, n_in: int, dtype) -> tuple[jax.Array, bool]:
       x: (batch, n_in) or (n_in,) inputs.
       n_in: the network's input size.
       dtype: the parameters' floating dtype.
+      argname: how messages name ``x`` (``"x_eval"`` for held-out data).
 
     Returns:
       ``(x, unbatched)``: x as a (batch, n_in) array of ``dtype``, and whether the
       caller gave a single (n_in,) example.
     """
-    x = _as_array(x, "x")
-    _check_real_dtype(x, "x")
+    x = _as_array(x, argname)
+    _check_real_dtype(x, argname)
     if x.ndim not in (1, 2) or x.shape[-1] != n_in:
         raise ValueError(
-            f"x must have shape (batch, {n_in}) or ({n_in},) for a "
+            f"{argname} must have shape (batch, {n_in}) or ({n_in},) for a "
             f"network with {n_in} inputs; got shape {tuple(x.shape)}."
         )
     if x.ndim == 2 and x.shape[0] == 0:
         raise ValueError(
-            f"x must hold at least one example; got shape {tuple(x.shape)}."
+            f"{argname} must hold at least one example; got shape {tuple(x.shape)}."
         )
     unbatched = x.ndim == 1
     x = jnp.asarray(x, dtype)
     return (x[None] if unbatched else x), unbatched
 
 
-def check_y(y, cost, n_out: int, batch: int, unbatched: bool, dtype) -> jax.Array:
+def check_y(
+    y, cost, n_out: int, batch: int, unbatched: bool, dtype, argname: str = "y"
+) -> jax.Array:
     """Checks targets ``y`` against the kinds ``cost`` accepts, returns them batched.
 
     Args:
@@ -92,14 +95,15 @@ def check_y(y, cost, n_out: int, batch: int, unbatched: bool, dtype) -> jax.Arra
       batch: the number of examples in x.
       unbatched: whether x was a single example.
       dtype: the parameters' floating dtype.
+      argname: how messages name ``y`` (``"y_eval"`` for held-out data).
 
     Returns:
       (batch, n_out) float targets of ``dtype``, or (batch,) integer class ids.
     """
     cost = get_cost(cost)
     kinds = cost.targets
-    y = _as_array(y, "y")
-    _check_real_dtype(y, "y")
+    y = _as_array(y, argname)
+    _check_real_dtype(y, argname)
     lead = () if unbatched else (batch,)
     rows = f"({n_out},)" if unbatched else f"({batch}, {n_out})"
     labels = jnp.issubdtype(y.dtype, jnp.integer) and y.shape == lead
@@ -108,7 +112,7 @@ def check_y(y, cost, n_out: int, batch: int, unbatched: bool, dtype) -> jax.Arra
             lo, hi = int(np.min(y)), int(np.max(y))
             if lo < 0 or hi >= n_out:
                 raise ValueError(
-                    f"y holds class ids from {lo} to {hi}; a network "
+                    f"{argname} holds class ids from {lo} to {hi}; a network "
                     f"with {n_out} outputs needs ids in [0, {n_out})."
                 )
         return y[None] if unbatched else y
@@ -124,10 +128,10 @@ def check_y(y, cost, n_out: int, batch: int, unbatched: bool, dtype) -> jax.Arra
             want = f"shape {rows}"
             if n_out == 1 and y.shape == lead:
                 want += " (for a single output, pass y[:, None])"
-        raise ValueError(f"y must have {want}; got shape {tuple(y.shape)}.")
+        raise ValueError(f"{argname} must have {want}; got shape {tuple(y.shape)}.")
     if _is_concrete(y) and y.size and "real" not in row_kinds:
         v = np.asarray(y, dtype=np.float64)
-        problems = [_row_problem(k, v) for k in row_kinds]
+        problems = [_row_problem(k, v, argname) for k in row_kinds]
         if all(problems):
             raise ValueError(
                 f"{cost.name} needs "
@@ -153,14 +157,15 @@ _ROW_NAMES = {
 }
 
 
-def _row_problem(kind: str, v: np.ndarray) -> str | None:
-    """What target rows ``v`` of ``kind`` should be, if they are not; else None."""
+def _row_problem(kind: str, v: np.ndarray, y: str = "y") -> str | None:
+    """What target rows ``v`` (named ``y``) of ``kind`` should be, if they are
+    not; else None."""
     if kind == "unit" and (v.min() < 0 or v.max() > 1):
-        return "targets y in [0, 1]"
+        return f"targets {y} in [0, 1]"
     if kind == "probabilities" and (
         v.min() < 0 or np.max(np.abs(v.sum(axis=-1) - 1)) > ROW_SUM_ATOL
     ):
-        return "probability rows y (non-negative, each summing to 1)"
+        return f"probability rows {y} (non-negative, each summing to 1)"
     if kind == "signs" and not np.all(np.abs(v) == 1):
-        return "targets y of -1 and +1 (class 0 is -1)"
+        return f"targets {y} of -1 and +1 (class 0 is -1)"
     return None

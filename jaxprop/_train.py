@@ -181,8 +181,10 @@ def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Ar
         # Once per call, outside the compiled loop: a NaN in the data would
         # otherwise show up only as every run "diverging".
         check_dataset(x, y, name=f"x{name}, y{name}")
-    x, _ = check_x(x, net.n_in, params_dtype)
-    return x, check_y(y, net.cost, net.n_out, x.shape[0], False, params_dtype)
+    x, _ = check_x(x, net.n_in, params_dtype, f"x{name}")
+    return x, check_y(
+        y, net.cost, net.n_out, x.shape[0], False, params_dtype, f"y{name}"
+    )
 
 
 def _check_run(

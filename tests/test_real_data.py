@@ -136,6 +136,15 @@ def test_bad_gzip_and_mismatched_files_raise_naming_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"images of \(27, 28\) pixels; the training"):
         jp.data.load_mnist(tmp_path / "size")
 
+    arrays = tiny_mnist()
+    arrays["y_test"][2] = 200
+    write_idx(tmp_path / "labels", arrays)
+    with pytest.raises(ValueError, match=r"test labels from 0 to 200; Fashion-MNIST"):
+        jp.data.load_fashion_mnist(tmp_path / "labels")
+    arrays["y_test"][2] = 9  # the largest class id there is
+    write_idx(tmp_path / "labels", arrays)
+    assert jp.data.load_fashion_mnist(tmp_path / "labels").y_test.max() == 9
+
 
 def test_missing_files_list_what_was_looked_for(tmp_path):
     paths = write_idx(tmp_path, tiny_mnist())

@@ -586,6 +586,16 @@ def test_train_bad_input(kwargs, exc, match):
         ),
         ({"scheme": "orthogonal"}, ValueError, r"Unknown scheme 'orthogonal'"),
         ({"devices": []}, ValueError, r"devices must name at least one device"),
+        (
+            {"eval_data": (np.ones((3, 5)), XOR_Y[:3])},
+            ValueError,
+            r"^x_eval must have shape \(batch, 2\)",
+        ),
+        (
+            {"eval_data": (XOR_X, XOR_Y[:, 0])},
+            ValueError,
+            r"^y_eval must have shape \(4, 1\)",
+        ),
     ],
 )
 def test_train_seeds_bad_input(kwargs, exc, match):
