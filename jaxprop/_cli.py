@@ -606,6 +606,10 @@ def _print_summary(exp, final, doc) -> None:
         m = s[key]
         if m["n"] == 0:
             line = f"lr {lr:g}: no {key.replace('_', ' ')}: every run diverged"
+        elif m["n"] == 1:  # no spread or interval from one run
+            line = (
+                f"lr {lr:g}: {key.replace('_', ' ')}{where} {fmt(m['mean'])} (one run)"
+            )
         else:
             line = (
                 f"lr {lr:g}: {key.replace('_', ' ')}{where} median {fmt(m['median'])} "

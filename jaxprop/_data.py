@@ -407,7 +407,7 @@ def digits(n_test: int = DIGITS_N_TEST, *, key=None, dtype=np.float32) -> Datase
       ``n_test``).
 
     Raises:
-      ImportError: scikit-learn is missing (``pip install 'jaxprop[digits]'``).
+      ImportError: scikit-learn is missing (``pip install scikit-learn``).
       ValueError, TypeError: ``n_test``, ``key`` or ``dtype`` does not fit.
     """
     dtype = _float_dtype(dtype)
@@ -415,8 +415,8 @@ def digits(n_test: int = DIGITS_N_TEST, *, key=None, dtype=np.float32) -> Datase
         from sklearn.datasets import load_digits
     except ImportError as e:
         raise ImportError(
-            "jp.data.digits needs scikit-learn: pip install 'jaxprop[digits]' "
-            "(or pip install scikit-learn)."
+            "jp.data.digits needs scikit-learn: pip install scikit-learn, or "
+            "pip install -e '.[digits]' in jaxprop's source."
         ) from e
     bunch = load_digits()
     x = (np.asarray(bunch.data) / 16).astype(dtype)

@@ -142,7 +142,7 @@ def check_params(params, sizes: tuple[int, ...]) -> jnp.dtype:
     """Checks that ``params`` fits layer sizes ``sizes``; returns their dtype.
 
     Raises:
-      TypeError: if ``params`` is not a sequence of (w, b) pairs of floating
+      TypeError: if ``params`` is not a sequence of ``Layer(w, b)`` of floating
         arrays of one dtype.
       ValueError: if the number of layers or a shape does not match ``sizes``.
     """
@@ -164,9 +164,15 @@ def check_params(params, sizes: tuple[int, ...]) -> jnp.dtype:
     for l, (layer, fan_in, fan_out) in enumerate(
         zip(params, sizes[:-1], sizes[1:], strict=False)
     ):
-        if not (isinstance(layer, (tuple, list)) and len(layer) == 2):
+        if not isinstance(layer, Layer):
+            hint = (
+                " (wrap (w, b) pairs: tuple(jp.Layer(w, b) for w, b in params))"
+                if isinstance(layer, (tuple, list)) and len(layer) == 2
+                else ""
+            )
             raise TypeError(
-                f"params[{l}] must be a jp.Layer(w, b); got {type(layer).__name__}."
+                f"params[{l}] must be a jp.Layer(w, b); got "
+                f"{type(layer).__name__}{hint}."
             )
         for name, leaf, shape in (
             ("w", layer[0], (fan_in, fan_out)),

@@ -69,7 +69,8 @@ def percent(s) -> str:
     """A jp.summarize of fractions as 'mean% (low–high%)'."""
     if s.n < 2:
         return f"{100 * s.mean:.2f}%"
-    return f"{100 * s.mean:.2f}% ({100 * s.ci_low:.2f}–{100 * s.ci_high:.2f}%)"
+    low, high = max(s.ci_low, 0.0), min(s.ci_high, 1.0)  # a fraction's bounds
+    return f"{100 * s.mean:.2f}% ({100 * low:.2f}–{100 * high:.2f}%)"
 
 
 def main(argv=None):
@@ -93,14 +94,18 @@ def main(argv=None):
             "files or an mnist.npz), and not taken by digits"
         )
     epochs = args.epochs or EPOCHS[args.dataset]
-    if min(args.seeds, epochs, args.batch_size) < 1 or args.lr <= 0:
-        parser.error("--seeds, --epochs, --batch-size and --lr must be positive")
+    for flag, value in [
+        ("--seeds", args.seeds),
+        ("--epochs", epochs),
+        ("--batch-size", args.batch_size),
+        ("--lr", args.lr),
+    ]:
+        if not value > 0:
+            parser.error(f"{flag} must be positive; got {value}")
     try:
         data = load(args.dataset, args.path)
     except (ValueError, ImportError) as e:
         parser.error(str(e))
-    if max(data.y.max(), data.y_test.max()) >= N_CLASSES:
-        parser.error(f"labels must be 0..{N_CLASSES - 1}")
     if args.batch_size > len(data.x):
         parser.error(f"--batch-size exceeds the {len(data.x)} training images")
 

@@ -179,6 +179,13 @@ def test_params_wrong_structure(case):
         (params[0], params[1].w),
         x,
     )
+    check_raises(
+        TypeError,
+        r"params\[0\] must be a jp.Layer\(w, b\); got tuple \(wrap \(w, b\) pairs",
+        net.forward,
+        tuple((w, b) for w, b in params),
+        x,
+    )
 
 
 def test_params_wrong_shapes(case):

@@ -143,7 +143,7 @@ def test_train_on_csv_files_without_out(tmp_path, capsys):
     ])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
-    assert "trained 1 runs × 50 steps" in out and "eval accuracy median" in out
+    assert "trained 1 runs × 50 steps" in out and "eval accuracy 0.9 (one run)" in out
 
 
 @pytest.mark.parametrize(

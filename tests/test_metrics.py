@@ -201,3 +201,6 @@ def test_proportion_wilson_interval():
     assert zero.ci_high == pytest.approx(wilson_by_quadratic(0, 10, z)[1], rel=1e-9)
     with pytest.raises(ValueError, match="confidence"):
         jp.proportion([True], confidence=1.5)
+    assert jp.proportion(np.array([0.0, 1.0, 1.0])).successes == 2  # 0/1 count as flags
+    with pytest.raises(ValueError, match=r"flags must be booleans .* from 0.2 to 0.7"):
+        jp.proportion(np.array([0.2, 0.7]))  # accuracies, not flags

@@ -56,7 +56,8 @@ def _raw_data(config: ExperimentConfig):
             d = _data.digits()
         except ImportError:
             raise ValueError(
-                "data: digits needs scikit-learn: pip install 'jaxprop[digits]'."
+                "data: digits needs scikit-learn: pip install scikit-learn, or "
+                "pip install -e '.[digits]' in jaxprop's source."
             ) from None
         return d.x, d.y, d.x_test, d.y_test
     source, path = data_source(name)

@@ -102,7 +102,8 @@ def write_config(out: Path, exp: Experiment, argv=None, **extra) -> None:
     write_json(out / "config.json", doc)
 
 
-def read_doc(out: Path) -> dict:
+def read_doc(out: Path, argname: str = "--resume") -> dict:
+    """The run folder ``out``'s config.json; ``argname`` names ``out`` in errors."""
     path = Path(out) / "config.json"
     try:
         doc = json.loads(path.read_text())
@@ -110,7 +111,7 @@ def read_doc(out: Path) -> dict:
             raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(
-            f"--resume: {str(path)!r} is missing or not a jaxprop config.json."
+            f"{argname}: {str(path)!r} is missing or not a jaxprop config.json."
         ) from None
     return doc
 
@@ -309,7 +310,7 @@ def load_run(path) -> SavedRun:
       ValueError: not a finished run's folder (says which file is missing).
     """
     path = Path(path)
-    doc = read_doc(path)
+    doc = read_doc(path, "path")
     config = read_config(path)
     for name in ("final.npz", "curves.npz", "metrics.json"):
         if not (path / name).is_file():
