@@ -257,7 +257,9 @@ def test_raw_uint32_keys_train_as_their_typed_keys():
 def test_prestacked_params(key):
     keys = jax.random.split(key, 4)
     params = jax.vmap(lambda k: XOR_NET.init(k, scheme="uniform01"))(keys)
-    result = jp.train_seeds(XOR_NET, keys, XOR_X, XOR_Y, SGD, 50, params=params)
+    result = jp.train_seeds(
+        XOR_NET, keys, XOR_X, XOR_Y, SGD, 50, params=params, log_every=1
+    )  # the same log_every as train's default (a sweep's would be 10)
     single = jp.train(
         XOR_NET, jax.tree.map(lambda l: l[2], params), XOR_X, XOR_Y, SGD, 50
     )
@@ -388,8 +390,9 @@ def test_a_single_run_is_checked_in_stretches_too(monkeypatch):
 
 
 def test_the_default_log_every_records_every_step_unless_the_record_is_large():
-    """log_every=None: every step while runs × steps × rows fits in LOG_BYTES,
-    else the smallest divisor of steps (and eval_every) that fits."""
+    """log_every=None: the smallest divisor of steps (and eval_every) whose
+    record (runs × blocks × rows) fits in LOG_BYTES and, for a sweep, whose
+    blocks hold MIN_BLOCK_FLOPS of a run's steps; jp.train: the bytes alone."""
     x, y = jp.data.xor(np.float32)
 
     def chosen(n_seeds, steps, **kw):
@@ -397,9 +400,17 @@ def test_the_default_log_every_records_every_step_unless_the_record_is_large():
         trainer = jp.Trainer(XOR_NET, keys, x, y, SGD, steps, dtype="float32", **kw)
         return trainer.log_every
 
-    assert chosen(8, 2000) == 1
-    # 16384 × 2000 × 4 bytes = 131 MB a step at a time: 8 steps a block, 16 MB.
-    assert chosen(16384, 2000) == 8
+    # 2-2-1 on 4 examples: 112 FLOPs a step, 10 steps to a block's 1024.
+    assert XOR_NET.flops(4) == 112 and chosen(8, 2000) == 10
+    assert chosen(8, 2001) == 23  # the smallest divisor of 2001 = 3 × 23 × 29
+    wide = jp.MLP((2, 64, 1), "tanh", "sigmoid", "mse", "mean")  # 3584 FLOPs
+    assert jp.Trainer(wide, jax.random.split(jax.random.key(0), 8), x, y, SGD,
+                      2000, dtype="float32").log_every == 1  # fmt: skip
+    # 16384 × 2000 × 4 bytes = 131 MB a step at a time: 8 steps a block fit
+    # 16 MB; with the FLOPs, 10.
+    assert chosen(16384, 2000) == 10
+    wide_keys = jax.random.split(jax.random.key(0), 16384)
+    assert jp.Trainer(wide, wide_keys, x, y, SGD, 2000, dtype="float32").log_every == 8
     assert chosen(16384, 2000, log_every=1) == 1  # asked for: kept
     # Held-out loss and accuracy are two more rows; blocks divide eval_every.
     ev = dict(eval_data=(x, y), eval_every=500)
