@@ -505,8 +505,18 @@ def _run(args, exp, checkpoint, out, group) -> int:
             f"{config.dtype}",
             file=sys.stderr if args.quiet else sys.stdout,
         )
-    # A scheduler's SIGTERM (SLURM, Kubernetes) stops a run as Ctrl-C does.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # A scheduler's SIGTERM (SLURM, Kubernetes) stops a run as Ctrl-C does. One
+    # process stops at once; several stop together at the next chunk's end, as
+    # soon as any of them is signalled (an exception mid-collective in one
+    # would abort them all).
+    signalled = []
+    if group.count == 1:
+        handlers = {signal.SIGTERM: _interrupt}
+    else:
+        handlers = dict.fromkeys(
+            (signal.SIGTERM, signal.SIGINT), lambda *_: signalled.append(True)
+        )
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
     try:
         final = run_experiment(
             exp,
@@ -514,6 +524,7 @@ def _run(args, exp, checkpoint, out, group) -> int:
             out,
             progress="off" if quiet else "auto",
             stream=group.stream,
+            stop_requested=None if group.count == 1 else lambda: bool(signalled),
         )
     except KeyboardInterrupt:
         if not group.main:
@@ -531,7 +542,8 @@ def _run(args, exp, checkpoint, out, group) -> int:
             print(f"jaxprop train: interrupted{where}.", file=sys.stderr)
         return INTERRUPTED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
     return _finish(exp, final, out, gradcheck=not args.no_gradcheck, main=group.main)
 
 

@@ -316,3 +316,40 @@ def test_a_process_that_dies_stops_the_others(tmp_path):
             if p.poll() is None:
                 p.kill()
             p.communicate()
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_all_with_status_130(tmp_path):
+    """SIGTERM to process 1 alone (a node's scheduler, a Ctrl-C in one
+    terminal): both processes stop together at the next chunk's end, exit 130,
+    and process 0 says how to resume; the checkpoint resumes."""
+    import signal
+
+    port = free_port()
+    out = tmp_path / "run"
+    args = [*RUN, "--steps", "200000", "--checkpoint-every", "100", "--out", out]
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **devices(1))
+    procs = [
+        subprocess.Popen(
+            train(*args, *of(port, 2, i, timeout=30)), cwd=ROOT, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(2)
+    ]  # fmt: skip
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not (out / "checkpoint.npz").exists():  # training, together
+            assert time.monotonic() < deadline and procs[0].poll() is None
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGTERM)
+        results = [p.communicate(timeout=TIMEOUT) for p in procs]
+        codes = [p.returncode for p in procs]
+        assert codes == [130, 130], [err[-3000:] for _, err in results]
+        assert f"interrupted; jaxprop train --resume {out}" in results[0][1]
+        step = jp.load(out / "checkpoint.npz")["['state'].step"]
+        assert step > 0 and step % 100 == 0
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()

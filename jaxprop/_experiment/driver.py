@@ -41,6 +41,7 @@ def train_chunks(
     on_checkpoint=None,
     chunk_seconds: float | None = None,
     checkpoint_seconds: float = CHECKPOINT_SECONDS,
+    stop_requested=None,
 ) -> Checkpoint:
     """Trains from ``checkpoint`` to the end in chunks of about ``chunk_seconds``
     (``jaxprop._train.advance_in_chunks``: any split gives the same bits).
@@ -49,6 +50,10 @@ def train_chunks(
     ``on_checkpoint(checkpoint)`` is called at the end and every
     ``exp.checkpoint_every`` steps (chunks stop there), or, if that is None, at
     the first chunk end ``checkpoint_seconds`` after the last.
+
+    ``stop_requested()``: whether this process was asked to stop (a signal);
+    after each chunk every process learns whether any was, and all raise
+    ``KeyboardInterrupt`` at that same point (None: never asked).
     """
     steps = exp.trainer.steps
     state, seconds = checkpoint
@@ -57,6 +62,9 @@ def train_chunks(
 
     def on_chunk(state, losses):
         nonlocal last_checkpoint
+        # A collective where the runs span processes: all stop, or none.
+        if stop_requested is not None and agree_max(exp.trainer, stop_requested()):
+            raise KeyboardInterrupt
         if progress is not None:
             progress.update_losses(state.step, losses)
         if exp.checkpoint_every is None:
@@ -147,6 +155,7 @@ def run_experiment(
     *,
     progress: str = "auto",
     stream: TextIO | None = None,
+    stop_requested=None,
 ) -> Checkpoint:
     """Trains a built experiment from ``checkpoint`` (see :func:`start`) to the end.
 
@@ -160,6 +169,7 @@ def run_experiment(
       out: result folder, or None to keep nothing.
       progress: a :class:`Progress` mode (``"off"`` for none).
       stream: where progress and messages go (default ``sys.stderr``).
+      stop_requested: as for :func:`train_chunks`.
 
     Returns:
       The final :class:`Checkpoint` (state, whole log, training seconds).
@@ -190,4 +200,5 @@ def run_experiment(
             checkpoint,
             progress=bar,
             on_checkpoint=None if out is None else on_checkpoint,
+            stop_requested=stop_requested,
         )
