@@ -844,7 +844,8 @@ def _check_devices(devices) -> list:
             f"got {[type(d).__name__ for d in devices][:3]}."
         )
     if len(set(devices)) != len(devices):
-        raise ValueError("devices must not name a device twice.")
+        twice = next(d for i, d in enumerate(devices) if d in devices[:i])
+        raise ValueError(f"devices must not name a device twice; {twice} is.")
     here = {d.process_index for d in devices}
     if len(here) == 1 and jax.process_index() not in here:
         raise ValueError(

@@ -119,8 +119,13 @@ def main(spec) -> None:
         return run(spec)
     try:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        # The setting only checks the name; JAX builds gloo's collectives from
+        # this jaxlib function when its CPU backend starts.
+        from jax._src.lib import _jax
+
+        _jax.make_gloo_tcp_collectives  # noqa: B018
     except Exception as e:  # an older or a trimmed jaxlib
-        print(f"gloo unavailable: {e}", file=sys.stderr)
+        print(f"gloo unavailable: {e!r}", file=sys.stderr)
         sys.exit(GLOO_MISSING)
     jax.distributed.initialize(
         f"127.0.0.1:{spec['port']}",

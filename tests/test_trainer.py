@@ -176,7 +176,7 @@ def test_trainer_rejects_bad_calls(moons):
     [
         ([], ValueError, "devices must name at least one device"),
         (["cpu"], TypeError, r"devices must be a sequence of jax\.Device"),
-        ("twice", ValueError, "must not name a device twice"),
+        ("twice", ValueError, r"must not name a device twice; cpu:0 is"),
     ],
 )
 def test_trainer_rejects_bad_devices(moons, devices, exc, match):
