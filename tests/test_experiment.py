@@ -444,10 +444,15 @@ def test_hinge_from_the_command_line_gets_plus_minus_one_targets(tmp_path, capsy
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("steps", [401, 1234, 2001, 5001, 7])
-def test_the_default_log_every_divides_any_step_count(steps):
+@pytest.mark.parametrize(
+    "steps,log_every",
+    [(2000, 10), (401, 1), (1234, 2), (2001, 23), (5001, 3), (7, 1), (60000, 300)],
+)
+def test_the_default_log_every_is_the_divisor_nearest_a_200th(steps, log_every):
+    """About 200 logged points: the divisor of steps nearest steps / 200 on a
+    log scale (2001 = 3·23·29: 23 is nearer 10 than 3 is; a prime: 1)."""
     exp = build(make_config({"steps": steps}))
-    assert steps % exp.trainer.log_every == 0
+    assert exp.trainer.log_every == log_every
 
 
 @pytest.mark.slow  # a duplicate of default-suite coverage, or a long run
