@@ -478,6 +478,9 @@ def test_a_run_is_self_contained_and_its_folder_its_own(tmp_path, capsys, monkey
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert main(["train", "--steps", "10", "--out", str(tmp_path / "mine")]) == 2
     assert "holds other files (notes.txt)" in capsys.readouterr().err
+    notes = tmp_path / "mine" / "notes.txt"
+    assert main(["train", "--steps", "10", "--out", str(notes)]) == 2
+    assert f"--out: {str(notes)!r} is a file;" in capsys.readouterr().err
     (tmp_path / "theirs").mkdir()
     (tmp_path / "theirs" / "config.json").write_text('{"x": 1}')
     assert main(["train", "--steps", "10", "--out", str(tmp_path / "theirs")]) == 2

@@ -223,9 +223,14 @@ def check_out_is_free(out: Path) -> None:
     """``out`` is new, empty, or holds only a jaxprop run's own files.
 
     Raises:
-      ValueError: other files there (they would be mixed with the results), or
-        a config.json that is not jaxprop's.
+      ValueError: ``out`` is a file, or other files are there (they would be
+        mixed with the results), or a config.json that is not jaxprop's.
     """
+    if out.exists() and not out.is_dir():
+        raise ValueError(
+            f"--out: {str(out)!r} is a file; give a new or empty folder (or one "
+            f"of jaxprop's own)."
+        )
     if not out.is_dir():
         return
     foreign = sorted(
