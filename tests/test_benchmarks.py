@@ -123,7 +123,7 @@ def test_log_every_study():
     [sweep] = result["sweeps"]
     assert sweep["n_seeds"] == 8
     assert [r["contender"] for r in sweep["rows"]] == [
-        "default (1)",  # 8 seeds × 100 steps: every step
+        "default (10)",  # XOR 2-2-1: 112 FLOPs a step, 10 to a block
         "log_every=1",
         "log_every=10",
         "log_every=100",  # = steps: one block
