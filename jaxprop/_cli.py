@@ -510,12 +510,15 @@ def _run(args, exp, checkpoint, out, group) -> int:
     # soon as any of them is signalled (an exception mid-collective in one
     # would abort them all).
     signalled = []
+
+    def stop_at_chunk_end(signum, frame):
+        signalled.append(signum)
+        signal.signal(signum, _interrupt)  # a second signal stops this one now
+
     if group.count == 1:
         handlers = {signal.SIGTERM: _interrupt}
     else:
-        handlers = dict.fromkeys(
-            (signal.SIGTERM, signal.SIGINT), lambda *_: signalled.append(True)
-        )
+        handlers = dict.fromkeys((signal.SIGTERM, signal.SIGINT), stop_at_chunk_end)
     previous = {s: signal.signal(s, h) for s, h in handlers.items()}
     try:
         final = run_experiment(
@@ -837,25 +840,39 @@ def _native_stdout_to_stderr():
     connected to 1 peer ranks...") to stdout for every group of devices that
     first meets in a collective; Python's ``sys.stdout`` keeps its destination.
     """
-    try:
-        python_fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # replaced by an object without one
-        python_fd = None
-    sys.stdout.flush()
-    saved = os.dup(1)
     stdout = sys.stdout
+    try:
+        python_fd = stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # None, or without a file
+        python_fd = None
+    try:
+        saved = os.dup(1)
+    except OSError:  # no stdout at all (closed): nothing to keep apart
+        yield
+        return
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        stdout.flush()
+    ours = stdout
     if python_fd == 1:  # Python's own prints keep going where fd 1 went
-        sys.stdout = open(os.dup(saved), "w", buffering=1, encoding=stdout.encoding)
+        ours = open(
+            os.dup(saved),
+            "w",
+            buffering=1,
+            encoding=stdout.encoding,
+            errors=stdout.errors,
+        )
+        sys.stdout = ours
     os.dup2(2, 1)
     try:
         yield
     finally:
-        sys.stdout.flush()
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe
+            if ours is not stdout:
+                ours.close()
+        if sys.stdout is ours:
+            sys.stdout = stdout
         os.dup2(saved, 1)
         os.close(saved)
-        if sys.stdout is not stdout:
-            sys.stdout.close()
-            sys.stdout = stdout
 
 
 def console() -> None:

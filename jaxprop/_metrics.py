@@ -269,13 +269,12 @@ def proportion(flags, confidence: float = 0.95) -> Proportion:
     f = np.asarray(flags).ravel()
     if f.size == 0:
         raise ValueError("flags: no runs.")
-    if f.dtype != bool and not (
-        np.issubdtype(f.dtype, np.number) and np.isin(f, (0, 1)).all()
-    ):
+    numeric = np.issubdtype(f.dtype, np.number)
+    if f.dtype != bool and not (numeric and np.isin(f, (0, 1)).all()):
+        got = f"values from {f.min()} to {f.max()}" if numeric else "values"
         raise ValueError(
             f"flags must be booleans (or 0/1), one per run, e.g. "
-            f"result_accuracy >= 0.99; got {f.dtype} values from {f.min()} to "
-            f"{f.max()}."
+            f"result_accuracy >= 0.99; got {f.dtype} {got}."
         )
     k, n = int(np.count_nonzero(f)), f.size
     z = float(scipy.stats.norm.ppf(0.5 + confidence / 2))

@@ -174,15 +174,18 @@ def _default_log_every(
     if config.alignment_every is not None:
         rows += 3 * config.net.n_layers
     g = math.gcd(config.steps, config.eval_every or 0, config.alignment_every or 0)
-    step_flops = config.net.flops(config.batch_size or n_examples)
-    for d in range(1, g + 1):
-        if (
-            g % d == 0
-            and n_runs * (config.steps // d) * rows * itemsize <= LOG_BYTES
-            and (n_runs == 1 or d * step_flops >= MIN_BLOCK_FLOPS)
-        ):
-            return d
-    return g
+    fits = [
+        d
+        for d in range(1, g + 1)
+        if g % d == 0 and n_runs * (config.steps // d) * rows * itemsize <= LOG_BYTES
+    ] or [g]
+    if n_runs == 1:
+        return fits[0]
+    want = -(-MIN_BLOCK_FLOPS // config.net.flops(config.batch_size or n_examples))
+    enough = [d for d in fits if d >= want]
+    # Not at any price: with no divisor near the FLOPs' (1009 steps: 1 or all
+    # of them), the record's size alone decides.
+    return enough[0] if enough and enough[0] <= 4 * max(want, fits[0]) else fits[0]
 
 
 def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Array]:
@@ -605,7 +608,6 @@ class Trainer:
         self._spans = self._plan.spans_processes
         self._init_args = _put((keys, params, hparams), where)
         self._data = _put((x, y, x_eval, y_eval), where)
-        self._given += ((x, y), (x_eval, y_eval))
 
     @functools.cached_property
     def _settings(self) -> dict[str, Any]:
@@ -613,8 +615,11 @@ class Trainer:
         each argument that shapes the runs, by name (JSON values; arrays as
         SHA-256 digests of their bits; the optimizer's and rule's states by
         their tree structure)."""
-        keys, params, hparams, probe, probe_rule, optimizer, data, eval_data = (
-            self._given
+        keys, params, hparams, probe, probe_rule, optimizer = self._given
+        # The data as the runs use them (cast, on the devices, replicated):
+        # equal runs digest equally whatever array types the user passed.
+        x, y, x_eval, y_eval = (
+            None if a is None else a.addressable_data(0) for a in self._data
         )
         config = self._plan.config
         net = config.net
@@ -640,8 +645,8 @@ class Trainer:
             "batch_size": config.batch_size,
             "eval_every": config.eval_every,
             "alignment_every": config.alignment_every,
-            "data": _digest(*data),
-            "eval_data": None if eval_data[0] is None else _digest(*eval_data),
+            "data": _digest(x, y),
+            "eval_data": None if x_eval is None else _digest(x_eval, y_eval),
             "optimizer state": _structure(opt_state),
             "rule state": _structure(probe_rule),
         }
@@ -806,10 +811,13 @@ class Trainer:
 
 
 def _digest(*arrays) -> str:
-    """A SHA-256 digest (16 hex digits) of arrays' dtypes, shapes and bits."""
+    """A SHA-256 digest (16 hex digits) of arrays' dtypes, shapes and bits;
+    integers by value (labels train alike as int32 or int64)."""
     h = hashlib.sha256()
     for a in arrays:
         a = np.ascontiguousarray(a)
+        if np.issubdtype(a.dtype, np.integer):
+            a = a.astype(np.int64)
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()[:16]

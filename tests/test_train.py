@@ -406,6 +406,7 @@ def test_the_default_log_every_records_every_step_unless_the_record_is_large():
     # 2-2-1 on 4 examples: 112 FLOPs a step, 10 steps to a block's 1024.
     assert XOR_NET.flops(4) == 112 and chosen(8, 2000) == 10
     assert chosen(8, 2001) == 23  # the smallest divisor of 2001 = 3 × 23 × 29
+    assert chosen(8, 1009) == 1  # a prime: not one block of all the steps
     wide = jp.MLP((2, 64, 1), "tanh", "sigmoid", "mse", "mean")  # 3584 FLOPs
     assert jp.Trainer(wide, jax.random.split(jax.random.key(0), 8), x, y, SGD,
                       2000, dtype="float32").log_every == 1  # fmt: skip

@@ -154,6 +154,16 @@ def test_load_names_each_setting_that_differs(moons, tmp_path):
             jp.Trainer(**(args | change)).load(path)
     bare = jp.save(tmp_path / "bare.npz", trainer.portable(state))
     assert_bitwise_equal(trainer.load(bare), state)
+    # The same runs from other array types (NumPy, int32 or int64 labels, raw
+    # uint32 keys) load: what is compared is what the runs use.
+    raw_keys = jax.random.key_data(keys)
+    for same in [
+        {"x": np.asarray(x), "y": np.asarray(y).astype(np.int64)},
+        {"y": jnp.asarray(y, jnp.int32), "keys": raw_keys},
+        {"hparams": {"learning_rate": [1e-2, 5e-2]}},
+    ]:
+        args = dict(net=NET, keys=keys, x=x, y=y, optimizer=ADAM_H, steps=120) | kw
+        assert_bitwise_equal(jp.Trainer(**(args | same)).load(path), state)
 
 
 def test_trainer_rejects_bad_calls(moons):

@@ -52,8 +52,9 @@ def train_chunks(
     the first chunk end ``checkpoint_seconds`` after the last.
 
     ``stop_requested()``: whether this process was asked to stop (a signal);
-    after each chunk every process learns whether any was, and all raise
-    ``KeyboardInterrupt`` at that same point (None: never asked).
+    after each chunk every process learns whether any was, and all checkpoint
+    and raise ``KeyboardInterrupt`` at that same point (unless the run is
+    done; None: never asked).
     """
     steps = exp.trainer.steps
     state, seconds = checkpoint
@@ -62,9 +63,11 @@ def train_chunks(
 
     def on_chunk(state, losses):
         nonlocal last_checkpoint
-        # A collective where the runs span processes: all stop, or none.
-        if stop_requested is not None and agree_max(exp.trainer, stop_requested()):
-            raise KeyboardInterrupt
+        # A collective where the runs span processes: all stop, or none (and
+        # save first: every process is at this step).
+        stop = stop_requested is not None and bool(
+            agree_max(exp.trainer, stop_requested())
+        )
         if progress is not None:
             progress.update_losses(state.step, losses)
         if exp.checkpoint_every is None:
@@ -73,9 +76,11 @@ def train_chunks(
             due = bool(agree_max(exp.trainer, due))
         else:
             due = state.step % exp.checkpoint_every == 0
-        if on_checkpoint is not None and (due or state.step == steps):
+        if on_checkpoint is not None and (due or stop or state.step == steps):
             on_checkpoint(Checkpoint(state, time.perf_counter() - start_time))
             last_checkpoint = time.perf_counter()
+        if stop and state.step < steps:  # after the last step: finish instead
+            raise KeyboardInterrupt
 
     state = advance_in_chunks(
         exp.trainer,
