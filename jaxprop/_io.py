@@ -8,6 +8,7 @@ dtype against it. Nothing is pickled: loading never runs code from a file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -61,6 +62,24 @@ def _decode(arr: np.ndarray, entry: dict):
         return jax.random.wrap_key_data(jnp.asarray(arr), impl=entry["impl"])
     dtype = jnp.dtype(entry["dtype"])
     return arr.view(dtype) if arr.dtype != dtype else arr
+
+
+def digest(arrays, *, integers_by_value: bool = False) -> str:
+    """SHA-256 (hex) of arrays' shapes, dtypes and bits, in order (None skipped).
+
+    ``integers_by_value``: integer arrays as int64, so that equal values digest
+    alike whatever their integer dtype.
+    """
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            continue
+        a = np.ascontiguousarray(a)
+        if integers_by_value and np.issubdtype(a.dtype, np.integer):
+            a = a.astype(np.int64)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def atomic_write(path: str | os.PathLike, write) -> Path:

@@ -9,7 +9,6 @@ give each step's gradient are ``_rules.py``.
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import json
 import math
@@ -27,7 +26,7 @@ from . import _rules as rules
 from ._activations import default_scheme, describe
 from ._data import check_dataset
 from ._inputs import check_x, check_y
-from ._io import load, save, saved_meta
+from ._io import digest, load, save, saved_meta
 from ._layout import (
     _advance_runs,
     _agree_max,
@@ -540,7 +539,7 @@ class Trainer:
             hparams, optimizer, jax.eval_shape(optimizer.init, probe), probe_rule
         )
         # What a checkpoint records and load() compares (see _settings).
-        self._given = (keys, params, dict(hparams), probe, probe_rule, optimizer)
+        self._given = (keys, params, hparams, probe, probe_rule)
         if n_hparams:
             # Every seed at every grid point: runs on (n_hparams, n_seeds) axes.
             keys = jnp.broadcast_to(keys, (n_hparams, *keys.shape))
@@ -615,7 +614,7 @@ class Trainer:
         each argument that shapes the runs, by name (JSON values; arrays as
         SHA-256 digests of their bits; the optimizer's and rule's states by
         their tree structure)."""
-        keys, params, hparams, probe, probe_rule, optimizer = self._given
+        keys, params, hparams, probe, probe_rule = self._given
         # The data as the runs use them (cast, on the devices, replicated):
         # equal runs digest equally whatever array types the user passed.
         x, y, x_eval, y_eval = (
@@ -623,7 +622,7 @@ class Trainer:
         )
         config = self._plan.config
         net = config.net
-        opt_state = jax.eval_shape(optimizer.init, probe)
+        opt_state = jax.eval_shape(config.optimizer.init, probe)
         return {
             "net": " ".join(
                 [
@@ -681,15 +680,14 @@ class Trainer:
     def init(self) -> TrainState:
         """Every run's state before its first step (call it outside ``jax.jit``:
         on a CPU its program has its own compile options)."""
-        has_eval = self._data[2] is not None
-        runs, log = _init_runs(
-            self._plan,
-            self._platform,
-            self._data[0].shape[0],
-            has_eval,
-            *self._init_args,
-        )
+        runs, log = _init_runs(self._plan, self._platform, *self._init_call)
         return TrainState(0, runs, log)
+
+    @property
+    def _init_call(self) -> tuple:
+        """The init's arguments after the plan: (n_examples, has_eval, keys,
+        params, hparams)."""
+        return (self._data[0].shape[0], self._data[2] is not None, *self._init_args)
 
     def portable_shapes(self) -> TrainState:
         """The shapes and dtypes of :meth:`portable` states
@@ -697,8 +695,7 @@ class Trainer:
         ``jp.load``. Nothing is computed or compiled."""
 
         def portable_init():
-            n, has_eval = self._data[0].shape[0], self._data[2] is not None
-            runs, log = _init_runs_traced(self._plan, n, has_eval, *self._init_args)
+            runs, log = _init_runs_traced(self._plan, *self._init_call)
             return self.portable(TrainState(0, runs, log))
 
         return jax.eval_shape(portable_init)._replace(step=0)
@@ -811,16 +808,9 @@ class Trainer:
 
 
 def _digest(*arrays) -> str:
-    """A SHA-256 digest (16 hex digits) of arrays' dtypes, shapes and bits;
-    integers by value (labels train alike as int32 or int64)."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        if np.issubdtype(a.dtype, np.integer):
-            a = a.astype(np.int64)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
+    """16 hex digits of :func:`jaxprop._io.digest`, integers by value (labels
+    train alike as int32 or int64)."""
+    return digest(arrays, integers_by_value=True)[:16]
 
 
 def _structure(tree) -> str:

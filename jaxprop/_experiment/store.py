@@ -4,7 +4,6 @@ device counts), and reading a finished run back (``load_run``)."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import json
 import math
@@ -18,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._io import atomic_write, load, save
+from .._io import atomic_write, digest, load, save
 from .._mlp import MLP
 from .._train import TrainState, write_once
 from .build import Experiment, make_optimizer
@@ -70,12 +69,7 @@ def write_json(path: Path, doc) -> None:
 
 def data_fingerprint(data: Data) -> str:
     """SHA-256 of the training and evaluation arrays (as the network sees them)."""
-    h = hashlib.sha256()
-    for a in (data.x, data.y, data.x_eval, data.y_eval):
-        if a is not None:
-            h.update(str((a.shape, a.dtype.str)).encode())
-            h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
+    return digest((data.x, data.y, data.x_eval, data.y_eval))
 
 
 def resolved(exp: Experiment) -> dict[str, Any]:
