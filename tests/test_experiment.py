@@ -274,6 +274,8 @@ def test_load_run_and_extend_a_finished_run(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"has no final\.npz"):
         (short / "final.npz").unlink()
         jp.load_run(short)
+    with pytest.raises(ValueError, match=r"^path: .*config\.json' is missing"):
+        jp.load_run(tmp_path)  # not a run's folder: named as load_run's argument
 
 
 def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch):
