@@ -120,7 +120,11 @@ def reduce(c: Array, delta: Array, reduction: str) -> tuple[Array, Array]:
 
 
 def delta_recursion(
-    cache: Cache, delta: Array, sigma: Activation, project: Project
+    cache: Cache,
+    delta: Array,
+    sigma: Activation,
+    project: Project,
+    name: str = "the projection",
 ) -> tuple[Array, ...]:
     r"""The δ recursion with a replaceable projection: (δ^1, ..., δ^L).
 
@@ -137,14 +141,28 @@ def delta_recursion(
         per example or already reduced.
       sigma: the hidden activation (its σ'(z, a)).
       project: ``(l, δ^{l+1}, δ^L) -> (batch, n_l)``.
+      name: who made the projection (a rule's name), for the message below.
 
     Returns:
       (δ^1, ..., δ^L), δ^l: (batch, n_l).
+
+    Raises:
+      ValueError: when traced, if a projection's shape is not z^l's (but for
+        trailing run axes that broadcast): the product with σ'(z^l) would
+        otherwise broadcast it into a δ^l of the wrong numbers.
     """
     deltas = [delta]
     for l in range(len(cache.z) - 1, 0, -1):
         z, a = cache.z[l - 1], cache.a[l]  # z^l, a^l
-        deltas.append(project(l, deltas[-1], delta) * sigma.derivative(z, a))
+        signal = project(l, deltas[-1], delta)
+        shape = jnp.shape(signal)
+        if shape[:2] != z.shape[:2] or jnp.broadcast_shapes(shape, z.shape) != z.shape:
+            raise ValueError(
+                f"{name}: the projection gave shape {shape} for layer {l}, whose "
+                f"z^{l} has shape {z.shape}; project(l, δ^(l+1), δ^L) must give "
+                f"(batch, n_l) = {z.shape[:2]}."
+            )
+        deltas.append(signal * sigma.derivative(z, a))
     return tuple(reversed(deltas))
 
 

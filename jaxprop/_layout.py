@@ -21,9 +21,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.experimental import multihost_utils
 
+from ._grid import set_hparams
 from ._loop import (
     _RULE_KEY,
     RunState,
@@ -431,24 +431,7 @@ def _init_runs_traced(
         opt_state = optimizer.init(params)
         rule_key = jax.random.fold_in(key, _RULE_KEY)
         rule_state = plan.config.rule.init(rule_key, net, params)
-        # Each grid value goes where its name is: the optimizer's state, the
-        # rule's (a NamedTuple field), or both.
-        fields = getattr(rule_state, "_fields", ())
-        to_rule = {k: v for k, v in hp.items() if k in fields}
-        to_opt = {
-            k: v
-            for k, v in hp.items()
-            if optax.tree_utils.tree_get(opt_state, k, default=None) is not None
-        }
-        if to_opt:
-            opt_state = optax.tree_utils.tree_set(opt_state, **to_opt)
-        if to_rule:
-            rule_state = rule_state._replace(
-                **{
-                    k: v.astype(getattr(rule_state, k).dtype)
-                    for k, v in to_rule.items()
-                }
-            )
+        opt_state, rule_state = set_hparams(hp, opt_state, rule_state)
         return _start_state(params, opt_state, key_data, rule_state)
 
     runs = plan.map(one, plan.to_working((keys, params, hparams)))

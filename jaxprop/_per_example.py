@@ -35,7 +35,7 @@ from . import _backprop as bp
 from ._mlp import MLP
 from ._params import Params
 from ._rules import Rule, _check_number, _example_deltas, check_delta_rule
-from ._validate import integer
+from ._validate import fraction, integer
 from ._vjp import _check_net, _layers, _state
 
 Array = jax.Array
@@ -187,9 +187,7 @@ def dp_epsilon(
         the ``privacy`` extra of a source install).
     """
     sigma = _check_number(noise_multiplier, "noise_multiplier", positive=False)
-    q = _check_number(sampling_rate, "sampling_rate", positive=True)
-    if q > 1:
-        raise ValueError(f"sampling_rate must be in (0, 1]; got {q}.")
+    q = fraction(sampling_rate, "sampling_rate")
     steps = integer(steps, "steps", low=0)
     d = _check_number(delta, "delta", positive=True)
     if d >= 1:

@@ -57,7 +57,12 @@ from ._backprop import Cache
 from ._mlp import MLP, loss_and_output_delta
 from ._params import Params
 from ._random import fused
-from ._validate import in_unit_interval, non_negative_number, positive_number
+from ._validate import (
+    fraction,
+    in_unit_interval,
+    non_negative_number,
+    positive_number,
+)
 
 Array = jax.Array
 
@@ -91,6 +96,13 @@ class Rule(NamedTuple):
       update: None, or ``(state, grads) -> state`` for a δ rule whose state
         learns from the updates (Kolen-Pollack's B); ``value_and_grads``
         applies it after each step.
+      hyperparams: the numbers of the state (fields of a NamedTuple state)
+        that a ``hparams`` grid may set, each with the check its constructor
+        applies to it: ``((name, check), ...)``, ``check(value, argname)``
+        returning the value or raising a ValueError or TypeError that names
+        ``argname`` (``jaxprop._validate``'s checks). None: every scalar
+        floating field of the state, checked finite.
+      name: the rule's name in messages.
     """
 
     init: Callable[..., Any]
@@ -98,6 +110,8 @@ class Rule(NamedTuple):
     runs_last: bool = True
     project: Callable[..., Callable] | None = None
     update: Callable[..., Any] | None = None
+    hyperparams: tuple[tuple[str, Callable[[Any, str], Any]], ...] | None = None
+    name: str = "rule"
 
 
 class FeedbackState(NamedTuple):
@@ -158,10 +172,11 @@ def contract(u: Array, v: Array, i: int, j: int) -> Array:
 _through = bp.through  # δ^{l+1} (B^{l+1})ᵀ with (B^2, ..., B^L)
 
 
-def _step(net, params, x, y, project) -> tuple[Array, Params]:
+def _step(net, params, x, y, project, name) -> tuple[Array, Params]:
     _, cache = forward(net, params, x)
     loss, delta = output_delta(net, cache, y)
-    return loss, weight_grads(cache, delta_recursion(net, cache, delta, project))
+    deltas = bp.delta_recursion(cache, delta, net.sigma, project, name)
+    return loss, weight_grads(cache, deltas)
 
 
 def _no_state(key, net, params):
@@ -173,7 +188,9 @@ def _check_scale(scale, name: str = "scale") -> float | None:
     return None if scale is None else positive_number(scale, name)
 
 
-def delta_rule(init, project, update=None) -> Rule:
+def delta_rule(
+    init, project, update=None, *, hyperparams=None, name: str | None = None
+) -> Rule:
     """A δ rule: the δ recursion with ``project(params, state)`` in place of
     backprop's, and ``update(state, grads)`` for a state that learns.
 
@@ -181,7 +198,10 @@ def delta_rule(init, project, update=None) -> Rule:
     recursion with the projection and the weight gradients; the rule works
     with the trainer (runs-last fast path included), ``jp.loss_with_vjp``,
     the per-example functions and ``dp_sgd(base=...)``. A new call makes a new
-    rule (and a new compiled program): build it once.
+    rule (and a new compiled program): build it once. When traced, it checks
+    that the state has the shapes ``init`` gives and that the projection gives
+    each layer δ's shape (a ValueError naming the rule, the layer and both
+    shapes, where a mismatch would otherwise broadcast silently).
 
     Args:
       init: ``(key, net, params) -> state``.
@@ -190,13 +210,18 @@ def delta_rule(init, project, update=None) -> Rule:
         with matrices, as every built-in rule's), for per-example gradients
         and clipping to be the rule's.
       update: ``(state, grads) -> state``, or None for a state that stays.
+      hyperparams, name: as for :class:`Rule` (name: ``project``'s name by
+        default).
     """
+    name = name or getattr(project, "__name__", "delta_rule")
 
     def value_and_grads(net, params, state, x, y):
-        loss, grads = _step(net, params, x, y, project(params, state))
+        check_state_fits(rule, net, params, state)
+        loss, grads = _step(net, params, x, y, project(params, state), name)
         return loss, grads, state if update is None else update(state, grads)
 
-    return Rule(init, value_and_grads, True, project, update)
+    rule = Rule(init, value_and_grads, True, project, update, hyperparams, name)
+    return rule
 
 
 def _through_w(params, state):
@@ -213,7 +238,7 @@ def _through_feedback(params, state):
 @functools.cache
 def backprop() -> Rule:
     """Backpropagation: the δ recursion with the forward weights (grad="manual")."""
-    return delta_rule(_no_state, _through_w)
+    return delta_rule(_no_state, _through_w, hyperparams=(), name="backprop")
 
 
 @functools.cache
@@ -221,10 +246,12 @@ def autodiff() -> Rule:
     """``jax.value_and_grad(net.loss)`` (grad="autodiff"), the oracle."""
 
     def value_and_grads(net, params, state, x, y):
+        check_state_fits(rule, net, params, state)
         loss, grads = jax.value_and_grad(net.loss)(params, x, y)
         return loss, grads, state
 
-    return Rule(_no_state, value_and_grads, runs_last=False)
+    rule = Rule(_no_state, value_and_grads, False, hyperparams=(), name="autodiff")
+    return rule
 
 
 def _uniform_feedback(key, shapes, scale, dtype):
@@ -252,7 +279,9 @@ def _fa_init(scale):
 
 @functools.cache
 def _feedback_alignment(scale: float | None) -> Rule:
-    return delta_rule(_fa_init(scale), _through_feedback)
+    return delta_rule(
+        _fa_init(scale), _through_feedback, hyperparams=(), name="feedback_alignment"
+    )
 
 
 def feedback_alignment(scale: float | None = None) -> Rule:
@@ -278,7 +307,9 @@ def _direct_feedback_alignment(scale: float | None) -> Rule:
         shapes = [((n_out, p.w.shape[1]), n_out) for p in params[:-1]]
         return FeedbackState(_uniform_feedback(key, shapes, scale, params[0].w.dtype))
 
-    return delta_rule(init, _dfa_project)
+    return delta_rule(
+        init, _dfa_project, hyperparams=(), name="direct_feedback_alignment"
+    )
 
 
 def direct_feedback_alignment(scale: float | None = None) -> Rule:
@@ -296,7 +327,10 @@ def direct_feedback_alignment(scale: float | None = None) -> Rule:
 def sign_symmetry() -> Rule:
     """Sign symmetry (Liao, Leibo & Poggio 2016): sign(W^l) in place of W^l."""
     return delta_rule(
-        _no_state, lambda params, state: _through([jnp.sign(p.w) for p in params[1:]])
+        _no_state,
+        lambda params, state: _through([jnp.sign(p.w) for p in params[1:]]),
+        hyperparams=(),
+        name="sign_symmetry",
     )
 
 
@@ -319,7 +353,21 @@ def _kolen_pollack(learning_rate: float, decay: float, scale: float | None) -> R
             jnp.asarray(decay, dtype),
         )
 
-    return delta_rule(init, _through_feedback, _kp_update)
+    return delta_rule(
+        init,
+        _through_feedback,
+        _kp_update,
+        hyperparams=KOLEN_POLLACK_HYPERPARAMS,
+        name="kolen_pollack",
+    )
+
+
+#: Kolen-Pollack's numbers and their constraints: the constructor's arguments
+#: and a grid's ``rule.learning_rate``/``decay``.
+KOLEN_POLLACK_HYPERPARAMS = (
+    ("learning_rate", positive_number),
+    ("decay", in_unit_interval),
+)
 
 
 def kolen_pollack(
@@ -339,10 +387,12 @@ def kolen_pollack(
       decay: weight decay in [0, 1).
       scale: the initial B's range, as for :func:`feedback_alignment`.
     """
-    lr = _check_scale(learning_rate, "learning_rate")
-    if lr is None:
-        raise TypeError("learning_rate must be a positive number; got None.")
-    return _kolen_pollack(lr, in_unit_interval(decay, "decay"), _check_scale(scale))
+    check = dict(KOLEN_POLLACK_HYPERPARAMS)
+    return _kolen_pollack(
+        check["learning_rate"](learning_rate, "learning_rate"),
+        check["decay"](decay, "decay"),
+        _check_scale(scale),
+    )
 
 
 # ---------------------------------------------------------------- DP-SGD
@@ -397,7 +447,9 @@ def _example_deltas(net: MLP, rule: Rule, params: Params, state, x, y):
     return (
         cache,
         c,
-        bp.delta_recursion(cache, delta, net.sigma, rule.project(params, state)),
+        bp.delta_recursion(
+            cache, delta, net.sigma, rule.project(params, state), rule.name
+        ),
     )
 
 
@@ -459,6 +511,7 @@ def _dp_sgd(
         )
 
     def value_and_grads(net, params, state, x, y):
+        check_state_fits(rule, net, params, state)
         cache, c, deltas = _example_deltas(net, base, params, state.base, x, y)
         c_norm = state.clip_norm
         # min(1, C/‖g_i‖) per example: one more contraction per layer below.
@@ -500,7 +553,20 @@ def _dp_sgd(
             state,
         )
 
-    return Rule(init, value_and_grads, base.runs_last)
+    hyperparams = DP_SGD_HYPERPARAMS[: 3 if sampling == "poisson" else 2]
+    name = f"dp_sgd({base.name})"
+    rule = Rule(init, value_and_grads, base.runs_last, None, None, hyperparams, name)
+    return rule
+
+
+#: DP-SGD's numbers and their constraints: the constructor's arguments and a
+#: grid's (``sampling_rate`` only with ``sampling="poisson"``, the one sampling
+#: that reads it).
+DP_SGD_HYPERPARAMS = (
+    ("clip_norm", positive_number),
+    ("noise_multiplier", non_negative_number),
+    ("sampling_rate", fraction),
+)
 
 
 def dp_sgd(
@@ -566,8 +632,9 @@ def dp_sgd(
     Raises:
       TypeError, ValueError: a bad argument, named, before anything compiles.
     """
-    c_norm = _check_number(clip_norm, "clip_norm", positive=True)
-    sigma = _check_number(noise_multiplier, "noise_multiplier", positive=False)
+    check = dict(DP_SGD_HYPERPARAMS)
+    c_norm = check["clip_norm"](clip_norm, "clip_norm")
+    sigma = check["noise_multiplier"](noise_multiplier, "noise_multiplier")
     base = check_delta_rule(base, "base")
     if not isinstance(sampling, (str, type(None))) or sampling not in SAMPLINGS:
         raise ValueError(
@@ -582,9 +649,7 @@ def dp_sgd(
     else:
         if sampling_rate is None:
             raise ValueError("sampling='poisson' needs sampling_rate in (0, 1].")
-        q = _check_number(sampling_rate, "sampling_rate", positive=True)
-        if q > 1:
-            raise ValueError(f"sampling_rate must be in (0, 1]; got {q}.")
+        q = check["sampling_rate"](sampling_rate, "sampling_rate")
     return _dp_sgd(c_norm, sigma, base, sampling, q)
 
 
@@ -614,18 +679,45 @@ def check_rule_state(rule: Rule, net: MLP, params: Params, state, key, argname: 
     ValueError naming ``argname``; ``rule.init(key, net, params)`` if None."""
     if state is None:
         return rule.init(key, net, params)
-    expected = jax.eval_shape(lambda k, p: rule.init(k, net, p), key, params)
-    shapes = lambda t: jax.tree.map(lambda l: (l.shape, l.dtype), t)  # noqa: E731
+    check_state_fits(rule, net, params, state, argname)
+    return state
+
+
+def check_state_fits(
+    rule: Rule, net: MLP, params: Params, state, argname: str = "state"
+) -> None:
+    """A ValueError naming ``argname`` and the rule unless ``state`` has the
+    structure, shapes and dtypes ``rule.init(key, net, params)`` gives.
+
+    Shapes only (``jax.eval_shape``): it runs where the rule is traced, on
+    concrete arrays or tracers. On the runs-last arrays of the tiny-network
+    fast path every leaf of params and state has a trailing runs axis, which
+    the comparison leaves out.
+    """
+    runs_last = params[0].w.ndim == 3  # w: (n_{l-1}, n_l, runs)
+    own = (lambda shape: shape[:-1]) if runs_last else (lambda shape: shape)
+    probe = jax.tree.map(
+        lambda l: jax.ShapeDtypeStruct(own(np.shape(l)), l.dtype), params
+    )
+    expected = jax.eval_shape(
+        lambda k, p: rule.init(k, net, p), jax.random.key(0), probe
+    )
+    describe = lambda l: (tuple(np.shape(l)), str(l.dtype))  # noqa: E731
+    want = jax.tree.map(describe, expected)
     try:
-        fits = shapes(expected) == shapes(state)
+        got = jax.tree.map(
+            lambda l: describe(jax.ShapeDtypeStruct(own(l.shape), l.dtype)), state
+        )
+        fits = jax.tree.structure(expected) == jax.tree.structure(state)
+        fits = fits and want == got
     except (AttributeError, TypeError, ValueError):
-        fits = False
+        fits, got = False, jax.tree.map(np.shape, state)
     if not fits:
         raise ValueError(
-            f"{argname} does not fit the rule: expected the shapes and dtypes "
-            f"{shapes(expected)}; got {jax.tree.map(np.shape, state)}."
+            f"{argname} does not fit the rule {rule.name}: expected the shapes "
+            f"and dtypes {want}; got {got}. Draw it with rule.init(key, net, "
+            f"params) for this rule and net."
         )
-    return state
 
 
 # ----------------------------------------------------------------- alignment
@@ -673,6 +765,7 @@ def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
     """
     check_rule(rule)
     x, y = net._check_xy(params, x, y)
+    check_state_fits(rule, net, params, state)
     _, cache = bp.forward(params, x, net.sigma, net.sigma_out)
     _, delta = loss_and_output_delta(net, cache, y)
     true = bp.delta_recursion(
@@ -690,7 +783,9 @@ def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
     mine = (
         None
         if make_project is None
-        else bp.delta_recursion(cache, delta, net.sigma, make_project(params, state))
+        else bp.delta_recursion(
+            cache, delta, net.sigma, make_project(params, state), rule.name
+        )
     )
     nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)
     delta_angles = (

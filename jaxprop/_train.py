@@ -25,6 +25,7 @@ import optax
 from . import _rules as rules
 from ._activations import default_scheme, describe
 from ._data import check_dataset
+from ._grid import check_hparams, legacy_names
 from ._inputs import check_x, check_y
 from ._io import digest, load, save, saved_meta
 from ._layout import (
@@ -381,49 +382,6 @@ def _check_keys(keys) -> int:
     )
 
 
-def _check_hparams(
-    hparams, optimizer, probe_state, probe_rule_state=()
-) -> tuple[dict[str, Array], int]:
-    """The hyperparameter grid: names held by the optimizer's state
-    (``optax.inject_hyperparams``) or by the rule's state (``kolen_pollack``'s
-    ``learning_rate`` and ``decay``); a name in both sets both."""
-    if hparams is None:
-        return {}, 0
-    if not isinstance(hparams, Mapping) or not hparams:
-        raise TypeError(
-            "hparams must be a non-empty dict of 1-D arrays, e.g. "
-            "{'learning_rate': jnp.array([1e-3, 1e-2])}."
-        )
-    sizes = set()
-    out = {}
-    for name, values in hparams.items():
-        in_rule = name in getattr(probe_rule_state, "_fields", ())
-        if not in_rule and (
-            optax.tree_utils.tree_get(probe_state, name, default=None) is None
-        ):
-            raise ValueError(
-                f"hparams[{name!r}]: neither the optimizer nor the rule has such "
-                f"a hyperparameter in its state; build the optimizer with "
-                f"optax.inject_hyperparams, e.g. "
-                f"optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)."
-            )
-        values = jnp.asarray(values)
-        if values.ndim != 1 or values.shape[0] == 0:
-            raise ValueError(
-                f"hparams[{name!r}] must be a non-empty 1-D array (one "
-                f"value per grid point); got shape {values.shape}."
-            )
-        sizes.add(values.shape[0])
-        out[name] = values
-    if len(sizes) > 1:
-        raise ValueError(
-            f"hparams arrays must all have the same length (one entry "
-            f"per grid point); got lengths "
-            f"{ {k: v.shape[0] for k, v in out.items()} }."
-        )
-    return out, sizes.pop()
-
-
 class TrainState(NamedTuple):
     """The state of a :class:`Trainer`'s runs after ``step`` steps (a pytree).
 
@@ -535,8 +493,8 @@ class Trainer:
         probe_rule = jax.eval_shape(
             lambda k, p: config.rule.init(k, net, p), jax.random.key(0), probe
         )
-        hparams, n_hparams = _check_hparams(
-            hparams, optimizer, jax.eval_shape(optimizer.init, probe), probe_rule
+        hparams, n_hparams = check_hparams(
+            hparams, config.rule, jax.eval_shape(optimizer.init, probe), probe_rule
         )
         # What a checkpoint records and load() compares (see _settings).
         self._given = (keys, params, hparams, probe, probe_rule)
@@ -788,6 +746,10 @@ class Trainer:
         saved = (saved_meta(path) or {}).get("trainer")
         if saved is not None:  # files of older versions carry no settings
             mine = json.loads(json.dumps(self._settings))  # as read back
+            if isinstance(saved.get("hparams"), dict):  # bare names of old files
+                *_, probe, probe_rule = self._given
+                opt_state = jax.eval_shape(self._plan.config.optimizer.init, probe)
+                saved["hparams"] = legacy_names(saved["hparams"], opt_state, probe_rule)
             differ = [k for k in mine if saved.get(k) != mine[k]]
             if differ:
                 raise ValueError(
@@ -989,8 +951,12 @@ def train_seeds(
         axis, instead of drawing them from the keys.
       hparams: optional grid of hyperparameters, ``{name: (n_hparams,)
         values}``, held by the optimizer's state (``optax.inject_hyperparams``)
-        or the rule's (``kolen_pollack``: ``learning_rate``, ``decay``); a name
-        both hold is set in both (KP's feedback then steps with W's rate).
+        or the rule's (``Rule.hyperparams``: Kolen-Pollack's ``learning_rate``
+        and ``decay``, DP-SGD's ``clip_norm``, ``noise_multiplier`` and, with
+        Poisson sampling, ``sampling_rate``). ``"optimizer.NAME"`` and
+        ``"rule.NAME"`` say which; a bare name that could mean either (the
+        rule's ``learning_rate``) is refused. Every value is checked as the
+        constructor checks it (see ``jaxprop._grid``).
       strategy: how the runs share the device. ``"vmap"``: all at once;
         ``"sequential"``: one after another (``lax.map``); ``"chunked"``: vmapped
         chunks of ``chunk_size`` one after another, which bounds memory;

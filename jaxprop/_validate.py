@@ -88,6 +88,14 @@ def in_unit_interval(
     return value
 
 
+def fraction(value, name: str, *, parse: bool = False) -> float:
+    """``value`` as a float in (0, 1] (a probability that may not be 0)."""
+    value = number(value, name, parse=parse)
+    if not 0 < value <= 1:
+        raise ValueError(f"{name} must be in (0, 1]; got {value}.")
+    return value
+
+
 def choice(value, name: str, choices: Iterable):
     """``value`` if it is one of ``choices``: "Unknown optimizer 'adamm';
     expected one of ['adam', ...]." (a TypeError for a value of another type

@@ -52,7 +52,9 @@ def _backward(
 ) -> tuple[Params, Array]:
     """(∂L/∂params, ∂L/∂x: (batch, n_0)) from δ^L: (batch, n_L) by the rule's
     δ recursion (the equations in the module docstring)."""
-    deltas = bp.delta_recursion(cache, delta, net.sigma, rule.project(params, state))
+    deltas = bp.delta_recursion(
+        cache, delta, net.sigma, rule.project(params, state), rule.name
+    )
     dx = bp.contract(deltas[0], params[0].w, 1, 1)  # δ^1 (W^1)ᵀ
     return bp.weight_grads(cache, deltas), dx
 

@@ -331,14 +331,16 @@ def test_rules_by_name_cover_the_issue_contract():
 
 def test_a_grid_reaches_the_rule_state(moons):
     """hparams names held by the rule's state (KP's learning_rate, decay) are set
-    per grid point, in the optimizer's state too where it has the name."""
+    per grid point; a name both could hold is qualified, and both keys set both."""
     x, y, _ = moons
     net = jp.MLP((2, 6, 1), "tanh", "sigmoid", "mse")
     keys = jax.random.split(jax.random.key(3), 2)
     opt = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    lrs = np.array([0.1, 0.3])
     result = jp.train_seeds(
         net, keys, x, y, opt, 20, rule=rules.kolen_pollack(0.1, 0.01),
-        hparams={"learning_rate": np.array([0.1, 0.3]), "decay": np.array([0.0, 0.02])},
+        hparams={"optimizer.learning_rate": lrs, "rule.learning_rate": lrs,
+                 "decay": np.array([0.0, 0.02])},
         log_every=10, dtype="float64",
     )  # fmt: skip
     np.testing.assert_array_equal(
@@ -350,3 +352,47 @@ def test_a_grid_reaches_the_rule_state(moons):
     )
     with pytest.raises(ValueError, match="neither the optimizer nor the rule"):
         jp.train_seeds(net, keys, x, y, opt, 20, hparams={"momentum": np.ones(2)})
+
+
+def test_a_rule_state_that_does_not_fit_is_named(seed):
+    """Called directly, a rule refuses a state of other shapes (which raised
+    JAX's dot_general or an IndexError), naming the rule, as jp.alignment does."""
+    net, params, x, y = make_case(seed, (3, 5, 4, 2), "tanh", "softmax-labels")
+    fa, dfa = ALL["fa"], ALL["dfa"]
+    fa_state = fa.init(jax.random.key(0), net, params)
+    b2, b3 = fa_state.feedback
+    cases = [
+        (dfa, fa_state, "direct_feedback_alignment"),  # FA's state given to DFA
+        (fa, rules.FeedbackState((b2,)), "feedback_alignment"),  # too few
+        (fa, rules.FeedbackState((b2, b3.T)), "feedback_alignment"),  # transposed
+        (ALL["kp"], fa_state, "kolen_pollack"),
+        (ALL["backprop"], fa_state, "backprop"),
+        (rules.dp_sgd(1.0, 1.0, base=fa), fa_state, r"dp_sgd\(feedback_alignment\)"),
+    ]
+    for rule, state, name in cases:
+        says = rf"state does not fit the rule {name}: expected the shapes"
+        with pytest.raises(ValueError, match=says):
+            rule.value_and_grads(net, params, state, x, y)
+        with pytest.raises(ValueError, match=says):
+            jp.alignment(net, rule, params, state, x, y)
+
+
+def test_a_projection_of_the_wrong_shape_is_named(seed):
+    """A user projection whose output would broadcast against σ'(z^l) (a (batch,
+    1) signal for a width-4 layer trained silently wrong) is refused when
+    traced, naming the rule, the layer and both shapes; in the trainer too."""
+    net, params, x, y = make_case(seed, (3, 5, 4, 2), "tanh", "softmax-labels")
+
+    def project(params, state):
+        return lambda l, delta_next, _: jnp.sum(delta_next, axis=1, keepdims=True)
+
+    narrow = rules.delta_rule(lambda key, net, params: (), project, name="narrow")
+    says = (
+        r"narrow: the projection gave shape \(\d+, 1\) for layer 2, whose z\^2 "
+        r"has shape \(\d+, 4\)"
+    )
+    with pytest.raises(ValueError, match=says):
+        narrow.value_and_grads(net, params, (), x, y)
+    keys = jax.random.split(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match=says):
+        jp.train_seeds(net, keys, x, y, optax.sgd(0.1), 2, rule=narrow)

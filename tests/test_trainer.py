@@ -33,7 +33,7 @@ def make_trainer(moons, n_seeds=3, steps=120, **kw):
             log_every=10,
             eval_data=eval_data,
             eval_every=40,
-            hparams={"learning_rate": jnp.array([1e-2, 5e-2])},
+            hparams={"optimizer.learning_rate": jnp.array([1e-2, 5e-2])},
             dtype="float64",
         )
         | kw
@@ -137,8 +137,8 @@ def test_load_names_each_setting_that_differs(moons, tmp_path):
     other_keys = jax.random.split(jax.random.key(9), 2)
     cases = [
         ({"hparams": {"learning_rate": jnp.array([1e-2, 0.1])}},
-         r"hparams \(saved \{'learning_rate': \['0.01', '0.05'\]\}, this trainer "
-         r"\{'learning_rate': \['0.01', '0.1'\]\}\)"),
+         r"hparams \(saved \{'optimizer.learning_rate': \['0.01', '0.05'\]\}, "
+         r"this trainer \{'optimizer.learning_rate': \['0.01', '0.1'\]\}\)"),
         ({"keys": other_keys}, r"other settings: keys \(other arrays\)\. Build"),
         ({"x": x + 1.0}, r"other settings: data \(other arrays\)\. Build"),
         ({"batch_size": 8}, r"batch_size \(saved 16, this trainer 8\)"),
@@ -161,9 +161,32 @@ def test_load_names_each_setting_that_differs(moons, tmp_path):
         {"x": np.asarray(x), "y": np.asarray(y).astype(np.int64)},
         {"y": jnp.asarray(y, jnp.int32), "keys": raw_keys},
         {"hparams": {"learning_rate": [1e-2, 5e-2]}},
+        {"hparams": {"optimizer.learning_rate": [1e-2, 5e-2]}},
     ]:
         args = dict(net=NET, keys=keys, x=x, y=y, optimizer=ADAM_H, steps=120) | kw
         assert_bitwise_equal(jp.Trainer(**(args | same)).load(path), state)
+
+
+def test_load_reads_the_bare_grid_names_of_older_files(moons, tmp_path):
+    """Files saved before grid names were qualified record bare names, which
+    set the name wherever the optimizer or the rule held it: they load into
+    the trainer that sets the same places, and not into one that sets others."""
+    x, y, _ = moons
+    keys = jax.random.split(jax.random.key(4), 2)
+    opt = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    kp = jp.rules.kolen_pollack(0.1, 0.01)
+    both = {"optimizer.learning_rate": [0.1, 0.2], "rule.learning_rate": [0.1, 0.2]}
+    trainer = jp.Trainer(NET, keys, x, y, opt, 20, rule=kp, hparams=both)
+    state = trainer.init()
+    settings = dict(trainer._settings)
+    settings["hparams"] = {"learning_rate": settings["hparams"]["rule.learning_rate"]}
+    old = jp.save(
+        tmp_path / "old.npz", trainer.portable(state), meta={"trainer": settings}
+    )
+    assert_bitwise_equal(trainer.load(old), state)
+    only_w = {"optimizer.learning_rate": [0.1, 0.2]}
+    with pytest.raises(ValueError, match=r"hparams \(saved"):
+        jp.Trainer(NET, keys, x, y, opt, 20, rule=kp, hparams=only_w).load(old)
 
 
 def test_trainer_rejects_bad_calls(moons):
