@@ -311,6 +311,9 @@ _HELP = {
     "1/sqrt of the fed-back width)",
     "kp_lr": "kp: learning rate of the feedback update (default: --lr, one value)",
     "kp_decay": "kp: weight decay of the feedback update, in [0, 1) (default 0.001)",
+    "kp_paired": "kp: true (the default with --optimizer sgd) trains with the SGD "
+    "whose weight decay matches the feedback's, so W - B shrinks as "
+    "(1 - decay)^t; false: the optimizer alone",
     "clip_norm": "DP-SGD: clip each example's update to this norm (with "
     "--noise-multiplier; any rule but autodiff)",
     "noise_multiplier": "DP-SGD: Gaussian noise of std noise_multiplier × clip_norm "

@@ -45,12 +45,16 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from . import _backprop as bp
 from ._backprop import Cache
@@ -376,11 +380,15 @@ def kolen_pollack(
     r"""Kolen-Pollack (Akrout et al. 2019): feedback B^l of W^l's shape, learned
     by the update W^l receives, B^l ← (1 − decay) B^l − learning_rate ∂W^l.
 
-    With the optimizer ``optax.chain(optax.add_decayed_weights(decay /
-    learning_rate), optax.sgd(learning_rate))`` (W ← (1 − decay) W −
-    learning_rate ∂W), W^l − B^l = (1 − decay)^t (W^l_0 − B^l_0): B and W
-    converge and the rule approaches backprop. The two numbers live in the
-    rule state (``KolenPollackState``), per run.
+    Train it with :func:`kolen_pollack_sgd` of the same two numbers, SGD with
+    the matching weight decay (W ← (1 − decay) W − learning_rate ∂W): then
+    W^l − B^l = (1 − decay)^t (W^l_0 − B^l_0), B and W converge and the rule
+    approaches backprop. With another optimizer (Adam, or SGD without the
+    decay) W does not take B's step, W − B no longer shrinks as
+    (1 − decay)^t, and the trainer warns. The two numbers live in the rule
+    state (``KolenPollackState``), per run: a grid sweeps them as
+    ``rule.learning_rate`` and ``rule.decay`` (give ``optimizer.learning_rate``
+    and ``optimizer.decay`` the same values to keep the pairing).
 
     Args:
       learning_rate: η of the B update, > 0.
@@ -393,6 +401,79 @@ def kolen_pollack(
         check["decay"](decay, "decay"),
         _check_scale(scale),
     )
+
+
+def _decayed_sgd(learning_rate, decay):
+    # W ← W − η (∂W + (decay/η) W) = (1 − decay) W − η ∂W: B's update.
+    return optax.chain(
+        optax.add_decayed_weights(decay / learning_rate), optax.sgd(learning_rate)
+    )
+
+
+#: The optimizers :func:`kolen_pollack_sgd` made (kept alive by its cache), by id.
+_PAIRED: set[int] = set()
+
+
+@functools.cache
+def _kolen_pollack_sgd(learning_rate: float, decay: float):
+    optimizer = optax.inject_hyperparams(_decayed_sgd)(
+        learning_rate=learning_rate, decay=decay
+    )
+    _PAIRED.add(id(optimizer))
+    return optimizer
+
+
+def kolen_pollack_sgd(learning_rate: float, decay: float):
+    r"""The optimizer :func:`kolen_pollack` pairs with: SGD whose weight decay
+    matches the rule's, W ← (1 − decay) W − learning_rate ∂W.
+
+    With the rule's numbers, W and its feedback B take the same step, so
+    W − B = (1 − decay)^t (W_0 − B_0) (Akrout et al. 2019). Its two numbers
+    are injected hyperparameters (``optax.inject_hyperparams``): a grid
+    sweeps them as ``optimizer.learning_rate`` and ``optimizer.decay``. Equal
+    arguments give the same optimizer (one compiled program).
+
+    Args:
+      learning_rate: η > 0.
+      decay: weight decay per step, in [0, 1).
+
+    Returns:
+      An ``optax.GradientTransformation``.
+    """
+    check = dict(KOLEN_POLLACK_HYPERPARAMS)
+    return _kolen_pollack_sgd(
+        check["learning_rate"](learning_rate, "learning_rate"),
+        check["decay"](decay, "decay"),
+    )
+
+
+def is_kolen_pollack_sgd(optimizer) -> bool:
+    """Whether ``optimizer`` was made by :func:`kolen_pollack_sgd`."""
+    return id(optimizer) in _PAIRED
+
+
+def warn_unpaired(rule: Rule, optimizer) -> None:
+    """A warning when Kolen-Pollack trains with an optimizer other than
+    :func:`kolen_pollack_sgd` (W − B then does not shrink as (1 − decay)^t)."""
+    if rule.name == "kolen_pollack" and not is_kolen_pollack_sgd(optimizer):
+        warnings.warn(
+            "Kolen-Pollack with an optimizer other than "
+            "jp.rules.kolen_pollack_sgd(learning_rate, decay): W does not take "
+            "the step B takes, so W − B no longer shrinks as (1 − decay)^t and B "
+            "need not converge to W. Pair them with "
+            "optimizer=jp.rules.kolen_pollack_sgd(η, decay) of the rule's numbers.",
+            UserWarning,
+            stacklevel=_caller_level(),
+        )
+
+
+def _caller_level() -> int:
+    """``warnings.warn``'s stacklevel of the first caller outside jaxprop."""
+    here = os.path.dirname(__file__)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(here):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # ---------------------------------------------------------------- DP-SGD

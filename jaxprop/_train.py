@@ -106,6 +106,7 @@ def _check_config(
     _check_optimizer(optimizer)
     steps = _check_positive_int(steps, "steps")
     rule = _resolve_rule(grad, rule)
+    rules.warn_unpaired(rule, optimizer)
     if batch_size is not None:
         batch_size = _check_positive_int(batch_size, "batch_size")
         if batch_size > n_examples:

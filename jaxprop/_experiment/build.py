@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import optax
 
 from .._mlp import MLP
-from .._rules import RULES
+from .._rules import RULES, kolen_pollack_sgd
 from .._train import Trainer
-from .config import MOMENTUM, OPTIMIZERS, ExperimentConfig, make_rule
+from .config import MOMENTUM, OPTIMIZERS, ExperimentConfig, kp_decay, make_rule
 from .data import Data, load_data, make_net
 
 
@@ -37,6 +37,10 @@ class Experiment(NamedTuple):
 
 
 def make_optimizer(config: ExperimentConfig) -> optax.GradientTransformation:
+    """The optimizer, its learning rate an injected hyperparameter (the grid's);
+    for Kolen-Pollack paired (``kp_paired``), ``jp.rules.kolen_pollack_sgd``."""
+    if config.kp_paired:
+        return kolen_pollack_sgd(config.lr[0], kp_decay(config))
     momentum = (
         config.momentum
         if config.momentum is not None
@@ -46,6 +50,16 @@ def make_optimizer(config: ExperimentConfig) -> optax.GradientTransformation:
     return optax.inject_hyperparams(
         lambda learning_rate: make(learning_rate, momentum)
     )(learning_rate=config.lr[0])
+
+
+def make_grid(config: ExperimentConfig) -> dict:
+    """The trainer's grid: the learning rates, and for Kolen-Pollack without
+    kp_lr B's rate too, the same at each grid point as W's."""
+    lrs = jnp.asarray(config.lr, config.dtype)
+    grid = {"optimizer.learning_rate": lrs}
+    if config.kp_paired is not None and config.kp_lr is None:
+        grid["rule.learning_rate"] = lrs
+    return grid
 
 
 def build(config: ExperimentConfig) -> Experiment:
@@ -105,7 +119,7 @@ def build(config: ExperimentConfig) -> Experiment:
         scheme=config.init,
         rule=make_rule(config),
         batch_size=config.batch_size,
-        hparams={"learning_rate": jnp.asarray(config.lr, config.dtype)},
+        hparams=make_grid(config),
         strategy=config.strategy,
         chunk_size=config.chunk_size,
         eval_data=None if data.x_eval is None else (data.x_eval, data.y_eval),

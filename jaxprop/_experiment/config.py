@@ -74,8 +74,12 @@ class ExperimentConfig:
       rule: a credit-assignment rule by name (``jp.rules.RULES``: backprop,
         autodiff, fa, dfa, sign, kp); grad is the older alias of the first two.
       feedback_scale: the range of fa/dfa/kp's random feedback (default
-        theirs); kp_lr, kp_decay: Kolen-Pollack's B update (default: the
-        learning rate, which must then be one, and 0.001).
+        theirs); kp_lr, kp_decay: Kolen-Pollack's B update (default: each
+        grid point's learning rate, and 0.001); kp_paired: train kp with
+        ``jp.rules.kolen_pollack_sgd`` (SGD with the weight decay that makes
+        W − B shrink as (1 − decay)^t; the default with optimizer sgd) or
+        with the optimizer alone (false; runs saved before the pairing
+        existed resume so).
       clip_norm, noise_multiplier: DP-SGD (``jp.rules.dp_sgd``) on the rule's
         updates: per-example clipping to C and Gaussian noise σC; delta: the δ
         at which metrics.json reports ε (``jp.dp_epsilon``; default 1e-5).
@@ -110,6 +114,7 @@ class ExperimentConfig:
     feedback_scale: float | None = None
     kp_lr: float | None = None
     kp_decay: float | None = None
+    kp_paired: bool | None = None  # None: not kp
     alignment_every: int | None = None
     clip_norm: float | None = None
     noise_multiplier: float | None = None
@@ -285,6 +290,20 @@ def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
                     f"would be ignored with rule {rule!r}."
                 )
             out[key] = number(v[key], key, parse=True)
+    if rule == "kp":
+        optimizer = out.get("optimizer", "sgd")
+        paired = _boolean(v["kp_paired"], "kp_paired") if "kp_paired" in v else None
+        if paired and optimizer != "sgd":
+            raise ValueError(
+                f"kp_paired pairs Kolen-Pollack with SGD's weight decay; it "
+                f"applies to optimizer 'sgd' only, not {optimizer!r}."
+            )
+        out["kp_paired"] = optimizer == "sgd" if paired is None else paired
+    elif "kp_paired" in v:
+        raise ValueError(
+            f"kp_paired applies to rule kp only; it would be ignored with rule "
+            f"{rule!r}."
+        )
     if "clip_norm" in v or "noise_multiplier" in v or "delta" in v:
         if "clip_norm" not in v or "noise_multiplier" not in v:
             raise ValueError(
@@ -342,22 +361,34 @@ def make_rule(config: ExperimentConfig) -> Rule:
     return rule
 
 
+#: Kolen-Pollack's default weight decay per step (``kp_decay``).
+KP_DECAY = 0.001
+
+
 def _base_rule(config: ExperimentConfig) -> Rule:
     name = config.rule or {"autodiff": "autodiff"}.get(config.grad, "backprop")
     if name in ("fa", "dfa"):
         return RULES[name](config.feedback_scale)
     if name == "kp":
-        lr = config.kp_lr
-        if lr is None:
-            if len(config.lr) > 1:
-                raise ValueError(
-                    "kp_lr: give Kolen-Pollack's feedback learning rate with a grid "
-                    "of learning rates (it defaults to the one learning rate)."
-                )
-            lr = config.lr[0]
-        decay = 0.001 if config.kp_decay is None else config.kp_decay
-        return RULES[name](lr, decay, config.feedback_scale)
+        # Without kp_lr, B's rate is each grid point's learning rate (the
+        # trainer's grid sets it): the first one here.
+        lr = config.lr[0] if config.kp_lr is None else config.kp_lr
+        return RULES[name](lr, kp_decay(config), config.feedback_scale)
     return RULES[name]()
+
+
+def kp_decay(config: ExperimentConfig) -> float:
+    """Kolen-Pollack's weight decay per step."""
+    return KP_DECAY if config.kp_decay is None else config.kp_decay
+
+
+def _boolean(value, name: str) -> bool:
+    """``value`` as a bool: True/False, or the strings true/false."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"{name} must be true or false; got {value!r}.")
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

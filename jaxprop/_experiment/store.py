@@ -112,7 +112,10 @@ def read_doc(out: Path, argname: str = "--resume") -> dict:
 
 def read_config(out: Path) -> ExperimentConfig:
     """The configuration saved in ``out/config.json`` (for ``--resume``)."""
-    return make_config(read_doc(out)["config"], source=str(Path(out) / "config.json"))
+    values = read_doc(out)["config"]
+    if values.get("rule") == "kp":  # runs saved before the pairing: unpaired
+        values.setdefault("kp_paired", False)
+    return make_config(values, source=str(Path(out) / "config.json"))
 
 
 def extend_config(out: Path, steps: int) -> tuple[ExperimentConfig, int]:
