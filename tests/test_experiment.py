@@ -4,6 +4,7 @@ Each test reproduces one finding of a new user's review of the command (issue 11
 in process; the kills and injected faults are in ``test_faults.py``.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -357,23 +358,69 @@ def test_train_with_a_rule_writes_its_alignment(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    "name, short",
+    [
+        ("backprop", "backprop"),
+        ("autodiff", "autodiff"),
+        ("feedback_alignment", "fa"),
+        ("direct_feedback_alignment", "dfa"),
+        ("sign_symmetry", "sign"),
+        ("kolen_pollack", "kp"),
+        ("fa", "fa"),
+    ],
+)
+def test_rules_are_read_by_the_library_names_too(name, short):
+    """config.json keeps the short name, so a saved run reads back the same."""
+    config = make_config({"rule": name})
+    assert config.rule == short
+    assert make_config(dataclasses.asdict(config)) == config
+
+
+def test_the_command_takes_a_library_rule_name(capsys):
+    args = ["--rule", "sign_symmetry", "--steps", "20", "--no-gradcheck"]
+    assert main(["train", *args]) == 0
+    assert "rule sign, float32" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
     "args, message",
     [
-        (["--rule", "backprob"], "Unknown rule 'backprob'"),
-        (["--rule", "fa", "--grad", "manual"], "grad and rule: give one"),
-        (["--rule", "fa", "--kp-lr", "0.1"], "kp_lr applies to rule kp only"),
-        (["--rule", "fa", "--feedback-scale", "-1"], "scale must be a positive"),
-        (["--rule", "kp", "--kp-decay", "1.5"], r"decay must be in [0, 1)"),
+        (
+            ["--rule", "backprob"],
+            "Unknown --rule 'backprob'; did you mean 'backprop'? Expected one of",
+        ),
+        (
+            ["--rule", "feedbak_alignment"],
+            "did you mean 'feedback_alignment'?",
+        ),
+        (["--rule", "fa", "--grad", "manual"], "--grad and --rule: give one"),
+        (["--rule", "fa", "--kp-lr", "0.1"], "--kp-lr applies to --rule kp only"),
+        (
+            ["--rule", "fa", "--feedback-scale", "-1"],
+            "--feedback-scale must be a positive number; got -1.0.",
+        ),
+        (
+            ["--rule", "feedback_alignment", "--feedback-scale", "0"],
+            "--feedback-scale must be a positive number",
+        ),
+        (["--rule", "kp", "--kp-decay", "1.5"], "--kp-decay must be in [0, 1)"),
+        (["--rule", "kp", "--kp-lr", "0"], "--kp-lr must be a positive number"),
         (["--rule", "kp", "--lr", "0.1,0.2"], "kp_lr: give Kolen-Pollack's"),
-        (["--feedback-scale", "0.5"], "feedback_scale applies to rule fa"),
+        (["--feedback-scale", "0.5"], "--feedback-scale applies to rule fa or dfa"),
         (["--clip-norm", "1"], "DP-SGD needs both"),
         (["--noise-multiplier", "1", "--delta", "1e-5"], "DP-SGD needs both"),
-        (["--clip-norm", "0", "--noise-multiplier", "1"], "clip_norm must be a"),
-        (["--clip-norm", "1", "--noise-multiplier", "-1"], "noise_multiplier must"),
-        (["--clip-norm", "1", "--noise-multiplier", "1", "--delta", "1"], "delta"),
+        (["--clip-norm", "0", "--noise-multiplier", "1"], "--clip-norm must be a"),
+        (["--clip-norm", "1", "--noise-multiplier", "-1"], "--noise-multiplier must"),
+        (["--clip-norm", "1", "--noise-multiplier", "1", "--delta", "1"], "--delta"),
         (
             ["--clip-norm", "1", "--noise-multiplier", "1", "--rule", "autodiff"],
-            "base has no projection",
+            "--clip-norm (DP-SGD) needs a δ rule; --rule autodiff has none",
+        ),
+        (["--alignment-every", "10"], "rule backprop computes backprop's own"),
+        (
+            ["--rule", "autodiff", "--alignment-every", "10"],
+            "--alignment-every measures a rule's angles to backprop; --rule "
+            "autodiff computes backprop's own gradient, so it would measure nothing",
         ),
     ],
     ids=lambda a: a[1] if isinstance(a, list) else None,
@@ -382,6 +429,8 @@ def test_rule_options_are_checked(capsys, args, message):
     assert main(["train", "--steps", "20", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+    for library_name in ("scale", "decay", "learning_rate", "base", "projection"):
+        assert f" {library_name} " not in err, err  # the option, never jp.rules' name
 
 
 @pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it
