@@ -245,6 +245,10 @@ def test_load_run_and_extend_a_finished_run(tmp_path, capsys):
     assert main(["train", *MOONS, "--steps", "100", "--out", str(short)]) == 0
     run = jp.load_run(short)
     assert run.config.steps == 100 and run.net.sizes == (2, 6, 1)
+    settings = run.config.as_dict()  # config.json's "config", as a dict
+    saved = json.loads((short / "config.json").read_text())["config"]
+    assert set(settings) == set(saved) and settings["lr"] == (0.02,)
+    assert make_config(saved).as_dict() == settings
     assert run.params[0].w.shape == (1, 3, 2, 6)
     assert run.curves["losses"].shape == (1, 3, 10)
     assert run.metrics["headline"] == "eval_accuracy"
@@ -374,6 +378,16 @@ def test_rules_are_read_by_the_library_names_too(name, short):
     config = make_config({"rule": name})
     assert config.rule == short
     assert make_config(dataclasses.asdict(config)) == config
+
+
+def test_config_as_a_dict_round_trips():
+    config = make_config({"data": "moons", "lr": "0.1,0.3", "rule": "kolen_pollack",
+                          "kp_lr": 0.1, "sizes": "2,4,1"})  # fmt: skip
+    settings = config.as_dict()
+    assert type(settings) is dict and settings["lr"] == (0.1, 0.3)
+    assert settings["rule"] == "kp" and settings["sizes"] == (2, 4, 1)
+    assert type(config)(**settings) == config
+    assert make_config(json.loads(json.dumps(settings))) == config  # config.json
 
 
 def test_the_command_takes_a_library_rule_name(capsys):

@@ -134,6 +134,11 @@ class ExperimentConfig:
     eval_every: int | None = None
     checkpoint_every: int | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The settings by name (``dataclasses.asdict``): config.json's
+        ``"config"``; ``ExperimentConfig(**d)`` rebuilds the same one."""
+        return dataclasses.asdict(self)
+
 
 FIELDS = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
 
