@@ -465,10 +465,8 @@ def _train(args, argv, group: _Processes | None = None) -> int:
                     steps = make_config({"steps": args.steps}, names=_STEPS).steps
                     config, saved_steps = extend_config(out, steps)
             else:
-                config = make_config(
-                    _config_values(args, _TRAIN_FIELDS),
-                    names=_option_names(args, _TRAIN_FIELDS),
-                )
+                names = _option_names(args, _TRAIN_FIELDS)
+                config = make_config(_config_values(args, _TRAIN_FIELDS), names=names)
                 config = absolute_paths(config)  # config.json reruns from anywhere
                 out = None if args.out is None else Path(args.out)
                 if out is not None and (out / "checkpoint.npz").exists():
@@ -480,8 +478,8 @@ def _train(args, argv, group: _Processes | None = None) -> int:
                     check_out_is_free(out)
                 if out is None and config.checkpoint_every is not None:
                     raise ValueError(
-                        "checkpoint_every needs --out DIR (checkpoints are written "
-                        "there)."
+                        f"{names.get('checkpoint_every', 'checkpoint_every')} needs "
+                        f"--out DIR (checkpoints are written there)."
                     )
             exp = build(config)
             if group.count > 1:

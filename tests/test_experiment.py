@@ -165,12 +165,15 @@ def test_check_command_on_a_single_device_layout(capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--data", "moons", "--eval-data", "E.csv"], "eval_data applies to file data"),
+        (
+            ["--data", "moons", "--eval-data", "E.csv"],
+            "--eval-data applies to file data",
+        ),
         (["--data", "moons", "--classes", "3"], "classes applies to spirals and blobs"),
-        (["--data", "xor", "--n-train", "10"], "n_train applies to moons"),
-        (["--data", "xor", "--data-seed", "3"], "data_seed applies to moons"),
+        (["--data", "xor", "--n-train", "10"], "--n-train applies to moons"),
+        (["--data", "xor", "--data-seed", "3"], "--data-seed applies to moons"),
         (["--momentum", "1.5", "--optimizer", "adam"], "momentum must be in [0, 1)"),
-        (["--momentum", "0.5"], "momentum does not apply to optimizer 'sgd'"),
+        (["--momentum", "0.5"], "--momentum does not apply to optimizer 'sgd'"),
         (["--data", "moons", "--sizes", "2,8"], "2 classes, so sizes must end with"),
         (
             [
@@ -185,9 +188,12 @@ def test_check_command_on_a_single_device_layout(capsys):
             ],
             "sizes must end with 2",
         ),
-        (["--checkpoint-every", "10"], "checkpoint_every needs --out"),
+        (["--checkpoint-every", "10"], "--checkpoint-every needs --out"),
         (["--strategy", "chunked"], "strategy 'chunked' needs chunk_size"),
-        (["--strategy", "vmap", "--chunk-size", "4"], "chunk_size goes with"),
+        (
+            ["--strategy", "vmap", "--chunk-size", "4"],
+            "--chunk-size goes with --strategy 'chunked'",
+        ),
         (["--data", "spirals", "--classes", "1"], "classes must be an integer ≥ 2"),
     ],
     ids=lambda a: a[1] if isinstance(a, list) else None,
