@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from ._params import DEFAULT_SCHEME, SCHEMES
+from ._validate import expected_one_of
 
 Array = jax.Array
 
@@ -158,7 +159,7 @@ def get_activation(spec, argname: str = "activation") -> Activation:
         return ACTIVATIONS[spec]
     except KeyError:
         raise ValueError(
-            f"Unknown {argname} {spec!r}; expected one of {sorted(ACTIVATIONS)}."
+            f"Unknown {argname} {spec!r}; {expected_one_of(spec, sorted(ACTIVATIONS))}"
         ) from None
 
 

@@ -304,8 +304,8 @@ _HELP = {
     "seed": "seed of the first network's key (default 0)",
     "grad": "manual (the δ backward pass) or autodiff (jax.grad) (default manual; "
     "the same as --rule backprop/autodiff)",
-    "rule": "credit-assignment rule: backprop, autodiff, fa (feedback alignment), "
-    "dfa (direct feedback alignment), sign (sign symmetry), kp (Kolen-Pollack) "
+    "rule": "credit-assignment rule: backprop, autodiff, fa (or feedback_alignment), "
+    "dfa (direct_feedback_alignment), sign (sign_symmetry), kp (kolen_pollack) "
     "(default backprop)",
     "feedback_scale": "fa/dfa/kp: random feedback drawn from U[-s, s] (default "
     "1/sqrt of the fed-back width)",
@@ -320,7 +320,7 @@ _HELP = {
     "on the clipped sum",
     "delta": "DP-SGD: the δ at which metrics.json reports ε (default 1e-5)",
     "alignment_every": "steps between measures of the rule's alignment with "
-    "backprop (default ~1/20 of the run for fa/dfa/sign/kp)",
+    "backprop, for fa/dfa/sign/kp (default ~1/20 of the run)",
     "dtype": "float32 or float64 (default float32)",
     "strategy": "how seeds share the devices: auto, vmap, sequential, chunked",
     "chunk_size": "runs per vmapped chunk (with --strategy chunked)",
@@ -346,6 +346,14 @@ def _config_values(args, fields) -> dict:
     values = read_toml(args.config) if getattr(args, "config", None) else {}
     values.update({k: getattr(args, k) for k in fields if getattr(args, k) is not None})
     return values
+
+
+def _option_names(args, fields) -> dict[str, str]:
+    """``make_config``'s names for the settings given as options (``--kp-lr``);
+    those read from --config keep their key, as the file spells them."""
+    return {
+        k: "--" + k.replace("_", "-") for k in fields if getattr(args, k) is not None
+    }
 
 
 # ------------------------------------------------------------------ commands
@@ -377,13 +385,16 @@ def _check(args) -> int:
     import jax
 
     from ._experiment import build, gradient_check, make_config
+    from ._experiment.config import DTYPES
+    from ._validate import choice
 
     examples = args.examples
     with _user_errors("check"):
         if examples < 1:
             raise ValueError(f"--examples must be at least 1; got {examples}.")
+        choice(args.dtype, "--dtype", DTYPES)
         values = _config_values(args, _CHECK_FIELDS) | {"dtype": args.dtype}
-        exp = build(make_config(values))
+        exp = build(make_config(values, names=_option_names(args, _CHECK_FIELDS)))
     config = exp.config
     check = gradient_check(exp, n=examples, dtype=args.dtype)
     net = exp.net
@@ -403,6 +414,7 @@ def _check(args) -> int:
 
 
 _TRAIN_FIELDS = tuple(FIELDS)  # every setting of ExperimentConfig
+_STEPS = {"steps": "--steps"}
 
 
 def _train(args, argv, group: _Processes | None = None) -> int:
@@ -448,13 +460,16 @@ def _train(args, argv, group: _Processes | None = None) -> int:
                         f"drop {', '.join(extra)}."
                     )
                 out = Path(args.resume)
+                if not out.is_dir():
+                    raise ValueError(f"--resume: no such folder {str(out)!r}.")
                 if args.steps is None:
                     config = read_config(out)
                 else:
-                    steps = make_config({"steps": args.steps}).steps
+                    steps = make_config({"steps": args.steps}, names=_STEPS).steps
                     config, saved_steps = extend_config(out, steps)
             else:
-                config = make_config(_config_values(args, _TRAIN_FIELDS))
+                names = _option_names(args, _TRAIN_FIELDS)
+                config = make_config(_config_values(args, _TRAIN_FIELDS), names=names)
                 config = absolute_paths(config)  # config.json reruns from anywhere
                 out = None if args.out is None else Path(args.out)
                 if out is not None and (out / "checkpoint.npz").exists():
@@ -466,8 +481,8 @@ def _train(args, argv, group: _Processes | None = None) -> int:
                     check_out_is_free(out)
                 if out is None and config.checkpoint_every is not None:
                     raise ValueError(
-                        "checkpoint_every needs --out DIR (checkpoints are written "
-                        "there)."
+                        f"{names.get('checkpoint_every', 'checkpoint_every')} needs "
+                        f"--out DIR (checkpoints are written there)."
                     )
             exp = build(config)
             if group.count > 1:
@@ -760,9 +775,8 @@ def make_parser() -> argparse.ArgumentParser:
     _add_config_options(p, _CHECK_FIELDS)
     p.add_argument(
         "--dtype",
-        choices=("float32", "float64"),
         default="float64",
-        help="precision of the check (default float64)",
+        help="precision of the check: float32 or float64 (default float64)",
     )
     p.add_argument(
         "--examples",

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._activations import Activation, canonical_activation, get_activation
+from ._validate import expected_one_of
 
 Array = jax.Array
 
@@ -196,7 +197,7 @@ def get_cost(spec, argname: str = "cost") -> Cost:
         return COSTS[spec]
     except KeyError:
         raise ValueError(
-            f"Unknown {argname} {spec!r}; expected one of {sorted(COSTS)}."
+            f"Unknown {argname} {spec!r}; {expected_one_of(spec, sorted(COSTS))}"
         ) from None
 
 

@@ -10,6 +10,7 @@ from the same distribution, and ``split`` holds out part of any (x, y).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -19,7 +20,6 @@ import os
 import random
 import zlib
 from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,23 +32,34 @@ from ._validate import integer
 Array = jax.Array
 
 
-class Dataset(NamedTuple):
-    """A train/test split.
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=["x", "y", "x_test", "y_test"],
+    meta_fields=[],
+)
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays have no one truth value
+class Dataset:
+    """Training data and, when there is one, a held-out part.
 
-    NumPy arrays from ``mnist1d`` and the files, JAX arrays from the synthetic
-    generators; ``split`` keeps the type it is given.
+    Unpacks as its training part, ``x, y = data``, whatever the held-out part:
+    the generators return a ``Dataset`` with or without ``n_test``. NumPy arrays
+    from ``mnist1d`` and the files, JAX arrays from the synthetic generators;
+    ``split`` keeps the type it is given. A pytree of its arrays.
 
     Attributes:
       x: (n, n_in) training inputs.
       y: (n,) labels or (n, n_out) targets.
-      x_test: (n_test, n_in) held-out inputs.
-      y_test: (n_test,) labels or (n_test, n_out) targets.
+      x_test: (n_test, n_in) held-out inputs, or None.
+      y_test: (n_test,) labels or (n_test, n_out) targets, or None.
     """
 
     x: np.ndarray | Array
     y: np.ndarray | Array
-    x_test: np.ndarray | Array
-    y_test: np.ndarray | Array
+    x_test: np.ndarray | Array | None = None
+    y_test: np.ndarray | Array | None = None
+
+    def __iter__(self):
+        return iter((self.x, self.y))
 
 
 def split(x, y, n_test: int, *, key=None) -> Dataset:
@@ -98,11 +109,11 @@ def split(x, y, n_test: int, *, key=None) -> Dataset:
     return Dataset(x[:m], y[:m], x[m:], y[m:])
 
 
-def _with_test(draw, n: int, n_test):
-    """``draw(n)`` as (x, y), or with n_test > 0 ``draw(n + n_test)`` split."""
+def _with_test(draw, n: int, n_test) -> Dataset:
+    """``draw(n)``, or with n_test > 0 ``draw(n + n_test)`` split."""
     n_test = integer(n_test, "n_test", 0)
     if n_test == 0:
-        return draw(n)
+        return Dataset(*draw(n))
     x, y = draw(n + n_test)
     return Dataset(x[:n], y[:n], x[n:], y[n:])
 
@@ -176,9 +187,7 @@ def _two_moons(key, n: int, noise):
     return x + noise * jax.random.normal(key_noise, x.shape), labels
 
 
-def two_moons(
-    key, n: int = 200, noise: float = 0.1, *, n_test: int = 0
-) -> tuple[Array, Array] | Dataset:
+def two_moons(key, n: int = 200, noise: float = 0.1, *, n_test: int = 0) -> Dataset:
     """Two interleaved half circles: x (n, 2) float32, labels y (n,) in {0, 1}.
 
     Classes alternate (0, 1, 0, ...), so each part is balanced to within one.
@@ -186,7 +195,7 @@ def two_moons(
     With ``n_test`` > 0, n + n_test points are drawn in one call and the last
     n_test are held out. The split depends on ``n_test``: the training
     part is not promised to equal the ``n_test=0`` draw (it does under JAX's
-    default partitionable Threefry). ``n_test=0`` returns (x, y) as before.
+    default partitionable Threefry).
 
     Args:
       key: a ``jax.random.key``.
@@ -195,8 +204,8 @@ def two_moons(
       n_test: held-out points, ≥ 0.
 
     Returns:
-      ``(x, y)`` when ``n_test`` is 0, else ``Dataset(x, y, x_test, y_test)``
-      with x_test (n_test, 2) and y_test (n_test,).
+      ``Dataset(x, y, x_test, y_test)``, which unpacks as ``x, y``; x_test
+      (n_test, 2) and y_test (n_test,), None when ``n_test`` is 0.
     """
     check_key(key)
     n = _check_n(n, 2)
@@ -221,13 +230,13 @@ def spirals(
     turns: float = 1.0,
     *,
     n_test: int = 0,
-) -> tuple[Array, Array] | Dataset:
+) -> Dataset:
     """Interleaved spiral arms: x (n, 2), labels y (n,) in [0, n_classes).
 
     With ``n_test`` > 0, n + n_test points are drawn in one call and the last
     n_test are held out. The split depends on ``n_test``: the training
     part is not promised to equal the ``n_test=0`` draw (it does under JAX's
-    default partitionable Threefry). ``n_test=0`` returns (x, y) as before.
+    default partitionable Threefry).
 
     Args:
       key: a ``jax.random.key``.
@@ -239,8 +248,8 @@ def spirals(
       n_test: held-out points, ≥ 0.
 
     Returns:
-      ``(x, y)`` when ``n_test`` is 0, else ``Dataset(x, y, x_test, y_test)``
-      with x_test (n_test, 2) and y_test (n_test,).
+      ``Dataset(x, y, x_test, y_test)``, which unpacks as ``x, y``; x_test
+      (n_test, 2) and y_test (n_test,), None when ``n_test`` is 0.
     """
     check_key(key)
     n_classes = _check_n(n_classes, 1)
@@ -267,14 +276,13 @@ def blobs(
     spread: float = 5.0,
     *,
     n_test: int = 0,
-) -> tuple[Array, Array] | Dataset:
+) -> Dataset:
     """Gaussian blobs around centers drawn in [−spread, spread]^n_features.
 
     With ``n_test`` > 0, n + n_test points are drawn in one call and the last
     n_test are held out, around the same centers. The split depends on
     ``n_test``: the training part is not promised to equal the ``n_test=0``
-    draw (it does under JAX's default partitionable Threefry). ``n_test=0``
-    returns (x, y) as before.
+    draw (it does under JAX's default partitionable Threefry).
 
     Args:
       key: a ``jax.random.key``; it fixes the centers and the points.
@@ -287,9 +295,9 @@ def blobs(
       n_test: held-out points, ≥ 0, around the same centers.
 
     Returns:
-      ``(x, y)`` when ``n_test`` is 0: x (n, n_features) and labels y (n,) in
-      [0, n_classes); else ``Dataset(x, y, x_test, y_test)`` with x_test
-      (n_test, n_features) and y_test (n_test,).
+      ``Dataset(x, y, x_test, y_test)``, which unpacks as ``x, y``: x (n,
+      n_features) and labels y (n,) in [0, n_classes); x_test (n_test,
+      n_features) and y_test (n_test,), None when ``n_test`` is 0.
     """
     check_key(key)
     n_classes = _check_n(n_classes, 1)

@@ -55,6 +55,7 @@ from ._platforms import (
     PLATFORM_COSTS,
     platform_costs,
 )
+from ._validate import expected_one_of
 
 Array = jax.Array
 
@@ -127,8 +128,8 @@ class MLP:
         object.__setattr__(self, "cost", canonical_cost(self.cost))
         if not isinstance(self.reduction, str) or self.reduction not in REDUCTIONS:
             raise ValueError(
-                f"Unknown reduction {self.reduction!r}; expected one of "
-                f"{list(REDUCTIONS)}."
+                f"Unknown reduction {self.reduction!r}; "
+                f"{expected_one_of(self.reduction, REDUCTIONS)}"
             )
         if not fits(self.cost, self.output_activation):
             wanted = [str(f) for f in self.cost_fn.output_activations]

@@ -505,47 +505,53 @@ def gradcheck(path: Path, report) -> Path:
     return _save(_gradcheck_figure(report), path)
 
 
-def alignment_curves(path: Path, steps, angles: dict, lrs, rule: str | None) -> Path:
-    """A rule's alignment with backprop across seeds, one panel per measure.
-
-    Args:
-      steps: (n,) steps of the measures.
-      angles: ``{"grad" | "delta" | "feedback": (n_lr, n_seeds, L, n)}`` degrees.
-      lrs: the n_lr learning rates (the first one is drawn when several).
-      rule: the rule's name, for the title.
-    """
+def _alignment_figure(steps, angles: dict, lrs, rule: str | None) -> Figure:
     measures = {
         "grad": "∠(rule's ∂Wˡ, backprop's)",
         "delta": "∠(rule's δˡ, backprop's), batch mean",
         "feedback": "∠(Wˡ, Bˡ)",
     }
-    shown = [m for m in measures if np.isfinite(angles[m]).any()]
-    fig = Figure(figsize=(5 * max(len(shown), 1), 4))
-    axes = fig.subplots(1, max(len(shown), 1), squeeze=False)[0]
-    for ax, m in zip(axes, shown, strict=False):
-        a = angles[m][0]  # the first learning rate: (n_seeds, L, n)
-        for l in range(a.shape[1]):
-            runs = a[:, l]
-            alive = np.isfinite(runs).any(axis=0)
-            if not alive.any():
-                continue
-            with np.errstate(all="ignore"):
-                q1, median, q3 = (
-                    np.where(
-                        alive, np.nanpercentile(np.where(alive, runs, 0), q, 0), np.nan
-                    )
-                    for q in (25, 50, 75)
-                )
-            ax.fill_between(steps, q1, q3, color=f"C{l}", alpha=0.25, lw=0)
-            ax.plot(steps, median, color=f"C{l}", lw=2, marker="o", ms=3,
-                    label=f"layer {l + 1}")  # fmt: skip
-        ax.axhline(90, color="0.5", lw=0.8, ls=":")
-        ax.set(xlabel="step", ylabel="degrees", title=measures[m], ylim=(0, 180))
-        ax.legend(fontsize=8)
-    n_seeds = angles["grad"].shape[1]
+    shown = [m for m in measures if np.isfinite(angles[m]).any()] or ["grad"]
+    n_lr, n_seeds = angles["grad"].shape[:2]
+    fig = Figure(figsize=(5 * len(shown), 1.0 + 3.4 * n_lr), layout="constrained")
+    # One row per learning rate (as the histogram), one column per measure.
+    axes = fig.subplots(n_lr, len(shown), sharex=True, squeeze=False)
+    for i, lr in enumerate(lrs):
+        for ax, m in zip(axes[i], shown, strict=True):
+            a = angles[m][i]  # (n_seeds, L, n)
+            for l in range(a.shape[1]):
+                runs = a[:, l]
+                if not np.isfinite(runs).any():
+                    continue
+                q1, median, q3 = _quartiles(runs)
+                ax.fill_between(steps, q1, q3, color=f"C{l}", alpha=0.25, lw=0)
+                ax.plot(steps, median, color=f"C{l}", lw=2, marker="o", ms=3,
+                        label=f"layer {l + 1}")  # fmt: skip
+            if not np.isfinite(a).any():
+                ax.text(0.5, 0.5, f"all {n_seeds} diverged", transform=ax.transAxes,
+                        ha="center", va="center", fontsize="large")  # fmt: skip
+            else:
+                ax.legend(fontsize=8)
+            ax.axhline(90, color="0.5", lw=0.8, ls=":")
+            ax.set(ylabel="degrees", ylim=(0, 180))
+            ax.set_title(f"lr {lr:g}: {measures[m]}", fontsize="medium", loc="left")
+    for ax in axes[-1]:
+        ax.set_xlabel("step")
     fig.suptitle(
-        f"Alignment with backprop, rule {rule or 'backprop'}, lr {lrs[0]:g}: median "
-        f"and inter-quartile band over {n_seeds} seeds",
-        y=1.02,
+        f"Alignment with backprop, rule {rule or 'backprop'}: median and "
+        f"inter-quartile band over {n_seeds} seeds"
     )
-    return _save(fig, path)
+    return fig
+
+
+def alignment_curves(path: Path, steps, angles: dict, lrs, rule: str | None) -> Path:
+    """A rule's alignment with backprop across seeds: one row of panels per
+    learning rate, one panel per measure (those measured), one line per layer.
+
+    Args:
+      steps: (n,) steps of the measures.
+      angles: ``{"grad" | "delta" | "feedback": (n_lr, n_seeds, L, n)}`` degrees.
+      lrs: the n_lr learning rates.
+      rule: the rule's name, for the title.
+    """
+    return _save(_alignment_figure(steps, angles, lrs, rule), path)

@@ -9,6 +9,7 @@ not parse is a ``ValueError``.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable
 
@@ -96,10 +97,24 @@ def fraction(value, name: str, *, parse: bool = False) -> float:
     return value
 
 
+def expected_one_of(value, choices: Iterable) -> str:
+    """The end of an "Unknown ..." message: "did you mean 'adam'? Expected one of
+    [...]." when a choice is close to ``value`` (``difflib``), else "expected one
+    of [...]." """
+    choices = list(choices)
+    names = [c for c in choices if isinstance(c, str)]
+    close = (
+        difflib.get_close_matches(value, names, n=1) if isinstance(value, str) else []
+    )
+    if close:
+        return f"did you mean {close[0]!r}? Expected one of {choices}."
+    return f"expected one of {choices}."
+
+
 def choice(value, name: str, choices: Iterable):
-    """``value`` if it is one of ``choices``: "Unknown optimizer 'adamm';
-    expected one of ['adam', ...]." (a TypeError for a value of another type
-    than the choices')."""
+    """``value`` if it is one of ``choices``: "Unknown optimizer 'adamm'; did
+    you mean 'adam'? Expected one of ['adam', ...]." (a TypeError for a value of
+    another type than the choices')."""
     choices = list(choices)
     kinds = {type(c) for c in choices}
     if len(kinds) == 1 and not isinstance(value, next(iter(kinds))):
@@ -107,5 +122,5 @@ def choice(value, name: str, choices: Iterable):
             f"{name} must be one of {choices}; got {type(value).__name__} {value!r}."
         )
     if value not in choices:
-        raise ValueError(f"Unknown {name} {value!r}; expected one of {choices}.")
+        raise ValueError(f"Unknown {name} {value!r}; {expected_one_of(value, choices)}")
     return value

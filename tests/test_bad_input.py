@@ -47,7 +47,8 @@ def test_bad_sizes(sizes, exc, match):
     [
         (
             {"activation": "sigmoidd"},
-            r"Unknown activation 'sigmoidd'; expected one of \["
+            r"Unknown activation 'sigmoidd'; did you mean 'sigmoid'\? Expected one "
+            r"of \["
             r"'elu', 'gelu', 'identity', 'leaky_relu', 'relu', "
             r"'sigmoid', 'silu', 'softplus', 'tanh'\]",
         ),
@@ -58,7 +59,8 @@ def test_bad_sizes(sizes, exc, match):
         ),
         (
             {"cost": "cross_entropy"},
-            r"Unknown cost 'cross_entropy'; expected one of "
+            r"Unknown cost 'cross_entropy'; did you mean 'binary_cross_entropy'\? "
+            r"Expected one of "
             r"\['binary_cross_entropy', 'hinge', 'mse', "
             r"'softmax_cross_entropy'\]",
         ),

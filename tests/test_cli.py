@@ -151,7 +151,11 @@ def test_train_on_csv_files_without_out(tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--optimizer", "adamm"], "Unknown optimizer 'adamm'"),
+        (
+            ["--optimizer", "adamm"],
+            "Unknown --optimizer 'adamm'; did you mean 'adam'? Expected one of",
+        ),
+        (["--data", "moon"], "--data: unknown dataset 'moon'; did you mean 'moons'?"),
         (["--data", "circles"], "data: unknown dataset 'circles'"),
         (["--data", "mnist"], "data: mnist needs the path of its files: mnist:PATH"),
         (["--data", "fashion_mnist:nowhere"], "data: no such folder or file"),
@@ -170,12 +174,17 @@ def test_train_on_csv_files_without_out(tmp_path, capsys):
         (["--steps", "0"], "steps must be a positive integer"),
         (["--lr", "-0.1"], "lr must be one or more positive numbers"),
         (["--lr", "fast"], "lr must be a number"),
-        (["--dtype", "float16"], "Unknown dtype 'float16'"),
+        (["--dtype", "float16"], "Unknown --dtype 'float16'"),
+        (["--strategy", "chunk"], "Unknown --strategy 'chunk'; did you mean 'chunked'"),
         (["--config", "BAD_TOML"], "not valid TOML"),
         (["--config", "UNKNOWN_KEY"], "unknown setting 'learning_rate'"),
+        (["--config", "TYPO_KEY"], "unknown setting 'feedback_scal'; did you mean"),
+        # A file's settings are named as the file spells them.
+        (["--config", "KP_TOML"], "kp_decay must be in [0, 1); got 2.0."),
         (["--config", "nowhere.toml"], "--config: cannot read"),
         (["--log-every", "7"], "log_every (7) must divide steps (100)"),
-        (["--resume", "NO_RUN"], "--resume: "),
+        (["--resume", "NO_RUN"], "--resume: no such folder"),
+        (["--resume", "EMPTY"], "config.json' is missing or not a jaxprop"),
         (["--resume", "NO_RUN", "--lr", "5"], "drop --lr"),
         (["--batch-size", "500"], "must not exceed the number of training"),
         (["--bogus"], "unrecognized arguments: --bogus"),
@@ -185,10 +194,16 @@ def test_user_mistakes_are_one_line_and_status_2(tmp_path, capsys, args, message
     (tmp_path / "bad.csv").write_text("1,2,x\n3,4,y\n5,6\n")
     (tmp_path / "bad.toml").write_text("steps = = 3\n")
     (tmp_path / "key.toml").write_text("learning_rate = 0.1\n")
+    (tmp_path / "typo.toml").write_text("feedback_scal = 0.1\n")
+    (tmp_path / "kp.toml").write_text('rule = "kolen_pollack"\nkp_decay = 2\n')
+    (tmp_path / "made").mkdir()
     subs = {
         "BAD_CSV": tmp_path / "bad.csv",
         "BAD_TOML": tmp_path / "bad.toml",
         "UNKNOWN_KEY": tmp_path / "key.toml",
+        "TYPO_KEY": tmp_path / "typo.toml",
+        "KP_TOML": tmp_path / "kp.toml",
+        "EMPTY": tmp_path / "made",
         "NO_RUN": tmp_path / "empty",
     }
     args = [str(subs.get(a, a)) for a in args]
@@ -322,6 +337,12 @@ def test_check_command(capsys):
     assert out.count("| ok") == 6
     assert main(["check", "--examples", "0"]) == 2
     assert "--examples must be at least 1" in capsys.readouterr().err
+    assert main(["check", "--dtype", "float6"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "jaxprop check: Unknown --dtype 'float6'; did you mean 'float64'? "
+        "Expected one of ['float32', 'float64'].\n"
+    )
 
 
 def test_xor_command_reproduces_the_reference(capsys):

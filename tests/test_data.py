@@ -46,7 +46,8 @@ def test_generators_reject_bad_arguments(key):
 def test_generators_n_test_zero_is_unchanged(key, make, kwargs, n_classes):
     before = make(key, **kwargs)
     after = make(key, **kwargs, n_test=0)
-    assert type(after) is tuple and len(after) == 2
+    assert isinstance(after, jp.data.Dataset)
+    assert after.x_test is None and after.y_test is None
     for a, b in zip(before, after, strict=True):
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
@@ -79,6 +80,24 @@ def test_generators_hold_out_n_test_points(key, make, kwargs, n_classes):
         assert counts.max() - counts.min() <= 1
     again = make(key, **kwargs, n_test=n_test)
     np.testing.assert_array_equal(again.x_test, data.x_test)
+
+
+@pytest.mark.parametrize("make,kwargs,n_classes", GENERATORS)
+@pytest.mark.parametrize("n_test", [0, 5])
+def test_generators_return_one_type_that_unpacks_as_x_y(
+    key, make, kwargs, n_classes, n_test
+):
+    data = make(key, **kwargs, n_test=n_test)
+    assert type(data) is jp.data.Dataset
+    x, y = data  # the training part, with or without a held-out one
+    assert x is data.x and y is data.y and x.shape[0] == kwargs["n"]
+    assert (data.x_test is None) == (n_test == 0)
+    # A pytree of its arrays, as the NamedTuple it was: jax.tree functions work.
+    leaves = jax.tree.leaves(data)
+    assert len(leaves) == (2 if n_test == 0 else 4)
+    doubled = jax.tree.map(lambda a: 2 * a, data)
+    assert type(doubled) is jp.data.Dataset
+    np.testing.assert_array_equal(doubled.x, 2 * x)
 
 
 def test_blobs_held_out_points_share_the_centers(key):

@@ -4,6 +4,7 @@ Each test reproduces one finding of a new user's review of the command (issue 11
 in process; the kills and injected faults are in ``test_faults.py``.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -164,12 +165,15 @@ def test_check_command_on_a_single_device_layout(capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--data", "moons", "--eval-data", "E.csv"], "eval_data applies to file data"),
+        (
+            ["--data", "moons", "--eval-data", "E.csv"],
+            "--eval-data applies to file data",
+        ),
         (["--data", "moons", "--classes", "3"], "classes applies to spirals and blobs"),
-        (["--data", "xor", "--n-train", "10"], "n_train applies to moons"),
-        (["--data", "xor", "--data-seed", "3"], "data_seed applies to moons"),
+        (["--data", "xor", "--n-train", "10"], "--n-train applies to moons"),
+        (["--data", "xor", "--data-seed", "3"], "--data-seed applies to moons"),
         (["--momentum", "1.5", "--optimizer", "adam"], "momentum must be in [0, 1)"),
-        (["--momentum", "0.5"], "momentum does not apply to optimizer 'sgd'"),
+        (["--momentum", "0.5"], "--momentum does not apply to optimizer 'sgd'"),
         (["--data", "moons", "--sizes", "2,8"], "2 classes, so sizes must end with"),
         (
             [
@@ -184,9 +188,12 @@ def test_check_command_on_a_single_device_layout(capsys):
             ],
             "sizes must end with 2",
         ),
-        (["--checkpoint-every", "10"], "checkpoint_every needs --out"),
+        (["--checkpoint-every", "10"], "--checkpoint-every needs --out"),
         (["--strategy", "chunked"], "strategy 'chunked' needs chunk_size"),
-        (["--strategy", "vmap", "--chunk-size", "4"], "chunk_size goes with"),
+        (
+            ["--strategy", "vmap", "--chunk-size", "4"],
+            "--chunk-size goes with --strategy 'chunked'",
+        ),
         (["--data", "spirals", "--classes", "1"], "classes must be an integer ≥ 2"),
     ],
     ids=lambda a: a[1] if isinstance(a, list) else None,
@@ -244,6 +251,10 @@ def test_load_run_and_extend_a_finished_run(tmp_path, capsys):
     assert main(["train", *MOONS, "--steps", "100", "--out", str(short)]) == 0
     run = jp.load_run(short)
     assert run.config.steps == 100 and run.net.sizes == (2, 6, 1)
+    settings = run.config.as_dict()  # config.json's "config", as a dict
+    saved = json.loads((short / "config.json").read_text())["config"]
+    assert set(settings) == set(saved) and settings["lr"] == (0.02,)
+    assert make_config(saved).as_dict() == settings
     assert run.params[0].w.shape == (1, 3, 2, 6)
     assert run.curves["losses"].shape == (1, 3, 10)
     assert run.metrics["headline"] == "eval_accuracy"
@@ -357,23 +368,79 @@ def test_train_with_a_rule_writes_its_alignment(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
+    "name, short",
+    [
+        ("backprop", "backprop"),
+        ("autodiff", "autodiff"),
+        ("feedback_alignment", "fa"),
+        ("direct_feedback_alignment", "dfa"),
+        ("sign_symmetry", "sign"),
+        ("kolen_pollack", "kp"),
+        ("fa", "fa"),
+    ],
+)
+def test_rules_are_read_by_the_library_names_too(name, short):
+    """config.json keeps the short name, so a saved run reads back the same."""
+    config = make_config({"rule": name})
+    assert config.rule == short
+    assert make_config(dataclasses.asdict(config)) == config
+
+
+def test_config_as_a_dict_round_trips():
+    config = make_config({"data": "moons", "lr": "0.1,0.3", "rule": "kolen_pollack",
+                          "kp_lr": 0.1, "sizes": "2,4,1"})  # fmt: skip
+    settings = config.as_dict()
+    assert type(settings) is dict and settings["lr"] == (0.1, 0.3)
+    assert settings["rule"] == "kp" and settings["sizes"] == (2, 4, 1)
+    assert type(config)(**settings) == config
+    assert make_config(json.loads(json.dumps(settings))) == config  # config.json
+
+
+def test_the_command_takes_a_library_rule_name(capsys):
+    args = ["--rule", "sign_symmetry", "--steps", "20", "--no-gradcheck"]
+    assert main(["train", *args]) == 0
+    assert "rule sign, float32" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
     "args, message",
     [
-        (["--rule", "backprob"], "Unknown rule 'backprob'"),
-        (["--rule", "fa", "--grad", "manual"], "grad and rule: give one"),
-        (["--rule", "fa", "--kp-lr", "0.1"], "kp_lr applies to rule kp only"),
-        (["--rule", "fa", "--feedback-scale", "-1"], "scale must be a positive"),
-        (["--rule", "kp", "--kp-decay", "1.5"], r"decay must be in [0, 1)"),
+        (
+            ["--rule", "backprob"],
+            "Unknown --rule 'backprob'; did you mean 'backprop'? Expected one of",
+        ),
+        (
+            ["--rule", "feedbak_alignment"],
+            "did you mean 'feedback_alignment'?",
+        ),
+        (["--rule", "fa", "--grad", "manual"], "--grad and --rule: give one"),
+        (["--rule", "fa", "--kp-lr", "0.1"], "--kp-lr applies to --rule kp only"),
+        (
+            ["--rule", "fa", "--feedback-scale", "-1"],
+            "--feedback-scale must be a positive number; got -1.0.",
+        ),
+        (
+            ["--rule", "feedback_alignment", "--feedback-scale", "0"],
+            "--feedback-scale must be a positive number",
+        ),
+        (["--rule", "kp", "--kp-decay", "1.5"], "--kp-decay must be in [0, 1)"),
+        (["--rule", "kp", "--kp-lr", "0"], "--kp-lr must be a positive number"),
         (["--rule", "kp", "--lr", "0.1,0.2"], "kp_lr: give Kolen-Pollack's"),
-        (["--feedback-scale", "0.5"], "feedback_scale applies to rule fa"),
+        (["--feedback-scale", "0.5"], "--feedback-scale applies to rule fa or dfa"),
         (["--clip-norm", "1"], "DP-SGD needs both"),
         (["--noise-multiplier", "1", "--delta", "1e-5"], "DP-SGD needs both"),
-        (["--clip-norm", "0", "--noise-multiplier", "1"], "clip_norm must be a"),
-        (["--clip-norm", "1", "--noise-multiplier", "-1"], "noise_multiplier must"),
-        (["--clip-norm", "1", "--noise-multiplier", "1", "--delta", "1"], "delta"),
+        (["--clip-norm", "0", "--noise-multiplier", "1"], "--clip-norm must be a"),
+        (["--clip-norm", "1", "--noise-multiplier", "-1"], "--noise-multiplier must"),
+        (["--clip-norm", "1", "--noise-multiplier", "1", "--delta", "1"], "--delta"),
         (
             ["--clip-norm", "1", "--noise-multiplier", "1", "--rule", "autodiff"],
-            "base has no projection",
+            "--clip-norm (DP-SGD) needs a δ rule; --rule autodiff has none",
+        ),
+        (["--alignment-every", "10"], "rule backprop computes backprop's own"),
+        (
+            ["--rule", "autodiff", "--alignment-every", "10"],
+            "--alignment-every measures a rule's angles to backprop; --rule "
+            "autodiff computes backprop's own gradient, so it would measure nothing",
         ),
     ],
     ids=lambda a: a[1] if isinstance(a, list) else None,
@@ -382,6 +449,8 @@ def test_rule_options_are_checked(capsys, args, message):
     assert main(["train", "--steps", "20", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+    for library_name in ("scale", "decay", "learning_rate", "base", "projection"):
+        assert f" {library_name} " not in err, err  # the option, never jp.rules' name
 
 
 @pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it

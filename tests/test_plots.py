@@ -223,3 +223,23 @@ def test_regions_of_diverged_seeds_say_so():
     )
     texts = [t.get_text() for t in fig.axes[1].texts]
     assert "diverged" in texts
+
+
+def test_alignment_has_a_row_of_panels_per_learning_rate(tmp_path):
+    rng = np.random.default_rng(2)
+    steps = np.array([50, 100, 150])
+    lrs = (0.01, 0.1)
+    grad = rng.uniform(10, 80, (len(lrs), 4, 2, len(steps)))  # (n_lr, seeds, L, n)
+    delta = grad + 5
+    delta[1] = np.nan  # every seed of lr 0.1 diverged before δ was measured
+    angles = {"grad": grad, "delta": delta, "feedback": np.full_like(grad, np.nan)}
+    fig = _plots._alignment_figure(steps, angles, lrs, "fa")
+    assert len(fig.axes) == 4  # 2 learning rates × 2 measures (no feedback: DFA)
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert [t.split(":")[0] for t in titles] == ["lr 0.01"] * 2 + ["lr 0.1"] * 2
+    for i in range(len(lrs)):  # each lr's own medians, one line per layer
+        ax = fig.axes[2 * i]
+        medians = [line.get_ydata() for line in ax.lines if line.get_label()[0] == "l"]
+        np.testing.assert_allclose(medians, np.median(grad[i], 0))
+    assert "all 4 diverged" in [t.get_text() for t in fig.axes[3].texts]
+    assert_png(_plots.alignment_curves(tmp_path / "a.png", steps, angles, lrs, "fa"))

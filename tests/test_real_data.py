@@ -6,6 +6,7 @@ import json
 import re
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -204,8 +205,9 @@ def test_bad_npz_raises_naming_the_file(tmp_path, change, message):
 def test_digits_split_is_fixed_balanced_and_a_partition():
     sklearn = pytest.importorskip("sklearn.datasets")
     d = jp.data.digits()
-    assert [a.shape for a in d] == [(1437, 64), (1437,), (360, 64), (360,)]
-    assert [a.dtype for a in d] == [np.float32, np.int32, np.float32, np.int32]
+    arrays = jax.tree.leaves(d)  # x, y, x_test, y_test
+    assert [a.shape for a in arrays] == [(1437, 64), (1437,), (360, 64), (360,)]
+    assert [a.dtype for a in arrays] == [np.float32, np.int32, np.float32, np.int32]
     assert d.x.min() == 0 and d.x.max() == 1 and d.x_test.max() == 1
     for y in (d.y, d.y_test):
         counts = np.bincount(y, minlength=10)
@@ -215,7 +217,7 @@ def test_digits_split_is_fixed_balanced_and_a_partition():
     np.testing.assert_array_equal(np.r_[d.x, d.x_test] * 16, bunch.data)
     np.testing.assert_array_equal(np.r_[d.y, d.y_test], bunch.target)
     again = jp.data.digits()
-    for a, b in zip(d, again, strict=True):
+    for a, b in zip(arrays, jax.tree.leaves(again), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

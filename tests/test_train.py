@@ -568,7 +568,11 @@ def test_train_bad_input(kwargs, exc, match):
             TypeError,
             r"keys must be an array of PRNG keys.*int64",
         ),
-        ({"strategy": "pmap"}, ValueError, r"Unknown strategy 'pmap'; expected one of"),
+        (
+            {"strategy": "pmap"},
+            ValueError,
+            r"Unknown strategy 'pmap'; did you mean 'vmap'\? Expected one of",
+        ),
         ({"strategy": "chunked"}, ValueError, r"strategy='chunked' needs chunk_size"),
         ({"strategy": "vmap", "chunk_size": 2}, ValueError, r"chunk_size goes with"),
         ({"chunk_size": 0}, ValueError, r"chunk_size must be a positive integer"),

@@ -18,8 +18,19 @@ from .._mlp import MLP
 from .._params import SCHEMES
 from .._rules import RULES, Rule, dp_sgd
 from .._train import GRADS
-from .._validate import choice, in_unit_interval, integer, number, positive_number
+from .._validate import (
+    choice,
+    expected_one_of,
+    in_unit_interval,
+    integer,
+    non_negative_number,
+    number,
+    positive_number,
+)
 
+#: Every name a rule is read by: the short ones of ``RULES`` and the library's
+#: (``feedback_alignment`` ...), each to the short one config.json keeps.
+RULE_NAMES = {name: name for name in RULES} | {f.__name__: n for n, f in RULES.items()}
 DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d", "digits")
 #: Data sets read from the user's files, given as ``NAME:PATH`` (a folder of the
 #: four IDX files or a Keras-style .npz; ``jp.data.load_mnist``).
@@ -72,7 +83,9 @@ class ExperimentConfig:
       steps, batch_size (None: full batch), seeds, seed (the first key), grad,
       dtype, strategy, chunk_size: as for ``jp.train_seeds``.
       rule: a credit-assignment rule by name (``jp.rules.RULES``: backprop,
-        autodiff, fa, dfa, sign, kp); grad is the older alias of the first two.
+        autodiff, fa, dfa, sign, kp; ``make_config`` also reads the library's
+        names, feedback_alignment ..., ``RULE_NAMES``); grad is the older alias
+        of the first two.
       feedback_scale: the range of fa/dfa/kp's random feedback (default
         theirs); kp_lr, kp_decay: Kolen-Pollack's B update (default: each
         grid point's learning rate, and 0.001); kp_paired: train kp with
@@ -84,7 +97,7 @@ class ExperimentConfig:
         updates: per-example clipping to C and Gaussian noise σC; delta: the δ
         at which metrics.json reports ε (``jp.dp_epsilon``; default 1e-5).
       alignment_every: steps between measures of the rule's alignment with
-        backprop (default: with a rule other than backprop/autodiff, ~1/20).
+        backprop, for a rule other than backprop/autodiff (default ~1/20).
       log_every: steps per logged loss (default: about 1/200 of the run).
       eval_every: steps between evaluations on the test split (default ~1/20).
       checkpoint_every: steps between checkpoints (default ~1/10).
@@ -126,6 +139,11 @@ class ExperimentConfig:
     eval_every: int | None = None
     checkpoint_every: int | None = None
 
+    def as_dict(self) -> dict[str, Any]:
+        """The settings by name (``dataclasses.asdict``): config.json's
+        ``"config"``; ``ExperimentConfig(**d)`` rebuilds the same one."""
+        return dataclasses.asdict(self)
+
 
 FIELDS = {f.name: f for f in dataclasses.fields(ExperimentConfig)}
 
@@ -149,31 +167,39 @@ def _list(value, name: str) -> list:
     return [value]
 
 
-def make_config(values: Mapping[str, Any], source: str = "") -> ExperimentConfig:
+def make_config(
+    values: Mapping[str, Any],
+    source: str = "",
+    names: Mapping[str, str] | None = None,
+) -> ExperimentConfig:
     """A validated ``ExperimentConfig`` from user values (strings, TOML, JSON).
 
     Args:
       values: settings by ``ExperimentConfig``'s field names; numbers may be
         strings, lists comma-separated strings.
       source: where the values come from (a file), prefixed to every message.
+      names: what messages call a setting where it is not its key: the option
+        the user typed (``{"kp_decay": "--kp-decay"}`` for the command line).
 
     Raises:
       ValueError, TypeError: an unknown key or a value that does not fit, named
         (the vocabulary of ``jaxprop._validate``).
     """
     try:
-        return _make_config(values)
+        return _make_config(values, lambda key: (names or {}).get(key, key))
     except (ValueError, TypeError) as e:
         if not source:
             raise
         raise type(e)(f"{source}: {e}") from None
 
 
-def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
+def _make_config(values: Mapping[str, Any], n) -> ExperimentConfig:
+    """``make_config``'s checks; ``n(key)``: the setting's name in messages."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ValueError(
-            f"unknown setting {unknown[0]!r}; expected some of {sorted(FIELDS)}."
+            f"unknown setting {unknown[0]!r}; "
+            f"{expected_one_of(unknown[0], sorted(FIELDS))}"
         )
     v = {k: x for k, x in values.items() if x is not None}
     out: dict[str, Any] = {}
@@ -184,20 +210,20 @@ def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
     source, path = data_source(data)
     if source in FILE_DATASETS and not path:
         raise ValueError(
-            f"data: {source} needs the path of its files: {source}:PATH, a folder "
-            f"of the four IDX files (gzipped or not) or a Keras-style .npz; "
+            f"{n('data')}: {source} needs the path of its files: {source}:PATH, a "
+            f"folder of the four IDX files (gzipped or not) or a Keras-style .npz; "
             f"nothing is downloaded."
         )
     builtin = data in DATASETS or source in FILE_DATASETS
     if not builtin and Path(data).suffix not in (".npz", ".csv"):
         raise ValueError(
-            f"data: unknown dataset {data!r}; expected one of "
-            f"{list(DATASETS)}, mnist:PATH, fashion_mnist:PATH, or a path to a "
-            f".npz or .csv file."
+            f"{n('data')}: unknown dataset {data!r}; "
+            f"{expected_one_of(data, DATASETS).rstrip('.')}, mnist:PATH, "
+            f"fashion_mnist:PATH, or a path to a .npz or .csv file."
         )
     if "eval_data" in out and Path(out["eval_data"]).suffix not in (".npz", ".csv"):
         raise ValueError(
-            f"eval_data must be a .npz or .csv file; got {out['eval_data']!r}."
+            f"{n('eval_data')} must be a .npz or .csv file; got {out['eval_data']!r}."
         )
     # Settings that only some data sets read: refused elsewhere, never ignored.
     synthetic = data in ("moons", "spirals", "blobs")
@@ -215,8 +241,8 @@ def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
     ):
         if key in v and not applies:
             raise ValueError(
-                f"{key} applies to {which} only; it would be ignored with "
-                f"data {data!r}."
+                f"{n(key)} applies to {which} only; it would be ignored with "
+                f"{n('data')} {data!r}."
             )
     for key in (
         "n_train",
@@ -231,19 +257,20 @@ def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
         "checkpoint_every",
     ):
         if key in v:
-            out[key] = integer(v[key], key, parse=True)
+            out[key] = integer(v[key], n(key), parse=True)
     if "classes" in v:
-        out["classes"] = integer(v["classes"], "classes", low=2, parse=True)
+        out["classes"] = integer(v["classes"], n("classes"), low=2, parse=True)
     for key in ("data_seed", "seed"):
         if key in v:
-            out[key] = integer(v[key], key, low=0, parse=True)
+            out[key] = integer(v[key], n(key), low=0, parse=True)
     if "sizes" in v:
         sizes = tuple(
-            integer(s, "sizes", parse=True) for s in _list(v["sizes"], "sizes")
+            integer(s, n("sizes"), parse=True) for s in _list(v["sizes"], "sizes")
         )
         if len(sizes) < 2:
             raise ValueError(
-                f"sizes needs at least an input and an output width; got {sizes}."
+                f"{n('sizes')} needs at least an input and an output width; "
+                f"got {sizes}."
             )
         out["sizes"] = sizes
     for key, choices in (
@@ -254,87 +281,105 @@ def _make_config(values: Mapping[str, Any]) -> ExperimentConfig:
         ("init", SCHEMES),
         ("optimizer", OPTIMIZERS),
         ("grad", GRADS),
-        ("rule", RULES),
+        ("rule", RULE_NAMES),
         ("dtype", DTYPES),
         ("strategy", STRATEGIES),
     ):
         if key in v:
-            out[key] = choice(v[key], key, choices)
+            out[key] = choice(v[key], n(key), choices)
+    if "rule" in out:
+        out["rule"] = RULE_NAMES[out["rule"]]
     if "lr" in v:
-        lr = tuple(number(x, "lr", parse=True) for x in _list(v["lr"], "lr"))
+        lr = tuple(number(x, n("lr"), parse=True) for x in _list(v["lr"], "lr"))
         if not lr or min(lr) <= 0:
             raise ValueError(
-                f"lr must be one or more positive numbers; got {v['lr']!r}."
+                f"{n('lr')} must be one or more positive numbers; got {v['lr']!r}."
             )
         if len({f"{x:g}" for x in lr}) != len(lr):
             raise ValueError(
-                f"lr: the grid has the same learning rate twice (to 6 "
+                f"{n('lr')}: the grid has the same learning rate twice (to 6 "
                 f"digits); got {v['lr']!r}."
             )
         out["lr"] = lr
     if "grad" in out and "rule" in out:
         raise ValueError(
-            "grad and rule: give one (grad manual is rule backprop, "
-            "autodiff is rule autodiff)."
+            f"{n('grad')} and {n('rule')}: give one (grad manual is rule backprop, "
+            f"autodiff is rule autodiff)."
         )
-    rule = out.get("rule", "backprop")
-    for key, rules_ in (
-        ("feedback_scale", ("fa", "dfa", "kp")),
-        ("kp_lr", ("kp",)),
-        ("kp_decay", ("kp",)),
+    # The rule as the user named it: --rule, --grad, or neither (backprop).
+    said = "grad" if "grad" in out else "rule"
+    rule = out.get("rule") or {"autodiff": "autodiff"}.get(out.get("grad"), "backprop")
+    for key, rules_, check in (
+        ("feedback_scale", ("fa", "dfa", "kp"), positive_number),
+        ("kp_lr", ("kp",), positive_number),
+        ("kp_decay", ("kp",), in_unit_interval),
     ):
         if key in v:
             if rule not in rules_:
                 raise ValueError(
-                    f"{key} applies to rule {' or '.join(rules_)} only; it "
-                    f"would be ignored with rule {rule!r}."
+                    f"{n(key)} applies to {n('rule')} {' or '.join(rules_)} only; "
+                    f"it would be ignored with {n(said)} {rule!r}."
                 )
-            out[key] = number(v[key], key, parse=True)
+            # The library's own checks (jp.rules), under the user's name.
+            out[key] = check(v[key], n(key), parse=True)
     if rule == "kp":
         optimizer = out.get("optimizer", "sgd")
-        paired = _boolean(v["kp_paired"], "kp_paired") if "kp_paired" in v else None
+        paired = _boolean(v["kp_paired"], n("kp_paired")) if "kp_paired" in v else None
         if paired and optimizer != "sgd":
             raise ValueError(
-                f"kp_paired pairs Kolen-Pollack with SGD's weight decay; it "
-                f"applies to optimizer 'sgd' only, not {optimizer!r}."
+                f"{n('kp_paired')} pairs Kolen-Pollack with SGD's weight decay; it "
+                f"applies to {n('optimizer')} 'sgd' only, not {optimizer!r}."
             )
         out["kp_paired"] = optimizer == "sgd" if paired is None else paired
     elif "kp_paired" in v:
         raise ValueError(
-            f"kp_paired applies to rule kp only; it would be ignored with rule "
-            f"{rule!r}."
+            f"{n('kp_paired')} applies to {n('rule')} kp only; it would be ignored "
+            f"with {n(said)} {rule!r}."
+        )
+    if "alignment_every" in out and rule in ("backprop", "autodiff"):
+        raise ValueError(
+            f"{n('alignment_every')} measures a rule's angles to backprop; "
+            f"{n(said)} {rule} computes backprop's own gradient, so it would "
+            f"measure nothing: use {n('rule')} fa, dfa, sign or kp, or drop "
+            f"{n('alignment_every')}."
         )
     if "clip_norm" in v or "noise_multiplier" in v or "delta" in v:
         if "clip_norm" not in v or "noise_multiplier" not in v:
             raise ValueError(
-                "clip_norm and noise_multiplier: DP-SGD needs both (and delta "
-                "applies only with them)."
+                f"{n('clip_norm')} and {n('noise_multiplier')}: DP-SGD needs both "
+                f"(and {n('delta')} applies only with them)."
             )
-        out["clip_norm"] = positive_number(v["clip_norm"], "clip_norm", parse=True)
-        sigma = number(v["noise_multiplier"], "noise_multiplier", parse=True)
-        if sigma < 0:
-            raise ValueError(f"noise_multiplier must be ≥ 0; got {sigma}.")
-        out["noise_multiplier"] = sigma
+        out["clip_norm"] = positive_number(v["clip_norm"], n("clip_norm"), parse=True)
+        out["noise_multiplier"] = non_negative_number(
+            v["noise_multiplier"], n("noise_multiplier"), parse=True
+        )
         if "delta" in v:
             out["delta"] = in_unit_interval(
-                v["delta"], "delta", low_open=True, parse=True
+                v["delta"], n("delta"), low_open=True, parse=True
+            )
+        if rule == "autodiff":  # jp.rules.dp_sgd refuses it: no δ's to clip
+            raise ValueError(
+                f"{n('clip_norm')} (DP-SGD) needs a δ rule; {n(said)} autodiff has "
+                f"none (DP-SGD clips each example's update through its δ's): use "
+                f"backprop, fa, dfa, sign or kp."
             )
     if "momentum" in v:
-        momentum = in_unit_interval(v["momentum"], "momentum", parse=True)
+        momentum = in_unit_interval(v["momentum"], n("momentum"), parse=True)
         optimizer = out.get("optimizer", "sgd")
         if optimizer not in MOMENTUM:
             raise ValueError(
-                f"momentum does not apply to optimizer {optimizer!r}; it "
-                f"applies to {sorted(MOMENTUM)} (sgd with momentum is 'momentum')."
+                f"{n('momentum')} does not apply to {n('optimizer')} {optimizer!r}; "
+                f"it applies to {sorted(MOMENTUM)} (sgd with momentum is "
+                f"'momentum')."
             )
         out["momentum"] = momentum
     if "chunk_size" in out and out.get("strategy", "auto") not in ("auto", "chunked"):
         raise ValueError(
-            f"chunk_size goes with strategy 'chunked'; got strategy "
-            f"{out['strategy']!r}."
+            f"{n('chunk_size')} goes with {n('strategy')} 'chunked'; got "
+            f"{n('strategy')} {out['strategy']!r}."
         )
     if out.get("strategy") == "chunked" and "chunk_size" not in out:
-        raise ValueError("strategy 'chunked' needs chunk_size.")
+        raise ValueError(f"{n('strategy')} 'chunked' needs {n('chunk_size')}.")
     config = ExperimentConfig(**out)
     make_rule(config)  # the rule's own checks (scale, decay, ...)
     # Cost and output activation must fit each other: jp.MLP says why not.

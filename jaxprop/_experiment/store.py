@@ -278,7 +278,9 @@ class SavedRun(NamedTuple):
 
     Attributes:
       path: the folder.
-      config: its :class:`ExperimentConfig`.
+      config: its settings, config.json's ``"config"``, as an
+        :class:`ExperimentConfig` (a frozen dataclass: ``config.lr``,
+        ``config.rule``, ...); ``config.as_dict()`` is a dict of them.
       net: the trained network (``jp.MLP``).
       params: every run's final params, leaves with leading (n_lr, n_seeds) axes.
       opt_state: every run's final optimizer state, the same leading axes.
@@ -307,6 +309,15 @@ def load_run(path) -> SavedRun:
 
     Needs no data and no optimizer from the user: the network and the
     optimizer's state structure are rebuilt from ``config.json``.
+
+    Args:
+      path: the run's folder (``--out DIR``).
+
+    Returns:
+      A :class:`SavedRun`: ``.config`` the run's settings (an
+      ``ExperimentConfig``, a frozen dataclass; ``.config.as_dict()`` gives
+      them as a dict), ``.net``, ``.params`` and ``.opt_state`` with leading
+      (n_lr, n_seeds) axes, ``.curves``, ``.metrics``, ``.rule_state``.
 
     Raises:
       ValueError: not a finished run's folder (says which file is missing).
