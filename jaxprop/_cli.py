@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 import zlib
 from pathlib import Path
 
@@ -800,6 +801,17 @@ def main(argv=None) -> int:
     """Runs the command; returns its exit status (the console script exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = make_parser()
+    command = argv[0] if argv else ""
+    with warnings.catch_warnings():
+        # A warning is one line in the command's words, as its errors are.
+        warnings.simplefilter("default")
+        warnings.showwarning = lambda message, *_, **__: print(
+            f"jaxprop {command}: warning: {message}", file=sys.stderr
+        )
+        return _main(parser, argv)
+
+
+def _main(parser, argv) -> int:
     try:
         if argv[:1] == ["bench"]:  # every later argument is the suite's own
             return _bench(argparse.Namespace(bench_args=argv[1:]))

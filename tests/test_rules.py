@@ -91,7 +91,7 @@ def test_kolen_pollack_closes_the_gap_as_one_minus_decay_to_the_t(key):
     """Akrout et al. 2019: with SGD + weight decay on W, W − B = (1 − λ)^t (W₀ − B₀)."""
     eta, decay, steps = 0.1, 0.05, 40
     rule = rules.kolen_pollack(eta, decay)
-    opt = optax.chain(optax.add_decayed_weights(decay / eta), optax.sgd(eta))
+    opt = rules.kolen_pollack_sgd(eta, decay)
     x, y = jp.data.two_moons(key, 64)
     net = jp.MLP((2, 8, 8, 1), "tanh", "sigmoid", "mse")
     params = net.init(key, dtype="float64")
@@ -103,6 +103,63 @@ def test_kolen_pollack_closes_the_gap_as_one_minus_decay_to_the_t(key):
         gap = result.params[l].w - result.rule_state.feedback[l - 1]
         np.testing.assert_allclose(gap, (1 - decay) ** steps * gap0, rtol=1e-10)
     assert float(result.rule_state.learning_rate) == eta
+
+
+def test_kolen_pollack_pairs_over_a_grid_of_seeds_and_rates():
+    """Through train_seeds, each grid point's W and B take the same step when
+    the paired optimizer and the rule share the grid's numbers."""
+    decay, steps = 0.05, 30
+    x, y = jp.data.two_moons(jax.random.key(2), 32)
+    y = y.astype("float64")
+    net = jp.MLP((2, 6, 6, 1), "tanh", "sigmoid", "mse")
+    keys = jax.random.split(jax.random.key(7), 3)
+    lrs, decays = np.array([0.05, 0.2]), np.array([decay, 2 * decay])
+    grid = {"optimizer.learning_rate": lrs, "rule.learning_rate": lrs,
+            "optimizer.decay": decays, "rule.decay": decays}  # fmt: skip
+    kw = dict(rule=rules.kolen_pollack(0.1, decay), hparams=grid, dtype="float64")
+    trainer = jp.Trainer(net, keys, x, y[:, None], rules.kolen_pollack_sgd(0.1, decay),
+                         steps, log_every=10, **kw)  # fmt: skip
+    start = trainer.runs(trainer.init())
+    result = jp.train_seeds(net, keys, x, y[:, None],
+                            rules.kolen_pollack_sgd(0.1, decay), steps,
+                            log_every=10, **kw)  # fmt: skip
+    shrink = ((1 - decays) ** steps)[:, None, None, None]
+    for l in (1, 2):
+        gap0 = start.params[l].w - start.rule_state.feedback[l - 1]
+        gap = result.params[l].w - result.rule_state.feedback[l - 1]
+        np.testing.assert_allclose(gap, shrink * gap0, rtol=1e-10)
+
+
+def test_kolen_pollack_warns_without_its_optimizer(moons):
+    """W − B shrinks as (1 − decay)^t only with kolen_pollack_sgd; another
+    optimizer (Adam, plain SGD) gets a warning, and with plain SGD the gap
+    does not close (B does not converge to W)."""
+    x, y, _ = moons
+    net = jp.MLP((2, 6, 6, 1), "tanh", "sigmoid", "mse")
+    keys = jax.random.split(jax.random.key(1), 2)
+    rule = rules.kolen_pollack(0.1, 0.05)
+    for opt in (optax.adam(0.1), optax.sgd(0.1)):
+        with pytest.warns(UserWarning, match=r"W − B no longer shrinks as"):
+            jp.Trainer(net, keys, x, y, opt, 10, rule=rule)
+    jp.Trainer(net, keys, x, y, rules.kolen_pollack_sgd(0.1, 0.05), 10, rule=rule)
+    with pytest.warns(UserWarning, match=r"kolen_pollack_sgd"):
+        plain = jp.train_seeds(net, keys, x, y, optax.sgd(0.1), 40, rule=rule,
+                               dtype="float64")  # fmt: skip
+    paired = jp.train_seeds(net, keys, x, y, rules.kolen_pollack_sgd(0.1, 0.05),
+                            40, rule=rule, dtype="float64")  # fmt: skip
+
+    def gap(result):
+        return np.linalg.norm(result.params[2].w - result.rule_state.feedback[1])
+
+    assert gap(paired) < 0.2 * gap(plain)
+
+
+def test_kolen_pollack_sgd_checks_its_numbers():
+    with pytest.raises(ValueError, match=r"decay must be in \[0, 1\); got 1\.0"):
+        rules.kolen_pollack_sgd(0.1, 1.0)
+    with pytest.raises(TypeError, match="learning_rate must be a number"):
+        rules.kolen_pollack_sgd("fast", 0.1)
+    assert rules.kolen_pollack_sgd(0.1, 0.01) is rules.kolen_pollack_sgd(0.1, 0.01)
 
 
 @pytest.mark.parametrize(
@@ -122,7 +179,7 @@ def test_every_rule_over_seeds_equals_each_seed_alone(name):
     x, y = jp.data.xor("float64")
     keys = jax.random.split(jax.random.key(5), 6)
     kw = dict(rule=rule, log_every=10, dtype="float64", scheme="glorot")
-    opt = optax.sgd(0.5)
+    opt = rules.kolen_pollack_sgd(0.5, 0.01) if name == "kp" else optax.sgd(0.5)
     many = jp.train_seeds(XOR_NET, keys, x, y, opt, 200, **kw)
     one = jp.train_seeds(XOR_NET, keys[4:5], x, y, opt, 200, **kw)
     close(jax.tree.map(lambda l: l[4:5], many), one, rtol=1e-10)
@@ -207,7 +264,7 @@ def test_alignment_curves_from_the_trainer(moons):
     x, y, _ = moons
     net = jp.MLP((2, 8, 8, 1), "tanh", "sigmoid", "mse")
     keys = jax.random.split(jax.random.key(4), 4)
-    kp = optax.chain(optax.add_decayed_weights(0.01 / 0.5), optax.sgd(0.5))
+    kp = rules.kolen_pollack_sgd(0.5, 0.01)
     result = jp.train_seeds(net, keys, x, y, kp, 400, log_every=10,
                             rule=rules.kolen_pollack(0.5, 0.01), alignment_every=100,
                             dtype="float64")  # fmt: skip
@@ -335,12 +392,12 @@ def test_a_grid_reaches_the_rule_state(moons):
     x, y, _ = moons
     net = jp.MLP((2, 6, 1), "tanh", "sigmoid", "mse")
     keys = jax.random.split(jax.random.key(3), 2)
-    opt = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    opt = rules.kolen_pollack_sgd(0.1, 0.01)
     lrs = np.array([0.1, 0.3])
     result = jp.train_seeds(
         net, keys, x, y, opt, 20, rule=rules.kolen_pollack(0.1, 0.01),
         hparams={"optimizer.learning_rate": lrs, "rule.learning_rate": lrs,
-                 "decay": np.array([0.0, 0.02])},
+                 "rule.decay": np.array([0.0, 0.02])},
         log_every=10, dtype="float64",
     )  # fmt: skip
     np.testing.assert_array_equal(

@@ -4,6 +4,7 @@ schedule (``build``)."""
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -109,13 +110,34 @@ def build(config: ExperimentConfig) -> Experiment:
             f"({log_every})."
         )
     keys = jax.random.split(jax.random.key(config.seed), config.seeds)
-    trainer = Trainer(
+    with warnings.catch_warnings():
+        if config.kp_paired is False:  # said below in the settings' words
+            warnings.filterwarnings("ignore", "Kolen-Pollack with an optimizer")
+        trainer = _trainer(config, data, net, keys, log_every, eval_every,
+                           alignment_every)  # fmt: skip
+    if config.kp_paired is False:
+        warnings.warn(
+            f"rule kp with optimizer {config.optimizer}"
+            + (" and kp_paired false" if config.optimizer == "sgd" else "")
+            + ": W does not take the feedback's step, so W − B no longer shrinks "
+            "as (1 − kp_decay)^t and B need not converge to W; optimizer sgd "
+            "pairs them (kp_paired, its default).",
+            UserWarning,
+            stacklevel=2,
+        )
+    return Experiment(
+        config, data, net, trainer, checkpoint_every, eval_every, alignment_every
+    )
+
+
+def _trainer(config, data, net, keys, log_every, eval_every, alignment_every):
+    return Trainer(
         net,
         keys,
         data.x,
         data.y,
         make_optimizer(config),
-        steps,
+        config.steps,
         scheme=config.init,
         rule=make_rule(config),
         batch_size=config.batch_size,
@@ -127,7 +149,4 @@ def build(config: ExperimentConfig) -> Experiment:
         alignment_every=alignment_every,
         log_every=log_every,
         dtype=config.dtype,
-    )
-    return Experiment(
-        config, data, net, trainer, checkpoint_every, eval_every, alignment_every
     )
