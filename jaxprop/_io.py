@@ -192,10 +192,13 @@ def npz_array(f: np.lib.npyio.NpzFile, name: str, path) -> np.ndarray:
     NpzFile reads (and checks) a member only here, so a damaged one fails here.
 
     Raises:
-      ValueError: naming ``path`` and the damage (e.g. a member's bad CRC-32).
+      ValueError: naming ``path`` and the damage (e.g. a member's bad CRC-32),
+        or what NumPy refuses in the member (e.g. pickled objects).
     """
     try:
         return f[name]
+    except ValueError as e:  # NumPy's, on the member's .npy header or dtype
+        raise ValueError(f"{path}: array {name!r} cannot be read ({e}).") from None
     except _DAMAGE as e:
         raise _damaged(Path(path), e) from None
 
