@@ -180,10 +180,17 @@ def open_npz(path: str | os.PathLike) -> np.lib.npyio.NpzFile:
             f"{path}: not a readable .npz file (an .npz is a zip archive; "
             f"this file does not start like one)."
         )
+    # What np.load makes of a zip (never unpickling), but the file is closed
+    # when the zip cannot be read (np.load leaves it open then).
+    fid = open(path, "rb")
     try:
-        return np.load(path)  # allow_pickle=False: never runs code from a file
+        return np.lib.npyio.NpzFile(fid, own_fid=True)
     except _DAMAGE as e:
+        fid.close()
         raise _damaged(path, e) from None
+    except BaseException:
+        fid.close()
+        raise
 
 
 def npz_array(f: np.lib.npyio.NpzFile, name: str, path) -> np.ndarray:
