@@ -210,27 +210,32 @@ def npz_array(f: np.lib.npyio.NpzFile, name: str, path) -> np.ndarray:
         raise _damaged(Path(path), e) from None
 
 
+def _parse_header(text: bytes) -> dict:
+    """A file's JSON header; {} where it is none (another program's file)."""
+    try:
+        header = json.loads(text.decode())
+    except ValueError:  # not UTF-8, or not JSON
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
 def _read(path: Path, leaves: bool = True) -> tuple[dict, list]:
     """(header, leaves) of a file written by :func:`save`; no leaves unless asked."""
     with open_npz(path) as f:
         if _HEADER not in f.files:
             raise ValueError(f"{path}: not a file written by jp.save.")
-        text = npz_array(f, _HEADER, path).tobytes()
-        try:
-            header = json.loads(text.decode())
-            entries = header["leaves"]
-            names = [f"leaf{i}" for i in range(len(entries))]
-        except (ValueError, KeyError, TypeError):
-            header, names = {}, [None]
+        header = _parse_header(npz_array(f, _HEADER, path).tobytes())
+        entries = header.get("leaves")
         if (
             header.get("format") != _FORMAT
             or header.get("version") != _VERSION
-            or not set(names) <= set(f.files)
+            or not isinstance(entries, list)
+            or not {f"leaf{i}" for i in range(len(entries))} <= set(f.files)
         ):
             raise ValueError(f"{path}: not a jp.save file of version {_VERSION}.")
         if not leaves:
             return header, []
-        arrays = [npz_array(f, name, path) for name in names]
+        arrays = [npz_array(f, f"leaf{i}", path) for i in range(len(entries))]
     return header, [_decode(a, e) for a, e in zip(arrays, entries, strict=True)]
 
 

@@ -209,8 +209,9 @@ def damage(path, how: str, seed: int, member: str | None = None) -> None:
             if member is not None:
                 infos = [i for i in infos if i.filename == f"{member}.npy"]
             info = infos[rng.integers(len(infos))]
-            name_len, extra_len = struct.unpack_from("<HH", data, info.header_offset + 26)
-            start = info.header_offset + 30 + name_len + extra_len + 128
+            head = info.header_offset  # a local header: 30 bytes, name, extra
+            name_len, extra_len = struct.unpack_from("<HH", data, head + 26)
+            start = head + 30 + name_len + extra_len + 128
             stop = start + info.compress_size - 128
         at = rng.integers(start, stop - 8)
         data[at : at + 8] = bytes(b ^ 0xFF for b in data[at : at + 8])

@@ -173,8 +173,10 @@ def test_resume_names_a_damaged_checkpoint_and_how_to_go_on(runs, tmp_path, how)
     assert done.returncode == 2, done.stderr
     message = one_line(done.stderr, f"jaxprop train: --resume: {out}/checkpoint.npz")
     assert f"checkpoint.npz: {DAMAGED[how][:21]}".replace("\\", "") in message
-    assert "config.json is intact; so are the finished run's final.npz, curves.npz, " \
-        "metrics.json (jp.load_run reads them)" in message  # fmt: skip
+    assert (
+        "config.json and the finished run's results (final.npz, curves.npz, "
+        "metrics.json: jp.load_run reads them) are intact" in message
+    )
     assert (
         f"delete {out}/checkpoint.npz and run jaxprop train --resume {out} again"
         in message
@@ -211,8 +213,11 @@ def test_resume_says_only_what_is_intact(runs, tmp_path):
     done = resume(out)
     assert done.returncode == 2, done.stderr
     message = one_line(done.stderr, f"jaxprop train: --resume: {out}/checkpoint.npz")
-    assert "config.json is intact. To go on" in message
+    assert "config.json, curves.npz are intact. To go on" in message
     assert "final.npz" not in message
+    (out / "curves.npz").unlink()
+    message = resume(out).stderr
+    assert "config.json is intact. To go on" in message
 
 
 @pytest.mark.faults

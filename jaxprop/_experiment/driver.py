@@ -160,14 +160,17 @@ def start(
 def _how_to_go_on(out: Path) -> str:
     """What of ``out`` a checkpoint that cannot be resumed leaves, and the ways on."""
     results = readable_results(out)
-    finished = (
-        f"; so are the finished run's {', '.join(results)} (jp.load_run reads "
-        f"them)"
-        if "final.npz" in results
-        else ""
-    )
+    if len(results) == 3:
+        intact = (
+            "config.json and the finished run's results (final.npz, curves.npz, "
+            "metrics.json: jp.load_run reads them) are intact"
+        )
+    elif results:
+        intact = f"config.json, {', '.join(results)} are intact"
+    else:
+        intact = "config.json is intact"
     return (
-        f"config.json is intact{finished}. To go on, delete {out}/checkpoint.npz "
+        f"{intact}. To go on, delete {out}/checkpoint.npz "
         f"and run jaxprop train --resume {out} again (it trains the run from step "
         f"0 in that folder), or start a new run with another --out."
     )
