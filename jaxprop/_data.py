@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._io import atomic_write
+from ._io import atomic_write, npz_array, open_npz
 from ._params import check_key
 from ._validate import integer
 
@@ -367,8 +367,8 @@ def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
         }
         # Atomic: a concurrent reader never sees half a file.
         atomic_write(path, lambda f: np.savez(f, **arrays))
-    with np.load(path) as f:
-        return Dataset(f["x"], f["y"], f["x_test"], f["y_test"])
+    with open_npz(path) as f:
+        return Dataset(*(npz_array(f, k, path) for k in ("x", "y", "x_test", "y_test")))
 
 
 # ------------------------------------------------------- scikit-learn's digits
@@ -549,20 +549,14 @@ def _from_idx(folder: Path, name: str) -> dict[str, np.ndarray]:
 
 
 def _from_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        f = np.load(path)  # allow_pickle=False: never runs code from a file
-    except (OSError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-    if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not a .npz archive of named arrays.")
-    with f:
+    with open_npz(path) as f:
         missing = [k for k in NPZ_KEYS.values() if k not in f]
         if missing:
             raise ValueError(
                 f"{path}: no arrays named {missing}; a Keras-style mnist.npz holds "
                 f"{list(NPZ_KEYS.values())}, this one {sorted(f.files)}."
             )
-        arrays = {field: f[key] for field, key in NPZ_KEYS.items()}
+        arrays = {field: npz_array(f, key, path) for field, key in NPZ_KEYS.items()}
     for field, key in NPZ_KEYS.items():
         a = arrays[field]
         images = field.startswith("x")
@@ -692,21 +686,14 @@ def load_fashion_mnist(path: str | os.PathLike, *, dtype=np.float32) -> Dataset:
 def load_npz(path: str | os.PathLike, x: str = "x", y: str = "y"):
     """Loads (x, y) from a NumPy ``.npz`` file, validated by ``check_dataset``."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"path: no such file {str(path)!r}.")
-    try:
-        f = np.load(path)  # allow_pickle=False: never runs code from a file
-    except (OSError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
-    if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not a .npz archive of named arrays.")
-    with f:
+    with open_npz(path) as f:
         missing = [k for k in (x, y) if k not in f]
         if missing:
             raise ValueError(
                 f"{path}: no arrays named {missing}; it holds {sorted(f.files)}."
             )
-        return check_dataset(f[x], f[y], name=str(path))
+        arrays = npz_array(f, x, path), npz_array(f, y, path)
+    return check_dataset(*arrays, name=str(path))
 
 
 def load_csv(path: str | os.PathLike, target_columns: int = 1, delimiter: str = ","):
@@ -719,8 +706,11 @@ def load_csv(path: str | os.PathLike, target_columns: int = 1, delimiter: str = 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path: no such file {str(path)!r}.")
-    with open(path) as f:
-        first = f.readline()
+    try:
+        with open(path) as f:
+            first = f.readline()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a text table of numbers ({e}).") from None
     try:
         [float(v) for v in first.strip().split(delimiter)]
         skip = 0

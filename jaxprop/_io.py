@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import jax
@@ -23,6 +25,11 @@ _FORMAT = "jaxprop.pytree"
 _VERSION = 1
 _HEADER = "__jaxprop__"
 _ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
+#: What reading a damaged .npz raises: zipfile's checks (a member's CRC, a
+#: missing table of contents), zlib's (a compressed member), a short read, and
+#: NumPy's parser of a member's .npy header.
+_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 
 
 def _is_key(leaf) -> bool:
@@ -146,30 +153,90 @@ def saved_meta(path: str | os.PathLike) -> dict | None:
     return _read(Path(path), leaves=False)[0].get("meta")
 
 
-def _read(path: Path, leaves: bool = True) -> tuple[dict, list]:
-    """(header, leaves) of a file written by :func:`save`; no leaves unless asked."""
+def _damaged(path: Path, error: Exception) -> ValueError:
+    reason = str(error) or type(error).__name__
+    if reason == "File is not a zip file":  # it starts like one: its end is gone
+        reason = "truncated, or its end overwritten: no zip table of contents"
+    return ValueError(f"{path}: the file is damaged ({reason}).")
+
+
+def open_npz(path: str | os.PathLike) -> np.lib.npyio.NpzFile:
+    """The ``.npz`` archive ``path``, open; read its arrays with :func:`npz_array`.
+
+    Raises:
+      ValueError: naming ``path``: no such file, not a zip archive, or damaged.
+    """
+    path = Path(path)
     if not path.is_file():
         raise ValueError(f"path: no such file {str(path)!r}.")
     with open(path, "rb") as f:
-        if f.read(4) != _ZIP_MAGIC:  # np.load would speak of pickles
-            raise ValueError(
-                f"{path}: not a readable .npz file (an .npz is a zip archive; "
-                f"this file does not start like one)."
-            )
+        magic = f.read(len(_NPY_MAGIC))
+    if magic.startswith(_NPY_MAGIC):
+        raise ValueError(
+            f"{path}: a single .npy array, not a .npz archive of named arrays."
+        )
+    if not magic.startswith(_ZIP_MAGIC):  # np.load would speak of pickles
+        raise ValueError(
+            f"{path}: not a readable .npz file (an .npz is a zip archive; "
+            f"this file does not start like one)."
+        )
+    # What np.load makes of a zip (never unpickling), but the file is closed
+    # when the zip cannot be read (np.load leaves it open then).
+    fid = open(path, "rb")
     try:
-        f = np.load(path)
-    except (OSError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e}).") from None
-    if not isinstance(f, np.lib.npyio.NpzFile) or _HEADER not in f.files:
-        raise ValueError(f"{path}: not a file written by jp.save.")
-    with f:
-        header = json.loads(f[_HEADER].tobytes().decode())
-        if header.get("format") != _FORMAT or header.get("version") != _VERSION:
+        return np.lib.npyio.NpzFile(fid, own_fid=True)
+    except _DAMAGE as e:
+        fid.close()
+        raise _damaged(path, e) from None
+    except BaseException:
+        fid.close()
+        raise
+
+
+def npz_array(f: np.lib.npyio.NpzFile, name: str, path) -> np.ndarray:
+    """The array ``name`` of ``f`` (opened from ``path`` by :func:`open_npz`).
+
+    NpzFile reads (and checks) a member only here, so a damaged one fails here.
+
+    Raises:
+      ValueError: naming ``path`` and the damage (e.g. a member's bad CRC-32),
+        or what NumPy refuses in the member (e.g. pickled objects).
+    """
+    try:
+        return f[name]
+    except ValueError as e:  # NumPy's, on the member's .npy header or dtype
+        raise ValueError(f"{path}: array {name!r} cannot be read ({e}).") from None
+    except _DAMAGE as e:
+        raise _damaged(Path(path), e) from None
+
+
+def _parse_header(text: bytes) -> dict:
+    """A file's JSON header; {} where it is none (another program's file)."""
+    try:
+        header = json.loads(text.decode())
+    except ValueError:  # not UTF-8, or not JSON
+        return {}
+    return header if isinstance(header, dict) else {}
+
+
+def _read(path: Path, leaves: bool = True) -> tuple[dict, list]:
+    """(header, leaves) of a file written by :func:`save`; no leaves unless asked."""
+    with open_npz(path) as f:
+        if _HEADER not in f.files:
+            raise ValueError(f"{path}: not a file written by jp.save.")
+        header = _parse_header(npz_array(f, _HEADER, path).tobytes())
+        entries = header.get("leaves")
+        if (
+            header.get("format") != _FORMAT
+            or header.get("version") != _VERSION
+            or not isinstance(entries, list)
+            or not {f"leaf{i}" for i in range(len(entries))} <= set(f.files)
+        ):
             raise ValueError(f"{path}: not a jp.save file of version {_VERSION}.")
         if not leaves:
             return header, []
-        entries = header["leaves"]
-        return header, [_decode(f[f"leaf{i}"], e) for i, e in enumerate(entries)]
+        arrays = [npz_array(f, f"leaf{i}", path) for i in range(len(entries))]
+    return header, [_decode(a, e) for a, e in zip(arrays, entries, strict=True)]
 
 
 def _describe(leaf) -> tuple[tuple[int, ...], str]:

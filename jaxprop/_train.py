@@ -732,7 +732,7 @@ class Trainer:
         the file and the others wait until it is written.
         """
         portable = self.portable(state)
-        meta = {"trainer": self._settings}
+        meta = self._meta()
         return write_once(self, lambda: save(path, portable, meta=meta), path)
 
     def load(self, path) -> TrainState:
@@ -744,22 +744,38 @@ class Trainer:
             hyperparameter grid, other data, steps, log_every, batch_size, net,
             optimizer or rule: each one that differs is named).
         """
-        saved = (saved_meta(path) or {}).get("trainer")
-        if saved is not None:  # files of older versions carry no settings
-            mine = json.loads(json.dumps(self._settings))  # as read back
-            if isinstance(saved.get("hparams"), dict):  # bare names of old files
-                *_, probe, probe_rule = self._given
-                opt_state = jax.eval_shape(self._plan.config.optimizer.init, probe)
-                saved["hparams"] = legacy_names(saved["hparams"], opt_state, probe_rule)
-            differ = [k for k in mine if saved.get(k) != mine[k]]
-            if differ:
-                raise ValueError(
-                    f"{path}: saved by a Trainer with other settings: "
-                    + "; ".join(_difference(k, saved.get(k), mine[k]) for k in differ)
-                    + ". Build the Trainer with the arguments the checkpoint was "
-                    "saved with to resume it."
-                )
+        differ = self._differences(saved_meta(path))
+        if differ:
+            raise ValueError(
+                f"{path}: saved by a Trainer with other settings: "
+                + "; ".join(differ)
+                + ". Build the Trainer with the arguments the checkpoint was "
+                "saved with to resume it."
+            )
         return self.restore(load(path, like=self.portable_shapes()))
+
+    def _meta(self) -> dict:
+        """What :meth:`save` stores beside a state (:meth:`_differences` reads it)."""
+        return {"trainer": self._settings}
+
+    def _differences(self, meta: dict | None, skip=()) -> list[str]:
+        """The settings (not in ``skip``) in which a file's ``meta`` (see
+        :meth:`_meta`) differs from this trainer's, each said for a message."""
+        saved = (meta or {}).get("trainer")
+        if not isinstance(saved, dict):  # files of older versions carry none
+            return []
+        mine = json.loads(json.dumps(self._settings))  # as read back
+        if isinstance(saved.get("hparams"), dict):  # bare names of older files
+            *_, probe, probe_rule = self._given
+            opt_state = jax.eval_shape(self._plan.config.optimizer.init, probe)
+            saved = saved | {
+                "hparams": legacy_names(saved["hparams"], opt_state, probe_rule)
+            }
+        return [
+            _difference(k, saved.get(k), mine[k])
+            for k in mine
+            if k not in skip and saved.get(k) != mine[k]
+        ]
 
     def last_losses(self, state: TrainState) -> Array:
         """The latest logged training loss of every run: ``self.shape``.

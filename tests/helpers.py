@@ -6,6 +6,8 @@ import gzip
 import itertools
 import os
 import struct
+import zipfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -175,3 +177,44 @@ def write_idx(folder, arrays, gz=False, dotted=False):
         paths[field] = folder / name
         paths[field].write_bytes(data)
     return paths
+
+
+#: The ways :func:`damage` damages a file.
+DAMAGES = ("truncate", "zero", "flip")
+
+
+def damage(path, how: str, seed: int, member: str | None = None) -> None:
+    """Damages the file ``path`` in place, at places drawn from ``seed``.
+
+    ``truncate``: cut at a point of its middle half. ``zero``: a 4 KiB block of
+    its middle half zeroed (files over 8 KiB). ``flip``: 8 bytes inverted; in
+    a zip archive (an .npz), bytes of one member's array data past its .npy
+    header (``member``, default one drawn), where only the CRC-32 can tell.
+    """
+    rng = np.random.default_rng(seed)
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    n = len(data)
+    if how == "truncate":
+        data = data[: rng.integers(n // 4, 3 * n // 4)]
+    elif how == "zero":
+        assert n > 8192, f"{path}: {n} bytes, too small to zero 4 KiB of its middle"
+        start = rng.integers(n // 4, 3 * n // 4 - 4096)
+        data[start : start + 4096] = bytes(4096)
+    elif how == "flip":
+        start, stop = n // 3, 2 * n // 3
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                infos = [i for i in z.infolist() if i.file_size > 128 + 8]
+            if member is not None:
+                infos = [i for i in infos if i.filename == f"{member}.npy"]
+            info = infos[rng.integers(len(infos))]
+            head = info.header_offset  # a local header: 30 bytes, name, extra
+            name_len, extra_len = struct.unpack_from("<HH", data, head + 26)
+            start = head + 30 + name_len + extra_len + 128
+            stop = start + info.compress_size - 128
+        at = rng.integers(start, stop - 8)
+        data[at : at + 8] = bytes(b ^ 0xFF for b in data[at : at + 8])
+    else:
+        raise ValueError(f"how: one of {DAMAGES}; got {how!r}.")
+    path.write_bytes(bytes(data))

@@ -201,11 +201,11 @@ def test_a_disk_that_fills_up_mid_run(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     save, calls = _io.save, []
 
-    def full_on_second(path, tree):
+    def full_on_second(path, tree, **kwargs):
         calls.append(path)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return save(path, tree)
+        return save(path, tree, **kwargs)
 
     monkeypatch.setattr(_experiment.store, "save", full_on_second)
     assert main(["train", *RUN, "--steps", "1500", "--out", str(out)]) == 0

@@ -26,6 +26,7 @@ from .store import (
     load_checkpoint,
     prepare_out,
     read_doc,
+    readable_results,
     save_checkpoint,
 )
 
@@ -131,7 +132,10 @@ def start(
                 f"{out} started (their SHA-256 differs from config.json's); "
                 f"restore them, or start a new run."
             )
-        checkpoint = load_checkpoint(out, exp, saved_steps)
+        try:
+            checkpoint = load_checkpoint(out, exp, saved_steps)
+        except ValueError as e:
+            raise ValueError(f"--resume: {e} {_how_to_go_on(out)}") from None
         if ready is not None:
             ready()
         print(f"resuming {out} at step {checkpoint.state.step}", file=stream)
@@ -151,6 +155,25 @@ def start(
         if write:
             prepare_out(out, exp, argv)
     return Checkpoint(exp.trainer.init(), 0.0)
+
+
+def _how_to_go_on(out: Path) -> str:
+    """What of ``out`` a checkpoint that cannot be resumed leaves, and the ways on."""
+    results = readable_results(out)
+    if len(results) == 3:
+        intact = (
+            "config.json and the finished run's results (final.npz, curves.npz, "
+            "metrics.json: jp.load_run reads them) are intact"
+        )
+    elif results:
+        intact = f"config.json, {', '.join(results)} are intact"
+    else:
+        intact = "config.json is intact"
+    return (
+        f"{intact}. To go on, delete {out}/checkpoint.npz "
+        f"and run jaxprop train --resume {out} again (it trains the run from step "
+        f"0 in that folder), or start a new run with another --out."
+    )
 
 
 def run_experiment(

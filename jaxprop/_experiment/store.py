@@ -9,6 +9,7 @@ import json
 import math
 import platform
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._io import atomic_write, digest, load, save
+from .._io import atomic_write, digest, load, npz_array, open_npz, save, saved_meta
 from .._mlp import MLP
 from .._train import TrainState, write_once
 from .build import Experiment, make_optimizer
@@ -173,7 +174,8 @@ def save_checkpoint(out: Path, exp: Experiment, checkpoint: Checkpoint) -> Path:
     state = exp.trainer.portable(checkpoint.state)
     tree = checkpoint._replace(state=state)._asdict()
     path = out / "checkpoint.npz"
-    return write_once(exp.trainer, lambda: save(path, tree), path)
+    meta = exp.trainer._meta()  # what load_checkpoint compares
+    return write_once(exp.trainer, lambda: save(path, tree, meta=meta), path)
 
 
 def load_checkpoint(
@@ -184,9 +186,20 @@ def load_checkpoint(
     Args:
       saved_steps: the saved run's length when ``exp`` extends it to more
         steps (its log gains NaN blocks); default ``exp``'s own.
+
+    Raises:
+      ValueError: naming the file: it is damaged, or was saved by a run of
+        other settings (each one that differs is named).
     """
     trainer = exp.trainer
-    saved = load(Path(out) / "checkpoint.npz", _saved_like(exp, saved_steps)._asdict())
+    path = Path(out) / "checkpoint.npz"
+    differ = trainer._differences(saved_meta(path), skip=("steps",))  # extended
+    if differ:
+        raise ValueError(
+            f"{path}: saved by another run than {path.parent}/config.json "
+            f"describes: {'; '.join(differ)}."
+        )
+    saved = load(path, _saved_like(exp, saved_steps)._asdict())
     state = saved["state"]
     n_blocks = trainer.steps // trainer.log_every
     log = jax.tree.map(
@@ -206,6 +219,26 @@ def checkpoint_bytes(exp: Experiment) -> int:
     # PRNG keys: two uint32 each (their dtype has no NumPy itemsize).
     itemsize = lambda d: getattr(d, "itemsize", 8)  # noqa: E731
     return sum(math.prod(l.shape) * itemsize(l.dtype) for l in leaves)
+
+
+def readable_results(out: Path) -> list[str]:
+    """Which of a run's result files in ``out`` read back whole: final.npz and
+    curves.npz (every member's CRC-32 checked), metrics.json (parsed)."""
+    ok = []
+    for name in ("final.npz", "curves.npz", "metrics.json"):
+        path = out / name
+        try:
+            if name.endswith(".npz"):
+                with zipfile.ZipFile(path) as z:
+                    whole = z.testzip() is None
+            else:
+                json.loads(path.read_text())
+                whole = True
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+            whole = False
+        if whole:
+            ok.append(name)
+    return ok
 
 
 #: What ``jaxprop train --out`` writes (and nothing else lives in its folder).
@@ -345,9 +378,12 @@ def load_run(path) -> SavedRun:
         return jax.tree.map(lambda l: jnp.broadcast_to(l, lead + l.shape), tree)
 
     final = load(path / "final.npz", like=jax.eval_shape(like))
-    with np.load(path / "curves.npz") as f:
-        curves = {k: f[k] for k in f.files}
-    metrics = json.loads((path / "metrics.json").read_text())
+    with open_npz(path / "curves.npz") as f:
+        curves = {k: npz_array(f, k, path / "curves.npz") for k in f.files}
+    try:
+        metrics = json.loads((path / "metrics.json").read_text())
+    except ValueError as e:  # cut short or overwritten
+        raise ValueError(f"{path / 'metrics.json'}: not readable JSON ({e}).") from None
     return SavedRun(
         path,
         config,
