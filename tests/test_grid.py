@@ -9,6 +9,9 @@ import pytest
 import jaxprop as jp
 from jaxprop import rules
 
+# These tests are about the grid, not Kolen-Pollack's pairing (test_rules.py).
+pytestmark = pytest.mark.filterwarnings("ignore:Kolen-Pollack with an optimizer")
+
 NET = jp.MLP((2, 4, 1), "tanh", "sigmoid", "binary_cross_entropy")
 SGD = optax.sgd(0.1)
 SGD_H = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
