@@ -21,6 +21,7 @@ from ._rules import direct_feedback_alignment as direct_feedback_alignment
 from ._rules import dp_sgd as dp_sgd
 from ._rules import feedback_alignment as feedback_alignment
 from ._rules import forward as forward
+from ._rules import is_kolen_pollack_sgd as is_kolen_pollack_sgd
 from ._rules import kolen_pollack as kolen_pollack
 from ._rules import kolen_pollack_sgd as kolen_pollack_sgd
 from ._rules import output_delta as output_delta

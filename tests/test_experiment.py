@@ -425,7 +425,12 @@ def test_the_command_takes_a_library_rule_name(capsys):
         ),
         (["--rule", "kp", "--kp-decay", "1.5"], "--kp-decay must be in [0, 1)"),
         (["--rule", "kp", "--kp-lr", "0"], "--kp-lr must be a positive number"),
-        (["--rule", "kp", "--lr", "0.1,0.2"], "kp_lr: give Kolen-Pollack's"),
+        (
+            ["--rule", "kp", "--optimizer", "adam", "--kp-paired", "true"],
+            "--kp-paired pairs Kolen-Pollack with SGD's weight decay",
+        ),
+        (["--rule", "fa", "--kp-paired", "false"], "--kp-paired applies to --rule kp"),
+        (["--rule", "kp", "--kp-paired", "maybe"], "--kp-paired must be true or false"),
         (["--feedback-scale", "0.5"], "--feedback-scale applies to rule fa or dfa"),
         (["--clip-norm", "1"], "DP-SGD needs both"),
         (["--noise-multiplier", "1", "--delta", "1e-5"], "DP-SGD needs both"),
@@ -585,3 +590,50 @@ def test_confidence_intervals_stay_in_the_metrics_range():
     assert s["ci95_high"] == 1.0 and s["ci95_low"] < s["mean"]
     s = _summary(np.array([1e-9, 3e-3, 1e-10]), "train_loss")
     assert s["ci95_low"] == 0.0
+
+
+def test_kp_pairs_with_sgd_and_old_runs_resume_unpaired(tmp_path):
+    """The command trains kp with jp.rules.kolen_pollack_sgd by default (sgd),
+    B's rate following each grid point's learning rate; with another optimizer
+    or kp_paired false, the optimizer alone. A config.json written before the
+    pairing (no kp_paired) reads as unpaired: its checkpoints' optimizer state."""
+    config = _experiment.make_config({"rule": "kp", "lr": "0.1,0.3"})
+    assert config.kp_paired is True
+    assert jp.rules.is_kolen_pollack_sgd(_experiment.make_optimizer(config))
+    grid = _experiment.build(config).trainer._settings["hparams"]
+    assert grid == {"optimizer.learning_rate": ["0.1", "0.3"],
+                    "rule.learning_rate": ["0.1", "0.3"]}  # fmt: skip
+    adam = _experiment.make_config({"rule": "kp", "optimizer": "adam"})
+    assert adam.kp_paired is False
+    with_kp_lr = _experiment.make_config({"rule": "kp", "lr": "0.1,0.3", "kp_lr": 1})
+    grid = _experiment.build(with_kp_lr).trainer._settings["hparams"]
+    assert grid == {"optimizer.learning_rate": ["0.1", "0.3"]}  # kp_lr is kept
+    assert _experiment.make_config({"rule": "fa"}).kp_paired is None
+    doc = {"config": {"rule": "kp", "lr": [0.1], "optimizer": "sgd"}}
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    old = _experiment.read_config(tmp_path)
+    assert old.kp_paired is False
+    assert not jp.rules.is_kolen_pollack_sgd(_experiment.make_optimizer(old))
+
+
+@pytest.mark.slow  # a run of the command: .ci/run runs it
+def test_kp_from_the_command_line_closes_w_minus_b(tmp_path, capsys):
+    """W − B = (1 − kp_decay)^t (W₀ − B₀) for every run of the grid."""
+    out, decay, steps = tmp_path / "kp", 0.05, 40
+    args = ["--data", "moons", "--n-train", "32", "--n-test", "32", "--sizes",
+            "2,6,6,1", "--rule", "kp", "--kp-decay", str(decay), "--lr", "0.1,0.3",
+            "--seeds", "2", "--steps", str(steps), "--log-every", "10",
+            "--dtype", "float64", "--quiet", "--no-gradcheck"]  # fmt: skip
+    assert main(["train", *args, "--out", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    run = jp.load_run(out)
+    start = _experiment.build(run.config).trainer
+    start = start.runs(start.init())
+    for l in (1, 2):
+        gap0 = start.params[l].w - start.rule_state.feedback[l - 1]
+        gap = run.params[l].w - run.rule_state.feedback[l - 1]
+        np.testing.assert_allclose(gap, (1 - decay) ** steps * gap0, rtol=1e-9)
+    adam = ["--optimizer", "adam", "--out", str(tmp_path / "adam")]
+    assert main(["train", *args, *adam]) == 0
+    err = capsys.readouterr().err
+    assert "warning: rule kp with optimizer adam" in err, err
