@@ -167,6 +167,7 @@ def test_load_names_each_setting_that_differs(moons, tmp_path):
         assert_bitwise_equal(jp.Trainer(**(args | same)).load(path), state)
 
 
+@pytest.mark.filterwarnings("ignore:Kolen-Pollack with an optimizer")
 def test_load_reads_the_bare_grid_names_of_older_files(moons, tmp_path):
     """Files saved before grid names were qualified record bare names, which
     set the name wherever the optimizer or the rule held it: they load into
@@ -298,6 +299,7 @@ def test_save_path_is_returned_and_parent_must_exist(tmp_path):
     assert os.listdir(tmp_path) == ["a.npz"]
 
 
+@pytest.mark.filterwarnings("ignore:Kolen-Pollack with an optimizer")
 @pytest.mark.parametrize(
     "dtype", ["float32", pytest.param("float64", marks=pytest.mark.slow)]
 )
