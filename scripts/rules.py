@@ -50,7 +50,6 @@ from pathlib import Path
 
 import _setup  # noqa: F401  (sets XLA_FLAGS before jax is imported)
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -69,13 +68,6 @@ REFERENCE = {r: "backprop" for r in RULES if r not in ("backprop", "backprop-sgd
 REFERENCE["kp"] = "backprop-sgd"
 FIELDS = ("grad", "delta", "feedback")  # jp.Alignment's
 LABELS = ("∂W angle", "δ angle", "angle(W, B) of the layer above (fa, kp)")
-
-
-def sgd_with_decay(learning_rate, weight_decay):
-    """W ← W − η (∂W + λ W) = (1 − ηλ) W − η ∂W; with λ = d/η, W's decay is d."""
-    return optax.chain(
-        optax.add_decayed_weights(weight_decay), optax.sgd(learning_rate)
-    )
 
 
 def make_net(name: str, n_in: int, n_out: int, width: int) -> jp.MLP:
@@ -108,11 +100,13 @@ def make_rule(name: str):
 
 def optimizer_and_grid(name: str):
     if name in SGD_RULES:
+        # W ← (1 − d) W − η ∂W, B's step under kp: the pairing at every η.
         lrs = np.asarray(SGD_LRS)
-        opt = optax.inject_hyperparams(sgd_with_decay)(
-            learning_rate=SGD_LRS[0], weight_decay=KP_DECAY / SGD_LRS[0]
-        )
-        return opt, lrs, {"learning_rate": lrs, "weight_decay": KP_DECAY / lrs}
+        opt = jp.rules.kolen_pollack_sgd(SGD_LRS[0], KP_DECAY)
+        grid = {"optimizer.learning_rate": lrs}
+        if name == "kp":  # B's rate is each grid point's η
+            grid["rule.learning_rate"] = lrs
+        return opt, lrs, grid
     lrs = np.asarray(ADAM_LRS)
     opt = optax.inject_hyperparams(optax.adam)(learning_rate=ADAM_LRS[0])
     return opt, lrs, {"learning_rate": lrs}
@@ -153,15 +147,6 @@ def run_rule(name, net, keys, data, val, steps, align_every, log_every):
         dtype="float32",
     )
     state = trainer.init()
-    if name == "kp":
-        # The rule's B update has one η; give each grid point the optimizer's.
-        portable = trainer.portable(state)
-        rs = portable.runs.rule_state
-        eta = jnp.broadcast_to(
-            jnp.asarray(lrs, rs.learning_rate.dtype)[:, None], rs.learning_rate.shape
-        )
-        runs = portable.runs._replace(rule_state=rs._replace(learning_rate=eta))
-        state = trainer.restore(portable._replace(runs=runs))
     start = trainer.runs(state)
     initial = initial_alignment(
         net, rule, start.params, start.rule_state, data.x[:1024], data.y[:1024]
