@@ -291,10 +291,13 @@ def train(
       opt_state: initial optimizer state; ``optimizer.init(params)`` if None.
       rule_state: initial rule state; drawn by ``rule.init`` if None.
       eval_data: optional held-out ``(x_eval, y_eval)``.
-      eval_every: evaluate every this many steps (and after the last); default:
-        after the last step only. A multiple of ``log_every``.
+      eval_every: evaluate every this many steps and after the last (as for
+        ``alignment_every``: ``result.eval_steps`` lists them); default: after
+        the last step only. A multiple of ``log_every``.
       alignment_every: measure ``jp.alignment`` of the rule with backprop on
-        the training data every this many steps (and after the last); a
+        the training data every this many steps and after the last (when it
+        does not divide ``steps``, the last two measures are closer than
+        ``alignment_every``: ``result.alignment_steps`` lists them); a
         multiple of ``log_every``. None: never.
       log_every: record the mean training loss of each block of this many steps
         (it must divide ``steps``); 1 records every step. Default: every step

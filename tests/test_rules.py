@@ -453,3 +453,13 @@ def test_a_projection_of_the_wrong_shape_is_named(seed):
     keys = jax.random.split(jax.random.key(0), 2)
     with pytest.raises(ValueError, match=says):
         jp.train_seeds(net, keys, x, y, optax.sgd(0.1), 2, rule=narrow)
+
+
+def test_an_alignment_every_that_does_not_divide_the_steps_measures_the_last_too():
+    """Documented: every alignment_every steps and after the last step."""
+    x, y = jp.data.xor("float64")
+    keys = jax.random.split(jax.random.key(2), 2)
+    result = jp.train_seeds(XOR_NET, keys, x, y, optax.sgd(0.5), 50, log_every=10,
+                            rule=ALL["fa"], alignment_every=20)  # fmt: skip
+    np.testing.assert_array_equal(result.alignment_steps[0], [20, 40, 50])
+    assert np.isfinite(result.alignment.grad).all()
