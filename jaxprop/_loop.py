@@ -249,11 +249,15 @@ def _blocks(
             entry = entry._replace(eval_loss=ev[0], eval_accuracy=ev[1])
         if config.alignment_every is not None:
             nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)
+            # The predicate is the step alone: a run's ``diverged`` in it would
+            # batch it under the runs' vmap, turning the cond into a select that
+            # measures every run at every block. Diverged runs are masked after.
             angles = jax.lax.cond(
-                _due(align_at, end) & ~diverged,
+                _due(align_at, end),
                 lambda: alignment(net, rule, params, rule_state, x_align, y_align),
                 lambda: Alignment(nan, nan, nan),
             )
+            angles = jax.tree.map(lambda a: jnp.where(diverged, nan, a), angles)
             entry = entry._replace(alignment=angles)
         return state, entry
 
