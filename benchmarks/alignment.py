@@ -7,10 +7,10 @@ first call of each is apart), at two settings:
 - **readme**: the README's rules example: two moons (256 training examples,
   1000 held out), 2-32-2 tanh/sigmoid, mse, 16 seeds, ``optax.sgd(1.0)``,
   1000 steps, ``alignment_every=500``, held-out evaluation; with the README's
-  ``log_every=10``, with the default ``log_every``, and with ``log_every=10``
-  but no held-out data (then the runs without alignment are checked for
-  divergence once per stretch of ``CHECK_STEPS`` steps, those with it after
-  every block).
+  ``log_every=10`` and with the default ``log_every`` (1 here), each with
+  and without the held-out data (without it, the runs without alignment are
+  checked for divergence once per stretch of ``CHECK_STEPS`` steps, those
+  with it after every block).
 - **rules.py**: ``scripts/rules.py``'s settings: MNIST-1D (3500 training
   examples, the 1000 test ones evaluated), 40-100-100-10 ReLU, softmax
   cross-entropy, batch 100, Adam over the learning rates {1e-3, 3e-3, 1e-2}
@@ -172,6 +172,7 @@ def bench_alignment(size: str, repeats: int) -> dict:
         ("readme, log_every=10", 10, True),
         ("readme, default log_every", None, True),
         ("readme, log_every=10, no held-out data", 10, False),
+        ("readme, default log_every, no held-out data", None, False),
     )
     for label, log_every, held_out in readme:
         run, every = readme_setting(s["readme_steps"], log_every, held_out)

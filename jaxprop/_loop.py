@@ -9,8 +9,9 @@ by block, for the runs that diverged (same result, a fraction of the checks;
 one compiled copy of the steps either way). Minibatch i
 of epoch e is examples π_e(iB), ..., π_e(iB + B - 1) of a keyed bijection π_e of
 [0, n) computed index by index (``_shuffle.py``): no permutation is sorted or
-carried. The step counter is not batched, so the ``lax.cond`` that evaluate stay
-real branches under ``vmap``. Everything here
+carried. The step counter is not batched, so the ``lax.cond`` that evaluate or
+measure alignment, whose predicates are the step alone, stay real branches
+under ``vmap``. Everything here
 is traced: ``_train.py`` and ``_layout.py`` jit and map it.
 """
 
@@ -218,7 +219,8 @@ def _blocks(
     def checked(state, run, mean, bad, start, hold=None):
         """The state and log entry after the block of L steps from ``start``
         that took ``state`` to ``run`` (mean, bad: its loss and first
-        non-finite step): a divergence check; an evaluation if one is due.
+        non-finite step): a divergence check; an evaluation and an alignment
+        measure if due (NaN angles for a diverged run).
         A run to ``hold`` keeps its state, ``diverged`` and ``diverged_at``
         as they are (its steps are taken and dropped)."""
         # Checked once a block, not every step: the check and the rollback cost

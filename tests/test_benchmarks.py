@@ -550,7 +550,7 @@ def test_alignment_study(tmp_path):
     assert_reported(tmp_path, "alignment", result, ["## Alignment during"], [])
     s = alignment.SIZES["smoke"]
     names = [(r["setting"].split(",")[0], r["rule"]) for r in result["rows"]]
-    assert names == [("readme", n) for n in s["readme_rules"] * 3] + [
+    assert names == [("readme", n) for n in s["readme_rules"] * 4] + [
         ("rules.py", n) for n in s["mnist_rules"]
     ]
     for row in result["rows"]:

@@ -342,8 +342,9 @@ def test_alignment_of_a_sweep_with_diverging_runs(moons):
     fa = jp.rules.feedback_alignment()
     sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
     keys = jax.random.split(jax.random.key(0), 4)
-    kw = dict(rule=fa, hparams={"learning_rate": jnp.array([0.05, 2.0, 4.0, 10.0])},
-              batch_size=16, log_every=10, strategy="vmap", dtype="float64")  # fmt: skip
+    lrs = {"learning_rate": jnp.array([0.05, 2.0, 4.0, 10.0])}
+    kw = dict(rule=fa, hparams=lrs, batch_size=16, log_every=10, strategy="vmap",
+              dtype="float64")  # fmt: skip
     on = jp.train_seeds(net, keys, x, y, sgd, 120, alignment_every=40, **kw)
     off = jp.train_seeds(net, keys, x, y, sgd, 120, **kw)
     assert_bitwise_equal(
