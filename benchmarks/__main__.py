@@ -40,6 +40,7 @@ import jax
 
 from benchmarks import (
     agreement,
+    alignment,
     baselines,
     gpu,
     mnist1d,
@@ -72,6 +73,7 @@ STUDIES = {
     "per-example": (per_example.bench_per_example, 25),
     "gpu": (gpu.bench_gpu, 10),
     "processes": (processes.bench_processes, 3),
+    "alignment": (alignment.bench_alignment, 5),
 }
 #: What ``gpu`` runs besides its own measurements (benchmarks/gpu.py).
 GPU_STUDIES = ("step-time", "seed-scaling")

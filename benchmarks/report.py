@@ -391,6 +391,30 @@ def markdown(results: dict) -> str:
             ],
         )  # fmt: skip
         out += [f"- {k}: {v}" for k, v in r.get("notes", {}).items()]
+    if "alignment" in results:
+        r = results["alignment"]
+        out += [
+            "## Alignment during training: `alignment_every` on vs off",
+            "",
+            f"`jp.train_seeds`, steady state (compile excluded), {r['devices']} "
+            f"XLA device(s). Target: on/off ≤ {r['target']}.",
+            "",
+        ]
+        out += _table(
+            ["setting", "rule", "alignment_every", "off", "on", "on/off", "target"],
+            [
+                [
+                    row["setting"],
+                    row["rule"],
+                    row["alignment_every"],
+                    f"{row['off_s']:.3f} s",
+                    f"{row['on_s']:.3f} s",
+                    f"{row['ratio']:.3f}",
+                    "met" if row["met"] else "**missed**",
+                ]
+                for row in r["rows"]
+            ],
+        )
     return "\n".join(out)
 
 

@@ -9,8 +9,9 @@ by block, for the runs that diverged (same result, a fraction of the checks;
 one compiled copy of the steps either way). Minibatch i
 of epoch e is examples π_e(iB), ..., π_e(iB + B - 1) of a keyed bijection π_e of
 [0, n) computed index by index (``_shuffle.py``): no permutation is sorted or
-carried. The step counter is not batched, so the ``lax.cond`` that evaluate stay
-real branches under ``vmap``. Everything here
+carried. The step counter is not batched, so the ``lax.cond`` that evaluate or
+measure alignment, whose predicates are the step alone, stay real branches
+under ``vmap``. Everything here
 is traced: ``_train.py`` and ``_layout.py`` jit and map it.
 """
 
@@ -218,7 +219,8 @@ def _blocks(
     def checked(state, run, mean, bad, start, hold=None):
         """The state and log entry after the block of L steps from ``start``
         that took ``state`` to ``run`` (mean, bad: its loss and first
-        non-finite step): a divergence check; an evaluation if one is due.
+        non-finite step): a divergence check; an evaluation and an alignment
+        measure if due (NaN angles for a diverged run).
         A run to ``hold`` keeps its state, ``diverged`` and ``diverged_at``
         as they are (its steps are taken and dropped)."""
         # Checked once a block, not every step: the check and the rollback cost
@@ -249,11 +251,15 @@ def _blocks(
             entry = entry._replace(eval_loss=ev[0], eval_accuracy=ev[1])
         if config.alignment_every is not None:
             nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)
+            # The predicate is the step alone: a run's ``diverged`` in it would
+            # batch it under the runs' vmap, turning the cond into a select that
+            # measures every run at every block. Diverged runs are masked after.
             angles = jax.lax.cond(
-                _due(align_at, end) & ~diverged,
+                _due(align_at, end),
                 lambda: alignment(net, rule, params, rule_state, x_align, y_align),
                 lambda: Alignment(nan, nan, nan),
             )
+            angles = jax.tree.map(lambda a: jnp.where(diverged, nan, a), angles)
             entry = entry._replace(alignment=angles)
         return state, entry
 

@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks import (
     agreement,
+    alignment,
     baselines,
     gpu,
     per_example,
@@ -542,3 +543,23 @@ def test_processes_study(tmp_path):
     assert_reported(
         tmp_path, "processes", result, ["## Across processes: 2 processes"], []
     )
+
+
+def test_alignment_study(tmp_path):
+    result = alignment.bench_alignment("smoke", 1)
+    assert_reported(tmp_path, "alignment", result, ["## Alignment during"], [])
+    s = alignment.SIZES["smoke"]
+    names = [(r["setting"].split(",")[0], r["rule"]) for r in result["rows"]]
+    assert names == [("readme", n) for n in s["readme_rules"] * 4] + [
+        ("rules.py", n) for n in s["mnist_rules"]
+    ]
+    for row in result["rows"]:
+        assert row["off_s"] > 0 and row["on_s"] > 0
+        assert row["ratio"] == pytest.approx(row["on_s"] / row["off_s"])
+        assert row["met"] == (row["ratio"] <= alignment.TARGET)
+    # The two contenders train alike; only one measures alignment.
+    run = alignment.rules_setting(1, s["mnist_steps"], s["mnist_every"][0])
+    on = run(alignment.RULES["fa"], s["mnist_every"][1])
+    off = run(alignment.RULES["fa"], None)
+    assert off.alignment is None and np.all(np.isfinite(on.alignment.grad))
+    jax.tree.map(np.testing.assert_array_equal, on.params, off.params)

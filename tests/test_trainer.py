@@ -323,3 +323,71 @@ def test_the_init_compiled_at_O1_draws_the_bits_of_xla_default(moons, dtype):
         state = trainer.init()
         expected = o3(trainer._plan, 64, True, *trainer._init_args)
         assert_bitwise_equal((state.runs, state.log), expected)
+
+
+def counting_rule(n_align):
+    """Backprop that counts, through ``jax.debug.callback``, its calls on
+    ``n_align`` examples (the alignment measure's; the steps' batches are
+    smaller): one call per run measured."""
+    calls = []
+    backprop = jp.rules.backprop()
+
+    def value_and_grads(net, params, state, x, y):
+        loss, grads, state = backprop.value_and_grads(net, params, state, x, y)
+        if x.shape[0] == n_align:
+            jax.debug.callback(lambda loss: calls.append(loss), loss)
+        return loss, grads, state
+
+    return jp.rules.Rule(backprop.init, value_and_grads, runs_last=False), calls
+
+
+@pytest.mark.parametrize("strategy", ["vmap", "sequential"])
+def test_alignment_is_measured_only_when_due(moons, strategy):
+    # Under the runs' vmap, a per-run flag in the cond's predicate made it a
+    # select: the measure ran for every run after every block.
+    x, y, _ = moons
+    rule, calls = counting_rule(x.shape[0])
+    keys = jax.random.split(jax.random.key(0), 3)
+    result = jp.train_seeds(NET, keys, x, y, optax.sgd(0.1), 120, rule=rule,
+                            batch_size=16, log_every=10, alignment_every=40,
+                            strategy=strategy, dtype="float64")  # fmt: skip
+    jax.effects_barrier()
+    np.testing.assert_array_equal(result.alignment_steps[0], [40, 80, 120])
+    assert len(calls) == 3 * 3  # 3 runs, 3 measures each (12 blocks)
+    assert np.all(np.isfinite(result.alignment.grad))
+
+
+def test_alignment_of_a_sweep_with_diverging_runs(moons):
+    # lr 4 and 10 diverge between the measures (steps 81 to 118), lr 0.05 and
+    # 2 do not: each measure is jp.alignment of the params at its step, NaN
+    # for the runs diverged by then; training is the same with it off.
+    x, labels, _ = moons
+    y = labels[:, None]
+    net = jp.MLP((2, 8, 8, 1), "tanh", "identity", "mse")
+    fa = jp.rules.feedback_alignment()
+    sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    keys = jax.random.split(jax.random.key(0), 4)
+    lrs = {"learning_rate": jnp.array([0.05, 2.0, 4.0, 10.0])}
+    kw = dict(rule=fa, hparams=lrs, batch_size=16, log_every=10, strategy="vmap",
+              dtype="float64")  # fmt: skip
+    on = jp.train_seeds(net, keys, x, y, sgd, 120, alignment_every=40, **kw)
+    off = jp.train_seeds(net, keys, x, y, sgd, 120, **kw)
+    assert_bitwise_equal(
+        (on.params, on.opt_state, on.rule_state, on.losses, on.diverged_at),
+        (off.params, off.opt_state, off.rule_state, off.losses, off.diverged_at),
+    )
+    at = np.asarray(on.diverged_at)
+    assert np.any((at > 80) & (at < 120)) and np.any(at == -1)
+
+    trainer = jp.Trainer(net, keys, x, y, sgd, 120, alignment_every=40, **kw)
+    measure = jax.jit(
+        jax.vmap(jax.vmap(lambda p, s: jp.alignment(net, fa, p, s, x, y)))
+    )
+    state = trainer.init()
+    for i in range(3):
+        state = trainer.advance(state, 40)
+        runs = trainer.runs(state)
+        want = measure(runs.params, runs.rule_state)
+        for got, expected in zip(on.alignment, want, strict=True):
+            expected = np.where(runs.diverged[..., None], np.nan, expected)
+            np.testing.assert_allclose(got[..., i], expected, rtol=1e-10, atol=1e-6)
