@@ -156,7 +156,7 @@ def delta_recursion(
         z, a = cache.z[l - 1], cache.a[l]  # z^l, a^l
         signal = project(l, deltas[-1], delta)
         shape = jnp.shape(signal)
-        if shape[:2] != z.shape[:2] or jnp.broadcast_shapes(shape, z.shape) != z.shape:
+        if shape[:2] != z.shape[:2] or not _broadcasts_to(shape, z.shape):
             raise ValueError(
                 f"{name}: the projection gave shape {shape} for layer {l}, whose "
                 f"z^{l} has shape {z.shape}; project(l, δ^(l+1), δ^L) must give "
@@ -164,6 +164,14 @@ def delta_recursion(
             )
         deltas.append(signal * sigma.derivative(z, a))
     return tuple(reversed(deltas))
+
+
+def _broadcasts_to(shape: tuple, target: tuple) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target`` without growing it."""
+    try:
+        return jnp.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
 
 
 def through(matrices: Sequence[Array]) -> Project:

@@ -41,8 +41,9 @@ Array = jax.Array
 class Dataset:
     """Training data and, when there is one, a held-out part.
 
-    Unpacks as its training part, ``x, y = data``, whatever the held-out part:
-    the generators return a ``Dataset`` with or without ``n_test``. NumPy arrays
+    Unpacks as its parts: ``x, y = data`` without a held-out part (the
+    generators without ``n_test``), ``x, y, x_test, y_test = data`` with one;
+    ``data[i]`` and ``len(data)`` count the same parts. NumPy arrays
     from ``mnist1d`` and the files, JAX arrays from the synthetic generators;
     ``split`` keeps the type it is given. A pytree of its arrays.
 
@@ -58,8 +59,23 @@ class Dataset:
     x_test: np.ndarray | Array | None = None
     y_test: np.ndarray | Array | None = None
 
+    def _parts(self) -> tuple:
+        if self.x_test is None and self.y_test is None:
+            return self.x, self.y
+        return self.x, self.y, self.x_test, self.y_test
+
     def __iter__(self):
-        return iter((self.x, self.y))
+        return iter(self._parts())
+
+    def __len__(self) -> int:
+        return len(self._parts())
+
+    def __getitem__(self, i):
+        return self._parts()[i]
+
+    def _replace(self, **changes) -> Dataset:
+        """A copy with ``changes`` (as a NamedTuple's ``_replace``)."""
+        return dataclasses.replace(self, **changes)
 
 
 def split(x, y, n_test: int, *, key=None) -> Dataset:

@@ -17,8 +17,8 @@ them in its state) or the rule's (the fields of its state that
 
 Every value is checked before anything compiles, by the same definition of
 its constraint as the constructor argument (the rule's ``hyperparams`` checks;
-a finite number for an optimizer's), and a name that would have no effect is
-refused, naming the grid key and the offending value.
+``kolen_pollack_sgd``'s own; a finite number for optax's), and a name that
+would have no effect is refused, naming the grid key and the offending value.
 """
 
 from __future__ import annotations
@@ -108,11 +108,12 @@ def _where(key: str, opt_names, rule_names: dict, rule, rule_state) -> str:
         return f"{_OPTIMIZER}.{name}"
     if in_rule:
         return f"{_RULE}.{name}"
+    in_state = name in getattr(rule_state, "_fields", ())
     raise ValueError(
         f"{label}: neither the optimizer nor the rule has such a hyperparameter "
         f"(the optimizer's: {sorted(opt_names)}; the rule {rule.name}'s: "
         f"{sorted(rule_names)})."
-        + _did_you_mean(name, [*opt_names, *rule_names])
+        + ("" if in_state else _did_you_mean(name, [*opt_names, *rule_names]))
         + ("" if opt_names else f" To sweep an optimizer's number, {_INJECT_HINT}.")
         + _inactive(name, rule_names, rule_state)
     )
@@ -134,10 +135,11 @@ def _not_in_optimizer(name, opt_names) -> str:
 
 
 def _not_in_rule(name, rule_names, rule, rule_state) -> str:
+    in_state = name in getattr(rule_state, "_fields", ())
     return (
         f"the rule {rule.name} has no hyperparameter {name!r} a grid may set "
         f"(it has {sorted(rule_names)})."
-        + _did_you_mean(name, rule_names)
+        + ("" if in_state else _did_you_mean(name, rule_names))
         + _inactive(name, rule_names, rule_state)
     )
 
@@ -147,9 +149,8 @@ def _inactive(name, rule_names, rule_state) -> str:
     if name in rule_names or name not in getattr(rule_state, "_fields", ()):
         return ""
     return (
-        f" Its state holds {name!r}, but setting it would have no effect on "
-        f"this rule (e.g. DP-SGD reads sampling_rate only with "
-        f"sampling='poisson')."
+        f" {name!r} is part of the rule's state (drawn or learnt by the rule), "
+        f"not a number a grid may set."
     )
 
 
@@ -158,14 +159,26 @@ def _did_you_mean(name: str, names) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
+def optimizer_checks(optimizer, opt_names) -> dict:
+    """The checks of an optimizer's injected hyperparameters, {name: check}:
+    its constructor's where jaxprop made it (``jp.rules.kolen_pollack_sgd``),
+    else a finite number (optax checks none)."""
+    from ._rules import KOLEN_POLLACK_HYPERPARAMS, is_kolen_pollack_sgd
+
+    checks = dict.fromkeys(opt_names, number)
+    if is_kolen_pollack_sgd(optimizer):
+        checks.update(KOLEN_POLLACK_HYPERPARAMS)
+    return checks
+
+
 def check_hparams(
-    hparams, rule, opt_state, rule_state
+    hparams, rule, optimizer, opt_state, rule_state
 ) -> tuple[dict[str, jax.Array], int]:
     """The grid checked: ({qualified name: (n_hparams,) values}, n_hparams).
 
     Args:
       hparams: the user's grid, ``{name: (n_hparams,) values}``, or None.
-      rule: the run's rule.
+      rule, optimizer: the run's rule and optimizer.
       opt_state, rule_state: one run's optimizer and rule states (shapes
         suffice: ``jax.eval_shape``).
 
@@ -198,7 +211,10 @@ def check_hparams(
                 f"grid point); got shape {values.shape}."
             )
         where, _, name = qualified.partition(".")
-        check = number if where == _OPTIMIZER else rule_names[name]
+        if where == _OPTIMIZER:
+            check = optimizer_checks(optimizer, opt_names)[name]
+        else:
+            check = rule_names[name]
         for value in np.asarray(values).tolist():
             check(value, f"hparams[{key!r}]")
         out[qualified] = values

@@ -204,6 +204,8 @@ def npz_array(f: np.lib.npyio.NpzFile, name: str, path) -> np.ndarray:
     """
     try:
         return f[name]
+    except UnicodeDecodeError as e:  # a member's .npy header, overwritten
+        raise _damaged(Path(path), e) from None
     except ValueError as e:  # NumPy's, on the member's .npy header or dtype
         raise ValueError(f"{path}: array {name!r} cannot be read ({e}).") from None
     except _DAMAGE as e:

@@ -217,7 +217,9 @@ def delta_rule(
       hyperparams, name: as for :class:`Rule` (name: ``project``'s name by
         default).
     """
-    name = name or getattr(project, "__name__", "delta_rule")
+    name = name or getattr(project, "__name__", "<lambda>")
+    if name == "<lambda>":
+        name = "delta_rule"
 
     def value_and_grads(net, params, state, x, y):
         check_state_fits(rule, net, params, state)
@@ -357,13 +359,15 @@ def _kolen_pollack(learning_rate: float, decay: float, scale: float | None) -> R
             jnp.asarray(decay, dtype),
         )
 
-    return delta_rule(
+    rule = delta_rule(
         init,
         _through_feedback,
         _kp_update,
         hyperparams=KOLEN_POLLACK_HYPERPARAMS,
         name="kolen_pollack",
     )
+    _NUMBERS[id(rule)] = {"learning_rate": learning_rate, "decay": decay}
+    return rule
 
 
 #: Kolen-Pollack's numbers and their constraints: the constructor's arguments
@@ -410,7 +414,9 @@ def _decayed_sgd(learning_rate, decay):
     )
 
 
-#: The optimizers :func:`kolen_pollack_sgd` made (kept alive by its cache), by id.
+#: The (learning_rate, decay) of each Kolen-Pollack rule and each optimizer of
+#: :func:`kolen_pollack_sgd`, by id (their factories' caches keep them alive).
+_NUMBERS: dict[int, dict[str, float]] = {}
 _PAIRED: set[int] = set()
 
 
@@ -420,6 +426,7 @@ def _kolen_pollack_sgd(learning_rate: float, decay: float):
         learning_rate=learning_rate, decay=decay
     )
     _PAIRED.add(id(optimizer))
+    _NUMBERS[id(optimizer)] = {"learning_rate": learning_rate, "decay": decay}
     return optimizer
 
 
@@ -452,19 +459,46 @@ def is_kolen_pollack_sgd(optimizer) -> bool:
     return id(optimizer) in _PAIRED
 
 
-def warn_unpaired(rule: Rule, optimizer) -> None:
-    """A warning when Kolen-Pollack trains with an optimizer other than
-    :func:`kolen_pollack_sgd` (W − B then does not shrink as (1 − decay)^t)."""
-    if rule.name == "kolen_pollack" and not is_kolen_pollack_sgd(optimizer):
-        warnings.warn(
-            "Kolen-Pollack with an optimizer other than "
-            "jp.rules.kolen_pollack_sgd(learning_rate, decay): W does not take "
-            "the step B takes, so W − B no longer shrinks as (1 − decay)^t and B "
-            "need not converge to W. Pair them with "
-            "optimizer=jp.rules.kolen_pollack_sgd(η, decay) of the rule's numbers.",
-            UserWarning,
-            stacklevel=_caller_level(),
+def warn_unpaired(rule: Rule, optimizer, grid=None) -> None:
+    """A warning when Kolen-Pollack (alone or under DP-SGD) trains with an
+    optimizer other than :func:`kolen_pollack_sgd`, or with other numbers than
+    the rule's at some grid point (``grid``: {qualified name: (n,) values}):
+    W − B then does not shrink as (1 − decay)^t."""
+    if rule.name not in ("kolen_pollack", "dp_sgd(kolen_pollack)"):
+        return
+    if not is_kolen_pollack_sgd(optimizer):
+        why = "with an optimizer other than jp.rules.kolen_pollack_sgd(η, decay)"
+    else:
+        why = _numbers_differ(
+            _NUMBERS.get(id(rule)), _NUMBERS[id(optimizer)], grid or {}
         )
+        if why is None:
+            return
+    warnings.warn(
+        f"Kolen-Pollack {why}: W does not take the step B takes, so W − B no "
+        f"longer shrinks as (1 − decay)^t and B need not converge to W. Pair "
+        f"them with optimizer=jp.rules.kolen_pollack_sgd(η, decay) of the rule's "
+        f"numbers (and in a grid, the same values for optimizer.NAME and "
+        f"rule.NAME).",
+        UserWarning,
+        stacklevel=_caller_level(),
+    )
+
+
+def _numbers_differ(mine, paired, grid) -> str | None:
+    """Where the rule's numbers and its paired optimizer's differ, said for
+    the warning; None where they agree at every grid point (or are unknown)."""
+    if mine is None:  # under DP-SGD: the base rule's numbers are not kept
+        return None
+    for name in ("learning_rate", "decay"):
+        rule_values = np.asarray(grid.get(f"rule.{name}", mine[name]), np.float64)
+        opt_values = np.asarray(grid.get(f"optimizer.{name}", paired[name]), np.float64)
+        if not np.allclose(rule_values, opt_values, rtol=1e-6, atol=0):
+            return (
+                f"with {name} {np.ravel(rule_values).tolist()} for B but "
+                f"{np.ravel(opt_values).tolist()} in its optimizer"
+            )
+    return None
 
 
 def _caller_level() -> int:
@@ -634,15 +668,26 @@ def _dp_sgd(
             state,
         )
 
-    hyperparams = DP_SGD_HYPERPARAMS[: 3 if sampling == "poisson" else 2]
+    hyperparams = DP_SGD_HYPERPARAMS
+    if sampling is None:
+        hyperparams = (*hyperparams[:2], ("sampling_rate", _no_sampling_rate))
     name = f"dp_sgd({base.name})"
     rule = Rule(init, value_and_grads, base.runs_last, None, None, hyperparams, name)
     return rule
 
 
+def _no_sampling_rate(value, name: str):
+    """Refuses a sampling rate where nothing reads it (a grid would train each
+    of its points alike)."""
+    raise ValueError(
+        f"{name}: sampling_rate has no effect without sampling='poisson' (build "
+        f"the rule with jp.rules.dp_sgd(..., sampling='poisson', sampling_rate=q))."
+    )
+
+
 #: DP-SGD's numbers and their constraints: the constructor's arguments and a
 #: grid's (``sampling_rate`` only with ``sampling="poisson"``, the one sampling
-#: that reads it).
+#: that reads it; without it, a grid's sampling_rate is refused).
 DP_SGD_HYPERPARAMS = (
     ("clip_norm", positive_number),
     ("noise_multiplier", non_negative_number),
@@ -783,7 +828,11 @@ def check_state_fits(
     expected = jax.eval_shape(
         lambda k, p: rule.init(k, net, p), jax.random.key(0), probe
     )
-    describe = lambda l: (tuple(np.shape(l)), str(l.dtype))  # noqa: E731
+
+    def describe(l):  # a PRNG key of any implementation fits a key
+        key = jax.dtypes.issubdtype(l.dtype, jax.dtypes.prng_key)
+        return tuple(np.shape(l)), "key" if key else str(l.dtype)
+
     want = jax.tree.map(describe, expected)
     try:
         got = jax.tree.map(

@@ -24,7 +24,7 @@ import optax
 
 from . import _rules as rules
 from ._activations import default_scheme, describe
-from ._data import check_dataset
+from ._data import Dataset, check_dataset
 from ._grid import check_hparams, legacy_names
 from ._inputs import check_x, check_y
 from ._io import digest, load, save, saved_meta
@@ -106,7 +106,6 @@ def _check_config(
     _check_optimizer(optimizer)
     steps = _check_positive_int(steps, "steps")
     rule = _resolve_rule(grad, rule)
-    rules.warn_unpaired(rule, optimizer)
     if batch_size is not None:
         batch_size = _check_positive_int(batch_size, "batch_size")
         if batch_size > n_examples:
@@ -331,6 +330,7 @@ def train(
         rule,
         alignment_every,
     )
+    rules.warn_unpaired(config.rule, optimizer)
     if log_every is None:
         config = config._replace(
             log_every=_default_log_every(
@@ -361,6 +361,14 @@ def train(
 def _eval_arrays(net, dtype, eval_data):
     if eval_data is None:
         return None, None
+    if isinstance(eval_data, Dataset):
+        if eval_data.x_test is not None:
+            raise TypeError(
+                "eval_data is a jp.data.Dataset with a held-out part: give "
+                "(data.x_test, data.y_test), or (data.x, data.y) for its training "
+                "part."
+            )
+        eval_data = tuple(eval_data)
     if not (isinstance(eval_data, (tuple, list)) and len(eval_data) == 2):
         raise TypeError("eval_data must be a pair (x_eval, y_eval).")
     return _check_data(net, dtype, *eval_data, name="_eval")
@@ -498,8 +506,13 @@ class Trainer:
             lambda k, p: config.rule.init(k, net, p), jax.random.key(0), probe
         )
         hparams, n_hparams = check_hparams(
-            hparams, config.rule, jax.eval_shape(optimizer.init, probe), probe_rule
+            hparams,
+            config.rule,
+            optimizer,
+            jax.eval_shape(optimizer.init, probe),
+            probe_rule,
         )
+        rules.warn_unpaired(config.rule, optimizer, hparams)
         # What a checkpoint records and load() compares (see _settings).
         self._given = (keys, params, hparams, probe, probe_rule)
         if n_hparams:

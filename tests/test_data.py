@@ -89,7 +89,11 @@ def test_generators_return_one_type_that_unpacks_as_x_y(
 ):
     data = make(key, **kwargs, n_test=n_test)
     assert type(data) is jp.data.Dataset
-    x, y = data  # the training part, with or without a held-out one
+    if n_test == 0:
+        x, y = data  # as the tuple these generators returned
+    else:
+        x, y, x_test, y_test = data  # as the NamedTuple they returned
+        assert x_test is data.x_test and data[3] is y_test
     assert x is data.x and y is data.y and x.shape[0] == kwargs["n"]
     assert (data.x_test is None) == (n_test == 0)
     # A pytree of its arrays, as the NamedTuple it was: jax.tree functions work.

@@ -12,6 +12,7 @@ import sys
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 import jaxprop as jp
@@ -388,7 +389,7 @@ def test_rules_are_read_by_the_library_names_too(name, short):
 
 def test_config_as_a_dict_round_trips():
     config = make_config({"data": "moons", "lr": "0.1,0.3", "rule": "kolen_pollack",
-                          "kp_lr": 0.1, "sizes": "2,4,1"})  # fmt: skip
+                          "kp_decay": 0.01, "sizes": "2,4,1"})  # fmt: skip
     settings = config.as_dict()
     assert type(settings) is dict and settings["lr"] == (0.1, 0.3)
     assert settings["rule"] == "kp" and settings["sizes"] == (2, 4, 1)
@@ -603,9 +604,13 @@ def test_kp_pairs_with_sgd_and_old_runs_resume_unpaired(tmp_path):
     grid = _experiment.build(config).trainer._settings["hparams"]
     assert grid == {"optimizer.learning_rate": ["0.1", "0.3"],
                     "rule.learning_rate": ["0.1", "0.3"]}  # fmt: skip
-    adam = _experiment.make_config({"rule": "kp", "optimizer": "adam"})
+    with pytest.warns(UserWarning, match="W − B no longer shrinks"):
+        adam = _experiment.make_config({"rule": "kp", "optimizer": "adam"})
     assert adam.kp_paired is False
-    with_kp_lr = _experiment.make_config({"rule": "kp", "lr": "0.1,0.3", "kp_lr": 1})
+    with pytest.warns(UserWarning, match="B steps at another rate than W"):
+        with_kp_lr = _experiment.make_config(
+            {"rule": "kp", "lr": "0.1,0.3", "kp_lr": 1}
+        )
     grid = _experiment.build(with_kp_lr).trainer._settings["hparams"]
     assert grid == {"optimizer.learning_rate": ["0.1", "0.3"]}  # kp_lr is kept
     assert _experiment.make_config({"rule": "fa"}).kp_paired is None
@@ -637,3 +642,48 @@ def test_kp_from_the_command_line_closes_w_minus_b(tmp_path, capsys):
     assert main(["train", *args, *adam]) == 0
     err = capsys.readouterr().err
     assert "warning: rule kp with optimizer adam" in err, err
+
+
+def test_kp_settings_that_would_unpair_it_are_said_in_the_options_words(capsys):
+    """Another optimizer or a --kp-lr other than --lr: a one-line warning
+    naming the options typed; under DP-SGD a grid of --lr needs --kp-lr (B's
+    rate cannot follow it there); a saved config.json reads without warning."""
+    cli = {
+        "rule": "--rule",
+        "optimizer": "--optimizer",
+        "kp_lr": "--kp-lr",
+        "lr": "--lr",
+        "kp_decay": "--kp-decay",
+        "clip_norm": "--clip-norm",
+    }
+    with pytest.warns(UserWarning, match=r"^--rule kp with --optimizer adam: W"):
+        _experiment.make_config({"rule": "kp", "optimizer": "adam"}, names=cli)
+    with pytest.warns(UserWarning, match=r"^--kp-lr 0.5 with --lr 0.05: B steps"):
+        _experiment.make_config({"rule": "kp", "kp_lr": 0.5, "lr": 0.05}, names=cli)
+    dp = {"rule": "kp", "clip_norm": 1, "noise_multiplier": 0.5}
+    with pytest.raises(ValueError, match=r"--kp-lr: under DP-SGD \(--clip-norm\)"):
+        _experiment.make_config(dp | {"lr": "0.1,0.2"}, names=cli)
+    config = _experiment.make_config(dp | {"lr": "0.1"})
+    assert "rule.learning_rate" not in _experiment.make_grid(config)
+    dp_kp = ["--rule", "kp", "--clip-norm", "1", "--noise-multiplier", "0.5"]
+    assert main(["train", "--steps", "20", *dp_kp, "--quiet", "--no-gradcheck"]) == 0
+
+
+def test_eval_data_takes_a_dataset_without_a_held_out_part():
+    x, y = jp.data.two_moons(jax.random.key(0), 32)
+    held_out = jp.data.two_moons(jax.random.key(1), 16)
+    net = jp.MLP((2, 4, 1), "tanh", "sigmoid", "binary_cross_entropy")
+    keys = jax.random.split(jax.random.key(2), 2)
+    y, held_out = y[:, None], jp.data.Dataset(held_out.x, held_out.y[:, None])
+    result = jp.train_seeds(net, keys, x, y, optax.sgd(0.1), 10, eval_data=held_out)
+    assert result.eval_accuracy.shape == (2, 1)
+    with pytest.raises(TypeError, match=r"give \(data.x_test, data.y_test\)"):
+        jp.train_seeds(
+            net,
+            keys,
+            x,
+            y,
+            optax.sgd(0.1),
+            10,
+            eval_data=jp.data.two_moons(jax.random.key(1), 16, n_test=8),
+        )

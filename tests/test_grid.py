@@ -85,7 +85,8 @@ def test_grid_and_constructor_share_one_definition():
         # A grid name with no effect: DP-SGD reads sampling_rate with Poisson
         # sampling only (two grid points trained identically).
         (SGD_H, DP, {"sampling_rate": [0.5, 1.0]},
-         r"hparams\['sampling_rate'\].*no effect on this rule"),
+         r"hparams\['sampling_rate'\]: sampling_rate has no effect without "
+         r"sampling='poisson'"),
         # Plain SGD keeps no learning rate: with KP a bare learning_rate swept
         # only KP's feedback rate; with backprop it was refused.
         (SGD, KP, {"learning_rate": [0.1, 0.2]},
@@ -101,7 +102,7 @@ def test_grid_and_constructor_share_one_definition():
          r"the rule backprop has no hyperparameter 'decay'"),
         # A state's own counters are not hyperparameters (Adam's count was set).
         (ADAM_H, None, {"count": [1, 2]}, r"neither the optimizer nor the rule"),
-        (SGD_H, DP, {"key": [1, 2]}, r"'key', but setting it would have no effect"),
+        (SGD_H, DP, {"key": [1, 2]}, r"'key' is part of the rule's state"),
         (SGD_H, None, {"learnin_rate": [0.1, 0.2]}, r"Did you mean 'learning_rate'"),
         (SGD_H, None, {"opt.learning_rate": [0.1]}, r"'optimizer.NAME' or 'rule.NAME'"),
         (SGD_H, None, {"learning_rate": [0.1], "optimizer.learning_rate": [0.1]},
@@ -163,3 +164,35 @@ def test_a_user_rules_scalar_fields_are_its_hyperparameters():
         trainer(SGD_H, mine, {"gain": [0.5, np.inf]})
     with pytest.raises(ValueError, match=r"the rule mine's: \['gain'\]"):
         trainer(SGD_H, mine, {"feedback": [0.5, 2.0]})
+
+
+def test_the_paired_optimizers_numbers_are_checked_as_its_constructor_checks_them():
+    """kolen_pollack_sgd is jaxprop's: its grid values get its own checks (a
+    zero rate made decay/η infinite: NaN losses)."""
+    opt = rules.kolen_pollack_sgd(0.1, 0.01)
+    for grid, says in [
+        ({"optimizer.learning_rate": [0.0, 0.1]}, r"must be a positive number"),
+        ({"optimizer.decay": [-1.0, 0.1]}, r"must be in \[0, 1\); got -1\.0"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            trainer(opt, KP, grid)
+
+
+@pytest.mark.filterwarnings("default")  # this test asserts the warning itself
+def test_kolen_pollack_warns_where_a_grid_point_unpairs_it():
+    """The paired optimizer with other numbers than the rule's, at any grid
+    point, warns; the same values for optimizer.NAME and rule.NAME do not."""
+    opt = rules.kolen_pollack_sgd(0.1, 0.01)
+    lrs = [0.1, 0.3]
+    with pytest.warns(
+        UserWarning, match=r"learning_rate \[0\.1\] for B but \[0\.1, 0\.3\]"
+    ):
+        trainer(opt, KP, {"optimizer.learning_rate": lrs})
+    with pytest.warns(UserWarning, match=r"decay \[0\.01\] for B but \[0\.05\]"):
+        trainer(rules.kolen_pollack_sgd(0.1, 0.05), KP, None)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer(opt, KP, {"optimizer.learning_rate": lrs, "rule.learning_rate": lrs})
+        trainer(opt, KP, None)

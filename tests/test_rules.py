@@ -179,7 +179,7 @@ def test_every_rule_over_seeds_equals_each_seed_alone(name):
     x, y = jp.data.xor("float64")
     keys = jax.random.split(jax.random.key(5), 6)
     kw = dict(rule=rule, log_every=10, dtype="float64", scheme="glorot")
-    opt = rules.kolen_pollack_sgd(0.5, 0.01) if name == "kp" else optax.sgd(0.5)
+    opt = rules.kolen_pollack_sgd(0.1, 0.01) if name == "kp" else optax.sgd(0.5)
     many = jp.train_seeds(XOR_NET, keys, x, y, opt, 200, **kw)
     one = jp.train_seeds(XOR_NET, keys[4:5], x, y, opt, 200, **kw)
     close(jax.tree.map(lambda l: l[4:5], many), one, rtol=1e-10)
@@ -397,7 +397,7 @@ def test_a_grid_reaches_the_rule_state(moons):
     result = jp.train_seeds(
         net, keys, x, y, opt, 20, rule=rules.kolen_pollack(0.1, 0.01),
         hparams={"optimizer.learning_rate": lrs, "rule.learning_rate": lrs,
-                 "rule.decay": np.array([0.0, 0.02])},
+                 "rule.decay": [0.0, 0.02], "optimizer.decay": [0.0, 0.02]},
         log_every=10, dtype="float64",
     )  # fmt: skip
     np.testing.assert_array_equal(
@@ -443,6 +443,14 @@ def test_a_projection_of_the_wrong_shape_is_named(seed):
     def project(params, state):
         return lambda l, delta_next, _: jnp.sum(delta_next, axis=1, keepdims=True)
 
+    def project_3d(params, state):  # a trailing axis that is no runs axis
+        return lambda l, delta_next, _: jnp.stack([delta_next @ params[l].w.T] * 3, -1)
+
+    wide = rules.delta_rule(lambda key, net, params: (), project_3d)
+    with pytest.raises(
+        ValueError, match=r"project_3d: the projection gave shape \(\d+, 4, 3\)"
+    ):
+        wide.value_and_grads(net, params, (), x, y)
     narrow = rules.delta_rule(lambda key, net, params: (), project, name="narrow")
     says = (
         r"narrow: the projection gave shape \(\d+, 1\) for layer 2, whose z\^2 "
@@ -463,3 +471,15 @@ def test_an_alignment_every_that_does_not_divide_the_steps_measures_the_last_too
                             rule=ALL["fa"], alignment_every=20)  # fmt: skip
     np.testing.assert_array_equal(result.alignment_steps[0], [20, 40, 50])
     assert np.isfinite(result.alignment.grad).all()
+
+
+def test_a_state_fits_whatever_its_keys_implementation(seed):
+    """DP-SGD's state holds a PRNG key: one of another implementation (rbg)
+    fits as a key does (it was refused as not fitting)."""
+    net, params, x, y = make_case(seed, (3, 5, 2), "tanh", "softmax-labels")
+    dp = rules.dp_sgd(1.0, 0.5)
+    state = dp.init(jax.random.key(1, impl="rbg"), net, params)
+    loss, grads, _ = dp.value_and_grads(net, params, state, x, y)
+    assert np.isfinite(loss) and all(
+        np.isfinite(g).all() for g in jax.tree.leaves(grads)
+    )

@@ -13,7 +13,7 @@ folder) → ``results`` (metrics, curves, plots, gradient check) → ``driver``
 (start, train in chunks, checkpoint). ``jaxprop._cli`` is the edge.
 """
 
-from .build import Experiment, build, make_optimizer
+from .build import Experiment, build, make_grid, make_optimizer
 from .config import (
     DATASETS,
     DTYPES,
@@ -57,7 +57,8 @@ __all__ = [
     "ExperimentConfig", "GradientCheck", "SavedRun", "absolute_paths", "build",
     "check_out_is_free", "checkpoint_bytes", "extend_config", "final_metrics",
     "gradient_check", "load_checkpoint", "load_data", "load_run", "make_config",
-    "make_net", "make_optimizer", "make_rule", "prepare_out", "read_config",
-    "read_toml", "results_doc", "run_experiment", "save_checkpoint", "start",
-    "train_chunks", "write_gradient_check", "write_results",
+    "make_grid", "make_net", "make_optimizer", "make_rule", "prepare_out",
+    "read_config", "read_toml", "results_doc", "run_experiment",
+    "save_checkpoint", "start", "train_chunks", "write_gradient_check",
+    "write_results",
 ]  # fmt: skip

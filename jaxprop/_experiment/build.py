@@ -58,7 +58,8 @@ def make_grid(config: ExperimentConfig) -> dict:
     kp_lr B's rate too, the same at each grid point as W's."""
     lrs = jnp.asarray(config.lr, config.dtype)
     grid = {"optimizer.learning_rate": lrs}
-    if config.kp_paired is not None and config.kp_lr is None:
+    rule_holds = "learning_rate" in dict(make_rule(config).hyperparams or ())
+    if rule_holds and config.kp_lr is None:  # not under DP-SGD: B's rate is fixed
         grid["rule.learning_rate"] = lrs
     return grid
 
@@ -111,20 +112,11 @@ def build(config: ExperimentConfig) -> Experiment:
         )
     keys = jax.random.split(jax.random.key(config.seed), config.seeds)
     with warnings.catch_warnings():
-        if config.kp_paired is False:  # said below in the settings' words
-            warnings.filterwarnings("ignore", "Kolen-Pollack with an optimizer")
+        # make_config said it in the settings' words (or, on --resume, the run
+        # already trained so).
+        warnings.filterwarnings("ignore", "Kolen-Pollack with")
         trainer = _trainer(config, data, net, keys, log_every, eval_every,
                            alignment_every)  # fmt: skip
-    if config.kp_paired is False:
-        warnings.warn(
-            f"rule kp with optimizer {config.optimizer}"
-            + (" and kp_paired false" if config.optimizer == "sgd" else "")
-            + ": W does not take the feedback's step, so W − B no longer shrinks "
-            "as (1 − kp_decay)^t and B need not converge to W; optimizer sgd "
-            "pairs them (kp_paired, its default).",
-            UserWarning,
-            stacklevel=2,
-        )
     return Experiment(
         config, data, net, trainer, checkpoint_every, eval_every, alignment_every
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -382,6 +383,8 @@ def _make_config(values: Mapping[str, Any], n) -> ExperimentConfig:
         raise ValueError(f"{n('strategy')} 'chunked' needs {n('chunk_size')}.")
     config = ExperimentConfig(**out)
     make_rule(config)  # the rule's own checks (scale, decay, ...)
+    if rule == "kp":
+        _kp_checks(config, n)
     # Cost and output activation must fit each other: jp.MLP says why not.
     MLP(
         (1, 1),
@@ -425,6 +428,36 @@ def _base_rule(config: ExperimentConfig) -> Rule:
 def kp_decay(config: ExperimentConfig) -> float:
     """Kolen-Pollack's weight decay per step."""
     return KP_DECAY if config.kp_decay is None else config.kp_decay
+
+
+def _kp_checks(config: ExperimentConfig, n) -> None:
+    """Kolen-Pollack's settings that would leave W − B without its (1 − decay)^t
+    shrinkage: refused where a number would silently be another, warned where
+    it is a choice."""
+    if config.clip_norm is not None and config.kp_lr is None and len(config.lr) > 1:
+        raise ValueError(
+            f"{n('kp_lr')}: under DP-SGD ({n('clip_norm')}) Kolen-Pollack's "
+            f"feedback rate cannot follow a grid of {n('lr')}; give it."
+        )
+    if not config.kp_paired:
+        warnings.warn(
+            f"{n('rule')} kp with {n('optimizer')} {config.optimizer}"
+            + (f" and {n('kp_paired')} false" if config.optimizer == "sgd" else "")
+            + f": W does not take the feedback's step, so W − B no longer shrinks "
+            f"as (1 − {n('kp_decay')})^t and B need not converge to W; "
+            f"{n('optimizer')} sgd pairs them ({n('kp_paired')} true, its default).",
+            UserWarning,
+            stacklevel=3,
+        )
+    elif config.kp_lr is not None and any(lr != config.kp_lr for lr in config.lr):
+        warnings.warn(
+            f"{n('kp_lr')} {config.kp_lr:g} with {n('lr')} "
+            f"{','.join(f'{lr:g}' for lr in config.lr)}: B steps at another rate "
+            f"than W, so W − B no longer shrinks as (1 − {n('kp_decay')})^t; "
+            f"leave out {n('kp_lr')} to pair them.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _boolean(value, name: str) -> bool:

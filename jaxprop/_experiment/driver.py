@@ -170,9 +170,10 @@ def _how_to_go_on(out: Path) -> str:
     else:
         intact = "config.json is intact"
     return (
-        f"{intact}. To go on, delete {out}/checkpoint.npz "
-        f"and run jaxprop train --resume {out} again (it trains the run from step "
-        f"0 in that folder), or start a new run with another --out."
+        f"{intact}. To go on, start a new run with another --out, or delete "
+        f"{out}/checkpoint.npz and run jaxprop train --resume {out} again: that "
+        f"trains the run from step 0 in that folder and replaces its results "
+        f"(copy them first to keep them)."
     )
 
 

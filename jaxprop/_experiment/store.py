@@ -9,6 +9,7 @@ import json
 import math
 import platform
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -116,7 +117,9 @@ def read_config(out: Path) -> ExperimentConfig:
     values = read_doc(out)["config"]
     if values.get("rule") == "kp":  # runs saved before the pairing: unpaired
         values.setdefault("kp_paired", False)
-    return make_config(values, source=str(Path(out) / "config.json"))
+    with warnings.catch_warnings():  # said when the run started; nothing to choose
+        warnings.simplefilter("ignore")
+        return make_config(values, source=str(Path(out) / "config.json"))
 
 
 def extend_config(out: Path, steps: int) -> tuple[ExperimentConfig, int]:
