@@ -198,8 +198,8 @@ def test_resume_refuses_another_runs_checkpoint(runs, tmp_path):
     message = one_line(done.stderr, f"jaxprop train: --resume: {out}/checkpoint.npz")
     assert (
         f"saved by another run than {out}/config.json describes: hparams (saved "
-        f"{{'learning_rate': ['0.3']}}, this trainer {{'learning_rate': ['0.1']}})"
-        in message
+        f"{{'optimizer.learning_rate': ['0.3']}}, this trainer "
+        f"{{'optimizer.learning_rate': ['0.1']}})" in message
     )
 
 

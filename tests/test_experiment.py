@@ -641,7 +641,7 @@ def test_kp_from_the_command_line_closes_w_minus_b(tmp_path, capsys):
     adam = ["--optimizer", "adam", "--out", str(tmp_path / "adam")]
     assert main(["train", *args, *adam]) == 0
     err = capsys.readouterr().err
-    assert "warning: rule kp with optimizer adam" in err, err
+    assert "warning: --rule kp with --optimizer adam: W does not" in err, err
 
 
 def test_kp_settings_that_would_unpair_it_are_said_in_the_options_words(capsys):

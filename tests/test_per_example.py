@@ -313,6 +313,7 @@ def test_dp_sgd_step_runs_last_equals_each_run():
 
 
 @pytest.mark.slow  # two trainer programs: 8 s; the step is checked above
+@pytest.mark.filterwarnings("ignore:Kolen-Pollack with")  # not its pairing
 def test_dp_sgd_trains_over_seeds_as_each_seed_alone():
     """Tiny XOR nets vmapped over seeds take the runs-last path, where the rule
     state's keys gain a trailing runs axis; strategy="sequential" runs each

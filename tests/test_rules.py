@@ -187,6 +187,7 @@ def test_every_rule_over_seeds_equals_each_seed_alone(name):
 
 
 @pytest.mark.slow  # several seconds (subprocesses or compiles): .ci/run runs it
+@pytest.mark.filterwarnings("ignore:Kolen-Pollack with")  # not its pairing
 def test_rules_keep_the_seeds_init_and_data_keys(moons):
     """The rule state's key is folded from the run's key: init params and data
     order are those of backprop runs, and grad='manual' is rule=backprop()."""
@@ -222,6 +223,7 @@ def moons():
 # Slow (11 s): a rule's state is one more part of the run state whose
 # checkpoints test_trainer's save/load/resume tests check bit for bit.
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Kolen-Pollack with")  # not its pairing
 @pytest.mark.parametrize("name", ["kp"])  # a state that changes at every step
 def test_rule_state_survives_a_checkpoint_bit_for_bit(tmp_path, moons, name):
     x, y, _ = moons

@@ -444,8 +444,8 @@ def _kp_checks(config: ExperimentConfig, n) -> None:
             f"{n('rule')} kp with {n('optimizer')} {config.optimizer}"
             + (f" and {n('kp_paired')} false" if config.optimizer == "sgd" else "")
             + f": W does not take the feedback's step, so W − B no longer shrinks "
-            f"as (1 − {n('kp_decay')})^t and B need not converge to W; "
-            f"{n('optimizer')} sgd pairs them ({n('kp_paired')} true, its default).",
+            f"as (1 − decay)^t and B need not converge to W; {n('optimizer')} sgd "
+            f"pairs them (the default).",
             UserWarning,
             stacklevel=3,
         )
@@ -453,8 +453,8 @@ def _kp_checks(config: ExperimentConfig, n) -> None:
         warnings.warn(
             f"{n('kp_lr')} {config.kp_lr:g} with {n('lr')} "
             f"{','.join(f'{lr:g}' for lr in config.lr)}: B steps at another rate "
-            f"than W, so W − B no longer shrinks as (1 − {n('kp_decay')})^t; "
-            f"leave out {n('kp_lr')} to pair them.",
+            f"than W, so W − B no longer shrinks as (1 − decay)^t; leave out "
+            f"{n('kp_lr')} to pair them.",
             UserWarning,
             stacklevel=3,
         )
