@@ -154,16 +154,34 @@ def delta_recursion(
     deltas = [delta]
     for l in range(len(cache.z) - 1, 0, -1):
         z, a = cache.z[l - 1], cache.a[l]  # z^l, a^l
-        signal = project(l, deltas[-1], delta)
+        runs_last = z.ndim > 2  # (batch, n_l, runs): the tiny-network path
+        try:
+            signal = project(l, deltas[-1], delta)
+        except (TypeError, ValueError) as e:
+            if not runs_last:
+                raise
+            raise ValueError(
+                f"{name}: the projection failed ({type(e).__name__}: {e}); "
+                f"{_RUNS_LAST}."
+            ) from e
         shape = jnp.shape(signal)
         if shape[:2] != z.shape[:2] or not _broadcasts_to(shape, z.shape):
             raise ValueError(
                 f"{name}: the projection gave shape {shape} for layer {l}, whose "
                 f"z^{l} has shape {z.shape}; project(l, δ^(l+1), δ^L) must give "
-                f"(batch, n_l) = {z.shape[:2]}."
+                f"δ^l's shape"
+                + (f"; {_RUNS_LAST}." if runs_last else f" (batch, n_l) = {z.shape}.")
             )
         deltas.append(signal * sigma.derivative(z, a))
     return tuple(reversed(deltas))
+
+
+_RUNS_LAST = (
+    "on the runs-last arrays of the tiny-network fast path every array has a "
+    "trailing runs axis (δ: (batch, n, runs), W: (n_in, n_out, runs)): write the "
+    "projection's products with jp.rules.contract and the rest elementwise, or "
+    "make the rule with runs_last=False"
+)
 
 
 def _broadcasts_to(shape: tuple, target: tuple) -> bool:

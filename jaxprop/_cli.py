@@ -350,10 +350,15 @@ def _config_values(args, fields) -> dict:
 
 
 def _option_names(args, fields) -> dict[str, str]:
-    """``make_config``'s names for the settings given as options (``--kp-lr``);
-    those read from --config keep their key, as the file spells them."""
+    """``make_config``'s names of the settings: options (``--kp-lr``), but for
+    those read from --config, which keep their key, as the file spells them."""
+    from ._experiment import read_toml
+
+    in_file = set(read_toml(args.config)) if getattr(args, "config", None) else set()
     return {
-        k: "--" + k.replace("_", "-") for k in fields if getattr(args, k) is not None
+        k: "--" + k.replace("_", "-")
+        for k in fields
+        if getattr(args, k) is not None or k not in in_file
     }
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ._io import atomic_write, npz_array, open_npz
 from ._params import check_key
-from ._validate import integer
+from ._validate import integer, non_negative_number, positive_number
 
 Array = jax.Array
 
@@ -220,11 +220,13 @@ def two_moons(key, n: int = 200, noise: float = 0.1, *, n_test: int = 0) -> Data
       n_test: held-out points, ≥ 0.
 
     Returns:
-      ``Dataset(x, y, x_test, y_test)``, which unpacks as ``x, y``; x_test
-      (n_test, 2) and y_test (n_test,), None when ``n_test`` is 0.
+      ``Dataset(x, y, x_test, y_test)``; x_test (n_test, 2) and y_test
+      (n_test,), None when ``n_test`` is 0. It unpacks as ``x, y`` without a
+      held-out part and as ``x, y, x_test, y_test`` with one.
     """
     check_key(key)
     n = _check_n(n, 2)
+    noise = non_negative_number(noise, "noise")
     return _with_test(lambda m: _two_moons(key, m, noise), n, n_test)
 
 
@@ -264,12 +266,15 @@ def spirals(
       n_test: held-out points, ≥ 0.
 
     Returns:
-      ``Dataset(x, y, x_test, y_test)``, which unpacks as ``x, y``; x_test
-      (n_test, 2) and y_test (n_test,), None when ``n_test`` is 0.
+      ``Dataset(x, y, x_test, y_test)``; x_test (n_test, 2) and y_test
+      (n_test,), None when ``n_test`` is 0. It unpacks as ``x, y`` without a
+      held-out part and as ``x, y, x_test, y_test`` with one.
     """
     check_key(key)
     n_classes = _check_n(n_classes, 1)
     n = _check_n(n, n_classes)
+    noise = non_negative_number(noise, "noise")
+    turns = positive_number(turns, "turns")
     return _with_test(lambda m: _spirals(key, m, n_classes, noise, turns), n, n_test)
 
 
@@ -311,14 +316,17 @@ def blobs(
       n_test: held-out points, ≥ 0, around the same centers.
 
     Returns:
-      ``Dataset(x, y, x_test, y_test)``, which unpacks as ``x, y``: x (n,
-      n_features) and labels y (n,) in [0, n_classes); x_test (n_test,
-      n_features) and y_test (n_test,), None when ``n_test`` is 0.
+      ``Dataset(x, y, x_test, y_test)``: x (n, n_features) and labels y (n,)
+      in [0, n_classes); x_test (n_test, n_features) and y_test (n_test,),
+      None when ``n_test`` is 0. It unpacks as ``x, y`` without a held-out
+      part and as ``x, y, x_test, y_test`` with one.
     """
     check_key(key)
     n_classes = _check_n(n_classes, 1)
     n_features = _check_n(n_features, 1)
     n = _check_n(n, n_classes)
+    std = non_negative_number(std, "std")
+    spread = non_negative_number(spread, "spread")
     return _with_test(
         lambda m: _blobs(key, m, n_classes, n_features, std, spread), n, n_test
     )

@@ -17,8 +17,9 @@ them in its state) or the rule's (the fields of its state that
 
 Every value is checked before anything compiles, by the same definition of
 its constraint as the constructor argument (the rule's ``hyperparams`` checks;
-``kolen_pollack_sgd``'s own; a finite number for optax's), and a name that
-would have no effect is refused, naming the grid key and the offending value.
+``kolen_pollack_sgd``'s own; for optax's a finite number, and a learning
+rate > 0), and a name that would have no effect is refused, naming the grid
+key and the offending value.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._validate import number
+from ._validate import number, positive_number
 
 #: Hyperparameter names that every optax optimizer takes: a rule's number of
 #: such a name must be written ``"rule.NAME"`` in a grid (and the optimizer's
@@ -162,10 +163,12 @@ def _did_you_mean(name: str, names) -> str:
 def optimizer_checks(optimizer, opt_names) -> dict:
     """The checks of an optimizer's injected hyperparameters, {name: check}:
     its constructor's where jaxprop made it (``jp.rules.kolen_pollack_sgd``),
-    else a finite number (optax checks none)."""
+    else a finite number (optax checks none), and a learning rate > 0."""
     from ._rules import KOLEN_POLLACK_HYPERPARAMS, is_kolen_pollack_sgd
 
     checks = dict.fromkeys(opt_names, number)
+    if "learning_rate" in checks:  # ≤ 0 would ascend the loss or stand still
+        checks["learning_rate"] = positive_number
     if is_kolen_pollack_sgd(optimizer):
         checks.update(KOLEN_POLLACK_HYPERPARAMS)
     return checks
@@ -203,6 +206,10 @@ def check_hparams(
             raise ValueError(
                 f"hparams[{key!r}]: {qualified} is given twice (bare and "
                 f"qualified); give it once."
+            )
+        if np.asarray(values).dtype.kind not in "biuf":
+            raise TypeError(
+                f"hparams[{key!r}] must hold numbers; got {np.asarray(values)!r}."
             )
         values = jnp.asarray(values)
         if values.ndim != 1 or values.shape[0] == 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -27,9 +28,17 @@ _HEADER = "__jaxprop__"
 _ZIP_MAGIC = b"PK\x03\x04"
 _NPY_MAGIC = b"\x93NUMPY"
 #: What reading a damaged .npz raises: zipfile's checks (a member's CRC, a
-#: missing table of contents), zlib's (a compressed member), a short read, and
-#: NumPy's parser of a member's .npy header.
-_DAMAGE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+#: missing table of contents, the fields of a damaged one), zlib's (a
+#: compressed member), a short read, and NumPy's parser of a member's header.
+_DAMAGE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,  # a damaged table of contents names no known method
+    struct.error,
+)
 
 
 def _is_key(leaf) -> bool:
@@ -224,17 +233,24 @@ def _parse_header(text: bytes) -> dict:
 def _read(path: Path, leaves: bool = True) -> tuple[dict, list]:
     """(header, leaves) of a file written by :func:`save`; no leaves unless asked."""
     with open_npz(path) as f:
+        # A zip read whole whose header is missing or unreadable: a foreign
+        # file, or damage that zip's checksums do not cover (its member names).
+        unsure = "damaged, or not written by jp.save"
         if _HEADER not in f.files:
-            raise ValueError(f"{path}: not a file written by jp.save.")
+            raise ValueError(f"{path}: no jaxprop header ({unsure}).")
         header = _parse_header(npz_array(f, _HEADER, path).tobytes())
         entries = header.get("leaves")
+        if header.get("format") == _FORMAT and header.get("version") != _VERSION:
+            raise ValueError(
+                f"{path}: written in version {header.get('version')!r} of jp.save's "
+                f"format; this jaxprop reads version {_VERSION}."
+            )
         if (
             header.get("format") != _FORMAT
-            or header.get("version") != _VERSION
             or not isinstance(entries, list)
             or not {f"leaf{i}" for i in range(len(entries))} <= set(f.files)
         ):
-            raise ValueError(f"{path}: not a jp.save file of version {_VERSION}.")
+            raise ValueError(f"{path}: its jaxprop header cannot be read ({unsure}).")
         if not leaves:
             return header, []
         arrays = [npz_array(f, f"leaf{i}", path) for i in range(len(entries))]

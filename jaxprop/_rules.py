@@ -193,7 +193,13 @@ def _check_scale(scale, name: str = "scale") -> float | None:
 
 
 def delta_rule(
-    init, project, update=None, *, hyperparams=None, name: str | None = None
+    init,
+    project,
+    update=None,
+    *,
+    hyperparams=None,
+    name: str | None = None,
+    runs_last: bool = True,
 ) -> Rule:
     """A δ rule: the δ recursion with ``project(params, state)`` in place of
     backprop's, and ``update(state, grads)`` for a state that learns.
@@ -214,8 +220,10 @@ def delta_rule(
         with matrices, as every built-in rule's), for per-example gradients
         and clipping to be the rule's.
       update: ``(state, grads) -> state``, or None for a state that stays.
-      hyperparams, name: as for :class:`Rule` (name: ``project``'s name by
-        default).
+      hyperparams, name, runs_last: as for :class:`Rule` (name: ``project``'s
+        name by default; runs_last=False for a projection written for (batch,
+        n) arrays only, e.g. with ``@``, which tiny networks then train on the
+        plain vmapped path).
     """
     name = name or getattr(project, "__name__", "<lambda>")
     if name == "<lambda>":
@@ -226,7 +234,7 @@ def delta_rule(
         loss, grads = _step(net, params, x, y, project(params, state), name)
         return loss, grads, state if update is None else update(state, grads)
 
-    rule = Rule(init, value_and_grads, True, project, update, hyperparams, name)
+    rule = Rule(init, value_and_grads, runs_last, project, update, hyperparams, name)
     return rule
 
 
@@ -494,9 +502,10 @@ def _numbers_differ(mine, paired, grid) -> str | None:
         rule_values = np.asarray(grid.get(f"rule.{name}", mine[name]), np.float64)
         opt_values = np.asarray(grid.get(f"optimizer.{name}", paired[name]), np.float64)
         if not np.allclose(rule_values, opt_values, rtol=1e-6, atol=0):
+            said = lambda v: "[" + ", ".join(f"{e:g}" for e in np.ravel(v)) + "]"  # noqa: E731
             return (
-                f"with {name} {np.ravel(rule_values).tolist()} for B but "
-                f"{np.ravel(opt_values).tolist()} in its optimizer"
+                f"with {name} {said(rule_values)} for B but {said(opt_values)} in "
+                f"its optimizer"
             )
     return None
 

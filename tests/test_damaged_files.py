@@ -64,13 +64,33 @@ def test_saved_meta_names_a_damaged_header(tmp_path, seed):
 
 def test_a_foreign_header_is_not_a_jp_save_file(tmp_path):
     path = tmp_path / "other.npz"
+    unsure = (
+        r"its jaxprop header cannot be read \(damaged, or not written by jp\.save\)"
+    )
     np.savez(path, __jaxprop__=np.frombuffer(b"\xff\xfe{", np.uint8))
-    with pytest.raises(ValueError, match=r"not a jp\.save file of version 1") as e:
+    with pytest.raises(ValueError, match=unsure) as e:
         jp.load(path)
     one_line(str(e.value), path)
     np.savez(path, __jaxprop__=np.frombuffer(b"[1, 2]", np.uint8))
-    with pytest.raises(ValueError, match=r"not a jp\.save file of version 1"):
+    with pytest.raises(ValueError, match=unsure):
         jp.load(path)
+    later = b'{"format": "jaxprop.pytree", "version": 2, "leaves": []}'
+    np.savez(path, __jaxprop__=np.frombuffer(later, np.uint8))
+    with pytest.raises(ValueError, match=r"written in version 2 of jp\.save's format"):
+        jp.load(path)
+
+
+def test_a_damaged_table_of_contents_is_named(tmp_path):
+    """A byte of the zip's central directory that makes zipfile raise
+    NotImplementedError (a compression method it does not know) is damage."""
+    path = jp.save(tmp_path / "tree.npz", {"w": np.arange(6.0), "b": np.ones(2)})
+    data = bytearray(path.read_bytes())
+    entry = data.rindex(b"PK\x01\x02")  # the last member's directory entry
+    data[entry + 10 : entry + 12] = (99).to_bytes(2, "little")  # its method
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"the file is damaged") as e:
+        jp.load(path)
+    one_line(str(e.value), path)
 
 
 @pytest.mark.parametrize("how", DAMAGES)

@@ -253,3 +253,13 @@ def test_load_csv(tmp_path):
         jp.data.load_csv(tmp_path / "text.csv")
     with pytest.raises(ValueError, match=r"leave no inputs"):
         jp.data.load_csv(tmp_path / "labels.csv", target_columns=3)
+
+
+def test_generators_refuse_a_negative_spread(key):
+    for make, kwargs, says in [
+        (jp.data.two_moons, {"noise": -0.1}, r"noise must be ≥ 0; got -0\.1"),
+        (jp.data.spirals, {"turns": 0}, r"turns must be a positive number"),
+        (jp.data.blobs, {"std": -1}, r"std must be ≥ 0; got -1\.0"),
+    ]:
+        with pytest.raises(ValueError, match=says):
+            make(key, 12, **kwargs)

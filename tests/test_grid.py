@@ -49,9 +49,14 @@ def trainer(optimizer, rule, hparams):
          r"hparams\['learning_rate'\] must be finite; got nan"),
         (None, {"learning_rate": [True, False]},
          r"hparams\['learning_rate'\] must be a number; got True"),
+        (None, {"learning_rate": [0.1, -0.1]},
+         r"hparams\['learning_rate'\] must be a positive number; got -0\.1"),
+        (None, {"learning_rate": ["0.1", "0.2"]},
+         r"hparams\['learning_rate'\] must hold numbers; got array\(\['0\.1'"),
     ],
     ids=["clip-negative", "clip-zero", "noise-negative", "rate-zero", "rate-two",
-         "decay-negative", "decay-two", "kp-lr-zero", "lr-nan", "lr-bool"],
+         "decay-negative", "decay-two", "kp-lr-zero", "lr-nan", "lr-bool",
+         "lr-negative", "lr-strings"],
 )  # fmt: skip
 def test_every_grid_value_is_checked_as_its_constructor_checks_it(rule, hparams, says):
     with pytest.raises((ValueError, TypeError), match=says):

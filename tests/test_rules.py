@@ -485,3 +485,26 @@ def test_a_state_fits_whatever_its_keys_implementation(seed):
     assert np.isfinite(loss) and all(
         np.isfinite(g).all() for g in jax.tree.leaves(grads)
     )
+
+
+def test_a_projection_that_fails_on_the_runs_last_arrays_says_why():
+    """Tiny networks train on runs-last arrays: a projection written with @
+    fails there with a message that says so and how to go on (it was JAX's
+    dot_general error); with runs_last=False it trains on the plain path."""
+    x, y = jp.data.xor("float64")
+    keys = jax.random.split(jax.random.key(0), 4)
+
+    def project(params, state):
+        return lambda l, delta_next, _: delta_next @ params[l].w.T
+
+    def init(key, net, params):
+        return ()
+
+    matmul = rules.delta_rule(init, project, name="matmul")
+    with pytest.raises(ValueError, match=r"matmul: the projection failed .*"
+                       r"runs-last arrays .*jp\.rules\.contract"):  # fmt: skip
+        jp.train_seeds(XOR_NET, keys, x, y, optax.sgd(0.5), 20, rule=matmul)
+    plain = rules.delta_rule(init, project, name="matmul", runs_last=False)
+    mine = jp.train_seeds(XOR_NET, keys, x, y, optax.sgd(0.5), 20, rule=plain)
+    ref = jp.train_seeds(XOR_NET, keys, x, y, optax.sgd(0.5), 20)
+    close(mine.params, ref.params, rtol=1e-10)

@@ -267,7 +267,9 @@ def test_load_checks_the_template(tmp_path):
         jp.load(tmp_path / "junk.npz")
     assert "pickle" not in str(e.value)  # NumPy's advice does not apply
     np.savez(tmp_path / "plain.npz", x=np.zeros(2))
-    with pytest.raises(ValueError, match=r"not a file written by jp\.save"):
+    with pytest.raises(
+        ValueError, match=r"no jaxprop header \(damaged, or not written by jp\.save\)"
+    ):
         jp.load(tmp_path / "plain.npz")
     with pytest.raises(TypeError, match="leaves must be arrays"):
         jp.save(tmp_path / "bad.npz", {"a": "text"})

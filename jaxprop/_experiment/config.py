@@ -4,6 +4,7 @@ strings/TOML/JSON (``make_config``), and the rule it names."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 import warnings
 from collections.abc import Mapping
@@ -141,9 +142,9 @@ class ExperimentConfig:
     checkpoint_every: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings by name (``dataclasses.asdict``): config.json's
-        ``"config"``; ``ExperimentConfig(**d)`` rebuilds the same one."""
-        return dataclasses.asdict(self)
+        """The settings by name, as config.json's ``"config"`` holds them
+        (lists, not tuples); ``make_config(d)`` rebuilds the same one."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ExperimentConfig)}

@@ -9,6 +9,7 @@ import json
 import math
 import platform
 import shutil
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -237,7 +238,8 @@ def readable_results(out: Path) -> list[str]:
             else:
                 json.loads(path.read_text())
                 whole = True
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError,
+                NotImplementedError, struct.error):  # fmt: skip
             whole = False
         if whole:
             ok.append(name)
