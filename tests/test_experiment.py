@@ -254,7 +254,7 @@ def test_load_run_and_extend_a_finished_run(tmp_path, capsys):
     assert run.config.steps == 100 and run.net.sizes == (2, 6, 1)
     settings = run.config.as_dict()  # config.json's "config", as a dict
     saved = json.loads((short / "config.json").read_text())["config"]
-    assert set(settings) == set(saved) and settings["lr"] == (0.02,)
+    assert settings == saved and settings["lr"] == [0.02]
     assert make_config(saved).as_dict() == settings
     assert run.params[0].w.shape == (1, 3, 2, 6)
     assert run.curves["losses"].shape == (1, 3, 10)
