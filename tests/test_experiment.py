@@ -7,8 +7,10 @@ in process; the kills and injected faults are in ``test_faults.py``.
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -686,3 +688,38 @@ def test_eval_data_takes_a_dataset_without_a_held_out_part():
             10,
             eval_data=jp.data.two_moons(jax.random.key(1), 16, n_test=8),
         )
+
+
+OLD_RUNS = Path(__file__).with_name("fixtures") / "runs-d43bfb0"
+
+
+@pytest.mark.parametrize("rule", ["kp", "fa"])
+def test_run_folders_of_the_previous_release_load(rule):
+    """Folders written by d43bfb0 (before grid names were qualified and kp was
+    paired): load_run reads them, their config as it was (kp unpaired)."""
+    run = jp.load_run(OLD_RUNS / rule)
+    assert run.config.rule == rule and run.config.steps == 40
+    assert run.config.kp_paired is (False if rule == "kp" else None)
+    n_lr = 1 if rule == "kp" else 2
+    assert run.params[0].w.shape == (n_lr, 2, 2, 4)  # (lrs, seeds, n_0, n_1)
+    assert np.isfinite(run.params[0].w).all()
+    np.testing.assert_array_equal(run.curves["steps"], [10, 20, 30, 40])
+
+
+@pytest.mark.slow  # two resumed runs and a fresh one: .ci/run runs it
+@pytest.mark.parametrize("rule", ["kp", "fa"])
+def test_run_folders_of_the_previous_release_resume(rule, tmp_path, capsys):
+    """--resume --steps 60 extends them with the optimizer and grid they
+    recorded (plain SGD for kp; the bare learning_rate set W's and B's rate),
+    as a run of the same settings trained from the start does, to float32's
+    rounding (the checkpoint's first 40 steps ran on another machine)."""
+    out = tmp_path / rule
+    shutil.copytree(OLD_RUNS / rule, out)
+    assert main(["train", "--resume", str(out), "--steps", "60", "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err  # nothing to choose on resume
+    resumed = jp.load_run(out)
+    trainer = _experiment.build(resumed.config).trainer
+    fresh = trainer.result(trainer.advance(trainer.init(), 60))
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(fresh.params),
+                    strict=True):  # fmt: skip
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
