@@ -30,13 +30,14 @@ _NPY_MAGIC = b"\x93NUMPY"
 #: What reading a damaged .npz raises: zipfile's checks (a member's CRC, a
 #: missing table of contents, the fields of a damaged one), zlib's (a
 #: compressed member), a short read, and NumPy's parser of a member's header.
-_DAMAGE = (
+DAMAGE = (
     zipfile.BadZipFile,
     zlib.error,
     EOFError,
     OSError,
     ValueError,
     NotImplementedError,  # a damaged table of contents names no known method
+    RuntimeError,  # ... or sets a member's "encrypted" flag
     struct.error,
 )
 
@@ -194,7 +195,7 @@ def open_npz(path: str | os.PathLike) -> np.lib.npyio.NpzFile:
     fid = open(path, "rb")
     try:
         return np.lib.npyio.NpzFile(fid, own_fid=True)
-    except _DAMAGE as e:
+    except DAMAGE as e:
         fid.close()
         raise _damaged(path, e) from None
     except BaseException:
@@ -213,11 +214,16 @@ def npz_array(f: np.lib.npyio.NpzFile, name: str, path) -> np.ndarray:
     """
     try:
         return f[name]
+    except KeyError:  # member names are not under the zip's checksums
+        raise ValueError(
+            f"{path}: no array named {name!r} (damaged, or another file); it "
+            f"holds {sorted(f.files)}."
+        ) from None
     except UnicodeDecodeError as e:  # a member's .npy header, overwritten
         raise _damaged(Path(path), e) from None
     except ValueError as e:  # NumPy's, on the member's .npy header or dtype
         raise ValueError(f"{path}: array {name!r} cannot be read ({e}).") from None
-    except _DAMAGE as e:
+    except DAMAGE as e:
         raise _damaged(Path(path), e) from None
 
 

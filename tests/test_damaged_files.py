@@ -80,16 +80,34 @@ def test_a_foreign_header_is_not_a_jp_save_file(tmp_path):
         jp.load(path)
 
 
-def test_a_damaged_table_of_contents_is_named(tmp_path):
-    """A byte of the zip's central directory that makes zipfile raise
-    NotImplementedError (a compression method it does not know) is damage."""
+@pytest.mark.parametrize("field", ["method", "encrypted"])
+def test_a_damaged_table_of_contents_is_named(tmp_path, field):
+    """Bytes of the zip's central directory that make zipfile raise
+    NotImplementedError (a compression method it does not know) or
+    RuntimeError (a member flagged encrypted) are damage."""
     path = jp.save(tmp_path / "tree.npz", {"w": np.arange(6.0), "b": np.ones(2)})
     data = bytearray(path.read_bytes())
     entry = data.rindex(b"PK\x01\x02")  # the last member's directory entry
-    data[entry + 10 : entry + 12] = (99).to_bytes(2, "little")  # its method
+    if field == "method":
+        data[entry + 10 : entry + 12] = (99).to_bytes(2, "little")
+    else:
+        data[entry + 8] |= 1  # general purpose flag bit 0: encrypted
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"the file is damaged") as e:
         jp.load(path)
+    one_line(str(e.value), path)
+
+
+def test_a_missing_member_is_named(tmp_path):
+    """Member names are not under the zip's checksums: a renamed member is a
+    ValueError naming the file and what it holds (it was a KeyError)."""
+    from jaxprop._io import npz_array, open_npz
+
+    path = tmp_path / "data.npz"
+    np.savez(path, x=np.ones(3), z_test=np.zeros(2))
+    with open_npz(path) as f, pytest.raises(ValueError) as e:
+        npz_array(f, "y_test", path)
+    assert "no array named 'y_test' (damaged, or another file)" in str(e.value)
     one_line(str(e.value), path)
 
 

@@ -723,3 +723,15 @@ def test_run_folders_of_the_previous_release_resume(rule, tmp_path, capsys):
     for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(fresh.params),
                     strict=True):  # fmt: skip
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_saved_config_keeps_what_older_versions_accepted(tmp_path):
+    """alignment_every with backprop is refused for new runs but kept in a
+    config.json written by an older version, which then loads and resumes."""
+    values = {"rule": "backprop", "alignment_every": 20, "steps": 100}
+    with pytest.raises(ValueError, match="would measure nothing"):
+        make_config(values)
+    doc = {"config": _experiment.make_config({"steps": 100}).as_dict()}
+    doc["config"] |= {"alignment_every": 20}
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    assert _experiment.read_config(tmp_path).alignment_every == 20

@@ -173,6 +173,8 @@ def make_config(
     values: Mapping[str, Any],
     source: str = "",
     names: Mapping[str, str] | None = None,
+    *,
+    saved: bool = False,
 ) -> ExperimentConfig:
     """A validated ``ExperimentConfig`` from user values (strings, TOML, JSON).
 
@@ -182,20 +184,23 @@ def make_config(
       source: where the values come from (a file), prefixed to every message.
       names: what messages call a setting where it is not its key: the option
         the user typed (``{"kp_decay": "--kp-decay"}`` for the command line).
+      saved: the values are a run's config.json: settings that older versions
+        accepted and this one refuses for new runs (alignment_every with
+        backprop) are kept, so that the run loads and resumes as it trained.
 
     Raises:
       ValueError, TypeError: an unknown key or a value that does not fit, named
         (the vocabulary of ``jaxprop._validate``).
     """
     try:
-        return _make_config(values, lambda key: (names or {}).get(key, key))
+        return _make_config(values, lambda key: (names or {}).get(key, key), saved)
     except (ValueError, TypeError) as e:
         if not source:
             raise
         raise type(e)(f"{source}: {e}") from None
 
 
-def _make_config(values: Mapping[str, Any], n) -> ExperimentConfig:
+def _make_config(values: Mapping[str, Any], n, saved: bool) -> ExperimentConfig:
     """``make_config``'s checks; ``n(key)``: the setting's name in messages."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
@@ -338,7 +343,7 @@ def _make_config(values: Mapping[str, Any], n) -> ExperimentConfig:
             f"{n('kp_paired')} applies to {n('rule')} kp only; it would be ignored "
             f"with {n(said)} {rule!r}."
         )
-    if "alignment_every" in out and rule in ("backprop", "autodiff"):
+    if "alignment_every" in out and rule in ("backprop", "autodiff") and not saved:
         raise ValueError(
             f"{n('alignment_every')} measures a rule's angles to backprop; "
             f"{n(said)} {rule} computes backprop's own gradient, so it would "

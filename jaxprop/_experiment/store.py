@@ -9,7 +9,6 @@ import json
 import math
 import platform
 import shutil
-import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -20,7 +19,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._io import atomic_write, digest, load, npz_array, open_npz, save, saved_meta
+from .._io import (
+    DAMAGE,
+    atomic_write,
+    digest,
+    load,
+    npz_array,
+    open_npz,
+    save,
+    saved_meta,
+)
 from .._mlp import MLP
 from .._train import TrainState, write_once
 from .build import Experiment, make_optimizer
@@ -120,7 +128,7 @@ def read_config(out: Path) -> ExperimentConfig:
         values.setdefault("kp_paired", False)
     with warnings.catch_warnings():  # said when the run started; nothing to choose
         warnings.simplefilter("ignore")
-        return make_config(values, source=str(Path(out) / "config.json"))
+        return make_config(values, source=str(Path(out) / "config.json"), saved=True)
 
 
 def extend_config(out: Path, steps: int) -> tuple[ExperimentConfig, int]:
@@ -238,8 +246,7 @@ def readable_results(out: Path) -> list[str]:
             else:
                 json.loads(path.read_text())
                 whole = True
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError,
-                NotImplementedError, struct.error):  # fmt: skip
+        except DAMAGE:
             whole = False
         if whole:
             ok.append(name)
