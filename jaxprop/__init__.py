@@ -4,6 +4,8 @@ from . import data as data
 from . import rules as rules
 from ._activations import ACTIVATIONS as ACTIVATIONS
 from ._activations import Activation as Activation
+from ._alignment import Alignment as Alignment
+from ._alignment import alignment as alignment
 from ._check import GradCheckError as GradCheckError
 from ._check import GradCheckReport as GradCheckReport
 from ._check import GradCheckRow as GradCheckRow
@@ -43,8 +45,6 @@ from ._per_example import dp_epsilon as dp_epsilon
 from ._per_example import per_example_grad_norms as per_example_grad_norms
 from ._per_example import per_example_grads as per_example_grads
 from ._progress import Progress as Progress
-from ._rules import Alignment as Alignment
-from ._rules import alignment as alignment
 from ._train import Trainer as Trainer
 from ._train import TrainState as TrainState
 from ._train import train as train

@@ -25,10 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._alignment import Alignment, alignment
 from ._metrics import accuracy_from_output
 from ._mlp import MLP, for_platform
 from ._params import Params
-from ._rules import Alignment, Rule, alignment
+from ._rules import Rule
 from ._shuffle import permute, round_keys
 
 Array = jax.Array

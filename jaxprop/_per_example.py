@@ -34,8 +34,8 @@ import numpy as np
 from . import _backprop as bp
 from ._mlp import MLP
 from ._params import Params
-from ._rules import Rule, _check_number, _example_deltas, check_delta_rule
-from ._validate import fraction, integer
+from ._rules import Rule, _example_deltas, check_delta_rule
+from ._validate import fraction, integer, non_negative_number, positive_number
 from ._vjp import _check_net, _layers, _state
 
 Array = jax.Array
@@ -186,10 +186,10 @@ def dp_epsilon(
       ImportError: without ``dp_accounting`` (``pip install dp-accounting``, or
         the ``privacy`` extra of a source install).
     """
-    sigma = _check_number(noise_multiplier, "noise_multiplier", positive=False)
+    sigma = non_negative_number(noise_multiplier, "noise_multiplier")
     q = fraction(sampling_rate, "sampling_rate")
     steps = integer(steps, "steps", low=0)
-    d = _check_number(delta, "delta", positive=True)
+    d = positive_number(delta, "delta")
     if d >= 1:
         raise ValueError(f"delta must be in (0, 1); got {d}.")
     try:

@@ -28,8 +28,10 @@ The projection is the rule's ``Rule.project`` field: with it, a rule is a *δ
 rule* whose δ's are linear in δ^L, example by example, and it also serves
 ``jp.loss_with_vjp`` and ``jp.apply_with_vjp`` (its δ pass as a JAX VJP),
 per-example gradients, norms and clipping (``jp.per_example_grads``, ...) and
-:func:`dp_sgd`, which clips and noises any δ rule's per-example updates
-(Abadi et al. 2016).
+``jp.rules.dp_sgd`` (``_dp_sgd.py``), which clips and noises any δ rule's
+per-example updates (Abadi et al. 2016). How a rule aligns with backprop is
+``jp.alignment`` (``_alignment.py``); Kolen-Pollack's paired optimizer,
+:func:`kolen_pollack_sgd`, is here with the rule.
 
 The building blocks (:func:`forward`, :func:`output_delta`,
 :func:`delta_recursion`, :func:`weight_grads`, :func:`contract`) are public, so
@@ -60,11 +62,8 @@ from . import _backprop as bp
 from ._backprop import Cache
 from ._mlp import MLP, loss_and_output_delta
 from ._params import Params
-from ._random import fused
 from ._validate import (
-    fraction,
     in_unit_interval,
-    non_negative_number,
     positive_number,
 )
 
@@ -519,29 +518,7 @@ def _caller_level() -> int:
     return level
 
 
-# ---------------------------------------------------------------- DP-SGD
-class DPSGDState(NamedTuple):
-    """DP-SGD's state: the base rule's, the run's noise key, a step counter and
-    the hyperparameters (per run, so that a grid can sweep them).
-
-    Attributes:
-      base: the base rule's state (``()`` for backprop).
-      key: () PRNG key, the run's own; step t draws from ``fold_in(key, t)``.
-      count: () int32, the steps taken (t).
-      clip_norm: () C, the per-example gradient norm bound.
-      noise_multiplier: () σ; the noise's standard deviation is σC.
-      sampling_rate: () q, each example's probability of being in a step's
-        Poisson sample (1 and unused without ``sampling="poisson"``).
-    """
-
-    base: Any
-    key: Array
-    count: Array
-    clip_norm: Array
-    noise_multiplier: Array
-    sampling_rate: Array
-
-
+# ------------------------------------------------- δ rules' per-example δ's
 def check_delta_rule(rule, argname: str = "rule") -> Rule:
     """``rule`` if it is a δ rule (a :class:`Rule` with a ``project``)."""
     if rule is None:
@@ -575,217 +552,6 @@ def _example_deltas(net: MLP, rule: Rule, params: Params, state, x, y):
             cache, delta, net.sigma, rule.project(params, state), rule.name
         ),
     )
-
-
-def _draw(sample, key: Array, shape: tuple[int, ...]) -> Array:
-    """``sample(key, shape)``, or on the runs-last path, where ``key``: (runs,)
-    has a trailing runs axis, one draw per run along a trailing axis: (*shape,
-    runs), each run's numbers those it draws alone."""
-    if key.ndim == 0:
-        return sample(key, shape)
-    return jax.vmap(lambda k: sample(k, shape), out_axes=-1)(key)
-
-
-def _step_keys(state: DPSGDState, count: int) -> Array:
-    """(count,) keys of the step ``state.count``, i-th fold_in(fold_in(key, t),
-    i), as fused-Threefry keys (``jaxprop._random``: JAX's numbers, drawn in
-    one loop with their use). The count fold_ins run as one vectorized hash,
-    not count rolled loops. On the runs-last path, where ``state.key`` is
-    (runs,): (count, runs)."""
-
-    def keys(key, t):
-        key_t = jax.random.fold_in(key, t)
-        i = jnp.arange(count, dtype=jnp.uint32)
-        return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key_t, i)
-
-    if state.key.ndim == 0:
-        return fused(keys(state.key, state.count))
-    return fused(jax.vmap(keys, out_axes=1)(state.key, state.count))
-
-
-def _check_number(value, name: str, *, positive: bool) -> float:
-    """A finite number, > 0 with ``positive`` else ≥ 0 (``jaxprop._validate``)."""
-    return (positive_number if positive else non_negative_number)(value, name)
-
-
-#: DP-SGD's ways of drawing each step's examples from the batch it is given.
-SAMPLINGS = (None, "poisson")
-
-
-@functools.cache
-def _dp_sgd(
-    clip_norm: float,
-    noise_multiplier: float,
-    base: Rule,
-    sampling: str | None,
-    sampling_rate: float,
-) -> Rule:
-    def init(key, net, params):
-        if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-            key = jax.random.wrap_key_data(key)  # a raw uint32 key, typed
-        key_base, key_noise = jax.random.split(key)
-        dtype = params[0].w.dtype
-        return DPSGDState(
-            base.init(key_base, net, params),
-            key_noise,
-            jnp.zeros((), jnp.int32),
-            jnp.asarray(clip_norm, dtype),
-            jnp.asarray(noise_multiplier, dtype),
-            jnp.asarray(sampling_rate, dtype),
-        )
-
-    def value_and_grads(net, params, state, x, y):
-        check_state_fits(rule, net, params, state)
-        cache, c, deltas = _example_deltas(net, base, params, state.base, x, y)
-        c_norm = state.clip_norm
-        # min(1, C/‖g_i‖) per example: one more contraction per layer below.
-        scale = bp.clip_factors(bp.per_example_sq_norms(cache, deltas), c_norm)
-        n = x.shape[0]
-        # Key 0: the Poisson mask; key 1 + j: leaf j's noise.
-        keys = _step_keys(state, 1 + len(jax.tree.leaves(params)))
-        if sampling == "poisson":
-            q = state.sampling_rate
-            u = _draw(
-                lambda k, shape: jax.random.uniform(k, shape, scale.dtype),
-                keys[0],
-                (n,),
-            )
-            scale = scale * (u < q)  # each example kept with probability q
-            n = q * n  # the expected sample size (Abadi et al. 2016)
-        grads = bp.weight_grads(cache, deltas, scale)
-        # N(0, I) per parameter array, each from its own key, fold_in(step key,
-        # 1 + leaf index): one draw per layer's W and b, fused with the add
-        # (one long draw cut into the leaves cost ~1.4x more, per-example study),
-        # the Threefry hash included (fused keys).
-        leaves, treedef = jax.tree.flatten(grads)
-        std = state.noise_multiplier * c_norm
-        noisy = []
-        for j, g in enumerate(leaves):
-            shape = g.shape[: g.ndim - state.key.ndim]  # runs-last: (..., runs)
-            normal = lambda k, s, g=g: jax.random.normal(k, s, g.dtype)  # noqa: E731
-            noisy.append(g + std * _draw(normal, keys[1 + j], shape))
-        grads = jax.tree.unflatten(treedef, noisy)
-        if net.reduction == "mean":
-            grads = jax.tree.map(lambda g: g / n, grads)
-        base_state = (
-            state.base if base.update is None else base.update(state.base, grads)
-        )
-        state = state._replace(base=base_state, count=state.count + 1)
-        return (
-            jnp.sum(c, axis=0) if net.reduction == "sum" else jnp.mean(c, axis=0),
-            grads,
-            state,
-        )
-
-    hyperparams = DP_SGD_HYPERPARAMS
-    if sampling is None:
-        hyperparams = (*hyperparams[:2], ("sampling_rate", _no_sampling_rate))
-    name = f"dp_sgd({base.name})"
-    rule = Rule(init, value_and_grads, base.runs_last, None, None, hyperparams, name)
-    return rule
-
-
-def _no_sampling_rate(value, name: str):
-    """Refuses a sampling rate where nothing reads it (a grid would train each
-    of its points alike)."""
-    raise ValueError(
-        f"{name}: sampling_rate has no effect without sampling='poisson' (build "
-        f"the rule with jp.rules.dp_sgd(..., sampling='poisson', sampling_rate=q))."
-    )
-
-
-#: DP-SGD's numbers and their constraints: the constructor's arguments and a
-#: grid's (``sampling_rate`` only with ``sampling="poisson"``, the one sampling
-#: that reads it; without it, a grid's sampling_rate is refused).
-DP_SGD_HYPERPARAMS = (
-    ("clip_norm", positive_number),
-    ("noise_multiplier", non_negative_number),
-    ("sampling_rate", fraction),
-)
-
-
-def dp_sgd(
-    clip_norm: float,
-    noise_multiplier: float,
-    base: Rule | None = None,
-    sampling: str | None = None,
-    sampling_rate: float | None = None,
-) -> Rule:
-    r"""Differentially private SGD (Abadi et al. 2016) on any δ rule's updates.
-
-    Each step, with g_i the base rule's update for example i alone (its δ's
-    before the batch reduction, see ``jp.per_example_grads``),
-
-    .. math::
-        ĝ = \frac{1}{n} \Big( Σ_i m_i \, g_i \min(1, C/‖g_i‖)
-            + \mathcal{N}(0, σ^2 C^2 I) \Big),
-
-    where the Σ is one weighted contraction per layer over the examples'
-    δ's (``jp.clipped_grads``: no second backward pass, no per-example
-    gradient formed), the noise is drawn for every parameter, and n is the
-    net's reduction: 1 for ``"sum"``, the batch size B for ``"mean"``, or q·B
-    with Poisson sampling (the expected sample size, as Abadi et al. and
-    Opacus normalize; the realized size would leak whether an example was
-    sampled). Without sampling, m_i = 1; with ``sampling="poisson"`` each
-    example of the batch the trainer gives is kept with probability q
-    independently, m_i ~ Bernoulli(q), drawn from the rule state's key.
-
-    For ``jp.dp_epsilon(noise_multiplier, sampling_rate, steps, delta)`` to
-    bound a run's privacy loss, each step must be a Poisson sample of the
-    whole data set: train with ``batch_size=None`` (every step sees all the
-    data) and ``sampling="poisson"``. Minibatches drawn by shuffling, as the
-    trainer's ``batch_size`` does, are commonly accounted as Poisson samples
-    with q = B/N; that is an approximation, not a guarantee.
-
-    The noise key is the run's (``rule.init``'s key, split from the base
-    rule's), and step t draws from ``fold_in(key, t)``: runs are reproducible
-    per seed, independent across seeds and vmappable. The numbers are
-    ``jax.random.normal``'s for those keys, computed in one fused loop with
-    the add (``jaxprop._random``: on CPU, 0.33 of a plain step where
-    ``jax.random`` takes 0.87 at 784-1024-1024-10). ``clip_norm``,
-    ``noise_multiplier`` and ``sampling_rate`` are kept in the state
-    (:class:`DPSGDState`) as arrays, so ``train_seeds(hparams=...)`` can sweep
-    them. A base rule whose state learns (Kolen-Pollack) learns from the
-    private updates ĝ (what W receives), which keeps B's update private too.
-    The loss the rule returns (the trainer's log) is the batch's plain loss,
-    a diagnostic that is not private.
-
-    Args:
-      clip_norm: C > 0, the bound on each example's update norm ‖g_i‖ (over
-        every parameter of the net).
-      noise_multiplier: σ ≥ 0; the noise's standard deviation is σC.
-      base: the δ rule whose updates are clipped (default backprop). Rules
-        without a projection (autodiff, dp_sgd, a user's Rule given only
-        value_and_grads) are refused: clipping needs the per-example δ's.
-      sampling: None (every example of the batch, m_i = 1) or ``"poisson"``.
-      sampling_rate: q in (0, 1], with ``sampling="poisson"`` only.
-
-    Returns:
-      A :class:`Rule` whose state is a :class:`DPSGDState`; equal arguments
-      give the same rule (one compiled program).
-
-    Raises:
-      TypeError, ValueError: a bad argument, named, before anything compiles.
-    """
-    check = dict(DP_SGD_HYPERPARAMS)
-    c_norm = check["clip_norm"](clip_norm, "clip_norm")
-    sigma = check["noise_multiplier"](noise_multiplier, "noise_multiplier")
-    base = check_delta_rule(base, "base")
-    if not isinstance(sampling, (str, type(None))) or sampling not in SAMPLINGS:
-        raise ValueError(
-            f"Unknown sampling {sampling!r}; expected one of {list(SAMPLINGS)}."
-        )
-    if sampling is None:
-        if sampling_rate is not None:
-            raise ValueError(
-                "sampling_rate goes with sampling='poisson'; got sampling=None."
-            )
-        q = 1.0
-    else:
-        if sampling_rate is None:
-            raise ValueError("sampling='poisson' needs sampling_rate in (0, 1].")
-        q = check["sampling_rate"](sampling_rate, "sampling_rate")
-    return _dp_sgd(c_norm, sigma, base, sampling, q)
 
 
 #: The rules by name (the command's ``--rule``).
@@ -857,91 +623,3 @@ def check_state_fits(
             f"and dtypes {want}; got {got}. Draw it with rule.init(key, net, "
             f"params) for this rule and net."
         )
-
-
-# ----------------------------------------------------------------- alignment
-class Alignment(NamedTuple):
-    """Angles in degrees between a rule and backprop, per layer: (L,) arrays.
-
-    Attributes:
-      grad: between the rule's (∂W^l, ∂b^l) and backprop's, flattened together.
-      delta: between the rule's δ^l and backprop's δ^l, per example, averaged
-        over the batch (the measure of Nøkland 2016 and Refinetti et al. 2021;
-        NaN for examples where either δ is zero are left out of the average).
-      feedback: between W^l and the rule's B^l where B^l has W^l's shape
-        (feedback alignment, Kolen-Pollack: layers 2..L); NaN elsewhere.
-    """
-
-    grad: Array
-    delta: Array
-    feedback: Array
-
-
-def _angle(u: Array, v: Array, axis=None) -> Array:
-    """Degrees between u and v (over ``axis``); NaN if either is zero."""
-    dot = jnp.sum(u * v, axis=axis)
-    norms = jnp.sqrt(jnp.sum(u * u, axis=axis) * jnp.sum(v * v, axis=axis))
-    cos = jnp.where(norms > 0, dot / jnp.where(norms > 0, norms, 1), jnp.nan)
-    return jnp.degrees(jnp.arccos(jnp.clip(cos, -1, 1)))
-
-
-def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
-    """How well a rule's updates align with backprop's at ``params`` on (x, y).
-
-    One definition for every rule (see :class:`Alignment`); every rule gets
-    ``grad`` (and ``feedback`` if its state has a ``feedback`` of W's shapes);
-    ``delta`` is measured for δ rules (a ``Rule.project``) and autodiff, and
-    is NaN for :func:`dp_sgd` (whose per-example δ's are its base's,
-    rescaled) and for rules given only ``value_and_grads``.
-
-    Args:
-      net, params: the network and its parameters.
-      rule, state: the rule and the run's rule state.
-      x: (batch, n_0); y: targets as for ``net.loss``.
-
-    Returns:
-      An :class:`Alignment` of (L,) arrays, degrees.
-    """
-    check_rule(rule)
-    x, y = net._check_xy(params, x, y)
-    check_state_fits(rule, net, params, state)
-    _, cache = bp.forward(params, x, net.sigma, net.sigma_out)
-    _, delta = loss_and_output_delta(net, cache, y)
-    true = bp.delta_recursion(
-        cache, delta, net.sigma, _through([p.w for p in params[1:]])
-    )
-    true_grads = bp.weight_grads(cache, true)
-    _, grads, _ = rule.value_and_grads(net, params, state, x, y)
-    flat = lambda g: jnp.concatenate([g.w.ravel(), g.b.ravel()])  # noqa: E731
-    grad = jnp.stack(
-        [_angle(flat(g), flat(t)) for g, t in zip(grads, true_grads, strict=True)]
-    )
-    make_project = rule.project
-    if rule is autodiff():
-        make_project = _through_w  # its δ's are backprop's
-    mine = (
-        None
-        if make_project is None
-        else bp.delta_recursion(
-            cache, delta, net.sigma, make_project(params, state), rule.name
-        )
-    )
-    nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)
-    delta_angles = (
-        nan
-        if mine is None
-        else jnp.stack(
-            [
-                jnp.nanmean(_angle(m, t, axis=-1))
-                for m, t in zip(mine, true, strict=True)
-            ]
-        )
-    )
-    feedback = nan
-    fb = getattr(state, "feedback", None)
-    if fb is not None and [b.shape for b in fb] == [p.w.shape for p in params[1:]]:
-        angles = [
-            _angle(b.ravel(), p.w.ravel()) for b, p in zip(fb, params[1:], strict=True)
-        ]
-        feedback = nan.at[1:].set(jnp.stack(angles))
-    return Alignment(grad, delta_angles, feedback)

@@ -4,11 +4,13 @@ A rule is a :class:`Rule` (``init``, ``value_and_grads``, and for a δ rule
 its ``project``); train one with ``jp.train_seeds(..., rule=rule)``. The
 building blocks (``forward``, ``output_delta``, ``delta_recursion``,
 ``weight_grads``, ``contract``) and ``delta_rule`` make new rules; ``dp_sgd``
-makes any δ rule differentially private. See ``jaxprop._rules``.
+makes any δ rule differentially private. See ``jaxprop._rules`` and
+``jaxprop._dp_sgd``.
 """
 
+from ._dp_sgd import DPSGDState as DPSGDState
+from ._dp_sgd import dp_sgd as dp_sgd
 from ._rules import RULES as RULES
-from ._rules import DPSGDState as DPSGDState
 from ._rules import FeedbackState as FeedbackState
 from ._rules import KolenPollackState as KolenPollackState
 from ._rules import Rule as Rule
@@ -18,7 +20,6 @@ from ._rules import contract as contract
 from ._rules import delta_recursion as delta_recursion
 from ._rules import delta_rule as delta_rule
 from ._rules import direct_feedback_alignment as direct_feedback_alignment
-from ._rules import dp_sgd as dp_sgd
 from ._rules import feedback_alignment as feedback_alignment
 from ._rules import forward as forward
 from ._rules import is_kolen_pollack_sgd as is_kolen_pollack_sgd

@@ -15,10 +15,11 @@ import optax
 
 from .._activations import ACTIVATIONS
 from .._costs import COSTS, REDUCTIONS
+from .._dp_sgd import dp_sgd
 from .._layout import STRATEGIES
 from .._mlp import MLP
 from .._params import SCHEMES
-from .._rules import RULES, Rule, dp_sgd
+from .._rules import RULES, Rule
 from .._train import GRADS
 from .._validate import (
     choice,
