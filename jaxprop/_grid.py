@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._rules import KOLEN_POLLACK_HYPERPARAMS, is_kolen_pollack_sgd
 from ._validate import number, positive_number
 
 #: Hyperparameter names that every optax optimizer takes: a rule's number of
@@ -164,8 +165,6 @@ def optimizer_checks(optimizer, opt_names) -> dict:
     """The checks of an optimizer's injected hyperparameters, {name: check}:
     its constructor's where jaxprop made it (``jp.rules.kolen_pollack_sgd``),
     else a finite number (optax checks none), and a learning rate > 0."""
-    from ._rules import KOLEN_POLLACK_HYPERPARAMS, is_kolen_pollack_sgd
-
     checks = dict.fromkeys(opt_names, number)
     if "learning_rate" in checks:  # ≤ 0 would ascend the loss or stand still
         checks["learning_rate"] = positive_number
