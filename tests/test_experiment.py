@@ -690,31 +690,42 @@ def test_eval_data_takes_a_dataset_without_a_held_out_part():
         )
 
 
-OLD_RUNS = Path(__file__).with_name("fixtures") / "runs-d43bfb0"
+FIXTURES = Path(__file__).with_name("fixtures")
+# Run folders written by earlier releases: d43bfb0 (before grid names were
+# qualified and kp was paired) and b461326 (before the layer rebuild).
+OLD_RUNS = [
+    pytest.param(FIXTURES / f"runs-{release}" / rule, paired, id=f"{release}-{rule}")
+    for release, pairs in {
+        "d43bfb0": {"kp": False, "fa": None},
+        "b461326": {"kp": True, "fa": None},
+    }.items()
+    for rule, paired in pairs.items()
+]
 
 
-@pytest.mark.parametrize("rule", ["kp", "fa"])
-def test_run_folders_of_the_previous_release_load(rule):
-    """Folders written by d43bfb0 (before grid names were qualified and kp was
-    paired): load_run reads them, their config as it was (kp unpaired)."""
-    run = jp.load_run(OLD_RUNS / rule)
+@pytest.mark.parametrize("folder, paired", OLD_RUNS)
+def test_run_folders_of_earlier_releases_load(folder, paired):
+    """load_run reads them, their config as it was (d43bfb0's kp unpaired)."""
+    run = jp.load_run(folder)
+    rule = folder.name
     assert run.config.rule == rule and run.config.steps == 40
-    assert run.config.kp_paired is (False if rule == "kp" else None)
-    n_lr = 1 if rule == "kp" else 2
+    assert run.config.kp_paired is paired
+    n_lr = 1 if (rule == "kp" and not paired) else 2
     assert run.params[0].w.shape == (n_lr, 2, 2, 4)  # (lrs, seeds, n_0, n_1)
     assert np.isfinite(run.params[0].w).all()
     np.testing.assert_array_equal(run.curves["steps"], [10, 20, 30, 40])
 
 
-@pytest.mark.slow  # two resumed runs and a fresh one: .ci/run runs it
-@pytest.mark.parametrize("rule", ["kp", "fa"])
-def test_run_folders_of_the_previous_release_resume(rule, tmp_path, capsys):
+@pytest.mark.slow  # resumed runs and fresh ones: .ci/run runs it
+@pytest.mark.parametrize("folder, paired", OLD_RUNS)
+def test_run_folders_of_earlier_releases_resume(folder, paired, tmp_path, capsys):
     """--resume --steps 60 extends them with the optimizer and grid they
-    recorded (plain SGD for kp; the bare learning_rate set W's and B's rate),
-    as a run of the same settings trained from the start does, to float32's
-    rounding (the checkpoint's first 40 steps ran on another machine)."""
-    out = tmp_path / rule
-    shutil.copytree(OLD_RUNS / rule, out)
+    recorded (for d43bfb0's kp: plain SGD, the bare learning_rate setting W's
+    and B's rate), as a run of the same settings trained from the start does,
+    to float32's rounding (the checkpoint's first 40 steps may have run on
+    another machine)."""
+    out = tmp_path / folder.name
+    shutil.copytree(folder, out)
     assert main(["train", "--resume", str(out), "--steps", "60", "--quiet"]) == 0
     assert "warning" not in capsys.readouterr().err  # nothing to choose on resume
     resumed = jp.load_run(out)
