@@ -14,7 +14,7 @@ Four measurements (all jitted, float32, softmax cross-entropy, mean):
   - ``dp_sgd``: ``jp.rules.dp_sgd(C, σ).value_and_grads`` with its state;
   - ``clipped``, ``noise``: DP-SGD's parts, ``jp.clipped_grads`` and one
     N(0, I) draw of every parameter as ``dp_sgd`` draws it (the fused
-    Threefry of ``jaxprop._random``);
+    Threefry of ``jaxprop._core.random``);
   - ``noise_jax``: the same numbers drawn by ``jax.random.normal`` with its
     default Threefry key (the draw ``dp_sgd`` made before);
   - ``vmap_dp``: DP-SGD by vmap: per-example grads, clip, sum, Gaussian noise,
@@ -55,7 +55,7 @@ import optax
 
 import jaxprop as jp
 from benchmarks._common import calibrate, median, timed
-from jaxprop._random import fused
+from jaxprop._core.random import fused
 
 try:  # optional: the JAX DP library's clipped gradient, compared where it installs
     import jax_privacy

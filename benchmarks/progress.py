@@ -14,9 +14,9 @@ from __future__ import annotations
 import io
 
 from benchmarks._common import median, timed
+from jaxprop._engine.progress import Progress
+from jaxprop._engine.train import advance_in_chunks
 from jaxprop._experiment import Checkpoint, build, make_config, train_chunks
-from jaxprop._progress import Progress
-from jaxprop._train import advance_in_chunks
 
 #: name: (settings of jaxprop train) per size.
 WORKLOADS = {

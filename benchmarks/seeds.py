@@ -9,7 +9,7 @@
   second.
 - ``log-every``: what the default ``log_every`` costs: XOR over many seeds
   (float32, default strategy) with the default (chosen from the size of the
-  record, ``jaxprop._train.LOG_BYTES``), 1, 10, 100 and one block of every
+  record, ``jaxprop._engine.train.LOG_BYTES``), 1, 10, 100 and one block of every
   step, same run, interleaved (issue 14: the default within 10% of the best),
   at 16384 seeds (the issue's workload) and 65536 (its throughput target,
   ≥ 1.2e8 seed-epochs/s on 2 cores).

@@ -25,8 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._core.params import check_key
 from ._io import atomic_write, npz_array, open_npz
-from ._params import check_key
 from ._validate import integer, non_negative_number, positive_number
 
 Array = jax.Array

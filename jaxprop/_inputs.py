@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._costs import get_cost
+from ._core.costs import get_cost
 
 #: Largest tolerated deviation from 1 of the row sums of probability targets.
 ROW_SUM_ATOL = 1e-4

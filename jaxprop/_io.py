@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._random import FUSED_NAME
+from ._core.random import FUSED_NAME
 
 _FORMAT = "jaxprop.pytree"
 _VERSION = 1

@@ -11,8 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.stats
 
-from ._activations import describe
-from ._costs import class_values, get_cost
+from ._core.activations import describe
+from ._core.costs import class_values, get_cost
 
 Array = jax.Array
 
@@ -23,7 +23,7 @@ def classification_threshold(net) -> float:
     For a cost that classifies by threshold (``Cost.classify``; every built-in
     but ``softmax_cross_entropy``) an output counts as class 1 when it is above
     the threshold, and so does a target. The threshold is the midpoint of the
-    cost's two class targets (``jaxprop._costs.class_values``): 0 for ±1 targets
+    cost's two class targets (``jaxprop._core.costs.class_values``): 0 for ±1 targets
     (``hinge``), 0.5 for 0/1 targets (``binary_cross_entropy``), and for
     real-valued targets (``mse``) the midpoint of the output activation's range
     where it is bounded (sigmoid: 0.5; tanh: 0.0, for ±1 targets), else 0.5

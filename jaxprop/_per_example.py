@@ -2,9 +2,9 @@ r"""Per-example gradients, their norms and clipping from one δ backward pass,
 and the privacy accounting of DP-SGD.
 
 Every δ rule's δ's are linear in δ^L and computed row by row: run the δ
-recursion (``jaxprop._backprop.delta_recursion``) from the per-example output errors
-δ^L_i = ∂c(ŷ_i, y_i)/∂z^L_i, before the batch reduction, and row i of each δ^l
-is example i's own. Example i's update is then
+recursion (``jaxprop._core.backprop.delta_recursion``) from the per-example
+output errors δ^L_i = ∂c(ŷ_i, y_i)/∂z^L_i, before the batch reduction, and
+row i of each δ^l is example i's own. Example i's update is then
 
     g_i = ((a^0_i)ᵀ δ^1_i, δ^1_i, ..., (a^{L-1}_i)ᵀ δ^L_i, δ^L_i),
     ‖g_i‖² = Σ_l ‖δ^l_i‖² (‖a^{l-1}_i‖² + 1),
@@ -31,12 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _backprop as bp
-from ._mlp import MLP
-from ._params import Params
-from ._rules import Rule, _example_deltas, check_delta_rule
+from ._core import backprop as bp
+from ._core.params import Params
+from ._network import MLP
 from ._validate import fraction, integer, non_negative_number, positive_number
 from ._vjp import _check_net, _layers, _state
+from .rules._rules import Rule, _example_deltas, check_delta_rule
 
 Array = jax.Array
 

@@ -2,7 +2,8 @@ r"""The δ backward pass as a JAX VJP: an MLP block inside any JAX model.
 
 ``loss_with_vjp(net, rule)`` and ``apply_with_vjp(net, rule)`` are
 ``jax.custom_vjp`` functions whose backward is the rule's δ recursion
-(``jaxprop._backprop.delta_recursion``), written by hand: no autodiff runs inside them.
+(``jaxprop._core.backprop.delta_recursion``), written by hand: no autodiff
+runs inside them.
 ``jax.grad`` of any function that calls them runs that recursion for the MLP's
 part and JAX's own VJPs around it.
 
@@ -32,11 +33,11 @@ import functools
 
 import jax
 
-from . import _backprop as bp
-from ._backprop import Cache
-from ._mlp import MLP, loss_and_output_delta
-from ._params import Layer, Params
-from ._rules import Rule, check_delta_rule, check_rule_state
+from ._core import backprop as bp
+from ._core.backprop import Cache
+from ._core.params import Layer, Params
+from ._network import MLP, loss_and_output_delta
+from .rules._rules import Rule, check_delta_rule, check_rule_state
 
 Array = jax.Array
 

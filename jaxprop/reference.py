@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._check import check_grads
+from ._checks.grads import check_grads
+from ._core.params import Layer, Params
 from ._data import xor
-from ._mlp import MLP
-from ._params import Layer, Params
+from ._network import MLP
 
 #: What the reference program prints after 10000 epochs with seed 42.
 REFERENCE_OUTPUT = np.array([[0.06029012], [0.94447222], [0.944367], [0.05997169]])

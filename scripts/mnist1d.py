@@ -25,7 +25,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=32)
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--grad", choices=jp._train.GRADS, default="manual")
+    parser.add_argument("--grad", choices=jp._engine.train.GRADS, default="manual")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.steps < 1:
         parser.error("--seeds and --steps must be positive")

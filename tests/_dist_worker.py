@@ -71,7 +71,7 @@ def run(spec):
     import numpy as np
 
     import jaxprop as jp
-    from jaxprop._train import advance_in_chunks
+    from jaxprop._engine.train import advance_in_chunks
 
     net, keys, x, y, sgd, steps, options = problem(spec["light"])
     out = spec["out"].format(process_id=jax.process_index())

@@ -15,7 +15,7 @@ PACKAGE = Path(jp.__file__).parent
 
 def raised_by_jaxprop(excinfo) -> bool:
     """The error comes from jaxprop's own checks, not from inside JAX or XLA."""
-    return Path(str(excinfo.traceback[-1].path)).parent == PACKAGE
+    return PACKAGE in Path(str(excinfo.traceback[-1].path)).parents
 
 
 def check_raises(exc, match, fn, *args, **kwargs):

@@ -12,9 +12,9 @@ import optax
 import pytest
 
 import jaxprop as jp
-import jaxprop._mlp
+import jaxprop._network
 from jaxprop import rules
-from jaxprop._mlp import runs_last
+from jaxprop._network import runs_last
 from tests.helpers import assert_trees_close, make_case, numpy_rule_state
 
 SIZES = (3, 6, 5, 2)
@@ -282,7 +282,7 @@ def test_dp_sgd_step_runs_last_equals_each_run():
     noise, same Poisson mask, same Kolen-Pollack update."""
     x, y = jp.data.xor("float64")
     tiny = jp.MLP((2, 3, 1), "sigmoid", "sigmoid", "mse", "sum")
-    assert jaxprop._mlp.runs_last_pays(tiny, 4)
+    assert jaxprop._network.runs_last_pays(tiny, 4)
     dp = rules.dp_sgd(
         1.0, 0.3, base=rules.kolen_pollack(0.1, 0.01), sampling="poisson",
         sampling_rate=0.5,
@@ -323,7 +323,7 @@ def test_dp_sgd_trains_over_seeds_as_each_seed_alone():
     x, y = jp.data.xor("float64")
     keys = jax.random.split(jax.random.key(5), 4)
     tiny = jp.MLP((2, 3, 1), "sigmoid", "sigmoid", "mse", "sum")
-    assert jaxprop._mlp.runs_last_pays(tiny, 4)
+    assert jaxprop._network.runs_last_pays(tiny, 4)
     dp = rules.dp_sgd(
         1.0, 0.3, base=rules.kolen_pollack(0.1, 0.01), sampling="poisson",
         sampling_rate=0.5,

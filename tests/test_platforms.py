@@ -11,15 +11,15 @@ import optax
 import pytest
 
 import jaxprop as jp
-from jaxprop._layout import (
+from jaxprop._core.platforms import PLATFORM_COSTS, platform_costs
+from jaxprop._engine.layout import (
     AUTO_RUNS_LAST_CHUNK,
     _choose_strategy,
     _memory_budget,
     _memory_plan,
 )
-from jaxprop._loop import _Config
-from jaxprop._mlp import runs_last_pays, value_and_backprop_over_runs
-from jaxprop._platforms import PLATFORM_COSTS, platform_costs
+from jaxprop._engine.loop import _Config
+from jaxprop._network import runs_last_pays, value_and_backprop_over_runs
 from tests.helpers import assert_trees_close
 from tests.test_runs_last import per_run, stacked_cases
 
@@ -253,7 +253,7 @@ def test_trainer_rejects_devices_that_are_not_devices():
 def test_the_budget_is_read_from_this_process_s_devices_only(monkeypatch):
     """Under jax.distributed another process's GPU raises on memory_stats(): the
     budget comes from this process's devices, agreed (smallest) across them."""
-    from jaxprop import _layout
+    from jaxprop._engine import layout as _layout
 
     class Elsewhere(FakeDevice):
         is_addressable, process_index = False, 1

@@ -10,8 +10,9 @@ import optax
 import pytest
 
 import jaxprop as jp
-from jaxprop import _progress, _train
-from jaxprop._progress import Progress
+from jaxprop._engine import progress as _progress
+from jaxprop._engine import train as _train
+from jaxprop._engine.progress import Progress
 
 
 class Tty(io.StringIO):

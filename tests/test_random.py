@@ -1,4 +1,4 @@
-"""jaxprop._random: the fused Threefry behind DP-SGD's noise gives JAX's own
+"""jaxprop._core.random: the fused Threefry behind DP-SGD's noise gives JAX's own
 numbers, bit for bit, computed in one fused loop."""
 
 import math
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxprop import rules
-from jaxprop._random import FUSE_MIN_SIZE, FUSED_NAME, fused, threefry2x32
+from jaxprop._core.random import FUSE_MIN_SIZE, FUSED_NAME, fused, threefry2x32
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,8 @@ import optax
 import pytest
 
 import jaxprop as jp
-from jaxprop._backprop import contract as _contract
-from jaxprop._mlp import (
+from jaxprop._core.backprop import contract as _contract
+from jaxprop._network import (
     RUNS_LAST_MAX_BATCH,
     RUNS_LAST_MAX_WIDTH,
     runs_last_pays,
@@ -186,7 +186,7 @@ def test_training_loop_runs_last_equals_each_run(optimizer, batch_size):
     """The trainer's scan of steps under vmap over runs (runs last from its first
     step to its last: the optimizer mapped over the trailing axis, minibatches
     drawn per run) gives each run's own scan, and transposes nothing per step."""
-    from jaxprop._loop import _Config, _steps
+    from jaxprop._engine.loop import _Config, _steps
 
     net = jp.MLP((2, 3, 1), "tanh", "sigmoid", "mse", "mean")
     x, y = jp.data.xor("float64")

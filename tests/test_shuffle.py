@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 import jaxprop as jp
-from jaxprop._shuffle import half_bits, permutation, permute, round_keys
+from jaxprop._engine.shuffle import half_bits, permutation, permute, round_keys
 
 SIZES = (1, 2, 3, 7, 100, 1000, 4097, 60000)
 

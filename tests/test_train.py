@@ -13,9 +13,9 @@ import optax
 import pytest
 
 import jaxprop as jp
-from jaxprop._layout import _advance_runs
-from jaxprop._loop import _train
-from jaxprop._shuffle import permutation
+from jaxprop._engine.layout import _advance_runs
+from jaxprop._engine.loop import _train
+from jaxprop._engine.shuffle import permutation
 from tests.helpers import assert_trees_close, make_case, xla_flags
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
@@ -367,7 +367,7 @@ def test_stretches_record_what_a_check_after_every_block_records(
     # and in the split's short stretches (steps 4-99 and 200-291), which run
     # unchecked like full ones.
     assert np.any((at > 4) & (at < 100)) and np.any((at >= 200) & (at < 292))
-    monkeypatch.setattr(jp._loop, "CHECK_STEPS", 1)
+    monkeypatch.setattr(jp._engine.loop, "CHECK_STEPS", 1)
     jax.clear_caches()
     every = _diverging_sweep(key, log_every)
     for other in (split, every):
@@ -386,7 +386,7 @@ def test_a_single_run_is_checked_in_stretches_too(monkeypatch):
     run = lambda: jp.train(LINEAR, params, XOR_X, XOR_Y, optax.sgd(0.4), 300)  # noqa: E731
     stretched = run()
     assert 30 < stretched.diverged_at < 300
-    monkeypatch.setattr(jp._loop, "CHECK_STEPS", 1)
+    monkeypatch.setattr(jp._engine.loop, "CHECK_STEPS", 1)
     jax.clear_caches()
     for a, b in zip(jax.tree.leaves(stretched), jax.tree.leaves(run()), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -419,7 +419,9 @@ def test_the_default_log_every_records_every_step_unless_the_record_is_large():
     # Held-out loss and accuracy are two more rows; blocks divide eval_every.
     ev = dict(eval_data=(x, y), eval_every=500)
     every = chosen(16384, 2000, **ev)
-    assert 500 % every == 0 and 16384 * 2000 // every * 3 * 4 <= jp._train.LOG_BYTES
+    assert (
+        500 % every == 0 and 16384 * 2000 // every * 3 * 4 <= jp._engine.train.LOG_BYTES
+    )
     assert chosen(16384, 2000, **ev) > chosen(16384, 2000)
     # A single run: every step.
     result = jp.train(XOR_NET, XOR_NET.init(jax.random.key(0)), x, y, SGD, 50)
@@ -463,7 +465,7 @@ def test_runs_split_across_devices_equal_one_device(tmp_path):
             assert len(many.losses.sharding.device_set) >= 1
         # Each device holds a contiguous slab of the runs: the result comes
         # back to the leading order without moving anything between devices.
-        from jaxprop._layout import _finish
+        from jaxprop._engine.layout import _finish
         keys = jax.random.split(jax.random.key(1), 12)
         for strategy, chunk in [("vmap", None), ("chunked", 4)]:
             tr = jp.Trainer(net, keys, x, y, optax.sgd(0.5), 20, strategy=strategy,
@@ -639,12 +641,12 @@ def test_auto_strategy_chunks_are_balanced(n_runs, n_devices, grad):
     # per device where the manual step puts the runs last, as it does for XOR),
     # balanced so that padding the runs to whole chunks costs less than one run
     # per device and chunk.
-    from jaxprop._layout import (
+    from jaxprop._engine.layout import (
         AUTO_CACHE_BYTES,
         AUTO_RUNS_LAST_CHUNK,
         _choose_strategy,
     )
-    from jaxprop._loop import _Config
+    from jaxprop._engine.loop import _Config
 
     net = jp.MLP((2, 2, 1), "sigmoid", "sigmoid", "mse", "sum")
     rule = jp.rules.backprop() if grad == "manual" else jp.rules.autodiff()

@@ -10,8 +10,8 @@ import optax
 import pytest
 
 import jaxprop as jp
+from jaxprop._engine.layout import _advance_runs
 from jaxprop._io import atomic_write
-from jaxprop._layout import _advance_runs
 
 NET = jp.MLP((2, 6, 2), "tanh", "identity", "softmax_cross_entropy", "mean")
 ADAM_H = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)
@@ -309,7 +309,7 @@ def test_the_init_compiled_at_O1_draws_the_bits_of_xla_default(moons, dtype):
     """On a CPU the init program compiles at LLVM -O1 (INIT_COMPILER_OPTIONS);
     it must draw what XLA's default -O3 draws: every scheme's weights, a rule's
     random feedback, the data keys (at -O0, He's and the rules' draws differ)."""
-    from jaxprop import _layout
+    from jaxprop._engine import layout as _layout
 
     assert _layout.INIT_COMPILER_OPTIONS["cpu"] == {"xla_backend_optimization_level": 1}
     o3 = jax.jit(

@@ -19,8 +19,8 @@ import optax
 import pytest
 
 import jaxprop as jp
-from jaxprop import _costs
-from jaxprop._mlp import runs_last_pays, value_and_backprop_over_runs
+from jaxprop._core import costs as _costs
+from jaxprop._network import runs_last_pays, value_and_backprop_over_runs
 from tests.helpers import assert_trees_close, make_case
 from tests.test_bad_input import check_raises
 

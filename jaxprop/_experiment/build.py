@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._mlp import MLP
-from .._rules import RULES, kolen_pollack_sgd
-from .._train import Trainer
+from .._engine.train import Trainer
+from .._network import MLP
+from ..rules._rules import RULES, kolen_pollack_sgd
 from .config import MOMENTUM, OPTIMIZERS, ExperimentConfig, kp_decay, make_rule
 from .data import Data, load_data, make_net
 

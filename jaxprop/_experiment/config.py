@@ -13,14 +13,12 @@ from typing import Any
 
 import optax
 
-from .._activations import ACTIVATIONS
-from .._costs import COSTS, REDUCTIONS
-from .._dp_sgd import dp_sgd
-from .._layout import STRATEGIES
-from .._mlp import MLP
-from .._params import SCHEMES
-from .._rules import RULES, Rule
-from .._train import GRADS
+from .._core.activations import ACTIVATIONS
+from .._core.costs import COSTS, REDUCTIONS
+from .._core.params import SCHEMES
+from .._engine.layout import STRATEGIES
+from .._engine.train import GRADS
+from .._network import MLP
 from .._validate import (
     choice,
     expected_one_of,
@@ -30,6 +28,8 @@ from .._validate import (
     number,
     positive_number,
 )
+from ..rules._dp_sgd import dp_sgd
+from ..rules._rules import RULES, Rule
 
 #: Every name a rule is read by: the short ones of ``RULES`` and the library's
 #: (``feedback_alignment`` ...), each to the short one config.json keeps.

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from .. import _data
-from .._costs import class_values, get_cost, targets_from_labels
-from .._mlp import MLP
+from .._core.costs import class_values, get_cost, targets_from_labels
+from .._network import MLP
 from .config import ExperimentConfig, data_source
 
 

@@ -17,8 +17,8 @@ from typing import TextIO
 
 import jax
 
-from .._progress import Progress
-from .._train import advance_in_chunks, agree_max
+from .._engine.progress import Progress
+from .._engine.train import advance_in_chunks, agree_max
 from .build import Experiment
 from .store import (
     Checkpoint,
@@ -45,7 +45,7 @@ def train_chunks(
     stop_requested=None,
 ) -> Checkpoint:
     """Trains from ``checkpoint`` to the end in chunks of about ``chunk_seconds``
-    (``jaxprop._train.advance_in_chunks``: any split gives the same bits).
+    (``jaxprop._engine.train.advance_in_chunks``: any split gives the same bits).
 
     After each chunk, ``progress`` gets the runs' last logged losses, and
     ``on_checkpoint(checkpoint)`` is called at the end and every

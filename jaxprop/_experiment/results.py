@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._check import check_grads
-from .._costs import get_cost
+from .._checks.grads import check_grads
+from .._core.costs import get_cost
+from .._engine.loop import TrainResult
 from .._io import atomic_write, save
-from .._loop import TrainResult
 from .._metrics import (
     accuracy_from_output,
     classification_threshold,

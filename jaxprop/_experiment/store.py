@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._engine.train import TrainState, write_once
 from .._io import (
     DAMAGE,
     atomic_write,
@@ -29,8 +30,7 @@ from .._io import (
     save,
     saved_meta,
 )
-from .._mlp import MLP
-from .._train import TrainState, write_once
+from .._network import MLP
 from .build import Experiment, make_optimizer
 from .config import ExperimentConfig, make_config, make_rule
 from .data import Data, make_net

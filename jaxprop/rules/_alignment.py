@@ -9,9 +9,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import _backprop as bp
-from ._mlp import MLP, loss_and_output_delta
-from ._params import Params
+from .._core import backprop as bp
+from .._core.params import Params
+from .._network import MLP, loss_and_output_delta
 from ._rules import Rule, _through_w, autodiff, check_rule, check_state_fits
 
 Array = jax.Array

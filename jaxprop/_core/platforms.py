@@ -1,7 +1,7 @@
 """The cost model's figures per platform, in one table keyed by ``Device.platform``.
 
-``strategy="auto"`` (``jaxprop._layout._choose_strategy``) and the runs-last step
-(``jaxprop._mlp.runs_last_pays``) read their constants here and nowhere else.
+``strategy="auto"`` (``jaxprop._engine.layout._choose_strategy``) and the runs-last step
+(``jaxprop._network.runs_last_pays``) read their constants here and nowhere else.
 Each entry says where its figures come from, and which nobody has measured.
 
 Two models lay out the runs:
@@ -25,7 +25,7 @@ class PlatformCosts(NamedTuple):
     Attributes:
       model: ``"cache"`` or ``"memory"`` (see the module docstring).
       runs_last: whether tiny networks may be computed with the runs as the last
-        axis (``jaxprop._mlp.runs_last``) on this platform at all.
+        axis (``jaxprop._network.runs_last``) on this platform at all.
       runs_last_max_width, runs_last_max_batch: what "tiny" means: every width
         and the batch at most these.
       sequential_flops: (cache) per-run, per-step FLOPs from which runs go one

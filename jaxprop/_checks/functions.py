@@ -14,7 +14,7 @@ inputs of every size (|z| up to 300) and the neighbourhoods of kinks:
   hand-written form may well be finite there.
 - **finite**: every output is finite where every input is.
 - **runs last**: tiny networks train many runs at once on arrays with the runs
-  as a trailing axis (``jaxprop._mlp.runs_last``): z: (batch, n, runs), y:
+  as a trailing axis (``jaxprop._network.runs_last``): z: (batch, n, runs), y:
   (batch, n_out, runs), or (batch, n_out, 1) when every run shares it, and
   labels (batch, runs). The functions must give each run what they give it
   alone: the features are axis 1 (reduce over ``axis=1``, never ``-1``) and
@@ -34,10 +34,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import Activation, get_activation
-from ._check import TOLERANCES, GradCheckError
-from ._costs import Cost, get_cost
-from ._validate import positive_int
+from .._core.activations import Activation, get_activation
+from .._core.costs import Cost, get_cost
+from .._validate import positive_int
+from .grads import TOLERANCES, GradCheckError
 
 Array = jax.Array
 

@@ -25,12 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._alignment import Alignment, alignment
-from ._metrics import accuracy_from_output
-from ._mlp import MLP, for_platform
-from ._params import Params
-from ._rules import Rule
-from ._shuffle import permute, round_keys
+from .._core.params import Params
+from .._metrics import accuracy_from_output
+from .._network import MLP, for_platform
+from ..rules._alignment import Alignment, alignment
+from ..rules._rules import Rule
+from .shuffle import permute, round_keys
 
 Array = jax.Array
 

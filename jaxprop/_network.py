@@ -7,7 +7,7 @@ For layers l = 1..L, with a^0 = x (row-vector convention, x: (batch, n_0)):
 where σ_l is the hidden activation for l < L and the output activation for l = L.
 The loss is L = Σ_batch c(a^L, y) (``reduction="sum"``) or its mean over the batch.
 The maths (forward pass, output δ, the δ recursion, weight gradients) is in
-``jaxprop._backprop``, as pure functions of arrays; this module is the
+``jaxprop._core.backprop``, as pure functions of arrays; this module is the
 convenience class that checks its inputs and jits those functions, and the
 runs-last batching rule for many runs of a tiny network.
 """
@@ -23,14 +23,14 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from ._activations import (
+from ._core.activations import (
     ACTIVATIONS,
     Activation,
     canonical_activation,
     default_scheme,
     describe,
 )
-from ._backprop import (
+from ._core.backprop import (
     Cache,
     delta_recursion,
     forward,
@@ -39,9 +39,8 @@ from ._backprop import (
     through,
     weight_grads,
 )
-from ._costs import COSTS, REDUCTIONS, Cost, canonical_cost, fits
-from ._inputs import check_x, check_y
-from ._params import (
+from ._core.costs import COSTS, REDUCTIONS, Cost, canonical_cost, fits
+from ._core.params import (
     Params,
     check_float_dtype,
     check_key,
@@ -49,12 +48,13 @@ from ._params import (
     check_scheme,
     init_params,
 )
-from ._platforms import (
+from ._core.platforms import (
     DEFAULT_PLATFORM,
     LOWERING_PLATFORMS,
     PLATFORM_COSTS,
     platform_costs,
 )
+from ._inputs import check_x, check_y
 from ._validate import expected_one_of
 
 Array = jax.Array
@@ -407,7 +407,7 @@ def _value_and_backprop(net: MLP, params: Params, x: Array, y: Array, with_grads
 #: most this and the batch at most ``RUNS_LAST_MAX_BATCH`` (tiny products,
 #: unrolled into elementwise terms); otherwise it keeps ``vmap``'s batched
 #: matmuls. These are the CPU's figures; every platform's, with where they come
-#: from, are in ``jaxprop._platforms.PLATFORM_COSTS``.
+#: from, are in ``jaxprop._core.platforms.PLATFORM_COSTS``.
 RUNS_LAST_MAX_WIDTH = PLATFORM_COSTS["cpu"].runs_last_max_width
 RUNS_LAST_MAX_BATCH = PLATFORM_COSTS["cpu"].runs_last_max_batch
 
@@ -419,7 +419,7 @@ def runs_last_pays(net: MLP, batch: int, platform: str = "cpu") -> bool:
       net: the network.
       batch: examples per step.
       platform: a ``Device.platform`` (``"cpu"``, ``"gpu"``, ``"tpu"``); its
-        entry of ``jaxprop._platforms.PLATFORM_COSTS`` decides.
+        entry of ``jaxprop._core.platforms.PLATFORM_COSTS`` decides.
     """
     costs = platform_costs(platform)
     return (

@@ -7,8 +7,8 @@ A :class:`Rule` is a NamedTuple of two pure functions, as an optax
     loss, grads, state = rule.value_and_grads(net, params, state, x, y)
 
 Every rule below is the library's forward pass, its output error δ^L (true for
-every rule) and its δ recursion (``jaxprop._backprop.delta_recursion``) with another
-projection in the step δ^l = project(l, δ^{l+1}, δ^L) ⊙ σ'(z^l):
+every rule) and its δ recursion (``jaxprop._core.backprop.delta_recursion``)
+with another projection in the step δ^l = project(l, δ^{l+1}, δ^L) ⊙ σ'(z^l):
 
 ============================  ================================================
 rule                          project(l, δ^{l+1}, δ^L)
@@ -58,11 +58,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import _backprop as bp
-from ._backprop import Cache
-from ._mlp import MLP, loss_and_output_delta
-from ._params import Params
-from ._validate import (
+from .._core import backprop as bp
+from .._core.backprop import Cache
+from .._core.params import Params
+from .._network import MLP, loss_and_output_delta
+from .._validate import (
     in_unit_interval,
     positive_number,
 )
@@ -155,7 +155,7 @@ def output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
 
 def delta_recursion(net: MLP, cache: Cache, delta: Array, project) -> tuple:
     """(δ^1, ..., δ^L) from δ^L with ``project(l, δ^{l+1}, δ^L) -> (batch, n_l)``
-    in place of δ^{l+1} (W^{l+1})ᵀ (see ``jaxprop._backprop.delta_recursion``)."""
+    in place of δ^{l+1} (W^{l+1})ᵀ (see ``jaxprop._core.backprop.delta_recursion``)."""
     return bp.delta_recursion(cache, delta, net.sigma, project)
 
 

@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ._mlp import MLP, _value_and_backprop
-from ._params import Params
-from ._validate import positive_int
+from .._core.params import Params
+from .._network import MLP, _value_and_backprop
+from .._validate import positive_int
 
 Array = jax.Array
 

@@ -17,7 +17,7 @@ is backpropagation when project(l, d, _) = d (W^{l+1})ᵀ; credit-assignment rul
 
 Everything here takes arrays and the activation/cost objects it needs (never a
 whole network), and works on the runs-last arrays of the tiny-network fast path
-(``jaxprop._mlp.runs_last``): products go through :func:`contract`, the rest is
+(``jaxprop._network.runs_last``): products go through :func:`contract`, the rest is
 elementwise with the features on axis 1, so trailing run axes broadcast. The
 convenience class ``jp.MLP`` (``_mlp.py``) checks inputs and jits; the rules,
 the custom VJPs and the per-example quantities are compositions of these.
@@ -33,9 +33,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._activations import Activation
-from ._costs import Cost
-from ._params import Layer, Params
+from .activations import Activation
+from .costs import Cost
+from .params import Layer, Params
 
 Array = jax.Array
 

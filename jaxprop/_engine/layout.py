@@ -23,8 +23,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from ._grid import set_hparams
-from ._loop import (
+from .._core.params import Layer
+from .._core.platforms import PLATFORM_COSTS, PlatformCosts, platform_costs
+from .._network import runs_last_pays
+from .._validate import choice, positive_int
+from .grid import set_hparams
+from .loop import (
     _RULE_KEY,
     RunState,
     TrainLog,
@@ -35,10 +39,6 @@ from ._loop import (
     _result,
     _start_state,
 )
-from ._mlp import runs_last_pays
-from ._params import Layer
-from ._platforms import PLATFORM_COSTS, PlatformCosts, platform_costs
-from ._validate import choice, positive_int
 
 Array = jax.Array
 
@@ -48,7 +48,7 @@ RUNS = "chunk"
 STRATEGIES = ("auto", "vmap", "sequential", "chunked")
 
 # The CPU's figures under their old names; every platform's, with where they
-# come from, are in ``jaxprop._platforms.PLATFORM_COSTS``.
+# come from, are in ``jaxprop._core.platforms.PLATFORM_COSTS``.
 #: Per-run, per-step FLOPs from which ``auto`` runs seeds one after another.
 AUTO_SEQUENTIAL_FLOPS = PLATFORM_COSTS["cpu"].sequential_flops
 #: Below that, ``auto`` vmaps chunks whose working set is about this many bytes
@@ -76,7 +76,7 @@ def _choose_strategy(
     A chunk is a multiple of ``n_devices`` so that every device gets a share;
     with several devices, ``sequential`` means one run per device at a time.
     ``auto`` follows the cost model of the devices' platform
-    (``jaxprop._platforms``): on a CPU (or without ``devices``) cache-sized
+    (``jaxprop._core.platforms``): on a CPU (or without ``devices``) cache-sized
     chunks, on a GPU or TPU one vmap over as many runs as fit in memory
     (:func:`_memory_plan`).
 

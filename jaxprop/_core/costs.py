@@ -18,7 +18,7 @@ Targets reach a cost as float rows of shape ``(batch, n_out)``, or as integer
 class labels ``(batch,)`` for costs that accept ``"labels"``. Every array may
 carry trailing run axes, ``(batch, n_out, *runs)`` and ``(batch, *runs)``, where
 many training runs are computed at once with the runs last (see
-``jaxprop._mlp.value_and_backprop_over_runs``): the features are always axis 1.
+``jaxprop._network.value_and_backprop_over_runs``): the features are always axis 1.
 That is the one constraint on a user's ``value_and_delta``: reduce over
 ``axis=1`` (never ``-1``) and let trailing axes broadcast (``y`` shared by every
 run arrives as ``(batch, n_out, 1)``).
@@ -33,8 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import Activation, canonical_activation, get_activation
-from ._validate import expected_one_of
+from .._validate import expected_one_of
+from .activations import Activation, canonical_activation, get_activation
 
 Array = jax.Array
 

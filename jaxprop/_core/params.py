@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validate import choice
+from .._validate import choice
 
 Array = jax.Array
 

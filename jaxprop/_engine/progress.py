@@ -17,7 +17,7 @@ from typing import TextIO
 
 import numpy as np
 
-from ._validate import choice
+from .._validate import choice
 
 MODES = ("auto", "bar", "lines", "off")
 

@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._rules import KOLEN_POLLACK_HYPERPARAMS, is_kolen_pollack_sgd
-from ._validate import number, positive_number
+from .._validate import number, positive_number
+from ..rules._rules import KOLEN_POLLACK_HYPERPARAMS, is_kolen_pollack_sgd
 
 #: Hyperparameter names that every optax optimizer takes: a rule's number of
 #: such a name must be written ``"rule.NAME"`` in a grid (and the optimizer's

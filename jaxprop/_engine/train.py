@@ -22,13 +22,24 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import _rules as rules
-from ._activations import default_scheme, describe
-from ._data import Dataset, check_dataset
-from ._grid import check_hparams, legacy_names
-from ._inputs import check_x, check_y
-from ._io import digest, load, save, saved_meta
-from ._layout import (
+from .._core.activations import default_scheme, describe
+from .._core.params import (
+    Params,
+    check_float_dtype,
+    check_key,
+    check_scheme,
+    typed_keys,
+)
+from .._data import Dataset, check_dataset
+from .._inputs import check_x, check_y
+from .._io import digest, load, save, saved_meta
+from .._network import MLP
+from .._validate import choice
+from .._validate import positive_int as _check_positive_int
+from ..rules import _rules as rules
+from ..rules._rules import Rule, check_rule, check_rule_state
+from .grid import check_hparams, legacy_names
+from .layout import (
     _advance_runs,
     _agree_max,
     _choose_strategy,
@@ -43,7 +54,7 @@ from ._layout import (
     _to_working,
     spans_processes,
 )
-from ._loop import (
+from .loop import (
     _RULE_KEY,
     RunState,
     TrainLog,
@@ -52,12 +63,7 @@ from ._loop import (
     _train,
     stretch_blocks,
 )
-from ._mlp import MLP
-from ._params import Params, check_float_dtype, check_key, check_scheme, typed_keys
-from ._progress import Progress
-from ._rules import Rule, check_rule, check_rule_state
-from ._validate import choice
-from ._validate import positive_int as _check_positive_int
+from .progress import Progress
 
 Array = jax.Array
 
@@ -637,7 +643,7 @@ class Trainer:
     @property
     def check_every(self) -> int:
         """Steps between the engine's divergence checks (a multiple of
-        ``log_every``; see ``jaxprop._loop.CHECK_STEPS``): calls to
+        ``log_every``; see ``jaxprop._engine.loop.CHECK_STEPS``): calls to
         :meth:`advance` over whole multiples of it skip the most checks."""
         has_eval = self._data[2] is not None
         return stretch_blocks(self._plan.config, has_eval) * self.log_every
@@ -989,11 +995,11 @@ def train_seeds(
         Poisson sampling, ``sampling_rate``). ``"optimizer.NAME"`` and
         ``"rule.NAME"`` say which; a bare name that could mean either (the
         rule's ``learning_rate``) is refused. Every value is checked as the
-        constructor checks it (see ``jaxprop._grid``).
+        constructor checks it (see ``jaxprop._engine.grid``).
       strategy: how the runs share the device. ``"vmap"``: all at once;
         ``"sequential"``: one after another (``lax.map``); ``"chunked"``: vmapped
         chunks of ``chunk_size`` one after another, which bounds memory;
-        ``"auto"``: by the devices' platform (``jaxprop._platforms``). On a
+        ``"auto"``: by the devices' platform (``jaxprop._core.platforms``). On a
         CPU, sequential for networks whose step alone fills the machine
         (≥ AUTO_SEQUENTIAL_FLOPS per step), else vmapped chunks sized so that a
         step's working set stays in cache (AUTO_CACHE_BYTES per device); on a

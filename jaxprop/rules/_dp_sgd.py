@@ -1,7 +1,7 @@
 """Differentially private SGD (Abadi et al. 2016) on any δ rule's updates:
-:func:`dp_sgd`, a :class:`jaxprop._rules.Rule` whose step clips each
-example's update through its δ's (``jaxprop._backprop.weight_grads``' scale),
-adds Gaussian noise drawn in one fused loop (``jaxprop._random``) and, with
+:func:`dp_sgd`, a :class:`jaxprop.rules._rules.Rule` whose step clips each
+example's update through its δ's (``jaxprop._core.backprop.weight_grads``' scale),
+adds Gaussian noise drawn in one fused loop (``jaxprop._core.random``) and, with
 Poisson sampling, keeps each example with probability q.
 """
 
@@ -13,15 +13,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import _backprop as bp
-from ._random import fused
+from .._core import backprop as bp
+from .._core.random import fused
+from .._validate import fraction, non_negative_number, positive_number
 from ._rules import (
     Rule,
     _example_deltas,
     check_delta_rule,
     check_state_fits,
 )
-from ._validate import fraction, non_negative_number, positive_number
 
 Array = jax.Array
 
@@ -59,7 +59,7 @@ def _draw(sample, key: Array, shape: tuple[int, ...]) -> Array:
 
 def _step_keys(state: DPSGDState, count: int) -> Array:
     """(count,) keys of the step ``state.count``, i-th fold_in(fold_in(key, t),
-    i), as fused-Threefry keys (``jaxprop._random``: JAX's numbers, drawn in
+    i), as fused-Threefry keys (``jaxprop._core.random``: JAX's numbers, drawn in
     one loop with their use). The count fold_ins run as one vectorized hash,
     not count rolled loops. On the runs-last path, where ``state.key`` is
     (runs,): (count, runs)."""
@@ -207,7 +207,7 @@ def dp_sgd(
     rule's), and step t draws from ``fold_in(key, t)``: runs are reproducible
     per seed, independent across seeds and vmappable. The numbers are
     ``jax.random.normal``'s for those keys, computed in one fused loop with
-    the add (``jaxprop._random``: on CPU, 0.33 of a plain step where
+    the add (``jaxprop._core.random``: on CPU, 0.33 of a plain step where
     ``jax.random`` takes 0.87 at 784-1024-1024-10). ``clip_norm``,
     ``noise_multiplier`` and ``sampling_rate`` are kept in the state
     (:class:`DPSGDState`) as arrays, so ``train_seeds(hparams=...)`` can sweep

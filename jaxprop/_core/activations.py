@@ -4,8 +4,8 @@ Each activation is an :class:`Activation`: the forward map ``fn(z)`` and its
 derivative ``derivative(z, a)``, which receives both the pre-activation ``z`` and
 the saved activation ``a = fn(z)`` so that it can use the cheap forms
 σ' = σ(1 − σ) for the sigmoid and σ' = 1 − tanh² for tanh without recomputing
-anything. The backward pass (``jaxprop._backprop``) only ever calls ``derivative``; no
-derivative here comes from autodiff.
+anything. The backward pass (``jaxprop._core.backprop``) only ever calls
+``derivative``; no derivative here comes from autodiff.
 
 At a kink (relu and leaky_relu at 0) the derivative takes the same one-sided value
 as ``jax.grad`` of the ``jax.nn`` function, so manual and automatic gradients agree
@@ -16,7 +16,7 @@ A user's activation is an :class:`Activation` too, accepted wherever a name is
 by ``jp.check_activation``. The one constraint beyond being elementwise and
 written in ``jax.numpy``: ``fn`` and ``derivative`` must accept arrays of any
 rank, because tiny networks train with many runs at once on arrays shaped
-``(batch, n, runs)`` (``jaxprop._mlp.runs_last``).
+``(batch, n, runs)`` (``jaxprop._network.runs_last``).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._params import DEFAULT_SCHEME, SCHEMES
-from ._validate import expected_one_of
+from .._validate import expected_one_of
+from .params import DEFAULT_SCHEME, SCHEMES
 
 Array = jax.Array
 

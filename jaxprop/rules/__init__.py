@@ -4,8 +4,8 @@ A rule is a :class:`Rule` (``init``, ``value_and_grads``, and for a δ rule
 its ``project``); train one with ``jp.train_seeds(..., rule=rule)``. The
 building blocks (``forward``, ``output_delta``, ``delta_recursion``,
 ``weight_grads``, ``contract``) and ``delta_rule`` make new rules; ``dp_sgd``
-makes any δ rule differentially private. See ``jaxprop._rules`` and
-``jaxprop._dp_sgd``.
+makes any δ rule differentially private. See ``jaxprop.rules._rules`` and
+``jaxprop.rules._dp_sgd``.
 """
 
 from ._dp_sgd import DPSGDState as DPSGDState

@@ -1,0 +1,2 @@
+"""Checks: the δ pass against ``jax.grad`` and finite differences; a user's
+activation or cost against its derivative."""

@@ -1,0 +1,1 @@
+"""The maths of one network: pure functions of arrays, no jit."""

@@ -1,0 +1,2 @@
+"""The many-run engine: options, the compiled loop, how runs share devices,
+checkpoints; ``train``, ``Trainer``, ``train_seeds``."""

@@ -1,0 +1,129 @@
+"""The package's architecture, kept by tests: imports flow one way, private
+names stay in their package, files and functions stay small enough to read."""
+
+import ast
+from pathlib import Path
+
+import jaxprop as jp
+
+PACKAGE = Path(jp.__file__).parent
+
+# Units (a subpackage or a top-level module) from the ground floor up: a unit
+# imports only from units on lower tiers, and from itself.
+TIERS = [
+    ["_validate"],
+    ["_core"],
+    ["_inputs", "_io"],
+    ["_network"],
+    ["rules", "data", "_data"],
+    ["_vjp", "_metrics", "_checks"],
+    ["_per_example"],
+    ["_engine"],
+    ["_plots"],
+    ["_experiment", "reference"],
+    ["_cli"],
+    ["__main__", "__init__"],
+]
+# jaxprop.__version__, read where a run folder records it (lazily, at run time).
+TIER["__init__"] = -1
+TIER = {unit: i for i, units in enumerate(TIERS) for unit in units}
+MAX_FILE_LINES = 600
+MAX_FUNCTION_LINES = 80
+
+
+def _modules():
+    """(dotted name within jaxprop as a list, path, parsed tree) for every module."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        yield parts, path, ast.parse(path.read_text(), str(path))
+
+
+def _unit(parts: list[str]) -> str:
+    return parts[0]
+
+
+def _imports(parts, path, tree):
+    """(imported module as a list of parts within jaxprop, names) of every import
+    of jaxprop code, relative or absolute."""
+    package = parts if path.name == "__init__.py" else parts[:-1]
+    if path.name == "__init__.py":
+        package = parts[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                module = base + (node.module.split(".") if node.module else [])
+            elif node.module and node.module.split(".")[0] == "jaxprop":
+                module = node.module.split(".")[1:]
+            else:
+                continue
+            names = [a.name for a in node.names]
+            if not module:  # from jaxprop import x: a module, or a root attribute
+                for name in names:
+                    yield ([name], []) if name != "__version__" else (["__init__"], [])
+            else:
+                yield module, names
+
+
+def test_imports_flow_one_way():
+    wrong = []
+    for parts, path, tree in _modules():
+        unit = _unit(parts)
+        for module, _ in _imports(parts, path, tree):
+            other = _unit(module)
+            if other != unit and TIER[other] >= TIER[unit]:
+                wrong.append(f"{'.'.join(parts)} imports {'.'.join(module)}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_no_private_name_crosses_packages():
+    wrong = []
+    for parts, path, tree in _modules():
+        unit = _unit(parts)
+        for module, names in _imports(parts, path, tree):
+            if _unit(module) == unit:
+                continue
+            private = [n for n in names if n.startswith("_") and n != "__version__"]
+            if private or (
+                not names and module[-1].startswith("_") and len(module) > 1
+            ):
+                wrong.append(
+                    f"{'.'.join(parts)} imports {private} from {'.'.join(module)}"
+                )
+    assert not wrong, "\n".join(wrong)
+
+
+def _function_lines(node) -> int:
+    """Lines of a function's body, its docstring left out."""
+    body = node.body
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+    ):
+        if isinstance(body[0].value.value, str):
+            body = body[1:]
+    if not body:
+        return 0
+    return body[-1].end_lineno - body[0].lineno + 1
+
+
+def test_files_and_functions_stay_readable():
+    long = []
+    for parts, path, tree in _modules():
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_FILE_LINES:
+            long.append(f"{path.relative_to(PACKAGE)}: {lines} lines")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = _function_lines(node)
+                if n > MAX_FUNCTION_LINES:
+                    long.append(
+                        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {n} lines"
+                    )
+    assert not long, "\n".join(long)
+
+
+def test_every_unit_has_a_tier():
+    units = {_unit(parts) for parts, _, _ in _modules()}
+    assert units <= TIER.keys(), units - TIER.keys()
