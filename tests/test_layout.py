@@ -24,9 +24,9 @@ TIERS = [
     ["_cli"],
     ["__main__", "__init__"],
 ]
+TIER = {unit: i for i, units in enumerate(TIERS) for unit in units}
 # jaxprop.__version__, read where a run folder records it (lazily, at run time).
 TIER["__init__"] = -1
-TIER = {unit: i for i, units in enumerate(TIERS) for unit in units}
 MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 80
 
@@ -110,7 +110,7 @@ def _function_lines(node) -> int:
 
 def test_files_and_functions_stay_readable():
     long = []
-    for parts, path, tree in _modules():
+    for _, path, tree in _modules():
         lines = len(path.read_text().splitlines())
         if lines > MAX_FILE_LINES:
             long.append(f"{path.relative_to(PACKAGE)}: {lines} lines")
@@ -118,9 +118,8 @@ def test_files_and_functions_stay_readable():
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 n = _function_lines(node)
                 if n > MAX_FUNCTION_LINES:
-                    long.append(
-                        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {n} lines"
-                    )
+                    where = f"{path.relative_to(PACKAGE)}:{node.lineno}"
+                    long.append(f"{where} {node.name}: {n} lines")
     assert not long, "\n".join(long)
 
 
