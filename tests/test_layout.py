@@ -26,7 +26,7 @@ TIERS = [
 ]
 TIER = {unit: i for i, units in enumerate(TIERS) for unit in units}
 # jaxprop.__version__, read where a run folder records it (lazily, at run time).
-TIER["__init__"] = -1
+TIER["__version__"] = -1
 MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 80
 
@@ -60,7 +60,7 @@ def _imports(parts, path, tree):
             names = [a.name for a in node.names]
             if not module:  # from jaxprop import x: a module, or a root attribute
                 for name in names:
-                    yield ([name], []) if name != "__version__" else (["__init__"], [])
+                    yield [name], []
             else:
                 yield module, names
 
