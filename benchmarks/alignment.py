@@ -4,9 +4,9 @@
 rule, the two timed side by side (interleaved repeats, compile excluded: the
 first call of each is apart), at two settings:
 
-- **readme**: the README's rules example: two moons (256 training examples,
+- **readme**: the rules example of docs/rules.md: two moons (256 training examples,
   1000 held out), 2-32-2 tanh/sigmoid, mse, 16 seeds, ``optax.sgd(1.0)``,
-  1000 steps, ``alignment_every=500``, held-out evaluation; with the README's
+  1000 steps, ``alignment_every=500``, held-out evaluation; with that page's
   ``log_every=10`` and with the default ``log_every`` (1 here), each with
   and without the held-out data (without it, the runs without alignment are
   checked for divergence once per stretch of ``CHECK_STEPS`` steps, those
@@ -32,7 +32,7 @@ import jaxprop as jp
 from benchmarks._common import median, timed
 
 TARGET = 1.15
-#: The README's rules example's rules, and what scripts/rules.py adds.
+#: The rules of docs/rules.md's example, and what scripts/rules.py adds.
 RULES = {
     "backprop": jp.rules.backprop(),
     "fa": jp.rules.feedback_alignment(),
@@ -73,7 +73,7 @@ _ADAM = optax.inject_hyperparams(optax.adam)(learning_rate=ADAM_LRS[0])
 
 
 def readme_setting(steps: int, log_every: int | None, held_out: bool = True):
-    """``run(rule, alignment_every) -> TrainResult`` of the README's example,
+    """``run(rule, alignment_every) -> TrainResult`` of docs/rules.md's example,
     and its ``alignment_every``."""
     moons = jp.data.two_moons(jax.random.key(0), 256, n_test=1000)
     onehot = lambda labels: jax.nn.one_hot(labels, 2)  # noqa: E731

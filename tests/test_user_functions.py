@@ -536,9 +536,9 @@ def test_a_cost_fitting_a_user_activation():
     assert net.output_activation is SWISH
 
 
-# ---------------------------------------------------------------------- README
-def test_readme_shows_the_hinge_as_written_in_the_library():
-    readme = (ROOT / "README.md").read_text()
+# ---------------------------------------------------------------------- docs
+def test_the_docs_show_the_hinge_as_written_in_the_library():
+    readme = (ROOT / "docs" / "custom.md").read_text()
     assert inspect.getsource(_costs.hinge_value_and_delta) in readme
     assert (
         'hinge = jp.Cost("hinge", hinge_value_and_delta, ("identity",), '

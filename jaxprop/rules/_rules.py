@@ -36,7 +36,7 @@ per-example updates (Abadi et al. 2016). How a rule aligns with backprop is
 The building blocks (:func:`forward`, :func:`output_delta`,
 :func:`delta_recursion`, :func:`weight_grads`, :func:`contract`) are public, so
 a rule of one's own is a few lines and trains with ``jp.train_seeds`` unchanged
-(see the README's direct random target projection); :func:`delta_rule` makes
+(see docs/rules.md's direct random target projection); :func:`delta_rule` makes
 a δ rule from a projection. They do no validation (the trainer checks its
 inputs once) and work on the runs-last arrays of the tiny-network fast path: a
 user rule that uses them, elementwise operations and :func:`contract` for
