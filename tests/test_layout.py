@@ -4,6 +4,8 @@ names stay in their package, files and functions stay small enough to read."""
 import ast
 from pathlib import Path
 
+import pytest
+
 import jaxprop as jp
 
 PACKAGE = Path(jp.__file__).parent
@@ -126,3 +128,17 @@ def test_files_and_functions_stay_readable():
 def test_every_unit_has_a_tier():
     units = {_unit(parts) for parts, _, _ in _modules()}
     assert units <= TIER.keys(), units - TIER.keys()
+
+
+def test_public_registries_are_read_only():
+    """A registry changed by one script would change every net built after it."""
+
+    for registry in (jp.ACTIVATIONS, jp.COSTS, jp.DEFAULT_SCHEME, jp.TARGET_KINDS,
+                     jp.rules.RULES):  # fmt: skip
+        with pytest.raises(TypeError):
+            registry["mine"] = None
+
+
+def test_alignment_lives_with_the_rules():
+    assert jp.rules.alignment is jp.alignment
+    assert jp.rules.Alignment is jp.Alignment

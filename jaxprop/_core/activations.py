@@ -22,7 +22,8 @@ rank, because tiny networks train with many runs at once on arrays shaped
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 import jax
@@ -108,27 +109,29 @@ def _builtin(name, fn, derivative, bounds=None) -> Activation:
 
 #: The built-in activations by name; each one's ``scheme`` is its entry in
 #: ``jp.DEFAULT_SCHEME``.
-ACTIVATIONS: dict[str, Activation] = {
-    a.name: a
-    for a in (
-        _builtin("identity", _identity, lambda z, a: jnp.ones_like(z)),
-        # jax.nn.sigmoid is lax.logistic: finite for every finite z.
-        _builtin("sigmoid", jax.nn.sigmoid, lambda z, a: a * (1.0 - a), (0.0, 1.0)),
-        _builtin("tanh", jnp.tanh, lambda z, a: 1.0 - a * a, (-1.0, 1.0)),
-        _builtin("relu", jax.nn.relu, lambda z, a: (z > 0).astype(z.dtype)),
-        _builtin(
-            "leaky_relu",
-            jax.nn.leaky_relu,
-            lambda z, a: jnp.where(z >= 0, 1.0, LEAKY_RELU_SLOPE).astype(z.dtype),
-        ),
-        # elu(z) = expm1(z) for z ≤ 0, so σ'(z) = exp(z) = a + 1 there.
-        _builtin("elu", jax.nn.elu, lambda z, a: jnp.where(z > 0, 1.0, a + 1.0)),
-        # softplus(z) = log(1 + e^z), computed as logaddexp(z, 0); σ' = sigmoid(z).
-        _builtin("softplus", jax.nn.softplus, lambda z, a: jax.nn.sigmoid(z)),
-        _builtin("silu", jax.nn.silu, _silu_derivative),
-        _builtin("gelu", _gelu, _gelu_derivative),
-    )
-}
+ACTIVATIONS: Mapping[str, Activation] = MappingProxyType(
+    {
+        a.name: a
+        for a in (
+            _builtin("identity", _identity, lambda z, a: jnp.ones_like(z)),
+            # jax.nn.sigmoid is lax.logistic: finite for every finite z.
+            _builtin("sigmoid", jax.nn.sigmoid, lambda z, a: a * (1.0 - a), (0.0, 1.0)),
+            _builtin("tanh", jnp.tanh, lambda z, a: 1.0 - a * a, (-1.0, 1.0)),
+            _builtin("relu", jax.nn.relu, lambda z, a: (z > 0).astype(z.dtype)),
+            _builtin(
+                "leaky_relu",
+                jax.nn.leaky_relu,
+                lambda z, a: jnp.where(z >= 0, 1.0, LEAKY_RELU_SLOPE).astype(z.dtype),
+            ),
+            # elu(z) = expm1(z) for z ≤ 0, so σ'(z) = exp(z) = a + 1 there.
+            _builtin("elu", jax.nn.elu, lambda z, a: jnp.where(z > 0, 1.0, a + 1.0)),
+            # softplus(z) = log(1 + e^z), computed as logaddexp(z, 0); σ' = sigmoid(z).
+            _builtin("softplus", jax.nn.softplus, lambda z, a: jax.nn.sigmoid(z)),
+            _builtin("silu", jax.nn.silu, _silu_derivative),
+            _builtin("gelu", _gelu, _gelu_derivative),
+        )
+    }
+)
 
 #: The init scheme of a hidden activation that does not name one.
 FALLBACK_SCHEME = "glorot"

@@ -26,7 +26,8 @@ run arrives as ``(batch, n_out, 1)``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import NamedTuple
 
 import jax
@@ -41,13 +42,15 @@ Array = jax.Array
 #: The kinds of targets a cost may accept (``Cost.targets``): what ``y`` holds.
 #: Rows are (batch, n_out), labels (batch,); values are checked when ``y`` is
 #: concrete.
-TARGET_KINDS: dict[str, str] = {
-    "real": "real-valued rows (batch, n_out)",
-    "unit": "rows of values in [0, 1] (batch, n_out), e.g. 0/1 classes",
-    "probabilities": "probability rows (batch, n_out): non-negative, summing to 1",
-    "labels": "integer class ids (batch,) in [0, n_out)",
-    "signs": "rows of −1 and +1 (batch, n_out): −1 is class 0, +1 class 1",
-}
+TARGET_KINDS: Mapping[str, str] = MappingProxyType(
+    {
+        "real": "real-valued rows (batch, n_out)",
+        "unit": "rows of values in [0, 1] (batch, n_out), e.g. 0/1 classes",
+        "probabilities": "probability rows (batch, n_out): non-negative, summing to 1",
+        "labels": "integer class ids (batch,) in [0, n_out)",
+        "signs": "rows of −1 and +1 (batch, n_out): −1 is class 0, +1 class 1",
+    }
+)
 
 #: How a cost reads a class off the outputs ŷ (``Cost.classify``).
 CLASSIFY = ("threshold", "argmax")
@@ -155,21 +158,23 @@ def hinge_value_and_delta(z, a, y, sigma):
 hinge = Cost("hinge", hinge_value_and_delta, ("identity",), targets=("signs",))
 
 
-COSTS: dict[str, Cost] = {
-    c.name: c
-    for c in (
-        Cost("mse", _mse, None, ("real",)),
-        Cost("binary_cross_entropy", _bce, ("sigmoid",), ("unit",)),
-        Cost(
-            "softmax_cross_entropy",
-            _softmax_ce,
-            ("identity",),
-            ("labels", "probabilities"),
-            "argmax",
-        ),
-        hinge,
-    )
-}
+COSTS: Mapping[str, Cost] = MappingProxyType(
+    {
+        c.name: c
+        for c in (
+            Cost("mse", _mse, None, ("real",)),
+            Cost("binary_cross_entropy", _bce, ("sigmoid",), ("unit",)),
+            Cost(
+                "softmax_cross_entropy",
+                _softmax_ce,
+                ("identity",),
+                ("labels", "probabilities"),
+                "argmax",
+            ),
+            hinge,
+        )
+    }
+)
 
 #: How per-example costs are reduced over the batch.
 REDUCTIONS = ("sum", "mean")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import NamedTuple
 
 import jax
@@ -41,17 +42,19 @@ SCHEMES = ("uniform01", *_INITIALIZERS)
 
 #: The default scheme for each hidden activation: He for the relu family,
 #: Glorot for saturating ones, LeCun for the identity.
-DEFAULT_SCHEME = {
-    "identity": "lecun",
-    "sigmoid": "glorot",
-    "tanh": "glorot",
-    "relu": "he",
-    "leaky_relu": "he",
-    "elu": "he",
-    "softplus": "he",
-    "silu": "he",
-    "gelu": "he",
-}
+DEFAULT_SCHEME: Mapping[str, str] = MappingProxyType(
+    {
+        "identity": "lecun",
+        "sigmoid": "glorot",
+        "tanh": "glorot",
+        "relu": "he",
+        "leaky_relu": "he",
+        "elu": "he",
+        "softplus": "he",
+        "silu": "he",
+        "gelu": "he",
+    }
+)
 
 
 def check_scheme(scheme: str) -> str:

@@ -4,10 +4,12 @@ A rule is a :class:`Rule` (``init``, ``value_and_grads``, and for a δ rule
 its ``project``); train one with ``jp.train_seeds(..., rule=rule)``. The
 building blocks (``forward``, ``output_delta``, ``delta_recursion``,
 ``weight_grads``, ``contract``) and ``delta_rule`` make new rules; ``dp_sgd``
-makes any δ rule differentially private. See ``jaxprop.rules._rules`` and
-``jaxprop.rules._dp_sgd``.
+makes any δ rule differentially private; ``alignment`` measures how each
+rule's updates align with backprop's (also ``jp.alignment``).
 """
 
+from ._alignment import Alignment as Alignment
+from ._alignment import alignment as alignment
 from ._dp_sgd import DPSGDState as DPSGDState
 from ._dp_sgd import dp_sgd as dp_sgd
 from ._rules import RULES as RULES

@@ -50,7 +50,8 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import jax
@@ -555,14 +556,16 @@ def _example_deltas(net: MLP, rule: Rule, params: Params, state, x, y):
 
 
 #: The rules by name (the command's ``--rule``).
-RULES = {
-    "backprop": backprop,
-    "autodiff": autodiff,
-    "fa": feedback_alignment,
-    "dfa": direct_feedback_alignment,
-    "sign": sign_symmetry,
-    "kp": kolen_pollack,
-}
+RULES: Mapping[str, Callable[..., Rule]] = MappingProxyType(
+    {
+        "backprop": backprop,
+        "autodiff": autodiff,
+        "fa": feedback_alignment,
+        "dfa": direct_feedback_alignment,
+        "sign": sign_symmetry,
+        "kp": kolen_pollack,
+    }
+)
 
 
 def check_rule(rule) -> Rule:
