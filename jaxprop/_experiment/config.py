@@ -202,7 +202,8 @@ def make_config(
 
 
 def _make_config(values: Mapping[str, Any], n, saved: bool) -> ExperimentConfig:
-    """``make_config``'s checks; ``n(key)``: the setting's name in messages."""
+    """``make_config``'s checks, step by step; ``n(key)``: the setting's name in
+    messages."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ValueError(
@@ -211,6 +212,28 @@ def _make_config(values: Mapping[str, Any], n, saved: bool) -> ExperimentConfig:
         )
     v = {k: x for k, x in values.items() if x is not None}
     out: dict[str, Any] = {}
+    _data_settings(v, out, n)
+    _numbers_and_choices(v, out, n)
+    rule = _rule_settings(v, out, n, saved)
+    _optimizer_and_strategy(v, out, n)
+    config = ExperimentConfig(**out)
+    make_rule(config)  # the rule's own checks (scale, decay, ...)
+    if rule == "kp":
+        _kp_checks(config, n)
+    # Cost and output activation must fit each other: jp.MLP says why not.
+    MLP(
+        (1, 1),
+        config.activation,
+        config.output_activation,
+        config.cost,
+        config.reduction,
+    )
+    return config
+
+
+def _data_settings(v: dict, out: dict, n) -> None:
+    """``data`` and ``eval_data``, and the settings only some data sets read:
+    refused elsewhere, never ignored."""
     for key in ("data", "eval_data"):
         if key in v:
             out[key] = str(v[key])
@@ -233,7 +256,6 @@ def _make_config(values: Mapping[str, Any], n, saved: bool) -> ExperimentConfig:
         raise ValueError(
             f"{n('eval_data')} must be a .npz or .csv file; got {out['eval_data']!r}."
         )
-    # Settings that only some data sets read: refused elsewhere, never ignored.
     synthetic = data in ("moons", "spirals", "blobs")
     for key, applies, which in (
         ("n_train", synthetic, "moons, spirals and blobs"),
@@ -252,6 +274,10 @@ def _make_config(values: Mapping[str, Any], n, saved: bool) -> ExperimentConfig:
                 f"{n(key)} applies to {which} only; it would be ignored with "
                 f"{n('data')} {data!r}."
             )
+
+
+def _numbers_and_choices(v: dict, out: dict, n) -> None:
+    """Integers, widths, names from their registries, the learning-rate grid."""
     for key in (
         "n_train",
         "n_test",
@@ -309,6 +335,11 @@ def _make_config(values: Mapping[str, Any], n, saved: bool) -> ExperimentConfig:
                 f"digits); got {v['lr']!r}."
             )
         out["lr"] = lr
+
+
+def _rule_settings(v: dict, out: dict, n, saved: bool) -> str:
+    """The rule's own settings (feedback scale, Kolen-Pollack, alignment, DP-SGD):
+    each refused with another rule. Returns the rule as the user named it."""
     if "grad" in out and "rule" in out:
         raise ValueError(
             f"{n('grad')} and {n('rule')}: give one (grad manual is rule backprop, "
@@ -371,6 +402,11 @@ def _make_config(values: Mapping[str, Any], n, saved: bool) -> ExperimentConfig:
                 f"none (DP-SGD clips each example's update through its δ's): use "
                 f"backprop, fa, dfa, sign or kp."
             )
+    return rule
+
+
+def _optimizer_and_strategy(v: dict, out: dict, n) -> None:
+    """Momentum where the optimizer has one; chunk size with the chunked strategy."""
     if "momentum" in v:
         momentum = in_unit_interval(v["momentum"], n("momentum"), parse=True)
         optimizer = out.get("optimizer", "sgd")
@@ -388,19 +424,6 @@ def _make_config(values: Mapping[str, Any], n, saved: bool) -> ExperimentConfig:
         )
     if out.get("strategy") == "chunked" and "chunk_size" not in out:
         raise ValueError(f"{n('strategy')} 'chunked' needs {n('chunk_size')}.")
-    config = ExperimentConfig(**out)
-    make_rule(config)  # the rule's own checks (scale, decay, ...)
-    if rule == "kp":
-        _kp_checks(config, n)
-    # Cost and output activation must fit each other: jp.MLP says why not.
-    MLP(
-        (1, 1),
-        config.activation,
-        config.output_activation,
-        config.cost,
-        config.reduction,
-    )
-    return config
 
 
 def make_rule(config: ExperimentConfig) -> Rule:
