@@ -24,7 +24,6 @@ import optax
 
 from . import _rules as rules
 from ._activations import default_scheme, describe
-from ._data import Dataset, check_dataset
 from ._grid import check_hparams, legacy_names
 from ._inputs import check_x, check_y
 from ._io import digest, load, save, saved_meta
@@ -58,6 +57,7 @@ from ._progress import Progress
 from ._rules import Rule, check_rule, check_rule_state
 from ._validate import choice
 from ._validate import positive_int as _check_positive_int
+from .data import Dataset, check_dataset
 
 Array = jax.Array
 

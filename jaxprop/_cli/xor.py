@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import reference
 from .._check import check_grads
-from .._data import xor
+from ..data import xor
 from .errors import OK, user_errors
 
 DESCRIPTION = __doc__.split("\n\n")[0]
