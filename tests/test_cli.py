@@ -14,6 +14,7 @@ from matplotlib.image import imread
 
 import jaxprop as jp
 from jaxprop._cli import UsageError, main
+from jaxprop._cli.command import console
 from jaxprop._experiment import build, load_checkpoint, read_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,10 +274,11 @@ def test_distributed_options_are_checked_before_jax_starts(
 def test_distributed_options_from_flags_slurm_and_jax_variables(
     monkeypatch, no_cluster
 ):
-    from jaxprop._cli import _distributed_args, make_parser
+    from jaxprop._cli import make_parser
+    from jaxprop._cli.processes import distributed_args
 
     def parsed(*args):
-        return _distributed_args(make_parser().parse_args(["train", *args]))
+        return distributed_args(make_parser().parse_args(["train", *args]))
 
     assert parsed() is None  # one process
     flags = ["--coordinator", "10.0.0.1:1234", "--num-processes", "4"]
@@ -359,7 +361,7 @@ def test_console_script_and_help(capsys):
     (script,) = [
         e for e in entry_points(group="console_scripts") if e.name == "jaxprop"
     ]
-    assert script.value == "jaxprop._cli:console"
+    assert script.load() is console  # pyproject: jaxprop._cli.command:console
     top = run_cli("--help")
     assert top.returncode == 0
     assert all(c in top.stdout for c in ("xor", "train", "check", "bench"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxprop as jp
-from jaxprop import _data
+from jaxprop.data import _synthetic
 
 GENERATORS = [
     (jp.data.two_moons, {"n": 101}, 2),
@@ -54,11 +54,11 @@ def test_generators_n_test_zero_is_unchanged(key, make, kwargs, n_classes):
     # And the private generator the public one wrapped before n_test existed.
     n = kwargs["n"]
     if make is jp.data.two_moons:
-        raw = _data._two_moons(key, n, 0.1)
+        raw = _synthetic._two_moons(key, n, 0.1)
     elif make is jp.data.spirals:
-        raw = _data._spirals(key, n, n_classes, 0.02, 1.0)
+        raw = _synthetic._spirals(key, n, n_classes, 0.02, 1.0)
     else:
-        raw = _data._blobs(key, n, n_classes, kwargs["n_features"], 1.0, 5.0)
+        raw = _synthetic._blobs(key, n, n_classes, kwargs["n_features"], 1.0, 5.0)
     for a, b in zip(raw, after, strict=True):
         np.testing.assert_array_equal(a, b)
 

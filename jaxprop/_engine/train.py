@@ -30,12 +30,12 @@ from .._core.params import (
     check_scheme,
     typed_keys,
 )
-from .._data import Dataset, check_dataset
 from .._inputs import check_x, check_y
 from .._io import digest, load, save, saved_meta
 from .._network import MLP
 from .._validate import choice
 from .._validate import positive_int as _check_positive_int
+from ..data import Dataset, check_dataset
 from ..rules import _rules as rules
 from ..rules._rules import Rule, check_rule, check_rule_state
 from .grid import check_hparams, legacy_names

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from .. import _data
+from .. import data as datasets
 from .._core.costs import class_values, get_cost, targets_from_labels
 from .._network import MLP
 from .config import ExperimentConfig, data_source
@@ -31,21 +31,21 @@ def _raw_data(config: ExperimentConfig):
     key = jax.random.key(config.data_seed or 0)
     n, n_test = config.n_train or 200, config.n_test or 1000
     if name == "xor":  # four points, all for training: no held-out metrics
-        x, y = _data.xor()
+        x, y = datasets.xor()
         return x, y, None, None
     # One draw of n + n_test points, the last n_test held out (the blobs' test
     # points share the training centers).
     if name == "moons":
-        d = _data.two_moons(key, n, n_test=n_test)
+        d = datasets.two_moons(key, n, n_test=n_test)
     elif name == "spirals":
-        d = _data.spirals(key, n, config.classes or 2, n_test=n_test)
+        d = datasets.spirals(key, n, config.classes or 2, n_test=n_test)
     elif name == "blobs":
-        d = _data.blobs(key, n, config.classes or 3, n_test=n_test)
+        d = datasets.blobs(key, n, config.classes or 3, n_test=n_test)
     if name in ("moons", "spirals", "blobs"):
         return d.x, d.y, d.x_test, d.y_test
     if name == "mnist1d":
         try:
-            d = _data.mnist1d()
+            d = datasets.mnist1d()
         except ImportError:
             raise ValueError(
                 "data: mnist1d needs the mnist1d package: pip install mnist1d."
@@ -53,7 +53,7 @@ def _raw_data(config: ExperimentConfig):
         return d.x, d.y, d.x_test, d.y_test
     if name == "digits":
         try:
-            d = _data.digits()
+            d = datasets.digits()
         except ImportError:
             raise ValueError(
                 "data: digits needs scikit-learn: pip install scikit-learn, or "
@@ -62,7 +62,10 @@ def _raw_data(config: ExperimentConfig):
         return d.x, d.y, d.x_test, d.y_test
     source, path = data_source(name)
     if path is not None:  # mnist:PATH, fashion_mnist:PATH: the files' split
-        loader = {"mnist": _data.load_mnist, "fashion_mnist": _data.load_fashion_mnist}
+        loader = {
+            "mnist": datasets.load_mnist,
+            "fashion_mnist": datasets.load_fashion_mnist,
+        }
         try:
             d = loader[source](path)
         except (ValueError, TypeError) as e:
@@ -76,7 +79,7 @@ def _raw_data(config: ExperimentConfig):
 
 
 def _load_file(path: str, name: str):
-    loader = _data.load_npz if Path(path).suffix == ".npz" else _data.load_csv
+    loader = datasets.load_npz if Path(path).suffix == ".npz" else datasets.load_csv
     try:
         return loader(path)
     except (ValueError, TypeError) as e:

@@ -225,7 +225,7 @@ def write_results(
     Args:
       results: :func:`results_doc` of ``checkpoint`` if already computed.
     """
-    from .. import _plots
+    from . import plots, regions
 
     config = exp.config
     doc, result, metrics = results or results_doc(exp, checkpoint)
@@ -257,11 +257,11 @@ def write_results(
     if jax.tree.leaves(result.rule_state):
         final["rule_state"] = result.rule_state
     save(out / "final.npz", final)
-    _plots.loss_curves(
+    plots.loss_curves(
         out / "loss.png", steps, np.asarray(result.losses), config.lr, **evals
     )
     if result.alignment is not None:
-        _plots.alignment_curves(
+        plots.alignment_curves(
             out / "alignment.png",
             curves["alignment_steps"],
             {k: curves[f"alignment_{k}"] for k in result.alignment._fields},
@@ -269,7 +269,7 @@ def write_results(
             config.rule,
         )
     key = doc["headline"]
-    _plots.histogram(out / f"{key}.png", metrics[key], config.lr, key.replace("_", " "))
+    plots.histogram(out / f"{key}.png", metrics[key], config.lr, key.replace("_", " "))
     if exp.data.x.shape[1] == 2:
         i = _best_lr(doc, config.lr)
         params = jax.tree.map(lambda l: l[i], result.params)
@@ -278,7 +278,7 @@ def write_results(
             if get_cost(exp.net.cost).classify == "argmax"
             else classification_threshold(exp.net)
         )
-        _plots.decision_regions(
+        regions.decision_regions(
             out / "regions.png",
             exp.net,
             params,
@@ -348,10 +348,10 @@ def write_gradient_check(
 ) -> GradientCheck:
     """``gradcheck.txt`` and ``gradcheck.png`` of :func:`gradient_check` (or of
     ``check``, if already made)."""
-    from .. import _plots
+    from . import plots
 
     check = check or gradient_check(exp)
     text = f"{check.describe()}\n\n{check.report}\n"
     atomic_write(out / "gradcheck.txt", lambda f: f.write(text.encode()))
-    _plots.gradcheck(out / "gradcheck.png", check.report)
+    plots.gradcheck(out / "gradcheck.png", check.report)
     return check

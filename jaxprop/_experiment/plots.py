@@ -1,7 +1,8 @@
 """PNG plots of an experiment (matplotlib's object API: no pyplot, no global state).
 
 Each public function saves one PNG and returns its path; the ``_*_figure``
-helpers build the :class:`~matplotlib.figure.Figure` it saves. A learning rate
+helpers build the :class:`~matplotlib.figure.Figure` it saves. The decision
+regions are in :mod:`.regions`. A learning rate
 whose every seed diverged (all values NaN) is drawn as such, never as an error
 or a warning.
 """
@@ -10,27 +11,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-#: Seeds drawn in the decision-region plot.
-REGION_SEEDS = 4
 #: Beyond this many seeds per learning rate, faint per-seed lines are only ink.
 _MAX_SEED_LINES = 200
-#: The most data points drawn over the decision regions.
-_MAX_POINTS = 2000
-#: Range of the bounded output activations (colour-bar range of the regions).
-_OUTPUT_RANGE = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 #: Error/tolerance ratios below this (zeros included) are drawn at it.
 _RATIO_FLOOR = 1e-8
 
 
-def _save(fig: Figure, path) -> Path:
+def save_figure(fig: Figure, path) -> Path:
+    """Writes ``fig`` as a PNG at ``path``; returns the path."""
     path = Path(path)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
@@ -192,7 +185,7 @@ def loss_curves(
       eval_steps: (n_evals,) steps of the evaluations, or None.
       eval_loss, eval_accuracy: (n_lr, n_seeds, n_evals), or None.
     """
-    return _save(
+    return save_figure(
         _loss_figure(steps, losses, lrs, eval_steps, eval_loss, eval_accuracy), path
     )
 
@@ -253,164 +246,7 @@ def histogram(path: Path, values: np.ndarray, lrs, label: str) -> Path:
       lrs: the n_lr learning rates.
       label: the metric's name (x axis).
     """
-    return _save(_histogram_figure(values, lrs, label), path)
-
-
-# ------------------------------------------------------------------- regions
-def _classes(y: np.ndarray, threshold: float) -> np.ndarray:
-    """Integer classes of labels (n,), one target column (n, 1) or one-hot rows."""
-    if y.ndim == 2 and y.shape[1] > 1:
-        return np.argmax(y, 1)
-    y = y.reshape(len(y))
-    if y.dtype.kind in "iub":
-        return y.astype(int)
-    return (y > threshold).astype(int)
-
-
-def _regions_figure(
-    net,
-    params,
-    data,
-    lr,
-    n_seeds: int = REGION_SEEDS,
-    threshold: float = 0.5,
-    diverged=None,
-) -> Figure:
-    x, y = np.asarray(data.x), np.asarray(data.y)
-    lo, hi = x.min(0), x.max(0)
-    pad = 0.15 * (hi - lo) + 1e-6
-    g0, g1 = np.meshgrid(
-        np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200),
-        np.linspace(lo[1] - pad[1], hi[1] + pad[1], 200),
-    )
-    grid = jnp.asarray(np.stack([g0.ravel(), g1.ravel()], 1), x.dtype)
-    n = min(n_seeds, jax.tree.leaves(params)[0].shape[0])
-    y_hat = np.asarray(
-        jax.vmap(lambda p: net.forward(p, grid))(jax.tree.map(lambda l: l[:n], params))
-    )  # (n, grid, n_out)
-    if diverged is not None:  # frozen params of a diverged run: a "diverged" panel
-        y_hat = np.where(np.asarray(diverged)[:n, None, None], np.nan, y_hat)
-    n_out = y_hat.shape[-1]
-    classes = _classes(y, threshold)
-    # At most _MAX_POINTS points, larger (and edged) when there are few.
-    shown = np.arange(len(x))
-    if len(x) > _MAX_POINTS:
-        shown = np.sort(np.random.default_rng(0).choice(len(x), _MAX_POINTS, False))
-    size, edge = (
-        (120, 1.2) if len(x) <= 16 else (30, 0.6) if len(x) <= 300 else (10, 0.3)
-    )
-    fig = Figure(figsize=(3.2 * n + 1.4, 3.9), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
-    if n_out == 1:
-        out = y_hat[..., 0]
-        if net.output_activation in _OUTPUT_RANGE:
-            vmin, vmax = _OUTPUT_RANGE[net.output_activation]
-        else:
-            ok = out[np.isfinite(out)]
-            vmin, vmax = (ok.min(), ok.max()) if ok.size else (0.0, 1.0)
-            if vmax <= vmin:
-                vmin, vmax = vmin - 0.5, vmax + 0.5
-        levels = np.linspace(vmin, vmax, 21)
-        palette = ["C0", "C3"]  # low outputs blue, high red, as RdBu_r
-        values = np.unique(y.ravel()) if y.ndim == 1 or y.shape[1] == 1 else []
-        names = (
-            [f"y = {v:g}" for v in values]
-            if len(values) == 2 and values[0] <= threshold < values[1]
-            else [f"y ≤ {threshold:g}", f"y > {threshold:g}"]
-        )
-        handles = [
-            Line2D([], [], ls="", marker="o", mfc=c, mec="k", label=name, markersize=7)
-            for c, name in zip(palette, names, strict=True)
-        ] + [Line2D([], [], color="k", lw=1.5, label=f"output = {threshold:g}")]
-        mappable = None
-    else:
-        palette = [f"C{i % 10}" for i in range(n_out)]
-        handles = [
-            Patch(facecolor=c, edgecolor="k", alpha=0.6, label=f"class {i}")
-            for i, c in enumerate(palette)
-        ]
-    for s, ax in enumerate(axes):
-        if not np.isfinite(y_hat[s]).all():
-            ax.text(0.5, 0.5, "diverged", transform=ax.transAxes, ha="center")
-        elif n_out == 1:
-            z = np.clip(out[s], vmin, vmax).reshape(g0.shape)
-            mappable = ax.contourf(
-                g0, g1, z, levels=levels, cmap="RdBu_r", vmin=vmin, vmax=vmax
-            )
-            if z.min() < threshold < z.max():
-                ax.contour(g0, g1, z, levels=[threshold], colors="k", linewidths=1.5)
-        else:
-            z = np.argmax(y_hat[s], 1).reshape(g0.shape)
-            ax.contourf(
-                g0,
-                g1,
-                z,
-                levels=np.arange(n_out + 1) - 0.5,
-                colors=palette,
-                alpha=0.45,
-            )
-        ax.scatter(
-            x[shown, 0],
-            x[shown, 1],
-            c=[palette[min(int(c), len(palette) - 1)] for c in classes[shown]],
-            s=size,
-            edgecolors="k",
-            linewidths=edge,
-            zorder=3,
-        )
-        ax.set(
-            title=f"seed {s}",
-            xticks=[],
-            yticks=[],
-            xlim=(g0.min(), g0.max()),
-            ylim=(g1.min(), g1.max()),
-        )
-    if n_out == 1 and mappable is not None:
-        fig.colorbar(mappable, ax=list(axes), label="network output", shrink=0.9)
-    seeds = "seed 0" if n == 1 else f"seeds 0–{n - 1}"
-    points = f"; {_MAX_POINTS} of {len(x)} points" if len(shown) < len(x) else ""
-    fig.suptitle(f"Decision regions, lr {lr:g} ({seeds}{points})")
-    fig.legend(
-        handles=handles,
-        loc="outside lower center",
-        ncol=min(len(handles), 6),
-        fontsize="small",
-        frameon=False,
-    )
-    return fig
-
-
-def decision_regions(
-    path: Path,
-    net,
-    params,
-    data,
-    lr,
-    n_seeds: int = REGION_SEEDS,
-    threshold: float = 0.5,
-    diverged=None,
-) -> Path:
-    """The network's output or class over the plane, for the first seeds of one lr.
-
-    One output: its value (colour bar over the output activation's range,
-    sigmoid (0, 1) or tanh (-1, 1), else the outputs' range) and the decision
-    boundary (output = ``threshold``) in black. Several outputs: the predicted
-    class's region in that class's colour. The data points (at most 2000) are
-    coloured by their true class.
-
-    Args:
-      net: a network with 2 inputs.
-      params: params with a leading (n_seeds,) axis (one learning rate's runs).
-      data: the experiment's data (x: (n, 2); y: labels (n,), one target column
-        (n, 1) or one-hot rows).
-      lr: the learning rate of these runs (in the title).
-      n_seeds: how many of the first seeds to draw.
-      diverged: optional (n_seeds,) bool; those seeds' panels say "diverged".
-      threshold: the one-output decision boundary; a target above it is class 1.
-    """
-    return _save(
-        _regions_figure(net, params, data, lr, n_seeds, threshold, diverged), path
-    )
+    return save_figure(_histogram_figure(values, lrs, label), path)
 
 
 # ----------------------------------------------------------------- gradcheck
@@ -502,7 +338,7 @@ def gradcheck(path: Path, report) -> Path:
     Args:
       report: a ``jp.GradCheckReport``.
     """
-    return _save(_gradcheck_figure(report), path)
+    return save_figure(_gradcheck_figure(report), path)
 
 
 def _alignment_figure(steps, angles: dict, lrs, rule: str | None) -> Figure:
@@ -554,4 +390,4 @@ def alignment_curves(path: Path, steps, angles: dict, lrs, rule: str | None) -> 
       lrs: the n_lr learning rates.
       rule: the rule's name, for the title.
     """
-    return _save(_alignment_figure(steps, angles, lrs, rule), path)
+    return save_figure(_alignment_figure(steps, angles, lrs, rule), path)

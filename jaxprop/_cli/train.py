@@ -1,0 +1,264 @@
+"""``jaxprop train``: settings, the run in compiled chunks, its results and summary."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+from .errors import FAILED, INTERRUPTED, OK, USAGE, UsageError, user_errors
+from .options import TRAIN_FIELDS, config_values, option_names
+from .processes import Processes, fingerprint, stop_on_signals
+
+_STEPS = {"steps": "--steps"}
+
+
+def train(args, argv, group: Processes | None = None) -> int:
+    """``jaxprop train``: one process, or one of the ``group`` (every process
+    runs the same steps; process 0 writes ``--out`` and prints)."""
+    from .._experiment import build, start
+
+    group = Processes() if group is None else group
+    agreed = False  # whether this process reached the agreement before writing
+    checksums = None
+
+    def ready():  # every check passed here: do all processes agree?
+        nonlocal agreed
+        agreed = True
+        if group.agree(OK, checksums) != OK:
+            raise UsageError("")  # the failing process said why
+
+    status, message = OK, ""
+    try:
+        with user_errors("train"):
+            config, out, saved_steps = _settings(args)
+            exp = build(config)
+            if group.count > 1:
+                checksums = fingerprint(config, out, args.resume, exp.data)
+            checkpoint = start(
+                exp, out, resume=args.resume is not None, saved_steps=saved_steps,
+                argv=argv, write=group.main, ready=ready, stream=group.stream,
+            )  # fmt: skip
+    except UsageError as e:
+        status, message = USAGE, str(e)
+    if message:
+        print(message, file=sys.stderr)
+    if not agreed:  # failed before the agreement: the others wait in it
+        status = group.agree(status)
+    # ... and once more: process 0's writes of --out may have failed.
+    status = group.agree(status)
+    if status != OK:
+        return status
+    return _run(args, exp, checkpoint, out, group)
+
+
+def _settings(args):
+    """The run's configuration, its ``--out`` folder (or None) and, for a saved
+    run extended by ``--steps``, the steps it was saved with (else None)."""
+    if args.resume is not None:
+        return _resumed_settings(args)
+    return (*_new_settings(args), None)
+
+
+def _resumed_settings(args):
+    """``--resume DIR``: the settings of DIR/config.json, ``--steps`` aside."""
+    from .._experiment import extend_config, make_config, read_config
+
+    extra = [
+        f"--{k.replace('_', '-')}"
+        for k in TRAIN_FIELDS
+        if k != "steps" and getattr(args, k) is not None
+    ]
+    extra += [f for f in ("--config", "--out") if getattr(args, f[2:]) is not None]
+    if extra:
+        raise UsageError(
+            f"jaxprop train: --resume takes every setting from "
+            f"{args.resume}/config.json (only --steps can extend it); "
+            f"drop {', '.join(extra)}."
+        )
+    out = Path(args.resume)
+    if not out.is_dir():
+        raise ValueError(f"--resume: no such folder {str(out)!r}.")
+    if args.steps is None:
+        return read_config(out), out, None
+    steps = make_config({"steps": args.steps}, names=_STEPS).steps
+    config, saved_steps = extend_config(out, steps)
+    return config, out, saved_steps
+
+
+def _new_settings(args):
+    """A new run: the settings of the options and ``--config``, and ``--out``."""
+    from .._experiment import absolute_paths, check_out_is_free, make_config
+
+    names = option_names(args, TRAIN_FIELDS)
+    config = make_config(config_values(args, TRAIN_FIELDS), names=names)
+    config = absolute_paths(config)  # config.json reruns from anywhere
+    out = None if args.out is None else Path(args.out)
+    if out is not None and (out / "checkpoint.npz").exists():
+        raise ValueError(
+            f"--out: {str(out)!r} already holds a run; continue it with "
+            f"--resume {out}, or choose another folder."
+        )
+    if out is not None:
+        check_out_is_free(out)
+    if out is None and config.checkpoint_every is not None:
+        raise ValueError(
+            f"{names.get('checkpoint_every', 'checkpoint_every')} needs "
+            f"--out DIR (checkpoints are written there)."
+        )
+    return config, out
+
+
+def _run(args, exp, checkpoint, out, group) -> int:
+    """Trains, stopping on Ctrl-C or a scheduler's SIGTERM, then :func:`_finish`."""
+    from .._experiment import run_experiment
+
+    config = exp.config
+    quiet = args.quiet or not group.main
+    lead = "×".join(map(str, exp.trainer.shape))
+    net = exp.net
+    on = f" over {group.count} processes" if group.count > 1 else ""
+    if group.main:
+        print(
+            f"{config.data}: {'-'.join(map(str, net.sizes))} {net.activation}/"
+            f"{net.output_activation} {net.cost}, {config.optimizer} lr "
+            f"{','.join(f'{x:g}' for x in config.lr)}, {config.steps} steps, "
+            f"{config.seeds} seeds ({lead} runs, {exp.trainer.strategy[0]}{on}), "
+            f"rule "
+            f"{config.rule or {'autodiff': 'autodiff'}.get(config.grad, 'backprop')}, "
+            f"{config.dtype}",
+            file=sys.stderr if args.quiet else sys.stdout,
+        )
+    try:
+        with stop_on_signals(group.count) as stop_requested:
+            final = run_experiment(
+                exp,
+                checkpoint,
+                out,
+                progress="off" if quiet else "auto",
+                stream=group.stream,
+                stop_requested=stop_requested,
+            )
+    except KeyboardInterrupt:
+        if group.main:
+            print(f"jaxprop train: interrupted{_resume_note(out)}.", file=sys.stderr)
+        return INTERRUPTED
+    return _finish(exp, final, out, gradcheck=not args.no_gradcheck, main=group.main)
+
+
+def _resume_note(out) -> str:
+    """What an interrupted run left in ``out`` (None: no --out)."""
+    if out is None:
+        return " (nothing was saved: no --out)"
+    if (out / "checkpoint.npz").exists():
+        return f"; jaxprop train --resume {out} continues from the last checkpoint"
+    return (
+        f" before the first checkpoint: nothing can be resumed yet "
+        f"(jaxprop train --resume {out} starts it again from step 0)"
+    )
+
+
+def _finish(exp, final, out, gradcheck: bool, main: bool = True) -> int:
+    """Result files (with --out) and the summary; a folder that can no longer
+    be written is reported, with the summary still printed.
+
+    Across processes every process computes the results and the gradient check
+    (their gathers are collectives); process 0 (``main``) writes and prints.
+    """
+    from .._experiment import (
+        gradient_check,
+        results_doc,
+        write_gradient_check,
+        write_results,
+    )
+
+    status = OK
+    results = results_doc(exp, final)
+    check = gradient_check(exp) if out is not None and gradcheck else None
+    if not main:
+        return OK if check is None or check.report.passed else FAILED
+    if out is not None:
+        try:
+            write_results(out, exp, final, results)
+        except OSError as e:
+            print(
+                f"jaxprop train: could not write the results to {out} "
+                f"({e.strerror or e}); checkpoint.npz holds the finished run: "
+                f"jaxprop train --resume {out} writes them once there is room.",
+                file=sys.stderr,
+            )
+            status = FAILED
+    _print_summary(exp, final, results[0])
+    if out is not None and status == OK:
+        if check is not None:
+            try:
+                write_gradient_check(out, exp, check)
+            except OSError as e:
+                print(
+                    f"jaxprop train: gradient check not written ({e.strerror or e}).",
+                    file=sys.stderr,
+                )
+            else:
+                print(check.describe() + f" (table in {out}/gradcheck.txt)")
+                if not check.report.passed:
+                    status = FAILED
+        print(
+            f"results in {out}/: "
+            + ", ".join(
+                sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+            )
+        )
+    return status
+
+
+def _print_summary(exp, final, doc) -> None:
+    key = doc["headline"]
+    n_runs = math.prod(exp.trainer.shape)
+    print(
+        f"trained {n_runs} runs × {exp.config.steps} steps in {final.seconds:.2f} s "
+        f"({n_runs * exp.config.steps / max(final.seconds, 1e-9):,.0f} run-steps/s)"
+    )
+    fmt = lambda v: "nan" if v is None or not math.isfinite(v) else f"{v:.4g}"  # noqa: E731
+    where = "" if "eval" in key else " (on the training data)"
+    for lr in exp.config.lr:
+        s = doc["summary"][f"lr={lr:g}"]
+        m = s[key]
+        if m["n"] == 0:
+            line = f"lr {lr:g}: no {key.replace('_', ' ')}: every run diverged"
+        elif m["n"] == 1:  # no spread or interval from one run
+            line = (
+                f"lr {lr:g}: {key.replace('_', ' ')}{where} {fmt(m['mean'])} (one run)"
+            )
+        else:
+            line = (
+                f"lr {lr:g}: {key.replace('_', ' ')}{where} median {fmt(m['median'])} "
+                f"[IQR {fmt(m['q1'])}, {fmt(m['q3'])}], mean {fmt(m['mean'])} "
+                f"(95% CI {fmt(m['ci95_low'])} to {fmt(m['ci95_high'])})"
+            )
+        if "solved" in s:
+            p = s["solved"]
+            line += (
+                f", solved {p['successes']}/{p['n']} ({p['fraction']:.1%}; 95% CI "
+                f"{p['ci95_low']:.1%} to {p['ci95_high']:.1%})"
+            )
+        line += f", {s['diverged']}/{s['runs']} diverged"
+        if s["diverged_at"] is not None:
+            at = s["diverged_at"]
+            line += (
+                f" (at step {at['first']})"
+                if at["first"] == at["last"]
+                else f" (at steps {at['first']} to {at['last']})"
+            )
+        print(line)
+    if "privacy" in doc:
+        p = doc["privacy"]
+        eps = (
+            "not computed (pip install dp-accounting)"
+            if p["epsilon"] is None
+            else (f"{p['epsilon']:.3g}")
+        )
+        print(
+            f"DP-SGD: clip norm {p['clip_norm']:g}, noise multiplier "
+            f"{p['noise_multiplier']:g}, q {p['sampling_rate']:.3g}, "
+            f"{p['steps']} steps: ε = {eps} at δ = {p['delta']:g}"
+        )
