@@ -90,3 +90,46 @@ def test_the_api_reference_documents_every_public_name():
             if not n.startswith("_") and not isinstance(getattr(module, n), type(re))
         }
         assert public <= documented, sorted(public - documented)
+
+
+SHELL = re.compile(r"```bash\n(.*?)```", re.DOTALL)
+
+
+def command_lines(page: str) -> list[list[str]]:
+    """Every ``jaxprop ...`` command of a page's bash blocks, as argv after
+    ``jaxprop`` (continuation lines joined, comments dropped)."""
+    import shlex
+
+    commands = []
+    for block in SHELL.findall((ROOT / page).read_text()):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if "jaxprop" in words:
+                commands.append(words[words.index("jaxprop") + 1 :])
+    return commands
+
+
+COMMANDS = [
+    pytest.param(page, argv, id=f"{page}:{' '.join(argv[:2])}-{i}")
+    for page in PAGES
+    for i, argv in enumerate(command_lines(page))
+]
+
+
+def test_the_pages_show_commands():
+    assert len(COMMANDS) >= 10
+
+
+@pytest.mark.parametrize("page, argv", COMMANDS)
+def test_every_command_of_a_page_is_one_the_command_line_takes(page, argv):
+    """The bash blocks' commands read files and hosts a test machine does not
+    have, so they are not run; each one parses, and a new ``train`` run's
+    settings pass the checks a real run makes before it touches data."""
+    from jaxprop._cli import make_parser
+    from jaxprop._cli.options import TRAIN_FIELDS, config_values, option_names
+    from jaxprop._experiment import make_config
+
+    args = make_parser().parse_args(argv)
+    if args.command == "train" and not args.resume and not args.config:
+        names = option_names(args, TRAIN_FIELDS)
+        make_config(config_values(args, TRAIN_FIELDS), names=names)
