@@ -51,23 +51,8 @@ class PlatformCosts(NamedTuple):
 
 
 PLATFORM_COSTS = {
-    # Measured on a 2-core AMD EPYC CPU (benchmarks/README.md, "strategies" and
-    # "seed-scaling" studies; benchmarks/results/cpu-2core-2026-11-24.*):
-    # - sequential_flops: vmap wins at 2e6 FLOPs per run-step (32-32-32-10,
-    #   batch 128), one run at a time wins at 1.7e7 (width 128).
-    # - cache_bytes: for XOR 2-2-1, chunks of a few hundred runs per device beat
-    #   one vmap over 131072 runs by 1.8x (a step's arrays stay in cache).
-    # - min_chunk: keeps the matmuls batched.
-    # - runs_last_chunk: XOR ran at 7.1e7 seed-steps/s with 480 runs per device
-    #   and 9.5e7-1.07e8 with 512 to 896 (float32); float64 gained 12% from
-    #   432 to 768. Since the whole scan of steps runs on the runs-last layout
-    #   (2026-12-02), 65536 XOR runs x 2000 epochs, 9 interleaved rounds:
-    #   1.12e8 seed-epochs/s with 1536 runs per device, 9.7e7 with 763,
-    #   1.0e8 with 1024, 1.02e8 with 3072.
-    # - runs_last_max_width/batch: runs-last step rate over vmap's, float32,
-    #   1024 runs: XOR 2-2-1 batch 4: 1.6-2x; 2-4-4-1 and 2-8-8-1 batch 16:
-    #   1.5x; 2-4-1 batch 32: 1.1x; 2-16-16-1 batch 8: 1.0x; 2-32-1 batch 8:
-    #   0.96x; 2-16-16-1 batch 16: 0.57x; batch 64 or more: 0.2-0.6x.
+    # Measured on a CPU; the measurements behind each figure are in
+    # docs/design.md, "The platform cost model".
     "cpu": PlatformCosts(
         model="cache",
         runs_last=True,
@@ -78,14 +63,8 @@ PLATFORM_COSTS = {
         min_chunk=4,
         runs_last_chunk=1536,
     ),
-    # Not measured: no GPU has been lent to this project yet (run
-    # `python -m benchmarks gpu` on one). memory_fraction leaves half of the
-    # free memory to XLA's own temporaries, fragmentation and other programs;
-    # fallback_bytes is a guess at the smallest current accelerator (8 GiB).
-    # runs_last stays on with the CPU's thresholds: on GPUs a tiny batched dot
-    # becomes a cuBLAS call per step, slower than the fused elementwise
-    # products of the runs-last step (jax-ml/jax#33004), so it may well pay
-    # there too. To be measured when a GPU is lent.
+    # Not measured: the CPU's thresholds and a guessed memory budget (see
+    # docs/design.md, "The platform cost model").
     "gpu": PlatformCosts(
         model="memory",
         runs_last=True,
@@ -94,8 +73,7 @@ PLATFORM_COSTS = {
         memory_fraction=0.5,
         fallback_bytes=8 * 2**30,
     ),
-    # Not measured either. A TPU pads a tiny matmul to its 128-wide systolic
-    # array, so elementwise products on the vector unit should pay as on GPUs.
+    # Not measured either (docs/design.md, "The platform cost model").
     "tpu": PlatformCosts(
         model="memory",
         runs_last=True,

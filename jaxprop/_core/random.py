@@ -69,8 +69,7 @@ def threefry2x32(key: Array, x0: Array, x1: Array) -> tuple[Array, Array]:
 
 
 #: Below this many numbers a draw uses JAX's own (rolled) hash: fusing gains
-#: nothing measurable there and costs compile time (a 2-8-8-1 DP-SGD step
-#: compiled in 1.9 s fused, 0.8 s with JAX's hash).
+#: nothing there and costs compile time (docs/design.md, "DP-SGD's noise").
 FUSE_MIN_SIZE = 1024
 
 

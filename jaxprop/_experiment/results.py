@@ -291,8 +291,8 @@ def write_results(
 
 
 #: Finite differences at this many random entries of each parameter array when
-#: a network has more than ``FULL_CHECK_PARAMS`` parameters (a 40-256-256-10 MLP:
-#: 3 s instead of 2 minutes).
+#: a network has more than ``FULL_CHECK_PARAMS`` parameters (docs/design.md,
+#: "Gradient checks of large networks sample entries").
 SAMPLED_ENTRIES = 32
 FULL_CHECK_PARAMS = 5000
 
