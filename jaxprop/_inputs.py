@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core.costs import get_cost
+from ._core.costs import Cost
 
 #: Largest tolerated deviation from 1 of the row sums of probability targets.
 ROW_SUM_ATOL = 1e-4
@@ -82,7 +82,7 @@ def check_x(x, n_in: int, dtype, argname: str = "x") -> tuple[jax.Array, bool]:
 
 
 def check_y(
-    y, cost, n_out: int, batch: int, unbatched: bool, dtype, argname: str = "y"
+    y, cost: Cost, n_out: int, batch: int, unbatched: bool, dtype, argname: str = "y"
 ) -> jax.Array:
     """Checks targets ``y`` against the kinds ``cost`` accepts, returns them batched.
 
@@ -90,7 +90,7 @@ def check_y(
       y: targets of a kind in ``cost.targets`` (``jp.TARGET_KINDS``): rows
         (batch, n_out) (or (n_out,) with an unbatched x) or, where the cost
         accepts ``"labels"``, integer class ids (batch,) (or () unbatched).
-      cost: the cost, a name or a ``jp.Cost``.
+      cost: the net's :class:`jp.Cost` (``net.cost_fn``).
       n_out: the network's output size.
       batch: the number of examples in x.
       unbatched: whether x was a single example.
@@ -100,7 +100,6 @@ def check_y(
     Returns:
       (batch, n_out) float targets of ``dtype``, or (batch,) integer class ids.
     """
-    cost = get_cost(cost)
     kinds = cost.targets
     y = _as_array(y, argname)
     _check_real_dtype(y, argname)

@@ -12,7 +12,6 @@ import numpy as np
 import scipy.stats
 
 from ._core.activations import describe
-from ._core.costs import class_values, get_cost
 
 Array = jax.Array
 
@@ -23,7 +22,7 @@ def classification_threshold(net) -> float:
     For a cost that classifies by threshold (``Cost.classify``; every built-in
     but ``softmax_cross_entropy``) an output counts as class 1 when it is above
     the threshold, and so does a target. The threshold is the midpoint of the
-    cost's two class targets (``jaxprop._core.costs.class_values``): 0 for ±1 targets
+    cost's two class targets (``jp.Cost.class_values``): 0 for ±1 targets
     (``hinge``), 0.5 for 0/1 targets (``binary_cross_entropy``), and for
     real-valued targets (``mse``) the midpoint of the output activation's range
     where it is bounded (sigmoid: 0.5; tanh: 0.0, for ±1 targets), else 0.5
@@ -40,13 +39,12 @@ def classification_threshold(net) -> float:
       ValueError: if the net's cost classifies by argmax (softmax
         cross-entropy), with no threshold.
     """
-    if get_cost(net.cost).classify == "argmax":
+    if net.cost_fn.classify == "argmax":
         raise ValueError(
             f"net: cost={describe(net.cost)} classifies by the argmax of the "
             "outputs; it has no threshold."
         )
-    low, high = class_values(net.cost, net.output_activation)
-    return (low + high) / 2
+    return net.cost_fn.threshold(net.output_activation)
 
 
 def _check_threshold(net, threshold) -> float:
@@ -57,7 +55,7 @@ def _check_threshold(net, threshold) -> float:
         raise TypeError(
             f"threshold must be a real number or None; got {type(threshold).__name__}."
         )
-    if get_cost(net.cost).classify == "argmax":
+    if net.cost_fn.classify == "argmax":
         raise ValueError(
             f"threshold: net has cost={describe(net.cost)}, which classifies by "
             "argmax; leave threshold=None."
@@ -93,13 +91,11 @@ def accuracy_from_output(net, y_hat: Array, y: Array, threshold=None) -> Array:
       TypeError: ``threshold`` is not a real number.
       ValueError: ``threshold`` is not finite, or given with an argmax cost.
     """
-    if get_cost(net.cost).classify == "argmax":
+    if net.cost_fn.classify == "argmax":
         if threshold is not None:
             _check_threshold(net, threshold)  # raises
-        labels = y if jnp.issubdtype(y.dtype, jnp.integer) else jnp.argmax(y, axis=-1)
-        return jnp.mean(jnp.argmax(y_hat, axis=-1) == labels)
-    t = _check_threshold(net, threshold)
-    return jnp.mean(jnp.all((y_hat > t) == (y > t), axis=-1))
+        return jnp.mean(net.cost_fn.correct(y_hat, y, None))
+    return jnp.mean(net.cost_fn.correct(y_hat, y, _check_threshold(net, threshold)))
 
 
 def accuracy(net, params, x, y, *, threshold=None) -> Array:

@@ -39,7 +39,7 @@ from ._core.backprop import (
     through,
     weight_grads,
 )
-from ._core.costs import COSTS, REDUCTIONS, Cost, canonical_cost, fits
+from ._core.costs import COSTS, REDUCTIONS, Cost, canonical_cost
 from ._core.params import (
     Params,
     check_float_dtype,
@@ -131,7 +131,7 @@ class MLP:
                 f"Unknown reduction {self.reduction!r}; "
                 f"{expected_one_of(self.reduction, REDUCTIONS)}"
             )
-        if not fits(self.cost, self.output_activation):
+        if not self.cost_fn.fits(self.output_activation):
             wanted = [str(f) for f in self.cost_fn.output_activations]
             raise ValueError(
                 f"cost={describe(self.cost)} needs output_activation in "
@@ -261,7 +261,7 @@ class MLP:
           y: targets for that batch (as in ``loss``, batched).
         """
         y = check_y(
-            y, self.cost, self.n_out, cache.a[0].shape[0], False, cache.a[0].dtype
+            y, self.cost_fn, self.n_out, cache.a[0].shape[0], False, cache.a[0].dtype
         )
         return _loss_from_cache(self, cache, y)
 
@@ -302,7 +302,7 @@ class MLP:
         """
         self._check_params(params)
         batch = cache.a[0].shape[0]
-        y = check_y(y, self.cost, self.n_out, batch, False, cache.a[0].dtype)
+        y = check_y(y, self.cost_fn, self.n_out, batch, False, cache.a[0].dtype)
         if feedback is None:
             feedback = tuple(layer.w for layer in params[1:])
         else:
@@ -319,7 +319,7 @@ class MLP:
     def _check_xy(self, params, x, y) -> tuple[Array, Array]:
         dtype = self._check_params(params)
         x, unbatched = check_x(x, self.n_in, dtype)
-        return x, check_y(y, self.cost, self.n_out, x.shape[0], unbatched, dtype)
+        return x, check_y(y, self.cost_fn, self.n_out, x.shape[0], unbatched, dtype)
 
 
 def _cost_fit_hint() -> str:

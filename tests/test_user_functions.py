@@ -179,21 +179,37 @@ def test_hinge_accuracy_threshold_and_targets():
 
 def test_cost_api_for_target_shaping():
     labels = np.array([0, 1, 1, 0])
-    hinge_targets = jp.COSTS["hinge"], "identity"
-    assert _costs.class_values(*hinge_targets) == (-1.0, 1.0)
+    hinge, mse = jp.COSTS["hinge"], jp.COSTS["mse"]
+    assert hinge.class_values("identity") == (-1.0, 1.0)
+    assert hinge.threshold("identity") == 0.0
     np.testing.assert_array_equal(
-        _costs.targets_from_labels(*hinge_targets, labels, 1), [[-1], [1], [1], [-1]]
+        hinge.targets_from_labels(labels, 1, "identity"), [[-1], [1], [1], [-1]]
     )
-    assert _costs.class_values("mse", "tanh") == (-1.0, 1.0)
-    assert _costs.class_values("mse", "relu") == (0.0, 1.0)
-    assert _costs.class_values("binary_cross_entropy", "sigmoid") == (0.0, 1.0)
+    assert mse.class_values("tanh") == (-1.0, 1.0)
+    assert mse.class_values("relu") == (0.0, 1.0)
+    assert jp.COSTS["binary_cross_entropy"].class_values("sigmoid") == (0.0, 1.0)
     np.testing.assert_array_equal(
-        _costs.targets_from_labels("mse", "sigmoid", labels, 2), np.eye(2)[labels]
+        mse.targets_from_labels(labels, 2, "sigmoid"), np.eye(2)[labels]
+    )
+    softmax = jp.COSTS["softmax_cross_entropy"]
+    np.testing.assert_array_equal(
+        softmax.targets_from_labels(labels, 2, "identity"), labels
+    )
+    # How each reads a class off ŷ: argmax against labels or rows; a threshold.
+    y_hat = jnp.array([[2.0, -1.0], [0.5, 3.0]])
+    np.testing.assert_array_equal(
+        softmax.correct(y_hat, jnp.array([0, 0]), None), [True, False]
     )
     np.testing.assert_array_equal(
-        _costs.targets_from_labels("softmax_cross_entropy", "identity", labels, 2),
-        labels,
+        softmax.correct(y_hat, jnp.eye(2), None), [True, True]
     )
+    np.testing.assert_array_equal(
+        hinge.correct(y_hat, jnp.array([[1.0, -1.0], [1.0, 1.0]]), 0.0), [True, True]
+    )
+    np.testing.assert_array_equal(
+        hinge.correct(y_hat, jnp.array([[1.0, 1.0], [1.0, 1.0]]), 0.0), [False, True]
+    )
+    assert mse.fits("tanh") and not softmax.fits("sigmoid")
     assert "labels" in jp.COSTS["softmax_cross_entropy"].targets
     assert jp.COSTS["softmax_cross_entropy"].classify == "argmax"
     assert set(jp.TARGET_KINDS) == {"real", "unit", "probabilities", "labels", "signs"}

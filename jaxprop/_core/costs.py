@@ -97,6 +97,86 @@ class Cost(NamedTuple):
         """The name, as a built-in's name reads in messages and logs."""
         return self.name
 
+    def fits(self, output_activation: str | Activation) -> bool:
+        """Whether this cost is defined for an output activation."""
+        if self.output_activations is None:
+            return True
+        out = canonical_activation(output_activation, "output_activation")
+        return any(
+            out == canonical_activation(f, "cost.output_activations")
+            for f in self.output_activations
+        )
+
+    def class_values(self, output_activation: str | Activation) -> tuple[float, float]:
+        """The targets of "not this class" and "this class": (low, high).
+
+        What a class label becomes in a target row of this cost: 0/1 for
+        one-hot rows (``"unit"``, ``"probabilities"`` and every argmax cost),
+        −1/+1 for ``"signs"``, and for ``"real"`` targets the output
+        activation's ``bounds`` ((−1, 1) for tanh) or 0/1 when it is unbounded.
+        Outputs are classified at the midpoint, :meth:`threshold`.
+        """
+        if self.classify == "argmax":
+            return 0.0, 1.0
+        kind = next(k for k in self.targets if k != "labels")
+        if kind == "signs":
+            return -1.0, 1.0
+        if kind == "real":
+            bounds = get_activation(output_activation, "output_activation").bounds
+            if bounds is not None:
+                return float(bounds[0]), float(bounds[1])
+        return 0.0, 1.0
+
+    def threshold(self, output_activation: str | Activation) -> float:
+        """Where a threshold cost reads class 1 off an output: the midpoint of
+        :meth:`class_values` (0.5 for 0/1 targets, 0 for ±1)."""
+        low, high = self.class_values(output_activation)
+        return (low + high) / 2
+
+    def targets_from_labels(
+        self, labels, n_out: int, output_activation: str | Activation
+    ) -> np.ndarray:
+        """Class labels (n,) as targets this cost accepts, on the host.
+
+        Kept as they are when the cost accepts ``"labels"``; else one column
+        (n_out = 1, two classes: class 1 is ``high``) or one-hot rows, with the
+        values of :meth:`class_values`.
+
+        Args:
+          labels: (n,) integer class ids in [0, n_out) (in [0, 2) for one output).
+          n_out: the net's output width.
+          output_activation: the net's output activation.
+
+        Returns:
+          (n,) the labels, or (n, n_out) float64 rows (cast them to the params'
+          dtype).
+        """
+        labels = np.asarray(labels)
+        if "labels" in self.targets:
+            return labels
+        low, high = self.class_values(output_activation)
+        onehot = (
+            labels[:, None] == 1 if n_out == 1 else np.eye(n_out, dtype=bool)[labels]
+        )
+        return np.where(onehot, high, low)
+
+    def correct(self, y_hat: Array, y: Array, threshold: float | None) -> Array:
+        """Whether each example is classified as its target says: (batch,) bool.
+
+        ``"argmax"``: argmax ŷ is the label (or the target row's argmax).
+        ``"threshold"``: every output lies on the same side of ``threshold`` as
+        its target.
+
+        Args:
+          y_hat: (batch, n_out) outputs.
+          y: (batch,) integer labels or (batch, n_out) targets.
+          threshold: where a threshold cost splits the classes (None for argmax).
+        """
+        if self.classify == "argmax":
+            labels = y if jnp.issubdtype(y.dtype, jnp.integer) else jnp.argmax(y, -1)
+            return jnp.argmax(y_hat, axis=-1) == labels
+        return jnp.all((y_hat > threshold) == (y > threshold), axis=-1)
+
 
 def _mse(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array, Array]:
     # c = ½‖ŷ − y‖²; δ^L = ∂c/∂a ⊙ σ'(z^L) with ∂c/∂a = ŷ − y.
@@ -209,71 +289,6 @@ def canonical_cost(spec, argname: str = "cost") -> str | Cost:
     """What ``MLP`` keeps: a built-in's name, else the user's Cost (checked)."""
     cost = get_cost(spec, argname)
     return cost.name if COSTS.get(cost.name) == cost else cost
-
-
-def fits(spec, output_activation) -> bool:
-    """Whether a cost is defined for an output activation (names or objects)."""
-    cost = get_cost(spec)
-    if cost.output_activations is None:
-        return True
-    out = canonical_activation(output_activation, "output_activation")
-    return any(
-        out == canonical_activation(f, "cost.output_activations")
-        for f in cost.output_activations
-    )
-
-
-def class_values(spec, output_activation) -> tuple[float, float]:
-    """The targets of "not this class" and "this class": (low, high).
-
-    What a class label becomes in a target row of this cost: 0/1 for one-hot
-    rows (``"unit"``, ``"probabilities"`` and every argmax cost), −1/+1 for
-    ``"signs"``, and for ``"real"`` targets the output activation's ``bounds``
-    ((−1, 1) for tanh) or 0/1 when it is unbounded. Outputs are classified at
-    the midpoint, ``jp.classification_threshold``.
-
-    Args:
-      spec: the cost (a name or a :class:`Cost`).
-      output_activation: the net's output activation (a name or an Activation).
-    """
-    cost = get_cost(spec)
-    if cost.classify == "argmax":
-        return 0.0, 1.0
-    kind = next(k for k in cost.targets if k != "labels")
-    if kind == "signs":
-        return -1.0, 1.0
-    if kind == "real":
-        bounds = get_activation(output_activation, "output_activation").bounds
-        if bounds is not None:
-            return float(bounds[0]), float(bounds[1])
-    return 0.0, 1.0
-
-
-def targets_from_labels(spec, output_activation, labels, n_out: int) -> np.ndarray:
-    """Class labels (n,) as targets this cost accepts, on the host.
-
-    Kept as they are when the cost accepts ``"labels"``; else one column
-    (n_out = 1, two classes: class 1 is ``high``) or one-hot rows, with the
-    values of :func:`class_values` (0/1, −1/+1 for hinge, −1/+1 for mse with a
-    tanh output).
-
-    Args:
-      spec: the cost (a name or a :class:`Cost`).
-      output_activation: the net's output activation.
-      labels: (n,) integer class ids in [0, n_out) (in [0, 2) for one output).
-      n_out: the net's output width.
-
-    Returns:
-      (n,) the labels, or (n, n_out) float64 rows (cast them to the params'
-      dtype).
-    """
-    cost = get_cost(spec)
-    labels = np.asarray(labels)
-    if "labels" in cost.targets:
-        return labels
-    low, high = class_values(cost, output_activation)
-    onehot = labels[:, None] == 1 if n_out == 1 else np.eye(n_out, dtype=bool)[labels]
-    return np.where(onehot, high, low)
 
 
 def _check_cost_fields(cost: Cost, argname: str) -> None:

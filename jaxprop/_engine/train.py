@@ -213,7 +213,7 @@ def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Ar
         check_dataset(x, y, name=f"x{name}, y{name}")
     x, _ = check_x(x, net.n_in, params_dtype, f"x{name}")
     return x, check_y(
-        y, net.cost, net.n_out, x.shape[0], False, params_dtype, f"y{name}"
+        y, net.cost_fn, net.n_out, x.shape[0], False, params_dtype, f"y{name}"
     )
 
 

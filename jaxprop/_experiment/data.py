@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from .. import data as datasets
-from .._core.costs import class_values, get_cost, targets_from_labels
+from .._core.costs import Cost, get_cost
 from .._network import MLP
 from .config import ExperimentConfig, data_source
 
@@ -89,21 +89,21 @@ def _load_file(path: str, name: str):
 def _shape_targets(y, n_out: int, net: MLP, dtype) -> np.ndarray:
     """Labels (n,) as the cost takes them (``jp.Cost.targets``): kept (softmax),
     one column (one output) or one-hot rows, with the cost's class values (0/1;
-    ±1 for hinge and for a tanh output; ``class_values``)."""
+    ±1 for hinge and for a tanh output; ``Cost.class_values``)."""
     y = np.asarray(y)
     if y.ndim == 2:
         return y.astype(dtype)
-    t = targets_from_labels(net.cost, net.output_activation, y, n_out)
+    t = net.cost_fn.targets_from_labels(y, n_out, net.output_activation)
     return t if t.ndim == 1 else t.astype(dtype)
 
 
-def _check_outputs(n_classes: int, n_out: int, cost, output_activation) -> None:
+def _check_outputs(n_classes: int, n_out: int, cost: Cost, output_activation) -> None:
     """The output width must fit the classes: one output (2 classes, for a cost
     that classifies by a threshold) or one each."""
-    argmax = get_cost(cost).classify == "argmax"
+    argmax = cost.classify == "argmax"
     fits = n_out == n_classes or (n_out == 1 and n_classes <= 2 and not argmax)
     if not fits:
-        low, high = class_values(cost, output_activation)
+        low, high = cost.class_values(output_activation)
         hint = (
             f"{n_classes}"
             if argmax or n_classes > 2
@@ -130,12 +130,13 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
     x, y, x_eval, y_eval = (
         None if a is None else np.asarray(a) for a in _raw_data(config)
     )
+    cost = get_cost(config.cost)
     if y.ndim == 1:
         ids = _as_labels(y, "data")
         ids_eval = None if y_eval is None else _as_labels(y_eval, "eval_data")
         if ids is None or (y_eval is not None and ids_eval is None):
             # Real-valued 1-D targets: one output column, not classes.
-            if "real" not in get_cost(config.cost).targets:
+            if "real" not in cost.targets:
                 raise ValueError(
                     f"data: {config.cost} needs class ids 0..k-1 (or ±1) as "
                     f"targets; these are real numbers."
@@ -152,11 +153,7 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
     )
     if config.sizes is None:
         if labels:
-            n_out = (
-                1
-                if n_classes <= 2 and get_cost(config.cost).classify == "threshold"
-                else n_classes
-            )
+            n_out = 1 if n_classes <= 2 and cost.classify == "threshold" else n_classes
         else:
             n_out = y.shape[1]
         sizes = (x.shape[1], 8, n_out)
@@ -178,9 +175,9 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
             f"end with {y.shape[1]}; got {sizes[-1]}."
         )
     if labels:
-        _check_outputs(n_classes, sizes[-1], config.cost, config.output_activation)
+        _check_outputs(n_classes, sizes[-1], cost, config.output_activation)
     # Target rows that are class values (0/1, or the cost's: ±1 for hinge).
-    low, high = class_values(config.cost, config.output_activation)
+    low, high = cost.class_values(config.output_activation)
     classification = labels or bool(
         np.all((y == 0) | (y == 1)) or np.all((y == low) | (y == high))
     )

@@ -13,7 +13,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks.grads import check_grads
-from .._core.costs import get_cost
 from .._engine.loop import TrainResult
 from .._io import atomic_write, save
 from .._metrics import (
@@ -275,7 +274,7 @@ def write_results(
         params = jax.tree.map(lambda l: l[i], result.params)
         threshold = (
             0.5
-            if get_cost(exp.net.cost).classify == "argmax"
+            if exp.net.cost_fn.classify == "argmax"
             else classification_threshold(exp.net)
         )
         regions.decision_regions(
