@@ -30,7 +30,9 @@ from .._validate import choice, positive_int
 from .grid import set_hparams
 from .loop import (
     _RULE_KEY,
+    Data,
     RunState,
+    Span,
     TrainLog,
     TrainResult,
     _blocks,
@@ -453,9 +455,9 @@ def _advance_runs(
     ``runs`` and ``log`` are in the working layout.
     """
 
-    def one(args, *shared):
-        state, log = args
-        return _blocks(plan.config, state, log, *shared, plan.axis_name)
+    def one(carry, start, n_blocks, *data):
+        span = Span(start, n_blocks, Data(*data), plan.axis_name)
+        return _blocks(plan.config, carry, span)
 
     return plan.map(one, (runs, log), start, n_blocks, x, y, x_eval, y_eval)
 
