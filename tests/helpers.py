@@ -218,3 +218,35 @@ def damage(path, how: str, seed: int, member: str | None = None) -> None:
     else:
         raise ValueError(f"how: one of {DAMAGES}; got {how!r}.")
     path.write_bytes(bytes(data))
+
+
+class _CPU:
+    """A stand-in CPU device: all the CPU cost model reads is its platform."""
+
+    platform = "cpu"
+
+
+def choose_strategy(
+    config, n_runs, strategy, chunk_size, n_examples, itemsize, n_devices, devices=None
+):
+    """``_choose_strategy`` of the options these describe: ``config`` (a
+    ``_Config``), ``n_runs`` runs of ``n_examples`` examples, parameters of
+    ``itemsize`` bytes, over ``devices`` (default: ``n_devices`` CPUs)."""
+    from jaxprop._engine.layout import _choose_strategy
+    from jaxprop._engine.loop import Data
+    from jaxprop._engine.options import Options, _check_strategy
+
+    strategy, chunk_size = _check_strategy(strategy, chunk_size)
+    dtype = {4: "float32", 8: "float64"}[itemsize]
+    x = jax.ShapeDtypeStruct((n_examples, config.net.n_in), dtype)
+    options = Options(
+        *config[:-1],
+        alignment_every=config.alignment_every,
+        data=Data(x, x),
+        dtype=dtype,
+        n_seeds=n_runs,
+        strategy=strategy,
+        chunk_size=chunk_size,
+        devices=[_CPU()] * n_devices if devices is None else devices,
+    )
+    return _choose_strategy(options)

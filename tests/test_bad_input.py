@@ -460,17 +460,23 @@ def test_float64_without_x64_is_refused(tmp_path):
 
 
 def test_train_seeds_takes_the_trainers_options_and_names_a_wrong_one():
-    """train_seeds' options are Trainer's (written once): the signature shows
-    them, and a misspelt one is refused by name before anything runs."""
+    """train_seeds' options are Trainer's, and train's a part of them, written
+    once (typed keywords, PEP 692: IDEs list them): a misspelt one is refused
+    by name before anything runs."""
     import inspect
+    import typing
 
-    options = {
-        name
-        for name, p in inspect.signature(jp.Trainer.__init__).parameters.items()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
-    shown = set(inspect.signature(jp.train_seeds).parameters)
-    assert options and options <= shown and "progress" in shown
+    from jaxprop._engine.options import RunOptions, SweepOptions
+
+    def options(fn):
+        hint = typing.get_type_hints(fn)["options"]
+        assert typing.get_origin(hint) is typing.Unpack
+        return typing.get_args(hint)[0]
+
+    assert options(jp.train_seeds) is options(jp.Trainer.__init__) is SweepOptions
+    assert options(jp.train) is RunOptions
+    assert set(RunOptions.__annotations__) < set(SweepOptions.__annotations__)
+    assert "progress" in inspect.signature(jp.train_seeds).parameters
     x, y = jp.data.xor()
     net = jp.MLP((2, 2, 1))
     keys = jax.random.split(jax.random.key(0), 2)
@@ -486,3 +492,17 @@ def test_train_seeds_takes_the_trainers_options_and_names_a_wrong_one():
         10,
         log_evry=5,
     )
+    for fn, first in ((jp.Trainer, keys), (jp.train, net.init(keys[0]))):
+        name = "Trainer" if fn is jp.Trainer else "train"
+        check_raises(
+            TypeError,
+            rf"{name}\(\) got an unexpected keyword argument 'log_evry'",
+            fn,
+            net,
+            first,
+            x,
+            y,
+            None,
+            10,
+            log_evry=5,
+        )

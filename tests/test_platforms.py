@@ -14,13 +14,12 @@ import jaxprop as jp
 from jaxprop._core.platforms import PLATFORM_COSTS, platform_costs
 from jaxprop._engine.layout import (
     AUTO_RUNS_LAST_CHUNK,
-    _choose_strategy,
     _memory_budget,
     _memory_plan,
 )
 from jaxprop._engine.loop import _Config
 from jaxprop._network import runs_last_pays, value_and_backprop_over_runs
-from tests.helpers import assert_trees_close
+from tests.helpers import assert_trees_close, choose_strategy
 from tests.test_runs_last import per_run, stacked_cases
 
 GiB = 2**30
@@ -101,7 +100,7 @@ def test_cpu_choices_are_unchanged(case, expected, devices):
     cfg = config(sizes, rule, OPTIMIZERS[opt], batch)
     platform = {"none": None, "cpu": "cpu", "unknown platform": "metal"}[devices]
     fakes = None if platform is None else [FakeDevice(platform)] * n_devices
-    got = _choose_strategy(
+    got = choose_strategy(
         cfg, n_runs, "auto", None, n_examples, itemsize, n_devices, devices=fakes
     )
     assert got == expected
@@ -144,12 +143,12 @@ def test_accelerators_vmap_every_run_that_fits(n_runs, n_devices, platform):
     cfg = config((2, 2, 1), steps=2000, log=2000)
     for device in (gpu(40), gpu(None)):
         device.platform = platform
-        got = _choose_strategy(
+        got = choose_strategy(
             cfg, n_runs, "auto", None, 4, 4, n_devices, devices=[device] * n_devices
         )
         assert got == ("vmap", -(-n_runs // n_devices) * n_devices)
     if n_runs > AUTO_RUNS_LAST_CHUNK * n_devices:
-        assert _choose_strategy(cfg, n_runs, "auto", None, 4, 4, n_devices)[0] == (
+        assert choose_strategy(cfg, n_runs, "auto", None, 4, 4, n_devices)[0] == (
             "chunked"
         )
 
@@ -162,7 +161,7 @@ def test_accelerators_chunk_only_to_fit_the_budget(n_runs, limit_gib, n_devices)
     # log, twice), 36 MB of temporaries per run in a step.
     cfg = config((784, 1024, 1024, 10), optimizer=optax.adam(1e-3), batch=128)
     devices = [gpu(limit_gib, in_use_gib=0.25)] * n_devices
-    strategy, chunk = _choose_strategy(
+    strategy, chunk = choose_strategy(
         cfg, n_runs, "auto", None, 6000, 4, n_devices, devices=devices
     )
     plan = _memory_plan(cfg, n_runs, 6000, 0, 4, devices, GPU)
@@ -185,7 +184,7 @@ def test_accelerators_chunk_only_to_fit_the_budget(n_runs, limit_gib, n_devices)
 
 def test_accelerators_chunk_and_fall_back_to_one_run_at_a_time():
     cfg = config((784, 1024, 1024, 10), optimizer=optax.adam(1e-3), batch=128)
-    choose = lambda n, d: _choose_strategy(  # noqa: E731
+    choose = lambda n, d: choose_strategy(  # noqa: E731
         cfg, n, "auto", None, 6000, 4, len(d), devices=d
     )
     # 12 GiB (a 6 GiB budget): 100 runs' state fits (4.5 GB), their
@@ -206,9 +205,7 @@ def test_accelerators_chunk_and_fall_back_to_one_run_at_a_time():
 )
 def test_explicit_strategies_ignore_the_platform(strategy, chunk_size, expected):
     cfg = config((784, 1024, 1024, 10), optimizer=optax.adam(1e-3), batch=128)
-    got = _choose_strategy(
-        cfg, 5000, strategy, chunk_size, 6000, 4, 1, devices=[gpu(2)]
-    )
+    got = choose_strategy(cfg, 5000, strategy, chunk_size, 6000, 4, 1, devices=[gpu(2)])
     assert got == expected
 
 

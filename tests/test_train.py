@@ -16,7 +16,7 @@ import jaxprop as jp
 from jaxprop._engine.layout import _advance_runs
 from jaxprop._engine.loop import _train
 from jaxprop._engine.shuffle import permutation
-from tests.helpers import assert_trees_close, make_case, xla_flags
+from tests.helpers import assert_trees_close, choose_strategy, make_case, xla_flags
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
 XOR_Y = np.array([[0], [1], [1], [0]], float)
@@ -644,14 +644,13 @@ def test_auto_strategy_chunks_are_balanced(n_runs, n_devices, grad):
     from jaxprop._engine.layout import (
         AUTO_CACHE_BYTES,
         AUTO_RUNS_LAST_CHUNK,
-        _choose_strategy,
     )
     from jaxprop._engine.loop import _Config
 
     net = jp.MLP((2, 2, 1), "sigmoid", "sigmoid", "mse", "sum")
     rule = jp.rules.backprop() if grad == "manual" else jp.rules.autodiff()
     config = _Config(net, optax.sgd(0.1), 10, rule, None, 10, None)
-    strategy, chunk = _choose_strategy(config, n_runs, "auto", None, 4, 4, n_devices)
+    strategy, chunk = choose_strategy(config, n_runs, "auto", None, 4, 4, n_devices)
     assert chunk % n_devices == 0 and chunk >= n_devices
     n_chunks = -(-n_runs // chunk)
     assert (strategy == "vmap") == (n_chunks == 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,11 +26,12 @@ from jax.experimental import multihost_utils
 from .._core.params import Layer
 from .._core.platforms import PLATFORM_COSTS, PlatformCosts, platform_costs
 from .._network import runs_last_pays
-from .._validate import choice, positive_int
 from .grid import set_hparams
 from .loop import (
     _RULE_KEY,
+    Data,
     RunState,
+    Span,
     TrainLog,
     TrainResult,
     _blocks,
@@ -39,6 +40,9 @@ from .loop import (
     _result,
     _start_state,
 )
+
+if TYPE_CHECKING:
+    from .options import Options
 
 Array = jax.Array
 
@@ -60,50 +64,22 @@ AUTO_MIN_CHUNK = PLATFORM_COSTS["cpu"].min_chunk
 AUTO_RUNS_LAST_CHUNK = PLATFORM_COSTS["cpu"].runs_last_chunk
 
 
-def _choose_strategy(
-    config: _Config,
-    n_runs: int,
-    strategy: str,
-    chunk_size: int | None,
-    n_examples: int,
-    itemsize: int,
-    n_devices: int,
-    devices: Sequence | None = None,
-    n_eval: int = 0,
-) -> tuple[str, int | None]:
-    """(strategy, chunk_size) for ``n_runs`` runs; see ``train_seeds``.
+def _choose_strategy(options: Options) -> tuple[str, int | None]:
+    """(strategy, chunk_size) for ``options.n_runs`` runs over
+    ``options.devices``; see ``train_seeds``.
 
-    A chunk is a multiple of ``n_devices`` so that every device gets a share;
-    with several devices, ``sequential`` means one run per device at a time.
-    ``auto`` follows the cost model of the devices' platform
-    (``jaxprop._core.platforms``): on a CPU (or without ``devices``) cache-sized
-    chunks, on a GPU or TPU one vmap over as many runs as fit in memory
-    (:func:`_memory_plan`).
-
-    Args:
-      config: the runs' static configuration.
-      n_runs: runs in all.
-      strategy, chunk_size: as given to ``train_seeds``.
-      n_examples: training examples (the batch when ``batch_size`` is None).
-      itemsize: bytes of a parameter.
-      n_devices: devices the runs are split across.
-      devices: those devices (``Device.platform`` and ``memory_stats()`` are
-        read from them); None: the CPU's model.
-      n_eval: held-out examples evaluated per run (0 without ``eval_data``).
+    A chunk is a multiple of the number of devices so that every device gets a
+    share; with several devices, ``sequential`` means one run per device at a
+    time. ``auto`` follows the cost model of the devices' platform
+    (``jaxprop._core.platforms``): on a CPU cache-sized chunks, on a GPU or TPU
+    one vmap over as many runs as fit in memory (:func:`_memory_plan`).
     """
-    choice(strategy, "strategy", STRATEGIES)
-    if chunk_size is not None:
-        chunk_size = positive_int(chunk_size, "chunk_size")
-        if strategy not in ("chunked", "auto"):
-            raise ValueError(
-                f"chunk_size goes with strategy='chunked' (or 'auto'); "
-                f"got strategy={strategy!r}."
-            )
-        strategy = "chunked"
-    elif strategy == "chunked":
-        raise ValueError("strategy='chunked' needs chunk_size.")
-    elif strategy == "auto":
-        platform = "cpu" if devices is None else devices[0].platform
+    config, n_runs, devices = options.config, options.n_runs, options.devices
+    strategy, chunk_size = options.strategy, options.chunk_size
+    n_examples, n_eval, itemsize = options.n_examples, options.n_eval, options.itemsize
+    n_devices = len(devices)
+    if strategy == "auto":
+        platform = devices[0].platform
         costs = platform_costs(platform)
         batch = config.batch_size or n_examples
         if costs.model == "memory":
@@ -453,9 +429,9 @@ def _advance_runs(
     ``runs`` and ``log`` are in the working layout.
     """
 
-    def one(args, *shared):
-        state, log = args
-        return _blocks(plan.config, state, log, *shared, plan.axis_name)
+    def one(carry, start, n_blocks, *data):
+        span = Span(start, n_blocks, Data(*data), plan.axis_name)
+        return _blocks(plan.config, carry, span)
 
     return plan.map(one, (runs, log), start, n_blocks, x, y, x_eval, y_eval)
 

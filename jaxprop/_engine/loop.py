@@ -1,36 +1,33 @@
 """One training run: its state, its log and its loop of blocks of steps (traced).
 
 A run is a ``lax.fori_loop`` over blocks of ``log_every`` steps; each block is
-its steps, then the divergence check and rollback, the log entry, and an
-evaluation or an alignment measure when one is due. When no evaluation or
-alignment is asked for, blocks run in stretches of about ``CHECK_STEPS`` steps
-checked once, and only a stretch in which a run diverged is taken again block
-by block, for the runs that diverged (same result, a fraction of the checks;
-one compiled copy of the steps either way). Minibatch i
-of epoch e is examples π_e(iB), ..., π_e(iB + B - 1) of a keyed bijection π_e of
-[0, n) computed index by index (``_shuffle.py``): no permutation is sorted or
-carried. The step counter is not batched, so the ``lax.cond`` that evaluate or
-measure alignment, whose predicates are the step alone, stay real branches
-under ``vmap``. Everything here
-is traced: ``_train.py`` and ``_layout.py`` jit and map it.
+its steps (``steps.py``), then the divergence check and rollback
+(:func:`check_block`), the log entry, and an evaluation or an alignment measure
+when one is due. When no evaluation or alignment is asked for, blocks run in
+stretches of about ``CHECK_STEPS`` steps checked once, and only a stretch in
+which a run diverged is taken again block by block, for the runs that diverged
+(:func:`run_stretch`: same result, a fraction of the checks; one compiled copy
+of the steps either way). The step counter is not batched, so the ``lax.cond``
+that evaluate or measure alignment, whose predicates are the step alone, stay
+real branches under ``vmap``. Everything here is traced: ``train.py`` and
+``layout.py`` jit and map it.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .._core.params import Params
 from .._metrics import accuracy_from_output
-from .._network import MLP, for_platform
+from .._network import MLP
 from ..rules._alignment import Alignment, alignment
-from ..rules._rules import Rule
-from .shuffle import permute, round_keys
+from .steps import _Config, _steps
 
 Array = jax.Array
 
@@ -74,19 +71,6 @@ class TrainResult(NamedTuple):
     rule_state: Any = ()
     alignment_steps: Array | None = None
     alignment: Alignment | None = None
-
-
-class _Config(NamedTuple):
-    """The static (hashable) part of a training run."""
-
-    net: MLP
-    optimizer: optax.GradientTransformation
-    steps: int
-    rule: Rule
-    batch_size: int | None
-    log_every: int
-    eval_every: int | None
-    alignment_every: int | None = None
 
 
 class RunState(NamedTuple):
@@ -172,337 +156,289 @@ def _alignment_steps(config: _Config) -> np.ndarray:
     )
 
 
-def _blocks(
-    config: _Config,
-    state: RunState,
-    log: TrainLog,
-    start: Array,
-    n_blocks: Array | int,
-    x: Array,
-    y: Array,
-    x_eval: Array | None,
-    y_eval: Array | None,
-    axis_name: str | None = None,
-) -> tuple[RunState, TrainLog]:
-    """``n_blocks`` blocks of ``log_every`` steps of one run from step ``start``.
+class Data(NamedTuple):
+    """The arrays a run reads: training x (n, n_0) and y, held-out x_eval and
+    y_eval (None without ``eval_data``)."""
 
-    Each block's entry is written into ``log`` (the whole run's, NaN-filled at
+    x: Array
+    y: Array
+    x_eval: Array | None = None
+    y_eval: Array | None = None
+
+
+class Span(NamedTuple):
+    """What one call of :func:`_blocks` takes: ``n_blocks`` (may be traced)
+    blocks from step ``start`` over ``data``; ``axis_name``: the ``vmap`` axis
+    of the runs, if mapped (None: one run)."""
+
+    start: Array
+    n_blocks: Array | int
+    data: Data
+    axis_name: str | None = None
+
+
+class Block(NamedTuple):
+    """A block of ``every`` steps from step ``start`` taken from a run's state:
+    the learnt state after it (``run``: params, opt_state, rule_state), the
+    mean of its losses, and the first of its steps (0..every-1) whose loss was
+    not finite (``every`` if none)."""
+
+    start: Array
+    run: tuple
+    mean: Array
+    bad: Array
+
+
+def _learnt(state: RunState) -> tuple:
+    """What the steps change of a run: (params, opt_state, rule_state)."""
+    return state.params, state.opt_state, state.rule_state
+
+
+def check_block(
+    state: RunState, block: Block, every: int, hold=None
+) -> tuple[RunState, Array]:
+    """The state after ``block`` was taken from ``state``, and what the log
+    records of it: the divergence check and rollback.
+
+    Checked once a block, not every step: the check and the rollback cost as
+    much as a small network's step. A run whose block diverged (a loss or a
+    parameter not finite) is rolled back to the block's start and stays frozen
+    there; ``diverged_at`` is its first non-finite loss's step, or the block's
+    last step if only the parameters were not finite; it records NaN from
+    there on. A run to ``hold`` (a () bool) keeps its state, ``diverged`` and
+    ``diverged_at`` as they are (its steps are taken and dropped).
+    """
+    finite = block.bad == every
+    fails = ~(finite & _all_finite(block.run[0]))
+    if hold is not None:
+        fails = fails & ~hold
+    first_bad = block.start + jnp.where(finite, every - 1, block.bad)
+    diverged = state.diverged | fails
+    diverged_at = jnp.where(
+        state.diverged | ~fails, state.diverged_at, first_bad.astype(jnp.int32)
+    )
+    keep = diverged if hold is None else diverged | hold
+    params, opt_state, rule_state = jax.tree.map(
+        lambda old, new: jnp.where(keep, old, new), _learnt(state), block.run
+    )
+    logged = jnp.where(diverged, jnp.nan, block.mean)
+    state = RunState(params, opt_state, state.key, diverged, diverged_at, rule_state)
+    return state, logged
+
+
+def _evaluate(net: MLP, params: Params, data: Data) -> tuple[Array, Array]:
+    """(loss, accuracy) of ``params`` on the held-out data."""
+    y_hat, cache = net.forward_with_cache(params, data.x_eval)
+    acc = accuracy_from_output(net, y_hat, data.y_eval).astype(data.x.dtype)
+    return net.loss_from_cache(cache, data.y_eval), acc
+
+
+def _entry(config: _Config, data: Data, state: RunState, end, logged) -> TrainLog:
+    """The log entry of the block ending at step ``end`` (after its check):
+    its loss ``logged``, and an evaluation and an alignment measure if due
+    (NaN angles for a diverged run)."""
+    net, dtype = config.net, data.x.dtype
+    entry = TrainLog(logged)
+    if data.x_eval is not None:
+        nan = jnp.full((), jnp.nan, dtype)
+        ev = jax.lax.cond(
+            _due(_eval_steps(config), end),
+            lambda: _evaluate(net, state.params, data),
+            lambda: (nan, nan),
+        )
+        entry = entry._replace(eval_loss=ev[0], eval_accuracy=ev[1])
+    if config.alignment_every is not None:
+        x_align, y_align = data.x[:ALIGNMENT_EXAMPLES], data.y[:ALIGNMENT_EXAMPLES]
+        nan = jnp.full((net.n_layers,), jnp.nan, dtype)
+        # The predicate is the step alone: a run's ``diverged`` in it would
+        # batch it under the runs' vmap, turning the cond into a select that
+        # measures every run at every block. Diverged runs are masked after.
+        angles = jax.lax.cond(
+            _due(_alignment_steps(config), end),
+            lambda: alignment(
+                net, config.rule, state.params, state.rule_state, x_align, y_align
+            ),
+            lambda: Alignment(nan, nan, nan),
+        )
+        angles = jax.tree.map(lambda a: jnp.where(state.diverged, nan, a), angles)
+        entry = entry._replace(alignment=angles)
+    return entry
+
+
+def _write(buf: Array, value: Array, row) -> Array:
+    """``value``'s rows written into ``buf`` from ``row`` of its last axis (the
+    blocks are the last axis of every log array)."""
+    return jax.lax.dynamic_update_slice_in_dim(buf, value, row, axis=-1)
+
+
+def _one_block(config: _Config, span: Span, steps, i, carry):
+    """Block i of ``span``, checked, its entry written: the loop's body when
+    every block is checked (``stretch_blocks`` is 1)."""
+    state, log = carry
+    every, data = config.log_every, span.data
+    t = span.start + i * every
+    run, (means, bad) = steps(_learnt(state), state.key, t, 1, data.x, data.y)
+    state, logged = check_block(state, Block(t, run, means[0], bad[0]), every)
+    entry = _entry(config, data, state, t + every, logged)
+    row = span.start // every + i
+    log = jax.tree.map(lambda b, e: _write(b, e[..., None], row), log, entry)
+    return state, log
+
+
+class Stretcher(NamedTuple):
+    """How a run takes a stretch of up to ``G`` blocks of ``every`` steps:
+    ``steps(run, t0, n) -> (run, (means, bad))`` takes n (≤ G, traced) blocks
+    of ``run = (params, opt_state, rule_state)`` from step t0 (means, bad:
+    (G,), NaN and ``every`` past n); ``dtype``: the losses'; runs mapped over
+    ``axis_name`` (None: one run)."""
+
+    steps: Callable
+    G: int
+    every: int
+    dtype: Any
+    axis_name: str | None = None
+
+
+class Stretch(NamedTuple):
+    """A stretch: ``m`` (≤ G) blocks from step ``t0`` (() int32 each)."""
+
+    t0: Array
+    m: Array
+
+
+class Pass(NamedTuple):
+    """The state between the passes of :func:`run_stretch`.
+
+    Attributes:
+      k: 0 before the unchecked pass over the stretch; k ≥ 1 before the checked
+        pass over its block k - 1; m + 1 when done.
+      state: the run's state.
+      checked: (G,) what the checked passes recorded, block by block.
+      means: (G,) the unchecked pass's block means (NaN for a run diverged
+        before the stretch).
+      redo: () bool, whether this run diverged in the unchecked pass (its
+        blocks are then taken again, checked).
+    """
+
+    k: Array
+    state: RunState
+    checked: Array
+    means: Array
+    redo: Array
+
+
+def _unchecked(st: Stretcher, at: Stretch, p: Pass, after, means, bad) -> Pass:
+    """After the unchecked pass (``after``, ``means``, ``bad``: what the m
+    blocks gave): a run that diverged in them keeps its state from the
+    stretch's start, every other run its outcome; the checked passes follow
+    only if a run diverged."""
+    state = p.state
+    redo = ~state.diverged & ~(jnp.all(bad == st.every) & _all_finite(after[0]))
+    params, opt_state, rule_state = jax.tree.map(
+        lambda before, new: jnp.where(state.diverged | redo, before, new),
+        _learnt(state),
+        after,
+    )
+    k = jnp.where(_any_run(redo, st.axis_name), 1, at.m + 1).astype(jnp.int32)
+    state = state._replace(params=params, opt_state=opt_state, rule_state=rule_state)
+    return Pass(k, state, p.checked, jnp.where(p.state.diverged, jnp.nan, means), redo)
+
+
+def _checked(st: Stretcher, at: Stretch, p: Pass, after, means, bad) -> Pass:
+    """After the checked pass over block k - 1 (``after``, ``means``, ``bad``:
+    what it gave): the check, for the runs to redo alone (the others hold)."""
+    t = at.t0 + (p.k - 1) * st.every
+    block = Block(t, after, means[0], bad[0])
+    state, logged = check_block(p.state, block, st.every, hold=~p.redo)
+    checked = _write(p.checked, logged[None], p.k - 1)
+    return Pass(p.k + 1, state, checked, p.means, p.redo)
+
+
+def _pass(st: Stretcher, at: Stretch, p: Pass) -> Pass:
+    """One pass of :func:`run_stretch`: the stretch's m blocks unchecked
+    (k = 0), or its block k - 1 again, checked."""
+    # One call of the steps in the loop, so that the program holds one copy.
+    after, (means, bad) = st.steps(
+        _learnt(p.state),
+        at.t0 + jnp.maximum(p.k - 1, 0) * st.every,
+        jnp.where(p.k == 0, at.m, 1),
+    )
+    return jax.lax.cond(
+        p.k == 0,
+        lambda: _unchecked(st, at, p, after, means, bad),
+        lambda: _checked(st, at, p, after, means, bad),
+    )
+
+
+def run_stretch(st: Stretcher, state: RunState, at: Stretch) -> tuple[RunState, Array]:
+    """A stretch of ``at.m`` blocks, checked once: (the state after it, (G,)
+    what the log records of its blocks in its first ``at.m`` rows).
+
+    Pass 0 takes the m blocks unchecked. Only if a run diverged in them (any
+    run mapped over ``st.axis_name``), passes k = 1..m take block k - 1 again
+    from the stretch's start, checked after each, for the runs that diverged
+    alone: those runs record and keep what a check after every block gives
+    (:func:`check_block`), the others their unchecked outcome.
+    """
+    nan = jnp.full((st.G,), jnp.nan, st.dtype)
+    start = Pass(jnp.int32(0), state, nan, nan, jnp.zeros((), bool))
+    p = jax.lax.while_loop(
+        lambda p: p.k <= at.m, functools.partial(_pass, st, at), start
+    )
+    return p.state, jnp.where(p.redo, p.checked, p.means)
+
+
+def _stretch_body(config: _Config, span: Span, steps, G: int, s, carry):
+    """Stretch s of ``span`` (up to G blocks, checked once), its losses
+    written into the log."""
+    state, log = carry
+    every, data = config.log_every, span.data
+    b0 = span.start // every + s * G  # its first block
+    t0 = span.start + s * G * every  # and step
+    m = jnp.minimum(G, span.n_blocks - s * G).astype(jnp.int32)  # G but the last
+    st = Stretcher(
+        lambda run, t, n: steps(run, state.key, t, n, data.x, data.y),
+        G,
+        every,
+        data.x.dtype,
+        span.axis_name,
+    )
+    state, entries = run_stretch(st, state, Stretch(t0, m))
+    # Rows b0 .. b0 + m - 1 of the log, written as one slab of G rows that
+    # stays inside the log (the run has at least G blocks).
+    total = config.steps // every
+    s0 = jnp.minimum(b0, total - G)
+    old = jax.lax.dynamic_slice_in_dim(log.losses, s0, G, axis=-1)
+    at = s0 + jnp.arange(G) - b0
+    mine = (at >= 0) & (at < m)
+    rows = jnp.where(mine, entries[jnp.clip(at, 0, G - 1)], old)
+    return state, log._replace(losses=_write(log.losses, rows, s0))
+
+
+def _blocks(
+    config: _Config, carry: tuple[RunState, TrainLog], span: Span
+) -> tuple[RunState, TrainLog]:
+    """``span.n_blocks`` blocks of ``log_every`` steps of one run from step
+    ``span.start``: ``carry`` (the run's state and log) after them.
+
+    Each block's entry is written into the log (the whole run's, NaN-filled at
     first) at the block's own row. ``n_blocks`` may be traced: the loop is one
     compiled block body whatever its trip count, so a run split into calls of
     any lengths takes bit for bit the same steps as one call over all of them
     (everything depends on the global step only: the minibatch, the
     evaluations due). Without an evaluation or alignment measure, the blocks
-    run in stretches checked once (``stretch_blocks``), with the same result.
-    ``axis_name``: the ``vmap`` axis of the runs, if mapped, so that a stretch
-    is taken again for all of them only when one diverged. Traced; callers jit
-    and map it.
+    run in stretches checked once (:func:`run_stretch`), with the same result.
+    With ``span.axis_name`` a stretch is taken again for all runs only when one
+    diverged. Traced; callers jit and map it.
     """
-    net, rule = config.net, config.rule
-    key = state.key
-    has_eval = x_eval is not None
-    G, L = stretch_blocks(config, has_eval), config.log_every
-    steps = _steps(config, x.shape[0], G)
-
-    if has_eval:
-        eval_at = _eval_steps(config)
-    if config.alignment_every is not None:
-        align_at = _alignment_steps(config)
-        x_align, y_align = x[:ALIGNMENT_EXAMPLES], y[:ALIGNMENT_EXAMPLES]
-
-    def evaluate(params):
-        y_hat, cache = net.forward_with_cache(params, x_eval)
-        acc = accuracy_from_output(net, y_hat, y_eval).astype(x.dtype)
-        return net.loss_from_cache(cache, y_eval), acc
-
-    def learnt(state):
-        return state.params, state.opt_state, state.rule_state
-
-    def checked(state, run, mean, bad, start, hold=None):
-        """The state and log entry after the block of L steps from ``start``
-        that took ``state`` to ``run`` (mean, bad: its loss and first
-        non-finite step): a divergence check; an evaluation and an alignment
-        measure if due (NaN angles for a diverged run).
-        A run to ``hold`` keeps its state, ``diverged`` and ``diverged_at``
-        as they are (its steps are taken and dropped)."""
-        # Checked once a block, not every step: the check and the rollback cost
-        # as much as a small network's step. A diverged run is rolled back to the
-        # block's start and stays frozen there; other runs never see it.
-        finite = bad == L
-        fails = ~(finite & _all_finite(run[0]))
-        if hold is not None:
-            fails = fails & ~hold
-        first_bad = start + jnp.where(finite, L - 1, bad)
-        diverged = state.diverged | fails
-        diverged_at = jnp.where(
-            state.diverged | ~fails, state.diverged_at, first_bad.astype(jnp.int32)
-        )
-        keep = diverged if hold is None else diverged | hold
-        params, opt_state, rule_state = jax.tree.map(
-            lambda old, new: jnp.where(keep, old, new), learnt(state), run
-        )
-        logged = jnp.where(diverged, jnp.nan, mean)
-        state = RunState(params, opt_state, key, diverged, diverged_at, rule_state)
-        end = start + L
-        entry = TrainLog(logged)
-        if has_eval:
-            nan = jnp.full((), jnp.nan, x.dtype)
-            ev = jax.lax.cond(
-                _due(eval_at, end), lambda: evaluate(params), lambda: (nan, nan)
-            )
-            entry = entry._replace(eval_loss=ev[0], eval_accuracy=ev[1])
-        if config.alignment_every is not None:
-            nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)
-            # The predicate is the step alone: a run's ``diverged`` in it would
-            # batch it under the runs' vmap, turning the cond into a select that
-            # measures every run at every block. Diverged runs are masked after.
-            angles = jax.lax.cond(
-                _due(align_at, end),
-                lambda: alignment(net, rule, params, rule_state, x_align, y_align),
-                lambda: Alignment(nan, nan, nan),
-            )
-            angles = jax.tree.map(lambda a: jnp.where(diverged, nan, a), angles)
-            entry = entry._replace(alignment=angles)
-        return state, entry
-
-    first = start // L
-
-    def write(buf, value, row):  # the blocks are the last axis of every log array
-        return jax.lax.dynamic_update_slice_in_dim(buf, value, row, axis=-1)
-
+    has_eval = span.data.x_eval is not None
+    G = stretch_blocks(config, has_eval)
+    steps = _steps(config, span.data.x.shape[0], G)
     if G == 1:
-
-        def body(i, carry):
-            state, log = carry
-            t = start + i * L
-            run, (means, bad) = steps(learnt(state), key, t, 1, x, y)
-            state, entry = checked(state, run, means[0], bad[0], t)
-            log = jax.tree.map(
-                lambda b, e: write(b, e[..., None], first + i), log, entry
-            )
-            return state, log
-
-        return jax.lax.fori_loop(0, n_blocks, body, (state, log))
-
-    total = config.steps // L
-
-    def stretch(s, carry):
-        """Up to G blocks, checked once; when a run is found diverged, the
-        blocks are taken again from the stretch's start, checked after each,
-        and the runs found diverged keep that pass's outcome."""
-        state, log = carry
-        b0, t0 = first + s * G, start + s * G * L  # its first block and step
-        m = jnp.minimum(G, n_blocks - s * G).astype(jnp.int32)  # G but for the last
-
-        # One loop around the only call of the steps, so that the program holds
-        # one copy of them. Pass 0 takes the m blocks unchecked: a run that
-        # diverged in them keeps its state from the stretch's start, every other
-        # run its outcome. Only if a run diverged, passes k = 1..m take block
-        # k - 1 again, checked, for those runs alone (the others hold).
-        def one_pass(carry):
-            k, st, buf, means, redo = carry
-            after, (now, bad) = steps(
-                learnt(st),
-                key,
-                t0 + jnp.maximum(k - 1, 0) * L,
-                jnp.where(k == 0, m, 1),
-                x,
-                y,
-            )
-
-            def unchecked():
-                redo = ~st.diverged & ~(jnp.all(bad == L) & _all_finite(after[0]))
-                params, opt_state, rule_state = jax.tree.map(
-                    lambda before, new: jnp.where(st.diverged | redo, before, new),
-                    learnt(st),
-                    after,
-                )
-                k = jnp.where(_any_run(redo, axis_name), 1, m + 1).astype(jnp.int32)
-                st_next = st._replace(
-                    params=params, opt_state=opt_state, rule_state=rule_state
-                )
-                return k, st_next, buf, jnp.where(st.diverged, jnp.nan, now), redo
-
-            def block():
-                t = t0 + (k - 1) * L
-                st_next, entry = checked(st, after, now[0], bad[0], t, hold=~redo)
-                return (
-                    k + 1,
-                    st_next,
-                    write(buf, entry.losses[None], k - 1),
-                    means,
-                    redo,
-                )
-
-            return jax.lax.cond(k == 0, unchecked, block)
-
-        nan = jnp.full((G,), jnp.nan, x.dtype)
-        start_pass = (jnp.int32(0), state, nan, nan, jnp.zeros((), bool))
-        _, state, buf, means, redo = jax.lax.while_loop(
-            lambda carry: carry[0] <= m, one_pass, start_pass
-        )
-        entries = jnp.where(redo, buf, means)
-        # Rows b0 .. b0 + m - 1 of the log, written as one slab of G rows that
-        # stays inside the log (the run has at least G blocks).
-        s0 = jnp.minimum(b0, total - G)
-        old = jax.lax.dynamic_slice_in_dim(log.losses, s0, G, axis=-1)
-        at = s0 + jnp.arange(G) - b0
-        mine = (at >= 0) & (at < m)
-        rows = jnp.where(mine, entries[jnp.clip(at, 0, G - 1)], old)
-        return state, log._replace(losses=write(log.losses, rows, s0))
-
-    return jax.lax.fori_loop(0, -(-n_blocks // G), stretch, (state, log))
-
-
-def _steps(config: _Config, n: int, G: int):
-    """``(run, key, t0, n_blocks, x, y) -> (run, (means, bad))``: ``n_blocks``
-    (≤ G, traced) blocks of L = ``log_every`` steps of one run from step t0.
-
-    run = (params, opt_state, rule_state), key: the run's data-order key, t0:
-    () int32, the global step of the first block's first step (minibatch i of
-    epoch e at step t), x, y: the whole training set of n examples. Per block:
-    means (G,), the mean of the losses before its steps; bad (G,) int32, the
-    first of its steps (0..L-1) whose loss was not finite, L if none (blocks
-    past ``n_blocks``: NaN and L). Losses are summed in step order as they
-    come, not stored: a long block's (L, runs) losses were written to memory a
-    step at a time (65536 XOR runs: blocks of 2000 steps ran 15% slower than
-    blocks of 200; Kahan's compensated sum cost 8% more). The number of blocks
-    is traced so that one compiled copy of the steps serves every caller of a
-    program (``_blocks``: a stretch unchecked, then a block at a time checked).
-
-    Under ``vmap`` over runs, for a ``runs_last`` rule of a tiny network
-    (``runs_last_pays``), the whole scan runs on the runs-last layout: the
-    state's runs axis is moved last once before the first step and back once
-    after the last, the rule's δ pass runs on it as it is, and the optimizer
-    is mapped over that trailing axis (``vmap(..., in_axes=-1)``: any optax
-    transformation stays per run; SGD's elementwise update needs no transpose,
-    while a run's scalars, such as Adam's step count or a per-run learning
-    rate, make JAX move the runs axis inside the optimizer). Otherwise a plain
-    ``vmap``. The runs-last layout needs every argument but the runs' state
-    and keys unbatched (t0 and n_blocks included), as in ``train_seeds``.
-    """
-    net, optimizer, rule = config.net, config.optimizer, config.rule
-    batch, L = config.batch_size, config.log_every
-    n_batches = n // batch if batch else 1  # per epoch; the remainder is dropped
-
-    def epoch_keys(key, t):
-        """The round keys of step t's epoch: (ROUNDS,), or (runs, ROUNDS) when
-        ``key`` holds the runs."""
-        if key.ndim == 0:
-            return round_keys(key, t // n_batches)
-        return jax.vmap(round_keys, in_axes=(0, None))(key, t // n_batches)
-
-    def indices(keys, t):
-        """Batch i of epoch e: π_e(iB + [0, B)), each example once an epoch:
-        (B,), or (runs, B) for (runs, ROUNDS) keys."""
-        positions = ((t % n_batches) * batch + jnp.arange(batch)).astype(jnp.uint32)
-        if keys.ndim == 1:
-            return permute(positions, n, keys)
-        return jax.vmap(permute, in_axes=(None, None, 0))(positions, n, keys)
-
-    def scan(run, key, t0, n_blocks, x, y, last: bool = False):
-        update = optimizer.update
-        if last:
-            update = jax.vmap(update, in_axes=-1, out_axes=-1)
-
-        def train(carry, xb, yb):
-            params, opt_state, rule_state = carry
-            loss, grads, rule_state = rule.value_and_grads(
-                net, params, rule_state, xb, yb
-            )
-            updates, opt_state = update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state, rule_state), loss
-
-        def blocks(step, carry):
-            """The blocks of ``step(carry, t) -> (carry, loss)``, their losses
-            reduced as they come."""
-
-            def block(g, acc):
-                carry, means, bads = acc
-                tg = t0 + g * L  # the block's first step
-
-                def one(i, acc):
-                    carry, total, bad = acc
-                    i = i.astype(jnp.int32)  # (an int64 counter under x64)
-                    carry, loss = step(carry, tg + i)
-                    total = total + loss
-                    bad = jnp.where((bad == L) & ~jnp.isfinite(loss), i, bad)
-                    return carry, total, bad
-
-                zero = jnp.zeros(key.shape, x.dtype)  # a loss per run
-                full = jnp.full(key.shape, L, jnp.int32)
-                carry, total, bad = jax.lax.fori_loop(0, L, one, (carry, zero, full))
-                put = jax.lax.dynamic_update_index_in_dim  # (as a scan stacks)
-                return carry, put(means, total / L, g, 0), put(bads, bad, g, 0)
-
-            means = jnp.full((G, *key.shape), jnp.nan, x.dtype)
-            bads = jnp.full((G, *key.shape), L, jnp.int32)
-            carry, means, bads = jax.lax.fori_loop(
-                jnp.int32(0), n_blocks, block, (carry, means, bads)
-            )
-            return carry, (means, bads)
-
-        t0 = jnp.asarray(t0, jnp.int32)
-        n_blocks = jnp.asarray(n_blocks, jnp.int32)
-        if batch is None:
-            xb, yb = (x[..., None], y[..., None]) if last else (x, y)
-            return blocks(lambda run, t: train(run, xb, yb), run)
-
-        def step(carry, t):
-            # The carry holds this step's batch indices and its epoch's round
-            # keys, made by the step before: as a loop's state they are stored
-            # once. Computed in the step they were fused into the gathers and
-            # hashed again for every feature of every example, in scalar
-            # code (2-4-1 nets, batch 16: 17x the time of a plain step).
-            run, keys, idx = carry
-            if last:  # (runs, batch) indices; examples (batch, n_0, runs)
-                xb, yb = jnp.moveaxis(x[idx], 0, -1), jnp.moveaxis(y[idx], 0, -1)
-            else:
-                xb, yb = x[idx], y[idx]
-            run, loss = train(run, xb, yb)
-            keys = jax.lax.cond(  # a new epoch's keys: t is not batched
-                (t + 1) % n_batches == 0,
-                lambda: epoch_keys(key, t + 1),
-                lambda: keys,
-            )
-            return (run, keys, indices(keys, t + 1)), loss
-
-        keys = epoch_keys(key, t0)
-        (run, _, _), out = blocks(step, (run, keys, indices(keys, t0)))
-        return run, out
-
-    if not rule.runs_last:
-        return scan
-
-    @jax.custom_batching.custom_vmap
-    def steps(run, key, t0, n_blocks, x, y):
-        return scan(run, key, t0, n_blocks, x, y)
-
-    @steps.def_vmap
-    def _over_runs(n_runs, in_batched, run, key, t0, n_blocks, x, y):
-        def vmapped(*args):
-            in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-            return jax.vmap(scan, in_axes=in_axes)(*args)
-
-        def last(run, key, t0, n_blocks, x, y):
-            run = jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), run)
-            out = scan(run, key, t0, n_blocks, x, y, last=True)
-            return jax.tree.map(
-                lambda a: jnp.moveaxis(
-                    jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
-                ),
-                out,
-            )
-
-        run_b, key_b, *shared_b = in_batched
-        per_run = jax.tree.leaves((run_b, key_b))
-        if all(per_run) and not any(jax.tree.leaves(shared_b)):
-            args = (run, key, t0, n_blocks, x, y)
-            out = for_platform(net, batch or n, last, vmapped, *args)
-        else:  # not the trainer's layout (every run's own state, shared data)
-            out = vmapped(run, key, t0, n_blocks, x, y)
-        return out, jax.tree.map(lambda _: True, out)
-
-    return steps
+        body = functools.partial(_one_block, config, span, steps)
+        return jax.lax.fori_loop(0, span.n_blocks, body, carry)
+    body = functools.partial(_stretch_body, config, span, steps, G)
+    return jax.lax.fori_loop(0, -(-span.n_blocks // G), body, carry)
 
 
 def _any_run(flag: Array, axis_name) -> Array:
@@ -594,9 +530,8 @@ def _run(
     state = _start_state(params, opt_state, key, rule_state)
     log = _empty_log(config, x_eval is not None, x.dtype)
     n_blocks = config.steps // config.log_every
-    state, log = _blocks(
-        config, state, log, jnp.int32(0), n_blocks, x, y, x_eval, y_eval
-    )
+    span = Span(jnp.int32(0), n_blocks, Data(x, y, x_eval, y_eval))
+    state, log = _blocks(config, (state, log), span)
     return _result(config, state, log)
 
 
