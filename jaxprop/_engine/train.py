@@ -24,6 +24,7 @@ import optax
 
 from .._core.activations import default_scheme, describe
 from .._core.params import (
+    DenseParams,
     Params,
     check_float_dtype,
     check_key,
@@ -33,7 +34,7 @@ from .._core.params import (
 from .._data import Dataset, check_dataset
 from .._inputs import check_x, check_y
 from .._io import digest, load, save, saved_meta
-from .._network import MLP
+from .._network import MLP, check_params
 from .._validate import choice
 from .._validate import positive_int as _check_positive_int
 from ..rules import _rules as rules
@@ -320,7 +321,7 @@ def train(
     Returns:
       A :class:`TrainResult`.
     """
-    dtype = net._check_params(params)
+    dtype = check_params(net, params)
     config, (x, y, x_eval, y_eval) = _check_run(
         net,
         dtype,
@@ -486,7 +487,7 @@ class Trainer:
                     f"{sorted(leading)}."
                 )
             probe = jax.tree.map(lambda l: l[0], params)
-            dtype = net._check_params(probe)
+            dtype = check_params(net, probe)
         else:
             dtype = check_float_dtype(dtype)
             # Shapes and dtypes only: nothing is drawn or compiled for them.
@@ -786,6 +787,7 @@ class Trainer:
         saved = (meta or {}).get("trainer")
         if not isinstance(saved, dict):  # files of older versions carry none
             return []
+        saved = _renamed(saved)
         mine = json.loads(json.dumps(self._settings))  # as read back
         if isinstance(saved.get("hparams"), dict):  # bare names of older files
             *_, probe, probe_rule = self._given
@@ -812,6 +814,17 @@ def _digest(*arrays) -> str:
     """16 hex digits of :func:`jaxprop._io.digest`, integers by value (labels
     train alike as int32 or int64)."""
     return digest(arrays, integers_by_value=True)[:16]
+
+
+def _renamed(saved: dict) -> dict:
+    """A file's settings with the params' class under its present name: the
+    optimizer state of files written before it was ``DenseParams`` names
+    ``Layer`` (the same class, so such files still resume)."""
+    old = saved.get("optimizer state")
+    if not isinstance(old, str):
+        return saved
+    new = old.replace("namedtuple[Layer]", f"namedtuple[{DenseParams.__name__}]")
+    return saved | {"optimizer state": new}
 
 
 def _structure(tree) -> str:
