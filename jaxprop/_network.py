@@ -217,7 +217,8 @@ class MLP:
           dtype: floating dtype of the parameters; JAX's default float if None.
 
         Returns:
-          A tuple of ``jp.Layer(w, b)``, w: (n_{l-1}, n_l), b: (n_l,).
+          A tuple of ``jp.DenseParams(w, b)`` (alias ``jp.Layer``), w:
+          (n_{l-1}, n_l), b: (n_l,).
         """
         check_key(key)
         scheme = default_scheme(self.activation) if scheme is None else scheme
@@ -506,11 +507,30 @@ def runs_last(net: MLP, fn, x_index: int):
     the platform compiled for (batch: the second-to-last axis of
     ``args[x_index]``), ``fn`` runs once on every argument with the runs moved
     to the last axis (shared arguments get a trailing axis of 1), and its
-    outputs' runs axis is moved back to the front; otherwise a plain ``vmap``.
-    Where platforms decide differently, both are traced and
-    ``jax.lax.platform_dependent`` keeps the compiled platform's. ``fn`` must
-    be written with products that broadcast trailing run axes
-    (``_backprop.contract``) and elementwise operations, as the δ recursion is.
+    outputs' runs axis is moved back to the front; otherwise a plain ``vmap``
+    (see :func:`over_runs`). ``fn`` must be written with products that
+    broadcast trailing run axes (``_core.layers.contract``) and elementwise
+    operations, as the δ recursion is.
+    """
+
+    def last(in_batched, *args):
+        # Batched leaves: runs axis 0 -> last; shared leaves: a trailing 1.
+        to_last = lambda b, a: jnp.moveaxis(a, 0, -1) if b else a[..., None]  # noqa: E731
+        return fn(*jax.tree.map(to_last, tuple(in_batched), args))
+
+    return over_runs(net, fn, last, lambda in_batched, *args: args[x_index].shape[-2])
+
+
+def over_runs(net: MLP, fn, last, batch_of):
+    """``fn(*args)`` with the runs-last batching rule (the one rule; the
+    trainer's steps and :func:`runs_last` use it).
+
+    Under ``vmap`` over ``n_runs`` runs with ``b = batch_of(in_batched, *args)``
+    (``in_batched``: a pytree of bools like ``args``): if ``b`` is None, a
+    plain ``vmap`` of ``fn``; else ``last(in_batched, *args)``, whose outputs
+    carry the runs last (or a trailing 1 to broadcast), moved back to the front
+    where ``runs_last_pays(net, b, platform)`` for the platform compiled for,
+    a plain ``vmap`` where not (:func:`for_platform`).
     """
 
     @jax.custom_batching.custom_vmap
@@ -519,23 +539,23 @@ def runs_last(net: MLP, fn, x_index: int):
 
     @batched.def_vmap
     def _over_runs(n_runs, in_batched, *args):
-        def plain(*args):
+        def vmapped(*args):
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
             return jax.vmap(fn, in_axes=in_axes)(*args)
 
-        def last(*args):
-            # Batched leaves: runs axis 0 -> last; shared leaves: a trailing 1.
-            to_last = lambda b, a: jnp.moveaxis(a, 0, -1) if b else a[..., None]  # noqa: E731
-            out = fn(*jax.tree.map(to_last, tuple(in_batched), args))
+        def runs_last(*args):
             return jax.tree.map(
                 lambda a: jnp.moveaxis(
                     jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
                 ),
-                out,
+                last(in_batched, *args),
             )
 
-        batch = args[x_index].shape[-2]
-        out = for_platform(net, batch, last, plain, *args)
+        batch = batch_of(in_batched, *args)
+        if batch is None:
+            out = vmapped(*args)
+        else:
+            out = for_platform(net, batch, runs_last, vmapped, *args)
         return out, jax.tree.map(lambda _: True, out)
 
     return batched

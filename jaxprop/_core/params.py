@@ -141,11 +141,11 @@ def check_params(params, sizes: tuple[int, ...]) -> jnp.dtype:
     """
     n_layers = len(sizes) - 1
     expected = ", ".join(
-        f"Layer(w: ({i}, {o}), b: ({o},))" for i, o in itertools.pairwise(sizes)
+        f"DenseParams(w: ({i}, {o}), b: ({o},))" for i, o in itertools.pairwise(sizes)
     )
     if not isinstance(params, (tuple, list)):
         raise TypeError(
-            f"params must be a tuple of jp.Layer(w, b), one per layer "
+            f"params must be a tuple of jp.DenseParams(w, b), one per layer "
             f"({expected}); got {type(params).__name__}."
         )
     if len(params) != n_layers:
@@ -159,12 +159,12 @@ def check_params(params, sizes: tuple[int, ...]) -> jnp.dtype:
     ):
         if not isinstance(layer, DenseParams):
             hint = (
-                " (wrap (w, b) pairs: tuple(jp.Layer(w, b) for w, b in params))"
+                " (wrap (w, b) pairs: tuple(jp.DenseParams(w, b) for w, b in params))"
                 if isinstance(layer, (tuple, list)) and len(layer) == 2
                 else ""
             )
             raise TypeError(
-                f"params[{l}] must be a jp.Layer(w, b); got "
+                f"params[{l}] must be a jp.DenseParams(w, b); got "
                 f"{type(layer).__name__}{hint}."
             )
         for name, leaf, shape in (

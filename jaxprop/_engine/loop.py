@@ -27,7 +27,7 @@ import optax
 
 from .._core.params import Params
 from .._metrics import accuracy_from_output
-from .._network import MLP, for_platform
+from .._network import MLP, over_runs
 from ..rules._alignment import Alignment, alignment
 from ..rules._rules import Rule
 from .shuffle import permute, round_keys
@@ -473,35 +473,18 @@ def _steps(config: _Config, n: int, G: int):
     if not rule.runs_last:
         return scan
 
-    @jax.custom_batching.custom_vmap
-    def steps(run, key, t0, n_blocks, x, y):
-        return scan(run, key, t0, n_blocks, x, y)
+    def last(in_batched, run, key, t0, n_blocks, x, y):
+        run = jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), run)
+        return scan(run, key, t0, n_blocks, x, y, last=True)
 
-    @steps.def_vmap
-    def _over_runs(n_runs, in_batched, run, key, t0, n_blocks, x, y):
-        def vmapped(*args):
-            in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-            return jax.vmap(scan, in_axes=in_axes)(*args)
-
-        def last(run, key, t0, n_blocks, x, y):
-            run = jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), run)
-            out = scan(run, key, t0, n_blocks, x, y, last=True)
-            return jax.tree.map(
-                lambda a: jnp.moveaxis(
-                    jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
-                ),
-                out,
-            )
-
+    def batch_of(in_batched, run, key, t0, n_blocks, x, y):
         run_b, key_b, *shared_b = in_batched
         per_run = jax.tree.leaves((run_b, key_b))
         if all(per_run) and not any(jax.tree.leaves(shared_b)):
-            args = (run, key, t0, n_blocks, x, y)
-            out = for_platform(net, batch or n, last, vmapped, *args)
-        else:  # not the trainer's layout (every run's own state, shared data)
-            out = vmapped(run, key, t0, n_blocks, x, y)
-        return out, jax.tree.map(lambda _: True, out)
+            return batch or n
+        return None  # not the trainer's layout (every run's own state, shared data)
 
+    steps = over_runs(net, scan, last, batch_of)
     return steps
 
 
