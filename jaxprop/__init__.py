@@ -19,6 +19,7 @@ from ._core.costs import TARGET_KINDS as TARGET_KINDS
 from ._core.costs import Cost as Cost
 from ._core.params import DEFAULT_SCHEME as DEFAULT_SCHEME
 from ._core.params import SCHEMES as SCHEMES
+from ._core.params import DenseParams as DenseParams
 from ._core.params import Layer as Layer
 from ._core.params import Params as Params
 from ._engine.loop import RunState as RunState

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.stats
 
 from ._core.activations import describe
+from ._network import check_xy
 
 Array = jax.Array
 
@@ -116,7 +117,7 @@ def accuracy(net, params, x, y, *, threshold=None) -> Array:
       () fraction of examples classified correctly.
     """
     t = None if threshold is None else _check_threshold(net, threshold)
-    x, y = net._check_xy(params, x, y)
+    x, y = check_xy(net, params, x, y)
     return accuracy_from_output(net, net.forward(params, x), y, t)
 
 

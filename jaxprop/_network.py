@@ -6,10 +6,13 @@ For layers l = 1..L, with a^0 = x (row-vector convention, x: (batch, n_0)):
 
 where σ_l is the hidden activation for l < L and the output activation for l = L.
 The loss is L = Σ_batch c(a^L, y) (``reduction="sum"``) or its mean over the batch.
-The maths (forward pass, output δ, the δ recursion, weight gradients) is in
+An MLP is a composition of Dense layers (``net.layers``,
+``jaxprop._core.layers.Dense``). The maths (forward pass, output δ, the δ
+recursion, weight gradients) is in
 ``jaxprop._core.backprop``, as pure functions of arrays; this module is the
 convenience class that checks its inputs and jits those functions, and the
-runs-last batching rule for many runs of a tiny network.
+runs-last batching rule for many runs of a tiny network. Other modules check
+a net's arguments with :func:`check_params`, :func:`check_x` and :func:`check_xy`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import functools
 import itertools
 import operator
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,29 +36,32 @@ from ._core.activations import (
 )
 from ._core.backprop import (
     Cache,
-    delta_recursion,
+    Through,
     forward,
-    output_delta,
+    per_example_output_delta,
+    recursion,
     reduce,
-    through,
+    through_weights,
     weight_grads,
 )
 from ._core.costs import COSTS, REDUCTIONS, Cost, canonical_cost
+from ._core.layers import Dense, dense_layers
 from ._core.params import (
     Params,
     check_float_dtype,
     check_key,
-    check_params,
     check_scheme,
     init_params,
 )
+from ._core.params import check_params as check_param_shapes
 from ._core.platforms import (
     DEFAULT_PLATFORM,
     LOWERING_PLATFORMS,
     PLATFORM_COSTS,
     platform_costs,
 )
-from ._inputs import check_x, check_y
+from ._inputs import check_x as check_inputs
+from ._inputs import check_y as check_targets
 from ._validate import expected_one_of
 
 Array = jax.Array
@@ -62,7 +69,8 @@ Array = jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class MLP:
-    """A fully connected network: immutable, hashable configuration.
+    """A fully connected network, a composition of Dense layers: immutable,
+    hashable configuration.
 
     All methods are pure functions of ``params`` and data: they work under
     ``jax.jit`` (close over the net or pass it as a static argument), ``jax.vmap``
@@ -82,6 +90,8 @@ class MLP:
         probability rows) or ``"hinge"`` (Σ_k max(0, 1 − y_k ŷ_k), needs an
         identity output; targets ±1).
       reduction: ``"sum"`` or ``"mean"`` of the per-example costs over the batch.
+      layers: (derived from ``sizes``) ``Dense(n_{l-1}, n_l)`` for l = 1..L,
+        what the δ pass, the cost models and ``init`` work through.
 
     A built-in passed as its object (``jp.ACTIVATIONS["tanh"]``) is kept as its
     name; a user's Activation or Cost is kept as given, so ``net.activation``
@@ -101,6 +111,7 @@ class MLP:
     output_activation: str | Activation = "identity"
     cost: str | Cost = "mse"
     reduction: str = "mean"
+    layers: tuple[Dense, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         sizes = self.sizes
@@ -122,6 +133,7 @@ class MLP:
         if min(sizes) < 1:
             raise ValueError(f"sizes must be positive; got {sizes}.")
         object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "layers", dense_layers(sizes))
         for field in ("activation", "output_activation"):
             spec = canonical_activation(getattr(self, field), field)
             object.__setattr__(self, field, spec)
@@ -177,20 +189,21 @@ class MLP:
     def flops(self, batch: int, backward: bool = True) -> int:
         """Matmul FLOPs of one pass over a batch (multiply and add count as two).
 
-        Forward: 2·batch·Σ_l n_{l-1} n_l. The backward adds 2·batch·n_{l-1} n_l
-        per layer for ∂L/∂W^l = (a^{l-1})ᵀ δ^l, and as much again for each
-        δ^{l-1} = δ^l (W^l)ᵀ with l ≥ 2 (δ^0 is never formed). Elementwise work
+        The sum over ``layers`` of each layer's ``flops(batch)``: its forward
+        map (Dense: 2·batch·n_{l-1} n_l); the backward adds its gradient
+        ∂θ^l (Dense: (a^{l-1})ᵀ δ^l, as many) and its adjoint for l ≥ 2
+        (δ^{l-1} from δ^l; δ^0 is never formed). Elementwise work
         (activations, biases, the cost) is not counted.
 
         Args:
           batch: examples per pass.
           backward: include the backward pass (a training step's gradient).
         """
-        products = [i * o for i, o in itertools.pairwise(self.sizes)]
-        total = sum(products)
+        flops = [layer.flops(batch) for layer in self.layers]
+        total = sum(f.apply for f in flops)
         if backward:
-            total += sum(products) + sum(products[1:])
-        return 2 * batch * total
+            total += sum(f.grads for f in flops) + sum(f.adjoint for f in flops[1:])
+        return total
 
     def init(self, key, scheme: str | None = None, dtype=None) -> Params:
         """Draws initial parameters.
@@ -204,11 +217,12 @@ class MLP:
           dtype: floating dtype of the parameters; JAX's default float if None.
 
         Returns:
-          A tuple of ``jp.Layer(w, b)``, w: (n_{l-1}, n_l), b: (n_l,).
+          A tuple of ``jp.DenseParams(w, b)`` (alias ``jp.Layer``), w:
+          (n_{l-1}, n_l), b: (n_l,).
         """
         check_key(key)
         scheme = default_scheme(self.activation) if scheme is None else scheme
-        return _init(check_scheme(scheme), check_float_dtype(dtype), self.sizes, key)
+        return _init(check_scheme(scheme), check_float_dtype(dtype), self.layers, key)
 
     def forward(self, params: Params, x) -> Array:
         """The network's output ŷ = a^L.
@@ -221,7 +235,7 @@ class MLP:
         Returns:
           (batch, n_out), or (n_out,) for a single example.
         """
-        x, unbatched = self._check_x(params, x)
+        x, unbatched = check_x(self, params, x)
         y_hat = _forward(self, params, x)
         return y_hat[0] if unbatched else y_hat
 
@@ -235,7 +249,7 @@ class MLP:
         Returns:
           ``(y_hat, cache)``: y_hat (batch, n_out) and the :class:`Cache`.
         """
-        x, _ = self._check_x(params, x)
+        x, _ = check_x(self, params, x)
         return _forward_with_cache(self, params, x)
 
     def loss(self, params: Params, x, y) -> Array:
@@ -250,8 +264,8 @@ class MLP:
             (``softmax_cross_entropy``). Without the batch axis for a single
             example.
         """
-        x, y = self._check_xy(params, x, y)
-        return _value_and_backprop(self, params, x, y, with_grads=False)[0]
+        x, y = check_xy(self, params, x, y)
+        return compiled_value_and_backprop(self, params, x, y, with_grads=False)[0]
 
     def loss_from_cache(self, cache: Cache, y) -> Array:
         """The loss of a forward pass already made, from its cache.
@@ -260,7 +274,7 @@ class MLP:
           cache: from ``forward_with_cache`` (its batch: ``cache.a[0]``).
           y: targets for that batch (as in ``loss``, batched).
         """
-        y = check_y(
+        y = check_targets(
             y, self.cost_fn, self.n_out, cache.a[0].shape[0], False, cache.a[0].dtype
         )
         return _loss_from_cache(self, cache, y)
@@ -277,8 +291,8 @@ class MLP:
 
         Same arguments as ``loss``; returns ``(value, grads)``.
         """
-        x, y = self._check_xy(params, x, y)
-        return _value_and_backprop(self, params, x, y, with_grads=True)
+        x, y = check_xy(self, params, x, y)
+        return compiled_value_and_backprop(self, params, x, y, with_grads=True)
 
     def backward(
         self, params: Params, cache: Cache, y, feedback: Sequence[Array] | None = None
@@ -300,26 +314,34 @@ class MLP:
         Returns:
           Updates in the shape of ``params`` (the gradient when feedback is None).
         """
-        self._check_params(params)
+        check_params(self, params)
         batch = cache.a[0].shape[0]
-        y = check_y(y, self.cost_fn, self.n_out, batch, False, cache.a[0].dtype)
+        y = check_targets(y, self.cost_fn, self.n_out, batch, False, cache.a[0].dtype)
         if feedback is None:
             feedback = tuple(layer.w for layer in params[1:])
         else:
             _check_feedback(feedback, self.sizes)
         return _backward(self, tuple(feedback), cache, y)
 
-    # --------------------------------------------------------------- checks
-    def _check_params(self, params) -> jnp.dtype:
-        return check_params(params, self.sizes)
 
-    def _check_x(self, params, x) -> tuple[Array, bool]:
-        return check_x(x, self.n_in, self._check_params(params))
+# --------------------------------------------------------------------- checks
+def check_params(net: MLP, params: Any) -> jnp.dtype:
+    """The dtype of ``params`` if they fit ``net``, else a TypeError or
+    ValueError naming ``params``."""
+    return check_param_shapes(params, net.sizes)
 
-    def _check_xy(self, params, x, y) -> tuple[Array, Array]:
-        dtype = self._check_params(params)
-        x, unbatched = check_x(x, self.n_in, dtype)
-        return x, check_y(y, self.cost_fn, self.n_out, x.shape[0], unbatched, dtype)
+
+def check_x(net: MLP, params: Any, x: Any) -> tuple[Array, bool]:
+    """(x: (batch, n_in) in the params' dtype, whether x was one example),
+    ``params`` checked first."""
+    return check_inputs(x, net.n_in, check_params(net, params))
+
+
+def check_xy(net: MLP, params: Any, x: Any, y: Any) -> tuple[Array, Array]:
+    """(x, y) checked for ``net`` and ``params``, batched, in the params' dtype."""
+    dtype = check_params(net, params)
+    x, unbatched = check_inputs(x, net.n_in, dtype)
+    return x, check_targets(y, net.cost_fn, net.n_out, x.shape[0], unbatched, dtype)
 
 
 def _cost_fit_hint() -> str:
@@ -353,13 +375,13 @@ def _check_feedback(feedback, sizes: tuple[int, ...]) -> None:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _init(scheme: str, dtype, sizes: tuple[int, ...], key) -> Params:
-    return init_params(key, sizes, scheme, dtype)
+def _init(scheme: str, dtype, layers: tuple[Dense, ...], key) -> Params:
+    return init_params(key, layers, scheme, dtype)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _forward_with_cache(net: MLP, params: Params, x: Array) -> tuple[Array, Cache]:
-    return forward(params, x, net.sigma, net.sigma_out)
+    return forward(net.layers, params, x, net.sigma, net.sigma_out)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -369,38 +391,44 @@ def _forward(net: MLP, params: Params, x: Array) -> Array:
 
 def loss_and_output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
     """(L, δ^L = ∂L/∂z^L: (batch, n_out)) of ``net``'s cost and reduction."""
-    return reduce(*output_delta(cache, y, net.cost_fn, net.sigma_out), net.reduction)
+    c, delta = per_example_output_delta(cache, y, net.cost_fn, net.sigma_out)
+    return reduce(c, delta, net.reduction)
 
 
 def _loss_from_cache(net: MLP, cache: Cache, y: Array) -> Array:
     return loss_and_output_delta(net, cache, y)[0]  # XLA drops the unused δ^L
 
 
-def _delta_recursion(
+def _feedback_grads(
     net: MLP, feedback: tuple[Array, ...], cache: Cache, delta: Array
 ) -> Params:
     r"""Backpropagation's updates with B^l in place of W^l on the way down:
     δ^{l} = (δ^{l+1} (B^{l+1})ᵀ) ⊙ σ'(z^{l}), ∂W^l = (a^{l-1})ᵀ δ^l, ∂b^l =
     Σ_batch δ^l; feedback = (B^2, ..., B^L), B^l: (n_{l-1}, n_l)."""
-    deltas = delta_recursion(cache, delta, net.sigma, through(feedback))
-    return weight_grads(cache, deltas)
+    deltas = recursion(net.layers, cache, delta, net.sigma, Through(feedback))
+    return weight_grads(net.layers, cache, deltas)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _backward(net: MLP, feedback: tuple[Array, ...], cache: Cache, y: Array) -> Params:
     delta = loss_and_output_delta(net, cache, y)[1]
-    return _delta_recursion(net, feedback, cache, delta)
+    return _feedback_grads(net, feedback, cache, delta)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
-def _value_and_backprop(net: MLP, params: Params, x: Array, y: Array, with_grads: bool):
-    """(L, ∂L/∂params) from one forward pass; (L, None) without the gradient."""
+def compiled_value_and_backprop(
+    net: MLP, params: Params, x: Array, y: Array, with_grads: bool
+):
+    """(L, ∂L/∂params) from one forward pass; (L, None) without the gradient.
+
+    For arguments already checked (:func:`check_xy`): x: (batch, n_in), y
+    batched; jitted with the net and ``with_grads`` static."""
     _, cache = _forward_with_cache(net, params, x)
     value, delta = loss_and_output_delta(net, cache, y)
     if not with_grads:
         return value, None
-    feedback = tuple(layer.w for layer in params[1:])
-    return value, _delta_recursion(net, feedback, cache, delta)
+    feedback = through_weights(params).weights
+    return value, _feedback_grads(net, feedback, cache, delta)
 
 
 #: ``value_and_backprop_over_runs`` puts the runs last when every width is at
@@ -424,7 +452,7 @@ def runs_last_pays(net: MLP, batch: int, platform: str = "cpu") -> bool:
     costs = platform_costs(platform)
     return (
         costs.runs_last
-        and max(net.sizes) <= costs.runs_last_max_width
+        and max(layer.width for layer in net.layers) <= costs.runs_last_max_width
         and batch <= costs.runs_last_max_batch
     )
 
@@ -446,7 +474,7 @@ def value_and_backprop_over_runs(net: MLP):
     """
 
     def plain(params, x, y):
-        return _value_and_backprop(net, params, x, y, with_grads=True)
+        return compiled_value_and_backprop(net, params, x, y, with_grads=True)
 
     return runs_last(net, plain, x_index=1)
 
@@ -479,11 +507,30 @@ def runs_last(net: MLP, fn, x_index: int):
     the platform compiled for (batch: the second-to-last axis of
     ``args[x_index]``), ``fn`` runs once on every argument with the runs moved
     to the last axis (shared arguments get a trailing axis of 1), and its
-    outputs' runs axis is moved back to the front; otherwise a plain ``vmap``.
-    Where platforms decide differently, both are traced and
-    ``jax.lax.platform_dependent`` keeps the compiled platform's. ``fn`` must
-    be written with products that broadcast trailing run axes
-    (``_backprop.contract``) and elementwise operations, as the δ recursion is.
+    outputs' runs axis is moved back to the front; otherwise a plain ``vmap``
+    (see :func:`over_runs`). ``fn`` must be written with products that
+    broadcast trailing run axes (``_core.layers.contract``) and elementwise
+    operations, as the δ recursion is.
+    """
+
+    def last(in_batched, *args):
+        # Batched leaves: runs axis 0 -> last; shared leaves: a trailing 1.
+        to_last = lambda b, a: jnp.moveaxis(a, 0, -1) if b else a[..., None]  # noqa: E731
+        return fn(*jax.tree.map(to_last, tuple(in_batched), args))
+
+    return over_runs(net, fn, last, lambda in_batched, *args: args[x_index].shape[-2])
+
+
+def over_runs(net: MLP, fn, last, batch_of):
+    """``fn(*args)`` with the runs-last batching rule (the one rule; the
+    trainer's steps and :func:`runs_last` use it).
+
+    Under ``vmap`` over ``n_runs`` runs with ``b = batch_of(in_batched, *args)``
+    (``in_batched``: a pytree of bools like ``args``): if ``b`` is None, a
+    plain ``vmap`` of ``fn``; else ``last(in_batched, *args)``, whose outputs
+    carry the runs last (or a trailing 1 to broadcast), moved back to the front
+    where ``runs_last_pays(net, b, platform)`` for the platform compiled for,
+    a plain ``vmap`` where not (:func:`for_platform`).
     """
 
     @jax.custom_batching.custom_vmap
@@ -492,23 +539,23 @@ def runs_last(net: MLP, fn, x_index: int):
 
     @batched.def_vmap
     def _over_runs(n_runs, in_batched, *args):
-        def plain(*args):
+        def vmapped(*args):
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
             return jax.vmap(fn, in_axes=in_axes)(*args)
 
-        def last(*args):
-            # Batched leaves: runs axis 0 -> last; shared leaves: a trailing 1.
-            to_last = lambda b, a: jnp.moveaxis(a, 0, -1) if b else a[..., None]  # noqa: E731
-            out = fn(*jax.tree.map(to_last, tuple(in_batched), args))
+        def runs_last(*args):
             return jax.tree.map(
                 lambda a: jnp.moveaxis(
                     jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
                 ),
-                out,
+                last(in_batched, *args),
             )
 
-        batch = args[x_index].shape[-2]
-        out = for_platform(net, batch, last, plain, *args)
+        batch = batch_of(in_batched, *args)
+        if batch is None:
+            out = vmapped(*args)
+        else:
+            out = for_platform(net, batch, runs_last, vmapped, *args)
         return out, jax.tree.map(lambda _: True, out)
 
     return batched

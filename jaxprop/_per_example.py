@@ -2,7 +2,7 @@ r"""Per-example gradients, their norms and clipping from one δ backward pass,
 and the privacy accounting of DP-SGD.
 
 Every δ rule's δ's are linear in δ^L and computed row by row: run the δ
-recursion (``jaxprop._core.backprop.delta_recursion``) from the per-example
+recursion (``jaxprop._core.backprop.recursion``) from the per-example
 output errors δ^L_i = ∂c(ŷ_i, y_i)/∂z^L_i, before the batch reduction, and
 row i of each δ^l is example i's own. Example i's update is then
 
@@ -33,10 +33,10 @@ import numpy as np
 
 from ._core import backprop as bp
 from ._core.params import Params
-from ._network import MLP
+from ._network import MLP, check_xy
 from ._validate import fraction, integer, non_negative_number, positive_number
-from ._vjp import _check_net, _layers, _state
-from .rules._rules import Rule, _example_deltas, check_delta_rule
+from ._vjp import as_params, check_net, rule_state
+from .rules._rules import Rule, check_delta_rule, example_deltas
 
 Array = jax.Array
 
@@ -44,21 +44,23 @@ Array = jax.Array
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _per_example(what: str, net: MLP, rule: Rule, params, state, x, y, clip_norm):
     """One δ pass, then ``what``: "grads", "norms" or "clipped" (checked inputs)."""
-    cache, _, deltas = _example_deltas(net, rule, params, state, x, y)
+    layers = net.layers
+    cache, _, deltas = example_deltas(net, rule, params, state, x, y)
     if what == "grads":
-        return bp.per_example_weight_grads(cache, deltas)
-    sq_norms = bp.per_example_sq_norms(cache, deltas)
+        return bp.per_example_weight_grads(layers, cache, deltas)
+    sq_norms = bp.per_example_sq_norms(layers, cache, deltas)
     if what == "norms":
         return jnp.sqrt(sq_norms)
-    return bp.weight_grads(cache, deltas, bp.clip_factors(sq_norms, clip_norm))
+    scale = bp.clip_factors(sq_norms, clip_norm)
+    return bp.weight_grads(layers, cache, deltas, scale)
 
 
 def _checked(net, params, x, y, rule, state):
-    net = _check_net(net)
+    net = check_net(net)
     rule = check_delta_rule(rule)
-    x, y = net._check_xy(params, x, y)
-    params = _layers(params)
-    return net, rule, params, _state(rule, net, params, state), x, y
+    x, y = check_xy(net, params, x, y)
+    params = as_params(params)
+    return net, rule, params, rule_state(rule, net, params, state), x, y
 
 
 def per_example_grads(
@@ -84,7 +86,7 @@ def per_example_grads(
 
     Returns:
       A pytree like ``params`` with a leading (batch,) axis on every leaf:
-      Layer(w: (batch, n_{l-1}, n_l), b: (batch, n_l)).
+      DenseParams(w: (batch, n_{l-1}, n_l), b: (batch, n_l)).
     """
     args = _checked(net, params, x, y, rule, state)
     return _per_example("grads", *args, None)

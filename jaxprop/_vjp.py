@@ -2,7 +2,7 @@ r"""The δ backward pass as a JAX VJP: an MLP block inside any JAX model.
 
 ``loss_with_vjp(net, rule)`` and ``apply_with_vjp(net, rule)`` are
 ``jax.custom_vjp`` functions whose backward is the rule's δ recursion
-(``jaxprop._core.backprop.delta_recursion``), written by hand: no autodiff
+(``jaxprop._core.backprop.recursion``), written by hand: no autodiff
 runs inside them.
 ``jax.grad`` of any function that calls them runs that recursion for the MLP's
 part and JAX's own VJPs around it.
@@ -35,14 +35,15 @@ import jax
 
 from ._core import backprop as bp
 from ._core.backprop import Cache
-from ._core.params import Layer, Params
-from ._network import MLP, loss_and_output_delta
+from ._core.params import DenseParams, Params
+from ._network import MLP, check_x, check_xy, loss_and_output_delta
 from .rules._rules import Rule, check_delta_rule, check_rule_state
 
 Array = jax.Array
 
 
-def _check_net(net) -> MLP:
+def check_net(net) -> MLP:
+    """``net`` if it is a :class:`jp.MLP`, else a TypeError naming ``net``."""
     if not isinstance(net, MLP):
         raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
     return net
@@ -53,14 +54,13 @@ def _backward(
 ) -> tuple[Params, Array]:
     """(∂L/∂params, ∂L/∂x: (batch, n_0)) from δ^L: (batch, n_L) by the rule's
     δ recursion (the equations in the module docstring)."""
-    deltas = bp.delta_recursion(
-        cache, delta, net.sigma, rule.project(params, state), rule.name
-    )
-    dx = bp.contract(deltas[0], params[0].w, 1, 1)  # δ^1 (W^1)ᵀ
-    return bp.weight_grads(cache, deltas), dx
+    layers, project = net.layers, rule.project(params, state)
+    deltas = bp.recursion(layers, cache, delta, net.sigma, project, rule.name)
+    dx = layers[0].adjoint(params[0].w, deltas[0])  # δ^1 (W^1)ᵀ
+    return bp.weight_grads(layers, cache, deltas), dx
 
 
-def _state(rule: Rule, net: MLP, params: Params, state):
+def rule_state(rule: Rule, net: MLP, params: Params, state):
     """The rule state to use: ``state`` checked against the rule, or ``()``
     for a rule without one; a clear error if a needed state is missing."""
     key = jax.random.key(0)  # shapes only
@@ -76,20 +76,21 @@ def _state(rule: Rule, net: MLP, params: Params, state):
     return check_rule_state(rule, net, params, state, key, "state")
 
 
-def _layers(params) -> Params:
-    """params as a tuple of Layer (the custom VJP's cotangent has its shape)."""
-    return tuple(Layer(*layer) for layer in params)
+def as_params(params) -> Params:
+    """params as a tuple of DenseParams (the custom VJP's cotangent has its
+    shape)."""
+    return tuple(DenseParams(*theta) for theta in params)
 
 
 @functools.cache
 def _loss_core(net: MLP, rule: Rule):
     @jax.custom_vjp
     def loss(params, x, y, state):
-        _, cache = bp.forward(params, x, net.sigma, net.sigma_out)
+        _, cache = bp.forward(net.layers, params, x, net.sigma, net.sigma_out)
         return loss_and_output_delta(net, cache, y)[0]
 
     def fwd(params, x, y, state):
-        _, cache = bp.forward(params, x, net.sigma, net.sigma_out)
+        _, cache = bp.forward(net.layers, params, x, net.sigma, net.sigma_out)
         value, delta = loss_and_output_delta(net, cache, y)
         return value, (params, cache, delta, state)
 
@@ -106,10 +107,10 @@ def _loss_core(net: MLP, rule: Rule):
 def _apply_core(net: MLP, rule: Rule):
     @jax.custom_vjp
     def apply(params, x, state):
-        return bp.forward(params, x, net.sigma, net.sigma_out)[0]
+        return bp.forward(net.layers, params, x, net.sigma, net.sigma_out)[0]
 
     def fwd(params, x, state):
-        y_hat, cache = bp.forward(params, x, net.sigma, net.sigma_out)
+        y_hat, cache = bp.forward(net.layers, params, x, net.sigma, net.sigma_out)
         return y_hat, (params, cache, state)
 
     def bwd(res, g):
@@ -158,14 +159,14 @@ def loss_with_vjp(net: MLP, rule: Rule | None = None):
       TypeError, ValueError: a bad net or rule here, bad arguments in ``f``
         (before anything compiles).
     """
-    net = _check_net(net)
+    net = check_net(net)
     rule = check_delta_rule(rule)
     core = _loss_core(net, rule)
 
     def f(params, x, y, state=None):
-        x, y = net._check_xy(params, x, y)
-        state = _state(rule, net, params, state)
-        return core(_layers(params), x, y, state)
+        x, y = check_xy(net, params, x, y)
+        state = rule_state(rule, net, params, state)
+        return core(as_params(params), x, y, state)
 
     return f
 
@@ -191,14 +192,14 @@ def apply_with_vjp(net: MLP, rule: Rule | None = None):
       TypeError, ValueError: a bad net or rule here, bad arguments in
         ``apply`` (before anything compiles).
     """
-    net = _check_net(net)
+    net = check_net(net)
     rule = check_delta_rule(rule)
     core = _apply_core(net, rule)
 
     def apply(params, x, state=None):
-        x, unbatched = net._check_x(params, x)
-        state = _state(rule, net, params, state)
-        y_hat = core(_layers(params), x, state)
+        x, unbatched = check_x(net, params, x)
+        state = rule_state(rule, net, params, state)
+        y_hat = core(as_params(params), x, state)
         return y_hat[0] if unbatched else y_hat
 
     return apply

@@ -161,7 +161,8 @@ def test_params_wrong_structure(case):
     check_raises(
         ValueError,
         r"params has 1 layers; sizes=\(3, 4, 2\) needs 2: "
-        r"Layer\(w: \(3, 4\), b: \(4,\)\), Layer\(w: \(4, 2\), b: \(2,\)\)",
+        r"DenseParams\(w: \(3, 4\), b: \(4,\)\), "
+        r"DenseParams\(w: \(4, 2\), b: \(2,\)\)",
         net.loss,
         params[:1],
         x,
@@ -169,21 +170,22 @@ def test_params_wrong_structure(case):
     )
     check_raises(
         TypeError,
-        r"params must be a tuple of jp.Layer\(w, b\).*got dict",
+        r"params must be a tuple of jp.DenseParams\(w, b\).*got dict",
         net.forward,
         {"w": 1},
         x,
     )
     check_raises(
         TypeError,
-        r"params\[1\] must be a jp.Layer\(w, b\); got ArrayImpl",
+        r"params\[1\] must be a jp.DenseParams\(w, b\); got ArrayImpl",
         net.forward,
         (params[0], params[1].w),
         x,
     )
     check_raises(
         TypeError,
-        r"params\[0\] must be a jp.Layer\(w, b\); got tuple \(wrap \(w, b\) pairs",
+        r"params\[0\] must be a jp.DenseParams\(w, b\); got tuple "
+        r"\(wrap \(w, b\) pairs",
         net.forward,
         tuple((w, b) for w, b in params),
         x,

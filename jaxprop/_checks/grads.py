@@ -17,7 +17,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from .._core.params import Params
-from .._network import MLP, _value_and_backprop
+from .._network import MLP, check_xy, compiled_value_and_backprop
 from .._validate import positive_int
 
 Array = jax.Array
@@ -123,7 +123,7 @@ class GradCheckReport(NamedTuple):
 
 
 def _loss_fn(net: MLP, x: Array, y: Array) -> Callable[[Params], Array]:
-    return lambda params: _value_and_backprop(net, params, x, y, False)[0]
+    return lambda params: compiled_value_and_backprop(net, params, x, y, False)[0]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
@@ -175,7 +175,7 @@ def numerical_grad(
     Returns:
       A pytree like ``params``; NaN at the entries not computed.
     """
-    x, y = net._check_xy(params, x, y)
+    x, y = check_xy(net, params, x, y)
     dtype = x.dtype
     if eps is None:
         eps = float(jnp.finfo(dtype).eps) ** (1.0 / 3.0)
@@ -271,7 +271,7 @@ def check_grads(
     Returns:
       A :class:`GradCheckReport`; ``print(report)`` shows the table.
     """
-    x, y = net._check_xy(params, x, y)
+    x, y = check_xy(net, params, x, y)
     if numeric_entries is not None:
         numeric_entries = positive_int(numeric_entries, "numeric_entries")
     dtype = str(x.dtype)

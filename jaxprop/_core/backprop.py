@@ -15,18 +15,23 @@ is backpropagation when project(l, d, _) = d (W^{l+1})ᵀ; credit-assignment rul
 (``jp.rules``) change only the projection. Weight updates are
 ∂W^l = (a^{l-1})ᵀ δ^l and ∂b^l = Σ_batch δ^l.
 
-Everything here takes arrays and the activation/cost objects it needs (never a
-whole network), and works on the runs-last arrays of the tiny-network fast path
-(``jaxprop._network.runs_last``): products go through :func:`contract`, the rest is
-elementwise with the features on axis 1, so trailing run axes broadcast. The
-convenience class ``jp.MLP`` (``_mlp.py``) checks inputs and jits; the rules,
-the custom VJPs and the per-example quantities are compositions of these.
+Each layer is a value of a layer kind (``jaxprop._core.layers``; Dense is
+z^l = a^{l-1} W^l + b^l above): the forward pass is a loop of ``layer.apply``,
+δ^{l+1} (W^{l+1})ᵀ is ``layers[l].adjoint(W^{l+1}, δ^{l+1})`` with the weight
+replaceable, and the updates and per-example norms are ``layer.grads`` and
+``layer.sq_norms``. ``layers[l - 1]`` is layer l, as ``params[l - 1]`` holds θ^l.
+
+Everything here takes arrays, the layers and the activation/cost objects it
+needs (never a whole network), and works on the runs-last arrays of the
+tiny-network fast path (``jaxprop._network.value_and_backprop_over_runs``):
+products go through :func:`contract`, the rest is elementwise with the features
+on axis 1, so trailing run axes broadcast. The convenience class ``jp.MLP``
+(``_network.py``) checks inputs and jits; the rules, the custom VJPs and the
+per-example quantities are compositions of these.
 """
 
 from __future__ import annotations
 
-import functools
-import operator
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -35,7 +40,9 @@ import jax.numpy as jnp
 
 from .activations import Activation
 from .costs import Cost
-from .params import Layer, Params
+from .layers import contract as contract
+from .layers import sum_batch as sum_batch
+from .params import Params
 
 Array = jax.Array
 
@@ -55,54 +62,34 @@ class Cache(NamedTuple):
     z: tuple[Array, ...]
 
 
-def contract(u: Array, v: Array, i: int, j: int) -> Array:
-    """Σ_k u[..k..] v[..k..] over axis i of u and axis j of v (i, j ∈ {0, 1}).
+class Through(NamedTuple):
+    """The projection that hands each layer's adjoint a weight in place of its
+    own: δ^{l+1} ↦ ``layers[l].adjoint(weights[l - 1], δ^{l+1})``.
 
-    For matrices, ``a.T @ d`` and ``d @ w.T`` written as one ``dot_general``
-    with the contracted axes named, not a transpose and a dot: XLA:CPU otherwise
-    materializes wᵀ before a matrix-vector product (a full copy of w at every
-    step, which made batch-1 steps of width 4096 up to 2x slower).
-
-    With trailing run axes (u: (m, k, *runs), v: (k, n, *runs) up to the
-    transposes, runs broadcasting), the sum is written as elementwise products:
-    every run's small product is computed at once, vectorized along the runs.
+    Attributes:
+      weights: (B^2, ..., B^L), B^l of W^l's shape: W^l itself for backprop, a
+        fixed or learned B^l for feedback alignment and Kolen-Pollack, sign(W^l)
+        for sign symmetry.
     """
-    if u.ndim == 2 and v.ndim == 2:
-        return jax.lax.dot_general(u, v, (((i,), (j,)), ((), ())))
-    u = u if i == 1 else jnp.swapaxes(u, 0, 1)  # (m, k, *runs)
-    v = v if j == 0 else jnp.swapaxes(v, 0, 1)  # (k, n, *runs)
-    terms = (u[:, k : k + 1] * v[k : k + 1] for k in range(u.shape[1]))
-    return functools.reduce(operator.add, terms)
 
-
-def sum_batch(a: Array, ndim: int) -> Array:
-    """Σ over axis 0, the batch, of ``a`` whose own rank is ``ndim``.
-
-    With trailing run axes (``a.ndim > ndim``: the runs-last layout, batches of
-    at most ``RUNS_LAST_MAX_BATCH``) the sum is a chain of adds of the batch's
-    slices, elementwise along the runs: XLA fuses it with what follows, where a
-    reduction would be a kernel of its own.
-    """
-    if a.ndim == ndim:
-        return jnp.sum(a, axis=0)
-    return functools.reduce(operator.add, (a[i] for i in range(a.shape[0])))
+    weights: tuple[Array, ...]
 
 
 def forward(
-    params: Params, x: Array, sigma: Activation, sigma_out: Activation
+    layers, params: Params, x: Array, sigma: Activation, sigma_out: Activation
 ) -> tuple[Array, Cache]:
     """ŷ = a^L: (batch, n_L) and the :class:`Cache` of every z^l and a^l."""
     a, zs, as_ = x, [], [x]
-    for l, layer in enumerate(params, start=1):
+    for l, (layer, theta) in enumerate(zip(layers, params, strict=True), start=1):
         act = sigma_out if l == len(params) else sigma
-        z = contract(a, layer.w, 1, 0) + layer.b  # a^{l-1} W^l + b^l
+        z = layer.apply(theta, a)  # a^{l-1} W^l + b^l for Dense
         a = act.fn(z)
         zs.append(z)
         as_.append(a)
     return a, Cache(a=tuple(as_), z=tuple(zs))
 
 
-def output_delta(
+def per_example_output_delta(
     cache: Cache, y: Array, cost: Cost, sigma_out: Activation
 ) -> tuple[Array, Array]:
     """Per example, before the batch reduction: (c: (batch,), δ^L_i = ∂c_i/∂z^L_i:
@@ -119,11 +106,12 @@ def reduce(c: Array, delta: Array, reduction: str) -> tuple[Array, Array]:
     return total / c.shape[0], delta / c.shape[0]
 
 
-def delta_recursion(
+def recursion(
+    layers,
     cache: Cache,
     delta: Array,
     sigma: Activation,
-    project: Project,
+    project: Project | Through,
     name: str = "the projection",
 ) -> tuple[Array, ...]:
     r"""The δ recursion with a replaceable projection: (δ^1, ..., δ^L).
@@ -131,16 +119,18 @@ def delta_recursion(
     .. math::
         δ^{l} = \mathrm{project}(l, δ^{l+1}, δ^L) ⊙ σ'(z^{l}),  l = L-1, ..., 1
 
-    Backpropagation projects with the forward weights (:func:`through` W);
+    Backpropagation projects with the forward weights (``Through`` W);
     feedback alignment with fixed random B^{l+1} in place of W^{l+1}; direct
     feedback alignment sends δ^L straight down, δ^L B^l.
 
     Args:
+      layers: the network's layers (``layers[l]`` is layer l + 1).
       cache: the forward pass's a^0..a^L and z^1..z^L.
       delta: δ^L: (batch, n_L), the output layer's error (true for every rule),
         per example or already reduced.
       sigma: the hidden activation (its σ'(z, a)).
-      project: ``(l, δ^{l+1}, δ^L) -> (batch, n_l)``.
+      project: a :class:`Through` (each layer's adjoint with another weight),
+        or ``(l, δ^{l+1}, δ^L) -> (batch, n_l)``, layer l's signal itself.
       name: who made the projection (a rule's name), for the message below.
 
     Returns:
@@ -151,29 +141,37 @@ def delta_recursion(
         trailing run axes that broadcast): the product with σ'(z^l) would
         otherwise broadcast it into a δ^l of the wrong numbers.
     """
-    deltas = [delta]
+    if isinstance(project, Through):
+        weights = project.weights
+        project = lambda l, d, _: layers[l].adjoint(weights[l - 1], d)  # noqa: E731
+    out = [delta]
     for l in range(len(cache.z) - 1, 0, -1):
         z, a = cache.z[l - 1], cache.a[l]  # z^l, a^l
-        runs_last = z.ndim > 2  # (batch, n_l, runs): the tiny-network path
-        try:
-            signal = project(l, deltas[-1], delta)
-        except (TypeError, ValueError) as e:
-            if not runs_last:
-                raise
-            raise ValueError(
-                f"{name}: the projection failed ({type(e).__name__}: {e}); "
-                f"{_RUNS_LAST}."
-            ) from e
-        shape = jnp.shape(signal)
-        if shape[:2] != z.shape[:2] or not _broadcasts_to(shape, z.shape):
-            raise ValueError(
-                f"{name}: the projection gave shape {shape} for layer {l}, whose "
-                f"z^{l} has shape {z.shape}; project(l, δ^(l+1), δ^L) must give "
-                f"δ^l's shape"
-                + (f"; {_RUNS_LAST}." if runs_last else f" (batch, n_l) = {z.shape}.")
-            )
-        deltas.append(signal * sigma.derivative(z, a))
-    return tuple(reversed(deltas))
+        signal = _projected(project, l, out[-1], delta, z, name)
+        out.append(signal * sigma.derivative(z, a))
+    return tuple(reversed(out))
+
+
+def _projected(project, l: int, delta_next, delta, z, name: str) -> Array:
+    """project(l, δ^{l+1}, δ^L), its shape checked against z^l: (batch, n_l)."""
+    runs_last = z.ndim > 2  # (batch, n_l, runs): the tiny-network path
+    try:
+        signal = project(l, delta_next, delta)
+    except (TypeError, ValueError) as e:
+        if not runs_last:
+            raise
+        raise ValueError(
+            f"{name}: the projection failed ({type(e).__name__}: {e}); {_RUNS_LAST}."
+        ) from e
+    shape = jnp.shape(signal)
+    if shape[:2] != z.shape[:2] or not _broadcasts_to(shape, z.shape):
+        raise ValueError(
+            f"{name}: the projection gave shape {shape} for layer {l}, whose "
+            f"z^{l} has shape {z.shape}; project(l, δ^(l+1), δ^L) must give "
+            f"δ^l's shape"
+            + (f"; {_RUNS_LAST}." if runs_last else f" (batch, n_l) = {z.shape}.")
+        )
+    return signal
 
 
 _RUNS_LAST = (
@@ -192,45 +190,44 @@ def _broadcasts_to(shape: tuple, target: tuple) -> bool:
         return False
 
 
-def through(matrices: Sequence[Array]) -> Project:
-    """The projection δ^{l+1} (B^{l+1})ᵀ with matrices = (B^2, ..., B^L), B^l:
-    (n_{l-1}, n_l); backpropagation's with B^l = W^l."""
-    return lambda l, delta_next, _: contract(delta_next, matrices[l - 1], 1, 1)
+def through_weights(params: Params) -> Through:
+    """Backpropagation's projection: every layer's adjoint with its own W."""
+    return Through(tuple(theta.w for theta in params[1:]))
 
 
 def weight_grads(
-    cache: Cache, deltas: Sequence[Array], scale: Array | None = None
+    layers, cache: Cache, deltas: Sequence[Array], scale: Array | None = None
 ) -> Params:
-    r"""∂W^l = (a^{l-1})ᵀ δ^l and ∂b^l = Σ_batch δ^l for every layer.
+    r"""∂W^l = (a^{l-1})ᵀ δ^l and ∂b^l = Σ_batch δ^l for every layer
+    (``layer.grads``).
 
     With ``scale`` s: (batch,), each example's δ^l_i is weighted first:
     ∂W^l = (a^{l-1})ᵀ (s ⊙ δ^l) = Σ_i s_i (a^{l-1}_i)ᵀ δ^l_i, one contraction
     per layer however the examples are weighted (per-example clipping, a
     Poisson sample's mask). Trailing run axes broadcast: s: (batch, *runs).
     """
-    if scale is not None:
-        deltas = [jnp.expand_dims(scale, 1) * d for d in deltas]
     return tuple(
-        Layer(w=contract(cache.a[l], d, 0, 0), b=sum_batch(d, 2))
-        for l, d in enumerate(deltas)
+        layer.grads(a, d, scale)
+        for layer, a, d in zip(layers, cache.a, deltas, strict=False)
     )
 
 
-def per_example_weight_grads(cache: Cache, deltas: Sequence[Array]) -> Params:
-    r"""Every example's own gradient, unreduced: Layer(w: (batch, n_{l-1}, n_l),
-    b: (batch, n_l)) with w_i = (a^{l-1}_i)ᵀ δ^l_i and b_i = δ^l_i.
+def per_example_weight_grads(layers, cache: Cache, deltas: Sequence[Array]) -> Params:
+    r"""Every example's own gradient, unreduced (``layer.per_example_grads``):
+    DenseParams(w: (batch, n_{l-1}, n_l), b: (batch, n_l)) with w_i =
+    (a^{l-1}_i)ᵀ δ^l_i and b_i = δ^l_i.
 
     An outer product per example: batch·n_{l-1}·n_l numbers per layer. For norms
     or clipping use :func:`per_example_sq_norms` and :func:`weight_grads`'s
     scale, which never form them.
     """
     return tuple(
-        Layer(w=cache.a[l][:, :, None] * d[:, None, :], b=d)
-        for l, d in enumerate(deltas)
+        layer.per_example_grads(a, d)
+        for layer, a, d in zip(layers, cache.a, deltas, strict=False)
     )
 
 
-def per_example_sq_norms(cache: Cache, deltas: Sequence[Array]) -> Array:
+def per_example_sq_norms(layers, cache: Cache, deltas: Sequence[Array]) -> Array:
     r"""‖g_i‖² of every example's gradient g_i, without forming g_i: (batch,).
 
     .. math::
@@ -239,11 +236,12 @@ def per_example_sq_norms(cache: Cache, deltas: Sequence[Array]) -> Array:
 
     since the Frobenius norm of an outer product u vᵀ is ‖u‖ ‖v‖ (Goodfellow
     2015, "Efficient per-example gradient computations"): O(batch · Σ_l n_l)
-    work and memory. Trailing run axes broadcast: (batch, *runs).
+    work and memory (``layer.sq_norms``). Trailing run axes broadcast:
+    (batch, *runs).
     """
     return sum(
-        jnp.sum(d * d, axis=1) * (jnp.sum(a * a, axis=1) + 1)
-        for a, d in zip(cache.a, deltas, strict=False)
+        layer.sq_norms(a, d)
+        for layer, a, d in zip(layers, cache.a, deltas, strict=False)
     )
 
 

@@ -1,9 +1,9 @@
-"""Parameters: the :class:`Layer` pytree, initialization schemes, structure checks."""
+"""Parameters: the :class:`DenseParams` pytree, initialization schemes, checks."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -16,8 +16,8 @@ from .._validate import choice
 Array = jax.Array
 
 
-class Layer(NamedTuple):
-    """Parameters of one dense layer, z = a_prev @ w + b.
+class DenseParams(NamedTuple):
+    """Parameters θ of one Dense layer (``jaxprop._core.layers``), z = a_prev @ w + b.
 
     Attributes:
       w: (fan_in, fan_out) weights W^l (row-vector convention).
@@ -28,17 +28,22 @@ class Layer(NamedTuple):
     b: Array
 
 
-#: A network's parameters: one Layer per layer, input side first.
-Params = tuple[Layer, ...]
+#: The name of :class:`DenseParams` before layer kinds had names of their own
+#: (``jp.Layer``); one class, so params made with either are the same pytree.
+Layer = DenseParams
 
-_INITIALIZERS = {
+#: A network's parameters: one DenseParams per layer, input side first.
+Params = tuple[DenseParams, ...]
+
+#: The ``jax.nn.initializers`` behind the schemes other than ``uniform01``.
+INITIALIZERS = {
     "glorot": jax.nn.initializers.glorot_uniform(),
     "he": jax.nn.initializers.he_normal(),
     "lecun": jax.nn.initializers.lecun_normal(),
 }
 
 #: Initialization schemes accepted by ``MLP.init``.
-SCHEMES = ("uniform01", *_INITIALIZERS)
+SCHEMES = ("uniform01", *INITIALIZERS)
 
 #: The default scheme for each hidden activation: He for the relu family,
 #: Glorot for saturating ones, LeCun for the identity.
@@ -119,25 +124,14 @@ def check_float_dtype(dtype) -> jnp.dtype:
     return canonical
 
 
-def init_params(key, sizes: Sequence[int], scheme: str, dtype) -> Params:
-    """Draws parameters for layer sizes ``sizes``; ``key`` and ``scheme`` are checked.
-
-    ``uniform01`` draws every weight and bias from U[0, 1), like the reference
-    program's ``np.random.rand``; the other schemes draw weights from
-    ``jax.nn.initializers`` (glorot_uniform, he_normal, lecun_normal) and set
-    biases to zero.
-    """
-    keys = jax.random.split(key, 2 * (len(sizes) - 1))
-    params = []
-    for l, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        key_w, key_b = keys[2 * l], keys[2 * l + 1]
-        if scheme == "uniform01":
-            w = jax.random.uniform(key_w, (fan_in, fan_out), dtype)
-            b = jax.random.uniform(key_b, (fan_out,), dtype)
-        else:
-            w = _INITIALIZERS[scheme](key_w, (fan_in, fan_out), dtype)
-            b = jnp.zeros((fan_out,), dtype)
-        params.append(Layer(w, b))
+def init_params(key, layers, scheme: str, dtype) -> Params:
+    """Draws every layer's θ (``layer.init``) with ``key`` split once, a
+    layer's ``n_keys`` keys in order; ``key`` and ``scheme`` are checked."""
+    keys = jax.random.split(key, sum(layer.n_keys for layer in layers))
+    params, start = [], 0
+    for layer in layers:
+        params.append(layer.init(keys[start : start + layer.n_keys], scheme, dtype))
+        start += layer.n_keys
     return tuple(params)
 
 
@@ -151,11 +145,11 @@ def check_params(params, sizes: tuple[int, ...]) -> jnp.dtype:
     """
     n_layers = len(sizes) - 1
     expected = ", ".join(
-        f"Layer(w: ({i}, {o}), b: ({o},))" for i, o in itertools.pairwise(sizes)
+        f"DenseParams(w: ({i}, {o}), b: ({o},))" for i, o in itertools.pairwise(sizes)
     )
     if not isinstance(params, (tuple, list)):
         raise TypeError(
-            f"params must be a tuple of jp.Layer(w, b), one per layer "
+            f"params must be a tuple of jp.DenseParams(w, b), one per layer "
             f"({expected}); got {type(params).__name__}."
         )
     if len(params) != n_layers:
@@ -167,14 +161,14 @@ def check_params(params, sizes: tuple[int, ...]) -> jnp.dtype:
     for l, (layer, fan_in, fan_out) in enumerate(
         zip(params, sizes[:-1], sizes[1:], strict=False)
     ):
-        if not isinstance(layer, Layer):
+        if not isinstance(layer, DenseParams):
             hint = (
-                " (wrap (w, b) pairs: tuple(jp.Layer(w, b) for w, b in params))"
+                " (wrap (w, b) pairs: tuple(jp.DenseParams(w, b) for w, b in params))"
                 if isinstance(layer, (tuple, list)) and len(layer) == 2
                 else ""
             )
             raise TypeError(
-                f"params[{l}] must be a jp.Layer(w, b); got "
+                f"params[{l}] must be a jp.DenseParams(w, b); got "
                 f"{type(layer).__name__}{hint}."
             )
         for name, leaf, shape in (

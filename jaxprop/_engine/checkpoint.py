@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from .._core.activations import describe
+from .._core.params import DenseParams
 from .._io import digest
 from .grid import legacy_names
 from .layout import _agree_max
@@ -73,6 +74,7 @@ def differences(options: Options, mine: dict, meta: dict | None, skip=()) -> lis
     if not isinstance(saved, dict):  # files of older versions carry none
         return []
     mine = json.loads(json.dumps(mine))  # as read back
+    saved = _renamed(saved)
     if isinstance(saved.get("hparams"), dict):  # bare names of older files
         opt_state = jax.eval_shape(options.optimizer.init, options.probe)
         saved = saved | {
@@ -83,6 +85,17 @@ def differences(options: Options, mine: dict, meta: dict | None, skip=()) -> lis
         for k in mine
         if k not in skip and saved.get(k) != mine[k]
     ]
+
+
+def _renamed(saved: dict) -> dict:
+    """A file's settings with the params' class under its present name: the
+    optimizer state of files written before it was ``DenseParams`` names
+    ``Layer`` (the same class, so such files still resume)."""
+    old = saved.get("optimizer state")
+    if not isinstance(old, str):
+        return saved
+    new = old.replace("namedtuple[Layer]", f"namedtuple[{DenseParams.__name__}]")
+    return saved | {"optimizer state": new}
 
 
 def _digest(*arrays) -> str:

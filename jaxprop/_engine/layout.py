@@ -14,7 +14,6 @@ way in, ``_to_host`` on the way out).
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -23,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from .._core.params import Layer
+from .._core.layers import in_size, out_sizes
 from .._core.platforms import PLATFORM_COSTS, PlatformCosts, platform_costs
 from .._network import runs_last_pays
 from .grid import set_hparams
@@ -93,9 +92,10 @@ def _choose_strategy(options: Options) -> tuple[str, int | None]:
         else:
             # Working set of one run's step: params, gradients, optimizer
             # moments and updates, and the activations of both passes.
-            sizes = config.net.sizes
-            n_params = sum((i + 1) * o for i, o in itertools.pairwise(sizes))
-            per_run = itemsize * (8 * n_params + 4 * batch * sum(sizes))
+            layers = config.net.layers
+            n_params = sum(layer.n_params for layer in layers)
+            units = in_size(layers) + sum(out_sizes(layers))
+            per_run = itemsize * (8 * n_params + 4 * batch * units)
             per_device = max(costs.min_chunk, costs.cache_bytes // per_run)
             if config.rule.runs_last and runs_last_pays(config.net, batch, platform):
                 per_device = max(per_device, costs.runs_last_chunk)
@@ -162,8 +162,9 @@ def _memory_plan(
     budget = min(_memory_budget(d, costs) for d in here)
     if len({getattr(d, "process_index", 0) for d in devices}) > 1:
         budget = -_agree_max(-budget, True)
-    n_in, n_out = config.net.sizes[0], config.net.sizes[-1]
-    shared = itemsize * (n_examples + n_eval) * (n_in + n_out)
+    layers = config.net.layers
+    per_example = in_size(layers) + out_sizes(layers)[-1]  # x and y
+    shared = itemsize * (n_examples + n_eval) * per_example
     kept, step = _run_bytes(config, config.batch_size or n_examples, n_eval, itemsize)
     runs = -(-n_runs // len(devices))
     per_device = (budget - shared - runs * kept) // step
@@ -200,13 +201,7 @@ def _run_bytes(
     examples) if that is larger. Counted in elements of ``itemsize`` bytes.
     """
     net = config.net
-    params = tuple(
-        Layer(
-            jax.ShapeDtypeStruct((i, o), jnp.float32),
-            jax.ShapeDtypeStruct((o,), jnp.float32),
-        )
-        for i, o in itertools.pairwise(net.sizes)
-    )
+    params = tuple(layer.shapes(jnp.float32) for layer in net.layers)
     size = lambda tree: sum(int(np.prod(l.shape)) for l in jax.tree.leaves(tree))  # noqa: E731
     n_params = size(params)
     n_opt = size(jax.eval_shape(config.optimizer.init, params))
@@ -218,7 +213,7 @@ def _run_bytes(
     if config.alignment_every is not None:
         n_logged += 3 * net.n_layers
     kept = 2 * (n_params + n_opt + n_rule + n_blocks * n_logged)
-    units = sum(net.sizes)
+    units = in_size(net.layers) + sum(out_sizes(net.layers))
     step = 2 * n_params + n_opt + max(4 * batch * units, 2 * n_eval * units)
     return itemsize * kept, itemsize * step
 

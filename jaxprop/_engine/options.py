@@ -23,7 +23,7 @@ import optax
 from .._core.activations import default_scheme
 from .._core.params import Params, check_float_dtype, check_scheme, typed_keys
 from .._inputs import check_x, check_y
-from .._network import MLP
+from .._network import MLP, check_params
 from .._validate import choice, positive_int
 from ..data import Dataset, check_dataset
 from ..rules import autodiff, backprop
@@ -144,7 +144,7 @@ class Options:
 def run_options(net, params, x, y, optimizer, steps, given: dict) -> Options:
     """``train``'s options checked: ``given``, its keywords (:class:`RunOptions`)."""
     _check_names(given, RunOptions, "train")
-    dtype = net._check_params(params)
+    dtype = check_params(net, params)
     options = Options(**_checked_run(net, optimizer, steps, dtype, (x, y), given))
     warn_unpaired(options.rule, optimizer)
     return _with_log_every(options)
@@ -229,7 +229,7 @@ def _initial_params(net, given: dict, n_seeds: int, scheme: str):
                 f"{sorted(leading)}."
             )
         probe = jax.tree.map(lambda l: l[0], params)
-        return params, probe, net._check_params(probe)
+        return params, probe, check_params(net, probe)
     dtype = check_float_dtype(given.get("dtype"))
     # Shapes and dtypes only: nothing is drawn or compiled for them.
     probe = jax.eval_shape(

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .._network import MLP, for_platform
+from .._network import MLP, over_runs
 from ..rules._rules import Rule
 from .shuffle import permute, round_keys
 
@@ -191,36 +191,24 @@ def _steps(config: _Config, n: int, G: int):
     if not config.rule.runs_last:
         return scan
 
-    @jax.custom_batching.custom_vmap
-    def steps(run, key, t0, n_blocks, x, y):
-        return scan(run, key, t0, n_blocks, x, y)
-
-    steps.def_vmap(functools.partial(_over_runs, config, scan, n))
-    return steps
+    last = functools.partial(_scan_runs_last, scan)
+    return over_runs(config.net, scan, last, functools.partial(_batch, config, n))
 
 
-def _over_runs(config, scan, n, n_runs, in_batched, run, key, t0, n_blocks, x, y):
-    """The batching rule of :func:`_steps`' runs-last scan (see there)."""
+def _scan_runs_last(scan, in_batched, run, key, t0, n_blocks, x, y):
+    """The scan on the runs-last layout: the runs' state moved last once."""
+    del in_batched
+    run = jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), run)
+    return scan(run, key, t0, n_blocks, x, y, last=True)
 
-    def vmapped(*args):
-        in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
-        return jax.vmap(scan, in_axes=in_axes)(*args)
 
-    def last(run, key, t0, n_blocks, x, y):
-        run = jax.tree.map(lambda a: jnp.moveaxis(a, 0, -1), run)
-        out = scan(run, key, t0, n_blocks, x, y, last=True)
-        return jax.tree.map(
-            lambda a: jnp.moveaxis(
-                jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
-            ),
-            out,
-        )
-
+def _batch(config, n, in_batched, run, key, t0, n_blocks, x, y):
+    """The batch a runs-last step takes, or None (a plain ``vmap``) when the
+    arguments are not the trainer's layout: every run's own state and key,
+    the data and step shared."""
+    del run, key, t0, n_blocks, x, y
     run_b, key_b, *shared_b = in_batched
     per_run = jax.tree.leaves((run_b, key_b))
     if all(per_run) and not any(jax.tree.leaves(shared_b)):
-        args = (run, key, t0, n_blocks, x, y)
-        out = for_platform(config.net, config.batch_size or n, last, vmapped, *args)
-    else:  # not the trainer's layout (every run's own state, shared data)
-        out = vmapped(run, key, t0, n_blocks, x, y)
-    return out, jax.tree.map(lambda _: True, out)
+        return config.batch_size or n
+    return None

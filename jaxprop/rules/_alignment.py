@@ -11,8 +11,8 @@ import jax.numpy as jnp
 
 from .._core import backprop as bp
 from .._core.params import Params
-from .._network import MLP, loss_and_output_delta
-from ._rules import Rule, _through_w, autodiff, check_rule, check_state_fits
+from .._network import MLP, check_xy, loss_and_output_delta
+from ._rules import Rule, autodiff, check_rule, check_state_fits, through_w
 
 Array = jax.Array
 
@@ -60,14 +60,13 @@ def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
       An :class:`Alignment` of (L,) arrays, degrees.
     """
     check_rule(rule)
-    x, y = net._check_xy(params, x, y)
+    x, y = check_xy(net, params, x, y)
     check_state_fits(rule, net, params, state)
-    _, cache = bp.forward(params, x, net.sigma, net.sigma_out)
+    layers = net.layers
+    _, cache = bp.forward(layers, params, x, net.sigma, net.sigma_out)
     _, delta = loss_and_output_delta(net, cache, y)
-    true = bp.delta_recursion(
-        cache, delta, net.sigma, bp.through([p.w for p in params[1:]])
-    )
-    true_grads = bp.weight_grads(cache, true)
+    true = bp.recursion(layers, cache, delta, net.sigma, bp.through_weights(params))
+    true_grads = bp.weight_grads(layers, cache, true)
     _, grads, _ = rule.value_and_grads(net, params, state, x, y)
     flat = lambda g: jnp.concatenate([g.w.ravel(), g.b.ravel()])  # noqa: E731
     grad = jnp.stack(
@@ -75,12 +74,12 @@ def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
     )
     make_project = rule.project
     if rule is autodiff():
-        make_project = _through_w  # its δ's are backprop's
+        make_project = through_w  # its δ's are backprop's
     mine = (
         None
         if make_project is None
-        else bp.delta_recursion(
-            cache, delta, net.sigma, make_project(params, state), rule.name
+        else bp.recursion(
+            layers, cache, delta, net.sigma, make_project(params, state), rule.name
         )
     )
     nan = jnp.full((net.n_layers,), jnp.nan, x.dtype)

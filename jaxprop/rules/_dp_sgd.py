@@ -18,9 +18,9 @@ from .._core.random import fused
 from .._validate import fraction, non_negative_number, positive_number
 from ._rules import (
     Rule,
-    _example_deltas,
     check_delta_rule,
     check_state_fits,
+    example_deltas,
 )
 
 Array = jax.Array
@@ -102,10 +102,11 @@ def _dp_sgd(
 
     def value_and_grads(net, params, state, x, y):
         check_state_fits(rule, net, params, state)
-        cache, c, deltas = _example_deltas(net, base, params, state.base, x, y)
+        cache, c, deltas = example_deltas(net, base, params, state.base, x, y)
         c_norm = state.clip_norm
         # min(1, C/‖g_i‖) per example: one more contraction per layer below.
-        scale = bp.clip_factors(bp.per_example_sq_norms(cache, deltas), c_norm)
+        sq_norms = bp.per_example_sq_norms(net.layers, cache, deltas)
+        scale = bp.clip_factors(sq_norms, c_norm)
         n = x.shape[0]
         # Key 0: the Poisson mask; key 1 + j: leaf j's noise.
         keys = _step_keys(state, 1 + len(jax.tree.leaves(params)))
@@ -118,7 +119,7 @@ def _dp_sgd(
             )
             scale = scale * (u < q)  # each example kept with probability q
             n = q * n  # the expected sample size (Abadi et al. 2016)
-        grads = bp.weight_grads(cache, deltas, scale)
+        grads = bp.weight_grads(net.layers, cache, deltas, scale)
         # N(0, I) per parameter array, each from its own key, fold_in(step key,
         # 1 + leaf index): one draw per layer's W and b, fused with the add
         # (one long draw cut into the leaves cost ~1.4x more, per-example study),

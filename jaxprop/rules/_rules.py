@@ -7,7 +7,7 @@ A :class:`Rule` is a NamedTuple of two pure functions, as an optax
     loss, grads, state = rule.value_and_grads(net, params, state, x, y)
 
 Every rule below is the library's forward pass, its output error δ^L (true for
-every rule) and its δ recursion (``jaxprop._core.backprop.delta_recursion``)
+every rule) and its δ recursion (``jaxprop._core.backprop.recursion``)
 with another projection in the step δ^l = project(l, δ^{l+1}, δ^L) ⊙ σ'(z^l):
 
 ============================  ================================================
@@ -31,7 +31,12 @@ per-example gradients, norms and clipping (``jp.per_example_grads``, ...) and
 ``jp.rules.dp_sgd`` (``_dp_sgd.py``), which clips and noises any δ rule's
 per-example updates (Abadi et al. 2016). How a rule aligns with backprop is
 ``jp.alignment`` (``_alignment.py``); Kolen-Pollack's paired optimizer,
-:func:`kolen_pollack_sgd`, is here with the rule.
+:func:`kolen_pollack_sgd`, is in ``_pairing.py``.
+
+The rules that put another weight in W^{l+1}'s place (feedback alignment,
+sign symmetry, Kolen-Pollack, and backprop with W itself) hand it to each
+layer's adjoint (``jaxprop._core.backprop.Through``); direct feedback alignment
+and user rules give layer l's signal itself.
 
 The building blocks (:func:`forward`, :func:`output_delta`,
 :func:`delta_recursion`, :func:`weight_grads`, :func:`contract`) are public, so
@@ -47,9 +52,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import sys
-import warnings
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -57,16 +59,18 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from .._core import backprop as bp
 from .._core.backprop import Cache
+from .._core.layers import Dense
 from .._core.params import Params
 from .._network import MLP, loss_and_output_delta
-from .._validate import (
-    in_unit_interval,
-    positive_number,
-)
+from .._validate import positive_number
+from ._pairing import KOLEN_POLLACK_HYPERPARAMS as KOLEN_POLLACK_HYPERPARAMS
+from ._pairing import NUMBERS
+from ._pairing import is_kolen_pollack_sgd as is_kolen_pollack_sgd
+from ._pairing import kolen_pollack_sgd as kolen_pollack_sgd
+from ._pairing import warn_unpaired as warn_unpaired
 
 Array = jax.Array
 
@@ -95,7 +99,9 @@ class Rule(NamedTuple):
         blocks; false for ``autodiff``).
       project: None, or ``(params, state) -> project`` with ``project(l,
         δ^{l+1}, δ^L) -> (batch, n_l)``, the signal that reaches layer l before
-        σ'(z^l) in the δ recursion (see the table above). None for
+        σ'(z^l) in the δ recursion (see the table above), or a
+        ``jaxprop._core.backprop.Through`` of the weights each layer's adjoint
+        takes in W's place (the built-in rules but DFA). None for
         ``autodiff``, :func:`dp_sgd` and rules given only ``value_and_grads``.
       update: None, or ``(state, grads) -> state`` for a δ rule whose state
         learns from the updates (Kolen-Pollack's B); ``value_and_grads``
@@ -146,7 +152,7 @@ class KolenPollackState(NamedTuple):
 # ------------------------------------------------------------ building blocks
 def forward(net: MLP, params: Params, x: Array) -> tuple[Array, Cache]:
     """ŷ = a^L and the cache (a^0..a^L, z^1..z^L) of the forward pass."""
-    return bp.forward(params, x, net.sigma, net.sigma_out)
+    return bp.forward(net.layers, params, x, net.sigma, net.sigma_out)
 
 
 def output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
@@ -156,14 +162,18 @@ def output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
 
 def delta_recursion(net: MLP, cache: Cache, delta: Array, project) -> tuple:
     """(δ^1, ..., δ^L) from δ^L with ``project(l, δ^{l+1}, δ^L) -> (batch, n_l)``
-    in place of δ^{l+1} (W^{l+1})ᵀ (see ``jaxprop._core.backprop.delta_recursion``)."""
-    return bp.delta_recursion(cache, delta, net.sigma, project)
+    in place of δ^{l+1} (W^{l+1})ᵀ (see ``jaxprop._core.backprop.recursion``)."""
+    return bp.recursion(net.layers, cache, delta, net.sigma, project)
 
 
 def weight_grads(cache: Cache, deltas, scale: Array | None = None) -> Params:
-    """(Layer((a^{l-1})ᵀ δ^l, Σ_batch δ^l) for each l); with ``scale`` s:
+    """(DenseParams((a^{l-1})ᵀ δ^l, Σ_batch δ^l) for each l) of an MLP, whose
+    Dense layers are read off the shapes of a^{l-1} and δ^l; with ``scale`` s:
     (batch,), each example's δ^l_i weighted by s_i first."""
-    return bp.weight_grads(cache, deltas, scale)
+    layers = tuple(
+        Dense(a.shape[1], d.shape[1]) for a, d in zip(cache.a, deltas, strict=False)
+    )
+    return bp.weight_grads(layers, cache, deltas, scale)
 
 
 def contract(u: Array, v: Array, i: int, j: int) -> Array:
@@ -173,14 +183,11 @@ def contract(u: Array, v: Array, i: int, j: int) -> Array:
     return bp.contract(u, v, i, j)
 
 
-_through = bp.through  # δ^{l+1} (B^{l+1})ᵀ with (B^2, ..., B^L)
-
-
 def _step(net, params, x, y, project, name) -> tuple[Array, Params]:
     _, cache = forward(net, params, x)
     loss, delta = output_delta(net, cache, y)
-    deltas = bp.delta_recursion(cache, delta, net.sigma, project, name)
-    return loss, weight_grads(cache, deltas)
+    deltas = bp.recursion(net.layers, cache, delta, net.sigma, project, name)
+    return loss, bp.weight_grads(net.layers, cache, deltas)
 
 
 def _no_state(key, net, params):
@@ -238,12 +245,13 @@ def delta_rule(
     return rule
 
 
-def _through_w(params, state):
-    return _through([p.w for p in params[1:]])
+def through_w(params, state) -> bp.Through:
+    """Backprop's projection: each layer's adjoint with its own W."""
+    return bp.through_weights(params)
 
 
 def _through_feedback(params, state):
-    return _through(state.feedback)
+    return bp.Through(tuple(state.feedback))
 
 
 # Rules are static configuration hashed by identity (as optax optimizers are):
@@ -252,7 +260,7 @@ def _through_feedback(params, state):
 @functools.cache
 def backprop() -> Rule:
     """Backpropagation: the δ recursion with the forward weights (grad="manual")."""
-    return delta_rule(_no_state, _through_w, hyperparams=(), name="backprop")
+    return delta_rule(_no_state, through_w, hyperparams=(), name="backprop")
 
 
 @functools.cache
@@ -342,7 +350,7 @@ def sign_symmetry() -> Rule:
     """Sign symmetry (Liao, Leibo & Poggio 2016): sign(W^l) in place of W^l."""
     return delta_rule(
         _no_state,
-        lambda params, state: _through([jnp.sign(p.w) for p in params[1:]]),
+        lambda params, state: bp.Through(tuple(jnp.sign(p.w) for p in params[1:])),
         hyperparams=(),
         name="sign_symmetry",
     )
@@ -374,16 +382,8 @@ def _kolen_pollack(learning_rate: float, decay: float, scale: float | None) -> R
         hyperparams=KOLEN_POLLACK_HYPERPARAMS,
         name="kolen_pollack",
     )
-    _NUMBERS[id(rule)] = {"learning_rate": learning_rate, "decay": decay}
+    NUMBERS[id(rule)] = {"learning_rate": learning_rate, "decay": decay}
     return rule
-
-
-#: Kolen-Pollack's numbers and their constraints: the constructor's arguments
-#: and a grid's ``rule.learning_rate``/``decay``.
-KOLEN_POLLACK_HYPERPARAMS = (
-    ("learning_rate", positive_number),
-    ("decay", in_unit_interval),
-)
 
 
 def kolen_pollack(
@@ -415,110 +415,6 @@ def kolen_pollack(
     )
 
 
-def _decayed_sgd(learning_rate, decay):
-    # W ← W − η (∂W + (decay/η) W) = (1 − decay) W − η ∂W: B's update.
-    return optax.chain(
-        optax.add_decayed_weights(decay / learning_rate), optax.sgd(learning_rate)
-    )
-
-
-#: The (learning_rate, decay) of each Kolen-Pollack rule and each optimizer of
-#: :func:`kolen_pollack_sgd`, by id (their factories' caches keep them alive).
-_NUMBERS: dict[int, dict[str, float]] = {}
-_PAIRED: set[int] = set()
-
-
-@functools.cache
-def _kolen_pollack_sgd(learning_rate: float, decay: float):
-    optimizer = optax.inject_hyperparams(_decayed_sgd)(
-        learning_rate=learning_rate, decay=decay
-    )
-    _PAIRED.add(id(optimizer))
-    _NUMBERS[id(optimizer)] = {"learning_rate": learning_rate, "decay": decay}
-    return optimizer
-
-
-def kolen_pollack_sgd(learning_rate: float, decay: float):
-    r"""The optimizer :func:`kolen_pollack` pairs with: SGD whose weight decay
-    matches the rule's, W ← (1 − decay) W − learning_rate ∂W.
-
-    With the rule's numbers, W and its feedback B take the same step, so
-    W − B = (1 − decay)^t (W_0 − B_0) (Akrout et al. 2019). Its two numbers
-    are injected hyperparameters (``optax.inject_hyperparams``): a grid
-    sweeps them as ``optimizer.learning_rate`` and ``optimizer.decay``. Equal
-    arguments give the same optimizer (one compiled program).
-
-    Args:
-      learning_rate: η > 0.
-      decay: weight decay per step, in [0, 1).
-
-    Returns:
-      An ``optax.GradientTransformation``.
-    """
-    check = dict(KOLEN_POLLACK_HYPERPARAMS)
-    return _kolen_pollack_sgd(
-        check["learning_rate"](learning_rate, "learning_rate"),
-        check["decay"](decay, "decay"),
-    )
-
-
-def is_kolen_pollack_sgd(optimizer) -> bool:
-    """Whether ``optimizer`` was made by :func:`kolen_pollack_sgd`."""
-    return id(optimizer) in _PAIRED
-
-
-def warn_unpaired(rule: Rule, optimizer, grid=None) -> None:
-    """A warning when Kolen-Pollack (alone or under DP-SGD) trains with an
-    optimizer other than :func:`kolen_pollack_sgd`, or with other numbers than
-    the rule's at some grid point (``grid``: {qualified name: (n,) values}):
-    W − B then does not shrink as (1 − decay)^t."""
-    if rule.name not in ("kolen_pollack", "dp_sgd(kolen_pollack)"):
-        return
-    if not is_kolen_pollack_sgd(optimizer):
-        why = "with an optimizer other than jp.rules.kolen_pollack_sgd(η, decay)"
-    else:
-        why = _numbers_differ(
-            _NUMBERS.get(id(rule)), _NUMBERS[id(optimizer)], grid or {}
-        )
-        if why is None:
-            return
-    warnings.warn(
-        f"Kolen-Pollack {why}: W does not take the step B takes, so W − B no "
-        f"longer shrinks as (1 − decay)^t and B need not converge to W. Pair "
-        f"them with optimizer=jp.rules.kolen_pollack_sgd(η, decay) of the rule's "
-        f"numbers (and in a grid, the same values for optimizer.NAME and "
-        f"rule.NAME).",
-        UserWarning,
-        stacklevel=_caller_level(),
-    )
-
-
-def _numbers_differ(mine, paired, grid) -> str | None:
-    """Where the rule's numbers and its paired optimizer's differ, said for
-    the warning; None where they agree at every grid point (or are unknown)."""
-    if mine is None:  # under DP-SGD: the base rule's numbers are not kept
-        return None
-    for name in ("learning_rate", "decay"):
-        rule_values = np.asarray(grid.get(f"rule.{name}", mine[name]), np.float64)
-        opt_values = np.asarray(grid.get(f"optimizer.{name}", paired[name]), np.float64)
-        if not np.allclose(rule_values, opt_values, rtol=1e-6, atol=0):
-            said = lambda v: "[" + ", ".join(f"{e:g}" for e in np.ravel(v)) + "]"  # noqa: E731
-            return (
-                f"with {name} {said(rule_values)} for B but {said(opt_values)} in "
-                f"its optimizer"
-            )
-    return None
-
-
-def _caller_level() -> int:
-    """``warnings.warn``'s stacklevel of the first caller outside jaxprop."""
-    here = os.path.dirname(__file__)
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename.startswith(here):
-        frame, level = frame.f_back, level + 1
-    return level
-
-
 # ------------------------------------------------- δ rules' per-example δ's
 def check_delta_rule(rule, argname: str = "rule") -> Rule:
     """``rule`` if it is a δ rule (a :class:`Rule` with a ``project``)."""
@@ -541,17 +437,16 @@ def check_delta_rule(rule, argname: str = "rule") -> Rule:
     return rule
 
 
-def _example_deltas(net: MLP, rule: Rule, params: Params, state, x, y):
+def example_deltas(net: MLP, rule: Rule, params: Params, state, x, y):
     """(cache, c: (batch,), (δ^1, ..., δ^L)) of a δ rule, per example: δ^L_i =
-    ∂c_i/∂z^L_i, before the batch reduction (``_backprop.output_delta``)."""
-    _, cache = bp.forward(params, x, net.sigma, net.sigma_out)
-    c, delta = bp.output_delta(cache, y, net.cost_fn, net.sigma_out)
+    ∂c_i/∂z^L_i, before the batch reduction (``bp.per_example_output_delta``)."""
+    _, cache = forward(net, params, x)
+    c, delta = bp.per_example_output_delta(cache, y, net.cost_fn, net.sigma_out)
+    project = rule.project(params, state)
     return (
         cache,
         c,
-        bp.delta_recursion(
-            cache, delta, net.sigma, rule.project(params, state), rule.name
-        ),
+        bp.recursion(net.layers, cache, delta, net.sigma, project, rule.name),
     )
 
 
