@@ -17,6 +17,7 @@ from ._core.costs import COSTS as COSTS
 from ._core.costs import REDUCTIONS as REDUCTIONS
 from ._core.costs import TARGET_KINDS as TARGET_KINDS
 from ._core.costs import Cost as Cost
+from ._core.layers import Dense as Dense
 from ._core.params import DEFAULT_SCHEME as DEFAULT_SCHEME
 from ._core.params import SCHEMES as SCHEMES
 from ._core.params import DenseParams as DenseParams

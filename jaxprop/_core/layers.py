@@ -45,8 +45,8 @@ def contract(u: Array, v: Array, i: int, j: int) -> Array:
 
     For matrices, ``a.T @ d`` and ``d @ w.T`` written as one ``dot_general``
     with the contracted axes named, not a transpose and a dot: XLA:CPU otherwise
-    materializes wᵀ before a matrix-vector product (a full copy of w at every
-    step, which made batch-1 steps of width 4096 up to 2x slower).
+    materializes wᵀ before a matrix-vector product, a full copy of w at every
+    step (docs/design.md, "The δ recursion names its contracted axes").
 
     With trailing run axes (u: (m, k, *runs), v: (k, n, *runs) up to the
     transposes, runs broadcasting), the sum is written as elementwise products:
