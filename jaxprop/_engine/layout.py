@@ -362,12 +362,9 @@ class _Plan(NamedTuple):
 
 
 #: XLA's compile options for the init program, by platform. On a CPU it is
-#: compiled at LLVM -O1 (XLA's default is -O3): -O3 spends about 0.25 s per
-#: ``truncated_normal`` optimizing JAX's unrolled Threefry rounds, most of a
-#: small network's first call (a 40-100-100-10 Adam sweep's init compiled in
-#: 3.6 s of an 8 s first call), for a program that runs once. -O1 draws the
-#: same bits (every scheme, float32 and float64, every rule's state; tested)
-#: and runs ~1.7× longer (128 runs of 784-1000-10: 0.75 s against 0.44 s).
+#: compiled at LLVM -O1 (XLA's default is -O3), which draws the same bits
+#: (tested) and compiles JAX's unrolled Threefry rounds much faster, for a
+#: program that runs once (docs/design.md, "Compiler optimization levels").
 INIT_COMPILER_OPTIONS = {"cpu": {"xla_backend_optimization_level": 1}}
 
 

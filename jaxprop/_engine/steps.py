@@ -169,9 +169,9 @@ def _steps(config: _Config, n: int, G: int):
     means (G,), the mean of the losses before its steps; bad (G,) int32, the
     first of its steps (0..every-1) whose loss was not finite, ``every`` if none
     (blocks past ``n_blocks``: NaN and ``every``). Losses are summed in step
-    order as they come, not stored: a long block's (every, runs) losses were
-    written to memory a step at a time (65536 XOR runs: blocks of 2000 steps
-    ran 15% slower than blocks of 200; Kahan's compensated sum cost 8% more).
+    order as they come, not stored: a long block's (every, runs) losses would
+    be written to memory a step at a time (docs/design.md, "The default
+    log_every").
     The number of blocks is traced so that one compiled copy of the steps
     serves every caller of a program (``_blocks``: a stretch unchecked, then a
     block at a time checked).

@@ -203,7 +203,7 @@ def train_seeds(
         eval_every, alignment_every, log_every: as for :func:`train`, but by
         default a block also holds at least ``MIN_BLOCK_FLOPS`` (1024) of
         matmul FLOPs a run (``MLP.flops``): XOR 2-2-1's 112 FLOPs a step make
-        blocks of 10 steps, which ran 1.2-1.5× faster than blocks of 1 step.
+        blocks of 10 steps (docs/design.md, "The default log_every").
         The rule's state is drawn per run from ``fold_in(key, ...)``, which
         leaves each key's init and data-order halves as they are.
       keys: (n_seeds,) PRNG keys, e.g. ``jax.random.split(jax.random.key(0), n)``.
