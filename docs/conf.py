@@ -40,7 +40,6 @@ napoleon_use_rtype = False
 napoleon_use_param = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-autodoc_default_options = {"members": False}
 
 html_theme = "furo"
 html_title = f"jaxprop {release}"

@@ -173,3 +173,11 @@ def test_checkpoints_that_name_the_params_layer_still_load():
     assert trainer._differences(
         {"trainer": meta["trainer"] | {"optimizer state": other}}
     ) == ["optimizer state (another structure: another optimizer or its options)"]
+
+
+@pytest.mark.parametrize(
+    "n_in, exc", [(0, ValueError), (2.5, TypeError), (True, TypeError)]
+)
+def test_a_dense_layer_of_no_width_or_a_fractional_one_is_refused(n_in, exc):
+    with pytest.raises(exc, match="n_in must be a positive integer"):
+        jp.Dense(n_in, 3)

@@ -35,6 +35,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .._validate import positive_int
 from .params import INITIALIZERS, DenseParams
 
 Array = jax.Array
@@ -106,6 +107,10 @@ class Dense:
 
     n_in: int
     n_out: int
+
+    def __post_init__(self):
+        for field in ("n_in", "n_out"):
+            object.__setattr__(self, field, positive_int(getattr(self, field), field))
 
     #: PRNG keys ``init`` consumes (one for w, one for b).
     n_keys = 2

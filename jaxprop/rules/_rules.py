@@ -228,12 +228,13 @@ def delta_rule(
         and clipping to be the rule's.
       update: ``(state, grads) -> state``, or None for a state that stays.
       hyperparams, name, runs_last: as for :class:`Rule` (name: ``project``'s
-        name by default; runs_last=False for a projection written for (batch,
+        name by default, ``"delta_rule"`` for a lambda or a function named
+        ``project``; runs_last=False for a projection written for (batch,
         n) arrays only, e.g. with ``@``, which tiny networks then train on the
         plain vmapped path).
     """
     name = name or getattr(project, "__name__", "<lambda>")
-    if name == "<lambda>":
+    if name in ("<lambda>", "project"):  # says nothing in a message
         name = "delta_rule"
 
     def value_and_grads(net, params, state, x, y):
