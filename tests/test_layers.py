@@ -181,3 +181,43 @@ def test_checkpoints_that_name_the_params_layer_still_load():
 def test_a_dense_layer_of_no_width_or_a_fractional_one_is_refused(n_in, exc):
     with pytest.raises(exc, match="n_in must be a positive integer"):
         jp.Dense(n_in, 3)
+
+
+def test_a_rule_state_that_names_the_params_layer_still_loads():
+    """A user rule whose state holds the params' class (``jp.Layer``, now
+    ``DenseParams``): files of that time record ``namedtuple[Layer]`` in the
+    rule state too, and still match."""
+    x, y = jp.data.xor("float64")
+    net = jp.MLP((2, 3, 1), "tanh", "sigmoid", "mse")
+    rule = jp.rules.delta_rule(
+        lambda key, net, params: tuple(jp.Layer(p.w, p.b) for p in params),
+        lambda params, state: jp.rules.backprop().project(params, None),
+        name="layer_state",
+    )
+    keys = jax.random.split(jax.random.key(0), 2)
+    trainer = jp.Trainer(net, keys, x, y, optax.sgd(0.1), 4, rule=rule)
+    meta = trainer._meta()["trainer"]
+    mine = meta["rule state"]
+    assert "namedtuple[DenseParams]" in mine
+    old = mine.replace("namedtuple[DenseParams]", "namedtuple[Layer]")
+    assert trainer._differences({"trainer": meta | {"rule state": old}}) == []
+
+
+def test_a_rule_written_around_a_built_in_projection_still_works():
+    """User rules of the time before layers called a built-in rule's projection
+    as a function (l, δ^{l+1}, δ^L) -> signal; they still can."""
+    x, y = jp.data.xor("float64")
+    net = jp.MLP((2, 3, 1), "tanh", "sigmoid", "mse")
+    params = net.init(jax.random.key(0), dtype="float64")
+    bp_rule = jp.rules.backprop()
+
+    def project(params, state):
+        inner = bp_rule.project(params, state)
+        return lambda l, d, d_out: 0.5 * inner(l, d, d_out)
+
+    half = jp.rules.delta_rule(lambda key, net, params: None, project, name="half")
+    _, grads, _ = half.value_and_grads(net, params, None, x, y)
+    _, exact = net.value_and_backprop(params, x, y)
+    # The output layer's δ is the true one; the hidden layer's is halved.
+    np.testing.assert_allclose(grads[1].w, exact[1].w, rtol=1e-12)
+    np.testing.assert_allclose(grads[0].w, 0.5 * exact[0].w, rtol=1e-12)

@@ -74,6 +74,13 @@ class Through(NamedTuple):
 
     weights: tuple[Array, ...]
 
+    def __call__(self, l: int, delta_next: Array, delta_out: Array) -> Array:
+        """δ^{l+1} (B^{l+1})ᵀ: the projection as a function, as rules were
+        written before layers had kinds (a Dense network's adjoint), so that a
+        user's rule can wrap a built-in rule's ``project``."""
+        del delta_out
+        return contract(delta_next, self.weights[l - 1], 1, 1)
+
 
 def forward(
     layers, params: Params, x: Array, sigma: Activation, sigma_out: Activation

@@ -89,13 +89,14 @@ def differences(options: Options, mine: dict, meta: dict | None, skip=()) -> lis
 
 def _renamed(saved: dict) -> dict:
     """A file's settings with the params' class under its present name: the
-    optimizer state of files written before it was ``DenseParams`` names
+    optimizer and rule states of files written before it was ``DenseParams`` name
     ``Layer`` (the same class, so such files still resume)."""
-    old = saved.get("optimizer state")
-    if not isinstance(old, str):
-        return saved
-    new = old.replace("namedtuple[Layer]", f"namedtuple[{DenseParams.__name__}]")
-    return saved | {"optimizer state": new}
+    new = f"namedtuple[{DenseParams.__name__}]"
+    return saved | {
+        k: saved[k].replace("namedtuple[Layer]", new)
+        for k in ("optimizer state", "rule state")
+        if isinstance(saved.get(k), str)
+    }
 
 
 def _digest(*arrays) -> str:

@@ -158,10 +158,11 @@ def _memory_plan(
     """
     # Only this process's devices report their memory (another's raise); the
     # processes then agree on the smallest budget, so they build one program.
-    here = [d for d in devices if getattr(d, "is_addressable", True)]
+    here = [d for d in devices if d.process_index == jax.process_index()]
     budget = min(_memory_budget(d, costs) for d in here)
-    if len({getattr(d, "process_index", 0) for d in devices}) > 1:
-        budget = -_agree_max(-budget, True)
+    if len({d.process_index for d in devices}) > 1:
+        # Agreed on in MiB: the collective carries int32, and budgets pass 2 GiB.
+        budget = -_agree_max(-(budget >> 20), True) << 20
     layers = config.net.layers
     per_example = in_size(layers) + out_sizes(layers)[-1]  # x and y
     shared = itemsize * (n_examples + n_eval) * per_example
