@@ -224,6 +224,7 @@ class _CPU:
     """A stand-in CPU device: all the CPU cost model reads is its platform."""
 
     platform = "cpu"
+    process_index = 0
 
 
 def choose_strategy(

@@ -29,9 +29,10 @@ GPU = PLATFORM_COSTS["gpu"]
 class FakeDevice:
     """What ``auto`` reads of a device: its platform and memory statistics."""
 
-    def __init__(self, platform="gpu", stats=None):
+    def __init__(self, platform="gpu", stats=None, process_index=0):
         self.platform = platform
         self.stats = stats
+        self.process_index = process_index
 
     def memory_stats(self):
         return self.stats
@@ -248,22 +249,22 @@ def test_trainer_rejects_devices_that_are_not_devices():
 
 
 def test_the_budget_is_read_from_this_process_s_devices_only(monkeypatch):
-    """Under jax.distributed another process's GPU raises on memory_stats(): the
-    budget comes from this process's devices, agreed (smallest) across them."""
+    """Under jax.distributed another process's GPU (``process_index`` not this
+    process's) raises on memory_stats(): the budget comes from this process's
+    devices, agreed (smallest) across processes in MiB, since the collective
+    carries int32 and a budget passes 2 GiB."""
     from jaxprop._engine import layout as _layout
 
     class Elsewhere(FakeDevice):
-        is_addressable, process_index = False, 1
-
         def memory_stats(self):
             raise RuntimeError("not addressable")
 
     here = gpu(40)
-    here.is_addressable, here.process_index = True, 0
     agreed = []
     monkeypatch.setattr(
-        _layout, "_agree_max", lambda v, spans: agreed.append(v) or v + GiB
+        _layout, "_agree_max", lambda v, spans: agreed.append(v) or v + 1024
     )
-    plan = _layout._memory_plan(config((2, 2, 1)), 8, 4, 0, 4, [here, Elsewhere()], GPU)
-    assert agreed == [-_memory_budget(here, GPU)]  # the max of minus: the minimum
+    elsewhere = Elsewhere("gpu", None, process_index=1)
+    plan = _layout._memory_plan(config((2, 2, 1)), 8, 4, 0, 4, [here, elsewhere], GPU)
+    assert agreed == [-(_memory_budget(here, GPU) >> 20)]  # the max of minus: min
     assert plan.budget == _memory_budget(here, GPU) - GiB
