@@ -51,7 +51,7 @@ from ._per_example import per_example_grad_norms as per_example_grad_norms
 from ._per_example import per_example_grads as per_example_grads
 from ._vjp import apply_with_vjp as apply_with_vjp
 from ._vjp import loss_with_vjp as loss_with_vjp
-from .rules._alignment import Alignment as Alignment
-from .rules._alignment import alignment as alignment
+from .rules import Alignment as Alignment
+from .rules import alignment as alignment
 
 __version__ = "0.1.0"

@@ -36,7 +36,8 @@ from ._core.params import Params
 from ._network import MLP, check_xy
 from ._validate import fraction, integer, non_negative_number, positive_number
 from ._vjp import as_params, check_net, rule_state
-from .rules._rules import Rule, check_delta_rule, example_deltas
+from .rules import Rule
+from .rules.delta_rules import check_delta_rule, example_deltas
 
 Array = jax.Array
 

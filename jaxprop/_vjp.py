@@ -37,7 +37,8 @@ from ._core import backprop as bp
 from ._core.backprop import Cache
 from ._core.params import DenseParams, Params
 from ._network import MLP, check_x, check_xy, loss_and_output_delta
-from .rules._rules import Rule, check_delta_rule, check_rule_state
+from .rules import Rule
+from .rules.delta_rules import check_delta_rule, check_rule_state
 
 Array = jax.Array
 

@@ -11,6 +11,7 @@ import pytest
 
 import jaxprop as jp
 from jaxprop._core.layers import Dense, dense_layers
+from jaxprop._engine.checkpoint import checkpoint_meta, differences
 
 RTOL = 1e-12
 SHAPES = [(1, 1, 1), (5, 3, 4), (7, 6, 2)]  # (batch, n_in, n_out)
@@ -161,17 +162,17 @@ def test_checkpoints_that_name_the_params_layer_still_load():
     net = jp.MLP((2, 3, 1), "tanh", "sigmoid", "mse")
     keys = jax.random.split(jax.random.key(0), 2)
     trainer = jp.Trainer(net, keys, x, y, optax.adam(0.1), 4)
-    meta = trainer._meta()
+    meta = checkpoint_meta(trainer)
     mine = meta["trainer"]["optimizer state"]
     assert "namedtuple[DenseParams]" in mine
     old = mine.replace("namedtuple[DenseParams]", "namedtuple[Layer]")
     assert (
-        trainer._differences({"trainer": meta["trainer"] | {"optimizer state": old}})
+        differences(trainer, {"trainer": meta["trainer"] | {"optimizer state": old}})
         == []
     )
     other = mine.replace("namedtuple[DenseParams]", "namedtuple[Other]")
-    assert trainer._differences(
-        {"trainer": meta["trainer"] | {"optimizer state": other}}
+    assert differences(
+        trainer, {"trainer": meta["trainer"] | {"optimizer state": other}}
     ) == ["optimizer state (another structure: another optimizer or its options)"]
 
 
@@ -196,11 +197,11 @@ def test_a_rule_state_that_names_the_params_layer_still_loads():
     )
     keys = jax.random.split(jax.random.key(0), 2)
     trainer = jp.Trainer(net, keys, x, y, optax.sgd(0.1), 4, rule=rule)
-    meta = trainer._meta()["trainer"]
+    meta = checkpoint_meta(trainer)["trainer"]
     mine = meta["rule state"]
     assert "namedtuple[DenseParams]" in mine
     old = mine.replace("namedtuple[DenseParams]", "namedtuple[Layer]")
-    assert trainer._differences({"trainer": meta | {"rule state": old}}) == []
+    assert differences(trainer, {"trainer": meta | {"rule state": old}}) == []
 
 
 def test_a_rule_written_around_a_built_in_projection_still_works():

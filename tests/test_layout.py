@@ -45,25 +45,31 @@ def _unit(parts: list[str]) -> str:
 
 def _imports(parts, path, tree):
     """(imported module as a list of parts within jaxprop, names) of every import
-    of jaxprop code, relative or absolute."""
-    package = parts if path.name == "__init__.py" else parts[:-1]
-    if path.name == "__init__.py":
-        package = parts[:-1]
+    of jaxprop code, relative or absolute: ``from m import a, b`` gives (m, [a, b]),
+    ``import jaxprop.m as z`` gives (m, [])."""
+    package = parts[:-1]  # an __init__'s parts end with "__init__" too
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - (node.level - 1)]
-                module = base + (node.module.split(".") if node.module else [])
-            elif node.module and node.module.split(".")[0] == "jaxprop":
-                module = node.module.split(".")[1:]
-            else:
-                continue
-            names = [a.name for a in node.names]
-            if not module:  # from jaxprop import x: a module, or a root attribute
-                for name in names:
-                    yield [name], []
-            else:
-                yield module, names
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                module = alias.name.split(".")
+                if module[0] == "jaxprop":
+                    yield module[1:] or ["__init__"], []
+            continue
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level:
+            base = package[: len(package) - (node.level - 1)]
+            module = base + (node.module.split(".") if node.module else [])
+        elif node.module and node.module.split(".")[0] == "jaxprop":
+            module = node.module.split(".")[1:]
+        else:
+            continue
+        names = [a.name for a in node.names]
+        if not module:  # from jaxprop import x: a module, or a root attribute
+            for name in names:
+                yield [name], []
+        else:
+            yield module, names
 
 
 def test_imports_flow_one_way():
@@ -77,20 +83,83 @@ def test_imports_flow_one_way():
     assert not wrong, "\n".join(wrong)
 
 
+def _private(name: str) -> bool:
+    return name.startswith("_") and name != "__version__"
+
+
 def test_no_private_name_crosses_packages():
+    """Across units, neither an imported name nor a module on the path to it
+    (past the unit itself, e.g. ``_engine``) starts with ``_``."""
     wrong = []
     for parts, path, tree in _modules():
         unit = _unit(parts)
         for module, names in _imports(parts, path, tree):
             if _unit(module) == unit:
                 continue
-            private = [n for n in names if n.startswith("_") and n != "__version__"]
-            if private or (
-                not names and module[-1].startswith("_") and len(module) > 1
-            ):
+            private = [p for p in module[1:] if _private(p)]
+            private += [n for n in names if _private(n)]
+            if private:
                 wrong.append(
                     f"{'.'.join(parts)} imports {private} from {'.'.join(module)}"
                 )
+    assert not wrong, "\n".join(wrong)
+
+
+# Underscore attributes of other code that jaxprop reads on purpose: a
+# NamedTuple's methods, CPython's sys._getframe (a warning's stacklevel) and
+# tqdm's clock bar._time (the one its rate reads).
+FOREIGN_ATTRIBUTES = {
+    *("_replace", "_asdict", "_fields", "_make", "_field_defaults"),
+    *("_getframe", "_time"),
+}
+
+
+def _defined(tree) -> set[str]:
+    """Every name a module defines or binds: functions, classes, methods,
+    assigned names and attributes, fields, arguments, imports."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Name | ast.Attribute) and isinstance(
+            node.ctx, ast.Store
+        ):
+            names.add(node.id if isinstance(node, ast.Name) else node.attr)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name.split(".")[0])
+    return names
+
+
+def test_no_private_attribute_crosses_packages():
+    """``obj._name`` (not a dunder) outside ``self``/``cls`` must name something
+    its own unit defines.
+
+    A check by name, not by type: it cannot tell which object ``obj`` is, so a
+    ``_name`` that the unit defines for one class passes on any object, and it
+    sees neither ``getattr(obj, "_name")`` nor private names reached through
+    ``self`` (``self.trainer._x`` is caught, ``self._x`` is not). It catches
+    the common slip: one package calling another's private method or field.
+    """
+    modules = list(_modules())
+    defined = {}
+    for parts, _, tree in modules:
+        defined.setdefault(_unit(parts), set()).update(_defined(tree))
+    wrong = []
+    for parts, _, tree in modules:
+        unit = _unit(parts)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            name = node.attr
+            if not name.startswith("_") or name.startswith("__"):
+                continue
+            if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                continue
+            if name in defined[unit] or name in FOREIGN_ATTRIBUTES:
+                continue
+            wrong.append(f"{'.'.join(parts)}:{node.lineno} reads .{name}")
     assert not wrong, "\n".join(wrong)
 
 

@@ -67,9 +67,17 @@ def settings(options: Options, data) -> dict[str, Any]:
     }
 
 
-def differences(options: Options, mine: dict, meta: dict | None, skip=()) -> list:
-    """The settings (not in ``skip``) in which a file's ``meta`` differs from
-    ``mine`` (a trainer's :func:`settings`), each said for a message."""
+def checkpoint_meta(trainer: Trainer) -> dict:
+    """What a checkpoint of ``trainer``'s runs stores beside the state (a
+    ``Trainer.save`` file or a run folder's ``checkpoint.npz``), and
+    :func:`differences` reads."""
+    return {"trainer": trainer._settings}
+
+
+def differences(trainer: Trainer, meta: dict | None, skip=()) -> list[str]:
+    """The settings (not in ``skip``) in which a file's ``meta`` (see
+    :func:`checkpoint_meta`) differs from ``trainer``'s, each said for a message."""
+    options, mine = trainer._options, trainer._settings
     saved = (meta or {}).get("trainer")
     if not isinstance(saved, dict):  # files of older versions carry none
         return []

@@ -33,7 +33,8 @@ import numpy as np
 import optax
 
 from .._validate import number, positive_number
-from ..rules._rules import KOLEN_POLLACK_HYPERPARAMS, is_kolen_pollack_sgd
+from ..rules import is_kolen_pollack_sgd
+from ..rules.pairing import KOLEN_POLLACK_HYPERPARAMS
 
 #: Hyperparameter names that every optax optimizer takes: a rule's number of
 #: such a name must be written ``"rule.NAME"`` in a grid (and the optimizer's

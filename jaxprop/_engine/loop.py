@@ -26,7 +26,7 @@ import numpy as np
 from .._core.params import Params
 from .._metrics import accuracy_from_output
 from .._network import MLP
-from ..rules._alignment import Alignment, alignment
+from ..rules import Alignment, alignment
 from .steps import _Config, _steps
 
 Array = jax.Array

@@ -26,8 +26,9 @@ from .._inputs import check_x, check_y
 from .._network import MLP, check_params
 from .._validate import choice, positive_int
 from ..data import Dataset, check_dataset
-from ..rules import autodiff, backprop
-from ..rules._rules import Rule, check_rule, warn_unpaired
+from ..rules import Rule, autodiff, backprop
+from ..rules.delta_rules import check_rule
+from ..rules.pairing import warn_unpaired
 from .grid import check_hparams
 from .layout import STRATEGIES, spans_processes
 from .loop import Data

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from .._network import MLP, over_runs
-from ..rules._rules import Rule
+from ..rules import Rule
 from .shuffle import permute, round_keys
 
 Array = jax.Array

@@ -18,8 +18,10 @@ import optax
 
 from .._core.params import Params, check_key, typed_keys
 from .._network import MLP
-from ..rules._rules import check_rule_state
+from ..rules.delta_rules import check_rule_state
 from .checkpoint import agree_max as agree_max
+from .checkpoint import checkpoint_meta as checkpoint_meta
+from .checkpoint import differences as differences
 from .checkpoint import write_once as write_once
 from .loop import _RULE_KEY, TrainResult, _train
 from .options import GRADS as GRADS

@@ -15,7 +15,7 @@ import optax
 from .._io import load, save, saved_meta
 from .._network import MLP
 from .._validate import positive_int
-from .checkpoint import differences, settings, write_once
+from .checkpoint import checkpoint_meta, differences, settings, write_once
 from .layout import (
     _advance_runs,
     _choose_strategy,
@@ -262,7 +262,7 @@ class Trainer:
         the file and the others wait until it is written.
         """
         portable = self.portable(state)
-        meta = self._meta()
+        meta = checkpoint_meta(self)
         return write_once(self, lambda: save(path, portable, meta=meta), path)
 
     def load(self, path) -> TrainState:
@@ -274,7 +274,7 @@ class Trainer:
             hyperparameter grid, other data, steps, log_every, batch_size, net,
             optimizer or rule: each one that differs is named).
         """
-        differ = self._differences(saved_meta(path))
+        differ = differences(self, saved_meta(path))
         if differ:
             raise ValueError(
                 f"{path}: saved by a Trainer with other settings: "
@@ -283,15 +283,6 @@ class Trainer:
                 "saved with to resume it."
             )
         return self.restore(load(path, like=self.portable_shapes()))
-
-    def _meta(self) -> dict:
-        """What :meth:`save` stores beside a state (:meth:`_differences` reads it)."""
-        return {"trainer": self._settings}
-
-    def _differences(self, meta: dict | None, skip=()) -> list[str]:
-        """The settings (not in ``skip``) in which a file's ``meta`` (see
-        :meth:`_meta`) differs from this trainer's, each said for a message."""
-        return differences(self._options, self._settings, meta, skip)
 
     def last_losses(self, state: TrainState) -> Array:
         """The latest logged training loss of every run: ``self.shape``.

@@ -13,7 +13,7 @@ import optax
 
 from .._engine.train import Trainer
 from .._network import MLP
-from ..rules._rules import RULES, kolen_pollack_sgd
+from ..rules import RULES, kolen_pollack_sgd
 from .config import MOMENTUM, OPTIMIZERS, ExperimentConfig, kp_decay, make_rule
 from .data import Data, load_data, make_net
 

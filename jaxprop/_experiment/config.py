@@ -28,8 +28,7 @@ from .._validate import (
     number,
     positive_number,
 )
-from ..rules._dp_sgd import dp_sgd
-from ..rules._rules import RULES, Rule
+from ..rules import RULES, Rule, dp_sgd
 
 #: Every name a rule is read by: the short ones of ``RULES`` and the library's
 #: (``feedback_alignment`` ...), each to the short one config.json keeps.

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._engine.train import TrainState, write_once
+from .._engine.train import TrainState, checkpoint_meta, differences, write_once
 from .._io import (
     DAMAGE,
     atomic_write,
@@ -186,7 +186,7 @@ def save_checkpoint(out: Path, exp: Experiment, checkpoint: Checkpoint) -> Path:
     state = exp.trainer.portable(checkpoint.state)
     tree = checkpoint._replace(state=state)._asdict()
     path = out / "checkpoint.npz"
-    meta = exp.trainer._meta()  # what load_checkpoint compares
+    meta = checkpoint_meta(exp.trainer)  # what load_checkpoint compares
     return write_once(exp.trainer, lambda: save(path, tree, meta=meta), path)
 
 
@@ -205,7 +205,7 @@ def load_checkpoint(
     """
     trainer = exp.trainer
     path = Path(out) / "checkpoint.npz"
-    differ = trainer._differences(saved_meta(path), skip=("steps",))  # extended
+    differ = differences(trainer, saved_meta(path), skip=("steps",))  # extended
     if differ:
         raise ValueError(
             f"{path}: saved by another run than {path.parent}/config.json "

@@ -1,7 +1,7 @@
 """Kolen-Pollack's paired optimizer, and the warning when a run is not paired.
 
 Kolen-Pollack's feedback B learns by the step W takes under SGD with weight
-decay (``_rules.kolen_pollack``); :func:`kolen_pollack_sgd` is that optimizer,
+decay (``delta_rules.kolen_pollack``); :func:`kolen_pollack_sgd` is that optimizer,
 and :func:`warn_unpaired` warns where a run pairs the rule with another one or
 with other numbers. Both factories record their numbers in :data:`NUMBERS`.
 """
@@ -20,7 +20,7 @@ import optax
 from .._validate import in_unit_interval, positive_number
 
 if TYPE_CHECKING:
-    from ._rules import Rule
+    from .delta_rules import Rule
 
 #: Kolen-Pollack's numbers and their constraints: the constructor's arguments
 #: and a grid's ``rule.learning_rate``/``decay``.

@@ -28,10 +28,10 @@ The projection is the rule's ``Rule.project`` field: with it, a rule is a *δ
 rule* whose δ's are linear in δ^L, example by example, and it also serves
 ``jp.loss_with_vjp`` and ``jp.apply_with_vjp`` (its δ pass as a JAX VJP),
 per-example gradients, norms and clipping (``jp.per_example_grads``, ...) and
-``jp.rules.dp_sgd`` (``_dp_sgd.py``), which clips and noises any δ rule's
+``jp.rules.dp_sgd`` (``privacy.py``), which clips and noises any δ rule's
 per-example updates (Abadi et al. 2016). How a rule aligns with backprop is
-``jp.alignment`` (``_alignment.py``); Kolen-Pollack's paired optimizer,
-:func:`kolen_pollack_sgd`, is in ``_pairing.py``.
+``jp.alignment`` (``angles.py``); Kolen-Pollack's paired optimizer,
+:func:`kolen_pollack_sgd`, is in ``pairing.py``.
 
 The rules that put another weight in W^{l+1}'s place (feedback alignment,
 sign symmetry, Kolen-Pollack, and backprop with W itself) hand it to each
@@ -66,11 +66,7 @@ from .._core.layers import Dense
 from .._core.params import Params
 from .._network import MLP, loss_and_output_delta
 from .._validate import positive_number
-from ._pairing import KOLEN_POLLACK_HYPERPARAMS as KOLEN_POLLACK_HYPERPARAMS
-from ._pairing import NUMBERS
-from ._pairing import is_kolen_pollack_sgd as is_kolen_pollack_sgd
-from ._pairing import kolen_pollack_sgd as kolen_pollack_sgd
-from ._pairing import warn_unpaired as warn_unpaired
+from .pairing import KOLEN_POLLACK_HYPERPARAMS, NUMBERS
 
 Array = jax.Array
 

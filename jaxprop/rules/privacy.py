@@ -1,5 +1,5 @@
 """Differentially private SGD (Abadi et al. 2016) on any δ rule's updates:
-:func:`dp_sgd`, a :class:`jaxprop.rules._rules.Rule` whose step clips each
+:func:`dp_sgd`, a :class:`jaxprop.rules.Rule` whose step clips each
 example's update through its δ's (``jaxprop._core.backprop.weight_grads``' scale),
 adds Gaussian noise drawn in one fused loop (``jaxprop._core.random``) and, with
 Poisson sampling, keeps each example with probability q.
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from .._core import backprop as bp
 from .._core.random import fused
 from .._validate import fraction, non_negative_number, positive_number
-from ._rules import (
+from .delta_rules import (
     Rule,
     check_delta_rule,
     check_state_fits,

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from .._core import backprop as bp
 from .._core.params import Params
 from .._network import MLP, check_xy, loss_and_output_delta
-from ._rules import Rule, autodiff, check_rule, check_state_fits, through_w
+from .delta_rules import Rule, autodiff, check_rule, check_state_fits, through_w
 
 Array = jax.Array
 
