@@ -49,7 +49,7 @@ def _check_real_dtype(v, argname: str) -> None:
         )
 
 
-def check_x(x, n_in: int, dtype, argname: str = "x") -> tuple[jax.Array, bool]:
+def check_inputs(x, n_in: int, dtype, argname: str = "x") -> tuple[jax.Array, bool]:
     """Checks inputs ``x`` and casts them to the parameters' ``dtype``.
 
     Integer and boolean inputs are cast to ``dtype`` (so are floats of another
@@ -81,7 +81,7 @@ def check_x(x, n_in: int, dtype, argname: str = "x") -> tuple[jax.Array, bool]:
     return (x[None] if unbatched else x), unbatched
 
 
-def check_y(
+def check_targets(
     y, cost: Cost, n_out: int, batch: int, unbatched: bool, dtype, argname: str = "y"
 ) -> jax.Array:
     """Checks targets ``y`` against the kinds ``cost`` accepts, returns them batched.

@@ -11,21 +11,22 @@ An MLP is a composition of Dense layers (``net.layers``,
 recursion, weight gradients) is in
 ``jaxprop._core.backprop``, as pure functions of arrays; this module is the
 convenience class that checks its inputs and jits those functions, and the
-runs-last batching rule for many runs of a tiny network. Other modules check
-a net's arguments with :func:`check_params`, :func:`check_x` and :func:`check_xy`.
+runs-last batching rule for many runs of a tiny network (:func:`over_runs`).
+Other modules check a net and its arguments with :func:`check_net`,
+:func:`check_params`, :func:`check_x` and :func:`check_xy`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import operator
 from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._core.activations import (
     ACTIVATIONS,
@@ -47,21 +48,20 @@ from ._core.backprop import (
 from ._core.costs import COSTS, REDUCTIONS, Cost, canonical_cost
 from ._core.layers import Dense, dense_layers
 from ._core.params import (
+    DenseParams,
     Params,
     check_float_dtype,
     check_key,
     check_scheme,
     init_params,
 )
-from ._core.params import check_params as check_param_shapes
 from ._core.platforms import (
     DEFAULT_PLATFORM,
     LOWERING_PLATFORMS,
     PLATFORM_COSTS,
     platform_costs,
 )
-from ._inputs import check_x as check_inputs
-from ._inputs import check_y as check_targets
+from ._inputs import check_inputs, check_targets
 from ._validate import expected_one_of
 
 Array = jax.Array
@@ -167,7 +167,8 @@ class MLP:
         """Number of weight layers L."""
         return len(self.sizes) - 1
 
-    # The objects behind names (checked already), for the δ pass (_backprop).
+    # The objects behind names (checked already), for the δ pass
+    # (``jaxprop._core.backprop``).
     @property
     def sigma(self) -> Activation:
         """The hidden activation σ as a :class:`jp.Activation`."""
@@ -318,17 +319,78 @@ class MLP:
         batch = cache.a[0].shape[0]
         y = check_targets(y, self.cost_fn, self.n_out, batch, False, cache.a[0].dtype)
         if feedback is None:
-            feedback = tuple(layer.w for layer in params[1:])
+            feedback = through_weights(params).weights
         else:
-            _check_feedback(feedback, self.sizes)
+            _check_feedback(feedback, self.layers)
         return _backward(self, tuple(feedback), cache, y)
 
 
 # --------------------------------------------------------------------- checks
+def check_net(net) -> MLP:
+    """``net`` if it is a :class:`jp.MLP`, else a TypeError naming ``net``."""
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
+    return net
+
+
 def check_params(net: MLP, params: Any) -> jnp.dtype:
-    """The dtype of ``params`` if they fit ``net``, else a TypeError or
-    ValueError naming ``params``."""
-    return check_param_shapes(params, net.sizes)
+    """Checks that ``params`` fits ``net``'s layers (``layer.shapes``); returns
+    their dtype.
+
+    Raises:
+      TypeError: if ``params`` is not a sequence of ``jp.DenseParams(w, b)`` of
+        floating arrays of one dtype.
+      ValueError: if the number of layers or a shape does not match the net's.
+    """
+    sizes = net.sizes
+    # Shapes only: the dtype is the params' own, checked leaf by leaf below.
+    shapes = [layer.shapes(jnp.float32) for layer in net.layers]
+    expected = ", ".join(f"DenseParams(w: {s.w.shape}, b: {s.b.shape})" for s in shapes)
+    if not isinstance(params, (tuple, list)):
+        raise TypeError(
+            f"params must be a tuple of jp.DenseParams(w, b), one per layer "
+            f"({expected}); got {type(params).__name__}."
+        )
+    if len(params) != len(shapes):
+        raise ValueError(
+            f"params has {len(params)} layers; sizes={sizes} needs "
+            f"{len(shapes)}: {expected}."
+        )
+    dtypes = set()
+    for l, (theta, want) in enumerate(zip(params, shapes, strict=True)):
+        if not isinstance(theta, DenseParams):
+            hint = (
+                " (wrap (w, b) pairs: tuple(jp.DenseParams(w, b) for w, b in params))"
+                if isinstance(theta, (tuple, list)) and len(theta) == 2
+                else ""
+            )
+            raise TypeError(
+                f"params[{l}] must be a jp.DenseParams(w, b); got "
+                f"{type(theta).__name__}{hint}."
+            )
+        for name, leaf, shape in (
+            ("w", theta.w, want.w.shape),
+            ("b", theta.b, want.b.shape),
+        ):
+            leaf_dtype = getattr(leaf, "dtype", None)
+            if leaf_dtype is None or not jnp.issubdtype(leaf_dtype, jnp.floating):
+                raise TypeError(
+                    f"params[{l}].{name} must be a floating array; got "
+                    f"{type(leaf).__name__}"
+                    + (f" of dtype {leaf_dtype}." if leaf_dtype else ".")
+                )
+            if tuple(np.shape(leaf)) != shape:
+                raise ValueError(
+                    f"params[{l}].{name} has shape {np.shape(leaf)}; "
+                    f"sizes={sizes} needs {shape}."
+                )
+            dtypes.add(jnp.dtype(leaf_dtype))
+    if len(dtypes) > 1:
+        raise TypeError(
+            f"params mix dtypes {sorted(map(str, dtypes))}; use one "
+            f"floating dtype for every layer."
+        )
+    return dtypes.pop()
 
 
 def check_x(net: MLP, params: Any, x: Any) -> tuple[Array, bool]:
@@ -352,8 +414,10 @@ def _cost_fit_hint() -> str:
     return "costs and the output activations they fit: " + "; ".join(entries) + "."
 
 
-def _check_feedback(feedback, sizes: tuple[int, ...]) -> None:
-    shapes = list(itertools.pairwise(sizes[1:]))  # (n_{l-1}, n_l), l = 2..L
+def _check_feedback(feedback, layers: tuple[Dense, ...]) -> None:
+    """A ValueError unless ``feedback`` holds one B^l of W^l's shape for
+    each layer l = 2..L."""
+    shapes = [layer.shapes(jnp.float32).w.shape for layer in layers[1:]]
     if not isinstance(feedback, (tuple, list)) or len(feedback) != len(shapes):
         raise ValueError(
             f"feedback must be a sequence of {len(shapes)} matrices "
@@ -431,7 +495,7 @@ def compiled_value_and_backprop(
     return value, _feedback_grads(net, feedback, cache, delta)
 
 
-#: ``value_and_backprop_over_runs`` puts the runs last when every width is at
+#: :func:`over_runs` puts the runs last when every width is at
 #: most this and the batch at most ``RUNS_LAST_MAX_BATCH`` (tiny products,
 #: unrolled into elementwise terms); otherwise it keeps ``vmap``'s batched
 #: matmuls. These are the CPU's figures; every platform's, with where they come
@@ -457,28 +521,6 @@ def runs_last_pays(net: MLP, batch: int, platform: str = "cpu") -> bool:
     )
 
 
-def value_and_backprop_over_runs(net: MLP):
-    """``(params, x, y) -> (L, ∂L/∂params)`` of ``net``, fast under ``vmap`` over runs.
-
-    For one run this is ``MLP.value_and_backprop`` without the argument checks
-    (for callers that have checked them). Under ``vmap`` over many runs of a
-    small network on small batches (``runs_last_pays``), the same forward pass
-    and δ recursion run once on arrays with the runs as their *last* axis:
-    params (n_{l-1}, n_l, runs), activations (batch, n_l, runs). Each run's
-    products are then tiny (2×2 for XOR) and would leave the vector units idle
-    as batched matmuls with the runs first; as elementwise products along the
-    runs they vectorize. Wider networks are vmapped as usual.
-
-    The runs-last step is a custom batching rule: it has no reverse-mode
-    derivative (the trainer never differentiates its step).
-    """
-
-    def plain(params, x, y):
-        return compiled_value_and_backprop(net, params, x, y, with_grads=True)
-
-    return runs_last(net, plain, x_index=1)
-
-
 def for_platform(net: MLP, batch: int, last, plain, *args):
     """``last(*args)`` where ``runs_last_pays(net, batch, platform)`` for the
     platform compiled for, else ``plain(*args)``.
@@ -500,30 +542,9 @@ def for_platform(net: MLP, batch: int, last, plain, *args):
     )
 
 
-def runs_last(net: MLP, fn, x_index: int):
-    """``fn(*args)`` with a batching rule that puts the runs last for tiny nets.
-
-    Under ``vmap`` over runs, when ``runs_last_pays(net, batch, platform)`` for
-    the platform compiled for (batch: the second-to-last axis of
-    ``args[x_index]``), ``fn`` runs once on every argument with the runs moved
-    to the last axis (shared arguments get a trailing axis of 1), and its
-    outputs' runs axis is moved back to the front; otherwise a plain ``vmap``
-    (see :func:`over_runs`). ``fn`` must be written with products that
-    broadcast trailing run axes (``_core.layers.contract``) and elementwise
-    operations, as the δ recursion is.
-    """
-
-    def last(in_batched, *args):
-        # Batched leaves: runs axis 0 -> last; shared leaves: a trailing 1.
-        to_last = lambda b, a: jnp.moveaxis(a, 0, -1) if b else a[..., None]  # noqa: E731
-        return fn(*jax.tree.map(to_last, tuple(in_batched), args))
-
-    return over_runs(net, fn, last, lambda in_batched, *args: args[x_index].shape[-2])
-
-
 def over_runs(net: MLP, fn, last, batch_of):
-    """``fn(*args)`` with the runs-last batching rule (the one rule; the
-    trainer's steps and :func:`runs_last` use it).
+    """``fn(*args)`` with the runs-last batching rule (the one rule: the
+    trainer's steps, ``jaxprop._engine.steps._steps``, use it).
 
     Under ``vmap`` over ``n_runs`` runs with ``b = batch_of(in_batched, *args)``
     (``in_batched``: a pytree of bools like ``args``): if ``b`` is None, a
@@ -543,7 +564,7 @@ def over_runs(net: MLP, fn, last, batch_of):
             in_axes = jax.tree.map(lambda b: 0 if b else None, tuple(in_batched))
             return jax.vmap(fn, in_axes=in_axes)(*args)
 
-        def runs_last(*args):
+        def moved_back(*args):
             return jax.tree.map(
                 lambda a: jnp.moveaxis(
                     jnp.broadcast_to(a, a.shape[:-1] + (n_runs,)), -1, 0
@@ -555,7 +576,7 @@ def over_runs(net: MLP, fn, last, batch_of):
         if batch is None:
             out = vmapped(*args)
         else:
-            out = for_platform(net, batch, runs_last, vmapped, *args)
+            out = for_platform(net, batch, moved_back, vmapped, *args)
         return out, jax.tree.map(lambda _: True, out)
 
     return batched

@@ -36,18 +36,11 @@ import jax
 from ._core import backprop as bp
 from ._core.backprop import Cache
 from ._core.params import DenseParams, Params
-from ._network import MLP, check_x, check_xy, loss_and_output_delta
+from ._network import MLP, check_net, check_x, check_xy, loss_and_output_delta
 from .rules import Rule
 from .rules.delta_rules import check_delta_rule, check_rule_state
 
 Array = jax.Array
-
-
-def check_net(net) -> MLP:
-    """``net`` if it is a :class:`jp.MLP`, else a TypeError naming ``net``."""
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
-    return net
 
 
 def _backward(

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core.params import Layer, Params
+from ._core.params import DenseParams, Params
 from ._network import MLP
 
 #: What the reference program prints after 10000 epochs with seed 42.
@@ -47,8 +47,8 @@ def reference_params(seed: int = 42, dtype=jnp.float64) -> Params:
     """The reference program's initial values as jaxprop params."""
     w_hidden, w_out, b_hidden, b_out = initial_weights(seed)
     return (
-        Layer(jnp.asarray(w_hidden, dtype), jnp.asarray(b_hidden[0], dtype)),
-        Layer(jnp.asarray(w_out, dtype), jnp.asarray(b_out[0], dtype)),
+        DenseParams(jnp.asarray(w_hidden, dtype), jnp.asarray(b_hidden[0], dtype)),
+        DenseParams(jnp.asarray(w_out, dtype), jnp.asarray(b_out[0], dtype)),
     )
 
 

@@ -227,27 +227,69 @@ class _CPU:
     process_index = 0
 
 
+def options_of(config, n_runs, n_examples, itemsize, devices, n_eval=0, **fields):
+    """The checked ``Options`` these describe: ``config`` (a ``_Config``),
+    ``n_runs`` runs of ``n_examples`` examples (and ``n_eval`` held-out ones,
+    if any), parameters of ``itemsize`` bytes, over ``devices``; the data as
+    shapes only."""
+    from jaxprop._engine.loop import TrainData
+    from jaxprop._engine.options import Options
+
+    dtype = {4: "float32", 8: "float64"}[itemsize]
+    x = jax.ShapeDtypeStruct((n_examples, config.net.n_in), dtype)
+    x_eval = jax.ShapeDtypeStruct((n_eval, config.net.n_in), dtype) if n_eval else None
+    return Options(
+        config=config,
+        data=TrainData(x, x, x_eval, x_eval),
+        dtype=dtype,
+        n_seeds=n_runs,
+        devices=devices,
+        **fields,
+    )
+
+
 def choose_strategy(
     config, n_runs, strategy, chunk_size, n_examples, itemsize, n_devices, devices=None
 ):
-    """``_choose_strategy`` of the options these describe: ``config`` (a
-    ``_Config``), ``n_runs`` runs of ``n_examples`` examples, parameters of
-    ``itemsize`` bytes, over ``devices`` (default: ``n_devices`` CPUs)."""
+    """``_choose_strategy`` of the options these describe (:func:`options_of`),
+    over ``devices`` (default: ``n_devices`` CPUs)."""
     from jaxprop._engine.layout import _choose_strategy
-    from jaxprop._engine.loop import Data
-    from jaxprop._engine.options import Options, _check_strategy
+    from jaxprop._engine.options import _check_strategy
 
     strategy, chunk_size = _check_strategy(strategy, chunk_size)
-    dtype = {4: "float32", 8: "float64"}[itemsize]
-    x = jax.ShapeDtypeStruct((n_examples, config.net.n_in), dtype)
-    options = Options(
-        *config[:-1],
-        alignment_every=config.alignment_every,
-        data=Data(x, x),
-        dtype=dtype,
-        n_seeds=n_runs,
+    devices = [_CPU()] * n_devices if devices is None else devices
+    options = options_of(
+        config,
+        n_runs,
+        n_examples,
+        itemsize,
+        devices,
         strategy=strategy,
         chunk_size=chunk_size,
-        devices=[_CPU()] * n_devices if devices is None else devices,
     )
     return _choose_strategy(options)
+
+
+def with_runs_last(net, fn, x_index: int):
+    """``fn(*args)`` under the trainer's runs-last batching rule
+    (``jaxprop._network.over_runs``), for a function of any arguments: under
+    ``vmap`` every argument's runs axis moved last (shared ones get a trailing
+    1), the batch read from ``args[x_index]``'s second-to-last axis."""
+    from jaxprop._network import over_runs
+
+    def last(in_batched, *args):
+        to_last = lambda b, a: jnp.moveaxis(a, 0, -1) if b else a[..., None]  # noqa: E731
+        return fn(*jax.tree.map(to_last, tuple(in_batched), args))
+
+    return over_runs(net, fn, last, lambda in_batched, *args: args[x_index].shape[-2])
+
+
+def value_and_backprop_runs_last(net):
+    """``(params, x, y) -> (L, ∂L/∂params)`` of ``net`` (unchecked) under the
+    runs-last batching rule: what the trainer's manual step computes."""
+    from jaxprop._network import compiled_value_and_backprop
+
+    def plain(params, x, y):
+        return compiled_value_and_backprop(net, params, x, y, with_grads=True)
+
+    return with_runs_last(net, plain, x_index=1)

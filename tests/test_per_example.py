@@ -14,8 +14,12 @@ import pytest
 import jaxprop as jp
 import jaxprop._network
 from jaxprop import rules
-from jaxprop._network import runs_last
-from tests.helpers import assert_trees_close, make_case, numpy_rule_state
+from tests.helpers import (
+    assert_trees_close,
+    make_case,
+    numpy_rule_state,
+    with_runs_last,
+)
 
 SIZES = (3, 6, 5, 2)
 
@@ -277,7 +281,7 @@ def test_poisson_sampling_masks_and_normalizes(seed):
 
 
 def test_dp_sgd_step_runs_last_equals_each_run():
-    """The runs-last batching rule (``runs_last`` under vmap; the rule state's
+    """The runs-last batching rule (``_network.over_runs`` under vmap; the rule state's
     keys gain a trailing runs axis) gives each run's own plain step: same
     noise, same Poisson mask, same Kolen-Pollack update."""
     x, y = jp.data.xor("float64")
@@ -295,7 +299,7 @@ def test_dp_sgd_step_runs_last_equals_each_run():
     )
 
     def both(params, states):
-        step = runs_last(tiny, functools.partial(dp.value_and_grads, tiny), 2)
+        step = with_runs_last(tiny, functools.partial(dp.value_and_grads, tiny), 2)
         over = jax.vmap(step, in_axes=(0, 0, None, None))
         alone = [
             dp.value_and_grads(tiny, *jax.tree.map(lambda l: l[i], (params, states)),

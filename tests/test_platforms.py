@@ -18,8 +18,13 @@ from jaxprop._engine.layout import (
     _memory_plan,
 )
 from jaxprop._engine.loop import _Config
-from jaxprop._network import runs_last_pays, value_and_backprop_over_runs
-from tests.helpers import assert_trees_close, choose_strategy
+from jaxprop._network import runs_last_pays
+from tests.helpers import (
+    assert_trees_close,
+    choose_strategy,
+    options_of,
+    value_and_backprop_runs_last,
+)
 from tests.test_runs_last import per_run, stacked_cases
 
 GiB = 2**30
@@ -113,14 +118,14 @@ def test_run_bytes_by_hand():
     # temporaries = 2·9 (gradients, updates) + 19 (new moments) + 4·4·5
     # (z, a, δ and the inputs of a batch of 4 over 5 units).
     cfg = config((2, 2, 1), optimizer=optax.adam(1e-3), steps=200, log=10)
-    plan = _memory_plan(cfg, 1, 4, 0, 4, [gpu(1)], GPU)
+    plan = _memory_plan(options_of(cfg, 1, 4, 4, [gpu(1)]), GPU)
     assert plan.kept == 4 * 2 * (9 + 19 + 20)
     assert plan.step == 4 * (2 * 9 + 19 + 4 * 4 * 5)
     assert plan.shared == 4 * 4 * (2 + 1)
     # Feedback alignment keeps B (the transposes of W² onwards: 2 more numbers);
     # an evaluation over 1000 examples outgrows a step's activations.
     fa = config((2, 2, 1), "fa", optax.sgd(0.1), steps=200, log=10)
-    plan = _memory_plan(fa, 1, 4, 1000, 4, [gpu(1)], GPU)
+    plan = _memory_plan(options_of(fa, 1, 4, 4, [gpu(1)], n_eval=1000), GPU)
     assert plan.kept == 4 * 2 * (9 + 0 + 2 + 20)
     assert plan.step == 4 * (2 * 9 + 2 * 1000 * 5)
 
@@ -165,7 +170,7 @@ def test_accelerators_chunk_only_to_fit_the_budget(n_runs, limit_gib, n_devices)
     strategy, chunk = choose_strategy(
         cfg, n_runs, "auto", None, 6000, 4, n_devices, devices=devices
     )
-    plan = _memory_plan(cfg, n_runs, 6000, 0, 4, devices, GPU)
+    plan = _memory_plan(options_of(cfg, n_runs, 6000, 4, devices), GPU)
     used = plan.used(n_runs, n_devices, chunk or 1)
     if plan.used(n_runs, n_devices, n_runs) <= plan.budget:
         assert (strategy, chunk) == ("vmap", -(-n_runs // n_devices) * n_devices)
@@ -230,7 +235,7 @@ def test_platforms_that_disagree_compile_each_its_own_path(seed, on_cpu, monkeyp
     net, params, x, y = stacked_cases(
         seed, (2, 2, 1), "sigmoid", "mse-sigmoid", "sum", 4
     )
-    fn = jax.jit(jax.vmap(value_and_backprop_over_runs(net), in_axes=(0, None, None)))
+    fn = jax.jit(jax.vmap(value_and_backprop_runs_last(net), in_axes=(0, None, None)))
     assert "platform_index" in str(jax.make_jaxpr(fn)(params, x[0], y[0]))
     compiled = fn.lower(params, x[0], y[0]).compile().as_text()
     assert ("dot" in compiled) != on_cpu
@@ -265,6 +270,7 @@ def test_the_budget_is_read_from_this_process_s_devices_only(monkeypatch):
         _layout, "_agree_max", lambda v, spans: agreed.append(v) or v + 1024
     )
     elsewhere = Elsewhere("gpu", None, process_index=1)
-    plan = _layout._memory_plan(config((2, 2, 1)), 8, 4, 0, 4, [here, elsewhere], GPU)
+    options = options_of(config((2, 2, 1)), 8, 4, 4, [here, elsewhere])
+    plan = _layout._memory_plan(options, GPU)
     assert agreed == [-(_memory_budget(here, GPU) >> 20)]  # the max of minus: min
     assert plan.budget == _memory_budget(here, GPU) - GiB

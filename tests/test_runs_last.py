@@ -1,8 +1,10 @@
 """Many runs of a small network computed at once with the runs as the last axis.
 
-``value_and_backprop_over_runs`` must give, under ``jax.vmap``, exactly what each
-run's own ``value_and_backprop`` gives, on both of its paths (runs last for tiny
-networks, vmapped matmuls otherwise), and the trainer must use it.
+The trainer's runs-last batching rule (``jaxprop._network.over_runs``, here
+over the manual gradient: ``tests.helpers.value_and_backprop_runs_last``) must
+give, under ``jax.vmap``, exactly what each run's own ``value_and_backprop``
+gives, on both of its paths (runs last for tiny networks, vmapped matmuls
+otherwise), and the trainer must use it.
 """
 
 import jax
@@ -18,9 +20,13 @@ from jaxprop._network import (
     RUNS_LAST_MAX_BATCH,
     RUNS_LAST_MAX_WIDTH,
     runs_last_pays,
-    value_and_backprop_over_runs,
 )
-from tests.helpers import COST_CONFIGS, assert_trees_close, make_case
+from tests.helpers import (
+    COST_CONFIGS,
+    assert_trees_close,
+    make_case,
+    value_and_backprop_runs_last,
+)
 
 N_RUNS = 5
 
@@ -74,7 +80,7 @@ def test_runs_last_equals_each_run(seed, activation, cost_config, reduction):
     # Shared data (as in full-batch training) and per-run data (minibatches).
     for in_axes in [(0, None, None), (0, 0, 0)]:
         xs, ys = (x[0], y[0]) if in_axes[1] is None else (x, y)
-        fn = jax.jit(jax.vmap(value_and_backprop_over_runs(net), in_axes=in_axes))
+        fn = jax.jit(jax.vmap(value_and_backprop_runs_last(net), in_axes=in_axes))
         value, grads = fn(params, xs, ys)
         ref_value, ref_grads = per_run(net, params, xs, ys, in_axes)
         np.testing.assert_allclose(value, ref_value, rtol=1e-13)
@@ -91,7 +97,7 @@ def test_runs_last_equals_each_run(seed, activation, cost_config, reduction):
 def test_wider_nets_keep_vmapped_matmuls(seed, sizes, batch):
     net, params, x, y = stacked_cases(seed, sizes, "tanh", "mse-identity", "sum", batch)
     assert not runs_last_pays(net, batch)
-    fn = jax.vmap(value_and_backprop_over_runs(net), in_axes=(0, None, None))
+    fn = jax.vmap(value_and_backprop_runs_last(net), in_axes=(0, None, None))
     value, grads = jax.jit(fn)(params, x[0], y[0])
     ref_value, ref_grads = per_run(net, params, x[0], y[0], (0, None, None))
     np.testing.assert_allclose(value, ref_value, rtol=1e-13)
@@ -104,7 +110,7 @@ def test_runs_last_path_is_taken_and_unbatched_call_is_plain(seed):
     net, params, x, y = stacked_cases(
         seed, (2, 2, 1), "sigmoid", "mse-sigmoid", "sum", 4
     )
-    fn = value_and_backprop_over_runs(net)
+    fn = value_and_backprop_runs_last(net)
     vmapped = str(
         jax.make_jaxpr(jax.vmap(fn, in_axes=(0, None, None)))(params, x[0], y[0])
     )

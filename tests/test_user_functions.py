@@ -20,8 +20,8 @@ import pytest
 
 import jaxprop as jp
 from jaxprop._core import costs as _costs
-from jaxprop._network import runs_last_pays, value_and_backprop_over_runs
-from tests.helpers import assert_trees_close, make_case
+from jaxprop._network import runs_last_pays
+from tests.helpers import assert_trees_close, make_case, value_and_backprop_runs_last
 from tests.test_bad_input import check_raises
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -254,7 +254,7 @@ def test_runs_last_with_user_functions_equals_each_run(seed):
     net = cases[0][0]
     params, x, y = jax.tree.map(lambda *l: jnp.stack(l), *[c[1:] for c in cases])
     assert runs_last_pays(net, 6)
-    fn = jax.vmap(value_and_backprop_over_runs(net), in_axes=(0, None, None))
+    fn = jax.vmap(value_and_backprop_runs_last(net), in_axes=(0, None, None))
     assert "dot_general" not in str(jax.make_jaxpr(fn)(params, x[0], y[0]))
     value, grads = jax.jit(fn)(params, x[0], y[0])
     for r in range(n_runs):

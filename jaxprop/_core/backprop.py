@@ -23,11 +23,11 @@ replaceable, and the updates and per-example norms are ``layer.grads`` and
 
 Everything here takes arrays, the layers and the activation/cost objects it
 needs (never a whole network), and works on the runs-last arrays of the
-tiny-network fast path (``jaxprop._network.value_and_backprop_over_runs``):
-products go through :func:`contract`, the rest is elementwise with the features
-on axis 1, so trailing run axes broadcast. The convenience class ``jp.MLP``
-(``_network.py``) checks inputs and jits; the rules, the custom VJPs and the
-per-example quantities are compositions of these.
+tiny-network fast path (``jaxprop._engine.steps`` through
+``jaxprop._network.over_runs``): products go through :func:`contract`, the rest
+is elementwise with the features on axis 1, so trailing run axes broadcast. The
+convenience class ``jp.MLP`` (``_network.py``) checks inputs and jits; the
+rules, the custom VJPs and the per-example quantities are compositions of these.
 """
 
 from __future__ import annotations

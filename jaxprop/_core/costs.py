@@ -8,7 +8,7 @@ the output saturates.
 
 A :class:`Cost` also says what targets it accepts (``targets``, kinds from
 ``TARGET_KINDS``) and how a class is read off its outputs (``classify``), so that
-target checks (``jaxprop._inputs.check_y``), accuracy (``jaxprop._metrics``) and
+target checks (``jaxprop._inputs.check_targets``), accuracy (``jaxprop._metrics``) and
 the shaping of class labels into targets (:func:`targets_from_labels`) ask the
 cost, never its name. A user's cost is a :class:`Cost` too, accepted wherever a
 name is and checked by ``jp.check_cost``; ``hinge`` below is written as a user
@@ -17,8 +17,9 @@ writes one.
 Targets reach a cost as float rows of shape ``(batch, n_out)``, or as integer
 class labels ``(batch,)`` for costs that accept ``"labels"``. Every array may
 carry trailing run axes, ``(batch, n_out, *runs)`` and ``(batch, *runs)``, where
-many training runs are computed at once with the runs last (see
-``jaxprop._network.value_and_backprop_over_runs``): the features are always axis 1.
+many training runs are computed at once with the runs last (the trainer's
+steps, ``jaxprop._engine.steps``, through ``jaxprop._network.over_runs``): the
+features are always axis 1.
 That is the one constraint on a user's ``value_and_delta``: reduce over
 ``axis=1`` (never ``-1``) and let trailing axes broadcast (``y`` shared by every
 run arrives as ``(batch, n_out, 1)``).

@@ -18,9 +18,9 @@ hashable by value, so that equal layers share compiled programs. Parameter-free
 maps (pooling, flatten) will need only ``apply`` and ``adjoint``.
 
 Every function works on the runs-last arrays of the tiny-network fast path
-(``jaxprop._network.value_and_backprop_over_runs``): a trailing run axis on
-every array, which :func:`contract`, :func:`sum_batch` and elementwise
-operations broadcast.
+(``jaxprop._engine.steps`` through ``jaxprop._network.over_runs``): a trailing
+run axis on every array, which :func:`contract`, :func:`sum_batch` and
+elementwise operations broadcast.
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
-"""Parameters: the :class:`DenseParams` pytree, initialization schemes, checks."""
+"""Parameters: the :class:`DenseParams` pytree, initialization schemes, checks
+of keys, schemes and dtypes (a net's params: ``jaxprop._network.check_params``)."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._validate import choice
 
@@ -133,64 +132,3 @@ def init_params(key, layers, scheme: str, dtype) -> Params:
         params.append(layer.init(keys[start : start + layer.n_keys], scheme, dtype))
         start += layer.n_keys
     return tuple(params)
-
-
-def check_params(params, sizes: tuple[int, ...]) -> jnp.dtype:
-    """Checks that ``params`` fits layer sizes ``sizes``; returns their dtype.
-
-    Raises:
-      TypeError: if ``params`` is not a sequence of ``Layer(w, b)`` of floating
-        arrays of one dtype.
-      ValueError: if the number of layers or a shape does not match ``sizes``.
-    """
-    n_layers = len(sizes) - 1
-    expected = ", ".join(
-        f"DenseParams(w: ({i}, {o}), b: ({o},))" for i, o in itertools.pairwise(sizes)
-    )
-    if not isinstance(params, (tuple, list)):
-        raise TypeError(
-            f"params must be a tuple of jp.DenseParams(w, b), one per layer "
-            f"({expected}); got {type(params).__name__}."
-        )
-    if len(params) != n_layers:
-        raise ValueError(
-            f"params has {len(params)} layers; sizes={sizes} needs "
-            f"{n_layers}: {expected}."
-        )
-    dtypes = set()
-    for l, (layer, fan_in, fan_out) in enumerate(
-        zip(params, sizes[:-1], sizes[1:], strict=False)
-    ):
-        if not isinstance(layer, DenseParams):
-            hint = (
-                " (wrap (w, b) pairs: tuple(jp.DenseParams(w, b) for w, b in params))"
-                if isinstance(layer, (tuple, list)) and len(layer) == 2
-                else ""
-            )
-            raise TypeError(
-                f"params[{l}] must be a jp.DenseParams(w, b); got "
-                f"{type(layer).__name__}{hint}."
-            )
-        for name, leaf, shape in (
-            ("w", layer[0], (fan_in, fan_out)),
-            ("b", layer[1], (fan_out,)),
-        ):
-            leaf_dtype = getattr(leaf, "dtype", None)
-            if leaf_dtype is None or not jnp.issubdtype(leaf_dtype, jnp.floating):
-                raise TypeError(
-                    f"params[{l}].{name} must be a floating array; got "
-                    f"{type(leaf).__name__}"
-                    + (f" of dtype {leaf_dtype}." if leaf_dtype else ".")
-                )
-            if tuple(np.shape(leaf)) != shape:
-                raise ValueError(
-                    f"params[{l}].{name} has shape {np.shape(leaf)}; "
-                    f"sizes={sizes} needs {shape}."
-                )
-            dtypes.add(jnp.dtype(leaf_dtype))
-    if len(dtypes) > 1:
-        raise TypeError(
-            f"params mix dtypes {sorted(map(str, dtypes))}; use one "
-            f"floating dtype for every layer."
-        )
-    return dtypes.pop()

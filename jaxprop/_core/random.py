@@ -3,10 +3,9 @@
 On CPU, JAX lowers its Threefry-2x32 hash (``threefry2x32_p``) as a rolled
 loop of five iterations, each reading and writing the whole counter arrays:
 it cannot fuse with what consumes the bits, and each call pays for a loop.
-That made DP-SGD's noise (one normal per parameter, every step) cost 0.87 of
-a plain step at 784-1024-1024-10, batch 256, float32 on a 2-core CPU
-(``python -m benchmarks per-example``). (On GPU and TPU JAX already emits
-the hash unrolled.)
+That made DP-SGD's noise (one normal per parameter, every step) cost most of
+a plain step's time (docs/design.md, "DP-SGD's noise: one fused Threefry
+loop"). (On GPU and TPU JAX already emits the hash unrolled.)
 
 :data:`FUSED_THREEFRY` is a JAX PRNG implementation (``jax.extend.random``)
 whose ``random_bits`` are those of JAX's default, partitionable Threefry,
@@ -14,7 +13,7 @@ with the same Threefry-2x32 function (Salmon et al. 2011, 20 rounds)
 written out as elementwise operations, for draws of at least
 ``FUSE_MIN_SIZE`` numbers (its seed, split and fold_in are Threefry's own).
 XLA fuses the hash with its consumers (``jax.random.normal``'s transform,
-the add of the noise): the noise draw falls to 0.33 of a step.
+the add of the noise), which makes the noise draw a fraction of that.
 ``jax.random.bits``, ``uniform``, ``normal``, ``randint``, ``bernoulli``,
 ``permutation`` and ``choice`` give JAX's numbers bit for bit, for every
 shape and dtype, under ``jit`` and ``vmap`` (``tests/test_random.py``);

@@ -33,8 +33,9 @@ def settings(options: Options, data) -> dict[str, Any]:
     on the devices, replicated): equal runs digest equally whatever array
     types the user passed."""
     x, y, x_eval, y_eval = (None if a is None else a.addressable_data(0) for a in data)
-    net = options.net
-    opt_state = jax.eval_shape(options.optimizer.init, options.probe)
+    config = options.config
+    net = config.net
+    opt_state = jax.eval_shape(config.optimizer.init, options.probe)
     return {
         "net": " ".join(
             [
@@ -55,11 +56,11 @@ def settings(options: Options, data) -> dict[str, Any]:
         else _digest(*jax.tree.leaves(options.params)),
         "scheme": options.scheme,
         "dtype": options.dtype,
-        "steps": options.steps,
-        "log_every": options.log_every,
-        "batch_size": options.batch_size,
-        "eval_every": options.eval_every,
-        "alignment_every": options.alignment_every,
+        "steps": config.steps,
+        "log_every": config.log_every,
+        "batch_size": config.batch_size,
+        "eval_every": config.eval_every,
+        "alignment_every": config.alignment_every,
         "data": _digest(x, y),
         "eval_data": None if x_eval is None else _digest(x_eval, y_eval),
         "optimizer state": _structure(opt_state),
@@ -84,7 +85,7 @@ def differences(trainer: Trainer, meta: dict | None, skip=()) -> list[str]:
     mine = json.loads(json.dumps(mine))  # as read back
     saved = _renamed(saved)
     if isinstance(saved.get("hparams"), dict):  # bare names of older files
-        opt_state = jax.eval_shape(options.optimizer.init, options.probe)
+        opt_state = jax.eval_shape(options.config.optimizer.init, options.probe)
         saved = saved | {
             "hparams": legacy_names(saved["hparams"], opt_state, options.probe_rule)
         }

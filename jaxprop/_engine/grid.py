@@ -174,6 +174,11 @@ def optimizer_checks(optimizer, opt_names) -> dict:
     return checks
 
 
+def count_runs(n_seeds: int, n_hparams: int) -> int:
+    """Runs of a sweep: every seed at every grid point (``n_hparams`` 0: no grid)."""
+    return n_seeds * max(n_hparams, 1)
+
+
 def check_hparams(
     hparams, rule, optimizer, opt_state, rule_state
 ) -> tuple[dict[str, jax.Array], int]:

@@ -14,7 +14,6 @@ way in, ``_to_host`` on the way out).
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import jax
@@ -25,12 +24,12 @@ from jax.experimental import multihost_utils
 from .._core.layers import in_size, out_sizes
 from .._core.platforms import PLATFORM_COSTS, PlatformCosts, platform_costs
 from .._network import runs_last_pays
-from .grid import set_hparams
+from .grid import count_runs, set_hparams
 from .loop import (
     _RULE_KEY,
-    Data,
     RunState,
     Span,
+    TrainData,
     TrainLog,
     TrainResult,
     _blocks,
@@ -38,6 +37,7 @@ from .loop import (
     _empty_log,
     _result,
     _start_state,
+    log_rows,
 )
 
 if TYPE_CHECKING:
@@ -57,8 +57,6 @@ AUTO_SEQUENTIAL_FLOPS = PLATFORM_COSTS["cpu"].sequential_flops
 #: Below that, ``auto`` vmaps chunks whose working set is about this many bytes
 #: per device, so that a step's arrays stay in cache.
 AUTO_CACHE_BYTES = PLATFORM_COSTS["cpu"].cache_bytes
-#: ... and never fewer runs than this per device, to keep the matmuls batched.
-AUTO_MIN_CHUNK = PLATFORM_COSTS["cpu"].min_chunk
 #: ... or, for a network computed with the runs last, than this.
 AUTO_RUNS_LAST_CHUNK = PLATFORM_COSTS["cpu"].runs_last_chunk
 
@@ -75,16 +73,13 @@ def _choose_strategy(options: Options) -> tuple[str, int | None]:
     """
     config, n_runs, devices = options.config, options.n_runs, options.devices
     strategy, chunk_size = options.strategy, options.chunk_size
-    n_examples, n_eval, itemsize = options.n_examples, options.n_eval, options.itemsize
     n_devices = len(devices)
     if strategy == "auto":
         platform = devices[0].platform
         costs = platform_costs(platform)
-        batch = config.batch_size or n_examples
+        batch = config.batch_size or options.n_examples
         if costs.model == "memory":
-            per_device = _memory_plan(
-                config, n_runs, n_examples, n_eval, itemsize, devices, costs
-            ).per_device
+            per_device = _memory_plan(options, costs).per_device
             fits = per_device * n_devices >= n_runs
             strategy = "sequential" if per_device == 1 and not fits else "chunked"
         elif config.net.flops(batch) >= costs.sequential_flops:
@@ -95,7 +90,7 @@ def _choose_strategy(options: Options) -> tuple[str, int | None]:
             layers = config.net.layers
             n_params = sum(layer.n_params for layer in layers)
             units = in_size(layers) + sum(out_sizes(layers))
-            per_run = itemsize * (8 * n_params + 4 * batch * units)
+            per_run = options.itemsize * (8 * n_params + 4 * batch * units)
             per_device = max(costs.min_chunk, costs.cache_bytes // per_run)
             if config.rule.runs_last and runs_last_pays(config.net, batch, platform):
                 per_device = max(per_device, costs.runs_last_chunk)
@@ -140,22 +135,16 @@ class _MemoryPlan(NamedTuple):
         return self.shared + runs * self.kept + chunk * self.step
 
 
-def _memory_plan(
-    config: _Config,
-    n_runs: int,
-    n_examples: int,
-    n_eval: int,
-    itemsize: int,
-    devices: Sequence,
-    costs: PlatformCosts,
-) -> _MemoryPlan:
-    """How many runs per device a chunk may hold on an accelerator.
+def _memory_plan(options: Options, costs: PlatformCosts) -> _MemoryPlan:
+    """How many runs per device a chunk of ``options``' runs may hold on an
+    accelerator, with the cost model ``costs`` of its devices' platform.
 
     Every run's state and log stay on the devices whatever the chunks, so
     chunking only bounds the step's temporaries: a chunk holds as many runs as
     fit in what the budget leaves after the data and every run's state, all
     runs (one vmap) when they fit, one run per device when none would.
     """
+    devices, itemsize = options.devices, options.itemsize
     # Only this process's devices report their memory (another's raise); the
     # processes then agree on the smallest budget, so they build one program.
     here = [d for d in devices if d.process_index == jax.process_index()]
@@ -163,11 +152,11 @@ def _memory_plan(
     if len({d.process_index for d in devices}) > 1:
         # Agreed on in MiB: the collective carries int32, and budgets pass 2 GiB.
         budget = -_agree_max(-(budget >> 20), True) << 20
-    layers = config.net.layers
+    layers = options.config.net.layers
     per_example = in_size(layers) + out_sizes(layers)[-1]  # x and y
-    shared = itemsize * (n_examples + n_eval) * per_example
-    kept, step = _run_bytes(config, config.batch_size or n_examples, n_eval, itemsize)
-    runs = -(-n_runs // len(devices))
+    shared = itemsize * (options.n_examples + options.n_eval) * per_example
+    kept, step = _run_bytes(options)
+    runs = -(-options.n_runs // len(devices))
     per_device = (budget - shared - runs * kept) // step
     return _MemoryPlan(budget, shared, kept, step, int(max(1, min(per_device, runs))))
 
@@ -189,10 +178,9 @@ def _memory_budget(device, costs: PlatformCosts) -> int:
     return int(costs.memory_fraction * free)
 
 
-def _run_bytes(
-    config: _Config, batch: int, n_eval: int, itemsize: int
-) -> tuple[int, int]:
-    """(kept, step): one run's bytes between calls, and its step's temporaries.
+def _run_bytes(options: Options) -> tuple[int, int]:
+    """(kept, step): the bytes one of ``options``' runs keeps between calls,
+    and its step's temporaries.
 
     kept: the params, optimizer state, rule state and log (``_empty_log``),
     twice, as a call's inputs and its outputs are both live (nothing is
@@ -201,6 +189,8 @@ def _run_bytes(
     inputs), or the evaluation's forward pass (z and a over ``n_eval``
     examples) if that is larger. Counted in elements of ``itemsize`` bytes.
     """
+    config, n_eval = options.config, options.n_eval
+    batch = config.batch_size or options.n_examples
     net = config.net
     params = tuple(layer.shapes(jnp.float32) for layer in net.layers)
     size = lambda tree: sum(int(np.prod(l.shape)) for l in jax.tree.leaves(tree))  # noqa: E731
@@ -210,13 +200,11 @@ def _run_bytes(
         jax.eval_shape(lambda k: config.rule.init(k, net, params), jax.random.key(0))
     )
     n_blocks = config.steps // config.log_every
-    n_logged = 1 + 2 * (config.eval_every is not None)
-    if config.alignment_every is not None:
-        n_logged += 3 * net.n_layers
-    kept = 2 * (n_params + n_opt + n_rule + n_blocks * n_logged)
+    n_logged = n_blocks * log_rows(config, config.eval_every is not None)
+    kept = 2 * (n_params + n_opt + n_rule + n_logged)
     units = in_size(net.layers) + sum(out_sizes(net.layers))
     step = 2 * n_params + n_opt + max(4 * batch * units, 2 * n_eval * units)
-    return itemsize * kept, itemsize * step
+    return options.itemsize * kept, options.itemsize * step
 
 
 class _Plan(NamedTuple):
@@ -241,7 +229,7 @@ class _Plan(NamedTuple):
 
     @property
     def n_runs(self) -> int:
-        return self.n_seeds * max(self.n_hparams, 1)
+        return count_runs(self.n_seeds, self.n_hparams)
 
     @property
     def lead(self) -> tuple[int, ...]:
@@ -335,8 +323,8 @@ class _Plan(NamedTuple):
             # walk; the stretch check's psum) then stops on this device's runs
             # alone, where under the mesh's partitioner it waits for every
             # device's at each iteration: a collective, which across processes
-            # goes through the network (2.9x the time of one process of two
-            # devices on MNIST-1D).
+            # goes through the network (docs/design.md, "Runs laid out device
+            # by device").
             runs = jax.sharding.PartitionSpec(None, "runs")
             every = jax.sharding.PartitionSpec()
             chunks = jax.shard_map(
@@ -423,7 +411,7 @@ def _advance_runs(
     """
 
     def one(carry, start, n_blocks, *data):
-        span = Span(start, n_blocks, Data(*data), plan.axis_name)
+        span = Span(start, n_blocks, TrainData(*data), plan.axis_name)
         return _blocks(plan.config, carry, span)
 
     return plan.map(one, (runs, log), start, n_blocks, x, y, x_eval, y_eval)

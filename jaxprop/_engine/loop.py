@@ -156,7 +156,7 @@ def _alignment_steps(config: _Config) -> np.ndarray:
     )
 
 
-class Data(NamedTuple):
+class TrainData(NamedTuple):
     """The arrays a run reads: training x (n, n_0) and y, held-out x_eval and
     y_eval (None without ``eval_data``)."""
 
@@ -173,7 +173,7 @@ class Span(NamedTuple):
 
     start: Array
     n_blocks: Array | int
-    data: Data
+    data: TrainData
     axis_name: str | None = None
 
 
@@ -226,14 +226,14 @@ def check_block(
     return state, logged
 
 
-def _evaluate(net: MLP, params: Params, data: Data) -> tuple[Array, Array]:
+def _evaluate(net: MLP, params: Params, data: TrainData) -> tuple[Array, Array]:
     """(loss, accuracy) of ``params`` on the held-out data."""
     y_hat, cache = net.forward_with_cache(params, data.x_eval)
     acc = accuracy_from_output(net, y_hat, data.y_eval).astype(data.x.dtype)
     return net.loss_from_cache(cache, data.y_eval), acc
 
 
-def _entry(config: _Config, data: Data, state: RunState, end, logged) -> TrainLog:
+def _entry(config: _Config, data: TrainData, state: RunState, end, logged) -> TrainLog:
     """The log entry of the block ending at step ``end`` (after its check):
     its loss ``logged``, and an evaluation and an alignment measure if due
     (NaN angles for a diverged run)."""
@@ -451,12 +451,12 @@ def _any_run(flag: Array, axis_name) -> Array:
 
 #: About this many steps between divergence checks when a block records only
 #: its training loss (no evaluation or alignment due). The check, the rollback
-#: and the log write of every block cost as much as a tiny network's step (XOR
-#: 2-2-1 over 16384 seeds ran at 0.88x the speed of log_every=100 with the
-#: check after every step): the steps of a stretch of blocks run unchecked, one
-#: check follows, and a run found diverged takes the stretch again from its
-#: start with the check after every block, so that what it records and where
-#: it is frozen are exactly those of a check after every block.
+#: and the log write of every block cost as much as a tiny network's step
+#: (docs/design.md, "The default `log_every`"): the steps of a stretch of
+#: blocks run unchecked, one check follows, and a run found diverged takes the
+#: stretch again from its start with the check after every block, so that what
+#: it records and where it is frozen are exactly those of a check after every
+#: block.
 CHECK_STEPS = 100
 
 
@@ -479,6 +479,13 @@ def _empty_log(config: _Config, has_eval: bool, dtype) -> TrainLog:
         L = config.net.n_layers
         log = log._replace(alignment=Alignment(nan(L), nan(L), nan(L)))
     return log
+
+
+def log_rows(config: _Config, has_eval: bool) -> int:
+    """Entries a run's log holds per block (:func:`_empty_log`'s, of one block)."""
+    one = config._replace(steps=1, log_every=1)
+    log = jax.eval_shape(lambda: _empty_log(one, has_eval, jnp.float32))
+    return sum(leaf.size for leaf in jax.tree.leaves(log))
 
 
 def _result(config: _Config, state: RunState, log: TrainLog) -> TrainResult:
@@ -515,28 +522,12 @@ def _result(config: _Config, state: RunState, log: TrainLog) -> TrainResult:
     return result
 
 
-def _run(
-    config: _Config,
-    params: Params,
-    opt_state,
-    x: Array,
-    y: Array,
-    key,
-    x_eval: Array | None,
-    y_eval: Array | None,
-    rule_state=(),
-) -> TrainResult:
-    """One whole training run (traced)."""
-    state = _start_state(params, opt_state, key, rule_state)
-    log = _empty_log(config, x_eval is not None, x.dtype)
+def _run(config: _Config, state: RunState, data: TrainData) -> TrainResult:
+    """One whole training run from ``state`` (:func:`_start_state`) (traced)."""
+    log = _empty_log(config, data.x_eval is not None, data.x.dtype)
     n_blocks = config.steps // config.log_every
-    span = Span(jnp.int32(0), n_blocks, Data(x, y, x_eval, y_eval))
-    state, log = _blocks(config, (state, log), span)
+    state, log = _blocks(config, (state, log), Span(jnp.int32(0), n_blocks, data))
     return _result(config, state, log)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _train(
-    config, params, opt_state, x, y, key, x_eval, y_eval, rule_state
-) -> TrainResult:
-    return _run(config, params, opt_state, x, y, key, x_eval, y_eval, rule_state)
+_train = jax.jit(_run, static_argnums=0)

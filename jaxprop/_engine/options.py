@@ -22,16 +22,16 @@ import optax
 
 from .._core.activations import default_scheme
 from .._core.params import Params, check_float_dtype, check_scheme, typed_keys
-from .._inputs import check_x, check_y
-from .._network import MLP, check_params
+from .._inputs import check_inputs, check_targets
+from .._network import MLP, check_net, check_params
 from .._validate import choice, positive_int
 from ..data import Dataset, check_dataset
 from ..rules import Rule, autodiff, backprop
 from ..rules.delta_rules import check_rule
 from ..rules.pairing import warn_unpaired
-from .grid import check_hparams
+from .grid import check_hparams, count_runs
 from .layout import STRATEGIES, spans_processes
-from .loop import Data
+from .loop import TrainData, log_rows
 from .steps import _Config
 
 Array = jax.Array
@@ -72,8 +72,9 @@ class Options:
     parameters' dtype, the devices.
 
     Attributes:
-      net, optimizer, steps, rule, batch_size, log_every, eval_every,
-        alignment_every: as for ``train`` (:attr:`config`: the static part).
+      config: the static (hashable) part that the compiled loop reads: the
+        net, optimizer, steps, rule, batch_size, log_every, eval_every and
+        alignment_every, as for ``train``.
       data: the training and held-out arrays.
       dtype: the parameters' dtype, by name.
       log_every_given: whether the caller chose ``log_every``.
@@ -86,15 +87,8 @@ class Options:
       devices: the devices the runs are laid over.
     """
 
-    net: MLP
-    optimizer: optax.GradientTransformation
-    steps: int
-    rule: Rule
-    batch_size: int | None
-    log_every: int
-    eval_every: int | None
-    alignment_every: int | None
-    data: Data
+    config: _Config
+    data: TrainData
     dtype: str
     log_every_given: bool = True
     n_seeds: int = 1
@@ -110,22 +104,8 @@ class Options:
     devices: Sequence = ()
 
     @property
-    def config(self) -> _Config:
-        """The static (hashable) part that the compiled loop reads."""
-        return _Config(
-            self.net,
-            self.optimizer,
-            self.steps,
-            self.rule,
-            self.batch_size,
-            self.log_every,
-            self.eval_every,
-            self.alignment_every,
-        )
-
-    @property
     def n_runs(self) -> int:
-        return self.n_seeds * max(self.n_hparams, 1)
+        return count_runs(self.n_seeds, self.n_hparams)
 
     @property
     def n_examples(self) -> int:
@@ -147,7 +127,7 @@ def run_options(net, params, x, y, optimizer, steps, given: dict) -> Options:
     _check_names(given, RunOptions, "train")
     dtype = check_params(net, params)
     options = Options(**_checked_run(net, optimizer, steps, dtype, (x, y), given))
-    warn_unpaired(options.rule, optimizer)
+    warn_unpaired(options.config.rule, optimizer)
     return _with_log_every(options)
 
 
@@ -159,13 +139,13 @@ def sweep_options(
     _check_names(given, SweepOptions, caller)
     n_seeds = _check_keys(keys)
     keys = typed_keys(keys)
-    _check_net(net)
+    check_net(net)
     _check_optimizer(optimizer)
     scheme = given.get("scheme")
     scheme = check_scheme(default_scheme(net.activation) if scheme is None else scheme)
     params, probe, dtype = _initial_params(net, given, n_seeds, scheme)
     fields = _checked_run(net, optimizer, steps, dtype, (x, y), given)
-    rule = fields["rule"]
+    rule = fields["config"].rule
     probe_rule = jax.eval_shape(
         lambda k, p: rule.init(k, net, p), jax.random.key(0), probe
     )
@@ -213,11 +193,6 @@ def _check_names(given: dict, options: type, caller: str) -> None:
         )
 
 
-def _check_net(net) -> None:
-    if not isinstance(net, MLP):
-        raise TypeError(f"net must be a jp.MLP; got {type(net).__name__}.")
-
-
 def _initial_params(net, given: dict, n_seeds: int, scheme: str):
     """(stacked params given or None, one run's params (shapes), their dtype)."""
     params = given.get("params")
@@ -246,7 +221,7 @@ def _checked_run(net, optimizer, steps, dtype, xy, given: dict) -> dict:
     x, y = _check_data(net, dtype, *xy)
     eval_data = given.get("eval_data")
     x_eval, y_eval = _eval_arrays(net, dtype, eval_data)
-    _check_net(net)
+    check_net(net)
     _check_optimizer(optimizer)
     steps = positive_int(steps, "steps")
     rule = _resolve_rule(given.get("grad"), given.get("rule"))
@@ -258,21 +233,17 @@ def _checked_run(net, optimizer, steps, dtype, xy, given: dict) -> dict:
                 f"batch_size ({batch_size}) must not exceed the number "
                 f"of training examples ({x.shape[0]})."
             )
+    schedule = _check_schedule(steps, given, eval_data is not None)
     return dict(
-        net=net,
-        optimizer=optimizer,
-        steps=steps,
-        rule=rule,
-        batch_size=batch_size,
-        **_check_schedule(steps, given, eval_data is not None),
-        data=Data(x, y, x_eval, y_eval),
+        config=_Config(net, optimizer, steps, rule, batch_size, *schedule),
+        data=TrainData(x, y, x_eval, y_eval),
         dtype=jnp.dtype(dtype).name,
         log_every_given=given.get("log_every") is not None,
     )
 
 
-def _check_schedule(steps: int, given: dict, has_eval: bool) -> dict:
-    """log_every (1 until chosen), eval_every and alignment_every, checked
+def _check_schedule(steps: int, given: dict, has_eval: bool) -> tuple:
+    """(log_every (1 until chosen), eval_every, alignment_every), checked
     against the steps and each other."""
     log_every = given.get("log_every")
     log_every = 1 if log_every is None else positive_int(log_every, "log_every")
@@ -298,23 +269,15 @@ def _check_schedule(steps: int, given: dict, has_eval: bool) -> dict:
                 f"alignment_every ({alignment_every}) must be a multiple of "
                 f"log_every ({log_every})."
             )
-    return dict(
-        log_every=log_every, eval_every=eval_every, alignment_every=alignment_every
-    )
+    return log_every, eval_every, alignment_every
 
 
 def _with_log_every(options: Options) -> Options:
     """``options`` with the default log_every where none was given."""
     if options.log_every_given:
         return options
-    every = _default_log_every(
-        options.config,
-        options.n_runs,
-        options.itemsize,
-        options.data.x_eval is not None,
-        options.n_examples,
-    )
-    return dataclasses.replace(options, log_every=every)
+    config = options.config._replace(log_every=_default_log_every(options))
+    return dataclasses.replace(options, config=config)
 
 
 def _check_strategy(strategy, chunk_size) -> tuple[str, int | None]:
@@ -360,34 +323,23 @@ def _resolve_rule(grad, rule) -> Rule:
 #: whole record, every run's rows per block (the loss, held-out loss and
 #: accuracy, alignment angles), would pass this many bytes; then the smallest
 #: divisor of the steps (and of eval_every, alignment_every) that fits. Each
-#: pass over the record costs as much as many steps of a small network: XOR
-#: 2-2-1 over 16384 seeds × 2000 steps records 131 MB a step at a time, and on
-#: 2 CPU cores filling, carrying and returning it took 70-100 ms a pass of a
-#: 0.7 s run (16 MB: 250 blocks of 8 steps).
+#: pass over the record costs as much as many steps of a small network
+#: (docs/design.md, "The default `log_every`").
 LOG_BYTES = 16 * 2**20
 
 #: With ``log_every=None``, a sweep's blocks (``train_seeds``, ``Trainer``; not
 #: ``train``'s one run) also hold at least this many FLOPs of steps per run
 #: (``MLP.flops`` of a step's batch): each block ends in a log write and
-#: bookkeeping that cost about as much as a tiny network's whole step.
-#: Measured on 1 CPU core, 1024 seeds × 2000 steps, in-process: 2-8-1 on XOR
-#: (448 FLOPs a step) at 0.88 of the best log_every with blocks of 1 step and
-#: 0.96 with 4; 2-4-4-4-1 (992) at 0.93 with 1 and 1.00 with 2; a 2-16-1
-#: minibatch of 32 (7168) was fastest with 1. XOR 2-2-1 (112 FLOPs: blocks
-#: of 10 steps) over 256 and 2048 seeds: 0.86-0.91 of the best, against
-#: 0.62-0.72 with blocks of 1 step (the default before; this VM's noise is
-#: ~5% on these 10-100 ms calls).
+#: bookkeeping that cost about as much as a tiny network's whole step
+#: (docs/design.md, "The default `log_every`").
 MIN_BLOCK_FLOPS = 1024
 
 
-def _default_log_every(
-    config: _Config, n_runs: int, itemsize: int, has_eval, n_examples: int
-) -> int:
+def _default_log_every(options: Options) -> int:
     """The smallest admissible log_every whose record fits in LOG_BYTES and,
     for a sweep (``n_runs > 1``), whose blocks hold MIN_BLOCK_FLOPS a run."""
-    rows = 1 + 2 * bool(has_eval)
-    if config.alignment_every is not None:
-        rows += 3 * config.net.n_layers
+    config, n_runs, itemsize = options.config, options.n_runs, options.itemsize
+    rows = log_rows(config, options.data.x_eval is not None)
     g = math.gcd(config.steps, config.eval_every or 0, config.alignment_every or 0)
     fits = [
         d
@@ -396,7 +348,8 @@ def _default_log_every(
     ] or [g]
     if n_runs == 1:
         return fits[0]
-    want = -(-MIN_BLOCK_FLOPS // config.net.flops(config.batch_size or n_examples))
+    batch = config.batch_size or options.n_examples
+    want = -(-MIN_BLOCK_FLOPS // config.net.flops(batch))
     enough = [d for d in fits if d >= want]
     # Not at any price: with no divisor near the FLOPs' (1009 steps: 1 or all
     # of them), the record's size alone decides.
@@ -420,8 +373,8 @@ def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Ar
         # Once per call, outside the compiled loop: a NaN in the data would
         # otherwise show up only as every run "diverging".
         check_dataset(x, y, name=f"x{name}, y{name}")
-    x, _ = check_x(x, net.n_in, params_dtype, f"x{name}")
-    return x, check_y(
+    x, _ = check_inputs(x, net.n_in, params_dtype, f"x{name}")
+    return x, check_targets(
         y, net.cost_fn, net.n_out, x.shape[0], False, params_dtype, f"y{name}"
     )
 

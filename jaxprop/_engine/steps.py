@@ -125,8 +125,7 @@ def _minibatch_step(config, batches, key, x, y, last, carry, t):
     The carry holds this step's batch indices and its epoch's round keys, made
     by the step before: as a loop's state they are stored once. Computed in the
     step they were fused into the gathers and hashed again for every feature of
-    every example, in scalar code (2-4-1 nets, batch 16: 17x the time of a
-    plain step).
+    every example, in scalar code (docs/design.md, "Shuffling without a sort").
     """
     run, keys, idx = carry
     if last:  # (runs, batch) indices; examples (batch, n_0, runs)

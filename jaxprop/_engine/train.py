@@ -23,7 +23,7 @@ from .checkpoint import agree_max as agree_max
 from .checkpoint import checkpoint_meta as checkpoint_meta
 from .checkpoint import differences as differences
 from .checkpoint import write_once as write_once
-from .loop import _RULE_KEY, TrainResult, _train
+from .loop import _RULE_KEY, TrainResult, _start_state, _train
 from .options import GRADS as GRADS
 from .options import LOG_BYTES as LOG_BYTES
 from .options import MIN_BLOCK_FLOPS as MIN_BLOCK_FLOPS
@@ -58,10 +58,10 @@ def train(
       steps: number of updates.
       grad: ``"manual"``, the hand-written δ recursion (the program of
         ``net.value_and_backprop``, or for tiny networks under ``vmap`` its
-        runs-last batching rule ``value_and_backprop_over_runs``, equal to
-        rounding), or ``"autodiff"`` (``jax.value_and_grad(net.loss)``): aliases
-        of ``rule=jp.rules.backprop()`` and ``jp.rules.autodiff()`` (the
-        default is backprop). Give ``grad`` or ``rule``, not both.
+        runs-last layout, ``jaxprop._network.over_runs``, equal to rounding),
+        or ``"autodiff"`` (``jax.value_and_grad(net.loss)``): aliases of
+        ``rule=jp.rules.backprop()`` and ``jp.rules.autodiff()`` (the default
+        is backprop). Give ``grad`` or ``rule``, not both.
       rule: a credit-assignment rule (``jp.rules``).
       batch_size: None for full-batch steps; otherwise minibatches of this size
         from a fresh permutation of the data each epoch (drawn from ``key``;
@@ -96,16 +96,16 @@ def train(
       A :class:`TrainResult`.
     """
     options = run_options(net, params, x, y, optimizer, steps, options)
-    key = _data_key(key, options.batch_size)
+    config = options.config
+    key = _data_key(key, config.batch_size)
     if opt_state is None:
         opt_state = optimizer.init(params)
     rule_key = jax.random.fold_in(key, _RULE_KEY)
     rule_state = check_rule_state(
-        options.rule, net, params, rule_state, rule_key, "rule_state"
+        config.rule, net, params, rule_state, rule_key, "rule_state"
     )
-    x, y, x_eval, y_eval = options.data
-    config = options.config
-    return _train(config, params, opt_state, x, y, key, x_eval, y_eval, rule_state)
+    state = _start_state(params, opt_state, key, rule_state)
+    return _train(config, state, options.data)
 
 
 def _data_key(key, batch_size):

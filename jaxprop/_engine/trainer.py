@@ -29,7 +29,7 @@ from .layout import (
     _to_lead,
     _to_working,
 )
-from .loop import Data, RunState, TrainLog, TrainResult, stretch_blocks
+from .loop import RunState, TrainData, TrainLog, TrainResult, stretch_blocks
 from .options import Options, SweepOptions, sweep_options
 
 Array = jax.Array
@@ -131,7 +131,7 @@ class Trainer:
         self._init_args = _put(_on_run_axes(options), where)
         self._data = _put(tuple(options.data), where)
         # The options keep the arrays as placed, not a second copy of the data.
-        self._options = dataclasses.replace(options, data=Data(*self._data))
+        self._options = dataclasses.replace(options, data=TrainData(*self._data))
 
     @functools.cached_property
     def _settings(self) -> dict[str, Any]:

@@ -122,8 +122,9 @@ def _dp_sgd(
         grads = bp.weight_grads(net.layers, cache, deltas, scale)
         # N(0, I) per parameter array, each from its own key, fold_in(step key,
         # 1 + leaf index): one draw per layer's W and b, fused with the add
-        # (one long draw cut into the leaves cost ~1.4x more, per-example study),
-        # the Threefry hash included (fused keys).
+        # (rather than one long draw cut into the leaves: docs/design.md,
+        # "DP-SGD's noise: one fused Threefry loop"), the Threefry hash
+        # included (fused keys).
         leaves, treedef = jax.tree.flatten(grads)
         std = state.noise_multiplier * c_norm
         noisy = []
@@ -208,8 +209,8 @@ def dp_sgd(
     rule's), and step t draws from ``fold_in(key, t)``: runs are reproducible
     per seed, independent across seeds and vmappable. The numbers are
     ``jax.random.normal``'s for those keys, computed in one fused loop with
-    the add (``jaxprop._core.random``: on CPU, 0.33 of a plain step where
-    ``jax.random`` takes 0.87 at 784-1024-1024-10). ``clip_norm``,
+    the add (``jaxprop._core.random``; docs/design.md, "DP-SGD's noise: one
+    fused Threefry loop"). ``clip_norm``,
     ``noise_multiplier`` and ``sampling_rate`` are kept in the state
     (:class:`DPSGDState`) as arrays, so ``train_seeds(hparams=...)`` can sweep
     them. A base rule whose state learns (Kolen-Pollack) learns from the
