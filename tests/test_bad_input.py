@@ -508,3 +508,21 @@ def test_train_seeds_takes_the_trainers_options_and_names_a_wrong_one():
             10,
             log_evry=5,
         )
+
+
+@pytest.mark.parametrize("name", ["train", "train_seeds", "Trainer", "loss_with_vjp"])
+def test_something_else_than_a_network_is_named(name):
+    """A net that is not a jp.MLP is refused by name before anything reads it."""
+    import optax
+
+    x, y = jp.data.xor()
+    net = jp.MLP((2, 2, 1), "sigmoid", "sigmoid")
+    params = net.init(jax.random.key(0))
+    keys = jax.random.split(jax.random.key(0), 2)
+    call = {
+        "train": lambda: jp.train(3, params, x, y, optax.sgd(0.1), 2),
+        "train_seeds": lambda: jp.train_seeds(3, keys, x, y, optax.sgd(0.1), 2),
+        "Trainer": lambda: jp.Trainer(3, keys, x, y, optax.sgd(0.1), 2),
+        "loss_with_vjp": lambda: jp.loss_with_vjp(3),
+    }[name]
+    check_raises(TypeError, "net must be a jp.MLP; got int", call)

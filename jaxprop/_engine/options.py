@@ -125,7 +125,7 @@ class Options:
 def run_options(net, params, x, y, optimizer, steps, given: dict) -> Options:
     """``train``'s options checked: ``given``, its keywords (:class:`RunOptions`)."""
     _check_names(given, RunOptions, "train")
-    dtype = check_params(net, params)
+    dtype = check_params(check_net(net), params)
     options = Options(**_checked_run(net, optimizer, steps, dtype, (x, y), given))
     warn_unpaired(options.config.rule, optimizer)
     return _with_log_every(options)
