@@ -165,7 +165,11 @@ def delta_recursion(net: MLP, cache: Cache, delta: Array, project) -> tuple:
 def weight_grads(cache: Cache, deltas, scale: Array | None = None) -> Params:
     """(DenseParams((a^{l-1})ᵀ δ^l, Σ_batch δ^l) for each l) of an MLP, whose
     Dense layers are read off the shapes of a^{l-1} and δ^l; with ``scale`` s:
-    (batch,), each example's δ^l_i weighted by s_i first."""
+    (batch,), each example's δ^l_i weighted by s_i first.
+
+    Kept, for this release, for rules written before layers had kinds: each
+    layer's own ``net.layers[l - 1].grads(a^{l-1}, δ^l, scale)`` works for
+    every kind."""
     layers = tuple(
         Dense(a.shape[1], d.shape[1]) for a, d in zip(cache.a, deltas, strict=False)
     )
