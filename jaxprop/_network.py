@@ -111,7 +111,14 @@ class MLP:
     output_activation: str | Activation = "identity"
     cost: str | Cost = "mse"
     reduction: str = "mean"
+    #: The objects behind the names, resolved once here (the δ pass reads them):
+    #: the Dense layers, σ and σ_L as :class:`jp.Activation`, the cost as a
+    #: :class:`jp.Cost`. Derived from the fields above, so left out of ==,
+    #: hash and repr.
     layers: tuple[Dense, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    sigma: Activation = dataclasses.field(init=False, repr=False, compare=False)
+    sigma_out: Activation = dataclasses.field(init=False, repr=False, compare=False)
+    cost_fn: Cost = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         sizes = self.sizes
@@ -138,6 +145,14 @@ class MLP:
             spec = canonical_activation(getattr(self, field), field)
             object.__setattr__(self, field, spec)
         object.__setattr__(self, "cost", canonical_cost(self.cost))
+        for field, spec, table in (
+            ("sigma", self.activation, ACTIVATIONS),
+            ("sigma_out", self.output_activation, ACTIVATIONS),
+            ("cost_fn", self.cost, COSTS),
+        ):
+            object.__setattr__(
+                self, field, table[spec] if isinstance(spec, str) else spec
+            )
         if not isinstance(self.reduction, str) or self.reduction not in REDUCTIONS:
             raise ValueError(
                 f"Unknown reduction {self.reduction!r}; "
@@ -167,24 +182,10 @@ class MLP:
         """Number of weight layers L."""
         return len(self.sizes) - 1
 
-    # The objects behind names (checked already), for the δ pass
-    # (``jaxprop._core.backprop``).
-    @property
-    def sigma(self) -> Activation:
-        """The hidden activation σ as a :class:`jp.Activation`."""
-        a = self.activation
-        return ACTIVATIONS[a] if isinstance(a, str) else a
-
-    @property
-    def sigma_out(self) -> Activation:
-        """The output activation σ_L as a :class:`jp.Activation`."""
-        a = self.output_activation
-        return ACTIVATIONS[a] if isinstance(a, str) else a
-
-    @property
-    def cost_fn(self) -> Cost:
-        """The per-example cost c(ŷ, y) and its δ^L as a :class:`jp.Cost`."""
-        return COSTS[self.cost] if isinstance(self.cost, str) else self.cost
+    def __reduce__(self):
+        """Pickled as its configuration; the derived fields are rebuilt."""
+        fields = (self.sizes, self.activation, self.output_activation, self.cost)
+        return type(self), (*fields, self.reduction)
 
     # ------------------------------------------------------------ public API
     def flops(self, batch: int, backward: bool = True) -> int:

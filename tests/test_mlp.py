@@ -313,3 +313,16 @@ def test_flops_count_the_compiled_step(sizes):
         ours = net.flops(16, backward=backward)
         assert ours <= xla <= 1.2 * ours + 200 * 16 * sum(sizes), (backward, ours, xla)
     assert net.flops(16) > net.flops(16, backward=False)
+
+
+def test_a_net_holds_its_objects_resolved_once_and_pickles_as_its_configuration():
+    import copy
+    import pickle
+
+    net = jp.MLP((2, 3, 1), "tanh", "sigmoid", "mse")
+    assert net.sigma is jp.ACTIVATIONS["tanh"] and net.cost_fn is jp.COSTS["mse"]
+    assert net.sigma_out is jp.ACTIVATIONS["sigmoid"]
+    assert net.layers == (jp.Dense(2, 3), jp.Dense(3, 1))
+    for other in (pickle.loads(pickle.dumps(net)), copy.deepcopy(net)):
+        assert other == net and hash(other) == hash(net)
+        assert other.sigma is net.sigma and other.layers == net.layers
