@@ -92,6 +92,9 @@ class MLP:
       reduction: ``"sum"`` or ``"mean"`` of the per-example costs over the batch.
       layers: (derived from ``sizes``) ``Dense(n_{l-1}, n_l)`` for l = 1..L,
         what the δ pass, the cost models and ``init`` work through.
+      sigma, sigma_out, cost_fn: (derived) the hidden and output activations
+        as :class:`jp.Activation` and the cost as a :class:`jp.Cost`, resolved
+        from their names once, when the net is built.
 
     A built-in passed as its object (``jp.ACTIVATIONS["tanh"]``) is kept as its
     name; a user's Activation or Cost is kept as given, so ``net.activation``
@@ -111,10 +114,8 @@ class MLP:
     output_activation: str | Activation = "identity"
     cost: str | Cost = "mse"
     reduction: str = "mean"
-    #: The objects behind the names, resolved once here (the δ pass reads them):
-    #: the Dense layers, σ and σ_L as :class:`jp.Activation`, the cost as a
-    #: :class:`jp.Cost`. Derived from the fields above, so left out of ==,
-    #: hash and repr.
+    # Derived from the fields above when the net is built (the names resolved
+    # once), so left out of ==, hash and repr.
     layers: tuple[Dense, ...] = dataclasses.field(init=False, repr=False, compare=False)
     sigma: Activation = dataclasses.field(init=False, repr=False, compare=False)
     sigma_out: Activation = dataclasses.field(init=False, repr=False, compare=False)
