@@ -126,6 +126,14 @@ def test_conv_per_example_grads_and_sq_norms_are_per_example_vjps(seed, case):
     _close(jax.jit(layer.sq_norms)(a, delta), np.array(norms))
 
 
+def test_conv_adjoint_takes_a_replacement_weight(seed):
+    """A rule's B in W's place: the VJP of the layer whose kernel is B."""
+    layer, theta, a, delta, _ = _case(seed, *GRID[-3])
+    b_feedback = jax.random.normal(jax.random.key(seed + 1), layer.kernel_shape)
+    want_a = _apply_vjp(layer, theta._replace(w=b_feedback), a, delta)[1]
+    _close(jax.jit(layer.adjoint)(b_feedback, delta), want_a)
+
+
 def test_a_tenth_of_a_percent_adjoint_error_is_caught(seed):
     """Tests the tester: the comparison above fails on an adjoint off by 0.1%,
     whether everywhere or in one kernel entry only."""
@@ -159,10 +167,14 @@ def test_conv_init_fan_in_is_kernel_area_times_c_in(key, scheme):
     theta = layer.init(jax.random.split(key, layer.n_keys), scheme, np.float64)
     assert jax.tree.map(np.shape, theta) == jp.DenseParams((3, 2, 3, 5), (5,))
     fan_in, fan_out = 3 * 2 * 3, 3 * 2 * 5
-    if scheme == "he":
+    if scheme in ("he", "lecun"):
         # The same draw with the receptive field named as input axes.
         explicit = jax.nn.initializers.variance_scaling(
-            2.0, "fan_in", "truncated_normal", in_axis=(0, 1, 2), out_axis=3
+            {"he": 2.0, "lecun": 1.0}[scheme],
+            "fan_in",
+            "truncated_normal",
+            in_axis=(0, 1, 2),
+            out_axis=3,
         )
         w = explicit(jax.random.split(key, 2)[0], layer.kernel_shape, np.float64)
         np.testing.assert_array_equal(theta.w, w)
