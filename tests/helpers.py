@@ -293,3 +293,16 @@ def value_and_backprop_runs_last(net):
         return compiled_value_and_backprop(net, params, x, y, with_grads=True)
 
     return with_runs_last(net, plain, x_index=1)
+
+
+def assert_close_leaves(got, want, rtol=1e-12):
+    """Leaf by leaf to ``rtol``, relative to each leaf's largest entry."""
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol * np.abs(w).max())
+
+
+def apply_vjp(layer, theta, a, delta):
+    """(∂/∂θ, ∂/∂a) of ⟨δ, layer.apply(θ, a)⟩ by jax.vjp: a layer's oracle."""
+    _, vjp = jax.vjp(layer.apply, theta, a)
+    return vjp(delta)

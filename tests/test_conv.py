@@ -12,8 +12,8 @@ import pytest
 
 import jaxprop as jp
 from jaxprop._core.conv import Conv2D
+from tests.helpers import apply_vjp, assert_close_leaves
 
-RTOL = 1e-12
 BATCH = 3
 # (stride, kernel, padding, in_hw, C_in, C_out): in_hw holds an odd and an even
 # size, so that some strided windows leave rows or columns no output reads.
@@ -56,19 +56,6 @@ def _case(seed, stride, kernel, padding, in_hw, c_in, c_out):
     return layer, theta, a, delta, scale
 
 
-def _close(got, want):
-    """Leaf by leaf to RTOL, relative to each leaf's largest entry."""
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        assert g.shape == w.shape
-        np.testing.assert_allclose(g, w, rtol=RTOL, atol=RTOL * np.abs(w).max())
-
-
-def _apply_vjp(layer, theta, a, delta):
-    """(∂/∂θ, ∂/∂a) of ⟨δ, apply(θ, a)⟩ by jax.vjp: the oracle."""
-    _, vjp = jax.vjp(layer.apply, theta, a)
-    return vjp(delta)
-
-
 def _naive_conv(a, w, b, stride, kernel, padding):
     """z by loops over positions, SAME's padding derived here independently:
     out = ⌈n / s⌉, total = max((out − 1) s + k − n, 0), the odd one after."""
@@ -97,19 +84,19 @@ def test_conv_apply_is_the_naive_loop(seed, case):
     stride, kernel, padding = case[:3]
     z = jax.jit(layer.apply)(theta, a)
     assert z.shape == (BATCH, *layer.out_shape)
-    _close(z, _naive_conv(a, theta.w, theta.b, stride, kernel, padding))
+    assert_close_leaves(z, _naive_conv(a, theta.w, theta.b, stride, kernel, padding))
 
 
 @pytest.mark.parametrize("case", GRID, ids=_id)
 def test_conv_adjoint_and_grads_are_the_vjp_of_apply(seed, case):
     layer, theta, a, delta, scale = _case(seed, *case)
-    want_theta, want_a = _apply_vjp(layer, theta, a, delta)
-    _close(jax.jit(layer.adjoint)(theta.w, delta), want_a)
-    _close(jax.jit(layer.grads)(a, delta), want_theta)
+    want_theta, want_a = apply_vjp(layer, theta, a, delta)
+    assert_close_leaves(jax.jit(layer.adjoint)(theta.w, delta), want_a)
+    assert_close_leaves(jax.jit(layer.grads)(a, delta), want_theta)
     scaled = scale[:, None, None, None] * delta
-    _close(
+    assert_close_leaves(
         jax.jit(layer.grads)(a, delta, scale),
-        _apply_vjp(layer, theta, a, scaled)[0],
+        apply_vjp(layer, theta, a, scaled)[0],
     )
 
 
@@ -117,32 +104,33 @@ def test_conv_adjoint_and_grads_are_the_vjp_of_apply(seed, case):
 def test_conv_per_example_grads_and_sq_norms_are_per_example_vjps(seed, case):
     layer, theta, a, delta, _ = _case(seed, *case)
     per_example = [
-        _apply_vjp(layer, theta, a[i : i + 1], delta[i : i + 1])[0]
-        for i in range(BATCH)
+        apply_vjp(layer, theta, a[i : i + 1], delta[i : i + 1])[0] for i in range(BATCH)
     ]
     want = jax.tree.map(lambda *leaves: np.stack(leaves), *per_example)
-    _close(jax.jit(layer.per_example_grads)(a, delta), want)
+    assert_close_leaves(jax.jit(layer.per_example_grads)(a, delta), want)
     norms = [sum(float(np.sum(g**2)) for g in jax.tree.leaves(p)) for p in per_example]
-    _close(jax.jit(layer.sq_norms)(a, delta), np.array(norms))
+    assert_close_leaves(jax.jit(layer.sq_norms)(a, delta), np.array(norms))
 
 
 def test_conv_adjoint_takes_a_replacement_weight(seed):
     """A rule's B in W's place: the VJP of the layer whose kernel is B."""
     layer, theta, a, delta, _ = _case(seed, *GRID[-3])
     b_feedback = jax.random.normal(jax.random.key(seed + 1), layer.kernel_shape)
-    want_a = _apply_vjp(layer, theta._replace(w=b_feedback), a, delta)[1]
-    _close(jax.jit(layer.adjoint)(b_feedback, delta), want_a)
+    want_a = apply_vjp(layer, theta._replace(w=b_feedback), a, delta)[1]
+    assert_close_leaves(jax.jit(layer.adjoint)(b_feedback, delta), want_a)
 
 
 def test_a_tenth_of_a_percent_adjoint_error_is_caught(seed):
     """Tests the tester: the comparison above fails on an adjoint off by 0.1%,
     whether everywhere or in one kernel entry only."""
     layer, theta, a, delta, _ = _case(seed, *GRID[len(GRID) // 2])
-    want_a = _apply_vjp(layer, theta, a, delta)[1]
+    want_a = apply_vjp(layer, theta, a, delta)[1]
     with pytest.raises(AssertionError):
-        _close(layer.adjoint(theta.w * 1.001, delta), want_a)
+        assert_close_leaves(layer.adjoint(theta.w * 1.001, delta), want_a)
     with pytest.raises(AssertionError):
-        _close(layer.adjoint(theta.w.at[0, 0, 0, 0].multiply(1.001), delta), want_a)
+        assert_close_leaves(
+            layer.adjoint(theta.w.at[0, 0, 0, 0].multiply(1.001), delta), want_a
+        )
 
 
 def test_conv_shapes_params_and_flops():

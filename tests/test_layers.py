@@ -12,8 +12,8 @@ import pytest
 import jaxprop as jp
 from jaxprop._core.layers import Dense, dense_layers
 from jaxprop._engine.checkpoint import checkpoint_meta, differences
+from tests.helpers import apply_vjp, assert_close_leaves
 
-RTOL = 1e-12
 SHAPES = [(1, 1, 1), (5, 3, 4), (7, 6, 2)]  # (batch, n_in, n_out)
 
 
@@ -30,31 +30,18 @@ def _case(seed, batch, n_in, n_out):
     return layer, theta, a, delta, scale
 
 
-def _close(got, want):
-    """Leaf by leaf to RTOL, relative to each leaf's largest entry."""
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
-        assert g.shape == w.shape
-        np.testing.assert_allclose(g, w, rtol=RTOL, atol=RTOL * np.abs(w).max())
-
-
-def _apply_vjp(layer, theta, a, delta):
-    """(∂/∂θ, ∂/∂a) of ⟨δ, apply(θ, a)⟩ by jax.vjp: the oracle."""
-    _, vjp = jax.vjp(layer.apply, theta, a)
-    return vjp(delta)
-
-
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_dense_apply_is_a_w_plus_b(seed, shape):
     layer, theta, a, _, _ = _case(seed, *shape)
-    _close(layer.apply(theta, a), a @ theta.w + theta.b)
+    assert_close_leaves(layer.apply(theta, a), a @ theta.w + theta.b)
     assert layer.out_shape == (shape[2],) and layer.in_shape == (shape[1],)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_dense_adjoint_is_the_vjp_of_apply(seed, shape):
     layer, theta, a, delta, _ = _case(seed, *shape)
-    _close(
-        jax.jit(layer.adjoint)(theta.w, delta), _apply_vjp(layer, theta, a, delta)[1]
+    assert_close_leaves(
+        jax.jit(layer.adjoint)(theta.w, delta), apply_vjp(layer, theta, a, delta)[1]
     )
 
 
@@ -62,31 +49,33 @@ def test_dense_adjoint_is_the_vjp_of_apply(seed, shape):
 def test_dense_grads_are_the_vjp_of_apply_in_theta(seed, shape):
     """grads(a, δ) is θ's VJP; with a scale s, the VJP of the cotangent s ⊙ δ."""
     layer, theta, a, delta, s = _case(seed, *shape)
-    _close(jax.jit(layer.grads)(a, delta), _apply_vjp(layer, theta, a, delta)[0])
-    scaled = _apply_vjp(layer, theta, a, s[:, None] * delta)[0]
-    _close(jax.jit(layer.grads)(a, delta, s), scaled)
+    assert_close_leaves(
+        jax.jit(layer.grads)(a, delta), apply_vjp(layer, theta, a, delta)[0]
+    )
+    scaled = apply_vjp(layer, theta, a, s[:, None] * delta)[0]
+    assert_close_leaves(jax.jit(layer.grads)(a, delta, s), scaled)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_dense_per_example_grads_and_sq_norms(seed, shape):
     """Every example's own VJP in θ, and the squared norm of each, unformed."""
     layer, theta, a, delta, _ = _case(seed, *shape)
-    one = lambda a_i, d_i: _apply_vjp(layer, theta, a_i[None], d_i[None])[0]  # noqa: E731
+    one = lambda a_i, d_i: apply_vjp(layer, theta, a_i[None], d_i[None])[0]  # noqa: E731
     want = jax.vmap(one)(a, delta)
-    _close(jax.jit(layer.per_example_grads)(a, delta), want)
+    assert_close_leaves(jax.jit(layer.per_example_grads)(a, delta), want)
     sq = sum(jnp.sum(l.reshape(l.shape[0], -1) ** 2, 1) for l in jax.tree.leaves(want))
-    _close(jax.jit(layer.sq_norms)(a, delta), sq)
+    assert_close_leaves(jax.jit(layer.sq_norms)(a, delta), sq)
 
 
 def test_the_check_catches_a_gradient_off_by_a_tenth_of_a_percent(seed):
     """Negative test: an adjoint or gradient 0.1% off fails the comparison."""
     layer, theta, a, delta, _ = _case(seed, 5, 3, 4)
-    dtheta, da = _apply_vjp(layer, theta, a, delta)
+    dtheta, da = apply_vjp(layer, theta, a, delta)
     with pytest.raises(AssertionError):
-        _close(1.001 * layer.adjoint(theta.w, delta), da)
+        assert_close_leaves(1.001 * layer.adjoint(theta.w, delta), da)
     off = layer.grads(a, delta)._replace(b=1.001 * layer.grads(a, delta).b)
     with pytest.raises(AssertionError):
-        _close(off, dtheta)
+        assert_close_leaves(off, dtheta)
 
 
 def test_dense_on_runs_last_arrays_is_each_runs_own(seed):
@@ -115,7 +104,7 @@ def test_dense_on_runs_last_arrays_is_each_runs_own(seed):
         ]
         got = jax.tree.map(lambda g: jnp.moveaxis(g, -1, 0), fn(*moved))
         got = jax.tree.map(lambda g, w: jnp.broadcast_to(g, w.shape), got, want)
-        _close(got, want)
+        assert_close_leaves(got, want)
 
 
 def test_a_network_is_its_dense_layers():
@@ -149,7 +138,7 @@ def test_init_draws_each_layers_theta_from_its_own_keys(scheme):
     keys = jax.random.split(key, 4)
     for l, (layer, theta) in enumerate(zip(net.layers, params, strict=True)):
         want = layer.init(keys[2 * l : 2 * l + 2], scheme, theta.w.dtype)
-        _close(theta, want)
+        assert_close_leaves(theta, want)
         assert theta.w.shape == (layer.n_in, layer.n_out)
     assert isinstance(params[0], jp.Layer) and jp.Layer is jp.DenseParams
 
