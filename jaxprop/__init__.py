@@ -1,6 +1,7 @@
 """jaxprop: neural networks with a hand-written δ backward pass, checked and vmapped."""
 
 from . import data as data
+from . import layers as layers
 from . import rules as rules
 from ._checks.functions import FunctionCheckReport as FunctionCheckReport
 from ._checks.functions import FunctionCheckRow as FunctionCheckRow
@@ -45,6 +46,7 @@ from ._metrics import solved as solved
 from ._metrics import summarize as summarize
 from ._network import MLP as MLP
 from ._network import Cache as Cache
+from ._network import Network as Network
 from ._per_example import clipped_grads as clipped_grads
 from ._per_example import dp_epsilon as dp_epsilon
 from ._per_example import per_example_grad_norms as per_example_grad_norms

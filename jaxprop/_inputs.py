@@ -49,34 +49,41 @@ def _check_real_dtype(v, argname: str) -> None:
         )
 
 
-def check_inputs(x, n_in: int, dtype, argname: str = "x") -> tuple[jax.Array, bool]:
+def check_inputs(
+    x, in_shape: int | tuple[int, ...], dtype, argname: str = "x"
+) -> tuple[jax.Array, bool]:
     """Checks inputs ``x`` and casts them to the parameters' ``dtype``.
 
     Integer and boolean inputs are cast to ``dtype`` (so are floats of another
     precision); complex inputs are refused.
 
     Args:
-      x: (batch, n_in) or (n_in,) inputs.
-      n_in: the network's input size.
+      x: (batch, *in_shape) or one example, in_shape.
+      in_shape: one example's input shape, (n_in,) for a flat input (an int
+        n_in is (n_in,)).
       dtype: the parameters' floating dtype.
       argname: how messages name ``x`` (``"x_eval"`` for held-out data).
 
     Returns:
-      ``(x, unbatched)``: x as a (batch, n_in) array of ``dtype``, and whether the
-      caller gave a single (n_in,) example.
+      ``(x, unbatched)``: x as a (batch, *in_shape) array of ``dtype``, and
+      whether the caller gave a single example.
     """
     x = _as_array(x, argname)
     _check_real_dtype(x, argname)
-    if x.ndim not in (1, 2) or x.shape[-1] != n_in:
+    in_shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
+    rank = len(in_shape)
+    if x.ndim not in (rank, rank + 1) or tuple(x.shape[x.ndim - rank :]) != in_shape:
+        one = ", ".join(map(str, in_shape)) + ("," if rank == 1 else "")
+        what = f"{in_shape[0]} inputs" if rank == 1 else f"input_shape {in_shape}"
         raise ValueError(
-            f"{argname} must have shape (batch, {n_in}) or ({n_in},) for a "
-            f"network with {n_in} inputs; got shape {tuple(x.shape)}."
+            f"{argname} must have shape (batch, {', '.join(map(str, in_shape))}) "
+            f"or ({one}) for a network with {what}; got shape {tuple(x.shape)}."
         )
-    if x.ndim == 2 and x.shape[0] == 0:
+    if x.ndim == rank + 1 and x.shape[0] == 0:
         raise ValueError(
             f"{argname} must hold at least one example; got shape {tuple(x.shape)}."
         )
-    unbatched = x.ndim == 1
+    unbatched = x.ndim == rank
     x = jnp.asarray(x, dtype)
     return (x[None] if unbatched else x), unbatched
 

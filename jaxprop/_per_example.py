@@ -45,7 +45,7 @@ Array = jax.Array
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _per_example(what: str, net: MLP, rule: Rule, params, state, x, y, clip_norm):
     """One δ pass, then ``what``: "grads", "norms" or "clipped" (checked inputs)."""
-    layers = net.layers
+    layers = net.blocks
     cache, _, deltas = example_deltas(net, rule, params, state, x, y)
     if what == "grads":
         return bp.per_example_weight_grads(layers, cache, deltas)

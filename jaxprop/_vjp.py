@@ -48,9 +48,9 @@ def _backward(
 ) -> tuple[Params, Array]:
     """(∂L/∂params, ∂L/∂x: (batch, n_0)) from δ^L: (batch, n_L) by the rule's
     δ recursion (the equations in the module docstring)."""
-    layers, project = net.layers, rule.project(params, state)
+    layers, project = net.blocks, rule.project(params, state)
     deltas = bp.recursion(layers, cache, delta, net.sigma, project, rule.name)
-    dx = layers[0].adjoint(params[0].w, deltas[0])  # δ^1 (W^1)ᵀ
+    dx = layers[0].adjoint(params[0].w, deltas[0], cache.a[0])  # δ^1 (W^1)ᵀ
     return bp.weight_grads(layers, cache, deltas), dx
 
 
@@ -80,11 +80,11 @@ def as_params(params) -> Params:
 def _loss_core(net: MLP, rule: Rule):
     @jax.custom_vjp
     def loss(params, x, y, state):
-        _, cache = bp.forward(net.layers, params, x, net.sigma, net.sigma_out)
+        _, cache = bp.forward(net.blocks, params, x, net.sigma, net.sigma_out)
         return loss_and_output_delta(net, cache, y)[0]
 
     def fwd(params, x, y, state):
-        _, cache = bp.forward(net.layers, params, x, net.sigma, net.sigma_out)
+        _, cache = bp.forward(net.blocks, params, x, net.sigma, net.sigma_out)
         value, delta = loss_and_output_delta(net, cache, y)
         return value, (params, cache, delta, state)
 
@@ -101,10 +101,10 @@ def _loss_core(net: MLP, rule: Rule):
 def _apply_core(net: MLP, rule: Rule):
     @jax.custom_vjp
     def apply(params, x, state):
-        return bp.forward(net.layers, params, x, net.sigma, net.sigma_out)[0]
+        return bp.forward(net.blocks, params, x, net.sigma, net.sigma_out)[0]
 
     def fwd(params, x, state):
-        y_hat, cache = bp.forward(net.layers, params, x, net.sigma, net.sigma_out)
+        y_hat, cache = bp.forward(net.blocks, params, x, net.sigma, net.sigma_out)
         return y_hat, (params, cache, state)
 
     def bwd(res, g):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import itertools
 import os
@@ -306,3 +307,67 @@ def apply_vjp(layer, theta, a, delta):
     """(∂/∂θ, ∂/∂a) of ⟨δ, layer.apply(θ, a)⟩ by jax.vjp: a layer's oracle."""
     _, vjp = jax.vjp(layer.apply, theta, a)
     return vjp(delta)
+
+
+@dataclasses.dataclass(frozen=True)
+class Depthwise1D:
+    r"""A user's layer (docs/layers.md shows the same): a depthwise 1-D
+    convolution, each channel filtered by its own kernel, VALID, stride 1.
+
+    z_{n,t,c} = b_c + Σ_j a_{n,t+j,c} w_{j,c}; a: (batch, T, C), w: (k, C),
+    b: (C,), z: (batch, T − k + 1, C). Written with the layer protocol only:
+    the library is not told about it.
+    """
+
+    kernel_size: int
+    activation: object = None
+    in_shape: tuple | None = None
+
+    n_keys = 2
+
+    def bind(self, in_shape):
+        if len(in_shape) != 2 or in_shape[0] < self.kernel_size:
+            raise ValueError(f"Depthwise1D needs (T >= kernel_size, C); got {in_shape}")
+        return dataclasses.replace(self, in_shape=tuple(in_shape))
+
+    @property
+    def out_shape(self):
+        t, c = self.in_shape
+        return (t - self.kernel_size + 1, c)
+
+    def shapes(self, dtype):
+        c = self.in_shape[1]
+        return jp.DenseParams(
+            jax.ShapeDtypeStruct((self.kernel_size, c), dtype),
+            jax.ShapeDtypeStruct((c,), dtype),
+        )
+
+    def init(self, keys, scheme, dtype):
+        w = jax.random.normal(keys[0], (self.kernel_size, self.in_shape[1]), dtype)
+        return jp.DenseParams(
+            w / self.kernel_size**0.5, jnp.zeros(self.in_shape[1], dtype)
+        )
+
+    def apply(self, theta, a):
+        t = self.out_shape[0]
+        return (
+            sum(a[:, j : j + t] * theta.w[j] for j in range(self.kernel_size)) + theta.b
+        )
+
+    def adjoint(self, w, delta, a=None):
+        k = self.kernel_size
+        return sum(
+            jnp.pad(delta * w[j], ((0, 0), (j, k - 1 - j), (0, 0))) for j in range(k)
+        )
+
+    def grads(self, a, delta, scale=None):
+        if scale is not None:
+            delta = scale[:, None, None] * delta
+        t = self.out_shape[0]
+        w = jnp.stack(
+            [
+                jnp.sum(a[:, j : j + t] * delta, axis=(0, 1))
+                for j in range(self.kernel_size)
+            ]
+        )
+        return jp.DenseParams(w, jnp.sum(delta, axis=(0, 1)))

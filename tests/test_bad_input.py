@@ -525,4 +525,4 @@ def test_something_else_than_a_network_is_named(name):
         "Trainer": lambda: jp.Trainer(3, keys, x, y, optax.sgd(0.1), 2),
         "loss_with_vjp": lambda: jp.loss_with_vjp(3),
     }[name]
-    check_raises(TypeError, "net must be a jp.MLP; got int", call)
+    check_raises(TypeError, "net must be a jp.MLP or a jp.Network; got int", call)

@@ -15,7 +15,7 @@ PACKAGE = Path(jp.__file__).parent
 TIERS = [
     ["_validate"],
     ["_core"],
-    ["_inputs", "_io"],
+    ["_inputs", "_io", "layers"],
     ["_network"],
     ["rules", "data"],
     ["_vjp", "_metrics", "_checks"],

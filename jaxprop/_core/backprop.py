@@ -32,6 +32,7 @@ rules, the custom VJPs and the per-example quantities are compositions of these.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -82,13 +83,26 @@ class Through(NamedTuple):
         return contract(delta_next, self.weights[l - 1], 1, 1)
 
 
+def hidden(sigma: Activation | Sequence[Activation], l: int) -> Activation:
+    """σ_l of hidden layer l: ``sigma`` itself, or ``sigma[l - 1]`` when a
+    network gives each hidden layer its own (a tuple of L − 1)."""
+    return sigma if isinstance(sigma, Activation) else sigma[l - 1]
+
+
 def forward(
-    layers, params: Params, x: Array, sigma: Activation, sigma_out: Activation
+    layers,
+    params: Params,
+    x: Array,
+    sigma: Activation | Sequence[Activation],
+    sigma_out: Activation,
 ) -> tuple[Array, Cache]:
-    """ŷ = a^L: (batch, n_L) and the :class:`Cache` of every z^l and a^l."""
+    """ŷ = a^L: (batch, n_L) and the :class:`Cache` of every z^l and a^l.
+
+    ``sigma``: the hidden activation, or one per hidden layer (a tuple of
+    L − 1, :func:`hidden`)."""
     a, zs, as_ = x, [], [x]
     for l, (layer, theta) in enumerate(zip(layers, params, strict=True), start=1):
-        act = sigma_out if l == len(params) else sigma
+        act = sigma_out if l == len(params) else hidden(sigma, l)
         z = layer.apply(theta, a)  # a^{l-1} W^l + b^l for Dense
         a = act.fn(z)
         zs.append(z)
@@ -150,18 +164,23 @@ def recursion(
     """
     if isinstance(project, Through):
         weights = project.weights
-        project = lambda l, d, _: layers[l].adjoint(weights[l - 1], d)  # noqa: E731
+
+        def project(l, d, _):  # layer l + 1's adjoint, its input a^l
+            return layers[l].adjoint(weights[l - 1], d, cache.a[l])
+
     out = [delta]
     for l in range(len(cache.z) - 1, 0, -1):
         z, a = cache.z[l - 1], cache.a[l]  # z^l, a^l
-        signal = _projected(project, l, out[-1], delta, z, name)
-        out.append(signal * sigma.derivative(z, a))
+        runs_last = z.ndim > 1 + len(layers[l - 1].out_shape)
+        signal = _projected(project, l, out[-1], delta, z, name, runs_last)
+        out.append(signal * hidden(sigma, l).derivative(z, a))
     return tuple(reversed(out))
 
 
-def _projected(project, l: int, delta_next, delta, z, name: str) -> Array:
-    """project(l, δ^{l+1}, δ^L), its shape checked against z^l: (batch, n_l)."""
-    runs_last = z.ndim > 2  # (batch, n_l, runs): the tiny-network path
+def _projected(project, l: int, delta_next, delta, z, name, runs_last) -> Array:
+    """project(l, δ^{l+1}, δ^L), its shape checked against z^l: (batch,
+    *shape of z^l); a flat (batch, size of z^l) signal (a dense projection
+    such as DFA's, into a conv layer) is reshaped to z^l's shape."""
     try:
         signal = project(l, delta_next, delta)
     except (TypeError, ValueError) as e:
@@ -171,6 +190,8 @@ def _projected(project, l: int, delta_next, delta, z, name: str) -> Array:
             f"{name}: the projection failed ({type(e).__name__}: {e}); {_RUNS_LAST}."
         ) from e
     shape = jnp.shape(signal)
+    if not runs_last and z.ndim > 2 and shape == (z.shape[0], math.prod(z.shape[1:])):
+        signal, shape = jnp.reshape(signal, z.shape), z.shape
     if shape[:2] != z.shape[:2] or not _broadcasts_to(shape, z.shape):
         raise ValueError(
             f"{name}: the projection gave shape {shape} for layer {l}, whose "

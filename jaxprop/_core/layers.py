@@ -169,9 +169,12 @@ class Dense:
         """z = a W + b: (batch, n_out) from a: (batch, n_in)."""
         return contract(a, theta.w, 1, 0) + theta.b
 
-    def adjoint(self, w: Array, delta: Array) -> Array:
+    def adjoint(self, w: Array, delta: Array, a: Array | None = None) -> Array:
         """g = δ wᵀ: (batch, n_in) from δ: (batch, n_out); w: (n_in, n_out) is
-        W for the gradient, or what a rule puts in its place (B, sign(W))."""
+        W for the gradient, or what a rule puts in its place (B, sign(W)). The
+        layer's input ``a`` is not needed (the protocol passes it for maps such
+        as max pooling)."""
+        del a
         return contract(delta, w, 1, 1)
 
     def grads(self, a: Array, delta: Array, scale: Array | None = None) -> DenseParams:
@@ -197,6 +200,114 @@ class Dense:
         "Efficient per-example gradient computations"): O(batch·(n_in + n_out)).
         """
         return jnp.sum(delta * delta, axis=1) * (jnp.sum(a * a, axis=1) + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    r"""Layer l of a network with parameter-free maps before it: the unit of
+    the δ pass when pooling or flattening sits between parametrized layers.
+
+    With maps m_1..m_k (pooling, flatten) applied to a^{l-1} first,
+    u = m_k(...m_1(a^{l-1})), the block is z^l = f_l(u; θ^l), and
+
+    .. math::
+        g = m_1^*(\cdots m_k^*(δ^l\, ∂f_l/∂u)),
+
+    each map's adjoint m^*(g, its input) in reverse order (max pooling routes
+    by its input). ∂θ^l is the layer's, from u. The maps' forward is
+    recomputed from a^{l-1} where the adjoint and gradients need it; inside
+    one compiled program XLA computes it once.
+
+    A layer without ``per_example_grads`` or ``sq_norms`` (a user's layer that
+    gives only ``grads``) gets them here, from ``grads`` of one example at a
+    time under ``vmap``.
+
+    Attributes:
+      maps: the bound parameter-free maps, in order (may be empty).
+      layer: the bound parametrized layer.
+    """
+
+    maps: tuple
+    layer: object
+
+    @property
+    def n_keys(self) -> int:
+        """PRNG keys ``init`` consumes: the layer's."""
+        return self.layer.n_keys
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """One example's a^{l-1}: the first map's input."""
+        return (self.maps[0] if self.maps else self.layer).in_shape
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """One example's z^l."""
+        return self.layer.out_shape
+
+    @property
+    def n_params(self) -> int:
+        """Entries of θ^l."""
+        return sum(math.prod(s.shape) for s in self.shapes(jnp.float32))
+
+    def shapes(self, dtype) -> DenseParams:
+        """θ^l's shapes: the layer's."""
+        return self.layer.shapes(dtype)
+
+    def flops(self, batch: int) -> Flops:
+        """The layer's FLOPs (the maps' few are not counted); zeros for a
+        layer that does not say."""
+        flops = getattr(self.layer, "flops", None)
+        return Flops(0, 0, 0) if flops is None else flops(batch)
+
+    def init(self, keys: Array, scheme: str, dtype) -> DenseParams:
+        """θ^l drawn by the layer."""
+        return self.layer.init(keys, scheme, dtype)
+
+    def inputs(self, a: Array) -> tuple[Array, ...]:
+        """(a^{l-1}, m_1(a^{l-1}), ..., u): every map's input, then u."""
+        out = [a]
+        for m in self.maps:
+            out.append(m.apply(out[-1]))
+        return tuple(out)
+
+    def apply(self, theta: DenseParams, a: Array) -> Array:
+        """z^l = f_l(u; θ^l): (batch, *out_shape) from a^{l-1}."""
+        return self.layer.apply(theta, self.inputs(a)[-1])
+
+    def adjoint(self, w: Array, delta: Array, a: Array | None = None) -> Array:
+        """g: (batch, *in_shape), δ^l carried back through the layer (with
+        ``w`` in W's place) and the maps' adjoints; ``a``: a^{l-1}."""
+        inputs = self.inputs(a)
+        g = self.layer.adjoint(w, delta, inputs[-1])
+        for m, u in zip(reversed(self.maps), reversed(inputs[:-1]), strict=True):
+            g = m.adjoint(g, u)
+        return g
+
+    def grads(self, a: Array, delta: Array, scale: Array | None = None) -> DenseParams:
+        """∂θ^l from u and δ^l, each example weighted by ``scale``."""
+        return self.layer.grads(self.inputs(a)[-1], delta, scale)
+
+    def per_example_grads(self, a: Array, delta: Array) -> DenseParams:
+        """Every example's ∂θ^l, with a leading batch axis."""
+        u = self.inputs(a)[-1]
+        own = getattr(self.layer, "per_example_grads", None)
+        if own is not None:
+            return own(u, delta)
+        return jax.vmap(lambda u_i, d_i: self.layer.grads(u_i[None], d_i[None]))(
+            u, delta
+        )
+
+    def sq_norms(self, a: Array, delta: Array) -> Array:
+        """‖∂θ^l_i‖² per example: (batch,)."""
+        own = getattr(self.layer, "sq_norms", None)
+        if own is not None:
+            return own(self.inputs(a)[-1], delta)
+        g = self.per_example_grads(a, delta)
+        return sum(
+            jnp.sum(leaf * leaf, axis=tuple(range(1, leaf.ndim)))
+            for leaf in jax.tree.leaves(g)
+        )
 
 
 def dense_layers(sizes: tuple[int, ...]) -> tuple[Dense, ...]:

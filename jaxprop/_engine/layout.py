@@ -87,7 +87,7 @@ def _choose_strategy(options: Options) -> tuple[str, int | None]:
         else:
             # Working set of one run's step: params, gradients, optimizer
             # moments and updates, and the activations of both passes.
-            layers = config.net.layers
+            layers = config.net.blocks
             n_params = sum(layer.n_params for layer in layers)
             units = in_size(layers) + sum(out_sizes(layers))
             per_run = options.itemsize * (8 * n_params + 4 * batch * units)
@@ -152,7 +152,7 @@ def _memory_plan(options: Options, costs: PlatformCosts) -> _MemoryPlan:
     if len({d.process_index for d in devices}) > 1:
         # Agreed on in MiB: the collective carries int32, and budgets pass 2 GiB.
         budget = -_agree_max(-(budget >> 20), True) << 20
-    layers = options.config.net.layers
+    layers = options.config.net.blocks
     per_example = in_size(layers) + out_sizes(layers)[-1]  # x and y
     shared = itemsize * (options.n_examples + options.n_eval) * per_example
     kept, step = _run_bytes(options)
@@ -192,7 +192,7 @@ def _run_bytes(options: Options) -> tuple[int, int]:
     config, n_eval = options.config, options.n_eval
     batch = config.batch_size or options.n_examples
     net = config.net
-    params = tuple(layer.shapes(jnp.float32) for layer in net.layers)
+    params = tuple(layer.shapes(jnp.float32) for layer in net.blocks)
     size = lambda tree: sum(int(np.prod(l.shape)) for l in jax.tree.leaves(tree))  # noqa: E731
     n_params = size(params)
     n_opt = size(jax.eval_shape(config.optimizer.init, params))
@@ -202,7 +202,7 @@ def _run_bytes(options: Options) -> tuple[int, int]:
     n_blocks = config.steps // config.log_every
     n_logged = n_blocks * log_rows(config, config.eval_every is not None)
     kept = 2 * (n_params + n_opt + n_rule + n_logged)
-    units = in_size(net.layers) + sum(out_sizes(net.layers))
+    units = in_size(net.blocks) + sum(out_sizes(net.blocks))
     step = 2 * n_params + n_opt + max(4 * batch * units, 2 * n_eval * units)
     return options.itemsize * kept, options.itemsize * step
 

@@ -23,7 +23,7 @@ import optax
 from .._core.activations import default_scheme
 from .._core.params import Params, check_float_dtype, check_scheme, typed_keys
 from .._inputs import check_inputs, check_targets
-from .._network import MLP, check_net, check_params
+from .._network import check_net, check_params
 from .._validate import choice, positive_int
 from ..data import Dataset, check_dataset
 from ..rules import Rule, autodiff, backprop
@@ -356,13 +356,13 @@ def _default_log_every(options: Options) -> int:
     return enough[0] if enough and enough[0] <= 4 * max(want, fits[0]) else fits[0]
 
 
-def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Array]:
+def _check_data(net, params_dtype, x, y, name: str = "") -> tuple[Array, Array]:
     """x, y checked by the net (shapes, dtypes, labels), of equal length, finite."""
     n_x, n_y = np.shape(x)[:1], np.shape(y)[:1]
-    if np.ndim(x) != 2:
+    if np.ndim(x) != 1 + len(net.input_shape):
+        shape = ", ".join(map(str, net.input_shape))
         raise ValueError(
-            f"x{name} must be a batch of shape (n, {net.n_in}); got "
-            f"shape {np.shape(x)}."
+            f"x{name} must be a batch of shape (n, {shape}); got shape {np.shape(x)}."
         )
     if n_x != n_y:
         raise ValueError(
@@ -373,7 +373,7 @@ def _check_data(net: MLP, params_dtype, x, y, name: str = "") -> tuple[Array, Ar
         # Once per call, outside the compiled loop: a NaN in the data would
         # otherwise show up only as every run "diverging".
         check_dataset(x, y, name=f"x{name}, y{name}")
-    x, _ = check_inputs(x, net.n_in, params_dtype, f"x{name}")
+    x, _ = check_inputs(x, net.input_shape, params_dtype, f"x{name}")
     return x, check_targets(
         y, net.cost_fn, net.n_out, x.shape[0], False, params_dtype, f"y{name}"
     )

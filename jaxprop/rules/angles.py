@@ -42,6 +42,11 @@ def _angle(u: Array, v: Array, axis=None) -> Array:
     return jnp.degrees(jnp.arccos(jnp.clip(cos, -1, 1)))
 
 
+def _rows(delta: Array) -> Array:
+    """δ^l as one row per example: (batch, size of z^l)."""
+    return delta.reshape(delta.shape[0], -1)
+
+
 def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
     """How well a rule's updates align with backprop's at ``params`` on (x, y).
 
@@ -62,7 +67,7 @@ def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
     check_rule(rule)
     x, y = check_xy(net, params, x, y)
     check_state_fits(rule, net, params, state)
-    layers = net.layers
+    layers = net.blocks
     _, cache = bp.forward(layers, params, x, net.sigma, net.sigma_out)
     _, delta = loss_and_output_delta(net, cache, y)
     true = bp.recursion(layers, cache, delta, net.sigma, bp.through_weights(params))
@@ -88,7 +93,7 @@ def alignment(net: MLP, rule: Rule, params: Params, state, x, y) -> Alignment:
         if mine is None
         else jnp.stack(
             [
-                jnp.nanmean(_angle(m, t, axis=-1))
+                jnp.nanmean(_angle(_rows(m), _rows(t), axis=-1))
                 for m, t in zip(mine, true, strict=True)
             ]
         )

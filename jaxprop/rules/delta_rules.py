@@ -62,7 +62,7 @@ import numpy as np
 
 from .._core import backprop as bp
 from .._core.backprop import Cache
-from .._core.layers import Dense
+from .._core.layers import Dense, out_sizes
 from .._core.params import Params
 from .._network import MLP, loss_and_output_delta
 from .._validate import positive_number
@@ -148,7 +148,7 @@ class KolenPollackState(NamedTuple):
 # ------------------------------------------------------------ building blocks
 def forward(net: MLP, params: Params, x: Array) -> tuple[Array, Cache]:
     """ŷ = a^L and the cache (a^0..a^L, z^1..z^L) of the forward pass."""
-    return bp.forward(net.layers, params, x, net.sigma, net.sigma_out)
+    return bp.forward(net.blocks, params, x, net.sigma, net.sigma_out)
 
 
 def output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
@@ -159,7 +159,7 @@ def output_delta(net: MLP, cache: Cache, y: Array) -> tuple[Array, Array]:
 def delta_recursion(net: MLP, cache: Cache, delta: Array, project) -> tuple:
     """(δ^1, ..., δ^L) from δ^L with ``project(l, δ^{l+1}, δ^L) -> (batch, n_l)``
     in place of δ^{l+1} (W^{l+1})ᵀ (see ``jaxprop._core.backprop.recursion``)."""
-    return bp.recursion(net.layers, cache, delta, net.sigma, project)
+    return bp.recursion(net.blocks, cache, delta, net.sigma, project)
 
 
 def weight_grads(cache: Cache, deltas, scale: Array | None = None) -> Params:
@@ -168,7 +168,7 @@ def weight_grads(cache: Cache, deltas, scale: Array | None = None) -> Params:
     (batch,), each example's δ^l_i weighted by s_i first.
 
     Kept, for this release, for rules written before layers had kinds: each
-    layer's own ``net.layers[l - 1].grads(a^{l-1}, δ^l, scale)`` works for
+    layer's own ``net.blocks[l - 1].grads(a^{l-1}, δ^l, scale)`` works for
     every kind."""
     layers = tuple(
         Dense(a.shape[1], d.shape[1]) for a, d in zip(cache.a, deltas, strict=False)
@@ -186,8 +186,8 @@ def contract(u: Array, v: Array, i: int, j: int) -> Array:
 def _step(net, params, x, y, project, name) -> tuple[Array, Params]:
     _, cache = forward(net, params, x)
     loss, delta = output_delta(net, cache, y)
-    deltas = bp.recursion(net.layers, cache, delta, net.sigma, project, name)
-    return loss, bp.weight_grads(net.layers, cache, deltas)
+    deltas = bp.recursion(net.blocks, cache, delta, net.sigma, project, name)
+    return loss, bp.weight_grads(net.blocks, cache, deltas)
 
 
 def _no_state(key, net, params):
@@ -294,7 +294,9 @@ def _uniform_feedback(key, shapes, scale, dtype):
 
 def _fa_init(scale):
     def init(key, net, params):
-        shapes = [(p.w.shape, p.w.shape[1]) for p in params[1:]]
+        # n: the entries δ^l (B^l)ᵀ sums over per input entry, all of W's but
+        # the input axis (-2): n_l for Dense, k C_out for a conv kernel.
+        shapes = [(p.w.shape, p.w.size // p.w.shape[-2]) for p in params[1:]]
         return FeedbackState(_uniform_feedback(key, shapes, scale, params[0].w.dtype))
 
     return init
@@ -326,8 +328,10 @@ def _dfa_project(params, state):
 @functools.cache
 def _direct_feedback_alignment(scale: float | None) -> Rule:
     def init(key, net, params):
-        n_out = params[-1].w.shape[1]
-        shapes = [((n_out, p.w.shape[1]), n_out) for p in params[:-1]]
+        # B^l: (n_L, size of z^l); a conv layer's δ^L B^l is reshaped to z^l's
+        # shape by the recursion (Nøkland's dense projection).
+        sizes = out_sizes(net.blocks)
+        shapes = [((sizes[-1], n), sizes[-1]) for n in sizes[:-1]]
         return FeedbackState(_uniform_feedback(key, shapes, scale, params[0].w.dtype))
 
     return delta_rule(
@@ -447,7 +451,7 @@ def example_deltas(net: MLP, rule: Rule, params: Params, state, x, y):
     return (
         cache,
         c,
-        bp.recursion(net.layers, cache, delta, net.sigma, project, rule.name),
+        bp.recursion(net.blocks, cache, delta, net.sigma, project, rule.name),
     )
 
 
@@ -494,7 +498,8 @@ def check_state_fits(
     fast path every leaf of params and state has a trailing runs axis, which
     the comparison leaves out.
     """
-    runs_last = params[0].w.ndim == 3  # w: (n_{l-1}, n_l, runs)
+    # On the runs-last path every leaf has one more axis than its layer's.
+    runs_last = np.ndim(params[0].w) > len(net.blocks[0].shapes(jnp.float32).w.shape)
     own = (lambda shape: shape[:-1]) if runs_last else (lambda shape: shape)
     probe = jax.tree.map(
         lambda l: jax.ShapeDtypeStruct(own(np.shape(l)), l.dtype), params
