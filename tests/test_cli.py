@@ -163,6 +163,10 @@ def test_train_on_csv_files_without_out(tmp_path, capsys):
         (["--data", "missing.npz"], "no such file"),
         (["--data", "BAD_CSV"], "not a table of numbers"),
         (
+            ["--data", "IMAGES_NPZ"],
+            "x of shape (6, 4, 4); the command trains on (n, n_in)",
+        ),
+        (
             ["--cost", "binary_cross_entropy", "--output-activation", "identity"],
             "binary_cross_entropy",
         ),
@@ -198,7 +202,9 @@ def test_user_mistakes_are_one_line_and_status_2(tmp_path, capsys, args, message
     (tmp_path / "typo.toml").write_text("feedback_scal = 0.1\n")
     (tmp_path / "kp.toml").write_text('rule = "kolen_pollack"\nkp_decay = 2\n')
     (tmp_path / "made").mkdir()
+    np.savez(tmp_path / "images.npz", x=np.zeros((6, 4, 4)), y=np.arange(6) % 2)
     subs = {
+        "IMAGES_NPZ": tmp_path / "images.npz",
         "BAD_CSV": tmp_path / "bad.csv",
         "BAD_TOML": tmp_path / "bad.toml",
         "UNKNOWN_KEY": tmp_path / "key.toml",

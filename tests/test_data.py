@@ -188,6 +188,15 @@ def test_mnist1d_generated_locally_and_cached(tmp_path):
     np.testing.assert_array_equal(again.y_test, data.y_test)
     with pytest.raises(ValueError, match=r"Unknown mnist1d arguments \['samples'\]"):
         jp.data.mnist1d(cache_dir=tmp_path, samples=10)
+    # A channel axis for a 1-D conv (NWC), read from the same cache.
+    cl = jp.data.mnist1d(cache_dir=tmp_path, channels_last=True)
+    assert cl.x.shape == (4000, 40, 1) and cl.x_test.shape == (1000, 40, 1)
+    assert cl.x.dtype == np.float32 and len(list(tmp_path.glob("*.npz"))) == 1
+    np.testing.assert_array_equal(cl.x.reshape(4000, -1), data.x)
+    np.testing.assert_array_equal(cl.x_test[:, :, 0], data.x_test)
+    np.testing.assert_array_equal(cl.y, data.y)
+    with pytest.raises(TypeError, match=r"channels_last must be one of \[False, Tr"):
+        jp.data.mnist1d(cache_dir=tmp_path, channels_last="yes")
 
 
 def test_check_dataset():
@@ -208,10 +217,39 @@ def test_check_dataset():
         r"and 4",
     ):
         jp.data.check_dataset(x, y[:4])
-    with pytest.raises(ValueError, match=r"x must be 2-D"):
+    with pytest.raises(
+        ValueError,
+        match=r"data: x must be \(n, n_in\) or \(n, \*input_shape\) .* shape \(3,\)",
+    ):
         jp.data.check_dataset(x[0], y)
     with pytest.raises(TypeError, match=r"y must be numeric"):
         jp.data.check_dataset(x, np.array(list("abcde")))
+
+
+def test_check_dataset_takes_inputs_with_a_channel_axis():
+    x, y = np.zeros((6, 4, 4, 1), np.float32), np.arange(6) % 3
+    x2, y2 = jp.data.check_dataset(x, y)
+    assert x2.shape == (6, 4, 4, 1) and y2.shape == (6,)
+    assert jp.data.check_dataset(x[..., 0, 0], y)[0].shape == (
+        6,
+        4,
+    )  # (n, 4): as before
+    x[4, 1, 2, 0] = np.nan
+    x[5, 0, 0, 0] = -np.inf
+    with pytest.raises(ValueError, match=r"x holds 2 NaN or inf values, in 2 rows"):
+        jp.data.check_dataset(x, y)
+    with pytest.raises(ValueError, match=r"same length; got 6 and 5"):
+        jp.data.check_dataset(x, y[:5])
+
+
+def test_split_keeps_the_shape_of_each_example(key):
+    x, y = np.arange(10 * 8.0).reshape(10, 4, 2, 1), np.arange(10)
+    d = jp.data.split(x, y, 3)
+    assert d.x.shape == (7, 4, 2, 1) and d.x_test.shape == (3, 4, 2, 1)
+    np.testing.assert_array_equal(d.x_test, x[7:])
+    s = jp.data.split(jnp.asarray(x), y, 3, key=key)
+    # Each image moves whole, with its label.
+    np.testing.assert_array_equal(np.asarray(s.x_test)[:, 0, 0, 0] // 8, s.y_test)
 
 
 def test_load_npz(tmp_path):

@@ -1,5 +1,6 @@
 """Real data sets: scikit-learn's digits, MNIST-format files (IDX, gzipped or not,
-and Keras-style .npz), and ``--data mnist:PATH`` in the command."""
+and Keras-style .npz), Fashion-MNIST from Debian's package, inputs with a channel
+axis, and ``--data mnist:PATH`` in the command."""
 
 import gzip
 import json
@@ -13,6 +14,7 @@ import pytest
 import jaxprop as jp
 from jaxprop._cli import main
 from jaxprop._experiment import absolute_paths, make_config, read_toml
+from jaxprop.data import _files
 from tests.helpers import IDX_STEMS as STEMS
 from tests.helpers import write_idx
 
@@ -76,6 +78,31 @@ def test_load_mnist_mixed_gz_and_other_image_sizes(tmp_path):
     d = jp.data.load_mnist(tmp_path)
     assert d.x.shape == (12, 64) and d.x_test.shape == (5, 64)
     np.testing.assert_array_equal(d.y, arrays["y"])
+
+
+def test_load_mnist_channels_last_keeps_each_image(tmp_path):
+    arrays = tiny_mnist(rows=8, cols=6)
+    write_idx(tmp_path, arrays, gz=True)
+    np.savez(
+        tmp_path / "m.npz",
+        **{f"{k}_train" if k in "xy" else k: a for k, a in arrays.items()},
+    )
+    for path in (tmp_path, tmp_path / "m.npz"):
+        flat = jp.data.load_mnist(path)
+        for load in (jp.data.load_mnist, jp.data.load_fashion_mnist):
+            d = load(path, channels_last=True)
+            assert d.x.shape == (12, 8, 6, 1) and d.x_test.shape == (5, 8, 6, 1)
+            assert d.x.dtype == np.float32
+            np.testing.assert_array_equal(d.x.reshape(12, -1), flat.x)
+            np.testing.assert_array_equal(d.x_test.reshape(5, -1), flat.x_test)
+            np.testing.assert_array_equal(d.x[..., 0] * 255, arrays["x"])
+            np.testing.assert_array_equal(d.y_test, flat.y_test)
+    d = jp.data.load_mnist(tmp_path, channels_last=True, dtype="float64")
+    assert d.x.dtype == np.float64 and d.x.shape == (12, 8, 6, 1)
+    with pytest.raises(
+        TypeError, match=r"channels_last must be one of \[False, True\]"
+    ):
+        jp.data.load_fashion_mnist(tmp_path, channels_last=None)
 
 
 def corrupt(paths, field, how):
@@ -239,6 +266,66 @@ def test_digits_options_and_missing_scikit_learn(monkeypatch, key):
         ImportError, match=r"pip install scikit-learn, or pip install -e '\.\[digits\]'"
     ):
         jp.data.digits()
+
+
+def test_digits_channels_last_are_the_8x8_images():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    flat = jp.data.digits()
+    d = jp.data.digits(channels_last=True)
+    assert [a.shape for a in d] == [(1437, 8, 8, 1), (1437,), (360, 8, 8, 1), (360,)]
+    np.testing.assert_array_equal(d.x.reshape(1437, -1), flat.x)
+    np.testing.assert_array_equal(d.x_test.reshape(360, -1), flat.x_test)
+    np.testing.assert_array_equal(d.y, flat.y)
+    images = sklearn.load_digits().images
+    np.testing.assert_array_equal(d.x_test[..., 0] * 16, images[1437:])
+    with pytest.raises(TypeError, match=r"channels_last must be one of"):
+        jp.data.digits(channels_last=np.bool_(True))
+
+
+# ---------------------------------------------------- Debian's Fashion-MNIST
+@pytest.mark.skipif(
+    not _files.FASHION_MNIST_DIR.is_dir(),
+    reason=f"Fashion-MNIST's files are not in {_files.FASHION_MNIST_DIR}: "
+    "apt-get install dataset-fashion-mnist (Debian, Ubuntu)",
+)
+def test_fashion_mnist_reads_the_debian_package_files():
+    d = jp.data.fashion_mnist()
+    assert [a.shape for a in d] == [(60000, 784), (60000,), (10000, 784), (10000,)]
+    assert [a.dtype for a in d] == [np.float32, np.int32, np.float32, np.int32]
+    for x in (d.x, d.x_test):
+        assert x.min() == 0 and x.max() == 1
+    # Zalando's split is balanced: 6000 and 1000 images of each of the 10 classes.
+    np.testing.assert_array_equal(np.bincount(d.y), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(d.y_test), [1000] * 10)
+    # Pixels k/255 exactly, as load_fashion_mnist scales them.
+    np.testing.assert_array_equal(np.round(d.x_test[:50] * 255) / 255, d.x_test[:50])
+    cl = jp.data.fashion_mnist(channels_last=True)
+    assert cl.x.shape == (60000, 28, 28, 1) and cl.x_test.shape == (10000, 28, 28, 1)
+    np.testing.assert_array_equal(cl.x.reshape(60000, -1), d.x)
+    np.testing.assert_array_equal(cl.x_test.reshape(10000, -1), d.x_test)
+    np.testing.assert_array_equal(cl.y_test, d.y_test)
+
+
+def test_fashion_mnist_says_how_to_get_the_files(tmp_path, monkeypatch):
+    absent = tmp_path / "absent"
+    monkeypatch.setattr(_files, "FASHION_MNIST_DIR", absent)
+    with pytest.raises(FileNotFoundError) as e:
+        jp.data.fashion_mnist()
+    message = str(e.value)
+    assert f"no folder {str(absent)!r}" in message
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert "pass path= a folder of the four IDX files" in message
+    assert "train-images-idx3-ubyte" in message
+    # path= another folder of the files; an absent one is the loader's error.
+    arrays = tiny_mnist(seed=2)
+    write_idx(tmp_path / "f", arrays, gz=True)
+    d = jp.data.fashion_mnist(True, path=tmp_path / "f", dtype=np.float64)
+    assert d.x.shape == (12, 28, 28, 1) and d.x.dtype == np.float64
+    np.testing.assert_array_equal(d.x[..., 0] * 255, arrays["x"])
+    with pytest.raises(ValueError, match=r"no such folder or file .*Fashion-MNIST"):
+        jp.data.fashion_mnist(path=tmp_path / "nowhere")
+    with pytest.raises(TypeError, match=r"channels_last must be one of"):
+        jp.data.fashion_mnist("yes")
 
 
 # ---------------------------------------------------------------- command

@@ -81,9 +81,16 @@ def _raw_data(config: ExperimentConfig):
 def _load_file(path: str, name: str):
     loader = datasets.load_npz if Path(path).suffix == ".npz" else datasets.load_csv
     try:
-        return loader(path)
+        x, y = loader(path)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{name}: {str(e).removeprefix('path: ')}") from None
+    if x.ndim != 2:
+        # check_dataset takes (n, *input_shape); the command's nets take rows.
+        raise ValueError(
+            f"{name}: {path}: x of shape {x.shape}; the command trains on "
+            f"(n, n_in) inputs, one row of features per example."
+        )
+    return x, y
 
 
 def _shape_targets(y, n_out: int, net: MLP, dtype) -> np.ndarray:

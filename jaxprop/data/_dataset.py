@@ -1,6 +1,7 @@
 """The :class:`Dataset` every loader returns, ``split`` and ``check_dataset``.
 
-Every loader returns arrays ready for ``net.loss``: inputs ``x: (n, n_in)`` and
+Every loader returns arrays ready for ``net.loss``: inputs ``x: (n, n_in)``
+(or, with ``channels_last=True`` on the image loaders, ``(n, *spatial, 1)``) and
 either integer class labels ``y: (n,)`` (for ``softmax_cross_entropy``; use
 ``y[:, None]`` as float targets for a single sigmoid output) or float targets
 ``y: (n, n_out)``.
@@ -15,7 +16,7 @@ import jax
 import numpy as np
 
 from .._core.params import check_key
-from .._validate import integer
+from .._validate import choice, integer
 
 Array = jax.Array
 
@@ -36,9 +37,10 @@ class Dataset:
     ``split`` keeps the type it is given. A pytree of its arrays.
 
     Attributes:
-      x: (n, n_in) training inputs.
+      x: (n, n_in) training inputs, or (n, *input_shape) ones such as images
+        with a channel axis.
       y: (n,) labels or (n, n_out) targets.
-      x_test: (n_test, n_in) held-out inputs, or None.
+      x_test: (n_test, n_in) (or (n_test, *input_shape)) held-out inputs, or None.
       y_test: (n_test,) labels or (n_test, n_out) targets, or None.
     """
 
@@ -74,8 +76,8 @@ def split(x, y, n_test: int, *, key=None) -> Dataset:
     n)``. The arrays keep their type (NumPy or JAX).
 
     Args:
-      x: (n, ...) inputs, e.g. (n, n_in); a NumPy or JAX array (anything else
-        becomes a NumPy array).
+      x: (n, ...) inputs, e.g. (n, n_in) or (n, rows, cols, 1); a NumPy or JAX
+        array (anything else becomes a NumPy array).
       y: (n,) labels or (n, ...) targets, likewise.
       n_test: held-out examples, an integer in [1, n − 1].
       key: optional ``jax.random.key`` for a random split.
@@ -123,10 +125,11 @@ def _with_test(draw, n: int, n_test) -> Dataset:
 
 
 def check_dataset(x, y, name: str = "data") -> tuple[np.ndarray, np.ndarray]:
-    """Validates a dataset: 2-D finite numeric inputs and targets of equal length.
+    """Validates a dataset: finite numeric inputs and targets of equal length.
 
     Args:
-      x: (n, n_in) inputs.
+      x: (n, n_in) inputs, or (n, *input_shape) ones (e.g. (n, 40, 1) or
+        (n, 28, 28, 1) with a channel axis).
       y: (n,) labels or (n, n_out) targets.
       name: how the data is named in error messages.
 
@@ -141,8 +144,11 @@ def check_dataset(x, y, name: str = "data") -> tuple[np.ndarray, np.ndarray]:
     for arr, what in ((x, "x"), (y, "y")):
         if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise TypeError(f"{name}: {what} must be numeric; got dtype {arr.dtype}.")
-    if x.ndim != 2:
-        raise ValueError(f"{name}: x must be 2-D (n, n_in); got shape {x.shape}.")
+    if x.ndim < 2:
+        raise ValueError(
+            f"{name}: x must be (n, n_in) or (n, *input_shape) inputs, at least "
+            f"2-D; got shape {x.shape}."
+        )
     if y.ndim not in (1, 2):
         raise ValueError(
             f"{name}: y must be (n,) labels or (n, n_out) targets; got shape {y.shape}."
@@ -175,3 +181,19 @@ def _float_dtype(dtype) -> np.dtype:
             f"dtype must be a floating dtype such as float32 or float64; got {dtype}."
         )
     return dtype
+
+
+def _channels_last(value) -> bool:
+    """``channels_last`` checked: True or False, before any data is read."""
+    return choice(value, "channels_last", [False, True])
+
+
+def _inputs(x, spatial: tuple[int, ...], channels_last: bool) -> np.ndarray:
+    """x: (n, ...) as (n, *spatial, 1) with ``channels_last``, else flat (n, features).
+
+    One channel, last, as ``lax.conv_general_dilated``'s NWC/NHWC layouts (and
+    flax's) expect; the values and their order are the flat rows'.
+    """
+    if channels_last:
+        return x.reshape(len(x), *spatial, 1)
+    return x.reshape(len(x), -1)

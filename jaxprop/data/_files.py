@@ -1,5 +1,6 @@
 """The user's files: MNIST and Fashion-MNIST (IDX files, gzipped or not, or a
-Keras-style .npz), and (x, y) from any .npz or .csv, validated.
+Keras-style .npz; Fashion-MNIST also from Debian's package), and (x, y) from
+any .npz or .csv, validated.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import npz_array, open_npz
-from ._dataset import Dataset, _float_dtype, check_dataset
+from ._dataset import Dataset, _channels_last, _float_dtype, _inputs, check_dataset
 
 #: IDX file stems of the four arrays, as LeCun's MNIST (and Zalando's
 #: Fashion-MNIST) name them; also found with a dot (train-images.idx3-ubyte)
@@ -24,6 +25,9 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte",
     "y_test": "t10k-labels-idx1-ubyte",
 }
+#: Where Debian's (and Ubuntu's) ``dataset-fashion-mnist`` package installs
+#: Zalando's four gzipped IDX files.
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: Classes of MNIST and Fashion-MNIST (labels 0..9).
 MNIST_CLASSES = 10
 #: Array names in a Keras-style ``mnist.npz``, by Dataset field.
@@ -174,9 +178,10 @@ def _from_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _load_idx_dataset(path, name: str, dtype) -> Dataset:
+def _load_idx_dataset(path, name: str, dtype, channels_last) -> Dataset:
     """MNIST-format data from a folder of IDX files or a Keras-style ``.npz``."""
     dtype = _float_dtype(dtype)
+    channels_last = _channels_last(channels_last)
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"path must be a folder or a .npz file path; got {type(path).__name__}."
@@ -207,17 +212,20 @@ def _load_idx_dataset(path, name: str, dtype) -> Dataset:
                 f"{arrays[y].max()}; {name} has {MNIST_CLASSES} classes, "
                 f"0..{MNIST_CLASSES - 1} (another data set's files?)."
             )
-    # Pixels 0..255 → [0, 1], each image flattened (MNIST's 28×28: 784 features).
+    # Pixels 0..255 → [0, 1], each image flattened (MNIST's 28×28: 784 features)
+    # or given a channel axis (28, 28, 1).
     scale = dtype.type(255)
     x, x_test = (
-        arrays[k].reshape(len(arrays[k]), -1).astype(dtype) / scale
+        _inputs(arrays[k], arrays[k].shape[1:], channels_last).astype(dtype) / scale
         for k in ("x", "x_test")
     )
     y, y_test = (arrays[k].astype(np.int32) for k in ("y", "y_test"))
     return Dataset(x, y, x_test, y_test)
 
 
-def load_mnist(path: str | os.PathLike, *, dtype=np.float32) -> Dataset:
+def load_mnist(
+    path: str | os.PathLike, *, dtype=np.float32, channels_last: bool = False
+) -> Dataset:
     """MNIST from files the user already has: the four IDX files or a ``.npz``.
 
     Nothing is downloaded. ``path`` is either
@@ -230,38 +238,94 @@ def load_mnist(path: str | os.PathLike, *, dtype=np.float32) -> Dataset:
 
     The train/test split is the files': 60000 and 10000 images for MNIST.
     Pixels 0..255 are divided by 255 into [0, 1] and each image is flattened
-    row by row.
+    row by row, or, with ``channels_last=True``, kept as an image with one
+    channel.
 
     Args:
       path: the folder or the ``.npz`` file (``~`` is expanded).
       dtype: floating dtype of the pixels (default float32).
+      channels_last: images of shape (rows, cols, 1) (NHWC, the input of a 2-D
+        convolution); else flat rows of rows·cols features.
 
     Returns:
       A :class:`Dataset` of NumPy arrays: x (n, rows·cols) (60000 × 784 for
-      MNIST), y (n,) int32 labels, x_test, y_test.
+      MNIST) or (n, rows, cols, 1) (60000 × 28 × 28 × 1), y (n,) int32 labels,
+      x_test, y_test.
 
     Raises:
       ValueError: naming the file: a missing file (with the names looked
         for), a bad IDX magic number or type code, a truncated or damaged file,
         labels that do not match the images in number, a ``.npz`` without the
         four arrays or with pixels outside 0..255.
-      TypeError: ``path`` or ``dtype`` of the wrong type.
+      TypeError: ``path``, ``dtype`` or ``channels_last`` of the wrong type.
     """
-    return _load_idx_dataset(path, "MNIST", dtype)
+    return _load_idx_dataset(path, "MNIST", dtype, channels_last)
 
 
-def load_fashion_mnist(path: str | os.PathLike, *, dtype=np.float32) -> Dataset:
+def load_fashion_mnist(
+    path: str | os.PathLike, *, dtype=np.float32, channels_last: bool = False
+) -> Dataset:
     """Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) from the user's files.
 
     Zalando's files have MNIST's names and format (60000 + 10000 28×28 images,
     10 classes), so this reads them exactly as :func:`load_mnist` does: a folder
     of the four IDX files (gzipped or not) or a ``.npz`` with ``x_train``,
-    ``y_train``, ``x_test``, ``y_test``. Nothing is downloaded.
+    ``y_train``, ``x_test``, ``y_test``. Nothing is downloaded. Arguments,
+    errors and the returned arrays are :func:`load_mnist`'s; :func:`fashion_mnist`
+    finds the files that Debian's package installs.
 
     Returns:
       A :class:`Dataset`, as :func:`load_mnist`.
     """
-    return _load_idx_dataset(path, "Fashion-MNIST", dtype)
+    return _load_idx_dataset(path, "Fashion-MNIST", dtype, channels_last)
+
+
+def fashion_mnist(
+    channels_last: bool = False,
+    *,
+    path: str | os.PathLike | None = None,
+    dtype=np.float32,
+) -> Dataset:
+    """Fashion-MNIST from the files of Debian's ``dataset-fashion-mnist`` package.
+
+    Debian and Ubuntu package Zalando's four gzipped IDX files (60000 training
+    and 10000 test images of 28×28 pixels, 10 classes of clothing):
+    ``apt-get install dataset-fashion-mnist`` puts them in
+    ``/usr/share/datasets/fashion-mnist``. They are read as
+    :func:`load_fashion_mnist` reads any folder: pixels scaled to [0, 1], the
+    files' split. Nothing is downloaded.
+
+    Args:
+      channels_last: images of shape (28, 28, 1) (NHWC); else flat rows of
+        784 features.
+      path: another folder of the four IDX files (or a Keras-style ``.npz``),
+        instead of the package's.
+      dtype: floating dtype of the pixels (default float32).
+
+    Returns:
+      A :class:`Dataset` of NumPy arrays: x (60000, 784) or
+      (60000, 28, 28, 1), y (60000,) int32 labels 0..9, x_test (10000, ...),
+      y_test (10000,).
+
+    Raises:
+      FileNotFoundError: no ``path`` and the package's folder is absent (the
+        message says how to install it).
+      ValueError: a missing or damaged file, as :func:`load_mnist`.
+      TypeError: ``channels_last``, ``path`` or ``dtype`` of the wrong type.
+    """
+    channels_last = _channels_last(channels_last)
+    if path is None:
+        if not FASHION_MNIST_DIR.is_dir():
+            raise FileNotFoundError(
+                f"jp.data.fashion_mnist: no folder {str(FASHION_MNIST_DIR)!r}, where "
+                f"Debian's dataset-fashion-mnist package puts Fashion-MNIST's files. "
+                f"Install it (Debian, Ubuntu: apt-get install dataset-fashion-mnist), "
+                f"or pass path= a folder of the four IDX files "
+                f"({', '.join(IDX_FILES.values())}, each gzipped or not) or "
+                f"{_NPZ_HINT}."
+            )
+        path = FASHION_MNIST_DIR
+    return load_fashion_mnist(path, dtype=dtype, channels_last=channels_last)
 
 
 # ---------------------------------------------------------------------- files

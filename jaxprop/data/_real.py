@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write, npz_array, open_npz
-from ._dataset import Dataset, _float_dtype, split
+from ._dataset import Dataset, _channels_last, _float_dtype, _inputs, split
 
 
 def _cache_dir(cache_dir) -> Path:
@@ -25,7 +25,12 @@ def _cache_dir(cache_dir) -> Path:
     return Path(root) / "jaxprop"
 
 
-def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
+def mnist1d(
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    channels_last: bool = False,
+    **overrides,
+) -> Dataset:
     """MNIST-1D (Greydanus & Kobak), generated locally by the ``mnist1d`` package.
 
     The dataset is made with the package's default arguments (4000 training and
@@ -33,12 +38,22 @@ def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
     ``overrides`` of them, and cached as ``.npz`` under ``cache_dir`` (default
     ``$JAXPROP_CACHE``, else ``~/.cache/jaxprop``). Nothing is downloaded.
 
+    Args:
+      cache_dir: folder of the cached ``.npz``.
+      channels_last: give each sequence a channel axis, x (n, 40, 1), the
+        input of a 1-D convolution (NWC); else x is (n, 40).
+      **overrides: arguments of ``mnist1d.data.make_dataset``.
+
     Returns:
-      A :class:`Dataset`: x (4000, 40) float32, y (4000,) int32, and the test split.
+      A :class:`Dataset`: x (4000, 40) float32 (or (4000, 40, 1)), y (4000,)
+      int32, and the test split likewise.
 
     Raises:
       ImportError: if the optional ``mnist1d`` package is missing.
+      ValueError: an unknown argument in ``overrides``.
+      TypeError: ``channels_last`` is not True or False.
     """
+    channels_last = _channels_last(channels_last)
     try:
         from mnist1d.data import get_dataset_args, make_dataset
         from mnist1d.utils import ObjectView
@@ -75,7 +90,16 @@ def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
         # Atomic: a concurrent reader never sees half a file.
         atomic_write(path, lambda f: np.savez(f, **arrays))
     with open_npz(path) as f:
-        return Dataset(*(npz_array(f, k, path) for k in ("x", "y", "x_test", "y_test")))
+        x, y, x_test, y_test = (
+            npz_array(f, k, path) for k in ("x", "y", "x_test", "y_test")
+        )
+    spatial = x.shape[1:]
+    return Dataset(
+        _inputs(x, spatial, channels_last),
+        y,
+        _inputs(x_test, spatial, channels_last),
+        y_test,
+    )
 
 
 # ------------------------------------------------------- scikit-learn's digits
@@ -83,7 +107,13 @@ def mnist1d(cache_dir: str | os.PathLike | None = None, **overrides) -> Dataset:
 DIGITS_N_TEST = 360
 
 
-def digits(n_test: int = DIGITS_N_TEST, *, key=None, dtype=np.float32) -> Dataset:
+def digits(
+    n_test: int = DIGITS_N_TEST,
+    *,
+    key=None,
+    dtype=np.float32,
+    channels_last: bool = False,
+) -> Dataset:
     """The 8×8 handwritten digits that ship with scikit-learn, with a held-out split.
 
     1797 images of the digits 0–9 (about 180 each; the test part of UCI's
@@ -102,17 +132,21 @@ def digits(n_test: int = DIGITS_N_TEST, *, key=None, dtype=np.float32) -> Datase
       n_test: held-out images, an integer in [1, 1796].
       key: optional ``jax.random.key``: shuffle before holding out, as ``split``.
       dtype: floating dtype of the pixels (default float32).
+      channels_last: images with a channel axis, x (n, 8, 8, 1) (NHWC); else
+        each image is flattened row by row, x (n, 64).
 
     Returns:
-      A :class:`Dataset` of NumPy arrays: x (1437, 64) in [0, 1], y (1437,)
-      int32 labels, and x_test (360, 64), y_test (360,) (with the default
-      ``n_test``).
+      A :class:`Dataset` of NumPy arrays: x (1437, 64) (or (1437, 8, 8, 1)) in
+      [0, 1], y (1437,) int32 labels, and x_test (360, 64) (or
+      (360, 8, 8, 1)), y_test (360,) (with the default ``n_test``).
 
     Raises:
       ImportError: scikit-learn is missing (``pip install scikit-learn``).
-      ValueError, TypeError: ``n_test``, ``key`` or ``dtype`` does not fit.
+      ValueError, TypeError: ``n_test``, ``key``, ``dtype`` or
+        ``channels_last`` does not fit.
     """
     dtype = _float_dtype(dtype)
+    channels_last = _channels_last(channels_last)
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
@@ -122,5 +156,6 @@ def digits(n_test: int = DIGITS_N_TEST, *, key=None, dtype=np.float32) -> Datase
         ) from e
     bunch = load_digits()
     x = (np.asarray(bunch.data) / 16).astype(dtype)
+    x = _inputs(x, bunch.images.shape[1:], channels_last)
     y = np.asarray(bunch.target).astype(np.int32)
     return split(x, y, n_test, key=key)
