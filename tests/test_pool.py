@@ -274,3 +274,18 @@ def test_bind_normalizes_and_is_idempotent():
 def test_bad_config_is_named(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize("cls", [AvgPool, MaxPool, Flatten])
+def test_maps_under_vmap_over_seeds_are_each_seed_alone(seed, cls):
+    """Runs over seeds add a leading axis by ``vmap``: each run's result is
+    the map of its own arrays (integer inputs: ties in every run)."""
+    layer = (Flatten() if cls is Flatten else cls(2, 1)).bind((5, 4, 2))
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 3, size=(3, BATCH, *layer.in_shape)).astype(np.float64)
+    g = rng.normal(size=(3, BATCH, *layer.out_shape))
+    z = jax.jit(jax.vmap(layer.apply))(a)
+    got = jax.jit(jax.vmap(layer.adjoint))(g, a)
+    for run in range(3):
+        assert_close_leaves(z[run], layer.apply(a[run]))
+        assert_close_leaves(got[run], layer.adjoint(g[run], a[run]))
