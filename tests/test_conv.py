@@ -223,6 +223,9 @@ def test_conv_bind_normalizes_and_is_idempotent():
     assert layer.padding == ((1, 1),) and layer.pads == ((1, 1),)
     assert layer.bind((9, 2)) == layer and layer.bind([9, 2]) == layer
     assert layer == Conv(4, [3], (1,), [(1, 1)], "relu", (9, 2))
+    assert layer == Conv(4, np.int64(3), padding=np.int64(1), activation="relu").bind(
+        (9, 2)
+    )
     assert hash(layer) == hash(Conv(4, (3,), 1, ((1, 1),), "relu").bind((9, 2)))
     assert Conv(4, 3, padding="same") == Conv(4, 3, padding="SAME")
     assert Conv(4, 3, padding="same").bind((6, 6, 1)).padding == "SAME"

@@ -32,6 +32,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._validate import choice, integer, positive_int
 from .layers import Flops
@@ -76,7 +77,7 @@ def _padding(value):
                 )
             pairs.append(tuple(integer(p, f"padding[{i}]", 0) for p in pair))
         return tuple(pairs)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(
             "padding must be 'SAME', 'VALID', an int or a tuple of (low, high) "
             f"pairs, one per spatial axis; got {type(value).__name__} {value!r}."
