@@ -1,50 +1,67 @@
-"""The 2-D convolution layer kind (``jaxprop._core.conv``): apply against a
+"""The N-D convolution layer kind (``jaxprop._core.conv``): apply against a
 naive loop, each hand-written derivative against JAX's own derivatives of
-``apply`` in float64, over strides, kernels, paddings and input sizes that the
-stride does not divide."""
+``apply`` in float64, over 1-D, 2-D and 3-D inputs, strides 1-3, kernels 1-5,
+every padding form and input sizes that the stride does not divide."""
 
 import itertools
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxprop as jp
-from jaxprop._core.conv import Conv2D
+from jaxprop._core.conv import Conv
 from tests.helpers import apply_vjp, assert_close_leaves
 
 BATCH = 3
-# (stride, kernel, padding, in_hw, C_in, C_out): in_hw holds an odd and an even
-# size, so that some strided windows leave rows or columns no output reads.
+PADDINGS_2D = ["SAME", "VALID", 1, ((1, 0), (0, 2))]
+# (stride, kernel, padding, in_shape, C_out): every (stride, kernel, padding)
+# of the 2-D product once, the input shapes in turn; in_shape holds odd and even
+# sizes, so that some strided windows leave entries no output reads.
 GRID = [
-    (stride, kernel, padding, in_hw, c_in, c_out)
-    for stride, kernel, padding, (in_hw, c_in, c_out) in itertools.product(
-        [(1, 1), (2, 2)],
-        [(1, 1), (3, 3), (2, 3)],
-        ["SAME", "VALID"],
-        [((6, 5), 1, 3), ((7, 4), 3, 1), ((5, 6), 3, 3)],
+    (stride, kernel, padding, shape)
+    for (stride, kernel, padding), shape in zip(
+        itertools.product([(1, 1), (2, 2)], [(1, 1), (3, 3), (2, 3)], PADDINGS_2D),
+        itertools.cycle([((6, 5, 1), 3), ((7, 4, 3), 1), ((5, 6, 3), 3)]),
     )
 ]
-# Strides that differ per axis, and a stride larger than the kernel.
+# 1-D: strides 1-3 × kernels 1-5, each padding form in turn; the kernel an int,
+# or a 1-tuple at stride 2.
 GRID += [
-    ((2, 3), (3, 2), "VALID", (7, 8), 2, 3),
-    ((3, 1), (2, 3), "SAME", (8, 5), 3, 2),
-    ((3, 3), (1, 1), "VALID", (7, 7), 2, 2),
+    (stride, (kernel,) if stride == 2 else kernel, padding, shape)
+    for (stride, kernel), padding, shape in zip(
+        itertools.product([1, 2, 3], [1, 2, 3, 4, 5]),
+        itertools.cycle(["VALID", "same", 2, ((2, 0),)]),
+        itertools.cycle([((9, 2), 3), ((10, 1), 2), ((11, 3), 1)]),
+    )
+]
+# Strides that differ per axis, larger than the kernel, a 5×5 kernel, 3-D.
+GRID += [
+    ((2, 3), (3, 2), "VALID", ((7, 8, 2), 3)),
+    ((3, 1), (2, 3), "SAME", ((8, 5, 3), 2)),
+    ((3, 3), 1, "VALID", ((7, 7, 2), 2)),
+    (2, 5, ((2, 1), (0, 3)), ((9, 8, 2), 2)),
+    (2, (2, 3, 1), 1, ((5, 6, 4, 2), 3)),
+]
+GRID = [
+    (stride, kernel, padding, in_shape, c_out)
+    for stride, kernel, padding, (in_shape, c_out) in GRID
 ]
 
 
 def _id(case):
-    stride, kernel, padding, in_hw, c_in, c_out = case
-    return (
-        f"s{stride[0]}{stride[1]}-k{kernel[0]}{kernel[1]}-{padding}"
-        f"-{in_hw[0]}x{in_hw[1]}-c{c_in}{c_out}"
-    )
+    stride, kernel, padding, in_shape, c_out = case
+    join = lambda v: "".join(map(str, np.ravel(v)))  # noqa: E731
+    pad = padding if isinstance(padding, str) else join(padding)
+    shape = "x".join(map(str, in_shape))
+    return f"s{join(stride)}-k{join(kernel)}-p{pad}-{shape}-o{c_out}"
 
 
-def _case(seed, stride, kernel, padding, in_hw, c_in, c_out):
-    """The layer, θ, a^{l-1}: (batch, H, W, C_in), δ^l of z's shape, s: (batch,)."""
-    layer = Conv2D(c_in, c_out, kernel, stride, padding, in_hw)
+def _case(seed, stride, kernel, padding, in_shape, c_out):
+    """The layer, θ, a^{l-1}: (batch, *in_shape), δ^l of z's shape, s: (batch,)."""
+    layer = Conv(c_out, kernel, stride, padding).bind(in_shape)
     k = jax.random.split(jax.random.key(seed), 5)
     theta = jp.DenseParams(
         jax.random.normal(k[0], layer.kernel_shape),
@@ -56,35 +73,44 @@ def _case(seed, stride, kernel, padding, in_hw, c_in, c_out):
     return layer, theta, a, delta, scale
 
 
-def _naive_conv(a, w, b, stride, kernel, padding):
-    """z by loops over positions, SAME's padding derived here independently:
-    out = ⌈n / s⌉, total = max((out − 1) s + k − n, 0), the odd one after."""
-    pads = []
-    for n, k, s in zip(a.shape[1:3], kernel, stride, strict=True):
-        if padding == "VALID":
-            pads.append((0, 0))
-        else:
+def _naive_conv(a, w, b, stride, padding):
+    """z by a loop over output positions, the padding derived here
+    independently: SAME's out = ⌈n / s⌉, total = max((out − 1) s + k − n, 0),
+    the odd one after; an int p is (p, p) on every axis."""
+    kernel, rank = w.shape[:-2], w.ndim - 2
+    stride = (stride,) * rank if isinstance(stride, int) else stride
+    if padding in ("VALID", "valid"):
+        pads = [(0, 0)] * rank
+    elif isinstance(padding, str):
+        pads = []
+        for n, k, s in zip(a.shape[1:-1], kernel, stride, strict=True):
             total = max((-(-n // s) - 1) * s + k - n, 0)
             pads.append((total // 2, total - total // 2))
+    elif isinstance(padding, int):
+        pads = [(padding, padding)] * rank
+    else:
+        pads = list(padding)
     a = np.pad(np.asarray(a), ((0, 0), *pads, (0, 0)))
-    (sh, sw), (kh, kw) = stride, kernel
-    out_h = (a.shape[1] - kh) // sh + 1
-    out_w = (a.shape[2] - kw) // sw + 1
-    z = np.empty((a.shape[0], out_h, out_w, w.shape[3]))
-    for p in range(out_h):
-        for q in range(out_w):
-            patch = a[:, p * sh : p * sh + kh, q * sw : q * sw + kw, :]
-            z[:, p, q, :] = np.einsum("nijc,ijco->no", patch, np.asarray(w))
+    out = [
+        (n - k) // s + 1 for n, k, s in zip(a.shape[1:-1], kernel, stride, strict=True)
+    ]
+    z = np.empty((a.shape[0], *out, w.shape[-1]))
+    for t in itertools.product(*map(range, out)):
+        window = tuple(
+            slice(i * s, i * s + k) for i, s, k in zip(t, stride, kernel, strict=True)
+        )
+        patch = a[(slice(None), *window)]
+        z[(slice(None), *t)] = np.tensordot(patch, np.asarray(w), rank + 1)
     return z + np.asarray(b)
 
 
 @pytest.mark.parametrize("case", GRID, ids=_id)
 def test_conv_apply_is_the_naive_loop(seed, case):
     layer, theta, a, _, _ = _case(seed, *case)
-    stride, kernel, padding = case[:3]
+    stride, _, padding = case[:3]
     z = jax.jit(layer.apply)(theta, a)
     assert z.shape == (BATCH, *layer.out_shape)
-    assert_close_leaves(z, _naive_conv(a, theta.w, theta.b, stride, kernel, padding))
+    assert_close_leaves(z, _naive_conv(a, theta.w, theta.b, stride, padding))
 
 
 @pytest.mark.parametrize("case", GRID, ids=_id)
@@ -92,38 +118,51 @@ def test_conv_adjoint_and_grads_are_the_vjp_of_apply(seed, case):
     layer, theta, a, delta, scale = _case(seed, *case)
     want_theta, want_a = apply_vjp(layer, theta, a, delta)
     assert_close_leaves(jax.jit(layer.adjoint)(theta.w, delta), want_a)
+    # The layer input is accepted and ignored.
+    assert_close_leaves(jax.jit(layer.adjoint)(theta.w, delta, a), want_a)
     assert_close_leaves(jax.jit(layer.grads)(a, delta), want_theta)
-    scaled = scale[:, None, None, None] * delta
+    scaled = jnp.expand_dims(scale, tuple(range(1, delta.ndim))) * delta
     assert_close_leaves(
         jax.jit(layer.grads)(a, delta, scale),
         apply_vjp(layer, theta, a, scaled)[0],
     )
 
 
-@pytest.mark.parametrize("case", GRID[::4], ids=_id)
-def test_conv_per_example_grads_and_sq_norms_are_per_example_vjps(seed, case):
+def _per_example_oracle(layer, theta, a, delta):
+    """Every example's ∂θ by ``vmap`` of ``jax.grad`` of ⟨δ_i, z_i⟩, and
+    ‖∂θ_i‖²."""
+
+    def inner(theta, a_i, delta_i):
+        return jnp.sum(delta_i * layer.apply(theta, a_i[None])[0])
+
+    grads = jax.vmap(jax.grad(inner), in_axes=(None, 0, 0))(theta, a, delta)
+    norms = sum(jnp.sum(g**2, axis=tuple(range(1, g.ndim))) for g in grads)
+    return grads, norms
+
+
+@pytest.mark.parametrize("case", GRID[::3], ids=_id)
+def test_conv_per_example_grads_and_both_sq_norms_are_vmap_of_grad(seed, case):
     layer, theta, a, delta, _ = _case(seed, *case)
-    per_example = [
-        apply_vjp(layer, theta, a[i : i + 1], delta[i : i + 1])[0] for i in range(BATCH)
-    ]
-    want = jax.tree.map(lambda *leaves: np.stack(leaves), *per_example)
+    want, want_norms = _per_example_oracle(layer, theta, a, delta)
     assert_close_leaves(jax.jit(layer.per_example_grads)(a, delta), want)
-    norms = [sum(float(np.sum(g**2)) for g in jax.tree.leaves(p)) for p in per_example]
-    assert_close_leaves(jax.jit(layer.sq_norms)(a, delta), np.array(norms))
+    for method in ("gram", "materialized", "auto"):
+        norms = jax.jit(layer.sq_norms, static_argnums=2)(a, delta, method)
+        assert_close_leaves(norms, want_norms)
 
 
 def test_conv_adjoint_takes_a_replacement_weight(seed):
     """A rule's B in W's place: the VJP of the layer whose kernel is B."""
-    layer, theta, a, delta, _ = _case(seed, *GRID[-3])
+    layer, theta, a, delta, _ = _case(seed, *GRID[-4])
     b_feedback = jax.random.normal(jax.random.key(seed + 1), layer.kernel_shape)
     want_a = apply_vjp(layer, theta._replace(w=b_feedback), a, delta)[1]
     assert_close_leaves(jax.jit(layer.adjoint)(b_feedback, delta), want_a)
 
 
-def test_a_tenth_of_a_percent_adjoint_error_is_caught(seed):
-    """Tests the tester: the comparison above fails on an adjoint off by 0.1%,
-    whether everywhere or in one kernel entry only."""
-    layer, theta, a, delta, _ = _case(seed, *GRID[len(GRID) // 2])
+def test_a_tenth_of_a_percent_error_is_caught(seed):
+    """Tests the tester: the comparisons above fail on an adjoint off by 0.1%,
+    whether everywhere or in one kernel entry only, and on a norm off by 0.1%
+    in one example."""
+    layer, theta, a, delta, _ = _case(seed, *GRID[len(GRID) // 4])
     want_a = apply_vjp(layer, theta, a, delta)[1]
     with pytest.raises(AssertionError):
         assert_close_leaves(layer.adjoint(theta.w * 1.001, delta), want_a)
@@ -131,12 +170,36 @@ def test_a_tenth_of_a_percent_adjoint_error_is_caught(seed):
         assert_close_leaves(
             layer.adjoint(theta.w.at[0, 0, 0, 0].multiply(1.001), delta), want_a
         )
+    _, want_norms = _per_example_oracle(layer, theta, a, delta)
+    for method in ("gram", "materialized"):
+        norms = layer.sq_norms(a, delta, method)
+        with pytest.raises(AssertionError):
+            assert_close_leaves(norms.at[1].multiply(1.001), want_norms)
+
+
+@pytest.mark.parametrize(
+    ("in_shape", "rule"), [((40, 1), "materialized"), ((19, 25), "gram")]
+)
+def test_sq_norms_picks_the_form_with_fewer_multiply_adds(in_shape, rule):
+    """MNIST-1D's ConvBase: its first conv (T = 19, K = 5) materializes, the
+    second (T = 10, K = 75, C_out = 25) takes the Gram form, the faster of the
+    two on a CPU at batch 256."""
+    layer = Conv(25, 5 if in_shape[1] == 1 else 3, 2, 1).bind(in_shape)
+    t, k = math.prod(layer.out_spatial), math.prod(layer.kernel_shape[:-1])
+    assert layer.sq_norm_costs() == {
+        "gram": t * t * (k + 25),
+        "materialized": t * k * 25,
+    }
+    costs = layer.sq_norm_costs()
+    assert min(costs, key=costs.get) == rule
 
 
 def test_conv_shapes_params_and_flops():
-    layer = Conv2D(3, 4, (3, 2), (2, 2), "VALID", (8, 7))
+    layer = Conv(4, (3, 2), 2).bind((8, 7, 3))
     assert layer.in_shape == (8, 7, 3) and layer.out_shape == (3, 3, 4)
-    assert Conv2D(3, 4, (3, 2), (2, 2), "SAME", (8, 7)).out_shape == (4, 4, 4)
+    assert layer.kernel_size == (3, 2) and layer.stride == (2, 2)
+    assert layer.pads == ((0, 0), (0, 0))
+    assert Conv(4, (3, 2), 2, "SAME").bind((8, 7, 3)).out_shape == (4, 4, 4)
     assert layer.shapes(np.float32) == jp.DenseParams(
         jax.ShapeDtypeStruct((3, 2, 3, 4), np.float32),
         jax.ShapeDtypeStruct((4,), np.float32),
@@ -144,25 +207,48 @@ def test_conv_shapes_params_and_flops():
     assert layer.n_params == 3 * 2 * 3 * 4 + 4
     n = 2 * 5 * (3 * 3) * (3 * 2 * 3 * 4)
     assert layer.flops(5) == (n, n, n)
-    # Static configuration hashed by value: equal layers share compiled programs.
-    assert layer == Conv2D(3, 4, [3, 2], (2, 2), "valid", (8, 7))
-    assert hash(layer) == hash(Conv2D(3, 4, (3, 2), (2, 2), "VALID", (8, 7)))
+    # MNIST-1D's ConvBase: (40, 1) → (19, 25) → (10, 25) → (5, 25).
+    shape = (40, 1)
+    for k in (5, 3, 3):
+        shape = Conv(25, k, stride=2, padding=1).bind(shape).out_shape
+        assert shape[1] == 25
+    assert shape == (5, 25)
+
+
+def test_conv_bind_normalizes_and_is_idempotent():
+    """Equal configurations compare and hash equal (they share compiled
+    programs), however spelled; binding twice changes nothing."""
+    layer = Conv(4, 3, padding=1, activation="relu").bind((9, 2))
+    assert layer.kernel_size == (3,) and layer.stride == (1,)
+    assert layer.padding == ((1, 1),) and layer.pads == ((1, 1),)
+    assert layer.bind((9, 2)) == layer and layer.bind([9, 2]) == layer
+    assert layer == Conv(4, [3], (1,), [(1, 1)], "relu", (9, 2))
+    assert layer == Conv(4, np.int64(3), padding=np.int64(1), activation="relu").bind(
+        (9, 2)
+    )
+    assert hash(layer) == hash(Conv(4, (3,), 1, ((1, 1),), "relu").bind((9, 2)))
+    assert Conv(4, 3, padding="same") == Conv(4, 3, padding="SAME")
+    assert Conv(4, 3, padding="same").bind((6, 6, 1)).padding == "SAME"
+    assert Conv(4, 3, padding="same").bind((6, 6, 1)).pads == ((1, 1), (1, 1))
+    assert Conv(4, 3).in_shape is None and Conv(4, 3).kernel_size == 3
+    assert layer != Conv(4, 3, padding=1, activation="tanh").bind((9, 2))
 
 
 @pytest.mark.parametrize("scheme", ["he", "lecun", "glorot", "uniform01"])
-def test_conv_init_fan_in_is_kernel_area_times_c_in(key, scheme):
-    layer = Conv2D(3, 5, (3, 2), in_hw=(4, 4))
+@pytest.mark.parametrize("kernel", [(3, 2), (4,)], ids=["2d", "1d"])
+def test_conv_init_fan_in_is_kernel_size_times_c_in(key, scheme, kernel):
+    layer = Conv(5, kernel).bind((*(6,) * len(kernel), 3))
     theta = layer.init(jax.random.split(key, layer.n_keys), scheme, np.float64)
-    assert jax.tree.map(np.shape, theta) == jp.DenseParams((3, 2, 3, 5), (5,))
-    fan_in, fan_out = 3 * 2 * 3, 3 * 2 * 5
+    assert jax.tree.map(np.shape, theta) == jp.DenseParams((*kernel, 3, 5), (5,))
+    fan_in, fan_out = math.prod(kernel) * 3, math.prod(kernel) * 5
     if scheme in ("he", "lecun"):
         # The same draw with the receptive field named as input axes.
         explicit = jax.nn.initializers.variance_scaling(
             {"he": 2.0, "lecun": 1.0}[scheme],
             "fan_in",
             "truncated_normal",
-            in_axis=(0, 1, 2),
-            out_axis=3,
+            in_axis=tuple(range(len(kernel) + 1)),
+            out_axis=len(kernel) + 1,
         )
         w = explicit(jax.random.split(key, 2)[0], layer.kernel_shape, np.float64)
         np.testing.assert_array_equal(theta.w, w)
@@ -174,20 +260,71 @@ def test_conv_init_fan_in_is_kernel_area_times_c_in(key, scheme):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"in_channels": 0}, ValueError, "in_channels must be a positive integer"),
-        ({"out_channels": 2.0}, TypeError, "out_channels must be a positive integer"),
-        ({"kernel": 3}, TypeError, "kernel must be a pair of positive integers"),
-        ({"kernel": (3, 3, 3)}, TypeError, "kernel must be a pair"),
-        ({"kernel": (3, 0)}, ValueError, r"kernel\[1\] must be a positive integer"),
-        ({"stride": (0, 1)}, ValueError, r"stride\[0\] must be a positive integer"),
-        ({"stride": (True, 1)}, TypeError, r"stride\[0\] must be a positive integer"),
-        ({"in_hw": (4,)}, TypeError, "in_hw must be a pair"),
+        ({"features": 0}, ValueError, "features must be a positive integer"),
+        ({"features": 2.0}, TypeError, "features must be a positive integer"),
+        ({"kernel_size": 0}, ValueError, "kernel_size must be a positive integer"),
+        ({"kernel_size": 2.5}, TypeError, "kernel_size must be a positive integer"),
+        ({"kernel_size": (3, 0)}, ValueError, r"kernel_size\[1\] must be a posi"),
+        ({"kernel_size": ()}, ValueError, r"kernel_size must not be empty"),
+        ({"stride": 0}, ValueError, "stride must be a positive integer; got 0."),
+        ({"stride": (True, 1)}, TypeError, r"stride\[0\] must be a positive int"),
         ({"padding": "VALD"}, ValueError, "Unknown padding 'VALD'; did you mean"),
-        ({"padding": 1}, TypeError, "padding must be one of"),
-        ({"kernel": (5, 3)}, ValueError, r"kernel \(5, 3\) is larger than the input"),
+        ({"padding": 1.5}, TypeError, "padding must be 'SAME', 'VALID', an int"),
+        ({"padding": -1}, ValueError, r"padding must be an integer ≥ 0; got -1"),
+        ({"padding": (1, 1)}, TypeError, r"\(low, high\) pairs"),
+        ({"padding": ((1, -1),)}, ValueError, r"padding\[0\] must be an integer ≥ 0"),
+        ({"activation": ["relu"]}, TypeError, "activation must be hashable"),
     ],
 )
 def test_conv_bad_config_is_named(kwargs, error, match):
-    config = {"in_channels": 2, "out_channels": 3, "kernel": (3, 3), "in_hw": (4, 4)}
     with pytest.raises(error, match=match):
-        Conv2D(**{**config, **kwargs})
+        Conv(**{"features": 3, "kernel_size": 3, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "in_shape", "error", "match"),
+    [
+        (
+            {},
+            (125,),
+            ValueError,
+            r"Conv needs an input \(\*spatial, channels\).*"
+            r"got in_shape \(125,\): put it before Flatten",
+        ),
+        ({}, 40, TypeError, r"in_shape must be a tuple \(\*spatial, channels\)"),
+        ({}, (40, 0), ValueError, r"in_shape\[1\] must be a positive integer"),
+        (
+            {"kernel_size": (3, 3)},
+            (40, 1),
+            ValueError,
+            r"kernel_size \(3, 3\) has 2 entries but the input in_shape \(40, 1\) "
+            "has spatial rank 1",
+        ),
+        ({"stride": (1,)}, (8, 8, 1), ValueError, r"stride \(1,\) has 1 entries"),
+        ({"padding": ((1, 1),)}, (8, 8, 1), ValueError, r"padding \(\(1, 1\),\) has"),
+        (
+            {"kernel_size": (5, 3)},
+            (4, 4, 2),
+            ValueError,
+            r"kernel_size \(5, 3\) is larger than the input in_shape \(4, 4, 2\) "
+            r"padded \('VALID'\) along spatial axis 0: 4 \+ 0 < 5",
+        ),
+        (
+            {"kernel_size": 6, "padding": ((1, 0),)},
+            (4, 2),
+            ValueError,
+            r"kernel_size \(6,\) is larger .* padded \(\(\(1, 0\),\)\)",
+        ),
+    ],
+)
+def test_conv_bad_bind_is_named(kwargs, in_shape, error, match):
+    with pytest.raises(error, match=match):
+        Conv(**{"features": 3, "kernel_size": 3, **kwargs}).bind(in_shape)
+
+
+def test_unbound_conv_and_unknown_sq_norm_method_are_named():
+    with pytest.raises(ValueError, match=r"has no input shape yet: bind it first"):
+        Conv(3, 3).out_shape  # noqa: B018
+    layer, _, a, delta, _ = _case(0, *GRID[0])
+    with pytest.raises(ValueError, match="Unknown method 'ghost'; expected one of"):
+        layer.sq_norms(a, delta, "ghost")
