@@ -9,4 +9,8 @@ follows the same protocol (docs/layers.md): parametrized layers have ``init``,
 maps have ``apply`` and ``adjoint``.
 """
 
+from .._core.conv import Conv as Conv
+from .._core.pool import AvgPool as AvgPool
+from .._core.pool import Flatten as Flatten
+from .._core.pool import MaxPool as MaxPool
 from .._core.specs import Dense as Dense
