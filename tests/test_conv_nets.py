@@ -1,0 +1,328 @@
+"""Conv nets (``jp.Network`` of Conv, pooling, Flatten and Dense layers):
+the hand-written δ pass against ``jax.grad`` and finite differences over a
+generated covering set of nets, every rule on conv layers, per-example
+quantities, runs over seeds, max pooling's ties, a user's layer, bad input."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxprop as jp
+from jaxprop import rules
+from jaxprop.layers import AvgPool, Conv, Dense, Flatten, MaxPool
+from tests.helpers import COST_CONFIGS, Depthwise1D, assert_trees_close, scale_layer
+
+ACTIVATIONS = list(jp.ACTIVATIONS)
+COSTS = [*COST_CONFIGS.values(), ("hinge", "identity", "signs")]
+PADDINGS = ["VALID", "SAME", "int", "pairs"]
+POOLS = [None, "avg", "max"]
+N_OUT, BATCH = 3, 3
+
+
+def conv_net(rank, kernel, stride, padding, pool, activation, cost):
+    """A net of two convs (the first with the case's kernel, stride and
+    padding), an optional pool between them, Flatten and Dense."""
+    in_shape = (13, 2) if rank == 1 else (9, 8, 2)
+    pads = {
+        "VALID": "VALID",
+        "SAME": "SAME",
+        "int": 1,
+        "pairs": ((1, 2),) if rank == 1 else ((1, 2), (2, 0)),
+    }[padding]
+    layers = [Conv(3, kernel, stride=stride, padding=pads)]
+    if pool is not None:
+        kind = AvgPool if pool == "avg" else MaxPool
+        layers.append(kind(2, stride=1 + kernel % 2))
+    layers += [Conv(4, 2, padding="SAME"), Flatten(), Dense(N_OUT)]
+    cost_name, out_act, _ = cost
+    return jp.Network(in_shape, tuple(layers), activation, out_act, cost_name, "sum")
+
+
+def draw(net, targets, seed, dtype=np.float64):
+    """params (N(0, 1/fan-in) weights, N(0, 0.3²) biases), x and y by NumPy."""
+    rng = np.random.default_rng(seed)
+    params = []
+    for block in net.blocks:
+        shapes = block.shapes(dtype)
+        fan_in = np.prod(shapes.w.shape[:-1])
+        params.append(
+            jp.DenseParams(
+                jnp.asarray(rng.normal(size=shapes.w.shape) / np.sqrt(fan_in), dtype),
+                jnp.asarray(0.3 * rng.normal(size=shapes.b.shape), dtype),
+            )
+        )
+    x = jnp.asarray(rng.normal(size=(BATCH, *net.input_shape)), dtype)
+    n = net.n_out
+    y = {
+        "real": lambda: rng.normal(size=(BATCH, n)),
+        "unit": lambda: rng.uniform(size=(BATCH, n)),
+        "labels": lambda: rng.integers(0, n, BATCH),
+        "signs": lambda: rng.choice([-1.0, 1.0], (BATCH, n)),
+        "rows": lambda: rng.dirichlet(np.ones(n), BATCH),
+    }[targets]()
+    y = jnp.asarray(y) if targets == "labels" else jnp.asarray(y, dtype)
+    return tuple(params), x, y
+
+
+def case(i, rank, kernel, stride, padding, pool):
+    """One net of the set, its activation and cost taken in turn."""
+    cost = COSTS[i % len(COSTS)]
+    net = conv_net(rank, kernel, stride, padding, pool, ACTIVATIONS[i % 9], cost)
+    return (net, *draw(net, cost[2], i))
+
+
+# The default suite: 30 nets in which every rank, kernel 1-5, stride 1-3,
+# padding form, pool, activation and cost occurs (the indices cycle with
+# coprime periods); the full product of the structural axes is under `slow`.
+STRUCTURE = [
+    (1 + i % 2, 1 + i % 5, 1 + i % 3, PADDINGS[i % 4], POOLS[(i // 4) % 3])
+    for i in range(30)
+]
+FULL = [
+    s
+    for s in itertools.product([1, 2], range(1, 6), range(1, 4), PADDINGS, POOLS)
+    if s not in STRUCTURE
+]
+NETS = [pytest.param(i, *s, id=f"{i}") for i, s in enumerate(STRUCTURE)] + [
+    pytest.param(30 + i, *s, id=f"{30 + i}", marks=pytest.mark.slow)
+    for i, s in enumerate(FULL)
+]
+
+
+def test_the_covering_set_covers_every_value():
+    for axis, values in enumerate([[1, 2], range(1, 6), range(1, 4), PADDINGS, POOLS]):
+        assert {s[axis] for s in STRUCTURE} == set(values)
+    assert len({i % 9 for i in range(30)}) == 9 == len(ACTIVATIONS)
+    assert len({i % len(COSTS) for i in range(30)}) == len(COSTS)
+
+
+@pytest.mark.parametrize("i, rank, kernel, stride, padding, pool", NETS)
+def test_conv_net_gradients_are_jax_grad_and_finite_differences(
+    i, rank, kernel, stride, padding, pool
+):
+    net, params, x, y = case(i, rank, kernel, stride, padding, pool)
+    report = jp.check_grads(net, params, x, y, numeric_entries=24, rtol=(1e-12, 1e-6))
+    assert report.passed, str(report)
+
+
+def test_the_gradient_check_catches_a_tenth_of_a_percent_on_a_conv_layer():
+    net, params, x, y = case(7, 2, 3, 2, "SAME", "max")
+    for layer, param in [(0, "w"), (1, "b")]:
+
+        def wrong(p, x, y, layer=layer, param=param):
+            return scale_layer(net.backprop(p, x, y), layer, param, 1.001)
+
+        report = jp.check_grads(net, params, x, y, backprop=wrong, numeric=False)
+        assert not report.passed
+
+
+def test_max_pool_ties_go_where_jax_grad_sends_them():
+    # Integer inputs and weights and relu: windows hold equal maxima (and
+    # zeros), which jax.grad of lax.reduce_window routes to the first.
+    net = jp.Network(
+        (6, 6, 1),
+        (Conv(2, 2, padding="SAME"), MaxPool(2, stride=1), Flatten(), Dense(2)),
+        activation="relu",
+    )
+    rng = np.random.default_rng(0)
+    params = (
+        jp.DenseParams(
+            jnp.asarray(rng.integers(-1, 2, (2, 2, 1, 2)), float), jnp.zeros(2)
+        ),
+        jp.DenseParams(jnp.asarray(rng.normal(size=(50, 2))), jnp.zeros(2)),
+    )
+    x = jnp.asarray(rng.integers(0, 2, (4, 6, 6, 1)), float)
+    y = jnp.asarray(rng.normal(size=(4, 2)))
+    a = jax.nn.relu(net.blocks[0].apply(params[0], x))
+    windows = jnp.stack([a[:, :-1, :-1], a[:, 1:, :-1], a[:, :-1, 1:], a[:, 1:, 1:]])
+    assert np.any(np.sum(windows == windows.max(0), axis=0) > 1)  # ties occur
+    value, grads = net.value_and_backprop(params, x, y)
+    assert_trees_close(grads, jax.grad(net.loss)(params, x, y), 1e-13)
+
+
+@pytest.fixture(scope="module")
+def mixed():
+    """A 1-D conv net with a pool, its float64 params and data."""
+    net = conv_net(1, 3, 2, "int", "avg", "tanh", COST_CONFIGS["softmax-labels"])
+    return (net, *draw(net, "labels", 3))
+
+
+def test_feedback_alignment_with_b_equal_to_w_is_backprop(mixed):
+    net, params, x, y = mixed
+    state = rules.FeedbackState(tuple(p.w for p in params[1:]))
+    _, grads, _ = rules.feedback_alignment().value_and_grads(net, params, state, x, y)
+    assert_trees_close(grads, net.backprop(params, x, y), 1e-13)  # two programs
+    drawn = rules.feedback_alignment().init(jax.random.key(0), net, params).feedback
+    assert [b.shape for b in drawn] == [p.w.shape for p in params[1:]]
+
+
+def test_sign_symmetry_on_weights_of_plus_minus_one_is_backprop(mixed):
+    net, params, x, y = mixed
+    params = (params[0], *(p._replace(w=jnp.sign(p.w)) for p in params[1:]))
+    _, grads, _ = rules.sign_symmetry().value_and_grads(net, params, (), x, y)
+    assert_trees_close(grads, net.backprop(params, x, y), 1e-13)
+
+
+def test_dfa_projects_delta_out_densely_into_each_conv_layer():
+    # One hidden conv layer before Flatten+Dense: backprop's δ^1 is
+    # reshape(δ^L W^2ᵀ) ⊙ σ'(z^1), so DFA with B^1 = W^2ᵀ is backprop.
+    net = jp.Network((10, 2), (Conv(3, 3, stride=2), Flatten(), Dense(4)), "tanh")
+    params, x, y = draw(net, "real", 5)
+    state = rules.direct_feedback_alignment().init(jax.random.key(0), net, params)
+    assert [b.shape for b in state.feedback] == [(4, 4 * 3)]  # (n_L, size of z^1)
+    state = rules.FeedbackState((params[1].w.T,))
+    rule = rules.direct_feedback_alignment()
+    _, grads, _ = rule.value_and_grads(net, params, state, x, y)
+    assert_trees_close(grads, net.backprop(params, x, y), 1e-13)
+
+
+def test_kolen_pollack_learns_a_kernel_shaped_b(mixed):
+    net, params, x, y = mixed
+    rule = rules.kolen_pollack(0.1, 0.01)
+    state = rule.init(jax.random.key(0), net, params)
+    _, grads, new = rule.value_and_grads(net, params, state, x, y)
+    for b, b_new, g in zip(state.feedback, new.feedback, grads[1:], strict=True):
+        np.testing.assert_allclose(b_new, 0.99 * b - 0.1 * g.w, rtol=1e-12)
+
+
+def test_alignment_on_a_conv_net(mixed):
+    net, params, x, y = mixed
+    state = rules.FeedbackState(tuple(p.w for p in params[1:]))
+    angles = rules.alignment(net, rules.feedback_alignment(), params, state, x, y)
+    assert angles.grad.shape == (net.n_layers,)
+    np.testing.assert_allclose(angles.grad, 0, atol=1e-5)
+    np.testing.assert_allclose(angles.delta, 0, atol=1e-5)
+
+
+def one_example_grads(net, params, x, y):
+    """Each example's gradient by jax.grad of its own loss (the oracle)."""
+    return jax.vmap(lambda xi, yi: jax.grad(net.loss)(params, xi[None], yi[None]))(x, y)
+
+
+def test_per_example_grads_norms_and_clipping_are_vmap_of_grad(mixed):
+    net, params, x, y = mixed
+    want = one_example_grads(net, params, x, y)
+    assert_trees_close(jp.per_example_grads(net, params, x, y), want, 1e-12)
+    norms = jnp.sqrt(
+        sum(jnp.sum(l.reshape(BATCH, -1) ** 2, axis=1) for l in jax.tree.leaves(want))
+    )
+    np.testing.assert_allclose(
+        jp.per_example_grad_norms(net, params, x, y), norms, rtol=1e-12
+    )
+    c = float(jnp.median(norms))
+    factor = jnp.minimum(1, c / norms)
+    clipped = jax.tree.map(lambda g: jnp.tensordot(factor, g, 1), want)
+    assert_trees_close(jp.clipped_grads(net, params, x, y, c), clipped, 1e-12)
+
+
+def test_dp_sgd_trains_a_conv_net_and_its_clipped_sum_is_the_oracle(mixed):
+    net, params, x, y = mixed
+    rule = rules.dp_sgd(clip_norm=0.5, noise_multiplier=0.0)
+    state = rule.init(jax.random.key(0), net, params)
+    _, grads, _ = rule.value_and_grads(net, params, state, x, y)
+    assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+    result = jp.train_seeds(
+        net,
+        jax.random.split(jax.random.key(0), 2),
+        x,
+        y,
+        optax.sgd(0.1),
+        4,
+        rule=rules.dp_sgd(clip_norm=0.5, noise_multiplier=1.0),
+    )
+    assert not np.any(result.diverged)
+
+
+def test_runs_over_seeds_equal_each_seed_alone(mixed):
+    net, _, x, y = mixed
+    keys = jax.random.split(jax.random.key(3), 3)
+    kwargs = dict(rule=rules.feedback_alignment(), batch_size=2, log_every=3)
+    together = jp.train_seeds(net, keys, x, y, optax.adam(1e-2), 6, **kwargs)
+    for i in range(3):
+        alone = jp.train_seeds(
+            net, keys[i : i + 1], x, y, optax.adam(1e-2), 6, **kwargs
+        )
+        assert_trees_close(
+            jax.tree.map(lambda l: l[i], together.params),
+            jax.tree.map(lambda l: l[0], alone.params),
+            1e-12,
+        )
+
+
+USER_NET = jp.Network(
+    (12, 3), (Depthwise1D(3), Depthwise1D(2), Flatten(), Dense(2)), "tanh"
+)
+
+
+def test_a_users_layer_has_the_gradient_of_jax_grad():
+    params, x, y = draw(USER_NET, "real", 2)
+    assert isinstance(USER_NET.blocks[0], jp.layers.Conv) is False
+    report = jp.check_grads(USER_NET, params, x, y, rtol=(1e-12, 1e-6))
+    assert report.passed, str(report)
+    want = one_example_grads(USER_NET, params, x, y)
+    assert_trees_close(jp.per_example_grads(USER_NET, params, x, y), want, 1e-12)
+
+
+@pytest.mark.parametrize("name", list(rules.RULES))
+def test_a_users_layer_trains_under_every_rule(name):
+    rule = rules.RULES[name](0.05, 0.0) if name == "kp" else rules.RULES[name]()
+    params, x, y = draw(USER_NET, "real", 4, np.float32)
+    optimizer = rules.kolen_pollack_sgd(0.05, 0.0) if name == "kp" else optax.sgd(0.05)
+    result = jp.train_seeds(
+        USER_NET,
+        jax.random.split(jax.random.key(0), 2),
+        x,
+        y,
+        optimizer,
+        20,
+        rule=rule,
+        log_every=10,
+    )
+    assert not np.any(result.diverged)
+    assert np.all(result.losses[:, -1] < result.losses[:, 0])
+
+
+@pytest.mark.parametrize(
+    "layers, input_shape, match",
+    [
+        (
+            (Conv(2, 5), Flatten(), Dense(2)),
+            (4, 1),
+            r"layers\[0\] = Conv.*kernel_size \(5,\) is larger",
+        ),
+        ((Conv(2, 3), Dense(2)), (8, 1), r"layers\[1\] = Dense.*Flatten"),
+        (
+            (Conv(2, 3), MaxPool(4), Flatten(), Dense(2)),
+            (5, 1),
+            r"layers\[1\] = MaxPool.*does not fit",
+        ),
+        ((Flatten(), Conv(2, 1), Dense(2)), (8, 1), r"layers\[1\] = Conv"),
+        ((Conv(2, 3), Flatten()), (8, 1), "must end with a parametrized layer"),
+    ],
+)
+def test_bad_conv_nets_are_refused_naming_the_layer(layers, input_shape, match):
+    with pytest.raises(ValueError, match=match):
+        jp.Network(input_shape, layers)
+
+
+def test_a_stride_of_zero_is_refused_when_the_layer_is_made():
+    with pytest.raises(ValueError, match="stride must be a positive integer"):
+        Conv(2, 3, stride=0)
+
+
+def test_inputs_and_feedback_of_the_wrong_shape_are_refused(mixed):
+    net, params, x, y = mixed
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, 13, 2\)"):
+        net.loss(params, x[:, :-1], y)
+    _, cache = net.forward_with_cache(params, x)
+    with pytest.raises(ValueError, match=r"feedback\[0\] must have shape \(2, 3, 4\)"):
+        net.backward(params, cache, y, feedback=(params[1].w[:1], params[2].w))
+    bad = rules.FeedbackState((params[1].w[:1], params[2].w))
+    with pytest.raises(ValueError, match="does not fit the rule feedback_alignment"):
+        jp.per_example_grads(
+            net, params, x, y, rule=rules.feedback_alignment(), state=bad
+        )
