@@ -140,7 +140,7 @@ def test_max_pool_ties_go_where_jax_grad_sends_them():
     a = jax.nn.relu(net.blocks[0].apply(params[0], x))
     windows = jnp.stack([a[:, :-1, :-1], a[:, 1:, :-1], a[:, :-1, 1:], a[:, 1:, 1:]])
     assert np.any(np.sum(windows == windows.max(0), axis=0) > 1)  # ties occur
-    value, grads = net.value_and_backprop(params, x, y)
+    _, grads = net.value_and_backprop(params, x, y)
     assert_trees_close(grads, jax.grad(net.loss)(params, x, y), 1e-13)
 
 
@@ -270,7 +270,7 @@ def test_a_users_layer_has_the_gradient_of_jax_grad():
 @pytest.mark.parametrize("name", list(rules.RULES))
 def test_a_users_layer_trains_under_every_rule(name):
     rule = rules.RULES[name](0.05, 0.0) if name == "kp" else rules.RULES[name]()
-    params, x, y = draw(USER_NET, "real", 4, np.float32)
+    _, x, y = draw(USER_NET, "real", 4, np.float32)
     optimizer = rules.kolen_pollack_sgd(0.05, 0.0) if name == "kp" else optax.sgd(0.05)
     result = jp.train_seeds(
         USER_NET,

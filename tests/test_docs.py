@@ -28,6 +28,7 @@ PAGES = ["README.md", *sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("docs/
 SLOW = {
     "README.md",
     "docs/custom.md",
+    "docs/layers.md",
     "docs/training.md",
     "docs/rules.md",
     "docs/per_example.md",
@@ -80,10 +81,12 @@ def test_every_block_of_a_page_runs_and_prints_what_it_promises(page, tmp_path):
 
 def test_the_api_reference_documents_every_public_name():
     api = (ROOT / "docs" / "api.md").read_text()
-    documented = set(re.findall(r"(jaxprop(?:\.rules|\.data)?\.\w+)$", api, re.M))
+    documented = set(
+        re.findall(r"(jaxprop(?:\.rules|\.data|\.layers)?\.\w+)$", api, re.M)
+    )
     documented |= {f"jaxprop.{n[3:]}" for n in re.findall(r"`(jp\.\w+)`", api)}
     documented |= {f"jaxprop.rules.{n}" for n in re.findall(r"`jp\.rules\.(\w+)`", api)}
-    for module in (jaxprop, jaxprop.rules, jaxprop.data):
+    for module in (jaxprop, jaxprop.rules, jaxprop.data, jaxprop.layers):
         public = {
             f"{module.__name__}.{n}"
             for n in dir(module)
