@@ -326,3 +326,24 @@ def test_inputs_and_feedback_of_the_wrong_shape_are_refused(mixed):
         jp.per_example_grads(
             net, params, x, y, rule=rules.feedback_alignment(), state=bad
         )
+
+
+def test_a_conv_trainer_checkpoints_and_resumes_bit_for_bit(mixed, tmp_path):
+    net, _, x, y = mixed
+    keys = jax.random.split(jax.random.key(0), 2)
+    make = lambda: jp.Trainer(  # noqa: E731
+        net, keys, x, y, rules.kolen_pollack_sgd(0.01, 0.0), 12, batch_size=2,
+        log_every=3, rule=rules.kolen_pollack(0.01, 0.0), eval_data=(x, y),
+        eval_every=6,
+    )  # fmt: skip
+    trainer = make()
+    state = trainer.advance(trainer.init(), 6)
+    path = trainer.save(tmp_path / "ck.npz", state)
+    resumed = make().load(path)
+    a = trainer.result(trainer.advance(state, 6))
+    b = trainer.result(trainer.advance(resumed, 6))
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    layers = (Conv(2, 3), Flatten(), Dense(net.n_out))
+    other = jp.Network(net.input_shape, layers, cost=net.cost)
+    with pytest.raises(ValueError, match="net"):
+        jp.Trainer(other, keys, x, y, optax.adam(1e-2), 12, batch_size=2).load(path)

@@ -39,7 +39,7 @@ def settings(options: Options, data) -> dict[str, Any]:
     return {
         "net": " ".join(
             [
-                "-".join(map(str, net.sizes)),
+                net.architecture,
                 *(describe(f) for f in (net.activation, net.output_activation)),
                 describe(net.cost),
                 net.reduction,

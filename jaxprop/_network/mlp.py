@@ -125,6 +125,11 @@ class MLP(Net):
         return self.layers
 
     @property
+    def architecture(self) -> str:
+        """The widths, as messages and checkpoints name them: ``"2-8-1"``."""
+        return "-".join(map(str, self.sizes))
+
+    @property
     def needs(self) -> str:
         """How messages name what the net's configuration needs."""
         return f"sizes={self.sizes}"

@@ -130,6 +130,12 @@ class Network(Net):
         return math.prod(self.blocks[-1].out_shape)
 
     @property
+    def architecture(self) -> str:
+        """The input shape and layers, as messages and checkpoints name them:
+        its input shape, then each layer as its repr."""
+        return " ".join([str(self.input_shape), *map(repr, self.layers)])
+
+    @property
     def needs(self) -> str:
         """How messages name what the net's configuration needs."""
         return "the network"
