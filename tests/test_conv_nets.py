@@ -84,9 +84,7 @@ STRUCTURE = [
 ]
 FULL = [
     (*s, POOLS[i % 3])
-    for i, s in enumerate(
-        itertools.product([1, 2], range(1, 6), range(1, 4), PADDINGS)
-    )
+    for i, s in enumerate(itertools.product([1, 2], range(1, 6), range(1, 4), PADDINGS))
     if (*s, POOLS[i % 3]) not in STRUCTURE
 ]
 NETS = [pytest.param(i, *s, id=f"{i}") for i, s in enumerate(STRUCTURE)] + [
@@ -349,3 +347,34 @@ def test_a_conv_trainer_checkpoints_and_resumes_bit_for_bit(mixed, tmp_path):
     other = jp.Network(net.input_shape, layers, cost=net.cost)
     with pytest.raises(ValueError, match="net"):
         jp.Trainer(other, keys, x, y, optax.adam(1e-2), 12, batch_size=2).load(path)
+
+
+def test_kernel_shaped_dfa_is_delta_out_through_each_next_layers_adjoint():
+    # biotorch's DFA for convolutions: δ^L copied to every output position of
+    # layer l + 1 and carried back by that layer's VJP with a kernel-shaped B.
+    net = jp.Network(
+        (11, 2), (Conv(3, 3), Conv(4, 2, stride=2), Flatten(), Dense(3)), "tanh"
+    )
+    params, x, y = draw(net, "real", 6)
+    rule = rules.direct_feedback_alignment(kernel_shaped=True)
+    state = rule.init(jax.random.key(0), net, params)
+    assert [b.shape for b in state.feedback] == [(2, 3, 3), (16, 3)]
+    _, grads, _ = rule.value_and_grads(net, params, state, x, y)
+    _, cache = net.forward_with_cache(params, x)
+    d_out = (cache.a[-1] - y) / BATCH  # mse, identity output, mean: (ŷ − y)/N
+    sigma_prime = lambda z: 1 - jnp.tanh(z) ** 2  # noqa: E731
+
+    def signal(l):  # δ^L through layer l + 1's VJP with B^{l+1}
+        block, b = net.blocks[l], state.feedback[l - 1]
+        theta = jp.DenseParams(b, jnp.zeros(b.shape[-1]))
+        z, vjp = jax.vjp(lambda u: block.apply(theta, u), cache.a[l])
+        spread = jnp.broadcast_to(
+            d_out.reshape(d_out.shape[0], *(1,) * (z.ndim - 2), -1), z.shape
+        )
+        return vjp(spread)[0]
+
+    deltas = [signal(l) * sigma_prime(cache.z[l - 1]) for l in (1, 2)]
+    assert_trees_close(grads[0], net.blocks[0].grads(x, deltas[0]), 1e-12)
+    assert_trees_close(grads[1], net.blocks[1].grads(cache.a[1], deltas[1]), 1e-12)
+    with pytest.raises(TypeError, match="kernel_shaped"):
+        rules.direct_feedback_alignment(kernel_shaped="yes")

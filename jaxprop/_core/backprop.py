@@ -83,6 +83,22 @@ class Through(NamedTuple):
         return contract(delta_next, self.weights[l - 1], 1, 1)
 
 
+class Spread(NamedTuple):
+    r"""The projection that carries δ^L itself back through each next layer's
+    adjoint: δ^L copied to every output position of layer l + 1, then
+    ``layers[l].adjoint(weights[l - 1], ·)``, a kernel-shaped direct feedback
+    (biotorch's DFA for convolutions; for a Dense layer l + 1 it is δ^L
+    (B^{l+1})ᵀ, Nøkland's DFA with B transposed).
+
+    Attributes:
+      weights: (B^2, ..., B^L), B^l of W^l's shape with n_L in place of its
+        output channels: (*kernel, C_in, n_L) for a conv layer, (n_{l-1}, n_L)
+        for a Dense one.
+    """
+
+    weights: tuple[Array, ...]
+
+
 def hidden(sigma: Activation | Sequence[Activation], l: int) -> Activation:
     """σ_l of hidden layer l: ``sigma`` itself, or ``sigma[l - 1]`` when a
     network gives each hidden layer its own (a tuple of L − 1)."""
@@ -132,7 +148,7 @@ def recursion(
     cache: Cache,
     delta: Array,
     sigma: Activation,
-    project: Project | Through,
+    project: Project | Through | Spread,
     name: str = "the projection",
 ) -> tuple[Array, ...]:
     r"""The δ recursion with a replaceable projection: (δ^1, ..., δ^L).
@@ -151,6 +167,7 @@ def recursion(
         per example or already reduced.
       sigma: the hidden activation (its σ'(z, a)).
       project: a :class:`Through` (each layer's adjoint with another weight),
+        a :class:`Spread` (δ^L through each layer's adjoint),
         or ``(l, δ^{l+1}, δ^L) -> (batch, n_l)``, layer l's signal itself.
       name: who made the projection (a rule's name), for the message below.
 
@@ -166,6 +183,17 @@ def recursion(
         weights = project.weights
 
         def project(l, d, _):  # layer l + 1's adjoint, its input a^l
+            return layers[l].adjoint(weights[l - 1], d, cache.a[l])
+
+    elif isinstance(project, Spread):
+        weights = project.weights
+
+        def project(l, _, d_out):  # δ^L at each of layer l + 1's positions
+            spatial = tuple(layers[l].out_shape[:-1])
+            d = jnp.expand_dims(d_out, tuple(range(1, 1 + len(spatial))))
+            d = jnp.broadcast_to(
+                d, (d.shape[0], *spatial, *d.shape[1 + len(spatial) :])
+            )
             return layers[l].adjoint(weights[l - 1], d, cache.a[l])
 
     out = [delta]

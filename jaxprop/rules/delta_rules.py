@@ -325,8 +325,32 @@ def _dfa_project(params, state):
     return lambda l, _, delta_out: bp.contract(delta_out, state.feedback[l - 1], 1, 0)
 
 
+def _spread_feedback(params, state):
+    return bp.Spread(tuple(state.feedback))
+
+
+def _kernel_dfa_init(scale):
+    def init(key, net, params):
+        # B^{l+1}: W^{l+1}'s shape with n_L output channels; n: the entries
+        # each product sums over per input entry (kernel positions × n_L).
+        n_out = out_sizes(net.blocks)[-1]
+        shapes = [(p.w.shape[:-1] + (n_out,), p.w.size // p.w.shape[-2]
+                   // p.w.shape[-1] * n_out) for p in params[1:]]  # fmt: skip
+        return FeedbackState(_uniform_feedback(key, shapes, scale, params[0].w.dtype))
+
+    return init
+
+
 @functools.cache
-def _direct_feedback_alignment(scale: float | None) -> Rule:
+def _direct_feedback_alignment(scale: float | None, kernel_shaped: bool) -> Rule:
+    if kernel_shaped:
+        return delta_rule(
+            _kernel_dfa_init(scale),
+            _spread_feedback,
+            hyperparams=(),
+            name="direct_feedback_alignment",
+        )
+
     def init(key, net, params):
         # B^l: (n_L, size of z^l); a conv layer's δ^L B^l is reshaped to z^l's
         # shape by the recursion (Nøkland's dense projection).
@@ -339,15 +363,28 @@ def _direct_feedback_alignment(scale: float | None) -> Rule:
     )
 
 
-def direct_feedback_alignment(scale: float | None = None) -> Rule:
+def direct_feedback_alignment(
+    scale: float | None = None, *, kernel_shaped: bool = False
+) -> Rule:
     r"""Direct feedback alignment (Nøkland 2016): δ^l = (δ^L B^l) ⊙ σ'(z^l) for
-    every hidden layer, B^l: (n_L, n_l) fixed and random; the output layer gets
-    its true δ^L.
+    every hidden layer, B^l: (n_L, size of z^l) fixed and random (reshaped to
+    z^l's shape for a conv layer); the output layer gets its true δ^L.
+
+    With ``kernel_shaped=True``, biotorch's variant for convolutions: δ^L,
+    copied to every output position of layer l + 1, goes back through that
+    layer's adjoint with a fixed random B^{l+1} of its kernel's shape but n_L
+    output channels, (*kernel, C_in, n_L) (for a Dense layer l + 1,
+    (n_l, n_L): the dense DFA with B transposed): local feedback with far
+    fewer entries. A user's layer must accept such a weight in its adjoint.
 
     Args:
-      scale: B^l ~ U[−scale, scale]; None: 1/√n_L.
+      scale: B^l ~ U[−scale, scale]; None: 1/√n with n the entries each
+        product sums over (n_L for the dense B^l).
+      kernel_shaped: biotorch's kernel-shaped B (see above).
     """
-    return _direct_feedback_alignment(_check_scale(scale))
+    if not isinstance(kernel_shaped, bool):
+        raise TypeError(f"kernel_shaped must be True or False; got {kernel_shaped!r}.")
+    return _direct_feedback_alignment(_check_scale(scale), kernel_shaped)
 
 
 @functools.cache
