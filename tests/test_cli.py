@@ -164,7 +164,7 @@ def test_train_on_csv_files_without_out(tmp_path, capsys):
         (["--data", "BAD_CSV"], "not a table of numbers"),
         (
             ["--data", "IMAGES_NPZ"],
-            "x of shape (6, 4, 4); the command trains on (n, n_in)",
+            "x of shape (6, 4, 4); an MLP (sizes) trains on (n, n_in)",
         ),
         (
             ["--cost", "binary_cross_entropy", "--output-activation", "identity"],

@@ -327,3 +327,11 @@ def _format_activation(i: int, activation) -> str:
         f"layers[{i}]: activation {activation!r} has no --layers spec (the syntax "
         f"names one of {list(ACTIVATIONS)})."
     )
+
+
+def describe_net(net) -> str:
+    """The command's one-word view of a network: an MLP's widths (``2-8-1``), a
+    Network's spec and input shape (``conv8k3,flatten,dense10 on 40x1``)."""
+    if hasattr(net, "sizes"):
+        return "-".join(map(str, net.sizes))
+    return f"{format_layers(net.layers)} on {'x'.join(map(str, net.input_shape))}"
