@@ -8,7 +8,8 @@ from .._experiment import FIELDS
 
 _HELP = {
     "data": "xor, moons, spirals, blobs, mnist1d, digits (scikit-learn's 8x8 "
-    "digits), fashion_mnist (Debian's dataset-fashion-mnist package), mnist:PATH or fashion_mnist:PATH (a folder of the four IDX files, "
+    "digits), fashion_mnist (Debian's dataset-fashion-mnist package), mnist:PATH "
+    "or fashion_mnist:PATH (a folder of the four IDX files, "
     "gzipped or not, or a Keras-style .npz; nothing is downloaded), or PATH.npz "
     "(arrays x, y) / PATH.csv (targets in the last column)",
     "eval_data": "held-out PATH.npz/.csv, for file data only (the built-in data "
