@@ -13,6 +13,7 @@ import pytest
 from matplotlib.image import imread
 
 import jaxprop as jp
+from jaxprop import _experiment
 from jaxprop._cli import UsageError, main
 from jaxprop._cli.command import console
 from jaxprop._experiment import build, load_checkpoint, read_config
@@ -164,7 +165,7 @@ def test_train_on_csv_files_without_out(tmp_path, capsys):
         (["--data", "BAD_CSV"], "not a table of numbers"),
         (
             ["--data", "IMAGES_NPZ"],
-            "x of shape (6, 4, 4); the command trains on (n, n_in)",
+            "x of shape (6, 4, 4); an MLP (sizes) trains on (n, n_in)",
         ),
         (
             ["--cost", "binary_cross_entropy", "--output-activation", "identity"],
@@ -193,6 +194,35 @@ def test_train_on_csv_files_without_out(tmp_path, capsys):
         (["--resume", "NO_RUN", "--lr", "5"], "drop --lr"),
         (["--batch-size", "500"], "must not exceed the number of training"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--sizes", "2,4,1", "--layers", "dense1"], "--sizes and --layers: give one"),
+        (["--input-shape", "2"], "--input-shape goes with --layers"),
+        (
+            ["--layers", "dense1", "--input-shape", "3"],
+            "input_shape (3,) holds 3 entries per example; the data have 2",
+        ),
+        (
+            ["--layers", "conv8k3,flatten,dense1"],
+            "input_shape: data 'xor' are rows of 2 features and layers start with "
+            "conv8k3",
+        ),
+        # The Network's own messages, naming the layer and the shapes.
+        (
+            ["--layers", "conv8k3,flatten,dense1", "--input-shape", "2"],
+            "(input shape (2,)): Conv needs an input (*spatial, channels)",
+        ),
+        (
+            ["--layers", "conv8k3,flatten,dense1", "--input-shape", "2,1"],
+            "layers[0] = Conv(features=8, kernel_size=3",
+        ),
+        (
+            ["--layers", "conv2k1,dense1", "--input-shape", "2,1"],
+            "Dense needs a flat input (n,); got shape (2, 2)",
+        ),
+        (
+            ["--layers", "conv2k1,flatten,dense3", "--input-shape", "2,1"],
+            "layers: the data have 1 target column(s), so the last layer must have "
+            "1 outputs; got 3.",
+        ),
     ],
 )
 def test_user_mistakes_are_one_line_and_status_2(tmp_path, capsys, args, message):
@@ -220,6 +250,101 @@ def test_user_mistakes_are_one_line_and_status_2(tmp_path, capsys, args, message
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("jaxprop"), err
     assert message in err and "Traceback" not in err
+
+
+def test_a_bad_layer_spec_is_quoted_with_a_caret_and_status_2(capsys):
+    code = main(["train", "--data", "xor", "--layers", "conv8k3,conx2,dense1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.splitlines() == [
+        "jaxprop train: --layers: unknown layer 'conx2' at token 2 (did you mean "
+        "'conv'? expected one of ['conv', 'maxpool', 'avgpool', 'flatten', 'dense']):",
+        "  conv8k3,conx2,dense1",
+        "          ^^^^^",
+    ]
+
+
+def test_train_a_conv_net_on_an_image_npz(tmp_path, capsys):
+    """x of shape (n, 4, 4, 1) is read as images with --layers (an MLP refuses
+    it); the input shape is the file's."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(24, 4, 4, 1))
+    np.savez(tmp_path / "images.npz", x=x, y=(x[:, :2].sum((1, 2, 3)) > 0) * 1)
+    out = tmp_path / "run"
+    code = main([
+        "train", "--data", str(tmp_path / "images.npz"), "--layers",
+        "conv3k3,maxpool2,flatten,dense1", "--steps", "4", "--out", str(out),
+        "--no-gradcheck",
+    ])  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert code == 0
+    assert "conv3k3,maxpool2,flatten,dense1 on 4x4x1 tanh/sigmoid mse" in stdout
+    doc = json.loads((out / "config.json").read_text())
+    assert doc["resolved"]["input_shape"] == [4, 4, 1]
+    assert "sizes" not in doc["resolved"]
+    assert isinstance(jp.load_run(out).net, jp.Network)
+
+
+CONV_BASE = "conv25k5s2p1,conv25k3s2p1,conv25k3s2p1,flatten,dense10"
+
+
+@pytest.mark.slow  # about 20 s (MNIST-1D, compiles, the gradient check)
+def test_train_mnist1d_conv_base_and_load_the_run(tmp_path, capsys):
+    """MNIST-1D's ConvBase by the command: the input shape (40, 1) inferred,
+    the spec and shape recorded, load_run rebuilds the Network."""
+    pytest.importorskip("mnist1d")
+    out = tmp_path / "run"
+    code = main([
+        "train", "--data", "mnist1d", "--layers", CONV_BASE, "--activation", "relu",
+        "--output-activation", "identity", "--cost", "softmax_cross_entropy",
+        "--optimizer", "adam", "--lr", "0.01", "--batch-size", "16", "--steps", "3",
+        "--seeds", "2", "--out", str(out),
+    ])  # fmt: skip
+    stdout = capsys.readouterr().out
+    assert code == 0, stdout
+    assert stdout.startswith(f"mnist1d: {CONV_BASE} on 40x1 relu/identity")
+    assert "gradient check" in stdout and "PASSED" in stdout
+    run = jp.load_run(out)
+    assert isinstance(run.net, jp.Network)
+    assert run.net.input_shape == (40, 1)
+    assert (
+        run.net.layers
+        == jp.Network((40, 1), _experiment.parse_layers(CONV_BASE)).layers
+    )
+    assert run.config.layers == CONV_BASE and run.config.sizes is None
+    shapes = [(p.w.shape, p.b.shape) for p in run.params]
+    assert shapes == [
+        ((1, 2, 5, 1, 25), (1, 2, 25)),
+        ((1, 2, 3, 25, 25), (1, 2, 25)),
+        ((1, 2, 3, 25, 25), (1, 2, 25)),
+        ((1, 2, 125, 10), (1, 2, 10)),
+    ]
+    assert not np.allclose(run.params[0].w[0, 0], run.params[0].w[0, 1])  # 2 seeds
+    np.testing.assert_array_equal(run.curves["steps"], [1, 2, 3])
+
+
+@pytest.mark.slow  # three compiles of a conv net: .ci/run runs it
+def test_resume_extends_a_conv_run_as_a_fresh_run_trains(tmp_path, capsys):
+    pytest.importorskip("mnist1d")
+    out = tmp_path / "run"
+    args = [
+        "train", "--data", "mnist1d", "--layers",
+        "conv4k5s2p1,maxpool2,flatten,dense10", "--output-activation", "identity",
+        "--cost", "softmax_cross_entropy",
+        "--batch-size", "8", "--steps", "3", "--seeds", "2", "--out", str(out),
+        "--no-gradcheck", "--quiet",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert main(["train", "--resume", str(out), "--steps", "6", "--quiet"]) == 0
+    capsys.readouterr()
+    resumed = jp.load_run(out)
+    assert resumed.config.steps == 6
+    np.testing.assert_array_equal(resumed.curves["steps"], np.arange(1, 7))
+    trainer = build(resumed.config).trainer
+    fresh = trainer.result(trainer.advance(trainer.init(), 6))
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(fresh.params),
+                    strict=True):  # fmt: skip
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 SLURM_STEP = {

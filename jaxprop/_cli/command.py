@@ -192,7 +192,7 @@ def _check(args) -> int:
     """``jaxprop check``: the gradient-check table at a net's initial params."""
     import jax
 
-    from .._experiment import build, gradient_check, make_config
+    from .._experiment import build, describe_net, gradient_check, make_config
     from .._experiment.config import DTYPES
     from .._validate import choice
 
@@ -212,7 +212,7 @@ def _check(args) -> int:
         else f", finite differences at {check.numeric_entries} random entries per array"
     )
     print(
-        f"{'-'.join(map(str, net.sizes))} {net.activation}/{net.output_activation}, "
+        f"{describe_net(net)} {net.activation}/{net.output_activation}, "
         f"{net.cost} ({net.reduction}), {check.examples} examples "
         f"of {config.data}, seed {config.seed}'s initial params, {args.dtype} "
         f"on {jax.devices()[0].platform}{sampled}"

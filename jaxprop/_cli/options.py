@@ -8,7 +8,8 @@ from .._experiment import FIELDS
 
 _HELP = {
     "data": "xor, moons, spirals, blobs, mnist1d, digits (scikit-learn's 8x8 "
-    "digits), mnist:PATH or fashion_mnist:PATH (a folder of the four IDX files, "
+    "digits), fashion_mnist (Debian's dataset-fashion-mnist package), mnist:PATH "
+    "or fashion_mnist:PATH (a folder of the four IDX files, "
     "gzipped or not, or a Keras-style .npz; nothing is downloaded), or PATH.npz "
     "(arrays x, y) / PATH.csv (targets in the last column)",
     "eval_data": "held-out PATH.npz/.csv, for file data only (the built-in data "
@@ -17,7 +18,14 @@ _HELP = {
     "n_test": "test examples of moons/spirals/blobs (default 1000)",
     "classes": "classes of spirals (default 2) and blobs (default 3)",
     "data_seed": "seed of moons/spirals/blobs (default 0)",
-    "sizes": "layer widths, e.g. 2,8,1 (default: n_in,8,n_out)",
+    "sizes": "layer widths of an MLP, e.g. 2,8,1 (default: n_in,8,n_out)",
+    "layers": "instead of --sizes, any layers, comma-separated: conv25k5s2p1 "
+    "(features 25, kernel k5 or k5x5, stride s2, padding p1, same or valid; "
+    "default s1, valid), maxpool2 / avgpool2x2s1 (window, stride), flatten, "
+    "dense10; a conv or dense token may end in :relu (its own activation)",
+    "input_shape": "with --layers, one example's shape, channels last, e.g. 40,1 "
+    "or 28,28,1 (default: the data set's own with a conv or pool first; file "
+    "data of flat rows must give it)",
     "activation": "hidden activation (default tanh)",
     "output_activation": "output activation (default sigmoid)",
     "cost": "mse, binary_cross_entropy, softmax_cross_entropy or hinge (labels ±1, "
@@ -102,6 +110,8 @@ CHECK_FIELDS = (
     "classes",
     "data_seed",
     "sizes",
+    "layers",
+    "input_shape",
     "activation",
     "output_activation",
     "cost",

@@ -111,7 +111,7 @@ def _new_settings(args):
 
 def _run(args, exp, checkpoint, out, group) -> int:
     """Trains, stopping on Ctrl-C or a scheduler's SIGTERM, then :func:`_finish`."""
-    from .._experiment import run_experiment
+    from .._experiment import describe_net, run_experiment
 
     config = exp.config
     quiet = args.quiet or not group.main
@@ -120,7 +120,7 @@ def _run(args, exp, checkpoint, out, group) -> int:
     on = f" over {group.count} processes" if group.count > 1 else ""
     if group.main:
         print(
-            f"{config.data}: {'-'.join(map(str, net.sizes))} {net.activation}/"
+            f"{config.data}: {describe_net(net)} {net.activation}/"
             f"{net.output_activation} {net.cost}, {config.optimizer} lr "
             f"{','.join(f'{x:g}' for x in config.lr)}, {config.steps} steps, "
             f"{config.seeds} seeds ({lead} runs, {exp.trainer.strategy[0]}{on}), "

@@ -28,6 +28,7 @@ from .config import (
 )
 from .data import Data, load_data, make_net
 from .driver import CHECKPOINT_SECONDS, run_experiment, start, train_chunks
+from .layer_spec import describe_net, format_layers, parse_layers
 from .results import (
     SAMPLED_ENTRIES,
     GradientCheck,
@@ -55,10 +56,10 @@ __all__ = [
     "CHECKPOINT_SECONDS", "DATASETS", "DTYPES", "FIELDS", "MOMENTUM", "OPTIMIZERS",
     "OUT_FILES", "SAMPLED_ENTRIES", "Checkpoint", "Data", "Experiment",
     "ExperimentConfig", "GradientCheck", "SavedRun", "absolute_paths", "build",
-    "check_out_is_free", "checkpoint_bytes", "extend_config", "final_metrics",
-    "gradient_check", "load_checkpoint", "load_data", "load_run", "make_config",
-    "make_grid", "make_net", "make_optimizer", "make_rule", "prepare_out",
-    "read_config", "read_toml", "results_doc", "run_experiment",
-    "save_checkpoint", "start", "train_chunks", "write_gradient_check",
-    "write_results",
+    "check_out_is_free", "checkpoint_bytes", "describe_net", "extend_config",
+    "final_metrics", "format_layers", "gradient_check", "load_checkpoint", "load_data",
+    "load_run", "make_config", "make_grid", "make_net", "make_optimizer", "make_rule",
+    "parse_layers", "prepare_out", "read_config", "read_toml", "results_doc",
+    "run_experiment", "save_checkpoint", "start", "train_chunks",
+    "write_gradient_check", "write_results",
 ]  # fmt: skip

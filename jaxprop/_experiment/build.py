@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import optax
 
 from .._engine.train import Trainer
-from .._network import MLP
+from .._network import Net
 from ..rules import RULES, kolen_pollack_sgd
 from .config import MOMENTUM, OPTIMIZERS, ExperimentConfig, kp_decay, make_rule
-from .data import Data, load_data, make_net
+from .data import Data, load_data
 
 
 def _divisor_near(n: int, target: float) -> int:
@@ -30,7 +30,7 @@ class Experiment(NamedTuple):
 
     config: ExperimentConfig
     data: Data
-    net: MLP
+    net: Net  # jp.MLP, or jp.Network with config.layers
     trainer: Trainer
     checkpoint_every: int | None  # a multiple of log_every; None: by time
     eval_every: int | None  # None: no held-out data
@@ -75,8 +75,7 @@ def build(config: ExperimentConfig) -> Experiment:
             "dtype: float64 needs jax.config.update('jax_enable_x64', True) "
             "before any array is made (the jaxprop command does it)."
         )
-    data, sizes = load_data(config)
-    net = make_net(config, sizes)
+    data, net = load_data(config)
     steps = config.steps
     log_every = config.log_every or _divisor_near(steps, steps / 200)
     if steps % log_every:

@@ -29,13 +29,15 @@ from .._validate import (
     positive_number,
 )
 from ..rules import RULES, Rule, dp_sgd
+from .layer_spec import format_layers, parse_layers
 
 #: Every name a rule is read by: the short ones of ``RULES`` and the library's
 #: (``feedback_alignment`` ...), each to the short one config.json keeps.
 RULE_NAMES = {name: name for name in RULES} | {f.__name__: n for n, f in RULES.items()}
-DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d", "digits")
+DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d", "digits", "fashion_mnist")
 #: Data sets read from the user's files, given as ``NAME:PATH`` (a folder of the
-#: four IDX files or a Keras-style .npz; ``jp.data.load_mnist``).
+#: four IDX files or a Keras-style .npz; ``jp.data.load_mnist``); fashion_mnist
+#: without a path reads Debian's package (``jp.data.fashion_mnist``).
 FILE_DATASETS = ("mnist", "fashion_mnist")
 DTYPES = ("float32", "float64")
 #: name: optax constructor of (learning_rate, momentum).
@@ -66,9 +68,11 @@ class ExperimentConfig:
 
     Attributes:
       data: ``xor``, ``moons``, ``spirals``, ``blobs``, ``mnist1d``,
-        ``digits``, ``mnist:PATH`` or ``fashion_mnist:PATH`` (a folder of the
-        four IDX files or a Keras-style ``.npz``), or a path to a ``.npz``
-        (arrays ``x``, ``y``) or ``.csv`` (targets in the last column).
+        ``digits``, ``fashion_mnist`` (the files of Debian's
+        dataset-fashion-mnist package), ``mnist:PATH`` or
+        ``fashion_mnist:PATH`` (a folder of the four IDX files or a
+        Keras-style ``.npz``), or a path to a ``.npz`` (arrays ``x``, ``y``)
+        or ``.csv`` (targets in the last column).
       eval_data: optional held-out ``.npz``/``.csv``, for file data only (moons,
         spirals, blobs, mnist1d, digits, mnist and fashion_mnist bring their own
         test split; XOR has only its 4 training points, so it has no held-out
@@ -76,7 +80,15 @@ class ExperimentConfig:
       n_train, n_test: examples drawn for moons/spirals/blobs (default 200, 1000).
       classes: classes for spirals and blobs (default 2 and 3).
       data_seed: seed of moons/spirals/blobs (n_train + n_test points, split in two).
-      sizes: layer widths (n_in, ..., n_out); default (n_in, 8, n_out).
+      sizes: layer widths (n_in, ..., n_out) of a ``jp.MLP``; default
+        (n_in, 8, n_out).
+      layers: instead of sizes, a ``jp.Network``'s layers in the short syntax
+        of ``layer_spec`` (``conv25k5s2p1,flatten,dense10``), as
+        ``format_layers`` writes it.
+      input_shape: with layers, one example's shape, channels last ((40, 1));
+        default: the data set's own with a conv or pool first (mnist1d
+        (40, 1), digits (8, 8, 1), mnist and fashion_mnist (28, 28, 1), a
+        .npz's x of shape (n, *shape)), else flat rows (n_in,).
       activation, output_activation, cost, reduction: as for ``jp.MLP``.
       init: initialization scheme (default: the activation's).
       optimizer: one of ``OPTIMIZERS``; lr: one or more learning rates (a grid:
@@ -112,6 +124,8 @@ class ExperimentConfig:
     classes: int | None = None
     data_seed: int | None = None  # None: 0
     sizes: tuple[int, ...] | None = None
+    layers: str | None = None
+    input_shape: tuple[int, ...] | None = None
     activation: str = "tanh"
     output_activation: str = "sigmoid"
     cost: str = "mse"
@@ -238,7 +252,7 @@ def _data_settings(v: dict, out: dict, n) -> None:
             out[key] = str(v[key])
     data = out.get("data", "xor")
     source, path = data_source(data)
-    if source in FILE_DATASETS and not path:
+    if source == "mnist" and not path:
         raise ValueError(
             f"{n('data')}: {source} needs the path of its files: {source}:PATH, a "
             f"folder of the four IDX files (gzipped or not) or a Keras-style .npz; "
@@ -306,6 +320,7 @@ def _numbers_and_choices(v: dict, out: dict, n) -> None:
                 f"got {sizes}."
             )
         out["sizes"] = sizes
+    _layer_settings(v, out, n)
     for key, choices in (
         ("activation", ACTIVATIONS),
         ("output_activation", ACTIVATIONS),
@@ -334,6 +349,33 @@ def _numbers_and_choices(v: dict, out: dict, n) -> None:
                 f"digits); got {v['lr']!r}."
             )
         out["lr"] = lr
+
+
+def _layer_settings(v: dict, out: dict, n) -> None:
+    """``layers`` (a Network) instead of ``sizes`` (an MLP), and its input shape."""
+    if "layers" in v:
+        if "sizes" in v:
+            raise ValueError(
+                f"{n('sizes')} and {n('layers')}: give one ({n('sizes')} makes an "
+                f"MLP of dense layers, {n('layers')} a network of any layers)."
+            )
+        out["layers"] = format_layers(parse_layers(v["layers"], n("layers")))
+    if "input_shape" in v:
+        if "layers" not in v:
+            raise ValueError(
+                f"{n('input_shape')} goes with {n('layers')}; an MLP "
+                f"({n('sizes')}) takes flat rows of features."
+            )
+        shape = tuple(
+            integer(s, n("input_shape"), parse=True)
+            for s in _list(v["input_shape"], "input_shape")
+        )
+        if not shape:
+            raise ValueError(
+                f"{n('input_shape')} must be one example's shape, channels last, "
+                f"e.g. 40,1 or 28,28,1; got {v['input_shape']!r}."
+            )
+        out["input_shape"] = shape
 
 
 def _rule_settings(v: dict, out: dict, n, saved: bool) -> str:

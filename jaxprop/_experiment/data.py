@@ -3,6 +3,7 @@ for the cost."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -11,8 +12,20 @@ import numpy as np
 
 from .. import data as datasets
 from .._core.costs import Cost, get_cost
-from .._network import MLP
+from .._network import MLP, Net, Network
+from ..data._files import FASHION_MNIST_DIR
+from ..layers import Dense
 from .config import ExperimentConfig, data_source
+from .layer_spec import format_layers, parse_layers
+
+#: One example's shape, channels last, of the data sets that have one: the
+#: input shape of ``layers`` that start with a conv or a pool.
+INPUT_SHAPES = {
+    "mnist1d": (40, 1),
+    "digits": (8, 8, 1),
+    "mnist": (28, 28, 1),
+    "fashion_mnist": (28, 28, 1),
+}
 
 
 class Data(NamedTuple):
@@ -60,6 +73,20 @@ def _raw_data(config: ExperimentConfig):
                 "pip install -e '.[digits]' in jaxprop's source."
             ) from None
         return d.x, d.y, d.x_test, d.y_test
+    if name == "fashion_mnist":  # Debian's package
+        try:
+            d = datasets.fashion_mnist()
+        except FileNotFoundError:
+            raise ValueError(
+                f"data: fashion_mnist reads the files of Debian's "
+                f"dataset-fashion-mnist package, and "
+                f"{str(FASHION_MNIST_DIR)!r} is absent: apt-get "
+                f"install dataset-fashion-mnist, or give fashion_mnist:PATH (a "
+                f"folder of the four IDX files or a Keras-style .npz)."
+            ) from None
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"data: {e}") from None
+        return d.x, d.y, d.x_test, d.y_test
     source, path = data_source(name)
     if path is not None:  # mnist:PATH, fashion_mnist:PATH: the files' split
         loader = {
@@ -71,24 +98,27 @@ def _raw_data(config: ExperimentConfig):
         except (ValueError, TypeError) as e:
             raise ValueError(f"data: {str(e).removeprefix('path: ')}") from None
         return d.x, d.y, d.x_test, d.y_test
-    x, y = _load_file(name, "data")
+    shaped = config.layers is not None
+    x, y = _load_file(name, "data", shaped)
     x_eval = y_eval = None
     if config.eval_data is not None:
-        x_eval, y_eval = _load_file(config.eval_data, "eval_data")
+        x_eval, y_eval = _load_file(config.eval_data, "eval_data", shaped)
     return x, y, x_eval, y_eval
 
 
-def _load_file(path: str, name: str):
+def _load_file(path: str, name: str, shaped: bool = False):
+    """x, y of a .npz or .csv file; x of shape (n, *shape) only for a network
+    of ``layers`` (``shaped``)."""
     loader = datasets.load_npz if Path(path).suffix == ".npz" else datasets.load_csv
     try:
         x, y = loader(path)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{name}: {str(e).removeprefix('path: ')}") from None
-    if x.ndim != 2:
-        # check_dataset takes (n, *input_shape); the command's nets take rows.
+    if x.ndim != 2 and not shaped:
         raise ValueError(
-            f"{name}: {path}: x of shape {x.shape}; the command trains on "
-            f"(n, n_in) inputs, one row of features per example."
+            f"{name}: {path}: x of shape {x.shape}; an MLP (sizes) trains on "
+            f"(n, n_in) inputs, one row of features per example; layers (a conv "
+            f"net) takes (n, *input_shape)."
         )
     return x, y
 
@@ -104,9 +134,12 @@ def _shape_targets(y, n_out: int, net: MLP, dtype) -> np.ndarray:
     return t if t.ndim == 1 else t.astype(dtype)
 
 
-def _check_outputs(n_classes: int, n_out: int, cost: Cost, output_activation) -> None:
+def _check_outputs(
+    n_classes: int, n_out: int, cost: Cost, output_activation, layers: bool
+) -> None:
     """The output width must fit the classes: one output (2 classes, for a cost
-    that classifies by a threshold) or one each."""
+    that classifies by a threshold) or one each; ``layers``: the net is a
+    Network, its last layer's width said so."""
     argmax = cost.classify == "argmax"
     fits = n_out == n_classes or (n_out == 1 and n_classes <= 2 and not argmax)
     if not fits:
@@ -116,24 +149,67 @@ def _check_outputs(n_classes: int, n_out: int, cost: Cost, output_activation) ->
             if argmax or n_classes > 2
             else f"1 (one {low:g}/{high:g} output) or {n_classes} (one-hot)"
         )
-        raise ValueError(
-            f"sizes: the data have {n_classes} classes, so sizes must end with "
-            f"{hint}; got {n_out}."
+        raise ValueError(_width_message(layers, f"{n_classes} classes", hint, n_out))
+
+
+def _width_message(layers: bool, what: str, width, n_out: int) -> str:
+    if layers:
+        return (
+            f"layers: the data have {what}, so the last layer must have {width} "
+            f"outputs; got {n_out}."
         )
+    return f"sizes: the data have {what}, so sizes must end with {width}; got {n_out}."
 
 
-def make_net(config: ExperimentConfig, sizes) -> MLP:
-    return MLP(
-        tuple(sizes),
-        config.activation,
-        config.output_activation,
-        config.cost,
-        config.reduction,
-    )
+def make_net(config: ExperimentConfig, dims) -> Net:
+    """The experiment's network: a ``jp.MLP`` of widths ``dims``, or with
+    ``config.layers`` a ``jp.Network`` of input shape ``dims``.
+
+    Raises:
+      ValueError: layers that do not fit the input shape (the Network's message).
+    """
+    settings = (config.activation, config.output_activation, config.cost)
+    if config.layers is None:
+        return MLP(tuple(dims), *settings, config.reduction)
+    try:
+        return Network(
+            tuple(dims), parse_layers(config.layers), *settings, config.reduction
+        )
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"layers {config.layers}: {e}") from None
 
 
-def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
-    """The experiment's data and its network sizes (checked against the data)."""
+def _input_shape(config: ExperimentConfig, x: np.ndarray) -> tuple[int, ...]:
+    """One example's shape for ``config.layers``: ``input_shape``, else flat
+    rows before a dense layer, else the data set's own shape."""
+    if config.input_shape is not None:
+        shape = config.input_shape
+    elif isinstance(parse_layers(config.layers)[0], Dense):
+        shape = (math.prod(x.shape[1:]),)
+    elif data_source(config.data)[0] in INPUT_SHAPES:
+        shape = INPUT_SHAPES[data_source(config.data)[0]]
+    elif x.ndim > 2:
+        shape = x.shape[1:]
+    else:
+        first = format_layers(parse_layers(config.layers)[:1])
+        raise ValueError(
+            f"input_shape: data {config.data!r} are rows of {x.shape[1]} features "
+            f"and layers start with {first}, which needs one example's shape, "
+            f"channels last: give input_shape (e.g. {x.shape[1]},1)."
+        )
+    if math.prod(shape) != math.prod(x.shape[1:]):
+        raise ValueError(
+            f"input_shape {tuple(shape)} holds {math.prod(shape)} entries per "
+            f"example; the data have {math.prod(x.shape[1:])} (x of shape "
+            f"{x.shape})."
+        )
+    return tuple(shape)
+
+
+def load_data(config: ExperimentConfig) -> tuple[Data, Net]:
+    """The experiment's data and its network (checked against the data): a
+    ``jp.MLP`` of ``config.sizes``, or a ``jp.Network`` of ``config.layers``
+    with x reshaped to (n, *input_shape)."""
     x, y, x_eval, y_eval = (
         None if a is None else np.asarray(a) for a in _raw_data(config)
     )
@@ -158,6 +234,47 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
         if labels
         else None
     )
+    if x_eval is not None and x_eval.shape[1:] != x.shape[1:]:
+        raise ValueError(
+            f"eval_data has examples of shape {x_eval.shape[1:]}; the data have "
+            f"{x.shape[1:]}."
+        )
+    if config.layers is not None:
+        shape = _input_shape(config, x)
+        x = x.reshape(-1, *shape)
+        x_eval = None if x_eval is None else x_eval.reshape(-1, *shape)
+        net = make_net(config, shape)
+        n_out = net.n_out
+    else:
+        net = _mlp(config, x, y, labels, n_classes, cost)
+        n_out = net.sizes[-1]
+    layers = config.layers is not None
+    if not labels and y.shape[1] != n_out:
+        raise ValueError(
+            _width_message(layers, f"{y.shape[1]} target column(s)", y.shape[1], n_out)
+        )
+    if labels:
+        _check_outputs(n_classes, n_out, cost, config.output_activation, layers)
+    # Target rows that are class values (0/1, or the cost's: ±1 for hinge).
+    low, high = cost.class_values(config.output_activation)
+    classification = labels or bool(
+        np.all((y == 0) | (y == 1)) or np.all((y == low) | (y == high))
+    )
+    dtype = np.dtype(config.dtype)
+    y = _shape_targets(y, n_out, net, dtype)
+    if y_eval is not None:
+        y_eval = _shape_targets(y_eval, n_out, net, dtype)
+    return Data(
+        x.astype(dtype),
+        y,
+        None if x_eval is None else x_eval.astype(dtype),
+        y_eval,
+        classification,
+    ), net
+
+
+def _mlp(config: ExperimentConfig, x, y, labels: bool, n_classes, cost) -> MLP:
+    """The MLP of ``config.sizes`` (default n_in, 8, n_out), checked against x."""
     if config.sizes is None:
         if labels:
             n_out = 1 if n_classes <= 2 and cost.classify == "threshold" else n_classes
@@ -171,35 +288,7 @@ def load_data(config: ExperimentConfig) -> tuple[Data, tuple[int, ...]]:
             f"sizes: the data have {x.shape[1]} input features, so sizes must "
             f"start with {x.shape[1]}; got {sizes[0]}."
         )
-    if x_eval is not None and x_eval.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"eval_data has {x_eval.shape[1]} input features; the data have "
-            f"{x.shape[1]}."
-        )
-    if not labels and y.shape[1] != sizes[-1]:
-        raise ValueError(
-            f"sizes: the data have {y.shape[1]} target column(s), so sizes must "
-            f"end with {y.shape[1]}; got {sizes[-1]}."
-        )
-    if labels:
-        _check_outputs(n_classes, sizes[-1], cost, config.output_activation)
-    # Target rows that are class values (0/1, or the cost's: ±1 for hinge).
-    low, high = cost.class_values(config.output_activation)
-    classification = labels or bool(
-        np.all((y == 0) | (y == 1)) or np.all((y == low) | (y == high))
-    )
-    dtype = np.dtype(config.dtype)
-    net = make_net(config, sizes)
-    y = _shape_targets(y, sizes[-1], net, dtype)
-    if y_eval is not None:
-        y_eval = _shape_targets(y_eval, sizes[-1], net, dtype)
-    return Data(
-        x.astype(dtype),
-        y,
-        None if x_eval is None else x_eval.astype(dtype),
-        y_eval,
-        classification,
-    ), sizes
+    return make_net(config, sizes)
 
 
 def _as_labels(y: np.ndarray, name: str) -> np.ndarray | None:

@@ -269,7 +269,7 @@ def write_results(
         )
     key = doc["headline"]
     plots.histogram(out / f"{key}.png", metrics[key], config.lr, key.replace("_", " "))
-    if exp.data.x.shape[1] == 2:
+    if exp.data.x.ndim == 2 and exp.data.x.shape[1] == 2:  # a plane of inputs
         i = _best_lr(doc, config.lr)
         params = jax.tree.map(lambda l: l[i], result.params)
         threshold = (

@@ -30,7 +30,7 @@ from .._io import (
     save,
     saved_meta,
 )
-from .._network import MLP
+from .._network import Net
 from .build import Experiment, make_optimizer
 from .config import ExperimentConfig, make_config, make_rule
 from .data import Data, make_net
@@ -88,12 +88,20 @@ def resolved(exp: Experiment) -> dict[str, Any]:
     and the data's fingerprint (checked on resume)."""
     return {
         "data_sha256": data_fingerprint(exp.data),
-        "sizes": list(exp.net.sizes),
+        **_dims(exp),
         "log_every": exp.trainer.log_every,
         "eval_every": exp.eval_every,
         "checkpoint_every": exp.checkpoint_every,
         "alignment_every": exp.alignment_every,
     }
+
+
+def _dims(exp: Experiment) -> dict[str, list[int]]:
+    """What the network's construction resolved from the data: the MLP's
+    sizes, or the Network's input shape (its layers are the config's)."""
+    if exp.config.layers is None:
+        return {"sizes": list(exp.net.sizes)}
+    return {"input_shape": list(exp.net.input_shape)}
 
 
 def write_config(out: Path, exp: Experiment, argv=None, **extra) -> None:
@@ -326,7 +334,8 @@ class SavedRun(NamedTuple):
       config: its settings, config.json's ``"config"``, as an
         :class:`ExperimentConfig` (a frozen dataclass: ``config.lr``,
         ``config.rule``, ...); ``config.as_dict()`` is a dict of them.
-      net: the trained network (``jp.MLP``).
+      net: the trained network (``jp.MLP``, or ``jp.Network`` for a run of
+        ``layers``).
       params: every run's final params, leaves with leading (n_lr, n_seeds) axes.
       opt_state: every run's final optimizer state, the same leading axes.
       curves: ``curves.npz`` as a dict of NumPy arrays (``steps``, ``losses``
@@ -337,7 +346,7 @@ class SavedRun(NamedTuple):
 
     path: Path
     config: ExperimentConfig
-    net: MLP
+    net: Net
     params: Any
     opt_state: Any
     curves: dict[str, np.ndarray]
@@ -376,8 +385,10 @@ def load_run(path) -> SavedRun:
                 f"path: {str(path)!r} has no {name}: the run did not finish "
                 f"(jaxprop train --resume {path} finishes it)."
             )
-    sizes = (doc.get("resolved") or {}).get("sizes") or config.sizes
-    net = make_net(config, sizes)
+    dims = "sizes" if config.layers is None else "input_shape"
+    net = make_net(
+        config, (doc.get("resolved") or {}).get(dims) or getattr(config, dims)
+    )
     optimizer, rule = make_optimizer(config), make_rule(config)
 
     def like():
