@@ -378,3 +378,15 @@ def test_kernel_shaped_dfa_is_delta_out_through_each_next_layers_adjoint():
     assert_trees_close(grads[1], net.blocks[1].grads(cache.a[1], deltas[1]), 1e-12)
     with pytest.raises(TypeError, match="kernel_shaped"):
         rules.direct_feedback_alignment(kernel_shaped="yes")
+
+
+def test_the_delta_pass_as_a_vjp_inside_other_jax_code(mixed):
+    net, params, x, y = mixed
+    f = jp.loss_with_vjp(net)
+    g_params, g_x = jax.grad(f, argnums=(0, 1))(params, x, y)
+    assert_trees_close(g_params, net.backprop(params, x, y), 1e-12)
+    assert_trees_close(g_x, jax.grad(net.loss, argnums=1)(params, x, y), 1e-12)
+    apply = jp.apply_with_vjp(net)
+    loss = lambda p, x: jnp.sum(jnp.sin(apply(p, x)))  # noqa: E731
+    want = jax.grad(lambda p: jnp.sum(jnp.sin(net.forward(p, x))))(params)
+    assert_trees_close(jax.grad(loss)(params, x), want, 1e-12)
