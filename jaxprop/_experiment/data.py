@@ -13,7 +13,6 @@ import numpy as np
 from .. import data as datasets
 from .._core.costs import Cost, get_cost
 from .._network import MLP, Net, Network
-from ..data._files import FASHION_MNIST_DIR
 from ..layers import Dense
 from .config import ExperimentConfig, data_source
 from .layer_spec import format_layers, parse_layers
@@ -78,11 +77,11 @@ def _raw_data(config: ExperimentConfig):
             d = datasets.fashion_mnist()
         except FileNotFoundError:
             raise ValueError(
-                f"data: fashion_mnist reads the files of Debian's "
-                f"dataset-fashion-mnist package, and "
-                f"{str(FASHION_MNIST_DIR)!r} is absent: apt-get "
-                f"install dataset-fashion-mnist, or give fashion_mnist:PATH (a "
-                f"folder of the four IDX files or a Keras-style .npz)."
+                "data: fashion_mnist reads the files of Debian's "
+                "dataset-fashion-mnist package (/usr/share/datasets/"
+                "fashion-mnist), which is not installed: apt-get install "
+                "dataset-fashion-mnist, or give fashion_mnist:PATH (a folder "
+                "of the four IDX files or a Keras-style .npz)."
             ) from None
         except (ValueError, TypeError) as e:
             raise ValueError(f"data: {e}") from None
