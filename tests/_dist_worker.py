@@ -5,6 +5,7 @@ Usage: ``python tests/_dist_worker.py SPEC`` where SPEC is a JSON object:
 - ``devices``: XLA CPU devices of this process (set before JAX starts);
 - ``processes``, ``process_id``, ``port``: the ``jax.distributed`` group (on
   127.0.0.1); ``processes`` 1 runs alone, without ``jax.distributed``;
+- ``conv``: a small conv net (``jp.Network``) on (8, 6, 1) inputs, not XOR;
 - ``light``: full-batch steps and no learning-rate grid (less to compile);
   else minibatches of 2 (the shuffle's loops), two learning rates and an
   evaluation every 100 steps (:func:`problem`);
@@ -28,8 +29,9 @@ GLOO_MISSING = 77
 STEPS = 300
 
 
-def problem(light: bool):
-    """(net, keys, x, y, optimizer, steps, options): XOR 2-2-1 over 8 seeds, float64."""
+def problem(light: bool, conv: bool = False):
+    """(net, keys, x, y, optimizer, steps, options): XOR 2-2-1 over 8 seeds, float64,
+    or with ``conv`` a conv net on 8 fixed random examples of shape (6, 1)."""
     import jax
     import numpy as np
     import optax
@@ -39,6 +41,11 @@ def problem(light: bool):
     net = jp.MLP((2, 2, 1), "sigmoid", "sigmoid", "mse", "sum")
     sgd = optax.inject_hyperparams(optax.sgd)(learning_rate=0.5)
     x, y = jp.data.xor(np.float64)
+    if conv:
+        layers = (jp.layers.Conv(2, 3), jp.layers.MaxPool(2), jp.layers.Flatten())
+        net = jp.Network((6, 1), (*layers, jp.layers.Dense(1)), "tanh", "sigmoid")
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(8, 6, 1)), rng.uniform(size=(8, 1))
     keys = jax.random.split(jax.random.key(0), 8)
     options = dict(scheme="uniform01", log_every=10, dtype="float64")
     if not light:
@@ -73,7 +80,7 @@ def run(spec):
     import jaxprop as jp
     from jaxprop._engine.train import advance_in_chunks
 
-    net, keys, x, y, sgd, steps, options = problem(spec["light"])
+    net, keys, x, y, sgd, steps, options = problem(spec["light"], spec["conv"])
     out = spec["out"].format(process_id=jax.process_index())
     assert len(jax.devices()) == spec["devices"] * spec["processes"], jax.devices()
     if not (spec["load"] or spec["stop"] or spec["chunks"]):

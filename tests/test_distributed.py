@@ -73,7 +73,7 @@ def workers(tmp_path, name, processes, devices, **spec):
     out = str(tmp_path / f"{name}-{{process_id}}.npz")
     base = dict(
         devices=devices, processes=processes, port=port, load=None, stop=None,
-        save=None, chunks=False, light=False, out=out,
+        save=None, chunks=False, light=False, conv=False, out=out,
     ) | spec  # fmt: skip
     return [
         [sys.executable, str(WORKER), json.dumps(base | {"process_id": i})]
@@ -145,6 +145,18 @@ def test_two_processes_of_one_device_equal_one_process_of_two(tmp_path, one_of_t
     """The same chunks on the same number of devices: the same bits."""
     (two,) = run(workers(tmp_path, "two", processes=2, devices=1))
     assert_equal(two, one_of_two)
+
+
+@pytest.mark.slow
+def test_a_conv_net_in_two_processes_equals_one_process_of_two_devices(tmp_path):
+    """A jp.Network of Conv, MaxPool, Flatten and Dense, over two processes of
+    one device each: the bits of one process of two devices."""
+    two, one = run(
+        workers(tmp_path, "two", processes=2, devices=1, conv=True),
+        workers(tmp_path, "one", processes=1, devices=2, conv=True),
+    )
+    assert two[".losses"].shape == (2, 8, 30) and np.isfinite(two[".losses"]).all()
+    assert_equal(two, one)
 
 
 @pytest.mark.slow
