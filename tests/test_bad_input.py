@@ -428,7 +428,8 @@ def test_feedback_wrong_shape(case):
     )
     check_raises(
         ValueError,
-        r"feedback\[0\] must have shape \(4, 2\); got \(2, 4\)",
+        r"feedback\[0\] must have shape \(4, 2\) \(B\^2, in place of W\^2\); "
+        r"got \(2, 4\)",
         net.backward,
         params,
         cache,

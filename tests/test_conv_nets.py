@@ -319,7 +319,11 @@ def test_inputs_and_feedback_of_the_wrong_shape_are_refused(mixed):
     with pytest.raises(ValueError, match=r"x must have shape \(batch, 13, 2\)"):
         net.loss(params, x[:, :-1], y)
     _, cache = net.forward_with_cache(params, x)
-    with pytest.raises(ValueError, match=r"feedback\[0\] must have shape \(2, 3, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"feedback\[0\] must have shape \(2, 3, 4\) "
+        r"\(B\^2, in place of W\^2 \(layer 2: layers\[2\]",
+    ):
         net.backward(params, cache, y, feedback=(params[1].w[:1], params[2].w))
     bad = rules.FeedbackState((params[1].w[:1], params[2].w))
     with pytest.raises(ValueError, match="does not fit the rule feedback_alignment"):

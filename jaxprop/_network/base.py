@@ -215,7 +215,7 @@ class Net:
         if feedback is None:
             feedback = through_weights(params).weights
         else:
-            check_feedback(feedback, self.blocks)
+            check_feedback(feedback, self)
         return _backward(self, tuple(feedback), cache, y)
 
 
@@ -302,10 +302,10 @@ def check_xy(net: Net, params: Any, x: Any, y: Any) -> tuple[Array, Array]:
     return x, check_targets(y, net.cost_fn, net.n_out, x.shape[0], unbatched, dtype)
 
 
-def check_feedback(feedback, layers) -> None:
+def check_feedback(feedback, net: Net) -> None:
     """A ValueError unless ``feedback`` holds one B^l of W^l's shape for
-    each layer l = 2..L."""
-    shapes = [layer.shapes(jnp.float32).w.shape for layer in layers[1:]]
+    each layer l = 2..L of ``net``."""
+    shapes = [layer.shapes(jnp.float32).w.shape for layer in net.blocks[1:]]
     if not isinstance(feedback, (tuple, list)) or len(feedback) != len(shapes):
         raise ValueError(
             f"feedback must be a sequence of {len(shapes)} matrices "
@@ -316,7 +316,8 @@ def check_feedback(feedback, layers) -> None:
     for l, (b, shape) in enumerate(zip(feedback, shapes, strict=False)):
         if tuple(getattr(b, "shape", ())) != shape:
             raise ValueError(
-                f"feedback[{l}] must have shape {shape}; got "
+                f"feedback[{l}] must have shape {shape} (B^{l + 2}, in place of "
+                f"W^{l + 2}{net.layer_name(l + 1)}); got "
                 f"{getattr(b, 'shape', type(b).__name__)}."
             )
 
