@@ -42,6 +42,7 @@ from benchmarks import (
     agreement,
     alignment,
     baselines,
+    conv,
     gpu,
     mnist1d,
     per_example,
@@ -74,6 +75,7 @@ STUDIES = {
     "gpu": (gpu.bench_gpu, 10),
     "processes": (processes.bench_processes, 3),
     "alignment": (alignment.bench_alignment, 5),
+    "conv": (conv.bench_conv, 15),
 }
 #: What ``gpu`` runs besides its own measurements (benchmarks/gpu.py).
 GPU_STUDIES = ("step-time", "seed-scaling")

@@ -259,6 +259,10 @@ def markdown(results: dict) -> str:
         from benchmarks import per_example
 
         out += per_example.markdown(results["per-example"])
+    if "conv" in results:
+        from benchmarks import conv
+
+        out += conv.markdown(results["conv"])
     if "baselines" in results:
         r = results["baselines"]
         np_rate = r["numpy"]["epochs_per_s"]

@@ -274,3 +274,41 @@ def test_the_budget_is_read_from_this_process_s_devices_only(monkeypatch):
     plan = _layout._memory_plan(options, GPU)
     assert agreed == [-(_memory_budget(here, GPU) >> 20)]  # the max of minus: min
     assert plan.budget == _memory_budget(here, GPU) - GiB
+
+
+def _conv_net():
+    """ConvBase's first layer alone: 2 · 19 · 5 · 25 · 3 = 14250 FLOPs per
+    example and step for the conv, plus the Dense layer's."""
+    L = jp.layers
+    return jp.Network(
+        (40, 1),
+        (L.Conv(25, 5, stride=2, padding=1), L.Flatten(), L.Dense(10)),
+        cost="softmax_cross_entropy",
+    )
+
+
+def _strategy(net, batch, shape):
+    x = np.zeros((512, *shape), np.float32)
+    y = np.zeros(512, np.int32)
+    keys = jax.random.split(jax.random.key(0), 64)
+    trainer = jp.Trainer(
+        net, keys, x, y, optax.sgd(0.1), 1, batch_size=batch, devices=jax.devices()[:1]
+    )
+    return trainer.strategy[0]
+
+
+@pytest.mark.parametrize("batch", [1, 8, 64])
+def test_auto_reads_the_conv_figure_for_conv_nets_only(monkeypatch, batch):
+    """A conv net runs one at a time from ``conv_sequential_flops``; an MLP of
+    more FLOPs, still under ``sequential_flops``, is vmapped."""
+    figure = 2e5
+    cpu = PLATFORM_COSTS["cpu"]
+    monkeypatch.setitem(
+        PLATFORM_COSTS, "cpu", cpu._replace(conv_sequential_flops=figure)
+    )
+    conv = _conv_net()
+    sequential = _strategy(conv, batch, (40, 1)) == "sequential"
+    assert sequential == (conv.flops(batch) >= figure)
+    mlp = jp.MLP((40, 100, 10), cost="softmax_cross_entropy")
+    assert figure <= mlp.flops(64) < cpu.sequential_flops
+    assert _strategy(mlp, 64, (40,)) != "sequential"

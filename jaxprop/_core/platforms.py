@@ -30,6 +30,12 @@ class PlatformCosts(NamedTuple):
         and the batch at most these.
       sequential_flops: (cache) per-run, per-step FLOPs from which runs go one
         after another (one per device).
+      conv_sequential_flops: (cache) the same threshold for a network with a
+        convolution (``jp.layers.Conv``): vmapped over runs, a convolution
+        becomes one grouped convolution, which XLA:CPU runs slower than the
+        runs' convolutions one after another well below ``sequential_flops``.
+        None (the CPU's today: not yet measured, see docs/performance.md,
+        "Conv nets"): conv nets use ``sequential_flops``.
       cache_bytes: (cache) a chunk's working set per device.
       min_chunk: (cache) fewest runs per device in a chunk.
       runs_last_chunk: (cache) fewest runs per device when the runs go last.
@@ -43,6 +49,7 @@ class PlatformCosts(NamedTuple):
     runs_last_max_width: int
     runs_last_max_batch: int
     sequential_flops: float | None = None
+    conv_sequential_flops: float | None = None
     cache_bytes: int | None = None
     min_chunk: int | None = None
     runs_last_chunk: int | None = None

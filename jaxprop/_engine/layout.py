@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from .._core.conv import Conv
 from .._core.layers import in_size, out_sizes
 from .._core.platforms import PLATFORM_COSTS, PlatformCosts, platform_costs
 from .._network import runs_last_pays
@@ -82,7 +83,7 @@ def _choose_strategy(options: Options) -> tuple[str, int | None]:
             per_device = _memory_plan(options, costs).per_device
             fits = per_device * n_devices >= n_runs
             strategy = "sequential" if per_device == 1 and not fits else "chunked"
-        elif config.net.flops(batch) >= costs.sequential_flops:
+        elif config.net.flops(batch) >= _sequential_flops(config.net, costs):
             strategy = "sequential"
         else:
             # Working set of one run's step: params, gradients, optimizer
@@ -109,6 +110,17 @@ def _choose_strategy(options: Options) -> tuple[str, int | None]:
     chunk_size = min(chunk_size, n_runs)
     chunk_size = -(-chunk_size // n_devices) * n_devices
     return ("vmap" if chunk_size >= n_runs else "chunked"), chunk_size
+
+
+def _sequential_flops(net, costs: PlatformCosts) -> float:
+    """Per-run, per-step FLOPs from which ``auto`` runs one run at a time on a
+    cache-model platform: ``costs.conv_sequential_flops`` for a network with a
+    convolution, where the platform has that figure, else
+    ``costs.sequential_flops``."""
+    has_conv = any(isinstance(getattr(b, "layer", b), Conv) for b in net.blocks)
+    if has_conv and costs.conv_sequential_flops is not None:
+        return costs.conv_sequential_flops
+    return costs.sequential_flops
 
 
 class _MemoryPlan(NamedTuple):
