@@ -563,3 +563,16 @@ def test_alignment_study(tmp_path):
     off = run(alignment.RULES["fa"], None)
     assert off.alignment is None and np.all(np.isfinite(on.alignment.grad))
     jax.tree.map(np.testing.assert_array_equal, on.params, off.params)
+
+
+@pytest.mark.slow
+def test_conv_study(tmp_path):
+    from benchmarks import conv
+
+    result = conv.bench_conv("smoke", 1)
+    assert_reported(tmp_path, "conv", result, ["## Conv nets"], [])
+    (row,) = result["step"]["rows"]
+    assert row["net"] == "convbase" and row["manual_s"] > 0 < row["autodiff_s"]
+    assert result["seeds"]["seeds"] == 2 and result["seeds"]["auto_strategy"]
+    labels = {r["strategy"] for r in result["strategies"]["rows"]}
+    assert labels == {"vmap", "sequential"}
