@@ -49,11 +49,10 @@ def _per_example(what: str, net: MLP, rule: Rule, params, state, x, y, clip_norm
     cache, _, deltas = example_deltas(net, rule, params, state, x, y)
     if what == "grads":
         return bp.per_example_weight_grads(layers, cache, deltas)
-    sq_norms = bp.per_example_sq_norms(layers, cache, deltas)
     if what == "norms":
-        return jnp.sqrt(sq_norms)
-    scale = bp.clip_factors(sq_norms, clip_norm)
-    return bp.weight_grads(layers, cache, deltas, scale)
+        return jnp.sqrt(bp.per_example_sq_norms(layers, cache, deltas))
+    sq_norms, sums = bp.per_example_sq_norms_and_sums(layers, cache, deltas)
+    return sums(bp.clip_factors(sq_norms, clip_norm))
 
 
 def _checked(net, params, x, y, rule, state):

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from .activations import Activation
 from .costs import Cost
 from .layers import contract as contract
+from .layers import sq_norms_and_sums
 from .layers import sum_batch as sum_batch
 from .params import Params
 
@@ -299,6 +300,18 @@ def per_example_sq_norms(layers, cache: Cache, deltas: Sequence[Array]) -> Array
         layer.sq_norms(a, d)
         for layer, a, d in zip(layers, cache.a, deltas, strict=False)
     )
+
+
+def per_example_sq_norms_and_sums(layers, cache: Cache, deltas: Sequence[Array]):
+    r"""(Σ_l ‖g^l_i‖²: (batch,), s ↦ (Σ_i s_i g^l_i for every layer l)):
+    :func:`per_example_sq_norms` and, from what the norms formed, the weighted
+    sums clipping takes (``jaxprop._core.layers.sq_norms_and_sums``; for Dense
+    layers :func:`weight_grads` with the scale, the same operations)."""
+    parts = [
+        sq_norms_and_sums(layer, a, d)
+        for layer, a, d in zip(layers, cache.a, deltas, strict=False)
+    ]
+    return sum(sq for sq, _ in parts), lambda s: tuple(f(s) for _, f in parts)
 
 
 def clip_factors(sq_norms: Array, clip_norm: Array) -> Array:

@@ -298,6 +298,14 @@ class Block:
             u, delta
         )
 
+    def sq_norms_and_sums(self, a: Array, delta: Array):
+        """(‖∂θ^l_i‖², s ↦ Σ_i s_i ∂θ^l_i), the layer's from u (see
+        :func:`sq_norms_and_sums`)."""
+        u = self.inputs(a)[-1]
+        if hasattr(self.layer, "sq_norms"):
+            return sq_norms_and_sums(self.layer, u, delta)
+        return self.sq_norms(a, delta), functools.partial(self.grads, a, delta)
+
     def sq_norms(self, a: Array, delta: Array) -> Array:
         """‖∂θ^l_i‖² per example: (batch,)."""
         own = getattr(self.layer, "sq_norms", None)
@@ -308,6 +316,16 @@ class Block:
             jnp.sum(leaf * leaf, axis=tuple(range(1, leaf.ndim)))
             for leaf in jax.tree.leaves(g)
         )
+
+
+def sq_norms_and_sums(layer, a: Array, delta: Array):
+    """(‖∂θ_i‖²: (batch,), s ↦ Σ_i s_i ∂θ_i) of one layer: its own
+    ``sq_norms_and_sums`` where it has one (Conv: clipping then reuses what the
+    norms formed), else its ``sq_norms`` and its ``grads`` with the scale."""
+    own = getattr(layer, "sq_norms_and_sums", None)
+    if own is not None:
+        return own(a, delta)
+    return layer.sq_norms(a, delta), functools.partial(layer.grads, a, delta)
 
 
 def dense_layers(sizes: tuple[int, ...]) -> tuple[Dense, ...]:

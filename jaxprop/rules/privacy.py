@@ -105,7 +105,7 @@ def _dp_sgd(
         cache, c, deltas = example_deltas(net, base, params, state.base, x, y)
         c_norm = state.clip_norm
         # min(1, C/‖g_i‖) per example: one more contraction per layer below.
-        sq_norms = bp.per_example_sq_norms(net.blocks, cache, deltas)
+        sq_norms, sums = bp.per_example_sq_norms_and_sums(net.blocks, cache, deltas)
         scale = bp.clip_factors(sq_norms, c_norm)
         n = x.shape[0]
         # Key 0: the Poisson mask; key 1 + j: leaf j's noise.
@@ -119,7 +119,7 @@ def _dp_sgd(
             )
             scale = scale * (u < q)  # each example kept with probability q
             n = q * n  # the expected sample size (Abadi et al. 2016)
-        grads = bp.weight_grads(net.blocks, cache, deltas, scale)
+        grads = sums(scale)
         # N(0, I) per parameter array, each from its own key, fold_in(step key,
         # 1 + leaf index): one draw per layer's W and b, fused with the add
         # (rather than one long draw cut into the leaves: docs/design.md,
