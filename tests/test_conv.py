@@ -145,9 +145,18 @@ def test_conv_per_example_grads_and_both_sq_norms_are_vmap_of_grad(seed, case):
     layer, theta, a, delta, _ = _case(seed, *case)
     want, want_norms = _per_example_oracle(layer, theta, a, delta)
     assert_close_leaves(jax.jit(layer.per_example_grads)(a, delta), want)
+    scale = jax.random.uniform(jax.random.key(seed + 7), (a.shape[0],))
+    want_sum = jax.tree.map(lambda g: jnp.tensordot(scale, g, 1), want)
     for method in ("gram", "materialized", "auto"):
         norms = jax.jit(layer.sq_norms, static_argnums=2)(a, delta, method)
         assert_close_leaves(norms, want_norms)
+        # What clipping takes: the norms, and Σ_i s_i ∂θ_i from what they formed.
+        both = jax.jit(
+            lambda a, d, s, m=method: (lambda q, sums: (q, sums(s)))(
+                *layer.sq_norms_and_sums(a, d, m)
+            )
+        )(a, delta, scale)
+        assert_close_leaves(both, (want_norms, want_sum))
 
 
 def test_conv_adjoint_takes_a_replacement_weight(seed):
