@@ -302,6 +302,7 @@ def test_a_users_layer_trains_under_every_rule(name):
         ),
         ((Flatten(), Conv(2, 1), Dense(2)), (8, 1), r"layers\[1\] = Conv"),
         ((Conv(2, 3), Flatten()), (8, 1), "must end with a parametrized layer"),
+        ((Conv(2, 4),), (4, 1), r"output layer and gives z\^L of shape \(1, 2\)"),
     ],
 )
 def test_bad_conv_nets_are_refused_naming_the_layer(layers, input_shape, match):
@@ -394,3 +395,56 @@ def test_the_delta_pass_as_a_vjp_inside_other_jax_code(mixed):
     loss = lambda p, x: jnp.sum(jnp.sin(apply(p, x)))  # noqa: E731
     want = jax.grad(lambda p: jnp.sum(jnp.sin(net.forward(p, x))))(params)
     assert_trees_close(jax.grad(loss)(params, x), want, 1e-12)
+
+
+def test_equal_configurations_written_differently_are_one_network():
+    def make(kernel):
+        return jp.Network((8, 1), (Conv(4, kernel), Flatten(), Dense(2)))
+
+    assert make(3) == make((3,)) == make([3])
+    assert hash(make(3)) == hash(make((3,)))
+    assert make(3).architecture == make((3,)).architecture
+    assert make(3) != make(2)
+
+
+def test_a_users_layer_lacking_the_protocol_is_named():
+    class NoGrads(Depthwise1D):
+        def __getattribute__(self, name):
+            if name == "grads":
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    with pytest.raises(TypeError, match=r"layers\[0\] = .* lacks grads"):
+        jp.Network((6, 2), (NoGrads(2), Flatten(), Dense(2)))
+    with pytest.raises(TypeError, match="got the class Dense"):
+        jp.Network((4,), (Dense,))
+
+
+def test_the_mlps_dense_layer_binds_to_its_own_width():
+    net = jp.Network((4,), (jp.Dense(4, 3), Dense(2)))
+    assert net.blocks == jp.MLP((4, 3, 2)).layers
+    with pytest.raises(ValueError, match=r"takes inputs of shape \(5,\)"):
+        jp.Network((4,), (jp.Dense(5, 3), Dense(2)))
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        (Conv(3, 3), Conv(2, 2), Flatten(), Dense(2)),
+        (Conv(2, 3), MaxPool(2), Flatten(), Dense(2)),
+    ],
+    ids=["conv-conv", "conv-pool"],
+)
+def test_a_users_rule_wrapping_a_built_in_projection_runs_each_layers_adjoint(layers):
+    net = jp.Network((8, 1), layers, "tanh")
+    params, x, y = draw(net, "real", 8)
+    for base in (rules.backprop(), rules.sign_symmetry()):
+
+        def project(params, state, base=base):
+            inner = base.project(params, state)
+            return lambda l, d, d_out: inner(l, d, d_out)
+
+        mine = rules.delta_rule(lambda k, n, p: (), project, name="wrapped")
+        want = base.value_and_grads(net, params, (), x, y)[1]
+        got = mine.value_and_grads(net, params, (), x, y)[1]
+        assert_trees_close(got, want, 1e-13)

@@ -32,6 +32,7 @@ rules, the custom VJPs and the per-example quantities are compositions of these.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -64,9 +65,15 @@ class Cache(NamedTuple):
     z: tuple[Array, ...]
 
 
+#: (layers, cache) of the δ recursion being traced: the built-in projections
+#: below are functions of (l, δ^{l+1}, δ^L) only, as a user's rule calls them
+#: (wrapping a built-in rule's ``project``), and read the layers from here.
+_RECURSION: contextvars.ContextVar = contextvars.ContextVar("recursion", default=None)
+
+
 class Through(NamedTuple):
     """The projection that hands each layer's adjoint a weight in place of its
-    own: δ^{l+1} ↦ ``layers[l].adjoint(weights[l - 1], δ^{l+1})``.
+    own: δ^{l+1} ↦ ``layers[l].adjoint(weights[l - 1], δ^{l+1}, a^l)``.
 
     Attributes:
       weights: (B^2, ..., B^L), B^l of W^l's shape: W^l itself for backprop, a
@@ -77,11 +84,15 @@ class Through(NamedTuple):
     weights: tuple[Array, ...]
 
     def __call__(self, l: int, delta_next: Array, delta_out: Array) -> Array:
-        """δ^{l+1} (B^{l+1})ᵀ: the projection as a function, as rules were
-        written before layers had kinds (a Dense network's adjoint), so that a
-        user's rule can wrap a built-in rule's ``project``."""
+        """Layer l + 1's adjoint with B^{l+1}: what reaches layer l. Called
+        outside a recursion (no layers known), a Dense layer's, δ^{l+1}
+        (B^{l+1})ᵀ."""
         del delta_out
-        return contract(delta_next, self.weights[l - 1], 1, 1)
+        context = _RECURSION.get()
+        if context is None:
+            return contract(delta_next, self.weights[l - 1], 1, 1)
+        layers, cache = context
+        return layers[l].adjoint(self.weights[l - 1], delta_next, cache.a[l])
 
 
 class Spread(NamedTuple):
@@ -98,6 +109,21 @@ class Spread(NamedTuple):
     """
 
     weights: tuple[Array, ...]
+
+    def __call__(self, l: int, delta_next: Array, delta_out: Array) -> Array:
+        """Layer l + 1's adjoint with B^{l+1} of δ^L at each of its positions."""
+        del delta_next
+        context = _RECURSION.get()
+        if context is None:
+            raise ValueError(
+                "Spread projects through the layers of a δ recursion; call it "
+                "from a rule's project inside jp.rules.delta_recursion."
+            )
+        layers, cache = context
+        spatial = tuple(layers[l].out_shape[:-1])
+        d = jnp.expand_dims(delta_out, tuple(range(1, 1 + len(spatial))))
+        d = jnp.broadcast_to(d, (d.shape[0], *spatial, *d.shape[1 + len(spatial) :]))
+        return layers[l].adjoint(self.weights[l - 1], d, cache.a[l])
 
 
 def hidden(sigma: Activation | Sequence[Activation], l: int) -> Activation:
@@ -180,29 +206,16 @@ def recursion(
         trailing run axes that broadcast): the product with σ'(z^l) would
         otherwise broadcast it into a δ^l of the wrong numbers.
     """
-    if isinstance(project, Through):
-        weights = project.weights
-
-        def project(l, d, _):  # layer l + 1's adjoint, its input a^l
-            return layers[l].adjoint(weights[l - 1], d, cache.a[l])
-
-    elif isinstance(project, Spread):
-        weights = project.weights
-
-        def project(l, _, d_out):  # δ^L at each of layer l + 1's positions
-            spatial = tuple(layers[l].out_shape[:-1])
-            d = jnp.expand_dims(d_out, tuple(range(1, 1 + len(spatial))))
-            d = jnp.broadcast_to(
-                d, (d.shape[0], *spatial, *d.shape[1 + len(spatial) :])
-            )
-            return layers[l].adjoint(weights[l - 1], d, cache.a[l])
-
     out = [delta]
-    for l in range(len(cache.z) - 1, 0, -1):
-        z, a = cache.z[l - 1], cache.a[l]  # z^l, a^l
-        runs_last = z.ndim > 1 + len(layers[l - 1].out_shape)
-        signal = _projected(project, l, out[-1], delta, z, name, runs_last)
-        out.append(signal * hidden(sigma, l).derivative(z, a))
+    token = _RECURSION.set((layers, cache))
+    try:
+        for l in range(len(cache.z) - 1, 0, -1):
+            z, a = cache.z[l - 1], cache.a[l]  # z^l, a^l
+            runs_last = z.ndim > 1 + len(layers[l - 1].out_shape)
+            signal = _projected(project, l, out[-1], delta, z, name, runs_last)
+            out.append(signal * hidden(sigma, l).derivative(z, a))
+    finally:
+        _RECURSION.reset(token)
     return tuple(reversed(out))
 
 

@@ -120,6 +120,16 @@ class Dense:
         """One example's input shape, (n_in,)."""
         return (self.n_in,)
 
+    def bind(self, in_shape: tuple[int, ...]) -> Dense:
+        """Itself, for a ``jp.Network`` whose layer before gives (n_in,)."""
+        if tuple(in_shape) != self.in_shape:
+            raise ValueError(
+                f"Dense(n_in={self.n_in}, n_out={self.n_out}) takes inputs of "
+                f"shape ({self.n_in},); got {tuple(in_shape)} (jp.layers.Dense"
+                f"(features) reads its input width from the layer before)."
+            )
+        return self
+
     @property
     def out_shape(self) -> tuple[int, ...]:
         """One example's output shape z^l, (n_out,)."""

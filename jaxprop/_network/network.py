@@ -67,16 +67,19 @@ class Network(Net):
     """
 
     input_shape: tuple[int, ...]
-    layers: tuple
+    # Equal configurations compare (and hash) equal by what they bind to: the
+    # blocks and the hidden activations, so Conv(4, 3) and Conv(4, (3,)) share
+    # compiled programs and checkpoints.
+    layers: tuple = dataclasses.field(compare=False)
     activation: str | Activation = "relu"
     output_activation: str | Activation = "identity"
     cost: str | Cost = "mse"
     reduction: str = "mean"
-    blocks: tuple = dataclasses.field(init=False, repr=False, compare=False)
+    blocks: tuple = dataclasses.field(init=False, repr=False)
     positions: tuple[int, ...] = dataclasses.field(
         init=False, repr=False, compare=False
     )
-    sigma: object = dataclasses.field(init=False, repr=False, compare=False)
+    sigma: object = dataclasses.field(init=False, repr=False)
     sigma_out: Activation = dataclasses.field(init=False, repr=False, compare=False)
     cost_fn: Cost = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -131,9 +134,12 @@ class Network(Net):
 
     @property
     def architecture(self) -> str:
-        """The input shape and layers, as messages and checkpoints name them:
-        its input shape, then each layer as its repr."""
-        return " ".join([str(self.input_shape), *map(repr, self.layers)])
+        """The input shape, the bound layers and, where layers override the
+        net's, the hidden activations: as checkpoints name the network."""
+        out = [str(self.input_shape), *map(repr, self.blocks)]
+        if not isinstance(self.sigma, Activation):
+            out.append(f"activations {[s.name for s in self.sigma]}")
+        return " ".join(out)
 
     @property
     def needs(self) -> str:
@@ -188,16 +194,19 @@ def _bind(input_shape: tuple[int, ...], layers: tuple) -> tuple[tuple, tuple]:
     """
     shape, maps, blocks, positions = input_shape, [], [], []
     for i, spec in enumerate(layers):
-        if not hasattr(spec, "bind"):
+        if isinstance(spec, type) or not hasattr(spec, "bind"):
+            what = f"the class {spec.__name__}" if isinstance(spec, type) else None
             raise TypeError(
                 f"layers[{i}] must be a layer such as jp.layers.Dense(10) (an "
-                f"object with bind(in_shape)); got {type(spec).__name__}."
+                f"object with bind(in_shape)); got "
+                f"{what or type(spec).__name__}."
             )
         try:
             bound = spec.bind(shape)
         except (TypeError, ValueError) as e:
             where = f"layers[{i}] = {spec!r} (input shape {shape})"
             raise type(e)(f"{where}: {e}") from None
+        _check_protocol(bound, i, spec)
         if _is_parametrized(bound):
             blocks.append(bound if _native(bound, maps) else Block(tuple(maps), bound))
             positions.append(i)
@@ -215,4 +224,30 @@ def _bind(input_shape: tuple[int, ...], layers: tuple) -> tuple[tuple, tuple]:
             f"layers must end with a parametrized layer (the output layer, "
             f"followed by output_activation); got {layers[-1]!r} last."
         )
+    if len(shape) != 1:
+        raise ValueError(
+            f"layers[{positions[-1]}] = {layers[positions[-1]]!r} is the output "
+            f"layer and gives z^L of shape {shape}; the cost takes one flat row "
+            f"per example (n_out,): end with jp.layers.Flatten() and "
+            f"jp.layers.Dense(n_out)."
+        )
     return tuple(blocks), tuple(positions)
+
+
+#: What a bound layer must have, parametrized (with ``init``) or a map.
+_PROTOCOL = {
+    True: ("in_shape", "out_shape", "n_keys", "shapes", "apply", "adjoint", "grads"),
+    False: ("in_shape", "out_shape", "apply", "adjoint"),
+}
+
+
+def _check_protocol(bound, i: int, spec) -> None:
+    """A TypeError naming what a bound layer lacks of the layer protocol."""
+    kind = _is_parametrized(bound)
+    missing = [name for name in _PROTOCOL[kind] if not hasattr(bound, name)]
+    if missing:
+        what = "a parametrized layer (it has init)" if kind else "a parameter-free map"
+        raise TypeError(
+            f"layers[{i}] = {spec!r} is {what} but its bound form lacks "
+            f"{', '.join(missing)} (the layer protocol: docs/layers.md)."
+        )
