@@ -252,11 +252,14 @@ def _data_settings(v: dict, out: dict, n) -> None:
             out[key] = str(v[key])
     data = out.get("data", "xor")
     source, path = data_source(data)
-    if source == "mnist" and not path:
+    if (source == "mnist" and not path) or path == "":  # mnist, or NAME: empty
+        debian = " (or fashion_mnist alone: Debian's package)" * (
+            source == "fashion_mnist"
+        )
         raise ValueError(
             f"{n('data')}: {source} needs the path of its files: {source}:PATH, a "
-            f"folder of the four IDX files (gzipped or not) or a Keras-style .npz; "
-            f"nothing is downloaded."
+            f"folder of the four IDX files (gzipped or not) or a Keras-style .npz"
+            f"{debian}; nothing is downloaded."
         )
     builtin = data in DATASETS or source in FILE_DATASETS
     if not builtin and Path(data).suffix not in (".npz", ".csv"):
