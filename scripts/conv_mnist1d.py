@@ -4,12 +4,13 @@ ConvBase (greydanus/mnist1d): Conv 1→25 k5 s2 p1, 25→25 k3 s2 p1, 25→25 k3
 s2 p1, ReLU after each, flatten, Dense 125→10; softmax cross-entropy, batch
 100. Backprop trains with the published recipe (Adam 1e-2); feedback
 alignment (fa), direct feedback alignment (dfa) and sign symmetry (sign) with
-Adam at each learning rate of ADAM_LRS, Kolen-Pollack (kp) with its paired
-SGD (``jp.rules.kolen_pollack_sgd``, weight decay KP_DECAY per step) at each
-of SGD_LRS. The best learning rate of each rule has the highest mean accuracy
-on a validation split (the last N_VAL of the 4000 training examples, held out
-of training for every rule); the table reports test accuracy (1000 examples)
-at it: mean and 95% CI over seeds. Each rule's seeds and learning rates are
+Adam at each learning rate of --adam-lrs (default ADAM_LRS), Kolen-Pollack
+(kp) with its paired SGD (``jp.rules.kolen_pollack_sgd``, weight decay
+KP_DECAY per step) at each of --sgd-lrs (default SGD_LRS). The best learning
+rate of each rule has the highest mean accuracy on a validation split (the
+last N_VAL of the 4000 training examples, held out of training for every
+rule); the table reports test accuracy (1000 examples) at it: mean and 95% CI
+over seeds. Each rule's seeds and learning rates are
 one compiled program (one ``jp.train_seeds`` call); the same keys for every
 rule (paired seeds).
 
@@ -22,7 +23,8 @@ conv-mnist1d.png (test accuracy vs step per rule; ∂W angle per conv layer vs
 step; median and IQR across seeds).
 
     python scripts/conv_mnist1d.py [--steps 6000] [--bp-seeds 32] [--seeds 16]
-        [--rules backprop fa dfa sign kp] [--out DIR]
+        [--rules backprop fa dfa sign kp] [--adam-lrs ...] [--sgd-lrs ...]
+        [--out DIR]
     python scripts/conv_mnist1d.py --steps 20 --bp-seeds 2 --seeds 2 --n-train 400
 """
 
@@ -70,17 +72,17 @@ def conv_base() -> jp.Network:
     )
 
 
-def rule_setup(name: str):
+def rule_setup(name: str, adam_lrs=ADAM_LRS, sgd_lrs=SGD_LRS):
     """(rule, optimizer, learning rates, hparams grid) of one rule."""
     if name == "kp":
-        lrs = np.asarray(SGD_LRS)
+        lrs = np.asarray(sgd_lrs)
         return (
-            jp.rules.kolen_pollack(SGD_LRS[0], KP_DECAY),
-            jp.rules.kolen_pollack_sgd(SGD_LRS[0], KP_DECAY),
+            jp.rules.kolen_pollack(lrs[0], KP_DECAY),
+            jp.rules.kolen_pollack_sgd(lrs[0], KP_DECAY),
             lrs,
             {"optimizer.learning_rate": lrs, "rule.learning_rate": lrs},
         )
-    lrs = np.asarray([BP_LR] if name == "backprop" else ADAM_LRS)
+    lrs = np.asarray([BP_LR] if name == "backprop" else adam_lrs)
     return cs.RULES[name](), cs.adam(lrs[0]), lrs, {"learning_rate": lrs}
 
 
@@ -112,6 +114,16 @@ def main(argv=None):
     parser.add_argument("--bp-seeds", type=int, default=32, help="backprop's seeds")
     parser.add_argument("--seeds", type=int, default=16, help="each other rule's")
     parser.add_argument("--rules", nargs="+", choices=RULES, default=list(RULES))
+    parser.add_argument(
+        "--adam-lrs",
+        type=float,
+        nargs="+",
+        default=list(ADAM_LRS),
+        help="fa, dfa and sign's grid",
+    )
+    parser.add_argument(
+        "--sgd-lrs", type=float, nargs="+", default=list(SGD_LRS), help="kp's grid"
+    )
     parser.add_argument("--eval-every", type=int, default=None, help="default steps/20")
     parser.add_argument(
         "--align-every", type=int, default=None, help="default steps/10"
@@ -122,8 +134,11 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=Path("conv-mnist1d"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if min(args.steps, args.bp_seeds, args.seeds) < 1:
-        parser.error("--steps, --bp-seeds and --seeds must be positive")
+    if (
+        min(args.steps, args.bp_seeds, args.seeds) < 1
+        or min([*args.adam_lrs, *args.sgd_lrs]) <= 0
+    ):
+        parser.error("--steps, --seeds, --bp-seeds and the lrs must be positive")
     eval_every = args.eval_every or max(1, args.steps // 20)
     align_every = args.align_every or max(1, args.steps // 10)
     if args.steps % eval_every or args.steps % align_every or align_every % eval_every:
@@ -149,7 +164,9 @@ def main(argv=None):
     results, lrs, seconds = {}, {}, {}
     total = time.perf_counter()
     for name in dict.fromkeys(args.rules):
-        rule, optimizer, lrs[name], hparams = rule_setup(name)
+        rule, optimizer, lrs[name], hparams = rule_setup(
+            name, args.adam_lrs, args.sgd_lrs
+        )
         n = args.bp_seeds if name == "backprop" else args.seeds
         keys = jax.random.split(jax.random.key(args.seed), n)
         start = time.perf_counter()
@@ -182,8 +199,8 @@ def main(argv=None):
             "",
             f"Command: `python scripts/conv_mnist1d.py {command}`. {args.steps} "
             f"steps, batch {BATCH}, {len(train[0])} training / {n_val} validation "
-            f"/ {len(test[0])} test examples. Adam lrs {list(ADAM_LRS)} (backprop: "
-            f"{BP_LR:g}); kp: SGD lrs {list(SGD_LRS)}, weight decay {KP_DECAY:g} "
+            f"/ {len(test[0])} test examples. Adam lrs {args.adam_lrs} (backprop: "
+            f"{BP_LR:g}); kp: SGD lrs {args.sgd_lrs}, weight decay {KP_DECAY:g} "
             f"per step. {cs.machine()}. Wall time {wall:.0f} s ("
             + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
             + ").",
