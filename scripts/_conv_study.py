@@ -146,6 +146,11 @@ def to_json(results: dict, lrs: dict) -> dict:
                 for v in run["test"][s["best"], :, -1]
             ],
             "eval_steps": run["eval_steps"].tolist(),
+            # (n_seeds, n_evals) test accuracy at the best lr, null: diverged
+            "test_curve_per_seed": [
+                [None if not np.isfinite(v) else float(v) for v in row]
+                for row in run["test"][s["best"]]
+            ],
         }
         if "align" in run:
             q = quartiles(run["align"][s["best"]])
@@ -167,7 +172,7 @@ def plot(results: dict, lrs: dict, path: Path, title: str, n_hidden: int) -> Non
 
     aligned = [r for r in results if "align" in results[r]]
     cols = 1 + (n_hidden if aligned else 0)
-    fig = Figure(figsize=(3.3 * cols, 3.0), layout="constrained")
+    fig = Figure(figsize=(max(6.0, 3.3 * cols), 3.2), layout="constrained")
     axes = fig.subplots(1, cols, squeeze=False)[0]
     for k, (name, run) in enumerate(results.items()):
         i = best_index(run)

@@ -1,5 +1,8 @@
 """LeNet-5 on Fashion-MNIST under backprop, FA, sign symmetry and DFA.
 
+sign is ``jp.rules.sign_symmetry`` (δ through sign(W)); sign-usf is biotorch's
+uSF, sign(W) scaled to W's initial size (``sign_usf``).
+
 LeNet-5 on 28×28×1 images: Conv 6 k5 SAME, MaxPool 2, Conv 16 k5 VALID,
 MaxPool 2, Flatten, Dense 120, Dense 84, Dense 10; ReLU after each
 parametrized layer but the last, softmax cross-entropy. The optimizer is
@@ -19,7 +22,7 @@ Output in --out DIR: results.md (also printed), results.json and
 conv-fashion.png (test accuracy vs step per rule, median and IQR across seeds).
 
     python scripts/conv_fashion.py [--epochs 2] [--seeds 2] [--lr 0.01]
-        [--rules backprop fa sign dfa] [--out DIR] [--path DIR]
+        [--rules backprop fa sign dfa sign-usf] [--out DIR] [--path DIR]
 """
 
 from __future__ import annotations
@@ -31,18 +34,49 @@ from pathlib import Path
 
 import _conv_study as cs  # first: sets XLA_FLAGS before jax is imported
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
 import jaxprop as jp
+from jaxprop._core.backprop import Through
 
-RULES = ("backprop", "fa", "sign", "dfa")
+RULES = ("backprop", "fa", "sign", "dfa", "sign-usf")
 BATCH = 64
 MOMENTUM = 0.9
 WEIGHT_DECAY = 1e-3
 #: biotorch's README, LeNet on Fashion-MNIST, top-1 test error in %.
-PUBLISHED = {"backprop": 9.2, "fa": 13.06, "sign": 9.69, "dfa": 12.81}
-PUBLISHED_NAMES = {"sign": "uSF"}
+PUBLISHED = {
+    "backprop": 9.2,
+    "fa": 13.06,
+    "sign": 9.69,
+    "dfa": 12.81,
+    "sign-usf": 9.69,
+}
+PUBLISHED_NAMES = {"sign": "uSF", "sign-usf": "uSF"}
+
+
+def sign_usf():
+    r"""biotorch's uSF: sign(W^l) scaled by Xavier's √(2 / (fan_in + fan_out)).
+
+    ``jp.rules.sign_symmetry`` sends δ back through sign(W^l), whose entries
+    are ±1 where W^l's are about 1/√fan_in; biotorch scales sign(W^l) to W's
+    initial size (fan_in = C_in · kernel size, fan_out = C_out · kernel size,
+    as torch counts them). The projection is the layers' own adjoint with that
+    weight (``Through``, private: the one way a δ rule hands a conv's adjoint
+    another kernel).
+    """
+
+    def scale(w):
+        receptive = int(np.prod(w.shape[:-2]))
+        return np.sqrt(2.0 / (receptive * (w.shape[-2] + w.shape[-1])))
+
+    def project(params, state):
+        return Through(tuple(jnp.sign(p.w) * scale(p.w) for p in params[1:]))
+
+    return jp.rules.delta_rule(
+        lambda key, net, params: (), project, hyperparams=(), name="sign_usf"
+    )
 
 
 def lenet5(activation: str) -> jp.Network:
@@ -140,7 +174,7 @@ def main(argv=None):
         start = time.perf_counter()
         results[name] = cs.train_rule(
             net,
-            cs.RULES[name](),
+            sign_usf() if name == "sign-usf" else cs.RULES[name](),
             sgd(args.lr),
             {"optimizer.learning_rate": lrs[name]},
             keys,

@@ -116,16 +116,16 @@ def test_conv_fashion_script_on_tiny_idx_files(tmp_path):
     out_dir = tmp_path / "out"
     out = run_script(
         "scripts/conv_fashion.py", "--path", str(tmp_path), "--epochs", "3",
-        "--seeds", "2", "--evals", "3", "--rules", "backprop", "sign", "--lr",
+        "--seeds", "2", "--evals", "3", "--rules", "backprop", "sign-usf", "--lr",
         "0.05", "--out", str(out_dir),
     )  # fmt: skip
     assert "640 training / 100 test images; 30 steps (3.00 epochs)" in out
     text = (out_dir / "results.md").read_text()
     rows = table_rows(text)
-    assert list(rows) == ["backprop", "sign"]
-    assert rows["backprop"][3] == "9.2%" and rows["sign"][3] == "9.69% (uSF)"
+    assert list(rows) == ["backprop", "sign-usf"]
+    assert rows["backprop"][3] == "9.2%" and rows["sign-usf"][3] == "9.69% (uSF)"
     data = json.loads((out_dir / "results.json").read_text())
-    assert data["steps"] == 30 and data["rules"]["sign"]["eval_steps"] == [10, 20, 30]
+    assert data["steps"] == 30 and data["rules"]["sign-usf"]["eval_steps"] == [10, 20, 30]
     for rule, cells in rows.items():
         error = float(cells[1].split("%")[0])
         assert error == pytest.approx(100 * (1 - data["rules"][rule]["mean"]), abs=0.01)
