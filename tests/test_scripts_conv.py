@@ -125,7 +125,8 @@ def test_conv_fashion_script_on_tiny_idx_files(tmp_path):
     assert list(rows) == ["backprop", "sign-usf"]
     assert rows["backprop"][3] == "9.2%" and rows["sign-usf"][3] == "9.69% (uSF)"
     data = json.loads((out_dir / "results.json").read_text())
-    assert data["steps"] == 30 and data["rules"]["sign-usf"]["eval_steps"] == [10, 20, 30]
+    assert data["steps"] == 30
+    assert data["rules"]["sign-usf"]["eval_steps"] == [10, 20, 30]
     for rule, cells in rows.items():
         error = float(cells[1].split("%")[0])
         assert error == pytest.approx(100 * (1 - data["rules"][rule]["mean"]), abs=0.01)
