@@ -34,12 +34,10 @@ from pathlib import Path
 
 import _conv_study as cs  # first: sets XLA_FLAGS before jax is imported
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
 import jaxprop as jp
-from jaxprop._core.backprop import Through
 
 RULES = ("backprop", "fa", "sign", "dfa", "sign-usf")
 BATCH = 64
@@ -57,26 +55,15 @@ PUBLISHED_NAMES = {"sign": "uSF", "sign-usf": "uSF"}
 
 
 def sign_usf():
-    r"""biotorch's uSF: sign(W^l) scaled by Xavier's √(2 / (fan_in + fan_out)).
+    r"""biotorch's uSF: sign(W^l) scaled by Glorot's √(2 / (fan_in + fan_out))
+    (``jp.rules.sign_symmetry(scaled=True)``).
 
-    ``jp.rules.sign_symmetry`` sends δ back through sign(W^l), whose entries
+    ``jp.rules.sign_symmetry()`` sends δ back through sign(W^l), whose entries
     are ±1 where W^l's are about 1/√fan_in; biotorch scales sign(W^l) to W's
     initial size (fan_in = C_in · kernel size, fan_out = C_out · kernel size,
-    as torch counts them). The projection is the layers' own adjoint with that
-    weight (``Through``, private: the one way a δ rule hands a conv's adjoint
-    another kernel).
+    as torch counts them).
     """
-
-    def scale(w):
-        receptive = int(np.prod(w.shape[:-2]))
-        return np.sqrt(2.0 / (receptive * (w.shape[-2] + w.shape[-1])))
-
-    def project(params, state):
-        return Through(tuple(jnp.sign(p.w) * scale(p.w) for p in params[1:]))
-
-    return jp.rules.delta_rule(
-        lambda key, net, params: (), project, hyperparams=(), name="sign_usf"
-    )
+    return jp.rules.sign_symmetry(scaled=True)
 
 
 def lenet5(activation: str) -> jp.Network:

@@ -448,3 +448,19 @@ def test_a_users_rule_wrapping_a_built_in_projection_runs_each_layers_adjoint(la
         want = base.value_and_grads(net, params, (), x, y)[1]
         got = mine.value_and_grads(net, params, (), x, y)[1]
         assert_trees_close(got, want, 1e-13)
+
+
+def test_scaled_sign_symmetry_is_biotorchs_usf(mixed):
+    net, params, x, y = mixed
+    # Layer 2 is Conv(4, 2) on 3 channels (after the pool), layer 3 Dense(3)
+    # on 4·(positions) inputs: Glorot's √(2 / (fan_in + fan_out)) of each.
+    scales = [np.sqrt(2 / (2 * (3 + 4))), np.sqrt(2 / sum(params[2].w.shape))]
+    weights = tuple(jnp.sign(p.w) * s for p, s in zip(params[1:], scales, strict=True))
+    want = rules.delta_rule(
+        lambda k, n, p: (), lambda p, s: rules.Through(weights), name="usf"
+    ).value_and_grads(net, params, (), x, y)[1]
+    rule = rules.sign_symmetry(scaled=True)
+    assert_trees_close(rule.value_and_grads(net, params, (), x, y)[1], want, 1e-13)
+    assert rule is rules.sign_symmetry(scaled=True)
+    with pytest.raises(TypeError, match="scaled must be True or False"):
+        rules.sign_symmetry(scaled=1)

@@ -3,11 +3,15 @@
 A rule is a :class:`Rule` (``init``, ``value_and_grads``, and for a δ rule
 its ``project``); train one with ``jp.train_seeds(..., rule=rule)``. The
 building blocks (``forward``, ``output_delta``, ``delta_recursion``,
-``weight_grads``, ``contract``) and ``delta_rule`` make new rules; ``dp_sgd``
+``weight_grads``, ``contract``, and the projections ``Through`` (each
+layer's adjoint with a weight in W's place) and ``Spread``) and ``delta_rule``
+make new rules; ``dp_sgd``
 makes any δ rule differentially private; ``alignment`` measures how each
 rule's updates align with backprop's (also ``jp.alignment``).
 """
 
+from .._core.backprop import Spread as Spread
+from .._core.backprop import Through as Through
 from .angles import Alignment as Alignment
 from .angles import alignment as alignment
 from .delta_rules import RULES as RULES

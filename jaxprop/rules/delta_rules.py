@@ -387,15 +387,43 @@ def direct_feedback_alignment(
     return _direct_feedback_alignment(_check_scale(scale), kernel_shaped)
 
 
+def _glorot_scale(w: Array) -> float:
+    """√(2 / (fan_in + fan_out)) of a weight (n_in, n_out) or a kernel
+    (*kernel, C_in, C_out), whose receptive field counts in both fans."""
+    receptive = math.prod(w.shape[:-2])
+    return math.sqrt(2.0 / (receptive * (w.shape[-2] + w.shape[-1])))
+
+
+def _sign_project(scaled: bool):
+    def project(params, state):
+        if not scaled:
+            return bp.Through(tuple(jnp.sign(p.w) for p in params[1:]))
+        return bp.Through(tuple(jnp.sign(p.w) * _glorot_scale(p.w) for p in params[1:]))
+
+    return project
+
+
 @functools.cache
-def sign_symmetry() -> Rule:
-    """Sign symmetry (Liao, Leibo & Poggio 2016): sign(W^l) in place of W^l."""
+def _sign_symmetry(scaled: bool) -> Rule:
     return delta_rule(
-        _no_state,
-        lambda params, state: bp.Through(tuple(jnp.sign(p.w) for p in params[1:])),
-        hyperparams=(),
-        name="sign_symmetry",
+        _no_state, _sign_project(scaled), hyperparams=(), name="sign_symmetry"
     )
+
+
+def sign_symmetry(*, scaled: bool = False) -> Rule:
+    """Sign symmetry (Liao, Leibo & Poggio 2016): sign(W^l) in place of W^l.
+
+    Args:
+      scaled: sign(W^l) · √(2 / (fan_in + fan_out)) instead, biotorch's uSF
+        ("uniform sign-concordant feedback"): feedback of the size of a
+        Glorot-initialized W (a conv kernel's fans count its receptive field).
+        Unscaled, every entry is ±1, where W's are about 1/√fan_in: with SGD
+        and momentum on LeNet-5 that feedback can be too large to train
+        (docs/conv.md).
+    """
+    if not isinstance(scaled, bool):
+        raise TypeError(f"scaled must be True or False; got {scaled!r}.")
+    return _sign_symmetry(scaled)
 
 
 def _kp_update(state, grads):
