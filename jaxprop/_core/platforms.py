@@ -34,8 +34,7 @@ class PlatformCosts(NamedTuple):
         convolution (``jp.layers.Conv``): vmapped over runs, a convolution
         becomes one grouped convolution, which XLA:CPU runs slower than the
         runs' convolutions one after another well below ``sequential_flops``.
-        None (the CPU's today: not yet measured, see docs/performance.md,
-        "Conv nets"): conv nets use ``sequential_flops``.
+        None: conv nets use ``sequential_flops``.
       cache_bytes: (cache) a chunk's working set per device.
       min_chunk: (cache) fewest runs per device in a chunk.
       runs_last_chunk: (cache) fewest runs per device when the runs go last.
@@ -66,6 +65,11 @@ PLATFORM_COSTS = {
         runs_last_max_width=8,
         runs_last_max_batch=32,
         sequential_flops=1e7,
+        # train_seeds of conv nets, µs per seed-step, vmap / chunked /
+        # sequential (2-core Xeon, 2 devices; docs/performance.md, "Conv nets"):
+        # 12 kFLOP steps 3.3 / 3.5 / 4.4, 164 kFLOP 20.8 / 18.5 / 18.2, 1.2
+        # MFLOP 145 / 134 / 121; ConvBase and LeNet-5 (1.5e6-1.9e7) likewise.
+        conv_sequential_flops=1e5,
         cache_bytes=256 * 2**10,
         min_chunk=4,
         runs_last_chunk=1536,
