@@ -51,6 +51,12 @@ _SPATIAL = "ABEFGJKLMPQRSTUVXYZDHW"
 #: ``Conv.sq_norms``'s methods.
 SQ_NORM_METHODS = ("auto", "gram", "materialized")
 
+#: How many times fewer multiply-adds the Gram form must need to be chosen:
+#: materializing is a fused elementwise loop, the Gram form batched matrix
+#: products of T×T, slower per multiply-add on XLA:CPU (docs/performance.md,
+#: "Conv nets": ConvBase's three layers at batch 256).
+GRAM_PENALTY = 2
+
 
 def _ints(value, name: str, low: int = 1):
     """``value`` checked as an int ≥ ``low`` or a tuple of them (lists become
@@ -373,14 +379,16 @@ class Conv:
     def per_example_grads(self, a: Array, delta: Array) -> DenseParams:
         """DenseParams(w: (batch, *kernel_size, C_in, C_out), b: (batch, C_out)).
 
-        ∂W_i = P_iᵀ δ_i, with P_i: (T, Π kernel_size · C_in) the patches of
-        :meth:`patches` and δ_i: (T, C_out); ∂b_i = Σ_t δ_{i,t}. One batched
-        matrix product: on XLA:CPU it runs 1.2-8× faster than ``vmap`` of
-        :meth:`grads`, which becomes a grouped convolution.
+        ∂W_i = P_iᵀ δ_i = Σ_t P_{i,t} ⊗ δ_{i,t}, with P_i: (T, Π kernel_size ·
+        C_in) the patches of :meth:`patches` and δ_i: (T, C_out); ∂b_i = Σ_t
+        δ_{i,t}. Written as a sum over t of outer products, which XLA fuses
+        into one loop: on XLA:CPU 2-3× faster than the batched matrix product
+        ``einsum("itk,ito->iko")`` at ConvBase's sizes (batch 256), which is
+        itself faster than ``vmap`` of :meth:`grads` (a grouped convolution).
         """
         batch = delta.shape[0]
         d = delta.reshape(batch, -1, self.features)  # (batch, T, C_out)
-        w = jnp.einsum("itk,ito->iko", self.patches(a), d)
+        w = jnp.sum(self.patches(a)[..., :, None] * d[..., None, :], axis=1)
         return DenseParams(w=w.reshape(batch, *self.kernel_shape), b=jnp.sum(d, axis=1))
 
     def patches(self, a: Array) -> Array:
@@ -420,6 +428,14 @@ class Conv:
             "materialized": t * k * self.features,
         }
 
+    def sq_norm_method(self) -> str:
+        """The form ``"auto"`` takes: ``"gram"`` where it needs
+        ``GRAM_PENALTY`` times fewer multiply-adds than materializing
+        (:meth:`sq_norm_costs`), else ``"materialized"``."""
+        costs = self.sq_norm_costs()
+        gram_pays = GRAM_PENALTY * costs["gram"] < costs["materialized"]
+        return "gram" if gram_pays else "materialized"
+
     def sq_norms(self, a: Array, delta: Array, method: str = "auto") -> Array:
         r"""‖∂W_i‖_F² + ‖∂b_i‖² per example: (batch,).
 
@@ -435,10 +451,10 @@ class Conv:
         - ``"materialized"``: ∂W_i formed (:meth:`per_example_grads`) and
           squared, T·K·C_out multiply-adds and K·C_out memory per example.
 
-        ``"auto"`` picks, statically from the shapes, the one with fewer
-        multiply-adds (:meth:`sq_norm_costs`): Gram iff T·(K + C_out) <
-        K·C_out, i.e. late layers with few positions and many channels (Bu et
-        al. 2022, "mixed ghost clipping", choose per layer the same way).
+        ``"auto"`` picks statically from the shapes (:meth:`sq_norm_method`):
+        Gram iff ``GRAM_PENALTY``·T·(K + C_out) < K·C_out, i.e. late layers
+        with few positions and many channels (Bu et al. 2022, "mixed ghost
+        clipping", choose per layer by the same count).
 
         Raises:
           ValueError: an unknown ``method``.
@@ -453,19 +469,14 @@ class Conv:
         contraction over the batch; with the Gram form, ∂W = Σ_{i,t} P_{i,t}ᵀ
         s_i δ_{i,t}, one matrix product of its patches.
 
-        ``"auto"`` picks as :meth:`sq_norms` does. The sum costs T·K·C_out
-        either way (a tensordot over the materialized ∂W_i is cheap, but
-        forming them was that much), and measured on XLA:CPU the Gram form
-        with its one GEMM for the sum beats the batched per-example products
-        where the norms' rule picks it (ConvBase's layers 2 and 3 at batch 256).
+        ``"auto"`` picks as :meth:`sq_norms` does (:meth:`sq_norm_method`).
 
         Raises:
           ValueError: an unknown ``method``.
         """
         method = choice(method, "method", SQ_NORM_METHODS)
         if method == "auto":
-            costs = self.sq_norm_costs()
-            method = min(costs, key=costs.get)
+            method = self.sq_norm_method()
         if method == "materialized":
             g = self.per_example_grads(a, delta)
             w_sq = jnp.sum(g.w * g.w, axis=tuple(range(1, g.w.ndim)))
