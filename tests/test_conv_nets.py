@@ -237,6 +237,7 @@ def test_dp_sgd_trains_a_conv_net_and_its_clipped_sum_is_the_oracle(mixed):
     assert not np.any(result.diverged)
 
 
+@pytest.mark.slow  # four trainings of a conv net: .ci/run runs it
 def test_runs_over_seeds_equal_each_seed_alone(mixed):
     net, _, x, y = mixed
     keys = jax.random.split(jax.random.key(3), 3)

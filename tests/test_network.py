@@ -44,12 +44,11 @@ def test_a_network_of_dense_layers_is_the_mlp_bit_for_bit():
         mlp.value_and_backprop(params, x, y),
     )
     keys = jax.random.split(jax.random.key(1), 3)
-    for rule in (RULES["fa"], RULES["dfa"]):
-        a, b = (
-            jp.train_seeds(n, keys, x, y, optax.sgd(0.1), 6, rule=rule)
-            for n in (net, mlp)
-        )
-        jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
+    a, b = (
+        jp.train_seeds(n, keys, x, y, optax.sgd(0.1), 6, rule=RULES["dfa"])
+        for n in (net, mlp)
+    )
+    jax.tree.map(np.testing.assert_array_equal, a.params, b.params)
 
 
 def test_per_layer_activation_overrides_the_nets():

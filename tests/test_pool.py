@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jaxprop._core.pool import AvgPool, Flatten, MaxPool
-from tests.helpers import assert_close_leaves
+from tests.helpers import alternate_slow, assert_close_leaves
 
 BATCH = 2
 # One example's shapes: sizes that 2 and 3 do not divide (uncovered tails) and
@@ -82,7 +82,7 @@ def _vjp(fn):
 
 
 @pytest.mark.parametrize("cls", [AvgPool, MaxPool])
-@pytest.mark.parametrize("case", GRID, ids=_id)
+@pytest.mark.parametrize("case", alternate_slow(GRID, _id))
 def test_pool_apply_is_the_naive_loop_and_adjoint_is_the_vjp(seed, cls, case):
     """For normal, integer and constant inputs (ties: the first maximum in
     row-major window order takes g, as jax.grad of reduce_window max does)."""
