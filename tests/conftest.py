@@ -33,3 +33,12 @@ def seed(request):
 def key(seed):
     """A PRNG key derived from the test id."""
     return jax.random.key(seed)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_programs():
+    """Drops every compiled program after each test module. A worker that
+    compiles thousands (the slow conv sets) otherwise passes the kernel's
+    65530 memory maps per process, and XLA's next compile segfaults."""
+    yield
+    jax.clear_caches()
