@@ -228,11 +228,12 @@ class Conv:
             )
         )
 
-    @property
-    def out_spatial(self) -> tuple[int, ...]:
-        """The output's spatial shape: ⌊(n + p_lo + p_hi − k) / s⌋ + 1 per axis."""
+    def _windows(self) -> tuple[tuple[int, int], ...]:
+        """divmod(n + p_lo + p_hi − k, s) per spatial axis: the strides a
+        window takes across the padded input, and the entries left after the
+        last window."""
         return tuple(
-            (size + lo + hi - k) // s + 1
+            divmod(size + lo + hi - k, s)
             for size, k, s, (lo, hi) in zip(
                 self._spatial_in(),
                 self.kernel_size,
@@ -241,6 +242,11 @@ class Conv:
                 strict=True,
             )
         )
+
+    @property
+    def out_spatial(self) -> tuple[int, ...]:
+        """The output's spatial shape: ⌊(n + p_lo + p_hi − k) / s⌋ + 1 per axis."""
+        return tuple(q + 1 for q, _ in self._windows())
 
     @property
     def out_shape(self) -> tuple[int, ...]:
@@ -310,16 +316,7 @@ class Conv:
     def _uncovered(self) -> tuple[int, ...]:
         """Entries of the padded input after the last window along each axis:
         (n + p_lo + p_hi − k) mod s, which no output reads."""
-        return tuple(
-            (size + lo + hi - k) % s
-            for size, k, s, (lo, hi) in zip(
-                self._spatial_in(),
-                self.kernel_size,
-                self.stride,
-                self.pads,
-                strict=True,
-            )
-        )
+        return tuple(r for _, r in self._windows())
 
     def adjoint(self, w: Array, delta: Array, a: Array | None = None) -> Array:
         r"""g = ∂⟨δ, z⟩/∂a: (batch, *spatial, C_in) from δ: (batch,

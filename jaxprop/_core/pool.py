@@ -342,18 +342,7 @@ class MaxPool(_Pool):
     loss agrees with this adjoint on windows of ReLU zeros. (Windows holding a
     NaN route g to no entry.)
 
-    Attributes:
-      window: k, an int (the same along every spatial axis) or a tuple of the
-        spatial rank (its length is checked at :meth:`bind`).
-      stride: s, likewise; ``None`` means s = k (windows that tile).
-      in_shape: one example's input shape (n_1, …, n_r, C), or ``None`` until
-        the network binds the map.
-
-    Raises:
-      TypeError: a window or stride that is not an int or a tuple of ints.
-      ValueError: a window or stride entry < 1, a tuple whose length is not
-        the spatial rank, a window larger than the input along some axis, or
-        an input with no spatial axis (after Flatten).
+    Attributes and errors: as :class:`AvgPool`'s.
     """
 
     def apply(self, a: Array) -> Array:
