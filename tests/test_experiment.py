@@ -586,11 +586,11 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path, capsys, monkeypatch):
 
 
 def test_confidence_intervals_stay_in_the_metrics_range():
-    from jaxprop._experiment.results import _summary
+    from jaxprop._experiment.results import summary_of
 
-    s = _summary(np.array([1.0, 1.0, 0.9]), "eval_accuracy")
+    s = summary_of(np.array([1.0, 1.0, 0.9]), "eval_accuracy")
     assert s["ci95_high"] == 1.0 and s["ci95_low"] < s["mean"]
-    s = _summary(np.array([1e-9, 3e-3, 1e-10]), "train_loss")
+    s = summary_of(np.array([1e-9, 3e-3, 1e-10]), "train_loss")
     assert s["ci95_low"] == 0.0
 
 

@@ -1,4 +1,4 @@
-"""The ``jaxprop`` command: ``jaxprop {xor,train,check,bench} [options]``.
+"""The ``jaxprop`` command: ``jaxprop {xor,train,compare,check,bench} [options]``.
 
 A user mistake (an unknown option value, an unreadable data file, a cost that
 does not fit the output activation) prints one line and exits with status 2.
@@ -40,6 +40,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     _add_xor(sub)
     _add_train(sub)
+    _add_compare(sub)
     _add_check(sub)
     _add_bench(sub)
     return parser
@@ -110,6 +111,30 @@ def _add_train(sub) -> None:
     )
 
 
+def _add_compare(sub) -> None:
+    """``jaxprop compare``."""
+    p = sub.add_parser(
+        "compare",
+        help="one table and figure comparing finished runs (or a study's rules)",
+        description="Compares finished runs of jaxprop train --out: per run and "
+        "learning rate, the headline metric (held-out accuracy where there is "
+        "held-out data) with its 95%% CI, the fraction diverged, and the "
+        "difference to the first run with its 95%% CI, paired seed by seed when "
+        "both ran the same seeds on the same data (as their config.json say), "
+        "unpaired (Welch) otherwise; and a figure of the curves and of each "
+        "layer's angle to backprop. A study's folder (--rule a,b,...) stands for "
+        "its rules.",
+    )
+    p.add_argument("runs", nargs="+", metavar="DIR", help="run or study folders")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        default=".",
+        help="where comparison.md, comparison.json and comparison.png go "
+        "(default: the current folder)",
+    )
+
+
 def _add_check(sub) -> None:
     """``jaxprop check``."""
     p = sub.add_parser(
@@ -174,6 +199,8 @@ def _main(parser, argv) -> int:
             return xor.command(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "train":
             if distributed is None:
                 return train(args, argv)
@@ -219,6 +246,28 @@ def _check(args) -> int:
     )
     print(check.report)
     return OK if check.report.passed else FAILED
+
+
+def _compare(args) -> int:
+    """``jaxprop compare``: the table printed, and its files in --out."""
+    from pathlib import Path
+
+    from .._experiment import format_table, read_folders, write_comparison
+
+    out = Path(args.out)
+    with user_errors("compare"):
+        runs = read_folders(args.runs)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out: {str(out)!r} is a file; give a folder.")
+        try:
+            doc = write_comparison(out, runs)
+        except OSError as e:
+            raise ValueError(
+                f"--out: cannot write to {str(out)!r} ({e.strerror or e})."
+            ) from None
+    print(format_table(doc), end="")
+    print(f"comparison in {out}/: comparison.md, comparison.json, comparison.png")
+    return OK
 
 
 def _bench(args) -> int:

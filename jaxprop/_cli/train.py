@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from .errors import FAILED, INTERRUPTED, OK, USAGE, UsageError, user_errors
 from .options import TRAIN_FIELDS, config_values, option_names
@@ -13,12 +14,54 @@ from .processes import Processes, fingerprint, stop_on_signals
 _STEPS = {"steps": "--steps"}
 
 
+class Job(NamedTuple):
+    """One run the command trains: alone, or one rule of a study."""
+
+    config: Any  # ExperimentConfig
+    out: Path | None
+    saved_steps: int | None  # a saved run extended by --steps: its own steps
+    resume: bool  # go on with the run in out (else start it there)
+    rule: str | None = None  # its rule, in a study
+
+
 def train(args, argv, group: Processes | None = None) -> int:
     """``jaxprop train``: one process, or one of the ``group`` (every process
-    runs the same steps; process 0 writes ``--out`` and prints)."""
-    from .._experiment import build, start
+    runs the same steps; process 0 writes ``--out`` and prints). With several
+    rules (``--rule backprop,fa``), a study: each rule in turn, then the
+    comparison of them."""
+    from .._experiment import write_study
 
     group = Processes() if group is None else group
+    status, message = OK, ""
+    try:
+        with user_errors("train"):
+            jobs, study = _jobs(args)
+            if study is not None and args.resume is None and group.main:
+                write_study(study, {j.rule: j.config for j in jobs}, argv)
+    except UsageError as e:
+        status, message = USAGE, str(e)
+    if message:
+        print(message, file=sys.stderr)
+    status = group.agree(status)
+    if status != OK:
+        return status
+    if study is not None and group.main:
+        _print_study(jobs, study, args)
+    compared = []
+    for i, job in enumerate(jobs):
+        status, run = _train_job(args, argv, group, job, study, gradcheck=i == 0)
+        if status not in (OK, FAILED):
+            return status
+        compared.append(run)
+    if study is not None and group.main:
+        _compare(compared, study or None)
+    return status
+
+
+def _train_job(args, argv, group, job: Job, study, gradcheck: bool):
+    """Builds, starts and trains one run: ``(status, its Compared or None)``."""
+    from .._experiment import build, start
+
     agreed = False  # whether this process reached the agreement before writing
     checksums = None
 
@@ -31,12 +74,11 @@ def train(args, argv, group: Processes | None = None) -> int:
     status, message = OK, ""
     try:
         with user_errors("train"):
-            config, out, saved_steps = _settings(args)
-            exp = build(config)
+            exp = build(job.config)
             if group.count > 1:
-                checksums = fingerprint(config, out, args.resume, exp.data)
+                checksums = fingerprint(job.config, job.out, job.resume, exp.data)
             checkpoint = start(
-                exp, out, resume=args.resume is not None, saved_steps=saved_steps,
+                exp, job.out, resume=job.resume, saved_steps=job.saved_steps,
                 argv=argv, write=group.main, ready=ready, stream=group.stream,
             )  # fmt: skip
     except UsageError as e:
@@ -48,8 +90,87 @@ def train(args, argv, group: Processes | None = None) -> int:
     # ... and once more: process 0's writes of --out may have failed.
     status = group.agree(status)
     if status != OK:
-        return status
-    return _run(args, exp, checkpoint, out, group)
+        return status, None
+    resume_dir = job.out if study is None else study
+    return _run(args, exp, checkpoint, job.out, group, resume_dir, gradcheck, job.rule)
+
+
+def _jobs(args) -> tuple[list[Job], Path | None]:
+    """The runs to train, and the study's folder (``Path("")`` for a study
+    without --out; None for a single run)."""
+    from .._experiment import extend_config, is_study, resumed_study, study_rules
+
+    if args.resume is not None and is_study(Path(args.resume)):
+        _only_steps(args)
+        out = Path(args.resume)
+        plans = resumed_study(out, _steps(args), extend_config)
+        jobs = [
+            Job(config, out / rule, saved, started, rule)
+            for rule, config, saved, started in plans
+        ]
+        return jobs, out
+    if args.resume is None:
+        names = option_names(args, TRAIN_FIELDS)
+        values = config_values(args, TRAIN_FIELDS)
+        if study_rules(values, lambda k: names.get(k, k)) is not None:
+            return _new_study(args, values, names)
+    config, out, saved_steps = _settings(args)
+    return [Job(config, out, saved_steps, args.resume is not None)], None
+
+
+def _new_study(args, values, names) -> tuple[list[Job], Path]:
+    """A new study: each rule's settings, and its folder (checked free)."""
+    from .._experiment import absolute_paths, check_study_out, study_configs
+
+    configs = study_configs(values, names)
+    out = None if args.out is None else Path(args.out)
+    if out is not None:
+        check_study_out(out)
+    first = next(iter(configs.values()))
+    if out is None and first.checkpoint_every is not None:
+        raise ValueError(
+            f"{names.get('checkpoint_every', 'checkpoint_every')} needs "
+            f"--out DIR (checkpoints are written there)."
+        )
+    jobs = [
+        Job(absolute_paths(c), None if out is None else out / rule, None, False, rule)
+        for rule, c in configs.items()
+    ]
+    return jobs, Path("") if out is None else out
+
+
+def _print_study(jobs, study: Path, args) -> None:
+    rules = [j.rule for j in jobs]
+    where = f" into {study}/<rule>/" if str(study) else ""
+    print(
+        f"study of {len(rules)} rules ({', '.join(rules)}), one after another, "
+        f"each its own compiled program, on the same "
+        f"{jobs[0].config.seeds} seeds (paired){where}",
+        file=sys.stderr if args.quiet else sys.stdout,
+    )
+
+
+def _compare(compared, study: Path | None) -> None:
+    """The study's comparison table (printed) and, with --out, its files."""
+    from .._experiment import comparison, format_table, write_comparison
+
+    if study is None:
+        doc = comparison(compared)
+    else:
+        try:
+            doc = write_comparison(study, compared)
+        except OSError as e:
+            print(
+                f"jaxprop train: the comparison was not written ({e.strerror or e}); "
+                f"jaxprop compare {study} writes it.",
+                file=sys.stderr,
+            )
+            doc = comparison(compared)
+            study = None
+    print(f"\ncomparison of the rules ({doc['metric'].replace('_', ' ')}):")
+    print(format_table(doc), end="")
+    if study is not None:
+        print(f"comparison in {study}/: comparison.md, comparison.json, comparison.png")
 
 
 def _settings(args):
@@ -62,8 +183,21 @@ def _settings(args):
 
 def _resumed_settings(args):
     """``--resume DIR``: the settings of DIR/config.json, ``--steps`` aside."""
-    from .._experiment import extend_config, make_config, read_config
+    from .._experiment import extend_config, read_config
 
+    _only_steps(args)
+    out = Path(args.resume)
+    if not out.is_dir():
+        raise ValueError(f"--resume: no such folder {str(out)!r}.")
+    steps = _steps(args)
+    if steps is None:
+        return read_config(out), out, None
+    config, saved_steps = extend_config(out, steps)
+    return config, out, saved_steps
+
+
+def _only_steps(args) -> None:
+    """``--resume`` takes no setting but ``--steps``."""
     extra = [
         f"--{k.replace('_', '-')}"
         for k in TRAIN_FIELDS
@@ -72,18 +206,18 @@ def _resumed_settings(args):
     extra += [f for f in ("--config", "--out") if getattr(args, f[2:]) is not None]
     if extra:
         raise UsageError(
-            f"jaxprop train: --resume takes every setting from "
-            f"{args.resume}/config.json (only --steps can extend it); "
-            f"drop {', '.join(extra)}."
+            f"jaxprop train: --resume takes every setting from the run saved in "
+            f"{args.resume} (only --steps can extend it); drop {', '.join(extra)}."
         )
-    out = Path(args.resume)
-    if not out.is_dir():
-        raise ValueError(f"--resume: no such folder {str(out)!r}.")
+
+
+def _steps(args) -> int | None:
+    """``--steps`` checked, or None."""
+    from .._experiment import make_config
+
     if args.steps is None:
-        return read_config(out), out, None
-    steps = make_config({"steps": args.steps}, names=_STEPS).steps
-    config, saved_steps = extend_config(out, steps)
-    return config, out, saved_steps
+        return None
+    return make_config({"steps": args.steps}, names=_STEPS).steps
 
 
 def _new_settings(args):
@@ -109,7 +243,7 @@ def _new_settings(args):
     return config, out
 
 
-def _run(args, exp, checkpoint, out, group) -> int:
+def _run(args, exp, checkpoint, out, group, resume_dir, gradcheck, rule):
     """Trains, stopping on Ctrl-C or a scheduler's SIGTERM, then :func:`_finish`."""
     from .._experiment import describe_net, run_experiment
 
@@ -141,31 +275,40 @@ def _run(args, exp, checkpoint, out, group) -> int:
             )
     except KeyboardInterrupt:
         if group.main:
-            print(f"jaxprop train: interrupted{_resume_note(out)}.", file=sys.stderr)
-        return INTERRUPTED
-    return _finish(exp, final, out, gradcheck=not args.no_gradcheck, main=group.main)
+            note = _resume_note(out, resume_dir, rule)
+            print(f"jaxprop train: interrupted{note}.", file=sys.stderr)
+        return INTERRUPTED, None
+    gradcheck = gradcheck and not args.no_gradcheck
+    return _finish(exp, final, out, gradcheck, group.main, rule)
 
 
-def _resume_note(out) -> str:
-    """What an interrupted run left in ``out`` (None: no --out)."""
+def _resume_note(out, resume_dir, rule) -> str:
+    """What an interrupted run left in ``out`` (None: no --out); ``resume_dir``
+    is what --resume takes (a study's folder, or ``out``)."""
     if out is None:
         return " (nothing was saved: no --out)"
+    whose = "" if rule is None else f"{rule}'s "
     if (out / "checkpoint.npz").exists():
-        return f"; jaxprop train --resume {out} continues from the last checkpoint"
+        return (
+            f"; jaxprop train --resume {resume_dir} continues from {whose}last "
+            f"checkpoint"
+        )
     return (
-        f" before the first checkpoint: nothing can be resumed yet "
-        f"(jaxprop train --resume {out} starts it again from step 0)"
+        f" before {whose}first checkpoint: nothing of it can be resumed yet "
+        f"(jaxprop train --resume {resume_dir} starts it again from step 0)"
     )
 
 
-def _finish(exp, final, out, gradcheck: bool, main: bool = True) -> int:
+def _finish(exp, final, out, gradcheck: bool, main: bool = True, rule=None):
     """Result files (with --out) and the summary; a folder that can no longer
     be written is reported, with the summary still printed.
 
     Across processes every process computes the results and the gradient check
     (their gathers are collectives); process 0 (``main``) writes and prints.
+    Returns the status and, for a study's ``rule``, the run to compare.
     """
     from .._experiment import (
+        compared_of,
         gradient_check,
         results_doc,
         write_gradient_check,
@@ -176,7 +319,8 @@ def _finish(exp, final, out, gradcheck: bool, main: bool = True) -> int:
     results = results_doc(exp, final)
     check = gradient_check(exp) if out is not None and gradcheck else None
     if not main:
-        return OK if check is None or check.report.passed else FAILED
+        return (OK if check is None or check.report.passed else FAILED), None
+    compared = None if rule is None else compared_of(rule, exp, results)
     if out is not None:
         try:
             write_results(out, exp, final, results)
@@ -188,6 +332,8 @@ def _finish(exp, final, out, gradcheck: bool, main: bool = True) -> int:
                 file=sys.stderr,
             )
             status = FAILED
+    if rule is not None:
+        print(f"rule {rule}:", end=" ")
     _print_summary(exp, final, results[0])
     if out is not None and status == OK:
         if check is not None:
@@ -208,7 +354,7 @@ def _finish(exp, final, out, gradcheck: bool, main: bool = True) -> int:
                 sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
             )
         )
-    return status
+    return status, compared
 
 
 def _print_summary(exp, final, doc) -> None:

@@ -14,6 +14,14 @@ folder) → ``results`` (metrics, curves, plots, gradient check) → ``driver``
 """
 
 from .build import Experiment, build, make_grid, make_optimizer
+from .compare import (
+    Compared,
+    compared_of,
+    comparison,
+    format_table,
+    read_folders,
+    write_comparison,
+)
 from .config import (
     DATASETS,
     DTYPES,
@@ -42,24 +50,36 @@ from .store import (
     OUT_FILES,
     Checkpoint,
     SavedRun,
+    SavedStudy,
     check_out_is_free,
     checkpoint_bytes,
     extend_config,
+    is_study,
     load_checkpoint,
     load_run,
     prepare_out,
     read_config,
     save_checkpoint,
 )
+from .study import (
+    check_study_out,
+    resumed_study,
+    study_configs,
+    study_rules,
+    write_study,
+)
 
 __all__ = [
     "CHECKPOINT_SECONDS", "DATASETS", "DTYPES", "FIELDS", "MOMENTUM", "OPTIMIZERS",
-    "OUT_FILES", "SAMPLED_ENTRIES", "Checkpoint", "Data", "Experiment",
-    "ExperimentConfig", "GradientCheck", "SavedRun", "absolute_paths", "build",
-    "check_out_is_free", "checkpoint_bytes", "describe_net", "extend_config",
-    "final_metrics", "format_layers", "gradient_check", "load_checkpoint", "load_data",
-    "load_run", "make_config", "make_grid", "make_net", "make_optimizer", "make_rule",
-    "parse_layers", "prepare_out", "read_config", "read_toml", "results_doc",
-    "run_experiment", "save_checkpoint", "start", "train_chunks",
-    "write_gradient_check", "write_results",
+    "OUT_FILES", "SAMPLED_ENTRIES", "Checkpoint", "Compared", "Data", "Experiment",
+    "ExperimentConfig", "GradientCheck", "SavedRun", "SavedStudy", "absolute_paths",
+    "build", "check_out_is_free", "check_study_out", "checkpoint_bytes",
+    "compared_of", "comparison", "describe_net", "extend_config", "final_metrics",
+    "format_layers", "format_table", "gradient_check", "is_study",
+    "load_checkpoint", "load_data", "load_run", "make_config", "make_grid",
+    "make_net", "make_optimizer", "make_rule", "parse_layers", "prepare_out",
+    "read_config", "read_folders", "read_toml", "results_doc", "resumed_study",
+    "run_experiment", "save_checkpoint", "start", "study_configs", "study_rules",
+    "train_chunks", "write_comparison", "write_gradient_check", "write_results",
+    "write_study",
 ]  # fmt: skip

@@ -40,6 +40,16 @@ DATASETS = ("xor", "moons", "spirals", "blobs", "mnist1d", "digits", "fashion_mn
 #: without a path reads Debian's package (``jp.data.fashion_mnist``).
 FILE_DATASETS = ("mnist", "fashion_mnist")
 DTYPES = ("float32", "float64")
+#: The settings that belong to some rules only, and the rules that read them
+#: (with another rule they are refused; a study of several rules gives each to
+#: the rules that read it).
+RULE_SETTINGS = {
+    "feedback_scale": ("fa", "dfa", "kp"),
+    "kp_lr": ("kp",),
+    "kp_decay": ("kp",),
+    "kp_paired": ("kp",),
+    "alignment_every": ("fa", "dfa", "sign", "kp"),
+}
 #: name: optax constructor of (learning_rate, momentum).
 OPTIMIZERS = {
     "sgd": lambda lr, m: optax.sgd(lr),
@@ -174,7 +184,7 @@ def data_source(data: str) -> tuple[str, str | None]:
     return data, None
 
 
-def _list(value, name: str) -> list:
+def as_list(value, name: str) -> list:
     """A list from a TOML/JSON array or a comma-separated string."""
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()]
@@ -315,7 +325,7 @@ def _numbers_and_choices(v: dict, out: dict, n) -> None:
             out[key] = integer(v[key], n(key), low=0, parse=True)
     if "sizes" in v:
         sizes = tuple(
-            integer(s, n("sizes"), parse=True) for s in _list(v["sizes"], "sizes")
+            integer(s, n("sizes"), parse=True) for s in as_list(v["sizes"], "sizes")
         )
         if len(sizes) < 2:
             raise ValueError(
@@ -341,7 +351,7 @@ def _numbers_and_choices(v: dict, out: dict, n) -> None:
     if "rule" in out:
         out["rule"] = RULE_NAMES[out["rule"]]
     if "lr" in v:
-        lr = tuple(number(x, n("lr"), parse=True) for x in _list(v["lr"], "lr"))
+        lr = tuple(number(x, n("lr"), parse=True) for x in as_list(v["lr"], "lr"))
         if not lr or min(lr) <= 0:
             raise ValueError(
                 f"{n('lr')} must be one or more positive numbers; got {v['lr']!r}."
@@ -371,7 +381,7 @@ def _layer_settings(v: dict, out: dict, n) -> None:
             )
         shape = tuple(
             integer(s, n("input_shape"), parse=True)
-            for s in _list(v["input_shape"], "input_shape")
+            for s in as_list(v["input_shape"], "input_shape")
         )
         if not shape:
             raise ValueError(
@@ -392,12 +402,13 @@ def _rule_settings(v: dict, out: dict, n, saved: bool) -> str:
     # The rule as the user named it: --rule, --grad, or neither (backprop).
     said = "grad" if "grad" in out else "rule"
     rule = out.get("rule") or {"autodiff": "autodiff"}.get(out.get("grad"), "backprop")
-    for key, rules_, check in (
-        ("feedback_scale", ("fa", "dfa", "kp"), positive_number),
-        ("kp_lr", ("kp",), positive_number),
-        ("kp_decay", ("kp",), in_unit_interval),
+    for key, check in (
+        ("feedback_scale", positive_number),
+        ("kp_lr", positive_number),
+        ("kp_decay", in_unit_interval),
     ):
         if key in v:
+            rules_ = RULE_SETTINGS[key]
             if rule not in rules_:
                 raise ValueError(
                     f"{n(key)} applies to {n('rule')} {' or '.join(rules_)} only; "

@@ -391,3 +391,55 @@ def alignment_curves(path: Path, steps, angles: dict, lrs, rule: str | None) -> 
       rule: the rule's name, for the title.
     """
     return save_figure(_alignment_figure(steps, angles, lrs, rule), path)
+
+
+# ----------------------------------------------------------------- comparison
+def _comparison_figure(series: list[dict]) -> Figure:
+    n_layers = max((s["angles"].shape[1] for s in series if s["angles"] is not None),
+                   default=0)  # fmt: skip
+    cols = max(n_layers, 1)
+    rows = 2 if n_layers else 1
+    fig = Figure(figsize=(max(8.0, 3.2 * cols), 3.6 * rows), layout="constrained")
+    grid = fig.add_gridspec(rows, cols)
+    top = fig.add_subplot(grid[0, :])
+    n_seeds = series[0]["y"].shape[0]
+    for k, s in enumerate(series):
+        y = s["y"]
+        if s["ylabel"] != "training loss":  # evaluations of a diverged seed repeat
+            y = _mask_after_divergence(s["steps"], s["losses"], s["x"], y)
+        _seed_band(top, s["x"], y, f"C{k}", s["label"], draw_seeds=False)
+    top.set(xlabel="step", ylabel=series[0]["ylabel"])
+    if "loss" in series[0]["ylabel"]:
+        _maybe_log(top, *(s["y"] for s in series))
+    top.legend(fontsize=8)
+    top.set_title(f"{series[0]['ylabel']}: median and inter-quartile band over "
+                  f"{n_seeds} seeds", fontsize="medium", loc="left")  # fmt: skip
+    for l in range(n_layers):
+        ax = fig.add_subplot(grid[1, l], sharey=None)
+        for k, s in enumerate(series):
+            a = s["angles"]
+            if a is None or l >= a.shape[1] or not np.isfinite(a[:, l]).any():
+                continue
+            q1, median, q3 = _quartiles(a[:, l])
+            ax.fill_between(s["angle_steps"], q1, q3, color=f"C{k}", alpha=0.25, lw=0)
+            ax.plot(s["angle_steps"], median, color=f"C{k}", lw=2, marker="o", ms=3)
+        ax.axhline(90, color="0.5", lw=0.8, ls=":")
+        ax.set(xlabel="step", ylim=(0, 180), ylabel="degrees" if l == 0 else None)
+        ax.set_title(f"layer {l + 1}: ∠(rule's ∂Wˡ, backprop's)", fontsize="medium",
+                     loc="left")  # fmt: skip
+    return fig
+
+
+def comparison(path: Path, series: list[dict]) -> Path:
+    """Runs side by side, one colour each: their curve (held-out accuracy, else
+    a loss) against the step and, one panel per layer, the angle of each rule's
+    weight update to backprop's gradient; medians and inter-quartile bands
+    across seeds. Backprop's angles, zero, are not drawn.
+
+    Args:
+      series: per run, ``label``; ``x`` (n,) steps and ``y`` (n_seeds, n) the
+        curve, named ``ylabel``; ``steps`` (m,) and ``losses`` (n_seeds, m),
+        the training losses that tell where a seed diverged; ``angle_steps``
+        (k,) and ``angles`` (n_seeds, L, k) degrees, or None.
+    """
+    return save_figure(_comparison_figure(series), path)

@@ -90,7 +90,7 @@ def _bounds(metric: str) -> tuple[float, float]:
     return 0.0, math.inf  # the costs: mse, cross-entropies
 
 
-def _summary(values: np.ndarray, metric: str) -> dict[str, float]:
+def summary_of(values: np.ndarray, metric: str) -> dict[str, float]:
     """``jp.summarize`` as a dict, with quartiles (NaN, i.e. null, if n is 0)."""
     s = summarize(values)
     low, high = _bounds(metric)
@@ -113,7 +113,7 @@ def _summary(values: np.ndarray, metric: str) -> dict[str, float]:
 def _group(metrics: Mapping[str, np.ndarray], i: int) -> dict[str, Any]:
     """The summary of learning rate i's runs."""
     out: dict[str, Any] = {
-        k: _summary(v[i], k) for k, v in metrics.items() if k not in _NOT_SUMMARIZED
+        k: summary_of(v[i], k) for k, v in metrics.items() if k not in _NOT_SUMMARIZED
     }
     diverged = metrics["diverged"][i]
     at = metrics["diverged_at"][i][diverged]
@@ -216,6 +216,34 @@ def _best_lr(doc: Mapping[str, Any], lrs) -> int:
     return int(np.argmax(scores))
 
 
+def curves_of(
+    exp: Experiment, result: TrainResult, metrics: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """curves.npz's arrays: ``steps`` (n_logged,), ``lr`` (n_lr,), ``losses``
+    (n_lr, n_seeds, n_logged); with held-out data ``eval_steps`` (n_eval,),
+    ``eval_loss`` and ``eval_accuracy`` (n_lr, n_seeds, n_eval); with alignment
+    ``alignment_steps`` (n,) and ``alignment_{grad,delta,feedback}`` (n_lr,
+    n_seeds, L, n); and the final per-run ``metrics`` (n_lr, n_seeds)."""
+    config = exp.config
+    every = exp.trainer.log_every
+    curves = {
+        "steps": every * np.arange(1, config.steps // every + 1),
+        "lr": np.asarray(config.lr),
+        "losses": np.asarray(result.losses),
+        **{k: v for k, v in metrics.items()},
+    }
+    if result.eval_loss is not None:
+        curves["eval_steps"] = np.asarray(result.eval_steps[0, 0])
+        curves["eval_loss"] = np.asarray(result.eval_loss)
+        if exp.data.classification:
+            curves["eval_accuracy"] = np.asarray(result.eval_accuracy)
+    if result.alignment is not None:
+        curves["alignment_steps"] = np.asarray(result.alignment_steps[0, 0])
+        for measure, angles in result.alignment._asdict().items():
+            curves[f"alignment_{measure}"] = np.asarray(angles)  # (n_lr, n_seeds, L, n)
+    return curves
+
+
 def write_results(
     out: Path, exp: Experiment, checkpoint: Checkpoint, results=None
 ) -> dict:
@@ -229,28 +257,13 @@ def write_results(
     config = exp.config
     doc, result, metrics = results or results_doc(exp, checkpoint)
     write_json(out / "metrics.json", doc)
-    every = exp.trainer.log_every
-    steps = every * np.arange(1, config.steps // every + 1)
-    curves = {
-        "steps": steps,
-        "lr": np.asarray(config.lr),
-        "losses": np.asarray(result.losses),
-        **{k: v for k, v in metrics.items()},
+    curves = curves_of(exp, result, metrics)
+    steps = curves["steps"]
+    evals = {
+        k: curves[k]
+        for k in ("eval_steps", "eval_loss", "eval_accuracy")
+        if k in curves
     }
-    evals = {}
-    if result.eval_loss is not None:
-        evals = {
-            "eval_steps": np.asarray(result.eval_steps[0, 0]),
-            "eval_loss": np.asarray(result.eval_loss),
-            "eval_accuracy": np.asarray(result.eval_accuracy),
-        }
-        if not exp.data.classification:
-            del evals["eval_accuracy"]
-    curves |= evals
-    if result.alignment is not None:
-        curves["alignment_steps"] = np.asarray(result.alignment_steps[0, 0])
-        for measure, angles in result.alignment._asdict().items():
-            curves[f"alignment_{measure}"] = np.asarray(angles)  # (n_lr, n_seeds, L, n)
     atomic_write(out / "curves.npz", lambda f: np.savez(f, **curves))
     final = {"params": result.params, "opt_state": result.opt_state}
     if jax.tree.leaves(result.rule_state):

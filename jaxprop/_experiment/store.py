@@ -1,5 +1,6 @@
 """The run's folder: config.json, checkpoint.npz (atomic, portable across
-device counts), and reading a finished run back (``load_run``)."""
+device counts), and reading a finished run back (``load_run``); a study's
+folder of several rules (study.json and one run folder per rule)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import platform
 import shutil
 import warnings
 import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -358,8 +360,80 @@ class SavedRun(NamedTuple):
         return jax.tree.map(lambda l: l[lr_index, seed], self.params)
 
 
-def load_run(path) -> SavedRun:
+#: The file that makes a folder a study of several rules (``jaxprop train
+#: --rule backprop,fa ...``): beside it, one run folder per rule.
+STUDY_FILE = "study.json"
+#: What a study's folder holds beside its rules' folders.
+STUDY_FILES = (STUDY_FILE, "comparison.md", "comparison.json", "comparison.png")
+
+
+def is_study(path) -> bool:
+    """Whether ``path`` is the folder of a study of several rules."""
+    return (Path(path) / STUDY_FILE).is_file()
+
+
+def read_study(out: Path, argname: str = "--resume") -> dict:
+    """A study's ``study.json``: ``{"rules": [...], "configs": {rule: settings}}``
+    (each rule's settings as its config.json will hold them)."""
+    path = Path(out) / STUDY_FILE
+    try:
+        doc = json.loads(path.read_text())
+        rules, configs = doc["rules"], doc["configs"]
+        if not (isinstance(rules, list) and isinstance(configs, dict)):
+            raise TypeError
+        if set(rules) != set(configs) or not all(isinstance(r, str) for r in rules):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"{argname}: {str(path)!r} is missing or not a jaxprop study.json."
+        ) from None
+    return doc
+
+
+class SavedStudy(Mapping):
+    """A finished study of several rules (``jaxprop train --rule a,b,... --out
+    DIR``), read back by :func:`load_run`: a mapping from each rule, in the
+    command's order, to its :class:`SavedRun`.
+
+    Attributes:
+      path: the study's folder.
+      rules: the rules' names, in order (the first is the comparison's reference).
+      comparison: ``comparison.json`` (the table's rows), or None if absent.
+    """
+
+    def __init__(self, path: Path, runs: dict[str, SavedRun], comparison):
+        self.path, self._runs, self.comparison = path, runs, comparison
+        self.rules = tuple(runs)
+
+    def __getitem__(self, rule: str) -> SavedRun:
+        return self._runs[rule]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._runs)
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def __repr__(self) -> str:
+        return f"SavedStudy({str(self.path)!r}, rules={self.rules})"
+
+
+def _load_study(path: Path) -> SavedStudy:
+    rules = read_study(path, "path")["rules"]
+    runs = {rule: load_run(path / rule) for rule in rules}
+    try:
+        comparison = json.loads((path / "comparison.json").read_text())
+    except (OSError, ValueError):
+        comparison = None
+    return SavedStudy(path, runs, comparison)
+
+
+def load_run(path) -> SavedRun | SavedStudy:
     """Reads a finished ``jaxprop train --out DIR`` folder back.
+
+    A study's folder (``--rule backprop,fa,...``; it holds ``study.json``) reads
+    back as a :class:`SavedStudy`, a mapping from each rule to its
+    :class:`SavedRun` (``load_run(DIR)["fa"]`` is ``load_run(DIR / "fa")``).
 
     Needs no data and no optimizer from the user: the network and the
     optimizer's state structure are rebuilt from ``config.json``.
@@ -371,12 +445,15 @@ def load_run(path) -> SavedRun:
       A :class:`SavedRun`: ``.config`` the run's settings (an
       ``ExperimentConfig``, a frozen dataclass; ``.config.as_dict()`` gives
       them as a dict), ``.net``, ``.params`` and ``.opt_state`` with leading
-      (n_lr, n_seeds) axes, ``.curves``, ``.metrics``, ``.rule_state``.
+      (n_lr, n_seeds) axes, ``.curves``, ``.metrics``, ``.rule_state``; for a
+      study's folder, a :class:`SavedStudy` of one such run per rule.
 
     Raises:
       ValueError: not a finished run's folder (says which file is missing).
     """
     path = Path(path)
+    if is_study(path):
+        return _load_study(path)
     doc = read_doc(path, "path")
     config = read_config(path)
     for name in ("final.npz", "curves.npz", "metrics.json"):
