@@ -33,6 +33,7 @@ from ._engine.train import TrainState as TrainState
 from ._engine.train import train as train
 from ._engine.train import train_seeds as train_seeds
 from ._experiment import SavedRun as SavedRun
+from ._experiment import SavedStudy as SavedStudy
 from ._experiment import load_run as load_run
 from ._io import load as load
 from ._io import save as save
