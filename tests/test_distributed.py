@@ -269,6 +269,33 @@ def test_the_command_in_two_processes_writes_the_results_of_one(tmp_path):
                                       "--distributed-timeout", "60"]  # fmt: skip
 
 
+@pytest.mark.slow
+def test_a_study_in_two_processes_writes_the_study_of_one(tmp_path):
+    """``--rule backprop,fa`` across two processes: each rule's folder holds the
+    bits one process of two devices trains, and the comparison is the same."""
+    two, one = tmp_path / "two", tmp_path / "one"
+    study = [*RUN, "--rule", "backprop,fa", "--no-gradcheck"]
+    port = free_port()
+    outs = launch(
+        [train(*study, "--out", two, *of(port, 2, i)) for i in range(2)]
+        + [train(*study, "--out", one)],
+        envs=[devices(1), devices(1), devices(2)],
+        timeout=240,
+    )
+    for code, _, err in outs:
+        assert code == 0, err[-3000:]
+    assert "| fa | 0.05 |" in outs[0][1] and "| fa |" not in outs[1][1]
+    for rule in ("backprop", "fa"):
+        with (
+            np.load(two / rule / "final.npz") as a,
+            np.load(one / rule / "final.npz") as b,
+        ):
+            for k in a.files:
+                assert a[k].tobytes() == b[k].tobytes(), (rule, k)
+    docs = [json.loads((d / "comparison.json").read_text()) for d in (two, one)]
+    assert_docs_close(*docs)
+
+
 @pytest.mark.parametrize(
     "mistake,says",
     [

@@ -130,9 +130,13 @@ def test_every_command_of_a_page_is_one_the_command_line_takes(page, argv):
     settings pass the checks a real run makes before it touches data."""
     from jaxprop._cli import make_parser
     from jaxprop._cli.options import TRAIN_FIELDS, config_values, option_names
-    from jaxprop._experiment import make_config
+    from jaxprop._experiment import make_config, study_configs, study_rules
 
     args = make_parser().parse_args(argv)
     if args.command == "train" and not args.resume and not args.config:
         names = option_names(args, TRAIN_FIELDS)
-        make_config(config_values(args, TRAIN_FIELDS), names=names)
+        values = config_values(args, TRAIN_FIELDS)
+        if study_rules(values) is None:
+            make_config(values, names=names)
+        else:  # several rules: each one's settings
+            assert len(study_configs(values, names)) >= 2

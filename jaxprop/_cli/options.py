@@ -47,7 +47,9 @@ _HELP = {
     "the same as --rule backprop/autodiff)",
     "rule": "credit-assignment rule: backprop, autodiff, fa (or feedback_alignment), "
     "dfa (direct_feedback_alignment), sign (sign_symmetry), kp (kolen_pollack) "
-    "(default backprop)",
+    "(default backprop); several, comma-separated (backprop,fa,dfa), train a "
+    "study: each rule in turn on the same seeds, into --out DIR/<rule>/, with a "
+    "comparison table and figure",
     "feedback_scale": "fa/dfa/kp: random feedback drawn from U[-s, s] (default "
     "1/sqrt of the fed-back width)",
     "kp_lr": "kp: learning rate of the feedback update (default: --lr, one value)",
