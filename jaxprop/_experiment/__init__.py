@@ -27,6 +27,7 @@ from .config import (
     read_toml,
 )
 from .data import Data, load_data, make_net
+from .dp import describe_rule
 from .driver import CHECKPOINT_SECONDS, run_experiment, start, train_chunks
 from .layer_spec import describe_net, format_layers, parse_layers
 from .results import (
@@ -56,7 +57,8 @@ __all__ = [
     "CHECKPOINT_SECONDS", "DATASETS", "DTYPES", "FIELDS", "MOMENTUM", "OPTIMIZERS",
     "OUT_FILES", "SAMPLED_ENTRIES", "Checkpoint", "Data", "Experiment",
     "ExperimentConfig", "GradientCheck", "SavedRun", "absolute_paths", "build",
-    "check_out_is_free", "checkpoint_bytes", "describe_net", "extend_config",
+    "check_out_is_free", "checkpoint_bytes", "describe_net", "describe_rule",
+    "extend_config",
     "final_metrics", "format_layers", "gradient_check", "load_checkpoint", "load_data",
     "load_run", "make_config", "make_grid", "make_net", "make_optimizer", "make_rule",
     "parse_layers", "prepare_out", "read_config", "read_toml", "results_doc",
