@@ -125,8 +125,8 @@ def test_target_epsilon_resolves_the_noise_multiplier_the_config_records():
 def test_a_poisson_run_to_a_target_epsilon_reports_a_guarantee(tmp_path, capsys):
     """A real run: ε in metrics.json is at most the target and within 1% of it,
     stated as a guarantee for Poisson sampling; the header and the summary name
-    the rule; the saved run rebuilds the same rule and refuses more steps
-    (they would spend more than the target)."""
+    the rule; the saved run rebuilds the same rule, resumes with it and
+    refuses more steps (they would spend more than the target)."""
     out = tmp_path / "run"
     args = ["--data", "moons", "--n-train", "64", "--n-test", "64", "--sizes",
             "2,4,1", "--steps", "20", "--log-every", "10", "--no-gradcheck",
@@ -155,6 +155,10 @@ def test_a_poisson_run_to_a_target_epsilon_reports_a_guarantee(tmp_path, capsys)
     assert main(["train", "--resume", str(out), "--steps", "40"]) == 2
     err = capsys.readouterr().err
     assert "more steps would spend more privacy than that" in err, err
+    # --resume reads σ from config.json (no new search) and writes the same ε.
+    assert main(["train", "--resume", str(out), "--no-gradcheck"]) == 0
+    assert f"rule {rule}, float32" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["privacy"] == p
 
 
 def test_shuffled_minibatches_keep_the_approximation_wording():
