@@ -50,6 +50,7 @@ from ._network import Cache as Cache
 from ._network import Network as Network
 from ._per_example import clipped_grads as clipped_grads
 from ._per_example import dp_epsilon as dp_epsilon
+from ._per_example import dp_noise_multiplier as dp_noise_multiplier
 from ._per_example import per_example_grad_norms as per_example_grad_norms
 from ._per_example import per_example_grads as per_example_grads
 from ._vjp import apply_with_vjp as apply_with_vjp

@@ -24,7 +24,9 @@ B): ``net.backprop`` is the mean of the g_i there.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import math
 
 import jax
@@ -161,6 +163,40 @@ def clipped_grads(
     return _per_example("clipped", *args, clip_norm)
 
 
+def _dp_accounting(caller: str):
+    """The ``dp_accounting`` module, or an ImportError that says how to get it."""
+    try:
+        import dp_accounting
+        from dp_accounting import rdp  # noqa: F401  (dp_accounting.rdp below)
+    except ImportError as e:
+        # Not "pip install 'jaxprop[privacy]'": that name on the package index
+        # is an unrelated project (see the README); the extra is for source
+        # installs.
+        raise ImportError(
+            f"jp.{caller} needs the dp-accounting package: pip install "
+            f"dp-accounting, or pip install -e '.[privacy]' in jaxprop's source."
+        ) from e
+    return dp_accounting
+
+
+def _dp_steps(sampling_rate, steps, delta) -> tuple[float, int, float]:
+    """q in (0, 1], steps ≥ 0 and δ in (0, 1), checked and named."""
+    q = fraction(sampling_rate, "sampling_rate")
+    steps = integer(steps, "steps", low=0)
+    d = positive_number(delta, "delta")
+    if d >= 1:
+        raise ValueError(f"delta must be in (0, 1); got {d}.")
+    return q, steps, d
+
+
+def _dp_sgd_event(dp_accounting, sigma: float, q: float, steps: int):
+    """DP-SGD's run as one dp_accounting event: ``steps`` Poisson-sampled
+    Gaussian mechanisms (the RDP accountant composes a self-composed event as
+    ``compose(event, steps)``: the same numbers)."""
+    step = dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma))
+    return dp_accounting.SelfComposedDpEvent(step, steps)
+
+
 def dp_epsilon(
     noise_multiplier: float, sampling_rate: float, steps: int, delta: float
 ) -> float:
@@ -173,7 +209,7 @@ def dp_epsilon(
     add-or-remove-one neighbours), the accounting Opacus and TF Privacy use.
     It bounds a run of ``jp.rules.dp_sgd(C, σ, sampling="poisson",
     sampling_rate=q)`` trained with ``batch_size=None``; see ``dp_sgd`` for
-    minibatches.
+    minibatches. :func:`dp_noise_multiplier` is its inverse in σ.
 
     Args:
       noise_multiplier: σ ≥ 0 (0 gives ε = ∞).
@@ -189,27 +225,91 @@ def dp_epsilon(
         the ``privacy`` extra of a source install).
     """
     sigma = non_negative_number(noise_multiplier, "noise_multiplier")
-    q = fraction(sampling_rate, "sampling_rate")
-    steps = integer(steps, "steps", low=0)
-    d = positive_number(delta, "delta")
-    if d >= 1:
-        raise ValueError(f"delta must be in (0, 1); got {d}.")
-    try:
-        import dp_accounting
-        from dp_accounting import rdp
-    except ImportError as e:
-        # Not "pip install 'jaxprop[privacy]'": that name on the package index
-        # is an unrelated project (see the README); the extra is for source
-        # installs.
-        raise ImportError(
-            "jp.dp_epsilon needs the dp-accounting package: pip install "
-            "dp-accounting, or pip install -e '.[privacy]' in jaxprop's source."
-        ) from e
+    q, steps, d = _dp_steps(sampling_rate, steps, delta)
+    dp_accounting = _dp_accounting("dp_epsilon")
     if steps == 0:
         return 0.0
     if sigma == 0:
         return math.inf
-    accountant = rdp.RdpAccountant()
-    event = dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma))
-    accountant.compose(event, int(steps))
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(_dp_sgd_event(dp_accounting, sigma, q, steps))
     return float(accountant.get_epsilon(d))
+
+
+#: How close :func:`dp_noise_multiplier`'s σ is to the smallest that meets the
+#: target (dp_accounting's tolerance, in σ): ε(σ) is within about TOL/σ of the
+#: target, relatively.
+NOISE_TOLERANCE = 1e-6
+
+
+def dp_noise_multiplier(
+    target_epsilon: float, sampling_rate: float, steps: int, delta: float
+) -> float:
+    r"""The smallest noise multiplier σ whose DP-SGD run has ε ≤ ``target_epsilon``.
+
+    The inverse of :func:`dp_epsilon` in σ, with its accounting (RDP,
+    ``dp_accounting.RdpAccountant``, ``steps`` Poisson-sampled Gaussian
+    mechanisms at rate q): dp-accounting's own search,
+    ``dp_accounting.calibrate_dp_mechanism``, brackets σ from [0, 1] upwards
+    (``LowerEndpointAndGuess``) and runs Brent's method to within
+    ``NOISE_TOLERANCE`` (1e-6) in σ, returning a σ whose ε is at most the
+    target (never above it: the search checks its root). ε falls as σ grows,
+    so ``dp_epsilon(σ, q, steps, δ) ≤ target_epsilon``, and a σ smaller by
+    more than the tolerance would exceed it.
+
+    Train with ``jp.rules.dp_sgd(C, σ, sampling="poisson", sampling_rate=q)``
+    and ``batch_size=None`` (or q = 1 without sampling) for ε to bound the
+    run; see :func:`dp_epsilon`.
+
+    Args:
+      target_epsilon: ε > 0, finite (ε = 0 would need σ = ∞).
+      sampling_rate: q in (0, 1].
+      steps: the number of steps, ≥ 0. With 0 steps nothing is released and
+        ε = 0 whatever σ: the answer is 0.0.
+      delta: δ in (0, 1).
+
+    Returns:
+      σ as a Python float.
+
+    Raises:
+      TypeError, ValueError: a bad argument, named.
+      ValueError: no σ up to about 2³⁰ reaches the target (a target too small
+        for the accountant's numbers).
+      ImportError: without ``dp_accounting``, as for :func:`dp_epsilon`.
+    """
+    target = positive_number(target_epsilon, "target_epsilon")
+    q, steps, d = _dp_steps(sampling_rate, steps, delta)
+    dp_accounting = _dp_accounting("dp_noise_multiplier")
+    if steps == 0:
+        return 0.0
+    try:
+        with _quiet_accountant():
+            sigma = dp_accounting.calibrate_dp_mechanism(
+                dp_accounting.rdp.RdpAccountant,
+                lambda sigma: _dp_sgd_event(dp_accounting, sigma, q, steps),
+                target,
+                d,
+                dp_accounting.LowerEndpointAndGuess(0.0, 1.0),
+                tol=NOISE_TOLERANCE,
+            )
+    except dp_accounting.mechanism_calibration.NoBracketIntervalFoundError:
+        raise ValueError(
+            f"target_epsilon: no noise multiplier up to 2^30 gives ε ≤ {target:g} "
+            f"with sampling_rate {q:g}, {steps} steps and delta {d:g}; ask for a "
+            f"larger ε."
+        ) from None
+    return float(sigma)
+
+
+@contextlib.contextmanager
+def _quiet_accountant():
+    """Drops dp_accounting's log lines about the trial σ's of a search (orders
+    it skipped, RDP rounded to 0), which say nothing about the answer; the
+    ``absl`` logger is left as it was."""
+    logger = logging.getLogger("absl")
+    quiet = lambda record: "dp_accounting" not in record.pathname  # noqa: E731
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)

@@ -476,3 +476,89 @@ def test_dp_epsilon_without_the_package(monkeypatch):
         match=r"pip install dp-accounting, or pip install -e '\.\[privacy\]'",
     ):
         jp.dp_epsilon(1.0, 0.1, 10, 1e-5)
+
+
+@pytest.mark.parametrize(
+    "target, q, steps, delta",
+    [(2.0, 0.1, 50, 1e-5), (1.0, 0.02, 500, 1e-6), (8.0, 1.0, 100, 1e-5),
+     (0.5, 1.0, 1, 1e-6)],
+)  # fmt: skip
+def test_dp_noise_multiplier_reaches_the_target_and_no_less_noise_does(
+    target, q, steps, delta
+):
+    """σ's ε is at most the target and within 1% of it; a σ 1% smaller has an
+    ε above the target, so the check below would catch a σ found too small."""
+    sigma = jp.dp_noise_multiplier(target, q, steps, delta)
+    assert isinstance(sigma, float) and sigma > 0
+    eps = jp.dp_epsilon(sigma, q, steps, delta)
+    assert 0.99 * target <= eps <= target
+    assert jp.dp_epsilon(0.99 * sigma, q, steps, delta) > target
+
+
+def test_dp_noise_multiplier_is_monotonic_and_leaves_the_logger_as_it_was():
+    """More ε allowed, less noise; more steps or a smaller δ, more noise (q = 1:
+    milliseconds each). The search's log filter is removed afterwards."""
+    import logging
+
+    absl = logging.getLogger("absl")
+    filters = list(absl.filters)
+    sigmas = [jp.dp_noise_multiplier(e, 1.0, 10, 1e-5) for e in (0.5, 1, 2, 4, 8)]
+    assert all(a > b for a, b in itertools.pairwise(sigmas)), sigmas
+    by_steps = [jp.dp_noise_multiplier(2.0, 1.0, t, 1e-5) for t in (1, 10, 100)]
+    assert by_steps[0] < by_steps[1] < by_steps[2]
+    assert jp.dp_noise_multiplier(2.0, 1.0, 10, 1e-8) > sigmas[2]
+    assert absl.filters == filters
+
+
+def test_dp_noise_multiplier_of_no_steps_is_zero():
+    """With 0 steps nothing is released: ε = 0 for any σ, the smallest is 0."""
+    assert jp.dp_noise_multiplier(1.0, 0.1, 0, 1e-5) == 0.0
+    assert jp.dp_epsilon(0.0, 0.1, 0, 1e-5) == 0.0
+
+
+@pytest.mark.parametrize(
+    "args, error, message",
+    [
+        ((0.0, 0.1, 10, 1e-5), ValueError, "target_epsilon must be a positive"),
+        ((-1.0, 0.1, 10, 1e-5), ValueError, "target_epsilon must be a positive"),
+        ((math.inf, 0.1, 10, 1e-5), ValueError, "target_epsilon must be finite"),
+        (("2", 0.1, 10, 1e-5), TypeError, "target_epsilon must be a number"),
+        ((True, 0.1, 10, 1e-5), TypeError, "target_epsilon must be a number"),
+        ((1.0, 0.0, 10, 1e-5), ValueError, r"sampling_rate must be in \(0, 1\]"),
+        ((1.0, 1.5, 10, 1e-5), ValueError, r"sampling_rate must be in \(0, 1\]"),
+        ((1.0, 0.1, 2.5, 1e-5), TypeError, "steps must be an integer ≥ 0"),
+        ((1.0, 0.1, -1, 1e-5), ValueError, "steps must be an integer ≥ 0"),
+        ((1.0, 0.1, 10, 1.0), ValueError, r"delta must be in \(0, 1\)"),
+        ((1.0, 0.1, 10, 0.0), ValueError, "delta must be a positive number"),
+    ],
+)
+def test_dp_noise_multiplier_bad_arguments(args, error, message):
+    with pytest.raises(error, match=message):
+        jp.dp_noise_multiplier(*args)
+
+
+def test_dp_noise_multiplier_unreachable_target_and_no_package(monkeypatch):
+    """A search that finds no bracket (no σ up to 2^30 of dp-accounting's
+    search reaches the target) is a ValueError naming target_epsilon; without
+    dp-accounting, the ImportError of dp_epsilon."""
+    import builtins
+
+    import dp_accounting
+
+    def no_bracket(*args, **kwargs):
+        raise dp_accounting.mechanism_calibration.NoBracketIntervalFoundError()
+
+    with monkeypatch.context() as m:
+        m.setattr(dp_accounting, "calibrate_dp_mechanism", no_bracket)
+        with pytest.raises(ValueError, match=r"^target_epsilon: no noise multiplier"):
+            jp.dp_noise_multiplier(1e-3, 0.1, 10, 1e-5)
+    real_import = builtins.__import__
+
+    def no_dp_accounting(name, *args, **kwargs):
+        if name.startswith("dp_accounting"):
+            raise ImportError("no dp_accounting")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dp_accounting)
+    with pytest.raises(ImportError, match=r"jp.dp_noise_multiplier needs the dp-acc"):
+        jp.dp_noise_multiplier(1.0, 0.1, 10, 1e-5)

@@ -58,10 +58,18 @@ _HELP = {
     "whose weight decay matches the feedback's, so W - B shrinks as "
     "(1 - decay)^t; false: the optimizer alone",
     "clip_norm": "DP-SGD: clip each example's update to this norm (with "
-    "--noise-multiplier; any rule but autodiff)",
+    "--noise-multiplier or --target-epsilon; any rule but autodiff)",
     "noise_multiplier": "DP-SGD: Gaussian noise of std noise_multiplier × clip_norm "
     "on the clipped sum",
     "delta": "DP-SGD: the δ at which metrics.json reports ε (default 1e-5)",
+    "sampling": "DP-SGD: poisson draws every step's examples from the whole data "
+    "set, each with probability --sampling-rate (instead of --batch-size), so "
+    "that the reported ε is a guarantee",
+    "sampling_rate": "DP-SGD with --sampling poisson: q in (0, 1], each example's "
+    "probability of being in a step (q·n examples on average)",
+    "target_epsilon": "DP-SGD: the ε (at --delta) to reach; the noise multiplier "
+    "is the smallest that does over --steps (jp.dp_noise_multiplier), with "
+    "--sampling poisson or full batches, instead of --noise-multiplier",
     "alignment_every": "steps between measures of the rule's alignment with "
     "backprop, for fa/dfa/sign/kp (default ~1/20 of the run)",
     "dtype": "float32 or float64 (default float32)",

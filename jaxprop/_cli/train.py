@@ -245,7 +245,7 @@ def _new_settings(args):
 
 def _run(args, exp, checkpoint, out, group, resume_dir, gradcheck, rule):
     """Trains, stopping on Ctrl-C or a scheduler's SIGTERM, then :func:`_finish`."""
-    from .._experiment import describe_net, run_experiment
+    from .._experiment import describe_net, describe_rule, run_experiment
 
     config = exp.config
     quiet = args.quiet or not group.main
@@ -258,9 +258,7 @@ def _run(args, exp, checkpoint, out, group, resume_dir, gradcheck, rule):
             f"{net.output_activation} {net.cost}, {config.optimizer} lr "
             f"{','.join(f'{x:g}' for x in config.lr)}, {config.steps} steps, "
             f"{config.seeds} seeds ({lead} runs, {exp.trainer.strategy[0]}{on}), "
-            f"rule "
-            f"{config.rule or {'autodiff': 'autodiff'}.get(config.grad, 'backprop')}, "
-            f"{config.dtype}",
+            f"rule {describe_rule(config)}, {config.dtype}",
             file=sys.stderr if args.quiet else sys.stdout,
         )
     try:
@@ -397,14 +395,17 @@ def _print_summary(exp, final, doc) -> None:
             )
         print(line)
     if "privacy" in doc:
-        p = doc["privacy"]
-        eps = (
-            "not computed (pip install dp-accounting)"
-            if p["epsilon"] is None
-            else (f"{p['epsilon']:.3g}")
-        )
-        print(
-            f"DP-SGD: clip norm {p['clip_norm']:g}, noise multiplier "
-            f"{p['noise_multiplier']:g}, q {p['sampling_rate']:.3g}, "
-            f"{p['steps']} steps: ε = {eps} at δ = {p['delta']:g}"
-        )
+        print(_privacy_line(exp, doc["privacy"]))
+
+
+def _privacy_line(exp, p) -> str:
+    """The summary's DP-SGD line: the rule, ε at δ, and whether ε is a guarantee."""
+    from .._experiment import describe_rule
+
+    if p["epsilon"] is None:
+        eps = "not computed (pip install dp-accounting)"
+    else:
+        kind = "a guarantee" if p["guarantee"] else "approximate: shuffled minibatches"
+        eps = f"{p['epsilon']:.3g} at δ = {p['delta']:g} ({kind})"
+    q = "" if p["sampling"] == "poisson" else f", q {p['sampling_rate']:.3g}"
+    return f"DP-SGD: {describe_rule(exp.config)}{q}, {p['steps']} steps: ε = {eps}"

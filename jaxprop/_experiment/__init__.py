@@ -35,6 +35,7 @@ from .config import (
     read_toml,
 )
 from .data import Data, load_data, make_net
+from .dp import describe_rule
 from .driver import CHECKPOINT_SECONDS, run_experiment, start, train_chunks
 from .layer_spec import describe_net, format_layers, parse_layers
 from .results import (
@@ -74,8 +75,8 @@ __all__ = [
     "OUT_FILES", "SAMPLED_ENTRIES", "Checkpoint", "Compared", "Data", "Experiment",
     "ExperimentConfig", "GradientCheck", "SavedRun", "SavedStudy", "absolute_paths",
     "build", "check_out_is_free", "check_study_out", "checkpoint_bytes",
-    "compared_of", "comparison", "describe_net", "extend_config", "final_metrics",
-    "format_layers", "format_table", "gradient_check", "is_study",
+    "compared_of", "comparison", "describe_net", "describe_rule", "extend_config",
+    "final_metrics", "format_layers", "format_table", "gradient_check", "is_study",
     "load_checkpoint", "load_data", "load_run", "make_config", "make_grid",
     "make_net", "make_optimizer", "make_rule", "parse_layers", "prepare_out",
     "read_config", "read_folders", "read_toml", "results_doc", "resumed_study",

@@ -24,11 +24,11 @@ from .._validate import (
     expected_one_of,
     in_unit_interval,
     integer,
-    non_negative_number,
     number,
     positive_number,
 )
 from ..rules import RULES, Rule, dp_sgd
+from .dp import dp_settings
 from .layer_spec import format_layers, parse_layers
 
 #: Every name a rule is read by: the short ones of ``RULES`` and the library's
@@ -119,7 +119,12 @@ class ExperimentConfig:
         existed resume so).
       clip_norm, noise_multiplier: DP-SGD (``jp.rules.dp_sgd``) on the rule's
         updates: per-example clipping to C and Gaussian noise σC; delta: the δ
-        at which metrics.json reports ε (``jp.dp_epsilon``; default 1e-5).
+        at which metrics.json reports ε (``jp.dp_epsilon``; default 1e-5);
+        sampling ``"poisson"`` with sampling_rate q: every step a Poisson
+        sample of the whole data set (no batch_size), for which ε is a
+        guarantee; target_epsilon: the ε that noise_multiplier was calibrated
+        to (``jp.dp_noise_multiplier``, resolved by ``make_config`` over the
+        steps, and recorded beside it).
       alignment_every: steps between measures of the rule's alignment with
         backprop, for a rule other than backprop/autodiff (default ~1/20).
       log_every: steps per logged loss (default: about 1/200 of the run).
@@ -158,6 +163,9 @@ class ExperimentConfig:
     clip_norm: float | None = None
     noise_multiplier: float | None = None
     delta: float | None = None
+    sampling: str | None = None  # None: every example of the batch
+    sampling_rate: float | None = None
+    target_epsilon: float | None = None  # noise_multiplier is resolved from it
     dtype: str = "float32"
     strategy: str = "auto"
     chunk_size: int | None = None
@@ -437,26 +445,8 @@ def _rule_settings(v: dict, out: dict, n, saved: bool) -> str:
             f"measure nothing: use {n('rule')} fa, dfa, sign or kp, or drop "
             f"{n('alignment_every')}."
         )
-    if "clip_norm" in v or "noise_multiplier" in v or "delta" in v:
-        if "clip_norm" not in v or "noise_multiplier" not in v:
-            raise ValueError(
-                f"{n('clip_norm')} and {n('noise_multiplier')}: DP-SGD needs both "
-                f"(and {n('delta')} applies only with them)."
-            )
-        out["clip_norm"] = positive_number(v["clip_norm"], n("clip_norm"), parse=True)
-        out["noise_multiplier"] = non_negative_number(
-            v["noise_multiplier"], n("noise_multiplier"), parse=True
-        )
-        if "delta" in v:
-            out["delta"] = in_unit_interval(
-                v["delta"], n("delta"), low_open=True, parse=True
-            )
-        if rule == "autodiff":  # jp.rules.dp_sgd refuses it: no δ's to clip
-            raise ValueError(
-                f"{n('clip_norm')} (DP-SGD) needs a δ rule; {n(said)} autodiff has "
-                f"none (DP-SGD clips each example's update through its δ's): use "
-                f"backprop, fa, dfa, sign or kp."
-            )
+    steps = out.get("steps", FIELDS["steps"].default)
+    dp_settings(v, out, n, rule, said, steps, saved)
     return rule
 
 
@@ -490,7 +480,13 @@ def make_rule(config: ExperimentConfig) -> Rule:
     """
     rule = _base_rule(config)
     if config.clip_norm is not None:
-        rule = dp_sgd(config.clip_norm, config.noise_multiplier, base=rule)
+        rule = dp_sgd(
+            config.clip_norm,
+            config.noise_multiplier,
+            base=rule,
+            sampling=config.sampling,
+            sampling_rate=config.sampling_rate,
+        )
     return rule
 
 

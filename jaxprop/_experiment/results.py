@@ -23,6 +23,7 @@ from .._metrics import (
 )
 from .._per_example import dp_epsilon
 from .build import Experiment
+from .dp import DEFAULT_DELTA, sampling_rate
 from .store import Checkpoint, write_json
 
 
@@ -170,35 +171,43 @@ def results_doc(exp: Experiment, checkpoint: Checkpoint):
     return doc, result, metrics
 
 
-#: The δ of the reported ε when none is given.
-DEFAULT_DELTA = 1e-5
-
-
 def privacy(exp: Experiment) -> dict[str, Any]:
     """DP-SGD's settings and ε at δ (``jp.dp_epsilon``, dp-accounting's RDP).
 
-    Each step is accounted as a Poisson sample with q = batch_size / n (1 for
-    full-batch steps, which get no amplification). The trainer draws
-    minibatches by shuffling, not by Poisson sampling, so for q < 1 the ε is
-    the usual approximation, not a guarantee (``accounting`` says which).
+    With ``sampling`` poisson every step is a Poisson sample of the whole data
+    set at q = sampling_rate, and ε is the RDP accountant's upper bound for it:
+    a guarantee, as it is for full-batch steps (q = 1, no amplification).
+    Shuffled minibatches (``batch_size``) are accounted as Poisson samples with
+    q = batch_size / n: the usual approximation, not a guarantee
+    (``accounting`` and ``guarantee`` say which).
     """
     config = exp.config
-    n = exp.data.x.shape[0]
-    q = 1.0 if config.batch_size is None else config.batch_size / n
+    q = sampling_rate(config, exp.data.x.shape[0])
     delta = DEFAULT_DELTA if config.delta is None else config.delta
+    if config.sampling == "poisson":
+        accounting = (
+            "RDP upper bound, every step a Poisson sample of the whole data set "
+            "with q = sampling_rate (a guarantee for this sampling)"
+        )
+    elif q == 1:
+        accounting = "RDP, every step the whole data set (exact)"
+    else:
+        accounting = (
+            "RDP, Poisson sampling with q = batch_size / n (an approximation "
+            "of shuffled minibatches)"
+        )
     doc = {
         "clip_norm": config.clip_norm,
         "noise_multiplier": config.noise_multiplier,
         "delta": delta,
+        "sampling": config.sampling,
         "sampling_rate": q,
         "steps": config.steps,
-        "accounting": (
-            "RDP, every step the whole data set (exact)"
-            if q == 1
-            else "RDP, Poisson sampling with q = batch_size / n (an approximation "
-            "of shuffled minibatches)"
-        ),
+        "accounting": accounting,
+        "guarantee": config.sampling == "poisson" or q == 1,
     }
+    if config.target_epsilon is not None:
+        doc["target_epsilon"] = config.target_epsilon
     try:
         doc["epsilon"] = dp_epsilon(config.noise_multiplier, q, config.steps, delta)
     except ImportError:

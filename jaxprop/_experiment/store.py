@@ -159,6 +159,13 @@ def extend_config(out: Path, steps: int) -> tuple[ExperimentConfig, int]:
         )
     if steps == config.steps:
         return config, config.steps
+    if config.target_epsilon is not None:
+        raise ValueError(
+            f"--steps: the run in {out} was given the noise multiplier that "
+            f"reaches ε {config.target_epsilon:g} in {config.steps} steps "
+            f"(target_epsilon); more steps would spend more privacy than that. "
+            f"Start a new run with the steps you want."
+        )
     schedule = read_doc(out).get("resolved") or {}
     log_every = schedule.get("log_every") or config.log_every
     if log_every is None:
