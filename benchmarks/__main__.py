@@ -18,13 +18,20 @@ import sys
 
 
 def _devices_flag(argv) -> None:
-    """One XLA CPU device per core (or --devices N); must precede importing jax."""
-    n = os.cpu_count()
+    """One XLA CPU device per core this process may run on (``jp.use_all_cores``:
+    its affinity, so ``taskset -c 0`` gives one), or ``--devices N``; before JAX
+    starts."""
+    n = None
     for i, a in enumerate(argv):
         if a == "--devices" and i + 1 < len(argv):
             n = int(argv[i + 1])
         elif a.startswith("--devices="):
             n = int(a.split("=", 1)[1])
+    if n is None:
+        import jaxprop as jp
+
+        jp.use_all_cores()
+        return
     os.environ["XLA_FLAGS"] = (
         os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={n}"
     )
@@ -107,8 +114,8 @@ def parse_args(argv):
     parser.add_argument(
         "--devices",
         type=int,
-        default=os.cpu_count(),
-        help="XLA CPU devices (default: one per core)",
+        default=None,
+        help="XLA CPU devices (default: one per core this process may run on)",
     )
     parser.add_argument(
         "--out",

@@ -9,7 +9,6 @@ shared machine falls on all of them alike; every time is taken around
 from __future__ import annotations
 
 import datetime
-import os
 import platform
 import statistics
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import optax
 
 import jaxprop as jp
+from jaxprop._devices import usable_cores
 
 #: Benchmark sizes, from the targets' sizes down to a seconds-long smoke test.
 SIZE_NAMES = ("full", "quick", "smoke")
@@ -46,7 +46,9 @@ def environment() -> dict:
         "device_kind": device.device_kind,
         "n_devices": len(jax.devices()),
         "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
+        # The cores the benchmark may run on (its affinity: taskset), which
+        # jp.use_all_cores gives one device each.
+        "cpu_count": usable_cores(),
         "python": platform.python_version(),
         "jax": jax.__version__,
         "jaxlib": getattr(jax.lib, "__version__", None),

@@ -183,7 +183,8 @@ def _workload(name: str, seeds: int, steps: int):
 
 def _worker(spec: dict) -> None:
     if spec.get("pin"):  # process i on core i: its XLA thread pools size to it
-        os.sched_setaffinity(0, {spec["process_id"] % os.cpu_count()})
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[spec["process_id"] % len(cores)]})
     import jax
 
     if spec["processes"] > 1:

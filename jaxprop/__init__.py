@@ -24,6 +24,7 @@ from ._core.params import SCHEMES as SCHEMES
 from ._core.params import DenseParams as DenseParams
 from ._core.params import Layer as Layer
 from ._core.params import Params as Params
+from ._devices import use_all_cores as use_all_cores
 from ._engine.loop import RunState as RunState
 from ._engine.loop import TrainLog as TrainLog
 from ._engine.loop import TrainResult as TrainResult

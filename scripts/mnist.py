@@ -27,7 +27,7 @@ import argparse
 import functools
 import time
 
-import _setup  # noqa: F401  (sets XLA_FLAGS before jax is imported)
+import _setup  # noqa: F401  (jp.use_all_cores(), before jax starts)
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import _setup  # noqa: F401  (sets XLA_FLAGS before jax is imported)
+import _setup  # noqa: F401  (jp.use_all_cores(), before jax starts)
 import jax
 import numpy as np
 import optax

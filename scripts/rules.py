@@ -48,7 +48,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import _setup  # noqa: F401  (sets XLA_FLAGS before jax is imported)
+import _setup  # noqa: F401  (jp.use_all_cores(), before jax starts)
 import jax
 import numpy as np
 import optax

@@ -100,13 +100,15 @@ SHELL = re.compile(r"```bash\n(.*?)```", re.DOTALL)
 
 def command_lines(page: str) -> list[list[str]]:
     """Every ``jaxprop ...`` command of a page's bash blocks, as argv after
-    ``jaxprop`` (continuation lines joined, comments dropped)."""
+    ``jaxprop`` (continuation lines joined, comments and a final ``&`` dropped)."""
     import shlex
 
     commands = []
     for block in SHELL.findall((ROOT / page).read_text()):
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
+            if words[-1:] == ["&"]:  # started in the background
+                words.pop()
             if "jaxprop" in words:
                 commands.append(words[words.index("jaxprop") + 1 :])
     return commands

@@ -13,7 +13,7 @@ PACKAGE = Path(jp.__file__).parent
 # Units (a subpackage or a top-level module) from the ground floor up: a unit
 # imports only from units on lower tiers, and from itself.
 TIERS = [
-    ["_validate"],
+    ["_validate", "_devices"],
     ["_core"],
     ["_inputs", "_io", "layers"],
     ["_network"],

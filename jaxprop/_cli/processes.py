@@ -15,6 +15,7 @@ import sys
 import traceback
 import zlib
 
+from .._devices import use_all_cores
 from .errors import FAILED, OK, USAGE, UsageError
 
 #: Seconds a process of a run across processes waits for the others (to start,
@@ -226,18 +227,20 @@ def fingerprint(config, out, resume, data) -> tuple[int, ...]:
 
 
 def setup_jax() -> None:
-    """One XLA CPU device per core (train_seeds splits runs over them), and x64.
+    """One XLA CPU device per core this process may run on (train_seeds splits
+    runs over them; :func:`jaxprop.use_all_cores`), and x64.
 
-    Every array jaxprop's command makes has an explicit dtype, so 64-bit mode only
-    makes float64 available (``--dtype float64``, the gradient check).
+    Counting the process's CPU affinity, not the machine's cores, lets processes
+    pinned with ``taskset`` take one device per pinned core each. Every array
+    jaxprop's command makes has an explicit dtype, so 64-bit mode only makes
+    float64 available (``--dtype float64``, the gradient check).
     """
     import jax
 
-    if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        try:
-            jax.config.update("jax_num_cpu_devices", os.cpu_count() or 1)
-        except RuntimeError:  # a backend already started (jaxprop used in-process)
-            pass
+    try:
+        use_all_cores()
+    except RuntimeError:  # a backend already started (jaxprop used in-process)
+        pass
     jax.config.update("jax_enable_x64", True)
 
 

@@ -234,9 +234,9 @@ def train_seeds(
       devices: devices to split the runs across (default: every device,
         ``jax.devices()``, of every process when JAX runs as several processes
         with ``jax.distributed``; else ``jax.local_devices()``). On a CPU, XLA
-        runs this loop on one core; to use them all, start Python with
-        ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` (set before
-        importing jax), which makes each core a device. Across processes, every
+        runs this loop on one core; to use them all, call
+        :func:`jaxprop.use_all_cores` first thing (before JAX starts), which
+        makes each core a device. Across processes, every
         process makes the same call (the same keys, data and options) and
         computes the runs of its own devices; the result (and a
         :class:`Trainer`'s ``runs``, ``log``, ``portable``, ``last_losses``)
