@@ -68,8 +68,9 @@ def _launch(layout: str, cores: list[int], folder: Path) -> float:
         if p.returncode != 0:
             raise RuntimeError(f"{layout}: status {p.returncode}: {err[-2000:]}")
     device = json.loads((out / "config.json").read_text())["versions"]["device"]
+    train_s = json.loads((out / "metrics.json").read_text())["timing"]["train_s"]
     shutil.rmtree(out)
-    return seconds, device
+    return seconds, device, train_s
 
 
 def main(repeats: int = 3) -> None:
@@ -79,15 +80,19 @@ def main(repeats: int = 3) -> None:
     if len(cores) < 2 or shutil.which("taskset") is None:
         raise SystemExit("needs taskset and two usable cores")
     times = {"one": [], "two": []}
+    trained = {"one": [], "two": []}  # the command's own training seconds
     devices = {}
     with tempfile.TemporaryDirectory() as folder:
         for r in range(repeats):
             for layout in ("one", "two") if r % 2 == 0 else ("two", "one"):
-                seconds, devices[layout] = _launch(layout, cores, Path(folder))
+                seconds, devices[layout], train_s = _launch(layout, cores, Path(folder))
                 times[layout].append(seconds)
-                print(f"  {layout}: {seconds:.2f} s ({devices[layout]})", flush=True)
+                trained[layout].append(train_s)
+                print(f"  {layout}: {seconds:.2f} s, training {train_s:.2f} s "
+                      f"({devices[layout]})", flush=True)  # fmt: skip
     env = environment()
     one, two = (statistics.median(times[k]) for k in ("one", "two"))
+    t_one, t_two = (statistics.median(trained[k]) for k in ("one", "two"))
     result = {
         "environment": env,
         "command": ["jaxprop", *ARGS],
@@ -99,6 +104,8 @@ def main(repeats: int = 3) -> None:
         "ratios_per_repeat": [
             b / a for a, b in zip(times["one"], times["two"], strict=True)
         ],
+        "train_s": trained,
+        "train_ratio": t_two / t_one,
     }
     name = f"{device_name(env)}-{env['date']}-processes-command"
     path = ROOT / "benchmarks" / "results" / name
@@ -115,7 +122,10 @@ def main(repeats: int = 3) -> None:
         f"| 2 processes, `taskset -c {cores[0]}` / `-c {cores[1]}` | "
         f"{devices['two']} | {two:.2f} s | {spread['two']} |\n\n"
         f"Two processes / one: {two / one:.3f}× (per repeat: "
-        f"{', '.join(f'{x:.3f}' for x in result['ratios_per_repeat'])}).\n"
+        f"{', '.join(f'{x:.3f}' for x in result['ratios_per_repeat'])}).\n\n"
+        f"The command's own training time (metrics.json's `timing.train_s`: the "
+        f"chunks of steps with their compile), medians: one process "
+        f"{t_one:.2f} s, two {t_two:.2f} s, {t_two / t_one:.3f}×.\n"
     )
     print(f"two / one: {two / one:.3f}×; wrote {path}.json and .md")
 

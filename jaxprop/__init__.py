@@ -2,6 +2,7 @@
 
 from . import data as data
 from . import layers as layers
+from . import curvature as curvature
 from . import rules as rules
 from ._checks.functions import FunctionCheckReport as FunctionCheckReport
 from ._checks.functions import FunctionCheckRow as FunctionCheckRow

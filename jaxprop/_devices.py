@@ -66,6 +66,8 @@ def use_all_cores() -> int:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:  # JAX's check: its backends already started
         started = len(jax.devices("cpu"))
+        if started == n:  # what was asked for (one usable core): nothing lost
+            return n
         raise RuntimeError(
             f"jp.use_all_cores() came too late: JAX already started with "
             f"{started} CPU device(s), and their number cannot change now. Call "

@@ -82,6 +82,13 @@ def test_too_late_says_to_call_it_first(monkeypatch):
     jnp.zeros(1).block_until_ready()
     if jax.config.jax_num_cpu_devices >= 0:
         pytest.skip("this test process set its own jax_num_cpu_devices")
+    import jaxprop._devices as devices
+
+    started = len(jax.devices("cpu"))
+    # As many cores as devices already: nothing is lost, nothing to say.
+    monkeypatch.setattr(devices, "usable_cores", lambda: started)
+    assert jp.use_all_cores() == started
+    monkeypatch.setattr(devices, "usable_cores", lambda: started + 1)
     with pytest.raises(RuntimeError, match="too late") as error:
         jp.use_all_cores()
     message = str(error.value)

@@ -20,6 +20,7 @@ TIERS = [
     ["rules", "data"],
     ["_vjp", "_metrics", "_checks"],
     ["_per_example"],
+    ["curvature"],
     ["_engine"],
     ["_experiment", "reference"],
     ["_cli"],
