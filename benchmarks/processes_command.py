@@ -4,7 +4,7 @@ run folder), two processes each pinned to a core of its own (``taskset -c I``,
 one device each through ``jp.use_all_cores``) against one process on the same
 cores (two devices). Launches alternate (A B, B A, ...); medians and spread.
 
-``python -m benchmarks.processes_command [REPEATS]`` (needs ``taskset``, two
+``python -m benchmarks.processes_command [REPEATS [STEPS]]`` (needs ``taskset``, two
 usable cores and the ``mnist1d`` package) writes
 ``benchmarks/results/<device>-<date>-processes-command.{json,md}``.
 """
@@ -28,7 +28,7 @@ ARGS = [
     "train", "--data", "mnist1d", "--sizes", "40,100,100,10", "--activation",
     "relu", "--output-activation", "identity", "--cost", "softmax_cross_entropy",
     "--optimizer", "adam", "--lr", "0.01", "--batch-size", "100", "--steps",
-    "1500", "--seeds", "32",
+    "6000", "--seeds", "32",
 ]  # fmt: skip
 
 
@@ -73,9 +73,11 @@ def _launch(layout: str, cores: list[int], folder: Path) -> float:
     return seconds, device, train_s
 
 
-def main(repeats: int = 3) -> None:
+def main(repeats: int = 3, steps: int | None = None) -> None:
     from benchmarks._common import device_name, environment
 
+    if steps is not None:
+        ARGS[ARGS.index("--steps") + 1] = str(steps)
     cores = sorted(os.sched_getaffinity(0))[:2]
     if len(cores) < 2 or shutil.which("taskset") is None:
         raise SystemExit("needs taskset and two usable cores")
@@ -107,7 +109,8 @@ def main(repeats: int = 3) -> None:
         "train_s": trained,
         "train_ratio": t_two / t_one,
     }
-    name = f"{device_name(env)}-{env['date']}-processes-command"
+    steps = ARGS[ARGS.index("--steps") + 1]
+    name = f"{device_name(env)}-{env['date']}-processes-command-{steps}"
     path = ROOT / "benchmarks" / "results" / name
     path.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     spread = {k: f"{min(v):.2f}–{max(v):.2f} s" for k, v in times.items()}
@@ -131,4 +134,4 @@ def main(repeats: int = 3) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if sys.argv[1:] else 3)
+    main(*map(int, sys.argv[1:3]))

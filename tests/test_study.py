@@ -317,3 +317,17 @@ def test_compare_of_folders_trained_apart_says_unpaired_and_why(tmp_path, capsys
     assert err.count("\n") == 1 and "is not a run's folder" in err
     with pytest.raises(ValueError, match="the same run is given twice"):
         read_folders([a, a])
+
+
+def test_a_study_without_out_prints_its_table_and_writes_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--data", "xor", "--sizes", "2,2,1", "--steps", "20",
+                 "--seeds", "2", "--log-every", "10", "--quiet",
+                 "--rule", "sign,backprop"])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "comparison of the rules (train accuracy):" in out
+    assert "| backprop | 0.1 |" in out and "- backprop against sign: paired" in out
+    assert "comparison in" not in out and list(tmp_path.iterdir()) == []

@@ -14,6 +14,12 @@ from .processes import Processes, fingerprint, stop_on_signals
 _STEPS = {"steps": "--steps"}
 
 
+class Study(NamedTuple):
+    """A study of several rules: its folder (None: no --out)."""
+
+    out: Path | None
+
+
 class Job(NamedTuple):
     """One run the command trains: alone, or one rule of a study."""
 
@@ -36,8 +42,9 @@ def train(args, argv, group: Processes | None = None) -> int:
     try:
         with user_errors("train"):
             jobs, study = _jobs(args)
-            if study is not None and args.resume is None and group.main:
-                write_study(study, {j.rule: j.config for j in jobs}, argv)
+            if study is not None and study.out is not None and args.resume is None:
+                if group.main:
+                    write_study(study.out, {j.rule: j.config for j in jobs}, argv)
     except UsageError as e:
         status, message = USAGE, str(e)
     if message:
@@ -46,20 +53,24 @@ def train(args, argv, group: Processes | None = None) -> int:
     if status != OK:
         return status
     if study is not None and group.main:
-        _print_study(jobs, study, args)
-    compared = []
+        _print_study(jobs, study.out, args)
+    compared, worst = [], OK
     for i, job in enumerate(jobs):
-        status, run = _train_job(args, argv, group, job, study, gradcheck=i == 0)
+        resume_dir = job.out if study is None else study.out
+        status, run = _train_job(args, argv, group, job, resume_dir, i == 0)
         if status not in (OK, FAILED):
             return status
+        worst = max(worst, status)
         compared.append(run)
     if study is not None and group.main:
-        _compare(compared, study or None)
-    return status
+        _compare(compared, study.out)
+    return worst
 
 
-def _train_job(args, argv, group, job: Job, study, gradcheck: bool):
-    """Builds, starts and trains one run: ``(status, its Compared or None)``."""
+def _train_job(args, argv, group, job: Job, resume_dir, gradcheck: bool):
+    """Builds, starts and trains one run: ``(status, its Compared or None)``;
+    ``resume_dir``: what ``--resume`` takes to go on with it (its folder, or
+    its study's)."""
     from .._experiment import build, start
 
     agreed = False  # whether this process reached the agreement before writing
@@ -91,13 +102,11 @@ def _train_job(args, argv, group, job: Job, study, gradcheck: bool):
     status = group.agree(status)
     if status != OK:
         return status, None
-    resume_dir = job.out if study is None else study
     return _run(args, exp, checkpoint, job.out, group, resume_dir, gradcheck, job.rule)
 
 
-def _jobs(args) -> tuple[list[Job], Path | None]:
-    """The runs to train, and the study's folder (``Path("")`` for a study
-    without --out; None for a single run)."""
+def _jobs(args) -> tuple[list[Job], Study | None]:
+    """The runs to train, and their study (None: a single run)."""
     from .._experiment import extend_config, is_study, resumed_study, study_rules
 
     if args.resume is not None and is_study(Path(args.resume)):
@@ -108,7 +117,7 @@ def _jobs(args) -> tuple[list[Job], Path | None]:
             Job(config, out / rule, saved, started, rule)
             for rule, config, saved, started in plans
         ]
-        return jobs, out
+        return jobs, Study(out)
     if args.resume is None:
         names = option_names(args, TRAIN_FIELDS)
         values = config_values(args, TRAIN_FIELDS)
@@ -118,7 +127,7 @@ def _jobs(args) -> tuple[list[Job], Path | None]:
     return [Job(config, out, saved_steps, args.resume is not None)], None
 
 
-def _new_study(args, values, names) -> tuple[list[Job], Path]:
+def _new_study(args, values, names) -> tuple[list[Job], Study]:
     """A new study: each rule's settings, and its folder (checked free)."""
     from .._experiment import absolute_paths, check_study_out, study_configs
 
@@ -136,12 +145,12 @@ def _new_study(args, values, names) -> tuple[list[Job], Path]:
         Job(absolute_paths(c), None if out is None else out / rule, None, False, rule)
         for rule, c in configs.items()
     ]
-    return jobs, Path("") if out is None else out
+    return jobs, Study(out)
 
 
-def _print_study(jobs, study: Path, args) -> None:
+def _print_study(jobs, out: Path | None, args) -> None:
     rules = [j.rule for j in jobs]
-    where = f" into {study}/<rule>/" if str(study) else ""
+    where = "" if out is None else f" into {out}/<rule>/"
     print(
         f"study of {len(rules)} rules ({', '.join(rules)}), one after another, "
         f"each its own compiled program, on the same "
