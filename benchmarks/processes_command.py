@@ -28,7 +28,7 @@ ARGS = [
     "train", "--data", "mnist1d", "--sizes", "40,100,100,10", "--activation",
     "relu", "--output-activation", "identity", "--cost", "softmax_cross_entropy",
     "--optimizer", "adam", "--lr", "0.01", "--batch-size", "100", "--steps",
-    "6000", "--seeds", "32",
+    "1500", "--seeds", "32",
 ]  # fmt: skip
 
 
