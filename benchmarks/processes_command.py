@@ -73,7 +73,7 @@ def _launch(layout: str, cores: list[int], folder: Path) -> float:
     return seconds, device, train_s
 
 
-def main(repeats: int = 3, steps: int | None = None) -> None:
+def main(repeats: int = 3, steps: int | None = None, results: Path | None = None):
     from benchmarks._common import device_name, environment
 
     if steps is not None:
@@ -111,7 +111,7 @@ def main(repeats: int = 3, steps: int | None = None) -> None:
     }
     steps = ARGS[ARGS.index("--steps") + 1]
     name = f"{device_name(env)}-{env['date']}-processes-command-{steps}"
-    path = ROOT / "benchmarks" / "results" / name
+    path = (results or ROOT / "benchmarks" / "results") / name
     path.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     spread = {k: f"{min(v):.2f}–{max(v):.2f} s" for k, v in times.items()}
     path.with_suffix(".md").write_text(
@@ -131,6 +131,7 @@ def main(repeats: int = 3, steps: int | None = None) -> None:
         f"{t_one:.2f} s, two {t_two:.2f} s, {t_two / t_one:.3f}×.\n"
     )
     print(f"two / one: {two / one:.3f}×; wrote {path}.json and .md")
+    return result
 
 
 if __name__ == "__main__":

@@ -577,3 +577,21 @@ def test_conv_study(tmp_path):
     assert result["seeds"]["seeds"] == 2 and result["seeds"]["auto_strategy"]
     labels = {r["strategy"] for r in result["strategies"]["rows"]}
     assert labels == {"vmap", "sequential"}
+
+
+@pytest.mark.slow  # four launches of the command: .ci/run runs it
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity")
+    or len(os.sched_getaffinity(0)) < 2
+    or __import__("shutil").which("taskset") is None,
+    reason="needs taskset and two usable cores",
+)
+def test_processes_command_benchmark_times_both_layouts(tmp_path):
+    from benchmarks import processes_command
+
+    result = processes_command.main(1, 20, results=tmp_path)
+    assert result["devices"]["two"].endswith("in 2 processes")
+    assert all(len(t) == 1 and t[0] > 0 for t in result["times_s"].values())
+    assert result["ratio"] == result["median_s"]["two"] / result["median_s"]["one"]
+    written = sorted(p.suffix for p in tmp_path.iterdir())
+    assert written == [".json", ".md"]
