@@ -37,7 +37,8 @@ def _devices_flag(argv) -> None:
     )
 
 
-_devices_flag(sys.argv[1:])
+if __name__ == "__main__":  # imported (jaxprop bench, tests): JAX is set up already
+    _devices_flag(sys.argv[1:])
 
 import json
 import time
