@@ -460,7 +460,8 @@ def test_dp_epsilon_bad_arguments(args, error, message):
         jp.dp_epsilon(*args)
 
 
-def test_dp_epsilon_without_the_package(monkeypatch):
+def _without_dp_accounting(monkeypatch):
+    """Imports of dp_accounting fail from here on (as where it is not installed)."""
     import builtins
 
     real_import = builtins.__import__
@@ -471,6 +472,10 @@ def test_dp_epsilon_without_the_package(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_dp_accounting)
+
+
+def test_dp_epsilon_without_the_package(monkeypatch):
+    _without_dp_accounting(monkeypatch)
     with pytest.raises(
         ImportError,
         match=r"pip install dp-accounting, or pip install -e '\.\[privacy\]'",
@@ -541,7 +546,6 @@ def test_dp_noise_multiplier_unreachable_target_and_no_package(monkeypatch):
     """A search that finds no bracket (no σ up to 2^30 of dp-accounting's
     search reaches the target) is a ValueError naming target_epsilon; without
     dp-accounting, the ImportError of dp_epsilon."""
-    import builtins
 
     import dp_accounting
 
@@ -552,13 +556,6 @@ def test_dp_noise_multiplier_unreachable_target_and_no_package(monkeypatch):
         m.setattr(dp_accounting, "calibrate_dp_mechanism", no_bracket)
         with pytest.raises(ValueError, match=r"^target_epsilon: no noise multiplier"):
             jp.dp_noise_multiplier(1e-3, 0.1, 10, 1e-5)
-    real_import = builtins.__import__
-
-    def no_dp_accounting(name, *args, **kwargs):
-        if name.startswith("dp_accounting"):
-            raise ImportError("no dp_accounting")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_dp_accounting)
+    _without_dp_accounting(monkeypatch)
     with pytest.raises(ImportError, match=r"jp.dp_noise_multiplier needs the dp-acc"):
         jp.dp_noise_multiplier(1.0, 0.1, 10, 1e-5)
