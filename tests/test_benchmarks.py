@@ -546,6 +546,7 @@ def test_processes_study(tmp_path):
     )
 
 
+@pytest.mark.slow  # a minute of compiles on 2 cores: .ci/run runs it
 def test_alignment_study(tmp_path):
     result = alignment.bench_alignment("smoke", 1)
     assert_reported(tmp_path, "alignment", result, ["## Alignment during"], [])
