@@ -250,6 +250,8 @@ def check_activation(
     with jax.enable_x64(True):
         cases = _z_cases(rng, 16 * _WIDTH, points, _WIDTH)
         rows = _activation_rows(act, cases, rtol)
+        if act.second_derivative is not None:
+            rows += _second_derivative_rows(act, cases, rtol)
         rows.append(_activation_runs_last(act, rng, rtol))
     report = FunctionCheckReport(
         "activation", act.name, tuple(rows), rtol, all(r.passed for r in rows)
@@ -311,12 +313,69 @@ def _activation_rows(act: Activation, cases, rtol: float) -> list[FunctionCheckR
     return rows
 
 
-def _grad_row(name, size, n_bad, nonfinite, ratio, worst) -> FunctionCheckRow:
+def _grad_row(
+    name, size, n_bad, nonfinite, ratio, worst, check="vs jax.grad"
+) -> FunctionCheckRow:
     """A "vs jax.grad" row: passed when nothing disagrees and all is finite."""
     ok = not n_bad and not nonfinite.any()
     return FunctionCheckRow(
-        "vs jax.grad", name, size, n_bad, int(nonfinite.sum()), ratio, ok, worst
+        check, name, size, n_bad, int(nonfinite.sum()), ratio, ok, worst
     )
+
+
+#: The check column of :func:`check_activation`'s σ'' rows.
+SECOND_DERIVATIVE_CHECK = "σ'' vs grad"
+
+
+def _second_derivative_rows(
+    act: Activation, cases, rtol: float
+) -> list[FunctionCheckRow]:
+    """σ'' = ``second_derivative(z, fn(z))`` against ``jax.grad(jax.grad(fn))``,
+    one row per input class (as :func:`_activation_rows` for σ')."""
+    names = list(cases)
+    sizes = [v.size for v in cases.values()]
+    flat = np.concatenate(list(cases.values()))
+    z = jnp.asarray(flat.reshape(-1, _WIDTH))
+    case = f"second_derivative on z {tuple(z.shape)}"
+
+    def evaluate(z):
+        d2 = act.second_derivative(z, act.fn(z))
+        return d2, jax.vmap(jax.grad(jax.grad(act.fn)))(z.ravel())
+
+    try:
+        d2, g2 = jax.jit(evaluate)(z)
+        if d2.shape != z.shape:
+            raise ValueError(
+                f"second_derivative(z, fn(z)) has shape {d2.shape} for z of shape "
+                f"{z.shape}; it must be elementwise"
+            )
+    except Exception as e:  # a user's function: report whatever it raised
+        return [_error_row("call", case, e)]
+    d2, g2 = np.asarray(d2).ravel(), np.asarray(g2).ravel()
+    scale = _scale(g2)
+    rows, start = [], 0
+    for name, size in zip(names, sizes, strict=True):
+        part = slice(start, start + size)
+        start += size
+        zs, ds, gs = flat[part], d2[part], g2[part]
+        nonfinite = ~np.isfinite(ds)
+        n_bad, ratio, i = _compare(ds, gs, rtol, scale)
+        if nonfinite.any():
+            j = int(np.argmax(nonfinite))
+            worst = f"z={_fmt(zs[j])}: second_derivative={_fmt(ds[j])}"
+        elif n_bad:
+            worst = (
+                f"z={_fmt(zs[i])}: second_derivative {_fmt(ds[i])}, "
+                f"jax.grad(jax.grad(fn)) {_fmt(gs[i])}"
+            )
+        else:
+            worst = ""
+        rows.append(
+            _grad_row(
+                name, size, n_bad, nonfinite, ratio, worst, SECOND_DERIVATIVE_CHECK
+            )
+        )
+    return rows
 
 
 def _runs_last_row(
@@ -372,7 +431,9 @@ def _activation_runs_last(act: Activation, rng, rtol: float) -> FunctionCheckRow
 
     def outputs(z):
         a = act.fn(z)
-        return a, act.derivative(z, a)
+        if act.second_derivative is None:
+            return a, act.derivative(z, a)
+        return a, act.derivative(z, a), act.second_derivative(z, a)
 
     return _runs_last_row(
         f"z (batch, n, {_RUNS})",
