@@ -324,7 +324,7 @@ def _grad_row(
 
 
 #: The check column of :func:`check_activation`'s σ'' rows.
-SECOND_DERIVATIVE_CHECK = "σ'' vs grad"
+SECOND = "σ'' vs grad"
 
 
 def _second_derivative_rows(
@@ -352,8 +352,7 @@ def _second_derivative_rows(
     except Exception as e:  # a user's function: report whatever it raised
         return [_error_row("call", case, e)]
     d2, g2 = np.asarray(d2).ravel(), np.asarray(g2).ravel()
-    scale = _scale(g2)
-    rows, start = [], 0
+    scale, rows, start = _scale(g2), [], 0
     for name, size in zip(names, sizes, strict=True):
         part = slice(start, start + size)
         start += size
@@ -370,11 +369,8 @@ def _second_derivative_rows(
             )
         else:
             worst = ""
-        rows.append(
-            _grad_row(
-                name, size, n_bad, nonfinite, ratio, worst, SECOND_DERIVATIVE_CHECK
-            )
-        )
+        row = _grad_row(name, size, n_bad, nonfinite, ratio, worst, SECOND)
+        rows.append(row)
     return rows
 
 

@@ -160,9 +160,7 @@ ACTIVATIONS: Mapping[str, Activation] = MappingProxyType(
                 lambda z, a: -2.0 * a * (1.0 - a * a),
                 (-1.0, 1.0),
             ),
-            _builtin(
-                "relu", jax.nn.relu, lambda z, a: (z > 0).astype(z.dtype), _zeros
-            ),
+            _builtin("relu", jax.nn.relu, lambda z, a: (z > 0).astype(z.dtype), _zeros),
             _builtin(
                 "leaky_relu",
                 jax.nn.leaky_relu,
