@@ -72,11 +72,13 @@ def top_eigenvalue(
     all of them). Power iteration converges to the eigenvalue of largest
     |λ|: the sharpness λ_max where the Hessian's largest eigenvalue dominates
     its most negative one (as near a minimum, and at the edge of stability),
-    else a negative number, which is then |λ|'s largest. The error shrinks as
-    |λ_2/λ_1|^{2k} (the Rayleigh quotient's square): with a well separated
-    top eigenvalue 20 steps give several digits; with close ones, more are
-    needed (on the tests' 3-4-2 tanh net, about 60 steps reach 1e-8
-    relative). jit- and vmap-able: vmap over keys or params for many seeds.
+    else a negative number, which is then |λ|'s largest. The Rayleigh
+    quotient's error shrinks as |λ_2/λ_1|^{2k}: 20 steps (the default) give
+    a rough estimate, enough to follow sharpness during training, not an
+    exact one. On small 3-4-2 tanh nets (mse, batch 5, |λ_2/λ_1| from 0.69 to
+    0.84) 20 steps left relative errors from 1e-8 to 0.85, 40 steps 1e-14 to
+    1e-3, 100 steps at most 1e-12. jit- and vmap-able: vmap over keys or
+    params for many seeds.
 
     Args:
       net, params, x, y: as for :func:`hessian_vector_product`.
