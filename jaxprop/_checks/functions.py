@@ -131,7 +131,8 @@ class FunctionCheckReport(NamedTuple):
             )
         lines.append(
             f"tolerance: |hand - ref| <= rtol * (|ref| + scale), rtol {self.rtol:g}, "
-            "scale: the check's largest |ref|; ref: jax.grad, or each run alone"
+            "scale: the check's largest |ref|; ref: jax.grad, jax.hessian, or each "
+            "run alone; sampler rows: err/tol in units of 5 standard errors"
         )
         failed = [r for r in self.rows if not r.passed]
         if failed:
@@ -459,7 +460,12 @@ def check_cost(
     of Σ_batch c with respect to z, and c and δ finite. Then the runs-last
     constraint: with z: (batch, n_out, runs) and y per run, (batch, n_out,
     runs) or (batch, runs) labels, and y shared, (batch, n_out, 1) or (batch,
-    1), c and δ must be what each run gives alone.
+    1), c and δ must be what each run gives alone. A cost with curvature
+    (``hessian_sqrt``, ``sample_targets``) gets two more rows per case: S Sᵀ
+    against ``jax.hessian`` of c in u (tolerance ``rtol``), and the sampler's
+    output errors' mean and second moment against 0 and the GGN's middle
+    factor, within 5 standard errors of 50 000 draws
+    (``jaxprop._checks.cost_curvature``).
 
     Args:
       cost: a ``jp.Cost`` (or a built-in's name).
@@ -475,6 +481,9 @@ def check_cost(
     Returns:
       A :class:`FunctionCheckReport`; ``print(report)`` shows the table.
     """
+    # Imported here: the curvature checks build on this module's rows.
+    from .cost_curvature import curvature_rows
+
     cost = get_cost(cost, "cost")
     if output_activations is None:
         output_activations = cost.output_activations or DEFAULT_OUTPUTS
@@ -495,6 +504,9 @@ def check_cost(
                 label = f"output {sigma.name}, targets {kind}"
                 rows += _cost_rows(cost, sigma, kind, label, cases, n_out, rng, rtol)
                 rows.append(_cost_runs_last(cost, sigma, kind, label, n_out, rng, rtol))
+                rows += curvature_rows(
+                    cost, sigma, kind, label, cases, n_out, rng, rtol
+                )
     report = FunctionCheckReport(
         "cost", cost.name, tuple(rows), rtol, all(r.passed for r in rows)
     )
