@@ -261,8 +261,6 @@ def check_activation(
 
 
 def _activation_rows(act: Activation, cases, rtol: float) -> list[FunctionCheckRow]:
-    names = list(cases)
-    sizes = [v.size for v in cases.values()]
     flat = np.concatenate(list(cases.values()))
     z = jnp.asarray(flat.reshape(-1, _WIDTH))
 
@@ -295,22 +293,32 @@ def _activation_rows(act: Activation, cases, rtol: float) -> list[FunctionCheckR
                 _error_row("call", f"fn, derivative on z {tuple(z.shape)}", message)
             ]
     a, d, g = (np.asarray(v).ravel() for v in (a, d, g))
-    scale = _scale(g)
-    rows, start = [], 0
-    for name, size in zip(names, sizes, strict=True):
-        part = slice(start, start + size)
-        start += size
-        zs, as_, ds, gs = flat[part], a[part], d[part], g[part]
-        nonfinite = ~(np.isfinite(as_) & np.isfinite(ds))
-        n_bad, ratio, i = _compare(ds, gs, rtol, scale)
+    shown = {"fn": a, "derivative": d}
+    return _class_rows(cases, flat, shown, d, g, rtol, ("derivative", "jax.grad"))
+
+
+def _class_rows(cases, flat, shown, hand, ref, rtol, what, check="vs jax.grad"):
+    """One row per input class of ``cases``: ``hand`` against ``ref`` (flat,
+    in the classes' order), every array of ``shown`` finite; ``what`` names
+    hand and ref in the worst disagreement."""
+    scale, rows, start = _scale(ref), [], 0
+    for name, values in cases.items():
+        part = slice(start, start + values.size)
+        start += values.size
+        zs, hs, rs = flat[part], hand[part], ref[part]
+        parts = {k: v[part] for k, v in shown.items()}
+        nonfinite = ~np.logical_and.reduce([np.isfinite(v) for v in parts.values()])
+        n_bad, ratio, i = _compare(hs, rs, rtol, scale)
         if nonfinite.any():
             j = int(np.argmax(nonfinite))
-            worst = f"z={_fmt(zs[j])}: fn={_fmt(as_[j])}, derivative={_fmt(ds[j])}"
+            worst = f"z={_fmt(zs[j])}: " + ", ".join(
+                f"{k}={_fmt(v[j])}" for k, v in parts.items()
+            )
         elif n_bad:
-            worst = f"z={_fmt(zs[i])}: derivative {_fmt(ds[i])}, jax.grad {_fmt(gs[i])}"
+            worst = f"z={_fmt(zs[i])}: {what[0]} {_fmt(hs[i])}, {what[1]} {_fmt(rs[i])}"
         else:
             worst = ""
-        rows.append(_grad_row(name, size, n_bad, nonfinite, ratio, worst))
+        rows.append(_grad_row(name, values.size, n_bad, nonfinite, ratio, worst, check))
     return rows
 
 
@@ -333,8 +341,6 @@ def _second_derivative_rows(
 ) -> list[FunctionCheckRow]:
     """σ'' = ``second_derivative(z, fn(z))`` against ``jax.grad(jax.grad(fn))``,
     one row per input class (as :func:`_activation_rows` for σ')."""
-    names = list(cases)
-    sizes = [v.size for v in cases.values()]
     flat = np.concatenate(list(cases.values()))
     z = jnp.asarray(flat.reshape(-1, _WIDTH))
     case = f"second_derivative on z {tuple(z.shape)}"
@@ -353,26 +359,9 @@ def _second_derivative_rows(
     except Exception as e:  # a user's function: report whatever it raised
         return [_error_row("call", case, e)]
     d2, g2 = np.asarray(d2).ravel(), np.asarray(g2).ravel()
-    scale, rows, start = _scale(g2), [], 0
-    for name, size in zip(names, sizes, strict=True):
-        part = slice(start, start + size)
-        start += size
-        zs, ds, gs = flat[part], d2[part], g2[part]
-        nonfinite = ~np.isfinite(ds)
-        n_bad, ratio, i = _compare(ds, gs, rtol, scale)
-        if nonfinite.any():
-            j = int(np.argmax(nonfinite))
-            worst = f"z={_fmt(zs[j])}: second_derivative={_fmt(ds[j])}"
-        elif n_bad:
-            worst = (
-                f"z={_fmt(zs[i])}: second_derivative {_fmt(ds[i])}, "
-                f"jax.grad(jax.grad(fn)) {_fmt(gs[i])}"
-            )
-        else:
-            worst = ""
-        row = _grad_row(name, size, n_bad, nonfinite, ratio, worst, SECOND)
-        rows.append(row)
-    return rows
+    what = ("second_derivative", "jax.grad(jax.grad(fn))")
+    shown = {"second_derivative": d2}
+    return _class_rows(cases, flat, shown, d2, g2, rtol, what, SECOND)
 
 
 def _runs_last_row(
