@@ -131,7 +131,8 @@ class FunctionCheckReport(NamedTuple):
             )
         lines.append(
             f"tolerance: |hand - ref| <= rtol * (|ref| + scale), rtol {self.rtol:g}, "
-            "scale: the check's largest |ref|; ref: jax.grad, or each run alone"
+            "scale: the check's largest |ref|; ref: jax.grad, jax.hessian, or each "
+            "run alone; sampler rows: err/tol in units of 5 standard errors"
         )
         failed = [r for r in self.rows if not r.passed]
         if failed:
@@ -250,6 +251,8 @@ def check_activation(
     with jax.enable_x64(True):
         cases = _z_cases(rng, 16 * _WIDTH, points, _WIDTH)
         rows = _activation_rows(act, cases, rtol)
+        if act.second_derivative is not None:
+            rows += _second_derivative_rows(act, cases, rtol)
         rows.append(_activation_runs_last(act, rng, rtol))
     report = FunctionCheckReport(
         "activation", act.name, tuple(rows), rtol, all(r.passed for r in rows)
@@ -258,8 +261,6 @@ def check_activation(
 
 
 def _activation_rows(act: Activation, cases, rtol: float) -> list[FunctionCheckRow]:
-    names = list(cases)
-    sizes = [v.size for v in cases.values()]
     flat = np.concatenate(list(cases.values()))
     z = jnp.asarray(flat.reshape(-1, _WIDTH))
 
@@ -292,31 +293,75 @@ def _activation_rows(act: Activation, cases, rtol: float) -> list[FunctionCheckR
                 _error_row("call", f"fn, derivative on z {tuple(z.shape)}", message)
             ]
     a, d, g = (np.asarray(v).ravel() for v in (a, d, g))
-    scale = _scale(g)
-    rows, start = [], 0
-    for name, size in zip(names, sizes, strict=True):
-        part = slice(start, start + size)
-        start += size
-        zs, as_, ds, gs = flat[part], a[part], d[part], g[part]
-        nonfinite = ~(np.isfinite(as_) & np.isfinite(ds))
-        n_bad, ratio, i = _compare(ds, gs, rtol, scale)
+    shown = {"fn": a, "derivative": d}
+    return _class_rows(cases, flat, shown, d, g, rtol, ("derivative", "jax.grad"))
+
+
+def _class_rows(cases, flat, shown, hand, ref, rtol, what, check="vs jax.grad"):
+    """One row per input class of ``cases``: ``hand`` against ``ref`` (flat,
+    in the classes' order), every array of ``shown`` finite; ``what`` names
+    hand and ref in the worst disagreement."""
+    scale, rows, start = _scale(ref), [], 0
+    for name, values in cases.items():
+        part = slice(start, start + values.size)
+        start += values.size
+        zs, hs, rs = flat[part], hand[part], ref[part]
+        parts = {k: v[part] for k, v in shown.items()}
+        nonfinite = ~np.logical_and.reduce([np.isfinite(v) for v in parts.values()])
+        n_bad, ratio, i = _compare(hs, rs, rtol, scale)
         if nonfinite.any():
             j = int(np.argmax(nonfinite))
-            worst = f"z={_fmt(zs[j])}: fn={_fmt(as_[j])}, derivative={_fmt(ds[j])}"
+            worst = f"z={_fmt(zs[j])}: " + ", ".join(
+                f"{k}={_fmt(v[j])}" for k, v in parts.items()
+            )
         elif n_bad:
-            worst = f"z={_fmt(zs[i])}: derivative {_fmt(ds[i])}, jax.grad {_fmt(gs[i])}"
+            worst = f"z={_fmt(zs[i])}: {what[0]} {_fmt(hs[i])}, {what[1]} {_fmt(rs[i])}"
         else:
             worst = ""
-        rows.append(_grad_row(name, size, n_bad, nonfinite, ratio, worst))
+        rows.append(_grad_row(name, values.size, n_bad, nonfinite, ratio, worst, check))
     return rows
 
 
-def _grad_row(name, size, n_bad, nonfinite, ratio, worst) -> FunctionCheckRow:
+def _grad_row(
+    name, size, n_bad, nonfinite, ratio, worst, check="vs jax.grad"
+) -> FunctionCheckRow:
     """A "vs jax.grad" row: passed when nothing disagrees and all is finite."""
     ok = not n_bad and not nonfinite.any()
     return FunctionCheckRow(
-        "vs jax.grad", name, size, n_bad, int(nonfinite.sum()), ratio, ok, worst
+        check, name, size, n_bad, int(nonfinite.sum()), ratio, ok, worst
     )
+
+
+#: The check column of :func:`check_activation`'s σ'' rows.
+SECOND = "σ'' vs grad"
+
+
+def _second_derivative_rows(
+    act: Activation, cases, rtol: float
+) -> list[FunctionCheckRow]:
+    """σ'' = ``second_derivative(z, fn(z))`` against ``jax.grad(jax.grad(fn))``,
+    one row per input class (as :func:`_activation_rows` for σ')."""
+    flat = np.concatenate(list(cases.values()))
+    z = jnp.asarray(flat.reshape(-1, _WIDTH))
+    case = f"second_derivative on z {tuple(z.shape)}"
+
+    def evaluate(z):
+        d2 = act.second_derivative(z, act.fn(z))
+        return d2, jax.vmap(jax.grad(jax.grad(act.fn)))(z.ravel())
+
+    try:
+        d2, g2 = jax.jit(evaluate)(z)
+        if d2.shape != z.shape:
+            raise ValueError(
+                f"second_derivative(z, fn(z)) has shape {d2.shape} for z of shape "
+                f"{z.shape}; it must be elementwise"
+            )
+    except Exception as e:  # a user's function: report whatever it raised
+        return [_error_row("call", case, e)]
+    d2, g2 = np.asarray(d2).ravel(), np.asarray(g2).ravel()
+    what = ("second_derivative", "jax.grad(jax.grad(fn))")
+    shown = {"second_derivative": d2}
+    return _class_rows(cases, flat, shown, d2, g2, rtol, what, SECOND)
 
 
 def _runs_last_row(
@@ -372,7 +417,9 @@ def _activation_runs_last(act: Activation, rng, rtol: float) -> FunctionCheckRow
 
     def outputs(z):
         a = act.fn(z)
-        return a, act.derivative(z, a)
+        if act.second_derivative is None:
+            return a, act.derivative(z, a)
+        return a, act.derivative(z, a), act.second_derivative(z, a)
 
     return _runs_last_row(
         f"z (batch, n, {_RUNS})",
@@ -402,7 +449,12 @@ def check_cost(
     of Σ_batch c with respect to z, and c and δ finite. Then the runs-last
     constraint: with z: (batch, n_out, runs) and y per run, (batch, n_out,
     runs) or (batch, runs) labels, and y shared, (batch, n_out, 1) or (batch,
-    1), c and δ must be what each run gives alone.
+    1), c and δ must be what each run gives alone. A cost with curvature
+    (``hessian_sqrt``, ``sample_targets``) gets two more rows per case: S Sᵀ
+    against ``jax.hessian`` of c in u (tolerance ``rtol``), and the sampler's
+    output errors' mean and second moment against 0 and the GGN's middle
+    factor, within 5 standard errors of 50 000 draws
+    (``jaxprop._checks.cost_curvature``).
 
     Args:
       cost: a ``jp.Cost`` (or a built-in's name).
@@ -418,6 +470,9 @@ def check_cost(
     Returns:
       A :class:`FunctionCheckReport`; ``print(report)`` shows the table.
     """
+    # Imported here: the curvature checks build on this module's rows.
+    from .cost_curvature import curvature_rows
+
     cost = get_cost(cost, "cost")
     if output_activations is None:
         output_activations = cost.output_activations or DEFAULT_OUTPUTS
@@ -438,6 +493,9 @@ def check_cost(
                 label = f"output {sigma.name}, targets {kind}"
                 rows += _cost_rows(cost, sigma, kind, label, cases, n_out, rng, rtol)
                 rows.append(_cost_runs_last(cost, sigma, kind, label, n_out, rng, rtol))
+                rows += curvature_rows(
+                    cost, sigma, kind, label, cases, n_out, rng, rtol
+                )
     report = FunctionCheckReport(
         "cost", cost.name, tuple(rows), rtol, all(r.passed for r in rows)
     )

@@ -4,8 +4,11 @@ Each activation is an :class:`Activation`: the forward map ``fn(z)`` and its
 derivative ``derivative(z, a)``, which receives both the pre-activation ``z`` and
 the saved activation ``a = fn(z)`` so that it can use the cheap forms
 σ' = σ(1 − σ) for the sigmoid and σ' = 1 − tanh² for tanh without recomputing
-anything. The backward pass (``jaxprop._core.backprop``) only ever calls
-``derivative``; no derivative here comes from autodiff.
+anything, and optionally its second derivative ``second_derivative(z, a)``,
+σ'', which Hessian-vector products by the R-operator need
+(``jp.curvature.hessian_vector_product``). The backward pass
+(``jaxprop._core.backprop``) only ever calls ``derivative``; no derivative here
+comes from autodiff.
 
 At a kink (relu and leaky_relu at 0) the derivative takes the same one-sided value
 as ``jax.grad`` of the ``jax.nn`` function, so manual and automatic gradients agree
@@ -61,6 +64,12 @@ class Activation(NamedTuple):
         1), tanh: (−1, 1)); None when unbounded. As an output activation with
         real-valued targets, classes are read off at its midpoint
         (``jp.classification_threshold``).
+      second_derivative: ``(z, a) -> σ''(z)``, same shape as ``z``, or None
+        (the default). Only the R-operator of
+        ``jp.curvature.hessian_vector_product`` (and what is built on it) needs
+        it; it refuses an activation without one. At a kink, return the value
+        ``jax.grad(jax.grad(fn))`` gives (0 for relu at 0), as
+        ``jp.check_activation`` checks.
     """
 
     name: str
@@ -68,6 +77,7 @@ class Activation(NamedTuple):
     derivative: Callable[[Array, Array], Array]
     scheme: str | None = None
     bounds: tuple[float, float] | None = None
+    second_derivative: Callable[[Array, Array], Array] | None = None
 
     def __str__(self) -> str:
         """The name, as a built-in's name reads in messages and logs."""
@@ -97,14 +107,33 @@ def _gelu_derivative(z: Array, a: Array) -> Array:
     return big_phi + z * phi
 
 
+def _gelu_second_derivative(z: Array, a: Array) -> Array:
+    # σ'' = 2φ(z) + z φ'(z) = φ(z) (2 − z²), with φ' = −z φ.
+    del a
+    return jnp.exp(-0.5 * z * z) * (1 / math.sqrt(2.0 * math.pi)) * (2.0 - z * z)
+
+
 def _silu_derivative(z: Array, a: Array) -> Array:
     del a
     s = jax.nn.sigmoid(z)
     return s * (1.0 + z * (1.0 - s))
 
 
-def _builtin(name, fn, derivative, bounds=None) -> Activation:
-    return Activation(name, fn, derivative, DEFAULT_SCHEME[name], bounds)
+def _silu_second_derivative(z: Array, a: Array) -> Array:
+    # σ' = s (1 + z (1 − s)) with s' = s (1 − s): σ'' = s (1 − s) (2 + z (1 − 2s)).
+    del a
+    s = jax.nn.sigmoid(z)
+    return s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+
+
+def _zeros(z: Array, a: Array) -> Array:
+    # σ'' of a piecewise-linear σ: 0, at the kinks too (jax.grad's value there).
+    del a
+    return jnp.zeros_like(z)
+
+
+def _builtin(name, fn, derivative, second, bounds=None) -> Activation:
+    return Activation(name, fn, derivative, DEFAULT_SCHEME[name], bounds, second)
 
 
 #: The built-in activations by name; each one's ``scheme`` is its entry in
@@ -113,22 +142,48 @@ ACTIVATIONS: Mapping[str, Activation] = MappingProxyType(
     {
         a.name: a
         for a in (
-            _builtin("identity", _identity, lambda z, a: jnp.ones_like(z)),
+            _builtin("identity", _identity, lambda z, a: jnp.ones_like(z), _zeros),
             # jax.nn.sigmoid is lax.logistic: finite for every finite z.
-            _builtin("sigmoid", jax.nn.sigmoid, lambda z, a: a * (1.0 - a), (0.0, 1.0)),
-            _builtin("tanh", jnp.tanh, lambda z, a: 1.0 - a * a, (-1.0, 1.0)),
-            _builtin("relu", jax.nn.relu, lambda z, a: (z > 0).astype(z.dtype)),
+            # σ' = σ(1 − σ), σ'' = σ'(1 − 2σ).
+            _builtin(
+                "sigmoid",
+                jax.nn.sigmoid,
+                lambda z, a: a * (1.0 - a),
+                lambda z, a: a * (1.0 - a) * (1.0 - 2.0 * a),
+                (0.0, 1.0),
+            ),
+            # σ' = 1 − tanh², σ'' = −2 tanh (1 − tanh²).
+            _builtin(
+                "tanh",
+                jnp.tanh,
+                lambda z, a: 1.0 - a * a,
+                lambda z, a: -2.0 * a * (1.0 - a * a),
+                (-1.0, 1.0),
+            ),
+            _builtin("relu", jax.nn.relu, lambda z, a: (z > 0).astype(z.dtype), _zeros),
             _builtin(
                 "leaky_relu",
                 jax.nn.leaky_relu,
                 lambda z, a: jnp.where(z >= 0, 1.0, LEAKY_RELU_SLOPE).astype(z.dtype),
+                _zeros,
             ),
-            # elu(z) = expm1(z) for z ≤ 0, so σ'(z) = exp(z) = a + 1 there.
-            _builtin("elu", jax.nn.elu, lambda z, a: jnp.where(z > 0, 1.0, a + 1.0)),
-            # softplus(z) = log(1 + e^z), computed as logaddexp(z, 0); σ' = sigmoid(z).
-            _builtin("softplus", jax.nn.softplus, lambda z, a: jax.nn.sigmoid(z)),
-            _builtin("silu", jax.nn.silu, _silu_derivative),
-            _builtin("gelu", _gelu, _gelu_derivative),
+            # elu(z) = expm1(z) for z ≤ 0, so σ'(z) = σ''(z) = exp(z) = a + 1 there.
+            _builtin(
+                "elu",
+                jax.nn.elu,
+                lambda z, a: jnp.where(z > 0, 1.0, a + 1.0),
+                lambda z, a: jnp.where(z > 0, 0.0, a + 1.0),
+            ),
+            # softplus(z) = log(1 + e^z), computed as logaddexp(z, 0); σ' =
+            # sigmoid(z), σ'' = sigmoid(z) (1 − sigmoid(z)).
+            _builtin(
+                "softplus",
+                jax.nn.softplus,
+                lambda z, a: jax.nn.sigmoid(z),
+                lambda z, a: jax.nn.sigmoid(z) * jax.nn.sigmoid(-z),
+            ),
+            _builtin("silu", jax.nn.silu, _silu_derivative, _silu_second_derivative),
+            _builtin("gelu", _gelu, _gelu_derivative, _gelu_second_derivative),
         )
     }
 )
@@ -189,6 +244,11 @@ def describe(spec) -> str:
 def _check_activation_fields(act: Activation, argname: str) -> None:
     if not isinstance(act.name, str) or not act.name:
         raise TypeError(f"{argname}.name must be a non-empty string; got {act.name!r}.")
+    if act.second_derivative is not None and not callable(act.second_derivative):
+        raise TypeError(
+            f"{argname}.second_derivative of {act.name!r} must be None or "
+            f"callable; got {type(act.second_derivative).__name__}."
+        )
     for field in ("fn", "derivative"):
         if not callable(getattr(act, field)):
             raise TypeError(

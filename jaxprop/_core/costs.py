@@ -23,6 +23,22 @@ features are always axis 1.
 That is the one constraint on a user's ``value_and_delta``: reduce over
 ``axis=1`` (never ``-1``) and let trailing axes broadcast (``y`` shared by every
 run arrives as ``(batch, n_out, 1)``).
+
+Curvature (``jp.curvature``). The generalized Gauss-Newton G = Σ_i J_iᵀ H_i J_i
+splits each example's cost where its Hessian H_i is positive semi-definite,
+named by ``Cost.ggn_at``: at the logits u = z^L for the fused cross-entropies
+(softmax cross-entropy; binary cross-entropy, fused with its sigmoid), at the
+output u = ŷ = σ_L(z^L) for mse and the others, σ_L' then belonging to the
+Jacobian J_i = ∂u_i/∂θ (mse with a sigmoid output has an indefinite Hessian in
+z^L). ``Cost.hessian_sqrt`` gives a square root S_i of H_i = ∂²c_i/∂u_i²
+(S_i S_iᵀ = H_i) and ``Cost.sample_targets`` draws targets from the model's
+predictive distribution, for which E[∇_z c ∇_z cᵀ] = J_σᵀ H J_σ, the GGN's
+middle factor in z (J_σ = diag σ_L'(z) for ``"output"``, I for ``"logits"``).
+
+Scaling, once for everything in ``jp.curvature``: S_i, H_i and the sampler are
+per example, the costs c_i before the batch reduction. The loss's GGN is
+Σ_i J_iᵀ H_i J_i for ``reduction="sum"`` and (1/N) Σ_i J_iᵀ H_i J_i for
+``"mean"`` (batch N), as the loss is Σ_i c_i or its mean.
 """
 
 from __future__ import annotations
@@ -56,6 +72,10 @@ TARGET_KINDS: Mapping[str, str] = MappingProxyType(
 #: How a cost reads a class off the outputs ŷ (``Cost.classify``).
 CLASSIFY = ("threshold", "argmax")
 
+#: Where a cost's GGN splits the net (``Cost.ggn_at``): at the logits z^L, or
+#: at the output ŷ = σ_L(z^L).
+GGN_AT = ("logits", "output")
+
 
 class Cost(NamedTuple):
     """A per-example cost and its output error, with the targets it accepts.
@@ -86,6 +106,21 @@ class Cost(NamedTuple):
         threshold (``jp.classification_threshold``), as its target is;
         ``"argmax"``: the class is the argmax of the outputs, and of the target
         row (or the integer label). Costs accepting ``"labels"`` use argmax.
+      ggn_at: where the generalized Gauss-Newton splits the net (the module's
+        "Curvature"): ``"logits"`` (u = z^L, for a cost fused with its output
+        activation, whose Hessian in z is PSD), ``"output"`` (u = ŷ = a^L; c
+        must then be computed from ``a``, z serving δ only), or None: no
+        curvature (the ``jp.curvature`` functions refuse the cost).
+      hessian_sqrt: ``(z, a, y, σ) -> S: (batch, n_out, k)`` with S_i S_iᵀ =
+        ∂²c_i/∂u_i² per example, u at ``ggn_at``; any k (k = n_out for the
+        built-ins); None without curvature. Checked against ``jax.hessian`` by
+        ``jp.check_cost``. Called without run axes (z, a: (batch, n_out)).
+      sample_targets: ``(key, z, a, y, σ) -> y_s``: targets drawn from the
+        model's predictive distribution, one per example, of the kind and shape
+        of ``y`` (integer labels stay labels); for them E[δ^L δ^Lᵀ] = J_σᵀ S Sᵀ
+        J_σ with δ^L = ∂c/∂z from ``value_and_delta`` (J_σ = diag σ_L'(z) for
+        ``"output"``, I for ``"logits"``), which makes the Monte Carlo GGN
+        unbiased. None without one. Called without run axes.
     """
 
     name: str
@@ -93,6 +128,11 @@ class Cost(NamedTuple):
     output_activations: tuple[str | Activation, ...] | None = None
     targets: tuple[str, ...] = ("real",)
     classify: str = "threshold"
+    ggn_at: str | None = None
+    hessian_sqrt: Callable[[Array, Array, Array, Activation], Array] | None = None
+    sample_targets: Callable[[Array, Array, Array, Array, Activation], Array] | None = (
+        None
+    )
 
     def __str__(self) -> str:
         """The name, as a built-in's name reads in messages and logs."""
@@ -224,6 +264,57 @@ def _softmax_ce(z: Array, a: Array, y: Array, sigma: Activation) -> tuple[Array,
     return lse * mass - jnp.sum(y * z, axis=1), p * mass[:, None] - y
 
 
+def _eye_sqrt(z: Array, a: Array, y: Array, sigma: Activation) -> Array:
+    # mse: c = ½‖ŷ − y‖², ∂²c/∂ŷ² = I = I Iᵀ.
+    del a, y, sigma
+    return jnp.broadcast_to(jnp.eye(z.shape[1], dtype=z.dtype), (*z.shape, z.shape[1]))
+
+
+def _mse_targets(key, z: Array, a: Array, y: Array, sigma: Activation) -> Array:
+    # ½‖ŷ − y‖² is the negative log-likelihood of y ~ N(ŷ, I) up to a constant.
+    del z, y, sigma
+    return a + jax.random.normal(key, a.shape, a.dtype)
+
+
+def _bce_sqrt(z: Array, a: Array, y: Array, sigma: Activation) -> Array:
+    # ∂²c/∂z² = diag(p(1 − p)), p = σ(z); √(p(1 − p)) = e^{−|z|/2} / (1 + e^{−|z|}),
+    # without the cancellation of 1 − p when p ≈ 1.
+    del a, y, sigma
+    e = jnp.exp(-jnp.abs(z))
+    root = jnp.exp(-0.5 * jnp.abs(z)) / (1 + e)
+    return root[:, :, None] * jnp.eye(z.shape[1], dtype=z.dtype)
+
+
+def _bce_targets(key, z: Array, a: Array, y: Array, sigma: Activation) -> Array:
+    # y_k ~ Bernoulli(ŷ_k), each output its own class.
+    del z, sigma
+    return jax.random.bernoulli(key, a).astype(y.dtype)
+
+
+def _softmax_ce_sqrt(z: Array, a: Array, y: Array, sigma: Activation) -> Array:
+    # ∂²c/∂z² = m (diag p − p pᵀ), m = Σ_k y_k (1 for labels), p = softmax(z);
+    # S = √m (diag √p − p √pᵀ): S Sᵀ = m (diag p − 2 p pᵀ + p (Σ_k p_k) pᵀ).
+    del a, sigma
+    p = jax.nn.softmax(z, axis=1)
+    root = jnp.sqrt(p)
+    s = root[:, :, None] * jnp.eye(z.shape[1], dtype=z.dtype) - (
+        p[:, :, None] * root[:, None, :]
+    )
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        return s
+    return jnp.sqrt(jnp.sum(y, axis=1))[:, None, None] * s
+
+
+def _softmax_ce_targets(key, z: Array, a: Array, y: Array, sigma: Activation):
+    # A class k ~ softmax(z): a label as y is labels, else a one-hot row (the
+    # predictive distribution of probability rows, Σ_k y_k = 1).
+    del a, sigma
+    k = jax.random.categorical(key, z, axis=1)
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        return k.astype(y.dtype)
+    return jax.nn.one_hot(k, z.shape[1], dtype=y.dtype)
+
+
 # Hinge is written as a user writes a cost in a script, public names only (the
 # README shows this same code, and tests check that it does).
 def hinge_value_and_delta(z, a, y, sigma):
@@ -242,14 +333,35 @@ COSTS: Mapping[str, Cost] = MappingProxyType(
     {
         c.name: c
         for c in (
-            Cost("mse", _mse, None, ("real",)),
-            Cost("binary_cross_entropy", _bce, ("sigmoid",), ("unit",)),
+            Cost(
+                "mse",
+                _mse,
+                None,
+                ("real",),
+                "threshold",
+                "output",
+                _eye_sqrt,
+                _mse_targets,
+            ),
+            Cost(
+                "binary_cross_entropy",
+                _bce,
+                ("sigmoid",),
+                ("unit",),
+                "threshold",
+                "logits",
+                _bce_sqrt,
+                _bce_targets,
+            ),
             Cost(
                 "softmax_cross_entropy",
                 _softmax_ce,
                 ("identity",),
                 ("labels", "probabilities"),
                 "argmax",
+                "logits",
+                _softmax_ce_sqrt,
+                _softmax_ce_targets,
             ),
             hinge,
         )
@@ -328,8 +440,33 @@ def _check_cost_fields(cost: Cost, argname: str) -> None:
             f"{argname}.classify of {cost.name!r} must be one of {list(CLASSIFY)}; "
             f"got {cost.classify!r}."
         )
+    _check_curvature_fields(cost, argname)
     if "labels" in kinds and cost.classify != "argmax":
         raise ValueError(
             f"{argname} {cost.name!r} accepts integer labels, so it must classify "
             f'by "argmax"; got classify={cost.classify!r}.'
         )
+
+
+def _check_curvature_fields(cost: Cost, argname: str) -> None:
+    """``ggn_at`` one of ``GGN_AT`` or None, the two functions callable or None,
+    and either only with a ``ggn_at`` (where their u is)."""
+    if cost.ggn_at is not None and cost.ggn_at not in GGN_AT:
+        raise ValueError(
+            f"{argname}.ggn_at of {cost.name!r} must be None or one of "
+            f"{list(GGN_AT)}; got {cost.ggn_at!r}."
+        )
+    for field in ("hessian_sqrt", "sample_targets"):
+        fn = getattr(cost, field)
+        if fn is not None and not callable(fn):
+            raise TypeError(
+                f"{argname}.{field} of {cost.name!r} must be None or callable; "
+                f"got {type(fn).__name__}."
+            )
+    for field in ("hessian_sqrt", "sample_targets"):
+        if getattr(cost, field) is not None and cost.ggn_at is None:
+            raise ValueError(
+                f"{argname}.{field} of {cost.name!r} needs ggn_at, where the GGN "
+                f"splits the net (the u of the Hessian ∂²c/∂u²): one of "
+                f"{list(GGN_AT)}."
+            )

@@ -312,6 +312,11 @@ class AvgPool(_Pool):
             return jnp.sum(x, axis=axes) / self.size
         return self._reduce_window(a, 0, jax.lax.add) / self.size
 
+    def tangent(self, a: Array, t: Array) -> Array:
+        """R{z} = ``apply(t)``: the map is linear (``a`` is ignored)."""
+        del a
+        return self.apply(t)
+
     def adjoint(self, g: Array, a: Array | None = None) -> Array:
         """g^a: (batch, n_1, …, n_r, C) from g: (batch, o_1, …, o_r, C); ``a``
         (the input) is accepted and ignored."""
@@ -356,6 +361,12 @@ class MaxPool(_Pool):
         self._check_input(a)
         self._check_output(g)
         x, axes = self._windows(a)
+        routed = jnp.where(self._first_max(x, axes), jnp.expand_dims(g, axes), 0)
+        return self._windows_adjoint(routed)
+
+    def _first_max(self, x: Array, axes: tuple[int, ...]) -> Array:
+        """Whether each entry of the windows' view x is its window's first
+        maximum (the one the adjoint routes to)."""
         # Row-major rank of each entry in its window; the first maximum has the
         # least rank among the window's maxima.
         rank = np.arange(self.size).reshape(
@@ -363,8 +374,18 @@ class MaxPool(_Pool):
         )
         is_max = x == jnp.max(x, axis=axes, keepdims=True)
         first = jnp.min(jnp.where(is_max, rank, self.size), axis=axes, keepdims=True)
-        routed = jnp.where(rank == first, jnp.expand_dims(g, axes), 0)
-        return self._windows_adjoint(routed)
+        return rank == first
+
+    def tangent(self, a: Array, t: Array) -> Array:
+        """R{z}: (batch, o_1, …, o_r, C), the directional derivative of the
+        pooling at a: (batch, *in_shape) along t (same shape): t at each
+        window's first maximum, the entry :meth:`adjoint` routes to (its
+        transpose). Pearlmutter's R-operator's forward pass
+        (``jp.curvature.hessian_vector_product``)."""
+        self._check_input(a)
+        x, axes = self._windows(a)
+        t_windows, _ = self._windows(t)
+        return jnp.sum(jnp.where(self._first_max(x, axes), t_windows, 0), axis=axes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -401,6 +422,11 @@ class Flatten(_Bound):
         """z: (batch, ∏ in_shape) from a: (batch, *in_shape)."""
         _check_shape(a, self._bound_in_shape(), "a", "Flatten")
         return a.reshape(a.shape[0], *self.out_shape)
+
+    def tangent(self, a: Array, t: Array) -> Array:
+        """R{z} = ``apply(t)``: the map is linear (``a`` is ignored)."""
+        del a
+        return self.apply(t)
 
     def adjoint(self, g: Array, a: Array | None = None) -> Array:
         """g^a: (batch, *in_shape) from g: (batch, ∏ in_shape); ``a`` is

@@ -7,4 +7,14 @@ factors (K-FAC, KFLR) and products with it, and Hessian-vector products by
 Pearlmutter's R-operator. Each works under ``jit`` and ``vmap`` over seeds.
 """
 
-__all__: list[str] = []
+from ._eigen import top_eigenvalue as top_eigenvalue
+from ._hvp import hessian_vector_product as hessian_vector_product
+from ._stats import grad_variance as grad_variance
+from ._stats import sum_grad_squared as sum_grad_squared
+
+__all__: list[str] = [
+    "grad_variance",
+    "hessian_vector_product",
+    "sum_grad_squared",
+    "top_eigenvalue",
+]
