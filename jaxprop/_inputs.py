@@ -115,7 +115,9 @@ def check_targets(
     labels = jnp.issubdtype(y.dtype, jnp.integer) and y.shape == lead
     if "labels" in kinds and labels:
         if _is_concrete(y) and y.size:
-            lo, hi = int(np.min(y)), int(np.max(y))
+            # On the host: a jax.Array's own min() would be traced inside jit.
+            v = np.asarray(y)
+            lo, hi = int(v.min()), int(v.max())
             if lo < 0 or hi >= n_out:
                 raise ValueError(
                     f"{argname} holds class ids from {lo} to {hi}; a network "

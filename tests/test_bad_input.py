@@ -527,3 +527,14 @@ def test_something_else_than_a_network_is_named(name):
         "loss_with_vjp": lambda: jp.loss_with_vjp(3),
     }[name]
     check_raises(TypeError, "net must be a jp.MLP or a jp.Network; got int", call)
+
+
+def test_labels_closed_over_inside_jit_are_checked_not_traced(seed):
+    """Concrete labels captured by a jitted function: checked on the host (a
+    jax.Array's own min() would be traced and raise ConcretizationTypeError)."""
+    net, params, x, y = make_case(seed, (3, 4, 3), "tanh", "softmax-labels")
+    want = net.loss(params, x, y)
+    np.testing.assert_allclose(jax.jit(lambda p: net.loss(p, x, y))(params), want)
+    bad = y.at[0].set(3)
+    with pytest.raises(ValueError, match=r"y holds class ids from \d to 3"):
+        jax.jit(lambda p: net.loss(p, x, bad))(params)
