@@ -115,7 +115,10 @@ def check_targets(
     labels = jnp.issubdtype(y.dtype, jnp.integer) and y.shape == lead
     if "labels" in kinds and labels:
         if _is_concrete(y) and y.size:
-            lo, hi = int(np.min(y)), int(np.max(y))
+            # On the host: np.min of a jax.Array would trace under jax.jit
+            # (labels closed over by a jitted function).
+            ids = np.asarray(y)
+            lo, hi = int(ids.min()), int(ids.max())
             if lo < 0 or hi >= n_out:
                 raise ValueError(
                     f"{argname} holds class ids from {lo} to {hi}; a network "

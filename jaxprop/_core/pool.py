@@ -30,6 +30,11 @@ uncovered tail, and every function is a reduction or a broadcast of that view;
 otherwise the windows are the |k| strided slices of a, one per offset j, and
 each slice's adjoint is a ``lax.pad`` with s − 1 zeros between entries. No
 gather or scatter is used.
+
+Each map also has ``tangent(r, a)``, its linearization at the input a applied
+to a tangent r of a's shape (what the forward-mode passes of ``jp.curvature``
+carry): the map itself for the linear ones (average pooling, flatten), each
+window's first maximum's entry of r for max pooling.
 """
 
 from __future__ import annotations
@@ -320,6 +325,10 @@ class AvgPool(_Pool):
         share = jnp.broadcast_to(jnp.expand_dims(g / self.size, axes), shape)
         return self._windows_adjoint(share)
 
+    def tangent(self, r: Array, a: Array | None = None) -> Array:
+        """The map is linear: ``apply(r)``, (batch, o_1, …, o_r, C)."""
+        return self.apply(r)
+
 
 @dataclasses.dataclass(frozen=True)
 class MaxPool(_Pool):
@@ -355,6 +364,22 @@ class MaxPool(_Pool):
         input a: (batch, n_1, …, n_r, C), which locates each window's maximum."""
         self._check_input(a)
         self._check_output(g)
+        first, axes = self._first_max(a)
+        routed = jnp.where(first, jnp.expand_dims(g, axes), 0)
+        return self._windows_adjoint(routed)
+
+    def tangent(self, r: Array, a: Array) -> Array:
+        """The linearization at a of r: (batch, *in_shape): each window's entry
+        of r at a's first maximum x^*, (batch, o_1, …, o_r, C) (the transpose
+        of :meth:`adjoint`)."""
+        self._check_input(a)
+        self._check_input(r)
+        first, axes = self._first_max(a)
+        return jnp.sum(jnp.where(first, self._windows(r)[0], 0), axis=axes)
+
+    def _first_max(self, a: Array) -> tuple[Array, tuple[int, ...]]:
+        """(whether each entry of the windows' view is its window's first
+        maximum x^*, the window axes of the view)."""
         x, axes = self._windows(a)
         # Row-major rank of each entry in its window; the first maximum has the
         # least rank among the window's maxima.
@@ -363,8 +388,7 @@ class MaxPool(_Pool):
         )
         is_max = x == jnp.max(x, axis=axes, keepdims=True)
         first = jnp.min(jnp.where(is_max, rank, self.size), axis=axes, keepdims=True)
-        routed = jnp.where(rank == first, jnp.expand_dims(g, axes), 0)
-        return self._windows_adjoint(routed)
+        return rank == first, axes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -407,3 +431,7 @@ class Flatten(_Bound):
         accepted and ignored."""
         _check_shape(g, self.out_shape, "g", "Flatten")
         return g.reshape(g.shape[0], *self.in_shape)
+
+    def tangent(self, r: Array, a: Array | None = None) -> Array:
+        """The map is linear: ``apply(r)``, (batch, ∏ in_shape)."""
+        return self.apply(r)

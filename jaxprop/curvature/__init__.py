@@ -7,4 +7,16 @@ factors (K-FAC, KFLR) and products with it, and Hessian-vector products by
 Pearlmutter's R-operator. Each works under ``jit`` and ``vmap`` over seeds.
 """
 
-__all__: list[str] = []
+from ._ggn import diag_ggn as diag_ggn
+from ._ggn import diag_ggn_mc as diag_ggn_mc
+from ._ggn import ggn_vector_product as ggn_vector_product
+from ._kfac import KFactors as KFactors
+from ._kfac import kfac as kfac
+
+__all__: list[str] = [
+    "KFactors",
+    "diag_ggn",
+    "diag_ggn_mc",
+    "ggn_vector_product",
+    "kfac",
+]
