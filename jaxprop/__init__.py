@@ -1,8 +1,8 @@
 """jaxprop: neural networks with a hand-written δ backward pass, checked and vmapped."""
 
+from . import curvature as curvature
 from . import data as data
 from . import layers as layers
-from . import curvature as curvature
 from . import rules as rules
 from ._checks.functions import FunctionCheckReport as FunctionCheckReport
 from ._checks.functions import FunctionCheckRow as FunctionCheckRow
