@@ -284,9 +284,9 @@ def test_vmap_over_seeds_equals_a_loop(name):
     for s in range(3):
         one = jax.tree.map(lambda t, s=s: t[s], batched)
         assert_trees_close(one, fn(seeds[s], keys[s]), 1e-12)
-    # The seeds differ: a vmap that broadcast one seed would fail above.
-    first = jax.tree.leaves(batched)[0]
-    assert not np.allclose(first[0], first[1])
+    # The seeds differ (the last layer's leaf: kfac's first A is x's alone).
+    last = jax.tree.leaves(batched)[-1]
+    assert not np.allclose(last[0], last[1])
 
 
 # ----------------------------------------------------------------- bad input
