@@ -8,13 +8,23 @@ Pearlmutter's R-operator. Each works under ``jit`` and ``vmap`` over seeds.
 """
 
 from ._eigen import top_eigenvalue as top_eigenvalue
+from ._ggn import diag_ggn as diag_ggn
+from ._ggn import diag_ggn_mc as diag_ggn_mc
+from ._ggn import ggn_vector_product as ggn_vector_product
 from ._hvp import hessian_vector_product as hessian_vector_product
+from ._kfac import KFactors as KFactors
+from ._kfac import kfac as kfac
 from ._stats import grad_variance as grad_variance
 from ._stats import sum_grad_squared as sum_grad_squared
 
 __all__: list[str] = [
+    "KFactors",
+    "diag_ggn",
+    "diag_ggn_mc",
+    "ggn_vector_product",
     "grad_variance",
     "hessian_vector_product",
+    "kfac",
     "sum_grad_squared",
     "top_eigenvalue",
 ]

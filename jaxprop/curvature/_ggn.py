@@ -1,0 +1,356 @@
+r"""The generalized Gauss-Newton from the δ pass: its exact and Monte Carlo
+diagonals and its products with a vector, written by hand (no autodiff).
+
+Per example i the cost c_i is split where its Hessian is PSD (``Cost.ggn_at``,
+``jaxprop._core.costs``): u_i = z^L_i (the fused cross-entropies) or u_i = ŷ_i
+(mse and the others). With J_i = ∂u_i/∂θ and H_i = ∂²c_i/∂u_i² = S_i S_iᵀ,
+
+.. math::
+    G = ρ Σ_i J_iᵀ H_i J_i = ρ Σ_i Σ_k (J_iᵀ S_{i,:,k}) (J_iᵀ S_{i,:,k})ᵀ,
+
+ρ = 1 for ``reduction="sum"``, 1/N for ``"mean"`` (batch N). J_iᵀ s is a
+gradient: the δ recursion (``jaxprop._core.backprop``) run from δ^L_i = J_σ s,
+J_σ = diag σ_L'(z^L_i) for ``"output"`` and I for ``"logits"``. So each column
+D_{:,:,k} of D = J_σ S: (batch, n_out, k) is carried back as a δ^L, and
+
+    diag G = ρ Σ_k Σ_i g_{ik} ⊙ g_{ik},     g_{ik} the per-example gradient
+                                            of column k;
+
+for a Dense layer Σ_i g_{ik} ⊙ g_{ik} = ((a^{l-1})²)ᵀ (δ^l_k)² for w and
+Σ_i (δ^l_{ik})² for b, which sums the columns before the product:
+((a^{l-1})²)ᵀ Σ_k (δ^l_k)². Other layers (Conv) square their
+``per_example_grads``.
+
+Monte Carlo: targets y_s drawn from the predictive distribution
+(``Cost.sample_targets``) give δ^L_s = ∂c(y_s)/∂z^L with E[δ^L_s δ^L_sᵀ] =
+J_σᵀ H J_σ: one δ pass per sample, in place of one per column.
+
+The product G v is J v by the linearized forward pass (Pearlmutter's R{·}),
+
+    R{a^0} = 0,   R{z^l} = f_l(V^l; a^{l-1}) + f_l(W^l, 0; R{a^{l-1}}),
+    R{a^l} = σ_l'(z^l) ⊙ R{z^l},
+
+then δ^L = ρ J_σ S Sᵀ J_σ R{z^L} (here ρ J_σ (D Dᵀ) … with D above), then the δ
+recursion and the weight gradients (Jᵀ). It uses that a parametrized layer's
+``apply`` is affine in the weights and linear in its input given w (Dense, Conv:
+z = f(W, a) + b with f bilinear), and that each parameter-free map before a
+layer has ``tangent(r, a)``, its linearization at a (``jaxprop._core.pool``).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._core import backprop as bp
+from .._core.costs import Cost
+from .._core.layers import Block, Dense
+from .._core.params import DenseParams, Params, check_key
+from .._network import Net, check_net, check_xy
+from .._validate import integer
+
+Array = jax.Array
+
+#: The built-in costs with curvature, for the refusal's message.
+_WITH_CURVATURE = "mse, binary_cross_entropy, softmax_cross_entropy"
+
+
+# --------------------------------------------------------------------- checks
+def check_curvature_cost(net: Net, needs: tuple[str, ...], caller: str) -> Cost:
+    """The net's cost, or a ValueError naming it and the fields ``caller``
+    needs that it lacks (``hessian_sqrt``, ``sample_targets``)."""
+    cost = net.cost_fn
+    missing = [f for f in needs if getattr(cost, f) is None]
+    if missing:
+        raise ValueError(
+            f"jp.curvature.{caller} needs the cost's {' and '.join(missing)}; "
+            f"cost {cost.name!r} has none (no curvature: ggn_at={cost.ggn_at!r}). "
+            f"Use a cost with them ({_WITH_CURVATURE}) or give your jp.Cost "
+            f"ggn_at, hessian_sqrt and sample_targets (docs/curvature.md)."
+        )
+    return cost
+
+
+def checked(net, params, x, y, needs: tuple[str, ...], caller: str):
+    """(net, params as a tuple of DenseParams, x, y), checked, the cost's
+    ``needs`` first."""
+    net = check_net(net)
+    check_curvature_cost(net, needs, caller)
+    x, y = check_xy(net, params, x, y)
+    return net, tuple(DenseParams(*theta) for theta in params), x, y
+
+
+def check_samples(samples) -> int:
+    """``samples`` as an int ≥ 1, or a TypeError/ValueError naming it."""
+    return integer(samples, "samples", low=1)
+
+
+def check_tangent(v, params: Params, caller: str) -> tuple[DenseParams, ...]:
+    """``v`` as a tuple of DenseParams with ``params``' shapes and dtype."""
+    expected = ", ".join(
+        f"DenseParams(w: {np.shape(t.w)}, b: {np.shape(t.b)})" for t in params
+    )
+    if not isinstance(v, (tuple, list)):
+        raise TypeError(
+            f"jp.curvature.{caller}: v must be a tuple of jp.DenseParams(w, b) "
+            f"like params ({expected}); got {type(v).__name__}."
+        )
+    if len(v) != len(params):
+        raise ValueError(
+            f"jp.curvature.{caller}: v has {len(v)} layers; params has "
+            f"{len(params)}: {expected}."
+        )
+    for l, (vt, theta) in enumerate(zip(v, params, strict=True)):
+        if not isinstance(vt, DenseParams):
+            raise TypeError(
+                f"jp.curvature.{caller}: v[{l}] must be a jp.DenseParams(w, b); "
+                f"got {type(vt).__name__}."
+            )
+        for name in ("w", "b"):
+            leaf, want = getattr(vt, name), getattr(theta, name)
+            dtype = getattr(leaf, "dtype", None)
+            if dtype is None or jnp.dtype(dtype) != jnp.dtype(want.dtype):
+                raise TypeError(
+                    f"jp.curvature.{caller}: v[{l}].{name} must be an array of "
+                    f"the params' dtype {jnp.dtype(want.dtype)}; got "
+                    f"{type(leaf).__name__}" + (f" of dtype {dtype}." if dtype else ".")
+                )
+            if np.shape(leaf) != np.shape(want):
+                raise ValueError(
+                    f"jp.curvature.{caller}: v[{l}].{name} has shape "
+                    f"{np.shape(leaf)}; params[{l}].{name} has {np.shape(want)}."
+                )
+    return tuple(DenseParams(vt.w, vt.b) for vt in v)
+
+
+def check_tangent_maps(net: Net, caller: str) -> None:
+    """A ValueError naming any parameter-free map without ``tangent(r, a)``."""
+    for l, block in enumerate(net.blocks):
+        for m in block.maps if isinstance(block, Block) else ():
+            if not hasattr(m, "tangent"):
+                raise ValueError(
+                    f"jp.curvature.{caller}: the map {m!r} before layer {l + 1} "
+                    f"has no tangent(r, a), its linearization at its input a, "
+                    f"which the forward pass of J v needs (docs/curvature.md)."
+                )
+
+
+# ----------------------------------------------------------------- the maths
+def reduction_scale(net: Net, batch: int) -> float:
+    """ρ: 1 for ``reduction="sum"``, 1/N for ``"mean"``."""
+    return 1.0 if net.reduction == "sum" else 1.0 / batch
+
+
+def forward(net: Net, params: Params, x: Array) -> bp.Cache:
+    """The forward pass's cache."""
+    return bp.forward(net.blocks, params, x, net.sigma, net.sigma_out)[1]
+
+
+def split_columns(net: Net, cache: bp.Cache, y: Array) -> Array:
+    """D = J_σ S: (k, batch, n_out), the columns of S carried to z^L."""
+    cost, sigma = net.cost_fn, net.sigma_out
+    z, a = cache.z[-1], cache.a[-1]
+    s = cost.hessian_sqrt(z, a, y, sigma)
+    if cost.ggn_at == "output":
+        s = s * sigma.derivative(z, a)[:, :, None]
+    return jnp.moveaxis(s, 2, 0)
+
+
+def sampled_columns(net: Net, cache: bp.Cache, y: Array, key, samples: int) -> Array:
+    """δ^L at ``samples`` draws of targets: (samples, batch, n_out)."""
+    cost, sigma = net.cost_fn, net.sigma_out
+    z, a = cache.z[-1], cache.a[-1]
+
+    def one(k):
+        y_s = cost.sample_targets(k, z, a, y, sigma)
+        return cost.value_and_delta(z, a, y_s, sigma)[1]
+
+    return jax.vmap(one)(jax.random.split(key, samples))
+
+
+def column_deltas(net: Net, params: Params, cache: bp.Cache, columns: Array):
+    """(δ^1, ..., δ^L) of every column of ``columns``: (m, batch, n_out) as δ^L;
+    δ^l: (m, batch, *out_shape of layer l)."""
+    through = bp.through_weights(params)
+    return jax.vmap(lambda d: bp.recursion(net.blocks, cache, d, net.sigma, through))(
+        columns
+    )
+
+
+def dense_input(layer, a: Array):
+    """(the Dense layer of a block, its input u), or (None, None)."""
+    if isinstance(layer, Block):
+        return (
+            (layer.layer, layer.inputs(a)[-1])
+            if isinstance(layer.layer, Dense)
+            else (None, None)
+        )
+    return (layer, a) if isinstance(layer, Dense) else (None, None)
+
+
+def sum_squared_grads(layer, a: Array, deltas: Array) -> DenseParams:
+    """Σ_m Σ_i g_{im} ⊙ g_{im} of one layer, deltas: (m, batch, *out_shape)."""
+    dense, u = dense_input(layer, a)
+    if dense is not None:  # ((a^{l-1})²)ᵀ Σ_m (δ^l_m)²
+        return dense.grads(u * u, jnp.sum(deltas * deltas, axis=0))
+
+    def one(d):
+        g = layer.per_example_grads(a, d)
+        return jax.tree.map(lambda t: jnp.sum(t * t, axis=0), g)
+
+    return jax.tree.map(lambda t: jnp.sum(t, axis=0), jax.vmap(one)(deltas))
+
+
+def diag_from_columns(net: Net, params: Params, cache: bp.Cache, columns, weight):
+    """weight · Σ_m Σ_i g_{im} ⊙ g_{im} over the columns' gradients."""
+    deltas = column_deltas(net, params, cache, columns)
+    return tuple(
+        jax.tree.map(lambda t: weight * t, sum_squared_grads(layer, a, d))
+        for layer, a, d in zip(net.blocks, cache.a, deltas, strict=False)
+    )
+
+
+def input_tangent(layer, theta: DenseParams, a: Array, r: Array) -> Array:
+    """f_l(W^l, 0; R{a^{l-1}}): the layer's linear term in its input tangent r,
+    through the maps' ``tangent`` for a block."""
+    no_bias = DenseParams(theta.w, jnp.zeros_like(theta.b))
+    if isinstance(layer, Block):
+        inputs = layer.inputs(a)
+        for m, u in zip(layer.maps, inputs[:-1], strict=True):
+            r = m.tangent(u, r)
+        return layer.layer.apply(no_bias, r)
+    return layer.apply(no_bias, r)
+
+
+def output_tangent(net: Net, params: Params, v, cache: bp.Cache) -> Array:
+    """R{z^L} = J_z v: (batch, n_out), by the linearized forward pass."""
+    r = None  # R{a^0} = 0: the inputs do not depend on θ
+    for l, (layer, theta, vt) in enumerate(
+        zip(net.blocks, params, v, strict=True), start=1
+    ):
+        a = cache.a[l - 1]
+        rz = layer.apply(vt, a)  # f_l(V^l; a^{l-1}): apply is affine in θ
+        if r is not None:
+            rz = rz + input_tangent(layer, theta, a, r)
+        if l == len(params):
+            return rz
+        r = bp.hidden(net.sigma, l).derivative(cache.z[l - 1], cache.a[l]) * rz
+    raise AssertionError("unreachable")
+
+
+# ------------------------------------------------------------ compiled cores
+@functools.partial(jax.jit, static_argnums=0)
+def _diag_ggn(net: Net, params: Params, x: Array, y: Array) -> Params:
+    cache = forward(net, params, x)
+    columns = split_columns(net, cache, y)
+    return diag_from_columns(
+        net, params, cache, columns, reduction_scale(net, x.shape[0])
+    )
+
+
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _diag_ggn_mc(net: Net, params: Params, x, y, key, samples: int) -> Params:
+    cache = forward(net, params, x)
+    columns = sampled_columns(net, cache, y, key, samples)
+    weight = reduction_scale(net, x.shape[0]) / samples
+    return diag_from_columns(net, params, cache, columns, weight)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _ggn_vector_product(net: Net, params: Params, x, y, v) -> Params:
+    cache = forward(net, params, x)
+    rz = output_tangent(net, params, v, cache)
+    d = split_columns(net, cache, y)  # (k, batch, n_out)
+    hv = jnp.einsum("kbo,kb->bo", d, jnp.einsum("kbo,bo->kb", d, rz))
+    delta = reduction_scale(net, x.shape[0]) * hv
+    deltas = bp.recursion(
+        net.blocks, cache, delta, net.sigma, bp.through_weights(params)
+    )
+    return bp.weight_grads(net.blocks, cache, deltas)
+
+
+# ------------------------------------------------------------------- public
+def diag_ggn(net, params: Params, x, y) -> Params:
+    r"""The exact diagonal of the generalized Gauss-Newton G of the loss.
+
+    .. math:: \operatorname{diag} G = ρ Σ_i Σ_k (J_iᵀ S_{i,:,k})^{⊙2}
+
+    One δ pass per column of the cost's Hessian root S (k = n_out for the
+    built-ins), batched: about (k + 1) gradients' work. ρ = 1 for
+    ``reduction="sum"``, 1/N for ``"mean"`` (``jaxprop.curvature._ggn``).
+
+    Args:
+      net: a ``jp.MLP`` or ``jp.Network`` whose cost has ``hessian_sqrt``.
+      params: its parameters (a tuple of DenseParams(w, b)).
+      x: (batch, *input_shape) inputs; y: targets as for ``net.loss``.
+
+    Returns:
+      A pytree like ``params``: DenseParams(w: (n_{l-1}, n_l), b: (n_l,)) of
+      G's diagonal entries for every weight and bias.
+
+    Raises:
+      ValueError: a cost without ``hessian_sqrt`` (the hinge), or inputs that
+        do not fit the net; TypeError: params that are not arrays.
+    """
+    net, params, x, y = checked(net, params, x, y, ("hessian_sqrt",), "diag_ggn")
+    return _diag_ggn(net, params, x, y)
+
+
+def diag_ggn_mc(net, params: Params, x, y, key, samples: int = 1) -> Params:
+    r"""A Monte Carlo estimate of the GGN's diagonal, unbiased.
+
+    .. math:: \widehat{\operatorname{diag} G} = \frac{ρ}{M} Σ_{s=1}^M Σ_i
+        (∂c(ŷ_i, y_{is})/∂θ)^{⊙2},\qquad y_{is} \sim p(y \mid ŷ_i)
+
+    Targets drawn from the model's predictive distribution
+    (``Cost.sample_targets``), one δ pass per sample: E[δ^L δ^Lᵀ] =
+    J_σᵀ H J_σ makes the mean over samples G's diagonal in expectation.
+
+    Args:
+      net, params, x, y: as for :func:`diag_ggn` (the cost needs
+        ``sample_targets``).
+      key: a PRNG key; ``samples``: M ≥ 1.
+
+    Returns:
+      A pytree like ``params``.
+    """
+    check_key(key)
+    samples = check_samples(samples)
+    net, params, x, y = checked(net, params, x, y, ("sample_targets",), "diag_ggn_mc")
+    return _diag_ggn_mc(net, params, x, y, key, samples)
+
+
+def ggn_vector_product(net, params: Params, x, y, v) -> Params:
+    r"""G v, the GGN of the loss times a vector v of params' structure.
+
+    .. math:: G v = ρ Σ_i J_iᵀ S_i S_iᵀ (J_i v)
+
+    J v by the linearized forward pass, S Sᵀ at the split, Jᵀ by the δ
+    recursion: about three passes' work, never forming G.
+
+    Layers: a parametrized layer's ``apply(θ, a)`` must be affine in θ and,
+    with b = 0, linear in a (Dense, Conv; ``apply(V, a)`` gives the weights'
+    term, ``apply((W, 0), R{a})`` the input's), and each parameter-free map
+    needs ``tangent(r, a)``, its linearization at its input a (AvgPool,
+    MaxPool, Flatten have it).
+
+    Args:
+      net, params, x, y: as for :func:`diag_ggn`.
+      v: a tuple of DenseParams(w, b) of params' shapes and dtype.
+
+    Returns:
+      G v, a pytree like ``params``.
+
+    Raises:
+      TypeError, ValueError: v not of params' structure, shapes or dtype; a
+        map without ``tangent``; as :func:`diag_ggn`.
+    """
+    net, params, x, y = checked(
+        net, params, x, y, ("hessian_sqrt",), "ggn_vector_product"
+    )
+    v = check_tangent(v, params, "ggn_vector_product")
+    check_tangent_maps(net, "ggn_vector_product")
+    return _ggn_vector_product(net, params, x, y, v)
