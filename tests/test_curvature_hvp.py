@@ -224,12 +224,12 @@ def test_hvp_refuses_what_it_cannot_differentiate(seed):
     net, params, x, y = mlp_case(seed, "tanh", "mse-sigmoid", "sum")
     hvp = jp.curvature.hessian_vector_product
     check_raises(
-        ValueError, r"v must have params' structure", hvp, net, params, x, y, params[:1]
+        ValueError, r"v has 1 layers; params has 2", hvp, net, params, x, y, params[:1]
     )
     bad = (params[0], params[1]._replace(b=params[1].b[:1]))
     check_raises(
         ValueError,
-        r"v\[1\]\.b must be an array of shape \(3,\)",
+        r"v\[1\]\.b has shape \(1,\); params\[1\]\.b has \(3,\)",
         hvp,
         net,
         params,

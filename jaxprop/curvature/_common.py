@@ -1,12 +1,16 @@
-"""What the curvature functions share: their argument checks and the δ pass
-they start from, with the reduction's scaling folded into δ^L."""
+"""What the curvature functions share: their argument checks (the tangent v
+included) and the δ pass they start from, with the reduction's scaling folded
+into δ^L."""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from .._core import backprop as bp
 from .._core.layers import Block
+from .._core.params import DenseParams, Params
 from .._network import Net, check_net, check_xy, loss_and_output_delta
 from .._vjp import as_params
 
@@ -49,3 +53,41 @@ def unit(block):
 def layer_input(block, a: Array) -> Array:
     """u = m_k(...m_1(a^{l-1})): what the parametrized layer of ``block`` reads."""
     return block.inputs(a)[-1] if isinstance(block, Block) else a
+
+
+def check_tangent(v, params: Params, caller: str) -> tuple[DenseParams, ...]:
+    """``v`` as a tuple of DenseParams with ``params``' shapes and dtype."""
+    expected = ", ".join(
+        f"DenseParams(w: {np.shape(t.w)}, b: {np.shape(t.b)})" for t in params
+    )
+    if not isinstance(v, (tuple, list)):
+        raise TypeError(
+            f"jp.curvature.{caller}: v must be a tuple of jp.DenseParams(w, b) "
+            f"like params ({expected}); got {type(v).__name__}."
+        )
+    if len(v) != len(params):
+        raise ValueError(
+            f"jp.curvature.{caller}: v has {len(v)} layers; params has "
+            f"{len(params)}: {expected}."
+        )
+    for l, (vt, theta) in enumerate(zip(v, params, strict=True)):
+        if not isinstance(vt, DenseParams):
+            raise TypeError(
+                f"jp.curvature.{caller}: v[{l}] must be a jp.DenseParams(w, b); "
+                f"got {type(vt).__name__}."
+            )
+        for name in ("w", "b"):
+            leaf, want = getattr(vt, name), getattr(theta, name)
+            dtype = getattr(leaf, "dtype", None)
+            if dtype is None or jnp.dtype(dtype) != jnp.dtype(want.dtype):
+                raise TypeError(
+                    f"jp.curvature.{caller}: v[{l}].{name} must be an array of "
+                    f"the params' dtype {jnp.dtype(want.dtype)}; got "
+                    f"{type(leaf).__name__}" + (f" of dtype {dtype}." if dtype else ".")
+                )
+            if np.shape(leaf) != np.shape(want):
+                raise ValueError(
+                    f"jp.curvature.{caller}: v[{l}].{name} has shape "
+                    f"{np.shape(leaf)}; params[{l}].{name} has {np.shape(want)}."
+                )
+    return tuple(DenseParams(vt.w, vt.b) for vt in v)

@@ -43,7 +43,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._core import backprop as bp
 from .._core.costs import Cost
@@ -51,6 +50,7 @@ from .._core.layers import Block, Dense
 from .._core.params import DenseParams, Params, check_key
 from .._network import Net, check_net, check_xy
 from .._validate import integer
+from ._common import check_tangent
 
 Array = jax.Array
 
@@ -86,44 +86,6 @@ def checked(net, params, x, y, needs: tuple[str, ...], caller: str):
 def check_samples(samples) -> int:
     """``samples`` as an int ≥ 1, or a TypeError/ValueError naming it."""
     return integer(samples, "samples", low=1)
-
-
-def check_tangent(v, params: Params, caller: str) -> tuple[DenseParams, ...]:
-    """``v`` as a tuple of DenseParams with ``params``' shapes and dtype."""
-    expected = ", ".join(
-        f"DenseParams(w: {np.shape(t.w)}, b: {np.shape(t.b)})" for t in params
-    )
-    if not isinstance(v, (tuple, list)):
-        raise TypeError(
-            f"jp.curvature.{caller}: v must be a tuple of jp.DenseParams(w, b) "
-            f"like params ({expected}); got {type(v).__name__}."
-        )
-    if len(v) != len(params):
-        raise ValueError(
-            f"jp.curvature.{caller}: v has {len(v)} layers; params has "
-            f"{len(params)}: {expected}."
-        )
-    for l, (vt, theta) in enumerate(zip(v, params, strict=True)):
-        if not isinstance(vt, DenseParams):
-            raise TypeError(
-                f"jp.curvature.{caller}: v[{l}] must be a jp.DenseParams(w, b); "
-                f"got {type(vt).__name__}."
-            )
-        for name in ("w", "b"):
-            leaf, want = getattr(vt, name), getattr(theta, name)
-            dtype = getattr(leaf, "dtype", None)
-            if dtype is None or jnp.dtype(dtype) != jnp.dtype(want.dtype):
-                raise TypeError(
-                    f"jp.curvature.{caller}: v[{l}].{name} must be an array of "
-                    f"the params' dtype {jnp.dtype(want.dtype)}; got "
-                    f"{type(leaf).__name__}" + (f" of dtype {dtype}." if dtype else ".")
-                )
-            if np.shape(leaf) != np.shape(want):
-                raise ValueError(
-                    f"jp.curvature.{caller}: v[{l}].{name} has shape "
-                    f"{np.shape(leaf)}; params[{l}].{name} has {np.shape(want)}."
-                )
-    return tuple(DenseParams(vt.w, vt.b) for vt in v)
 
 
 def check_tangent_maps(net: Net, caller: str) -> None:

@@ -58,7 +58,7 @@ from .._core.conv import Conv
 from .._core.layers import Dense
 from .._core.params import DenseParams, Params
 from .._network import Net
-from ._common import checked, layer_input, unit
+from ._common import check_tangent, checked, layer_input, unit
 
 Array = jax.Array
 
@@ -249,36 +249,6 @@ def check_second_order(net: Net, caller: str = "hessian_vector_product") -> None
                 )
 
 
-def check_like_params(v, params: Params, name: str = "v") -> Params:
-    """``v`` as DenseParams, checked to have the structure, shapes and dtype
-    of ``params``: a ValueError or TypeError naming ``name``."""
-    want = ", ".join(f"DenseParams(w: {t.w.shape}, b: {t.b.shape})" for t in params)
-    if not isinstance(v, (tuple, list)) or len(v) != len(params):
-        raise ValueError(
-            f"{name} must have params' structure, a tuple of {len(params)} "
-            f"DenseParams ({want}); got {type(v).__name__}"
-            + (f" of length {len(v)}." if isinstance(v, (tuple, list)) else ".")
-        )
-    out = []
-    for l, (vt, theta) in enumerate(zip(v, params, strict=True)):
-        if not isinstance(vt, DenseParams):
-            raise TypeError(
-                f"{name}[{l}] must be a jp.DenseParams(w, b) like params[{l}]; "
-                f"got {type(vt).__name__}."
-            )
-        for field in ("w", "b"):
-            leaf, ref = getattr(vt, field), getattr(theta, field)
-            shape = tuple(getattr(leaf, "shape", ()))
-            if shape != ref.shape or getattr(leaf, "dtype", None) != ref.dtype:
-                raise ValueError(
-                    f"{name}[{l}].{field} must be an array of shape {ref.shape} "
-                    f"and dtype {ref.dtype}, like params[{l}].{field}; got "
-                    f"{shape} of dtype {getattr(leaf, 'dtype', type(leaf).__name__)}."
-                )
-        out.append(DenseParams(vt.w, vt.b))
-    return tuple(out)
-
-
 def hessian_vector_product(net, params: Params, x, y, v: Params) -> Params:
     r"""H v, the loss's Hessian in the parameters times v, by the R-operator.
 
@@ -304,6 +274,6 @@ def hessian_vector_product(net, params: Params, x, y, v: Params) -> Params:
         arguments of the wrong type. All before anything compiles.
     """
     net, params, x, y = checked(net, params, x, y)
-    v = check_like_params(v, params)
+    v = check_tangent(v, params, "hessian_vector_product")
     check_second_order(net)
     return _hessian_vector_product(net, params, x, y, v)
