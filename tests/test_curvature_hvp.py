@@ -307,3 +307,22 @@ def test_top_eigenvalue_is_eigvalsh_of_the_dense_hessian(seed):
         jax.random.key(0),
         iters=0,
     )
+
+
+def test_top_eigenvalue_of_the_ggn_is_eigvalsh_of_its_dense_matrix(seed):
+    """The GGN's columns G e_j from ggn_vector_product (checked against jax
+    in test_curvature_ggn.py): its largest eigenvalue, PSD."""
+    net, params, x, y = mlp_case(seed, "tanh", "mse-sigmoid", "mean", (3, 4, 2))
+    flat, unravel = ravel_pytree(params)
+    gvp = jax.jit(
+        lambda e: ravel_pytree(
+            jp.curvature.ggn_vector_product(net, params, x, y, unravel(e))
+        )[0]
+    )
+    dense = np.stack([gvp(e) for e in np.eye(flat.size, dtype=flat.dtype)], 1)
+    eig = np.linalg.eigvalsh((dense + dense.T) / 2)
+    assert eig.min() > -1e-12  # positive semi-definite
+    top = jp.curvature.top_eigenvalue(
+        net, params, x, y, jax.random.key(seed), matrix="ggn", iters=300
+    )
+    np.testing.assert_allclose(top, eig[-1], rtol=1e-8)

@@ -1,5 +1,8 @@
 r"""The top eigenvalue of the loss's Hessian (or GGN) by power iteration.
 
+For the GGN each step is :func:`ggn_vector_product`'s work (positive
+semi-definite: its largest eigenvalue).
+
 Cohen et al. 2021's sharpness: full-batch gradient descent with step η drives
 the Hessian's top eigenvalue to 2/η (the edge of stability). Power iteration
 needs only matrix-vector products, here the hand-written R-operator's
@@ -17,12 +20,13 @@ import jax.numpy as jnp
 from .._core.params import Params, check_key
 from .._validate import choice, positive_int
 from ._common import checked
+from ._ggn import _ggn_vector_product, check_curvature_cost, check_tangent_maps
 from ._hvp import base, check_second_order, hvp
 
 Array = jax.Array
 
 #: The matrices :func:`top_eigenvalue` takes.
-MATRICES = ("hessian",)
+MATRICES = ("hessian", "ggn")
 
 
 def _dot(u: Params, v: Params) -> Array:
@@ -41,17 +45,22 @@ def _normalized(v: Params) -> Params:
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
 def _top_eigenvalue(net, matrix: str, iters: int, params, x, y, key) -> Array:
-    del matrix  # "hessian" only, for now
-    shared = base(net, params, x, y)
+    if matrix == "hessian":
+        shared = base(net, params, x, y)
+
+        def product(v):
+            return hvp(net, params, shared, v)
+    else:  # the GGN: PSD, so its largest eigenvalue
+
+        def product(v):
+            return _ggn_vector_product(net, params, x, y, v)
+
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
     start = [
         jax.random.normal(k, p.shape, p.dtype)
         for k, p in zip(keys, leaves, strict=True)
     ]
-
-    def product(v):
-        return hvp(net, params, shared, v)
 
     def step(_, v):
         return _normalized(product(v))
@@ -83,7 +92,9 @@ def top_eigenvalue(
     Args:
       net, params, x, y: as for :func:`hessian_vector_product`.
       key: a PRNG key for the random start.
-      matrix: ``"hessian"``.
+      matrix: ``"hessian"`` (:func:`hessian_vector_product`'s H), or
+        ``"ggn"`` (:func:`ggn_vector_product`'s G, positive semi-definite, so
+        its largest eigenvalue; needs the cost's ``hessian_sqrt``).
       iters: power-iteration steps, ≥ 1 (static: each value compiles once).
 
     Returns:
@@ -97,5 +108,9 @@ def top_eigenvalue(
     matrix = choice(matrix, "matrix", MATRICES)
     iters = positive_int(iters, "iters")
     check_key(key)
-    check_second_order(net, "top_eigenvalue")
+    if matrix == "hessian":
+        check_second_order(net, "top_eigenvalue")
+    else:
+        check_curvature_cost(net, ("hessian_sqrt",), "top_eigenvalue")
+        check_tangent_maps(net, "top_eigenvalue")
     return _top_eigenvalue(net, matrix, iters, params, x, y, key)

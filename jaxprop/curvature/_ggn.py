@@ -34,7 +34,8 @@ then δ^L = ρ J_σ S Sᵀ J_σ R{z^L} (here ρ J_σ (D Dᵀ) … with D above),
 recursion and the weight gradients (Jᵀ). It uses that a parametrized layer's
 ``apply`` is affine in the weights and linear in its input given w (Dense, Conv:
 z = f(W, a) + b with f bilinear), and that each parameter-free map before a
-layer has ``tangent(r, a)``, its linearization at a (``jaxprop._core.pool``).
+layer has ``tangent(a, t)``, its directional derivative at a along t
+(``jaxprop._core.pool``).
 """
 
 from __future__ import annotations
@@ -89,13 +90,13 @@ def check_samples(samples) -> int:
 
 
 def check_tangent_maps(net: Net, caller: str) -> None:
-    """A ValueError naming any parameter-free map without ``tangent(r, a)``."""
+    """A ValueError naming any parameter-free map without ``tangent(a, t)``."""
     for l, block in enumerate(net.blocks):
         for m in block.maps if isinstance(block, Block) else ():
             if not hasattr(m, "tangent"):
                 raise ValueError(
                     f"jp.curvature.{caller}: the map {m!r} before layer {l + 1} "
-                    f"has no tangent(r, a), its linearization at its input a, "
+                    f"has no tangent(a, t), its derivative at its input a along t, "
                     f"which the forward pass of J v needs (docs/curvature.md)."
                 )
 
@@ -296,8 +297,8 @@ def ggn_vector_product(net, params: Params, x, y, v) -> Params:
     Layers: a parametrized layer's ``apply(θ, a)`` must be affine in θ and,
     with b = 0, linear in a (Dense, Conv; ``apply(V, a)`` gives the weights'
     term, ``apply((W, 0), R{a})`` the input's), and each parameter-free map
-    needs ``tangent(r, a)``, its linearization at its input a (AvgPool,
-    MaxPool, Flatten have it).
+    needs ``tangent(a, t)``, its directional derivative at its input a along
+    t (AvgPool, MaxPool, Flatten have it).
 
     Args:
       net, params, x, y: as for :func:`diag_ggn`.
