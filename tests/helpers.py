@@ -373,12 +373,13 @@ class Depthwise1D:
         return jp.DenseParams(w, jnp.sum(delta, axis=(0, 1)))
 
 
-def alternate_slow(cases, ids):
-    """pytest.params of ``cases`` with every other one marked slow (``.ci/run``
-    runs them): a grid's spread in the default suite at half its compiles."""
+def alternate_slow(cases, ids, every: int = 2):
+    """pytest.params of ``cases`` with all but one in ``every`` marked slow
+    (``.ci/run`` runs them): a grid's spread in the default suite at a
+    fraction of its compiles."""
     import pytest
 
     return [
-        pytest.param(c, id=ids(c), marks=pytest.mark.slow if i % 2 else ())
+        pytest.param(c, id=ids(c), marks=pytest.mark.slow if i % every else ())
         for i, c in enumerate(cases)
     ]

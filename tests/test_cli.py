@@ -486,6 +486,7 @@ def test_xor_command_reproduces_the_reference(capsys):
     assert "--epochs must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_console_script_and_help(capsys):
     from importlib.metadata import entry_points
 

@@ -104,7 +104,7 @@ def _naive_conv(a, w, b, stride, padding):
     return z + np.asarray(b)
 
 
-@pytest.mark.parametrize("case", alternate_slow(GRID, _id))
+@pytest.mark.parametrize("case", alternate_slow(GRID, _id, every=4))
 def test_conv_apply_is_the_naive_loop(seed, case):
     layer, theta, a, _, _ = _case(seed, *case)
     stride, _, padding = case[:3]
@@ -113,7 +113,7 @@ def test_conv_apply_is_the_naive_loop(seed, case):
     assert_close_leaves(z, _naive_conv(a, theta.w, theta.b, stride, padding))
 
 
-@pytest.mark.parametrize("case", alternate_slow(GRID, _id))
+@pytest.mark.parametrize("case", alternate_slow(GRID, _id, every=4))
 def test_conv_adjoint_and_grads_are_the_vjp_of_apply(seed, case):
     layer, theta, a, delta, scale = _case(seed, *case)
     want_theta, want_a = apply_vjp(layer, theta, a, delta)

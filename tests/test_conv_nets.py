@@ -220,6 +220,7 @@ def test_per_example_grads_norms_and_clipping_are_vmap_of_grad(mixed):
     assert_trees_close(jp.clipped_grads(net, params, x, y, c), clipped, 1e-12)
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_dp_sgd_trains_a_conv_net_and_its_clipped_sum_is_the_oracle(mixed):
     net, params, x, y = mixed
     rule = rules.dp_sgd(clip_norm=0.5, noise_multiplier=0.0)

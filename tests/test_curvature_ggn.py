@@ -114,7 +114,10 @@ def test_diag_ggn_matches_jax_on_mlps(name):
 
 @pytest.mark.parametrize(
     "pool",
-    [pytest.param(True, id="maxpool", marks=pytest.mark.slow), False],
+    [
+        pytest.param(True, id="maxpool", marks=pytest.mark.slow),
+        pytest.param(False, id="no-pool", marks=pytest.mark.slow),
+    ],
     ids=["maxpool", "no-pool"],
 )
 def test_diag_ggn_matches_jax_on_a_conv_network(pool):

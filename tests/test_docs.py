@@ -33,6 +33,7 @@ SLOW = {
     "docs/rules.md",
     "docs/per_example.md",
     "docs/cli.md",
+    "docs/curvature.md",
 }
 
 

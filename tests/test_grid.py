@@ -124,6 +124,7 @@ def test_a_grid_name_has_one_place(optimizer, rule, hparams, says):
         trainer(optimizer, rule, hparams)
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_a_rules_numbers_sweep_per_grid_point():
     """Rule numbers set per grid point, each where its name says; DP-SGD's
     sampling_rate with Poisson sampling, KP's two learning rates apart."""

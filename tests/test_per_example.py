@@ -280,6 +280,7 @@ def test_poisson_sampling_masks_and_normalizes(seed):
     assert 0.2 < float(jnp.mean(keep)) < 0.3  # 100 ± 8.7 of 400 expected
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_dp_sgd_step_runs_last_equals_each_run():
     """The runs-last batching rule (``_network.over_runs`` under vmap; the rule state's
     keys gain a trailing runs axis) gives each run's own plain step: same

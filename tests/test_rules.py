@@ -105,6 +105,7 @@ def test_kolen_pollack_closes_the_gap_as_one_minus_decay_to_the_t(key):
     assert float(result.rule_state.learning_rate) == eta
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_kolen_pollack_pairs_over_a_grid_of_seeds_and_rates():
     """Through train_seeds, each grid point's W and B take the same step when
     the paired optimizer and the rule share the grid's numbers."""
@@ -130,6 +131,7 @@ def test_kolen_pollack_pairs_over_a_grid_of_seeds_and_rates():
         np.testing.assert_allclose(gap, shrink * gap0, rtol=1e-10)
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_kolen_pollack_warns_without_its_optimizer(moons):
     """W − B shrinks as (1 − decay)^t only with kolen_pollack_sgd; another
     optimizer (Adam, plain SGD) gets a warning, and with plain SGD the gap
@@ -487,6 +489,7 @@ def test_a_state_fits_whatever_its_keys_implementation(seed):
     )
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_a_projection_that_fails_on_the_runs_last_arrays_says_why():
     """Tiny networks train on runs-last arrays: a projection written with @
     fails there with a message that says so and how to go on (it was JAX's

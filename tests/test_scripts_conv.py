@@ -81,6 +81,7 @@ def test_conv_mnist1d_script_every_rule(tmp_path):
     assert data["backprop"]["mean"] > 0.2
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_conv_scripts_reject_bad_arguments():
     for script, bad in [
         ("scripts/conv_mnist1d.py", ["--steps", "10", "--eval-every", "3"]),

@@ -199,6 +199,7 @@ def test_runs_with_other_metrics_or_one_run_are_refused():
 
 
 # ------------------------------------------------------- the command, end to end
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_a_study_trains_each_rule_into_one_folder_with_its_comparison(tmp_path, capsys):
     out = tmp_path / "study"
     code = main(["train", *TINY, "--rule", "backprop,fa", "--out", str(out)])

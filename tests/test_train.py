@@ -68,6 +68,7 @@ def test_train_equals_hand_rolled_loop(seed, optimizer):
     assert not result.diverged and result.diverged_at == -1
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_minibatches_equal_hand_rolled_loop(seed, key):
     net, params, x, y = make_case(
         seed, (3, 5, 4), "relu", "softmax-labels", "mean", batch=11
@@ -236,6 +237,7 @@ def test_strategies_equal_vmap(key, strategy, chunk_size):
     assert_trees_close(result.params, reference.params, rtol=1e-12)
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_raw_uint32_keys_train_as_their_typed_keys():
     """Keys from jax.random.PRNGKey (raw uint32 data) draw what the typed keys
     of jax.random.key draw: the tiny runs-last path and minibatches, in

@@ -359,6 +359,7 @@ def test_alignment_is_measured_only_when_due(moons, strategy):
     assert np.all(np.isfinite(result.alignment.grad))
 
 
+@pytest.mark.slow  # seconds of compiles: .ci/run runs it
 def test_alignment_of_a_sweep_with_diverging_runs(moons):
     # lr 4 and 10 diverge between the measures (steps 81 to 118), lr 0.05 and
     # 2 do not: each measure is jp.alignment of the params at its step, NaN
