@@ -294,14 +294,15 @@ def _resume_note(out, resume_dir, rule) -> str:
     is what --resume takes (a study's folder, or ``out``)."""
     if out is None:
         return " (nothing was saved: no --out)"
-    whose = "" if rule is None else f"{rule}'s "
+    whose = "the" if rule is None else f"{rule}'s"
     if (out / "checkpoint.npz").exists():
         return (
-            f"; jaxprop train --resume {resume_dir} continues from {whose}last "
+            f"; jaxprop train --resume {resume_dir} continues from {whose} last "
             f"checkpoint"
         )
     return (
-        f" before {whose}first checkpoint: nothing of it can be resumed yet "
+        f" before {whose} first checkpoint: nothing "
+        f"{'' if rule is None else f'of {rule} '}can be resumed yet "
         f"(jaxprop train --resume {resume_dir} starts it again from step 0)"
     )
 
