@@ -7,12 +7,12 @@ factors (K-FAC, KFLR) and products with it, and Hessian-vector products by
 Pearlmutter's R-operator. Each works under ``jit`` and ``vmap`` over seeds.
 """
 
+from .._core.curvature import KFactors as KFactors
 from ._eigen import top_eigenvalue as top_eigenvalue
 from ._ggn import diag_ggn as diag_ggn
 from ._ggn import diag_ggn_mc as diag_ggn_mc
 from ._ggn import ggn_vector_product as ggn_vector_product
 from ._hvp import hessian_vector_product as hessian_vector_product
-from ._kfac import KFactors as KFactors
 from ._kfac import kfac as kfac
 from ._stats import grad_variance as grad_variance
 from ._stats import sum_grad_squared as sum_grad_squared

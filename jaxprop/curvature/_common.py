@@ -1,6 +1,17 @@
-"""What the curvature functions share: their argument checks (the tangent v
-included) and the δ pass they start from, with the reduction's scaling folded
-into δ^L."""
+r"""What the curvature functions share: their argument checks (the cost's
+curvature, the tangent v and the maps' ``tangent`` included), the δ pass they
+start from, with the reduction's scaling folded into δ^L, and the linearized
+forward pass J v.
+
+J v is Pearlmutter's R{·} of the forward pass, with R{a^0} = 0:
+
+    R{u^l} = m'(a^{l-1}) R{a^{l-1}}     (each map's ``tangent`` at its input)
+    R{z^l} = f_l(u^l; V^l) + f_l(R{u^l}; W^l, 0)
+    R{a^l} = σ_l'(z^l) ⊙ R{z^l}
+
+using that a parametrized layer's ``apply`` is affine in θ and, with b = 0,
+linear in its input (Dense, Conv: z = f(u; W) + b, f bilinear).
+"""
 
 from __future__ import annotations
 
@@ -9,20 +20,58 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._core import backprop as bp
-from .._core.layers import Block
+from .._core.costs import Cost
+from .._core.curvature import layer_input, unit
 from .._core.params import DenseParams, Params
 from .._network import Net, check_net, check_xy, loss_and_output_delta
 from .._vjp import as_params
 
 Array = jax.Array
 
+#: The built-in costs with curvature, for the refusal's message.
+_WITH_CURVATURE = "mse, binary_cross_entropy, softmax_cross_entropy"
 
-def checked(net, params, x, y) -> tuple[Net, tuple, Array, Array]:
-    """(net, params, x, y) checked and batched, params as DenseParams: a
-    ValueError or TypeError naming the argument before anything compiles."""
+
+def check_curvature_cost(net: Net, needs: tuple[str, ...], caller: str) -> Cost:
+    """The net's cost, or a ValueError naming it and the fields ``caller``
+    needs that it lacks (``hessian_sqrt``, ``sample_targets``)."""
+    cost = net.cost_fn
+    missing = [f for f in needs if getattr(cost, f, None) is None]
+    if missing:
+        raise ValueError(
+            f"jp.curvature.{caller} needs the cost's {' and '.join(missing)}; "
+            f"cost {cost.name!r} has none (no curvature: "
+            f"ggn_at={getattr(cost, 'ggn_at', None)!r}). Use a cost with them "
+            f"({_WITH_CURVATURE}) or give your jp.Cost ggn_at, hessian_sqrt and "
+            f"sample_targets (docs/curvature.md)."
+        )
+    return cost
+
+
+def checked(
+    net, params, x, y, needs: tuple[str, ...] = (), caller: str = ""
+) -> tuple[Net, tuple, Array, Array]:
+    """(net, params, x, y) checked and batched, params as DenseParams, the
+    cost's ``needs`` for ``caller`` first: a ValueError or TypeError naming the
+    argument before anything compiles."""
     net = check_net(net)
+    check_curvature_cost(net, needs, caller)
     x, y = check_xy(net, params, x, y)
     return net, as_params(params), x, y
+
+
+def check_tangent_maps(net: Net, caller: str) -> None:
+    """A ValueError naming any parameter-free map without ``tangent(a, t)``,
+    which the linearized forward pass (:func:`r_forward`) needs."""
+    for l, block in enumerate(net.blocks):
+        for m in unit(block)[1]:
+            if not hasattr(m, "tangent"):
+                raise ValueError(
+                    f"jp.curvature.{caller}: the map {m!r} before params[{l}]"
+                    f"{net.layer_name(l)} has no tangent(a, t), its derivative at "
+                    f"its input a along t, which the forward pass of J v needs "
+                    f"(docs/curvature.md)."
+                )
 
 
 def loss_deltas(net: Net, params, x: Array, y: Array):
@@ -42,17 +91,32 @@ def loss_deltas(net: Net, params, x: Array, y: Array):
     return cache, value, deltas
 
 
-def unit(block):
-    """(the parametrized layer of a δ-pass unit, its maps): a Block's layer
-    and maps, or a bare layer with none."""
-    if isinstance(block, Block):
-        return block.layer, block.maps
-    return block, ()
+def _tangent(maps, a: Array, t: Array) -> Array:
+    """R{u} through the maps: each map's ``tangent`` at its own input."""
+    for m in maps:
+        a, t = m.apply(a), m.tangent(a, t)
+    return t
 
 
-def layer_input(block, a: Array) -> Array:
-    """u = m_k(...m_1(a^{l-1})): what the parametrized layer of ``block`` reads."""
-    return block.inputs(a)[-1] if isinstance(block, Block) else a
+def r_forward(net: Net, params: Params, cache, v: Params):
+    """J v by the module's linearized forward pass, from the forward pass's
+    ``cache`` (a: (a^0, ..., a^L), z: (z^1, ..., z^L)): (R{u^1}, ..., R{u^L})
+    (None for R{u^1} = 0) and (R{z^1}, ..., R{z^L})."""
+    L = len(params)
+    ra, rus, rzs = None, [], []
+    for l, (block, theta, vt) in enumerate(
+        zip(net.blocks, params, v, strict=True), start=1
+    ):
+        layer, maps = unit(block)
+        rz = layer.apply(vt, layer_input(block, cache.a[l - 1]))  # f(u; V)
+        ru = None if ra is None else _tangent(maps, cache.a[l - 1], ra)
+        if ru is not None:
+            rz = rz + layer.apply(DenseParams(theta.w, jnp.zeros_like(theta.b)), ru)
+        rus.append(ru)
+        rzs.append(rz)
+        if l < L:
+            ra = bp.hidden(net.sigma, l).derivative(cache.z[l - 1], cache.a[l]) * rz
+    return rus, rzs
 
 
 def check_tangent(v, params: Params, caller: str) -> tuple[DenseParams, ...]:

@@ -17,10 +17,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from .._core.curvature import forward, reduction_scale, split_columns
 from .._core.params import Params, check_key
 from .._validate import choice, positive_int
-from ._common import checked
-from ._ggn import _ggn_vector_product, check_curvature_cost, check_tangent_maps
+from ._common import check_tangent_maps, checked
+from ._ggn import ggn_product
 from ._hvp import base, check_second_order, hvp
 
 Array = jax.Array
@@ -51,9 +52,12 @@ def _top_eigenvalue(net, matrix: str, iters: int, params, x, y, key) -> Array:
         def product(v):
             return hvp(net, params, shared, v)
     else:  # the GGN: PSD, so its largest eigenvalue
+        cache = forward(net, params, x)
+        columns = split_columns(net, cache, y)
+        weight = reduction_scale(net, x.shape[0])
 
         def product(v):
-            return _ggn_vector_product(net, params, x, y, v)
+            return ggn_product(net, params, cache, columns, v, weight)
 
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
@@ -104,13 +108,13 @@ def top_eigenvalue(
       ValueError, TypeError: bad arguments, named, or what
         :func:`hessian_vector_product` refuses; before anything compiles.
     """
-    net, params, x, y = checked(net, params, x, y)
     matrix = choice(matrix, "matrix", MATRICES)
+    needs = ("hessian_sqrt",) if matrix == "ggn" else ()
+    net, params, x, y = checked(net, params, x, y, needs, "top_eigenvalue")
     iters = positive_int(iters, "iters")
     check_key(key)
     if matrix == "hessian":
         check_second_order(net, "top_eigenvalue")
     else:
-        check_curvature_cost(net, ("hessian_sqrt",), "top_eigenvalue")
         check_tangent_maps(net, "top_eigenvalue")
     return _top_eigenvalue(net, matrix, iters, params, x, y, key)

@@ -46,42 +46,20 @@ import jax
 import jax.numpy as jnp
 
 from .._core import backprop as bp
-from .._core.costs import Cost
-from .._core.layers import Block, Dense
-from .._core.params import DenseParams, Params, check_key
-from .._network import Net, check_net, check_xy
+from .._core.curvature import (
+    column_deltas,
+    forward,
+    reduction_scale,
+    sampled_columns,
+    split_columns,
+    sum_squared_grads,
+)
+from .._core.params import Params, check_key
+from .._network import Net
 from .._validate import integer
-from ._common import check_tangent
+from ._common import check_tangent, check_tangent_maps, checked, r_forward
 
 Array = jax.Array
-
-#: The built-in costs with curvature, for the refusal's message.
-_WITH_CURVATURE = "mse, binary_cross_entropy, softmax_cross_entropy"
-
-
-# --------------------------------------------------------------------- checks
-def check_curvature_cost(net: Net, needs: tuple[str, ...], caller: str) -> Cost:
-    """The net's cost, or a ValueError naming it and the fields ``caller``
-    needs that it lacks (``hessian_sqrt``, ``sample_targets``)."""
-    cost = net.cost_fn
-    missing = [f for f in needs if getattr(cost, f) is None]
-    if missing:
-        raise ValueError(
-            f"jp.curvature.{caller} needs the cost's {' and '.join(missing)}; "
-            f"cost {cost.name!r} has none (no curvature: ggn_at={cost.ggn_at!r}). "
-            f"Use a cost with them ({_WITH_CURVATURE}) or give your jp.Cost "
-            f"ggn_at, hessian_sqrt and sample_targets (docs/curvature.md)."
-        )
-    return cost
-
-
-def checked(net, params, x, y, needs: tuple[str, ...], caller: str):
-    """(net, params as a tuple of DenseParams, x, y), checked, the cost's
-    ``needs`` first."""
-    net = check_net(net)
-    check_curvature_cost(net, needs, caller)
-    x, y = check_xy(net, params, x, y)
-    return net, tuple(DenseParams(*theta) for theta in params), x, y
 
 
 def check_samples(samples) -> int:
@@ -89,119 +67,24 @@ def check_samples(samples) -> int:
     return integer(samples, "samples", low=1)
 
 
-def check_tangent_maps(net: Net, caller: str) -> None:
-    """A ValueError naming any parameter-free map without ``tangent(a, t)``."""
-    for l, block in enumerate(net.blocks):
-        for m in block.maps if isinstance(block, Block) else ():
-            if not hasattr(m, "tangent"):
-                raise ValueError(
-                    f"jp.curvature.{caller}: the map {m!r} before layer {l + 1} "
-                    f"has no tangent(a, t), its derivative at its input a along t, "
-                    f"which the forward pass of J v needs (docs/curvature.md)."
-                )
-
-
-# ----------------------------------------------------------------- the maths
-def reduction_scale(net: Net, batch: int) -> float:
-    """ρ: 1 for ``reduction="sum"``, 1/N for ``"mean"``."""
-    return 1.0 if net.reduction == "sum" else 1.0 / batch
-
-
-def forward(net: Net, params: Params, x: Array) -> bp.Cache:
-    """The forward pass's cache."""
-    return bp.forward(net.blocks, params, x, net.sigma, net.sigma_out)[1]
-
-
-def split_columns(net: Net, cache: bp.Cache, y: Array) -> Array:
-    """D = J_σ S: (k, batch, n_out), the columns of S carried to z^L."""
-    cost, sigma = net.cost_fn, net.sigma_out
-    z, a = cache.z[-1], cache.a[-1]
-    s = cost.hessian_sqrt(z, a, y, sigma)
-    if cost.ggn_at == "output":
-        s = s * sigma.derivative(z, a)[:, :, None]
-    return jnp.moveaxis(s, 2, 0)
-
-
-def sampled_columns(net: Net, cache: bp.Cache, y: Array, key, samples: int) -> Array:
-    """δ^L at ``samples`` draws of targets: (samples, batch, n_out)."""
-    cost, sigma = net.cost_fn, net.sigma_out
-    z, a = cache.z[-1], cache.a[-1]
-
-    def one(k):
-        y_s = cost.sample_targets(k, z, a, y, sigma)
-        return cost.value_and_delta(z, a, y_s, sigma)[1]
-
-    return jax.vmap(one)(jax.random.split(key, samples))
-
-
-def column_deltas(net: Net, params: Params, cache: bp.Cache, columns: Array):
-    """(δ^1, ..., δ^L) of every column of ``columns``: (m, batch, n_out) as δ^L;
-    δ^l: (m, batch, *out_shape of layer l)."""
-    through = bp.through_weights(params)
-    return jax.vmap(lambda d: bp.recursion(net.blocks, cache, d, net.sigma, through))(
-        columns
-    )
-
-
-def dense_input(layer, a: Array):
-    """(the Dense layer of a block, its input u), or (None, None)."""
-    if isinstance(layer, Block):
-        return (
-            (layer.layer, layer.inputs(a)[-1])
-            if isinstance(layer.layer, Dense)
-            else (None, None)
-        )
-    return (layer, a) if isinstance(layer, Dense) else (None, None)
-
-
-def sum_squared_grads(layer, a: Array, deltas: Array) -> DenseParams:
-    """Σ_m Σ_i g_{im} ⊙ g_{im} of one layer, deltas: (m, batch, *out_shape)."""
-    dense, u = dense_input(layer, a)
-    if dense is not None:  # ((a^{l-1})²)ᵀ Σ_m (δ^l_m)²
-        return dense.grads(u * u, jnp.sum(deltas * deltas, axis=0))
-
-    def one(d):
-        g = layer.per_example_grads(a, d)
-        return jax.tree.map(lambda t: jnp.sum(t * t, axis=0), g)
-
-    return jax.tree.map(lambda t: jnp.sum(t, axis=0), jax.vmap(one)(deltas))
-
-
 def diag_from_columns(net: Net, params: Params, cache: bp.Cache, columns, weight):
     """weight · Σ_m Σ_i g_{im} ⊙ g_{im} over the columns' gradients."""
     deltas = column_deltas(net, params, cache, columns)
     return tuple(
-        jax.tree.map(lambda t: weight * t, sum_squared_grads(layer, a, d))
-        for layer, a, d in zip(net.blocks, cache.a, deltas, strict=False)
+        jax.tree.map(lambda t: weight * t, sum_squared_grads(block, a, d))
+        for block, a, d in zip(net.blocks, cache.a, deltas, strict=False)
     )
 
 
-def input_tangent(layer, theta: DenseParams, a: Array, r: Array) -> Array:
-    """f_l(W^l, 0; R{a^{l-1}}): the layer's linear term in its input tangent r,
-    through the maps' ``tangent`` for a block."""
-    no_bias = DenseParams(theta.w, jnp.zeros_like(theta.b))
-    if isinstance(layer, Block):
-        inputs = layer.inputs(a)
-        for m, u in zip(layer.maps, inputs[:-1], strict=True):
-            r = m.tangent(u, r)
-        return layer.layer.apply(no_bias, r)
-    return layer.apply(no_bias, r)
-
-
-def output_tangent(net: Net, params: Params, v, cache: bp.Cache) -> Array:
-    """R{z^L} = J_z v: (batch, n_out), by the linearized forward pass."""
-    r = None  # R{a^0} = 0: the inputs do not depend on θ
-    for l, (layer, theta, vt) in enumerate(
-        zip(net.blocks, params, v, strict=True), start=1
-    ):
-        a = cache.a[l - 1]
-        rz = layer.apply(vt, a)  # f_l(V^l; a^{l-1}): apply is affine in θ
-        if r is not None:
-            rz = rz + input_tangent(layer, theta, a, r)
-        if l == len(params):
-            return rz
-        r = bp.hidden(net.sigma, l).derivative(cache.z[l - 1], cache.a[l]) * rz
-    raise AssertionError("unreachable")
+def ggn_product(net: Net, params: Params, cache: bp.Cache, columns, v, weight):
+    """G v from the forward pass's cache and the columns D = J_σ S: (k, batch,
+    n_out): J v forward, ρ D Dᵀ at z^L, Jᵀ by the δ recursion."""
+    rz = r_forward(net, params, cache, v)[1][-1]
+    hv = jnp.einsum("kbo,kb->bo", columns, jnp.einsum("kbo,bo->kb", columns, rz))
+    deltas = bp.recursion(
+        net.blocks, cache, weight * hv, net.sigma, bp.through_weights(params)
+    )
+    return bp.weight_grads(net.blocks, cache, deltas)
 
 
 # ------------------------------------------------------------ compiled cores
@@ -225,14 +108,8 @@ def _diag_ggn_mc(net: Net, params: Params, x, y, key, samples: int) -> Params:
 @functools.partial(jax.jit, static_argnums=0)
 def _ggn_vector_product(net: Net, params: Params, x, y, v) -> Params:
     cache = forward(net, params, x)
-    rz = output_tangent(net, params, v, cache)
-    d = split_columns(net, cache, y)  # (k, batch, n_out)
-    hv = jnp.einsum("kbo,kb->bo", d, jnp.einsum("kbo,bo->kb", d, rz))
-    delta = reduction_scale(net, x.shape[0]) * hv
-    deltas = bp.recursion(
-        net.blocks, cache, delta, net.sigma, bp.through_weights(params)
-    )
-    return bp.weight_grads(net.blocks, cache, deltas)
+    columns = split_columns(net, cache, y)
+    return ggn_product(net, params, cache, columns, v, reduction_scale(net, x.shape[0]))
 
 
 # ------------------------------------------------------------------- public

@@ -55,10 +55,11 @@ import jax.numpy as jnp
 from .._core.activations import ACTIVATIONS, Activation
 from .._core.backprop import hidden
 from .._core.conv import Conv
+from .._core.curvature import layer_input, unit
 from .._core.layers import Dense
 from .._core.params import DenseParams, Params
 from .._network import Net
-from ._common import check_tangent, checked, layer_input, unit
+from ._common import check_tangent, check_tangent_maps, checked, r_forward
 
 Array = jax.Array
 
@@ -126,33 +127,6 @@ def _times_hessian(s: Array, t: Array) -> Array:
     return jnp.einsum("bok,bk->bo", s, jnp.einsum("bok,bo->bk", s, t))
 
 
-def _tangent(maps, a: Array, t: Array) -> Array:
-    """R{u} through the maps: each map's ``tangent`` at its own input."""
-    for m in maps:
-        a, t = m.apply(a), m.tangent(a, t)
-    return t
-
-
-def _r_forward(net: Net, params: Params, b: Base, v: Params):
-    """(R{u^1}, ..., R{u^L}) (None for R{u^1} = 0) and (R{z^1}, ..., R{z^L})."""
-    L = len(params)
-    ra, rus, rzs = None, [], []
-    for l, (block, theta, vt) in enumerate(
-        zip(net.blocks, params, v, strict=True), start=1
-    ):
-        layer, maps = unit(block)
-        rz = layer.apply(vt, layer_input(block, b.a[l - 1]))  # f(u; V_W) + V_b
-        ru = None if ra is None else _tangent(maps, b.a[l - 1], ra)
-        if ru is not None:
-            rz = rz + layer.apply(DenseParams(theta.w, jnp.zeros_like(theta.b)), ru)
-        rus.append(ru)
-        rzs.append(rz)
-        if l < L:
-            sigma = hidden(net.sigma, l)
-            ra = sigma.derivative(b.z[l - 1], b.a[l]) * rz
-    return rus, rzs
-
-
 def _r_output(net: Net, b: Base, rz: Array) -> Array:
     """R{δ^L} from R{z^L} (the module's two cases)."""
     if net.cost_fn.ggn_at == "logits":
@@ -165,7 +139,7 @@ def _r_output(net: Net, b: Base, rz: Array) -> Array:
 
 def hvp(net: Net, params: Params, b: Base, v: Params) -> Params:
     """H v for checked arguments, from the shared :class:`Base`."""
-    rus, rzs = _r_forward(net, params, b, v)
+    rus, rzs = r_forward(net, params, b, v)
     r_delta = _r_output(net, b, rzs[-1])
     out = []
     for l in range(len(params), 0, -1):
@@ -230,7 +204,7 @@ def check_second_order(net: Net, caller: str = "hessian_vector_product") -> None
     if ggn_at == "output":
         _second_derivative(net.sigma_out, "output activation")
     for l, block in enumerate(net.blocks):
-        layer, maps = unit(block)
+        layer, _ = unit(block)
         if not (isinstance(layer, (Dense, Conv)) or getattr(layer, "bilinear", False)):
             kind = type(layer).__name__
             raise ValueError(
@@ -240,13 +214,7 @@ def check_second_order(net: Net, caller: str = "hessian_vector_product") -> None
                 f"and Conv are; a layer of your own promises it with a class "
                 f"attribute bilinear = True."
             )
-        for m in maps:
-            if not hasattr(m, "tangent"):
-                raise ValueError(
-                    f"{caller}: the map {m!r} before params[{l}]"
-                    f"{net.layer_name(l)} has no tangent(a, t), its directional "
-                    f"derivative, which the R-operator's forward pass needs."
-                )
+    check_tangent_maps(net, caller)
 
 
 def hessian_vector_product(net, params: Params, x, y, v: Params) -> Params:

@@ -1,72 +1,40 @@
 r"""Kronecker factors of the GGN per Dense layer: K-FAC (Martens & Grosse 2015)
 and KFLR (Botev et al. 2017), from the δ pass.
 
-For a Dense layer with input a^{l-1}_i and θ^l = [W^l; b^l]: (n_in + 1, n_out),
-the bias as the last row (ā_i = [a^{l-1}_i; 1], the column of ones), one
-example's gradient of a δ column d is ā_i dᵀ. Vectorized row-major (C order:
-entry (r, o) of [W; b] at r·n_out + o, as ``jnp.concatenate([w, b[None]]).ravel()``
-flattens it), vec(ā dᵀ) = ā ⊗ d, so the GGN block of layer l is
+The factors' maths is ``jaxprop._core.curvature``'s (shared with
+``jp.rules.kfac``): for a Dense layer with input ā_i = [u_i; 1] and
+θ = [W; b] vectorized row-major,
 
 .. math::
-    G_{ll} = ρ Σ_i Σ_k (ā_i ⊗ d_{ik})(ā_i ⊗ d_{ik})ᵀ
-           = ρ Σ_i ā_i ā_iᵀ ⊗ Σ_k d_{ik} d_{ik}ᵀ
-           ≈ A ⊗ G,\qquad A = \frac1N Σ_i ā_i ā_iᵀ,\quad
-             G = ρ Σ_i Σ_k d_{ik} d_{ik}ᵀ,
+    G_{θθ} = ρ Σ_i ā_i ā_iᵀ ⊗ Σ_k d_{ik} d_{ik}ᵀ ≈ A ⊗ G,
 
 d_{ik} = δ^l of column k of D = J_σ S for example i (KFLR: the exact loss
 Hessian) or of a sampled target's δ^L (K-FAC's Monte Carlo, averaged over the
-samples). The approximation is the expectation of a product taken as the product
-of expectations; at batch 1 it is exact: A ⊗ G is the GGN block.
+samples); exact at batch 1.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 
-from .._core.layers import Block, Dense, contract
-from .._core.params import Params, check_key
-from .._network import Net
-from ._ggn import (
-    check_samples,
-    checked,
+from .._core.curvature import (
     column_deltas,
-    dense_input,
     forward,
+    is_dense,
+    kfactors,
     reduction_scale,
     sampled_columns,
     split_columns,
+    unit,
 )
+from .._core.params import Params, check_key
+from .._network import Net
+from ._common import checked
+from ._ggn import check_samples
 
 Array = jax.Array
-
-
-class KFactors(NamedTuple):
-    """The Kronecker factors of one Dense layer's GGN block, A ⊗ G.
-
-    Attributes:
-      A: (n_in + 1, n_in + 1), (1/N) Σ_i ā_i ā_iᵀ with ā_i = [a^{l-1}_i; 1]
-        (the bias as a last input of ones).
-      G: (n_out, n_out), ρ Σ_i Σ_k d_{ik} d_{ik}ᵀ of the backpropagated
-        columns (``jaxprop.curvature._kfac``).
-    """
-
-    A: Array
-    G: Array
-
-
-def _factors(layer, a: Array, deltas: Array, weight) -> KFactors:
-    """A and G of one Dense layer; deltas: (m, batch, n_out)."""
-    _, u = dense_input(layer, a)
-    ones = jnp.ones((u.shape[0], 1), u.dtype)
-    a_bar = jnp.concatenate([u, ones], axis=1)
-    d = deltas.reshape(-1, deltas.shape[-1])
-    return KFactors(
-        A=contract(a_bar, a_bar, 0, 0) / u.shape[0], G=weight * contract(d, d, 0, 0)
-    )
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
@@ -80,8 +48,8 @@ def _kfac(net: Net, params: Params, x, y, key, samples: int):
         weight = weight / samples
     deltas = column_deltas(net, params, cache, columns)
     return tuple(
-        _factors(layer, a, d, weight)
-        for layer, a, d in zip(net.blocks, cache.a, deltas, strict=False)
+        kfactors(block, a, d, weight)
+        for block, a, d in zip(net.blocks, cache.a, deltas, strict=False)
     )
 
 
@@ -115,11 +83,10 @@ def kfac(net, params: Params, x, y, key=None, *, samples: int = 1):
         check_key(key)
     samples = check_samples(samples)
     net, params, x, y = checked(net, params, x, y, needs, "kfac")
-    for l, layer in enumerate(net.blocks):
-        inner = layer.layer if isinstance(layer, Block) else layer
-        if not isinstance(inner, Dense):
+    for l, block in enumerate(net.blocks):
+        if not is_dense(block):
             raise ValueError(
-                f"jp.curvature.kfac: layer {l + 1} ({inner!r}) is not Dense; "
+                f"jp.curvature.kfac: layer {l + 1} ({unit(block)[0]!r}) is not Dense; "
                 f"K-FAC for convolution layers (KFC, Grosse & Martens 2016) is "
                 f"not supported yet: use diag_ggn or ggn_vector_product."
             )

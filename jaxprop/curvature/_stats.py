@@ -27,21 +27,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from .._core.layers import Dense
+from .._core.curvature import sum_squared_grads
 from .._core.params import Params
-from ._common import checked, layer_input, loss_deltas, unit
+from ._common import checked, loss_deltas
 
 Array = jax.Array
-
-
-def _sum_grad_squared(block, a: Array, delta: Array):
-    """Σ_i g_i ⊙ g_i of one δ-pass unit, like its θ."""
-    layer, _ = unit(block)
-    if isinstance(layer, Dense):
-        u = layer_input(block, a)
-        return layer.grads(u * u, delta * delta)
-    g = block.per_example_grads(a, delta)
-    return jax.tree.map(lambda leaf: jnp.sum(leaf * leaf, axis=0), g)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -49,7 +39,7 @@ def _stats(what: str, net, params, x, y):
     """ "sum_grad_squared" or "variance" for checked arguments."""
     cache, _, deltas = loss_deltas(net, params, x, y)
     sgs = tuple(
-        _sum_grad_squared(block, a, d)
+        sum_squared_grads(block, a, d[None])
         for block, a, d in zip(net.blocks, cache.a, deltas, strict=False)
     )
     if what == "sum_grad_squared":
