@@ -143,3 +143,14 @@ def kfactors(block, a: Array, deltas: Array, weight) -> KFactors:
     return KFactors(
         A=contract(a_bar, a_bar, 0, 0) / u.shape[0], G=weight * contract(d, d, 0, 0)
     )
+
+
+def as_matrix(block, theta: DenseParams) -> Array:
+    """θ = [W; b] as the matrix the factors act on: (n_in + 1, n_out), the
+    bias as the last row (A's last input of ones)."""
+    return jnp.concatenate([theta.w, theta.b[None]], axis=0)
+
+
+def from_matrix(block, m: Array) -> DenseParams:
+    """The inverse of :func:`as_matrix`: DenseParams(w, b) from (n_in + 1, n_out)."""
+    return DenseParams(m[:-1], m[-1])
