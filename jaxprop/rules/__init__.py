@@ -6,7 +6,8 @@ building blocks (``forward``, ``output_delta``, ``delta_recursion``,
 ``weight_grads``, ``contract``, and the projections ``Through`` (each
 layer's adjoint with a weight in W's place) and ``Spread``) and ``delta_rule``
 make new rules; ``dp_sgd``
-makes any δ rule differentially private; ``alignment`` measures how each
+makes any δ rule differentially private; ``kfac`` preconditions the
+gradient with Kronecker factors of the GGN; ``alignment`` measures how each
 rule's updates align with backprop's (also ``jp.alignment``).
 """
 
@@ -30,6 +31,8 @@ from .delta_rules import kolen_pollack as kolen_pollack
 from .delta_rules import output_delta as output_delta
 from .delta_rules import sign_symmetry as sign_symmetry
 from .delta_rules import weight_grads as weight_grads
+from .kfac import KFACState as KFACState
+from .kfac import kfac as kfac
 from .pairing import is_kolen_pollack_sgd as is_kolen_pollack_sgd
 from .pairing import kolen_pollack_sgd as kolen_pollack_sgd
 from .privacy import DPSGDState as DPSGDState
