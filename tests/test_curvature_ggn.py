@@ -7,11 +7,12 @@ import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_trees_close, make_case, scale_layer
+from helpers import Depthwise1D, assert_trees_close, make_case, scale_layer
 from test_bad_input import check_raises
 
 import jaxprop as jp
 from jaxprop._core import backprop as bp
+from jaxprop._core import curvature
 
 Conv, Dense, Flatten = jp.layers.Conv, jp.layers.Dense, jp.layers.Flatten
 MaxPool = jp.layers.MaxPool
@@ -202,14 +203,16 @@ def test_ggn_vector_product_on_a_conv_network_with_max_pooling():
 
 # -------------------------------------------------------------------- kfac
 def layer_ggn_block(net, params, x, y, l):
-    """The exact GGN block of layer l's [W; b], vectorized row-major."""
+    """The exact GGN block of layer l's [W; b] (W's rows flattened: a conv
+    kernel's (*kernel_size, C_in)), vectorized row-major."""
     theta = params[l]
-    wb = jnp.concatenate([theta.w, theta.b[None]])
+    n_out = theta.w.shape[-1]
+    wb = jnp.concatenate([theta.w.reshape(-1, n_out), theta.b[None]])
 
     def u_of(wb_flat):
-        wb = wb_flat.reshape(-1, theta.w.shape[1])
+        wb = wb_flat.reshape(-1, n_out)
         p = list(params)
-        p[l] = jp.DenseParams(wb[:-1], wb[-1])
+        p[l] = jp.DenseParams(wb[:-1].reshape(theta.w.shape), wb[-1])
         return split_output(net, tuple(p), x)
 
     jac = jax.jacrev(u_of)(wb.ravel())
@@ -256,6 +259,172 @@ def test_kfac_factors_at_a_batch():
     for f, g in zip(mc, factors, strict=True):
         np.testing.assert_allclose(f.A, g.A, rtol=1e-12)
         assert float(jnp.linalg.norm(f.G - g.G) / jnp.linalg.norm(g.G)) < 0.05
+
+
+# --------------------------------------------------------- kfac of convs (KFC)
+def whole_kernel_case(batch=1):
+    """Rank-1 convs whose kernel covers their whole input, VALID: one output
+    position each, where KFC is K-FAC of the flattened kernel."""
+    net = jp.Network(
+        (4, 2),
+        (Conv(3, 4), Conv(2, 1), Flatten(), Dense(3)),
+        "tanh",
+        cost="softmax_cross_entropy",
+        reduction="mean",
+    )
+    params = net.init(jax.random.key(1), dtype=jnp.float64)
+    params = tuple(t._replace(b=t.b + 0.3) for t in params)
+    rng = np.random.default_rng(1)
+    return net, params, jnp.asarray(rng.normal(size=(batch, 4, 2))), jnp.arange(batch)
+
+
+def strided_case(seed=0, batch=3):
+    """Rank-2 convs: stride 2 with SAME padding, max pooling, then padding 1."""
+    net = jp.Network(
+        (5, 4, 2),
+        (
+            Conv(3, 3, stride=2, padding="SAME"),
+            MaxPool(2),
+            Conv(2, (2, 1), padding=1),
+            Flatten(),
+            Dense(3),
+        ),
+        "tanh",
+        cost="softmax_cross_entropy",
+        reduction="mean",
+    )
+    params = net.init(jax.random.key(seed), dtype=jnp.float64)
+    params = tuple(t._replace(b=t.b + 0.3) for t in params)
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(batch, 5, 4, 2)))
+    return net, params, x, jnp.arange(batch) % 3
+
+
+def reference_kfactors(net, params, x, y, l):
+    """(A, G) of layer l written here: ā from lax.conv_general_dilated_patches
+    (channel-major, reordered to W's (*kernel, C_in)), the δ's of the GGN from
+    jax.vjp of the output with respect to z^l; G = (1/|T|) Σ_{i,t} J_{i,t}ᵀ H_i
+    J_{i,t}, J_{i,t} = ∂u_i/∂z^l_{i,t}, H_i = ρ ∂²c_i/∂u_i²."""
+    cost, last = net.cost_fn, len(params) - 1
+
+    def output(eps):
+        """(u, the input u^l of layer l) with ε added to z^l."""
+        a, seen = x, None
+        for j, (block, theta) in enumerate(zip(net.blocks, params, strict=True)):
+            if j == l:
+                seen = block.inputs(a)[-1] if hasattr(block, "inputs") else a
+            z = block.apply(theta, a) + (eps if j == l else 0.0)
+            a = (net.sigma_out if j == last else bp.hidden(net.sigma, j + 1)).fn(z)
+        return (z if cost.ggn_at == "logits" else a), seen
+
+    zero = jnp.zeros((x.shape[0], *net.blocks[l].out_shape), x.dtype)
+    u, vjp, u_l = jax.vjp(output, zero, has_aux=True)
+    n_out = u.shape[1]
+    jac = jax.vmap(lambda o: vjp(jnp.zeros_like(u).at[:, o].set(1.0))[0])(
+        jnp.arange(n_out)
+    )  # (n_out, batch, *out_spatial, C)
+    jac = jac.reshape(n_out, x.shape[0], -1, jac.shape[-1])
+    h = loss_hessians(net, params, x, y)
+    g = jnp.einsum("oitc,ioq,qitd->cd", jac, h, jac) / jac.shape[2]
+    layer = getattr(net.blocks[l], "layer", net.blocks[l])
+    if isinstance(layer, Conv):
+        p = jax.lax.conv_general_dilated_patches(
+            u_l, layer.kernel_size, layer.stride, layer.padding,
+            dimension_numbers=("NHWC", "OIHW", "NHWC"),
+        )  # fmt: skip
+        p = p.reshape(*p.shape[:3], u_l.shape[-1], -1).swapaxes(-1, -2)
+        p = p.reshape(x.shape[0], -1, p.shape[-1] * p.shape[-2])
+    else:
+        p = u_l[:, None, :]
+    a_bar = jnp.concatenate([p, jnp.ones((*p.shape[:2], 1))], axis=2)
+    return jnp.einsum("itj,itk->jk", a_bar, a_bar) / x.shape[0], g
+
+
+def test_kfac_of_a_whole_input_conv_at_batch_one_is_the_exact_block():
+    net, params, x, y = whole_kernel_case()
+    factors = jax.jit(lambda p: jp.curvature.kfac(net, p, x, y))(params)
+    blocks = jax.jit(
+        lambda p: [layer_ggn_block(net, p, x, y, l) for l in range(len(p))]
+    )(params)
+    shapes = [((9, 9), (3, 3)), ((4, 4), (2, 2)), ((3, 3), (3, 3))]
+    for f, shape, want in zip(factors, shapes, blocks, strict=True):
+        assert (f.A.shape, f.G.shape) == shape
+        np.testing.assert_allclose(jnp.kron(f.A, f.G), want, rtol=1e-12, atol=1e-14)
+        with pytest.raises(AssertionError):
+            np.testing.assert_allclose(
+                jnp.kron(1.001 * f.A, f.G), want, rtol=1e-12, atol=1e-14
+            )
+
+
+def test_conv_as_matrix_round_trips_in_the_ggn_layout():
+    net, params, x, y = whole_kernel_case()
+    factors = jp.curvature.kfac(net, params, x, y)
+    v = random_like(params, 3)
+    for l, (block, f) in enumerate(zip(net.blocks, factors, strict=True)):
+        m = curvature.as_matrix(block, v[l])
+        assert m.shape == (f.A.shape[0], f.G.shape[0])
+        assert_trees_close(curvature.from_matrix(block, m), v[l], 0.0)
+        # One position, batch 1: A ⊗ G is the block, so (A ⊗ G) vec(V^l) is
+        # layer l's share of G v for v nonzero in layer l alone.
+        only = tuple(t if j == l else jax.tree.map(jnp.zeros_like, t)
+                     for j, t in enumerate(v))  # fmt: skip
+        gv = jp.curvature.ggn_vector_product(net, params, x, y, only)[l]
+        got = jnp.kron(f.A, f.G) @ m.ravel()
+        np.testing.assert_allclose(
+            got, curvature.as_matrix(block, gv).ravel(), rtol=1e-12, atol=1e-14
+        )
+
+
+def test_kfac_of_strided_padded_convs_after_pooling_matches_a_reference():
+    net, params, x, y = strided_case()
+    factors = jax.jit(lambda p: jp.curvature.kfac(net, p, x, y))(params)
+    references = jax.jit(
+        lambda p: [reference_kfactors(net, p, x, y, l) for l in range(len(p))]
+    )(params)
+    for f, (want_a, want_g) in zip(factors, references, strict=True):
+        close = lambda got, want: np.testing.assert_allclose(  # noqa: E731
+            got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max()
+        )
+        close(f.A, want_a)
+        close(f.G, want_g)
+        # A 0.1% error in A (or G) is caught by the same comparison.
+        with pytest.raises(AssertionError):
+            close(1.001 * f.A, want_a)
+        with pytest.raises(AssertionError):
+            close(f.G.at[0, 0].multiply(1.001), want_g)
+    # Ω's bias corner counts the output positions: 3·2 after stride 2, SAME.
+    assert float(factors[0].A[-1, -1]) == 6.0
+
+
+@pytest.mark.slow
+def test_kfac_monte_carlo_converges_on_a_conv_net():
+    net, params, x, y = strided_case()
+    exact = jp.curvature.kfac(net, params, x, y)
+    key = jax.random.key(0)
+    errors = []
+    for samples in (16, 4096):
+        mc = jp.curvature.kfac(net, params, x, y, key, samples=samples)
+        for f, g in zip(mc, exact, strict=True):
+            np.testing.assert_allclose(f.A, g.A, rtol=1e-12)
+        errors.append(
+            max(float(jnp.linalg.norm(f.G - g.G) / jnp.linalg.norm(g.G))
+                for f, g in zip(mc, exact, strict=True))
+        )  # fmt: skip
+    assert errors[1] < 0.05 and errors[1] < errors[0] / 4, errors
+
+
+@pytest.mark.slow
+def test_kfac_of_a_conv_net_under_vmap_over_seeds():
+    net, _, x, y = strided_case()
+    seeds = [strided_case(seed=s)[1] for s in range(3)]
+    stacked = jax.tree.map(lambda *t: jnp.stack(t), *seeds)
+    keys = jax.random.split(jax.random.key(0), 3)
+    fn = lambda p, k: jp.curvature.kfac(net, p, x, y, k, samples=2)  # noqa: E731
+    batched = jax.jit(jax.vmap(fn))(stacked, keys)
+    for s in range(3):
+        one = jax.tree.map(lambda t, s=s: t[s], batched)
+        assert_trees_close(one, fn(seeds[s], keys[s]), 1e-12)
+    assert not np.allclose(batched[0].G[0], batched[0].G[1])
 
 
 # ---------------------------------------------------------- vmap over seeds
@@ -356,13 +525,14 @@ def test_bad_input_is_refused_before_compiling():
     check_raises(
         TypeError, r"net must be a jp.MLP", jp.curvature.diag_ggn, "net", params, x, y
     )
-    conv, conv_params, cx, cy = conv_case()
+    user = jp.Network((7, 2), (Depthwise1D(3), Flatten(), Dense(2)), "tanh")
+    user_params = user.init(jax.random.key(0), dtype=jnp.float64)
     check_raises(
         ValueError,
-        r"layer 1 \(Conv.*\) is not Dense; K-FAC for convolution",
+        r"layer 1 \(Depthwise1D.*\) is neither Dense nor Conv",
         jp.curvature.kfac,
-        conv,
-        conv_params,
-        cx,
-        cy,
+        user,
+        user_params,
+        jnp.ones((2, 7, 2)),
+        jnp.zeros((2, 2)),
     )

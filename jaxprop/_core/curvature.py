@@ -24,6 +24,26 @@ and
 
 the expectation of a product taken as the product of expectations, exact at
 batch 1.
+
+A convolution (KFC, Grosse & Martens 2016) is a Dense layer applied at every
+output position t ∈ T of its patches: ā_{i,t} = [P_{i,t}; 1] (``Conv.patches``,
+the padded input under position t in W's (*kernel_size, C_in) order, then a 1
+for the bias), θ = [W; b]: (Π kernel_size · C_in + 1, C_out) with W's rows
+flattened in that order, and example i's gradient of column d is
+Σ_t ā_{i,t} d_{i,t}ᵀ. With the paper's independence of activations and
+derivatives, spatial homogeneity and spatially uncorrelated derivatives,
+
+.. math::
+    G_{θθ} = ρ Σ_i Σ_k Σ_{t,t'} ā_{i,t} ā_{i,t'}ᵀ ⊗ d_{ik,t} d_{ik,t'}ᵀ ≈ Ω ⊗ Γ,
+    \qquad Ω = \frac1N Σ_i Σ_t ā_{i,t} ā_{i,t}ᵀ,
+    \quad Γ = \frac{ρ}{|T|} Σ_i Σ_k Σ_t d_{ik,t} d_{ik,t}ᵀ,
+
+the paper's Ω = E[Σ_t ā_t ā_tᵀ] and Γ = (1/|T|) E[Σ_t Ds_t Ds_tᵀ], Ω's
+expectation the mean over the batch and Γ's the GGN's ρ Σ_i: the spatially
+uncorrelated sum ρ Σ_{i,t} X_{i,t} ⊗ Y_{i,t} (X = ā ā ᵀ, Y = Σ_k d dᵀ) taken as
+ρ N|T| X̄ ⊗ Ȳ, the means over (i, t), = (|T| X̄) ⊗ (ρ N Ȳ) = Ω ⊗ Γ. Ω's bias
+corner is |T|; at |T| = 1 (a kernel covering its whole input, VALID) Ω and Γ
+are Dense's A and G, exact at batch 1. A = Ω and G = Γ below.
 """
 
 from __future__ import annotations
@@ -34,6 +54,7 @@ import jax
 import jax.numpy as jnp
 
 from . import backprop as bp
+from .conv import Conv
 from .layers import Block, Dense, contract
 from .params import DenseParams
 
@@ -116,41 +137,63 @@ def sum_squared_grads(block, a: Array, deltas: Array) -> DenseParams:
 
 
 class KFactors(NamedTuple):
-    """The Kronecker factors of one Dense layer's GGN block, A ⊗ G.
+    """The Kronecker factors of one Dense or Conv layer's GGN block, A ⊗ G, of
+    θ = [W; b] (:func:`as_matrix`) vectorized row-major.
 
     Attributes:
-      A: (n_in + 1, n_in + 1), (1/N) Σ_i ā_i ā_iᵀ with ā_i = [u_i; 1] (the
-        bias as a last input of ones).
-      G: (n_out, n_out), ρ Σ_i Σ_k d_{ik} d_{ik}ᵀ of the backpropagated
-        columns (``jaxprop._core.curvature``).
+      A: (K + 1, K + 1), (1/N) Σ_i Σ_t ā_{i,t} ā_{i,t}ᵀ with ā_{i,t} = [P_{i,t};
+        1] (the bias as a last input of ones): Dense K = n_in, one position,
+        P_i = u_i; Conv K = Π kernel_size · C_in, P_{i,t} its patches, t over
+        the Π out_spatial output positions (KFC's Ω).
+      G: (n_out, n_out) (Conv: (C_out, C_out)), (ρ/|T|) Σ_i Σ_k Σ_t d_{ik,t}
+        d_{ik,t}ᵀ of the backpropagated columns (KFC's Γ;
+        ``jaxprop._core.curvature``).
     """
 
     A: Array
     G: Array
 
 
-def is_dense(block) -> bool:
-    """Whether the parametrized layer of ``block`` is Dense (K-FAC's kind)."""
-    return isinstance(unit(block)[0], Dense)
+def has_kfactors(block) -> bool:
+    """Whether the parametrized layer of ``block`` has Kronecker factors
+    (Dense: K-FAC; Conv: KFC)."""
+    return isinstance(unit(block)[0], (Dense, Conv))
+
+
+def homogeneous_patches(block, a: Array) -> Array:
+    """ā: (batch, T, K + 1), the rows of the layer's input that W reads, a 1
+    appended for the bias: Dense T = 1, ā = [u; 1]; Conv its patches
+    (``Conv.patches``, in W's (*kernel_size, C_in) order), T = Π out_spatial."""
+    layer, _ = unit(block)
+    u = layer_input(block, a)
+    p = layer.patches(u) if isinstance(layer, Conv) else u[:, None, :]
+    return jnp.concatenate([p, jnp.ones((*p.shape[:2], 1), p.dtype)], axis=2)
 
 
 def kfactors(block, a: Array, deltas: Array, weight) -> KFactors:
-    """A and G of one Dense unit; a: its input, deltas: (m, batch, n_out),
-    weight: ρ (divided by the samples for Monte Carlo columns)."""
-    u = layer_input(block, a)
-    a_bar = jnp.concatenate([u, jnp.ones((u.shape[0], 1), u.dtype)], axis=1)
+    """A and G of one Dense or Conv unit (the module's equations); a: its
+    input, deltas: (m, batch, *out_shape), weight: ρ (divided by the samples
+    for Monte Carlo columns)."""
+    a_bar = homogeneous_patches(block, a)
+    batch, positions, k = a_bar.shape
+    a_bar = a_bar.reshape(batch * positions, k)
     d = deltas.reshape(-1, deltas.shape[-1])
     return KFactors(
-        A=contract(a_bar, a_bar, 0, 0) / u.shape[0], G=weight * contract(d, d, 0, 0)
+        A=contract(a_bar, a_bar, 0, 0) / batch,
+        G=(weight / positions) * contract(d, d, 0, 0),
     )
 
 
 def as_matrix(block, theta: DenseParams) -> Array:
-    """θ = [W; b] as the matrix the factors act on: (n_in + 1, n_out), the
-    bias as the last row (A's last input of ones)."""
-    return jnp.concatenate([theta.w, theta.b[None]], axis=0)
+    """θ = [W; b] as the matrix the factors act on: (K + 1, n_out), W's rows
+    flattened in its row-major order (Conv: (*kernel_size, C_in), as
+    :func:`homogeneous_patches` orders a patch), the bias as the last row."""
+    w = theta.w.reshape(-1, theta.w.shape[-1])
+    return jnp.concatenate([w, theta.b[None]], axis=0)
 
 
 def from_matrix(block, m: Array) -> DenseParams:
-    """The inverse of :func:`as_matrix`: DenseParams(w, b) from (n_in + 1, n_out)."""
-    return DenseParams(m[:-1], m[-1])
+    """The inverse of :func:`as_matrix`: DenseParams(w, b) of the layer's
+    shapes from m: (K + 1, n_out)."""
+    w_shape = unit(block)[0].shapes(m.dtype).w.shape
+    return DenseParams(m[:-1].reshape(w_shape), m[-1])
