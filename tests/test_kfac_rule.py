@@ -10,6 +10,7 @@ import pytest
 import jaxprop as jp
 from jaxprop import rules
 from tests.helpers import make_case
+from tests.test_curvature_ggn import conv_case
 
 
 def _step(rule, net, params, x, y):
@@ -18,7 +19,9 @@ def _step(rule, net, params, x, y):
 
 
 def _matrix(theta):
-    return np.concatenate([np.asarray(theta.w), np.asarray(theta.b)[None]])
+    """[W; b] with W's leading axes (a conv kernel's) flattened."""
+    w = np.asarray(theta.w)
+    return np.concatenate([w.reshape(-1, w.shape[-1]), np.asarray(theta.b)[None]])
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
@@ -56,10 +59,14 @@ def test_the_first_steps_factors_are_jp_curvature_kfac(exact):
     assert int(after.count) == 1
 
 
-def test_the_update_is_the_damped_kronecker_solve():
+@pytest.mark.parametrize("kind", ["mlp", "conv"])
+def test_the_update_is_the_damped_kronecker_solve(kind):
     """U = (Ā + π√λ I)⁻¹ Γ (Ḡ + √λ/π I)⁻¹ against a dense solve with np.kron of
-    the row-major vec(Γ)."""
-    net, params, x, y = make_case(2, (3, 4, 2), "sigmoid", "mse-sigmoid", "sum", 6)
+    the row-major vec(Γ), on an MLP and on a conv net (KFC's factors)."""
+    if kind == "mlp":
+        net, params, x, y = make_case(2, (3, 4, 2), "sigmoid", "mse-sigmoid", "sum", 6)
+    else:
+        net, params, x, y = conv_case(seed=2)
     lam = 0.3
     _, updates, state = _step(rules.kfac(lam), net, params, x, y)
     grads = jax.grad(net.loss)(params, x, y)

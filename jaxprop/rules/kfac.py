@@ -46,7 +46,7 @@ from .._core.curvature import (
     as_matrix,
     column_deltas,
     from_matrix,
-    is_dense,
+    has_kfactors,
     kfactors,
     reduction_scale,
     sampled_columns,
@@ -100,11 +100,11 @@ def _check_net(net, exact: bool) -> None:
             f"and softmax_cross_entropy have it; docs/curvature.md)."
         )
     for l, block in enumerate(net.blocks):
-        if not is_dense(block):
+        if not has_kfactors(block):
             raise ValueError(
                 f"jp.rules.kfac: params[{l}]{net.layer_name(l)} is a "
                 f"{type(unit(block)[0]).__name__}; K-FAC's Kronecker factors "
-                f"cover Dense layers only."
+                f"cover Dense and Conv layers."
             )
 
 
@@ -204,7 +204,8 @@ def kfac(
     two numbers) is per run, vmapped over seeds, checkpointed and resumed like
     every rule's; a grid sweeps ``rule.damping`` and ``rule.ema``. The cost
     needs ``sample_targets`` (``hessian_sqrt`` with ``exact=True``): mse and
-    the cross-entropies have them, the hinge has neither. Dense layers only.
+    the cross-entropies have them, the hinge has neither. Dense layers and Conv layers (Grosse & Martens
+    2016's KFC factors, ``jp.curvature.kfac``).
 
     Args:
       damping: λ ≥ 0, the Tikhonov damping, split between the factors by π
