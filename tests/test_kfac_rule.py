@@ -2,6 +2,10 @@
 least squares, the factors of jp.curvature.kfac, the damped Kronecker solve
 against a dense one, the running averages, and training over seeds."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import optax
@@ -9,7 +13,7 @@ import pytest
 
 import jaxprop as jp
 from jaxprop import rules
-from tests.helpers import make_case
+from tests.helpers import make_case, xla_flags
 from tests.test_curvature_ggn import conv_case
 
 
@@ -134,3 +138,27 @@ def test_a_cost_without_curvature_is_refused_before_compiling():
     net, params, _, _ = make_case(0, (3, 2), "tanh", hinge, "sum", 4)
     with pytest.raises(ValueError, match="needs the cost's sample_targets"):
         rules.kfac(0.1).init(jax.random.key(0), net, params)
+
+
+_TWO_DEVICES = """
+import jax, numpy as np, optax
+import jaxprop as jp
+assert len(jax.devices()) == 2
+rng = np.random.default_rng(0)
+x = rng.normal(size=(200, 40)).astype("float32")
+y = rng.integers(0, 10, 200)
+net = jp.MLP((40, 100, 100, 10), "relu", "identity", "softmax_cross_entropy")
+keys = jax.random.split(jax.random.key(3), 4)
+r = jp.train_seeds(net, keys, x, y, optax.sgd(0.1), 20, rule=jp.rules.kfac(1e-3),
+                   batch_size=100, log_every=10)
+assert np.all(np.isfinite(np.asarray(r.losses)))
+"""
+
+
+@pytest.mark.slow  # a subprocess with two CPU devices
+def test_kfac_over_two_devices_finishes():
+    """Four runs over two CPU devices: batched LAPACK Cholesky kernels hung
+    here for good (jaxlib 0.10.2); the rule factorizes one run at a time."""
+    env = dict(os.environ, XLA_FLAGS=xla_flags(2))
+    subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env, check=True,
+                   timeout=240)  # fmt: skip
