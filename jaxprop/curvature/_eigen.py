@@ -105,12 +105,21 @@ def top_eigenvalue(
         :func:`hessian_vector_product` refuses; before anything compiles.
     """
     net, params, x, y = checked(net, params, x, y)
-    matrix = choice(matrix, "matrix", MATRICES)
-    iters = positive_int(iters, "iters")
+    matrix, iters = check_power_iteration(net, matrix, iters)
     check_key(key)
-    if matrix == "hessian":
-        check_second_order(net, "top_eigenvalue")
-    else:
-        check_curvature_cost(net, ("hessian_sqrt",), "top_eigenvalue")
-        check_tangent_maps(net, "top_eigenvalue")
     return _top_eigenvalue(net, matrix, iters, params, x, y, key)
+
+
+def check_power_iteration(
+    net, matrix, iters, names=("matrix", "iters"), caller="top_eigenvalue"
+) -> tuple[str, int]:
+    """(matrix, iters) checked for ``net``: one of ``MATRICES`` whose products
+    the net supports, and an int ≥ 1; errors name them as ``names`` say."""
+    matrix = choice(matrix, names[0], MATRICES)
+    iters = positive_int(iters, names[1])
+    if matrix == "hessian":
+        check_second_order(net, caller)
+    else:
+        check_curvature_cost(net, ("hessian_sqrt",), caller)
+        check_tangent_maps(net, caller)
+    return matrix, iters
