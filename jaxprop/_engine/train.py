@@ -96,17 +96,18 @@ def train(
       sharpness_iters: power-iteration steps of the sharpness (default 20; see
         ``jp.curvature.top_eigenvalue``), from a start drawn from the run's
         data-order key and the step. Only with ``diagnostics_every``.
-      log_every: record the mean training loss of each block of this many steps (it must
-        divide ``steps``); 1 records every step. Default: every step unless the record
-        of every run would pass ``LOG_BYTES`` (16 MiB), then the smallest divisor of
-        ``steps`` (and of ``eval_every``, ``alignment_every`` and ``diagnostics_every``)
-        that fits (``Trainer.log_every`` tells which). It is only what is recorded:
+      log_every: record the mean training loss of each block of this many steps
+        (it must divide ``steps``); 1 records every step. Default: every step
+        unless the record of every run would pass ``LOG_BYTES`` (16 MiB), then
+        the smallest divisor of ``steps`` (and of ``eval_every``,
+        ``alignment_every`` and ``diagnostics_every``) that fits
+        (``Trainer.log_every`` tells which). It is only what is recorded:
         divergence is checked as if after every block whatever it is (see
-        :class:`TrainResult`). Under a ``jax.vmap`` of ``train`` itself, whether a
-        stretch is taken again is decided per run, so the step loop's counters are
-        batched: each run gets its own outcome, but tiny networks lose the runs-last
-        layout and a run's new epoch order is computed every step (a select, not a
-        branch); ``train_seeds`` maps runs without that cost.
+        :class:`TrainResult`). Under a ``jax.vmap`` of ``train`` itself, whether
+        a stretch is taken again is decided per run, so the step loop's counters
+        are batched: each run gets its own outcome, but tiny networks lose the
+        runs-last layout and a run's new epoch order is computed every step (a
+        select, not a branch); ``train_seeds`` maps runs without that cost.
 
     Returns:
       A :class:`TrainResult`.
