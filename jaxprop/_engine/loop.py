@@ -2,14 +2,14 @@
 
 A run is a ``lax.fori_loop`` over blocks of ``log_every`` steps; each block is
 its steps (``steps.py``), then the divergence check and rollback
-(:func:`check_block`), the log entry, and an evaluation or an alignment measure
-when one is due. When no evaluation or alignment is asked for, blocks run in
+(:func:`check_block`), the log entry, and an evaluation, an alignment measure or
+the gradient's diagnostics when due. When none of them is asked for, blocks run in
 stretches of about ``CHECK_STEPS`` steps checked once, and only a stretch in
 which a run diverged is taken again block by block, for the runs that diverged
 (:func:`run_stretch`: same result, a fraction of the checks; one compiled copy
 of the steps either way). The step counter is not batched, so the ``lax.cond``
-that evaluate or measure alignment, whose predicates are the step alone, stay
-real branches under ``vmap``. Everything here is traced: ``train.py`` and
+that evaluate or measure, whose predicates are the step alone, stay real
+branches under ``vmap``. Everything here is traced: ``train.py`` and
 ``layout.py`` jit and map it.
 """
 
