@@ -62,6 +62,16 @@ def test_grad_diagnostics_equal_autodiff_and_eigvalsh(seed, reduction):
         assert abs(1.001 * g - w) > 1e-10 * abs(w)
 
 
+def test_equal_examples_have_no_noise():
+    """All g_i equal: T = 0, and no parameter's variance is above rounding, so
+    the SNR is NaN (not rounding's 1/0-sized ratios)."""
+    net, params, x, y = _case(1)
+    x, y = jnp.repeat(x[:1], 6, axis=0), jnp.repeat(y[:1], 6, axis=0)
+    out = jp.curvature.grad_diagnostics(net, params, x, y, sharpness=None)
+    assert 0 <= out.norm_test < 1e-12 and np.isnan(out.snr)
+    np.testing.assert_allclose(out.grad_norm, oracle(net, params, x, y)[0], 1e-12)
+
+
 def test_grad_diagnostics_refuse_bad_arguments():
     net, params, x, y = _case(0)
     key = jax.random.key(0)
