@@ -96,6 +96,20 @@ KEYS = jax.random.split(jax.random.key(0), 2)
 SGD = optax.sgd(0.2)
 
 
+def test_train_logs_the_diagnostics_of_its_last_params():
+    """jp.train with a rule that is not backprop: the last measure is the loss
+    gradient's at the final params (full batch); entries at the due steps."""
+    params = NET.init(jax.random.key(4), dtype="float64")
+    result = jp.train(NET, params, X, Y, SGD, 8, rule=jp.rules.sign_symmetry(),
+                      log_every=2, diagnostics_every=6, sharpness=None)  # fmt: skip
+    np.testing.assert_array_equal(result.diagnostics_steps, [6, 8])
+    assert result.diagnostics.sharpness is None
+    want = oracle(NET, result.params, X, Y)
+    got = [a[-1] for a in result.diagnostics[:3]]
+    np.testing.assert_allclose(got, want[:3], rtol=1e-10)
+    assert np.isfinite(np.asarray(result.diagnostics[:3])).all()
+
+
 def _counting_tanh(calls):
     """tanh whose σ'' (read by the sharpness's R-operator alone) counts its calls."""
     tanh = jp.ACTIVATIONS["tanh"]
@@ -108,10 +122,8 @@ def _counting_tanh(calls):
     return tanh._replace(name="counting_tanh", second_derivative=second)
 
 
-@pytest.mark.parametrize(
-    "batch_size, strategy",
-    [(None, "vmap"), pytest.param(8, "sequential", marks=pytest.mark.slow)],
-)
+@pytest.mark.slow  # about 10 s of compiles: .ci/run runs it
+@pytest.mark.parametrize("batch_size, strategy", [(None, "vmap"), (8, "sequential")])
 def test_the_trainer_logs_the_true_gradients_diagnostics_when_due(
     batch_size, strategy, tmp_path
 ):
