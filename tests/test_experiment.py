@@ -746,3 +746,29 @@ def test_a_saved_config_keeps_what_older_versions_accepted(tmp_path):
     doc["config"] |= {"alignment_every": 20}
     (tmp_path / "config.json").write_text(json.dumps(doc))
     assert _experiment.read_config(tmp_path).alignment_every == 20
+
+
+def test_diagnostics_settings_are_checked_and_named():
+    config = make_config({"diagnostics_every": "20", "sharpness": "ggn"})
+    assert (config.diagnostics_every, config.sharpness) == (20, "ggn")
+    names = {"sharpness": "--sharpness", "diagnostics_every": "--diagnostics-every"}
+    with pytest.raises(ValueError, match="--sharpness goes with --diagnostics-every"):
+        make_config({"sharpness": "none"}, names=names)
+    with pytest.raises(ValueError, match="Unknown --sharpness 'hess'"):
+        make_config({"diagnostics_every": 20, "sharpness": "hess"}, names=names)
+
+
+@pytest.mark.slow  # a run's compiles: .ci/run runs it
+def test_train_with_diagnostics_writes_them(tmp_path):
+    out = tmp_path / "run"
+    args = ["--data", "moons", "--n-train", "64", "--n-test", "64", "--sizes",
+            "2,8,1", "--seeds", "2", "--steps", "100", "--log-every", "10",
+            "--diagnostics-every", "50", "--quiet", "--no-gradcheck"]  # fmt: skip
+    assert main(["train", *args, "--out", str(out)]) == 0
+    with np.load(out / "curves.npz") as curves:
+        np.testing.assert_array_equal(curves["diagnostics_steps"], [50, 100])
+        for name in ("grad_norm", "norm_test", "snr", "sharpness"):
+            assert curves[f"diagnostics_{name}"].shape == (1, 2, 2)
+            assert np.isfinite(curves[f"diagnostics_{name}"]).all()
+    summary = strict_json(out / "metrics.json")["summary"]["lr=0.1"]
+    assert summary["grad_norm"]["median"] > 0 and summary["sharpness"]["n"] == 2

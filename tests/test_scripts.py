@@ -151,3 +151,24 @@ def test_mnist_script_on_digits_and_bad_arguments():
         timeout=120,
     )
     assert bad.returncode == 2 and "no such folder or file" in bad.stderr
+
+
+@pytest.mark.slow  # digits, 8 seeds, two programs compiled: about 30 s
+def test_edge_of_stability_script_quick(tmp_path):
+    out = run_script(
+        "scripts/edge_of_stability.py", "--quick", "--lrs", "0.4", "--out",
+        str(tmp_path)
+    )  # fmt: skip
+    assert "| 0.4 | 5.0 |" in out and "Diagnostics cost" in out
+    assert (tmp_path / "sharpness.png").stat().st_size > 0
+    import json
+
+    summary = json.loads((tmp_path / "results.json").read_text())
+    (row,) = summary["per_eta"]
+    assert row["seeds"] == 8 and np.isfinite(row["sharpness_last_median"])
+    assert set(summary["times"]) == {"training alone", "with diagnostics"}
+    bad = subprocess.run(
+        [sys.executable, "scripts/edge_of_stability.py", "--every", "7"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--log-every must divide" in bad.stderr

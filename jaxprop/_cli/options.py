@@ -72,6 +72,12 @@ _HELP = {
     "--sampling poisson or full batches, instead of --noise-multiplier",
     "alignment_every": "steps between measures of the rule's alignment with "
     "backprop, for fa/dfa/sign/kp (default ~1/20 of the run)",
+    "diagnostics_every": "steps between measures of the loss gradient's "
+    "diagnostics (its norm, Byrd et al.'s norm test, the signal-to-noise ratio, "
+    "the sharpness) on the next step's batch, into metrics.json and curves.npz "
+    "(default: none)",
+    "sharpness": "with --diagnostics-every: hessian (the default), ggn or none, "
+    "the matrix whose top eigenvalue the diagnostics hold",
     "dtype": "float32 or float64 (default float32)",
     "strategy": "how seeds share the devices: auto, vmap, sequential, chunked",
     "chunk_size": "runs per vmapped chunk (with --strategy chunked)",

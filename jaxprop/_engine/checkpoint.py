@@ -61,6 +61,11 @@ def settings(options: Options, data) -> dict[str, Any]:
         "batch_size": config.batch_size,
         "eval_every": config.eval_every,
         "alignment_every": config.alignment_every,
+        "diagnostics_every": config.diagnostics_every,
+        # The matrix and its power-iteration steps, when diagnostics are on.
+        "sharpness": None
+        if config.diagnostics_every is None or config.sharpness is None
+        else f"{config.sharpness}, {config.sharpness_iters} iterations",
         "data": _digest(x, y),
         "eval_data": None if x_eval is None else _digest(x_eval, y_eval),
         "optimizer state": _structure(opt_state),

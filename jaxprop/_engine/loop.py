@@ -2,14 +2,14 @@
 
 A run is a ``lax.fori_loop`` over blocks of ``log_every`` steps; each block is
 its steps (``steps.py``), then the divergence check and rollback
-(:func:`check_block`), the log entry, and an evaluation or an alignment measure
-when one is due. When no evaluation or alignment is asked for, blocks run in
+(:func:`check_block`), the log entry, and an evaluation, an alignment measure or
+the gradient's diagnostics when due. When none of them is asked for, blocks run in
 stretches of about ``CHECK_STEPS`` steps checked once, and only a stretch in
 which a run diverged is taken again block by block, for the runs that diverged
 (:func:`run_stretch`: same result, a fraction of the checks; one compiled copy
 of the steps either way). The step counter is not batched, so the ``lax.cond``
-that evaluate or measure alignment, whose predicates are the step alone, stay
-real branches under ``vmap``. Everything here is traced: ``train.py`` and
+that evaluate or measure, whose predicates are the step alone, stay real
+branches under ``vmap``. Everything here is traced: ``train.py`` and
 ``layout.py`` jit and map it.
 """
 
@@ -26,8 +26,9 @@ import numpy as np
 from .._core.params import Params
 from .._metrics import accuracy_from_output
 from .._network import MLP
+from ..curvature.diagnostics import GradDiagnostics, traced_diagnostics
 from ..rules import Alignment, alignment
-from .steps import _Config, _steps
+from .steps import _Config, _steps, batch_at
 
 Array = jax.Array
 
@@ -58,6 +59,11 @@ class TrainResult(NamedTuple):
       alignment: a ``jp.Alignment`` of (L, n_align) angles in degrees between
         the rule and backprop on the training data (its first
         ``ALIGNMENT_EXAMPLES``), or None.
+      diagnostics_steps: (n_diag,) steps after which the gradient's
+        diagnostics were measured (None without ``diagnostics_every``).
+      diagnostics: a ``jp.curvature.GradDiagnostics`` of (n_diag,) values
+        measured at those steps on the batch the next step takes (see
+        ``train``), NaN for a diverged run; ``sharpness`` None without it.
     """
 
     params: Params
@@ -71,6 +77,8 @@ class TrainResult(NamedTuple):
     rule_state: Any = ()
     alignment_steps: Array | None = None
     alignment: Alignment | None = None
+    diagnostics_steps: Array | None = None
+    diagnostics: GradDiagnostics | None = None
 
 
 class RunState(NamedTuple):
@@ -104,12 +112,16 @@ class TrainLog(NamedTuple):
       alignment: a ``jp.Alignment`` of (..., L, n_blocks) angles after the
         blocks at which one was due, NaN elsewhere (None without
         ``alignment_every``).
+      diagnostics: a ``jp.curvature.GradDiagnostics`` of (..., n_blocks)
+        values after the blocks at which one was due, NaN elsewhere (None
+        without ``diagnostics_every``).
     """
 
     losses: Array
     eval_loss: Array | None = None
     eval_accuracy: Array | None = None
     alignment: Alignment | None = None
+    diagnostics: GradDiagnostics | None = None
 
 
 def _all_finite(tree) -> Array:
@@ -129,6 +141,9 @@ ALIGNMENT_EXAMPLES = 1024
 #: Folded into a run's key for its rule state: the init and data keys (the two
 #: halves of ``jax.random.split(key)``) stay what they were before rules.
 _RULE_KEY = 0x52554C45
+#: Folded into a run's data-order key, then the step, for the sharpness's
+#: power-iteration start: a fresh start per measure, the same in every split.
+_SHARPNESS_KEY = 0x53484152
 
 
 def _start_state(params: Params, opt_state, key, rule_state=()) -> RunState:
@@ -148,12 +163,20 @@ def _due(steps: np.ndarray, end) -> Array:
     return jnp.any(end == steps)
 
 
+def _every_and_last(every: int, steps: int) -> np.ndarray:
+    """Steps every ``every`` steps, and the last."""
+    return np.array(sorted(set(range(every, steps + 1, every)) | {steps}), np.int32)
+
+
 def _alignment_steps(config: _Config) -> np.ndarray:
     """Steps after which alignment is measured: every alignment_every, and the last."""
-    every = config.alignment_every
-    return np.array(
-        sorted(set(range(every, config.steps + 1, every)) | {config.steps}), np.int32
-    )
+    return _every_and_last(config.alignment_every, config.steps)
+
+
+def _diagnostics_steps(config: _Config) -> np.ndarray:
+    """Steps after which the diagnostics are measured: every diagnostics_every,
+    and the last."""
+    return _every_and_last(config.diagnostics_every, config.steps)
 
 
 class TrainData(NamedTuple):
@@ -262,7 +285,27 @@ def _entry(config: _Config, data: TrainData, state: RunState, end, logged) -> Tr
         )
         angles = jax.tree.map(lambda a: jnp.where(state.diverged, nan, a), angles)
         entry = entry._replace(alignment=angles)
+    if config.diagnostics_every is not None:
+        entry = entry._replace(diagnostics=_diagnose(config, data, state, end))
     return entry
+
+
+def _diagnose(config: _Config, data: TrainData, state: RunState, end):
+    """The diagnostics after step ``end`` if due (NaN if not, or diverged), on
+    the batch step ``end`` takes, at the params it starts from."""
+    nan = jnp.full((), jnp.nan, data.x.dtype)
+    nans = GradDiagnostics(nan, nan, nan, None if config.sharpness is None else nan)
+
+    def measure():
+        x, y = batch_at(config, state.key, end, data.x, data.y)
+        key = jax.random.fold_in(jax.random.fold_in(state.key, _SHARPNESS_KEY), end)
+        sharpness, iters = config.sharpness, config.sharpness_iters
+        return traced_diagnostics(config.net, sharpness, iters, state.params, x, y, key)
+
+    # As for alignment: the predicate is the step alone, a real branch under
+    # the runs' vmap; diverged runs are masked after.
+    out = jax.lax.cond(_due(_diagnostics_steps(config), end), measure, lambda: nans)
+    return jax.tree.map(lambda a: jnp.where(state.diverged, nan, a), out)
 
 
 def _write(buf: Array, value: Array, row) -> Array:
@@ -464,6 +507,8 @@ def stretch_blocks(config: _Config, has_eval: bool) -> int:
     """Blocks per divergence check (1: after every block)."""
     if has_eval or config.alignment_every is not None:
         return 1
+    if config.diagnostics_every is not None:
+        return 1
     total = config.steps // config.log_every
     return max(1, min(CHECK_STEPS // config.log_every, total))
 
@@ -478,6 +523,9 @@ def _empty_log(config: _Config, has_eval: bool, dtype) -> TrainLog:
     if config.alignment_every is not None:
         L = config.net.n_layers
         log = log._replace(alignment=Alignment(nan(L), nan(L), nan(L)))
+    if config.diagnostics_every is not None:
+        sharpness = None if config.sharpness is None else nan()
+        log = log._replace(diagnostics=GradDiagnostics(nan(), nan(), nan(), sharpness))
     return log
 
 
@@ -518,6 +566,12 @@ def _result(config: _Config, state: RunState, log: TrainLog) -> TrainResult:
         result = result._replace(
             alignment_steps=steps,
             alignment=jax.tree.map(lambda a: a[..., rows], log.alignment),
+        )
+    if log.diagnostics is not None:
+        steps, rows = at(_diagnostics_steps(config))
+        result = result._replace(
+            diagnostics_steps=steps,
+            diagnostics=jax.tree.map(lambda a: a[..., rows], log.diagnostics),
         )
     return result
 

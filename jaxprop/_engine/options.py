@@ -25,6 +25,7 @@ from .._core.params import Params, check_float_dtype, check_scheme, typed_keys
 from .._inputs import check_inputs, check_targets
 from .._network import check_net, check_params
 from .._validate import choice, positive_int
+from ..curvature.diagnostics import check_sharpness
 from ..data import Dataset, check_dataset
 from ..rules import Rule, autodiff, backprop
 from ..rules.delta_rules import check_rule
@@ -48,6 +49,9 @@ class RunOptions(TypedDict, total=False):
     eval_data: tuple | None
     eval_every: int | None
     alignment_every: int | None
+    diagnostics_every: int | None
+    sharpness: str | None
+    sharpness_iters: int
     log_every: int | None
 
 
@@ -73,8 +77,9 @@ class Options:
 
     Attributes:
       config: the static (hashable) part that the compiled loop reads: the
-        net, optimizer, steps, rule, batch_size, log_every, eval_every and
-        alignment_every, as for ``train``.
+        net, optimizer, steps, rule, batch_size, log_every, eval_every,
+        alignment_every, diagnostics_every, sharpness and sharpness_iters, as
+        for ``train``.
       data: the training and held-out arrays.
       dtype: the parameters' dtype, by name.
       log_every_given: whether the caller chose ``log_every``.
@@ -234,8 +239,9 @@ def _checked_run(net, optimizer, steps, dtype, xy, given: dict) -> dict:
                 f"of training examples ({x.shape[0]})."
             )
     schedule = _check_schedule(steps, given, eval_data is not None)
+    sharpness = _check_diagnostics(net, given, schedule[-1])
     return dict(
-        config=_Config(net, optimizer, steps, rule, batch_size, *schedule),
+        config=_Config(net, optimizer, steps, rule, batch_size, *schedule, *sharpness),
         data=TrainData(x, y, x_eval, y_eval),
         dtype=jnp.dtype(dtype).name,
         log_every_given=given.get("log_every") is not None,
@@ -243,8 +249,8 @@ def _checked_run(net, optimizer, steps, dtype, xy, given: dict) -> dict:
 
 
 def _check_schedule(steps: int, given: dict, has_eval: bool) -> tuple:
-    """(log_every (1 until chosen), eval_every, alignment_every), checked
-    against the steps and each other."""
+    """(log_every (1 until chosen), eval_every, alignment_every,
+    diagnostics_every), checked against the steps and each other."""
     log_every = given.get("log_every")
     log_every = 1 if log_every is None else positive_int(log_every, "log_every")
     if steps % log_every:
@@ -261,15 +267,32 @@ def _check_schedule(steps: int, given: dict, has_eval: bool) -> tuple:
             )
     elif eval_every is not None:
         raise ValueError("eval_every needs eval_data=(x_eval, y_eval).")
-    alignment_every = given.get("alignment_every")
-    if alignment_every is not None:
-        alignment_every = positive_int(alignment_every, "alignment_every")
-        if alignment_every % log_every:
+    measures = [given.get(name) for name in ("alignment_every", "diagnostics_every")]
+    for i, name in enumerate(("alignment_every", "diagnostics_every")):
+        if measures[i] is not None:
+            measures[i] = positive_int(measures[i], name)
+            if measures[i] % log_every:
+                raise ValueError(
+                    f"{name} ({measures[i]}) must be a multiple of "
+                    f"log_every ({log_every})."
+                )
+    return log_every, eval_every, *measures
+
+
+def _check_diagnostics(net, given: dict, diagnostics_every) -> tuple:
+    """(sharpness, sharpness_iters) checked for ``net``: they go with
+    ``diagnostics_every``; the defaults when it is None."""
+    names = ("sharpness", "sharpness_iters")
+    defaults = [_Config._field_defaults[name] for name in names]
+    if diagnostics_every is None:
+        if any(name in given for name in names):
             raise ValueError(
-                f"alignment_every ({alignment_every}) must be a multiple of "
-                f"log_every ({log_every})."
+                "sharpness and sharpness_iters go with diagnostics_every (steps "
+                "between measures of the gradient's diagnostics); give it too."
             )
-    return log_every, eval_every, alignment_every
+        return tuple(defaults)
+    sharpness, iters = (given.get(n, d) for n, d in zip(names, defaults, strict=True))
+    return check_sharpness(net, sharpness, iters, names)
 
 
 def _with_log_every(options: Options) -> Options:
@@ -321,8 +344,9 @@ def _resolve_rule(grad, rule) -> Rule:
 
 #: With ``log_every=None`` (the default) every step is recorded unless the
 #: whole record, every run's rows per block (the loss, held-out loss and
-#: accuracy, alignment angles), would pass this many bytes; then the smallest
-#: divisor of the steps (and of eval_every, alignment_every) that fits. Each
+#: accuracy, alignment angles, diagnostics), would pass this many bytes; then
+#: the smallest divisor of the steps (and of eval_every, alignment_every,
+#: diagnostics_every) that fits. Each
 #: pass over the record costs as much as many steps of a small network
 #: (docs/design.md, "The default `log_every`").
 LOG_BYTES = 16 * 2**20
@@ -340,7 +364,8 @@ def _default_log_every(options: Options) -> int:
     for a sweep (``n_runs > 1``), whose blocks hold MIN_BLOCK_FLOPS a run."""
     config, n_runs, itemsize = options.config, options.n_runs, options.itemsize
     rows = log_rows(config, options.data.x_eval is not None)
-    g = math.gcd(config.steps, config.eval_every or 0, config.alignment_every or 0)
+    measures = (config.eval_every, config.alignment_every, config.diagnostics_every)
+    g = math.gcd(config.steps, *(every or 0 for every in measures))
     fits = [
         d
         for d in range(1, g + 1)

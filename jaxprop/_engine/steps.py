@@ -34,6 +34,9 @@ class _Config(NamedTuple):
     log_every: int
     eval_every: int | None
     alignment_every: int | None = None
+    diagnostics_every: int | None = None
+    sharpness: str | None = "hessian"
+    sharpness_iters: int = 20
 
 
 class _Batches(NamedTuple):
@@ -61,6 +64,17 @@ def _indices(batches: _Batches, keys: Array, t) -> Array:
     if keys.ndim == 1:
         return permute(positions, batches.n, keys)
     return jax.vmap(permute, in_axes=(None, None, 0))(positions, batches.n, keys)
+
+
+def batch_at(config: _Config, key, t, x: Array, y: Array) -> tuple[Array, Array]:
+    """(x, y) of the batch step t takes: the whole data for full-batch steps,
+    else minibatch t of the run with data-order ``key`` (one run's: () key)."""
+    if config.batch_size is None:
+        return x, y
+    n = x.shape[0]
+    batches = _Batches(n, config.batch_size, n // config.batch_size)
+    idx = _indices(batches, _epoch_keys(batches, key, t), t)
+    return x[idx], y[idx]
 
 
 def _update(config: _Config, last: bool, carry, xb, yb):

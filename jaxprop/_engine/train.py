@@ -79,18 +79,35 @@ def train(
         does not divide ``steps``, the last two measures are closer than
         ``alignment_every``: ``result.alignment_steps`` lists them); a
         multiple of ``log_every``. None: never.
+      diagnostics_every: measure the loss gradient's diagnostics
+        (``jp.curvature.grad_diagnostics``: ‖∇L‖, Byrd et al. 2012's norm
+        test, the gradient signal-to-noise ratio, the sharpness) every this
+        many steps and after the last (``result.diagnostics_steps``), each at
+        the params after step t on the batch step t + 1 takes (all of x for
+        full-batch steps; with ``batch_size``, the next minibatch of the
+        data order). They are of the loss's gradient (backprop's δ pass)
+        whatever the rule. A multiple of ``log_every``. None: never.
+      sharpness: which top eigenvalue the diagnostics hold: ``"hessian"``
+        (the default; Cohen et al. 2021's sharpness, which full-batch gradient
+        descent drives to 2/η), ``"ggn"`` (the generalized Gauss-Newton's), or
+        None (no sharpness: the other diagnostics cost one δ pass, the
+        sharpness ``sharpness_iters`` matrix-vector products more). Only with
+        ``diagnostics_every``.
+      sharpness_iters: power-iteration steps of the sharpness (default 20; see
+        ``jp.curvature.top_eigenvalue``), from a start drawn from the run's
+        data-order key and the step. Only with ``diagnostics_every``.
       log_every: record the mean training loss of each block of this many steps
         (it must divide ``steps``); 1 records every step. Default: every step
         unless the record of every run would pass ``LOG_BYTES`` (16 MiB), then
-        the smallest divisor of ``steps`` (and of ``eval_every`` and
-        ``alignment_every``) that fits (``Trainer.log_every`` tells which). It
-        is only what is recorded: divergence is checked as if after every
-        block whatever it is (see :class:`TrainResult`). Under a ``jax.vmap``
-        of ``train`` itself, whether a stretch is taken again is decided per
-        run, so the step loop's counters are batched: each run gets its own
-        outcome, but tiny networks lose the runs-last layout and a run's new
-        epoch order is computed every step (a select, not a branch);
-        ``train_seeds`` maps runs without that cost.
+        the smallest divisor of ``steps`` (and of ``eval_every``,
+        ``alignment_every`` and ``diagnostics_every``) that fits
+        (``Trainer.log_every`` tells which). It is only what is recorded:
+        divergence is checked as if after every block whatever it is (see
+        :class:`TrainResult`). Under a ``jax.vmap`` of ``train`` itself, whether
+        a stretch is taken again is decided per run, so the step loop's counters
+        are batched: each run gets its own outcome, but tiny networks lose the
+        runs-last layout and a run's new epoch order is computed every step (a
+        select, not a branch); ``train_seeds`` maps runs without that cost.
 
     Returns:
       A :class:`TrainResult`.
@@ -202,7 +219,8 @@ def train_seeds(
 
     Args:
       net, x, y, optimizer, steps, grad, rule, batch_size, eval_data,
-        eval_every, alignment_every, log_every: as for :func:`train`, but by
+        eval_every, alignment_every, diagnostics_every, sharpness,
+        sharpness_iters, log_every: as for :func:`train`, but by
         default a block also holds at least ``MIN_BLOCK_FLOPS`` (1024) of
         matmul FLOPs a run (``MLP.flops``): XOR 2-2-1's 112 FLOPs a step make
         blocks of 10 steps (docs/design.md, "The default log_every").

@@ -138,6 +138,19 @@ def _trainer(config, data, net, keys, log_every, eval_every, alignment_every):
         eval_data=None if data.x_eval is None else (data.x_eval, data.y_eval),
         eval_every=eval_every,
         alignment_every=alignment_every,
+        **_diagnostics(config),
         log_every=log_every,
         dtype=config.dtype,
     )
+
+
+def _diagnostics(config) -> dict:
+    """The trainer's diagnostics options of ``config`` (none without
+    diagnostics_every; sharpness "none" is None)."""
+    if config.diagnostics_every is None:
+        return {}
+    sharpness = config.sharpness or "hessian"
+    return {
+        "diagnostics_every": config.diagnostics_every,
+        "sharpness": None if sharpness == "none" else sharpness,
+    }

@@ -127,6 +127,8 @@ class ExperimentConfig:
         steps, and recorded beside it).
       alignment_every: steps between measures of the rule's alignment with
         backprop, for a rule other than backprop/autodiff (default ~1/20).
+      diagnostics_every, sharpness: as for ``jp.train`` (the gradient's
+        diagnostics), sharpness "hessian" (the default), "ggn" or "none".
       log_every: steps per logged loss (default: about 1/200 of the run).
       eval_every: steps between evaluations on the test split (default ~1/20).
       checkpoint_every: steps between checkpoints (default ~1/10).
@@ -160,6 +162,8 @@ class ExperimentConfig:
     kp_decay: float | None = None
     kp_paired: bool | None = None  # None: not kp
     alignment_every: int | None = None
+    diagnostics_every: int | None = None
+    sharpness: str | None = None  # None: "hessian" with diagnostics_every
     clip_norm: float | None = None
     noise_multiplier: float | None = None
     delta: float | None = None
@@ -316,6 +320,7 @@ def _numbers_and_choices(v: dict, out: dict, n) -> None:
         "n_train",
         "n_test",
         "alignment_every",
+        "diagnostics_every",
         "steps",
         "seeds",
         "batch_size",
@@ -353,9 +358,12 @@ def _numbers_and_choices(v: dict, out: dict, n) -> None:
         ("rule", RULE_NAMES),
         ("dtype", DTYPES),
         ("strategy", STRATEGIES),
+        ("sharpness", ("hessian", "ggn", "none")),
     ):
         if key in v:
             out[key] = choice(v[key], n(key), choices)
+    if "sharpness" in out and "diagnostics_every" not in out:
+        raise ValueError(f"{n('sharpness')} goes with {n('diagnostics_every')}.")
     if "rule" in out:
         out["rule"] = RULE_NAMES[out["rule"]]
     if "lr" in v:

@@ -66,6 +66,10 @@ def final_metrics(exp: Experiment, result: TrainResult) -> dict[str, np.ndarray]
         for measure, angles in result.alignment._asdict().items():
             for l in range(exp.net.n_layers):
                 metrics[f"alignment_{measure}_{l + 1}"] = np.asarray(angles[..., l, -1])
+    if result.diagnostics is not None:  # the last measure
+        for name, values in result.diagnostics._asdict().items():
+            if values is not None:
+                metrics[name] = np.asarray(values[..., -1])
     return metrics
 
 
@@ -88,6 +92,8 @@ def _bounds(metric: str) -> tuple[float, float]:
         return 0.0, 1.0
     if metric.startswith("alignment"):
         return 0.0, 180.0
+    if metric == "sharpness":  # power iteration: the eigenvalue of largest |λ|
+        return -math.inf, math.inf
     return 0.0, math.inf  # the costs: mse, cross-entropies
 
 
@@ -232,7 +238,9 @@ def curves_of(
     (n_lr, n_seeds, n_logged); with held-out data ``eval_steps`` (n_eval,),
     ``eval_loss`` and ``eval_accuracy`` (n_lr, n_seeds, n_eval); with alignment
     ``alignment_steps`` (n,) and ``alignment_{grad,delta,feedback}`` (n_lr,
-    n_seeds, L, n); and the final per-run ``metrics`` (n_lr, n_seeds)."""
+    n_seeds, L, n); with diagnostics ``diagnostics_steps`` (n,) and
+    ``diagnostics_{grad_norm,norm_test,snr,sharpness}`` (n_lr, n_seeds, n);
+    and the final per-run ``metrics`` (n_lr, n_seeds)."""
     config = exp.config
     every = exp.trainer.log_every
     curves = {
@@ -250,6 +258,11 @@ def curves_of(
         curves["alignment_steps"] = np.asarray(result.alignment_steps[0, 0])
         for measure, angles in result.alignment._asdict().items():
             curves[f"alignment_{measure}"] = np.asarray(angles)  # (n_lr, n_seeds, L, n)
+    if result.diagnostics is not None:
+        curves["diagnostics_steps"] = np.asarray(result.diagnostics_steps[0, 0])
+        for name, values in result.diagnostics._asdict().items():
+            if values is not None:
+                curves[f"diagnostics_{name}"] = np.asarray(values)
     return curves
 
 

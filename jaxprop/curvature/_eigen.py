@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from .._core.curvature import forward, reduction_scale, split_columns
 from .._core.params import Params, check_key
 from .._validate import choice, positive_int
-from ._common import check_tangent_maps, checked
+from ._common import check_curvature_cost, check_tangent_maps, checked
 from ._ggn import ggn_product
 from ._hvp import base, check_second_order, hvp
 
@@ -108,13 +108,22 @@ def top_eigenvalue(
       ValueError, TypeError: bad arguments, named, or what
         :func:`hessian_vector_product` refuses; before anything compiles.
     """
-    matrix = choice(matrix, "matrix", MATRICES)
-    needs = ("hessian_sqrt",) if matrix == "ggn" else ()
-    net, params, x, y = checked(net, params, x, y, needs, "top_eigenvalue")
-    iters = positive_int(iters, "iters")
+    net, params, x, y = checked(net, params, x, y)
+    matrix, iters = check_power_iteration(net, matrix, iters)
     check_key(key)
-    if matrix == "hessian":
-        check_second_order(net, "top_eigenvalue")
-    else:
-        check_tangent_maps(net, "top_eigenvalue")
     return _top_eigenvalue(net, matrix, iters, params, x, y, key)
+
+
+def check_power_iteration(
+    net, matrix, iters, names=("matrix", "iters"), caller="top_eigenvalue"
+) -> tuple[str, int]:
+    """(matrix, iters) checked for ``net``: one of ``MATRICES`` whose products
+    the net supports, and an int ≥ 1; errors name them as ``names`` say."""
+    matrix = choice(matrix, names[0], MATRICES)
+    iters = positive_int(iters, names[1])
+    if matrix == "hessian":
+        check_second_order(net, caller)
+    else:
+        check_curvature_cost(net, ("hessian_sqrt",), caller)
+        check_tangent_maps(net, caller)
+    return matrix, iters

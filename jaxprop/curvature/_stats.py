@@ -34,23 +34,27 @@ from ._common import checked, loss_deltas
 Array = jax.Array
 
 
+def moments(net, params, x: Array, y: Array) -> tuple[Params, Params]:
+    """(Σ_i g_i, Σ_i g_i ⊙ g_i) from one δ pass, for checked arguments: the
+    loss's gradient (backprop's) and :func:`sum_grad_squared` (traced)."""
+    cache, _, deltas = loss_deltas(net, params, x, y)
+    units = tuple(zip(net.blocks, cache.a, deltas, strict=False))
+    grad = tuple(block.grads(a, d) for block, a, d in units)
+    return grad, tuple(sum_squared_grads(block, a, d[None]) for block, a, d in units)
+
+
+def variance(grad: Params, sgs: Params, n: int) -> Params:
+    """BackPACK's Variance of n examples, sgs/n − (grad/n)², clipped at 0."""
+    return jax.tree.map(lambda s, g: jnp.maximum(s / n - (g / n) ** 2, 0), sgs, grad)
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _stats(what: str, net, params, x, y):
     """ "sum_grad_squared" or "variance" for checked arguments."""
-    cache, _, deltas = loss_deltas(net, params, x, y)
-    sgs = tuple(
-        sum_squared_grads(block, a, d[None])
-        for block, a, d in zip(net.blocks, cache.a, deltas, strict=False)
-    )
+    grad, sgs = moments(net, params, x, y)
     if what == "sum_grad_squared":
         return sgs
-    n = x.shape[0]
-    grad = tuple(
-        block.grads(a, d)
-        for block, a, d in zip(net.blocks, cache.a, deltas, strict=False)
-    )
-    # BackPACK's Variance: sgs/N − (grad/N)², the population (1/N) variance.
-    return jax.tree.map(lambda s, g: jnp.maximum(s / n - (g / n) ** 2, 0), sgs, grad)
+    return variance(grad, sgs, x.shape[0])
 
 
 def sum_grad_squared(net, params: Params, x, y) -> Params:
