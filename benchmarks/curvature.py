@@ -409,7 +409,7 @@ def markdown(r: dict) -> list[str]:
         ]
         for k, v in s["over_step"].items():
             bound = s["targets"].get(k)
-            g = s["over_jax_grad"].get(k)
+            g = s.get("over_jax_grad", {}).get(k)
             rows.append(
                 [
                     f"`{k}`",
