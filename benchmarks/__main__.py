@@ -51,6 +51,7 @@ from benchmarks import (
     alignment,
     baselines,
     conv,
+    curvature,
     gpu,
     mnist1d,
     per_example,
@@ -84,6 +85,7 @@ STUDIES = {
     "processes": (processes.bench_processes, 3),
     "alignment": (alignment.bench_alignment, 5),
     "conv": (conv.bench_conv, 15),
+    "curvature": (curvature.bench_curvature, 25),
 }
 #: What ``gpu`` runs besides its own measurements (benchmarks/gpu.py).
 GPU_STUDIES = ("step-time", "seed-scaling")

@@ -263,6 +263,10 @@ def markdown(results: dict) -> str:
         from benchmarks import conv
 
         out += conv.markdown(results["conv"])
+    if "curvature" in results:
+        from benchmarks import curvature
+
+        out += curvature.markdown(results["curvature"])
     if "baselines" in results:
         r = results["baselines"]
         np_rate = r["numpy"]["epochs_per_s"]

@@ -596,3 +596,29 @@ def test_processes_command_benchmark_times_both_layouts(tmp_path):
     assert result["ratio"] == result["median_s"]["two"] / result["median_s"]["one"]
     written = sorted(p.suffix for p in tmp_path.iterdir())
     assert written == [".json", ".md"]
+
+
+@pytest.mark.slow  # about a minute of compiles at smoke size: .ci/run runs it
+def test_curvature_study(tmp_path):
+    from benchmarks import curvature
+
+    result = curvature.bench_curvature("smoke", 1)
+    assert_reported(tmp_path, "curvature", result, ["## Curvature from"], [])
+    assert result["seeds"]["seeds"] == 2 and result["single"]["seeds"] is None
+    for s in result.values():
+        assert set(s["over_step"]) == set(curvature.CONTENDERS) - {"step"}
+        assert all(t > 0 for t in s["median_s"].values())
+        assert set(s["met"]) == set(s["targets"])
+        assert s["targets"]["diag_ggn"] == s["sizes"][-1] + 1
+    backpack = result["single"]["backpack"]
+    if backpack["missing"] is None:  # the same quantities as BackPACK's
+        assert all(e < 1e-5 for e in backpack["max_rel_error"].values())
+    else:
+        assert "skipped" in report.markdown(
+            {
+                "curvature": result,
+                "environment": environment(),
+                "size": "smoke",
+                "repeats": 1,
+            }
+        )
