@@ -48,6 +48,8 @@ are Dense's A and G, exact at batch 1. A = Ω and G = Γ below.
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import NamedTuple
 
 import jax
@@ -127,7 +129,11 @@ def sum_squared_grads(block, a: Array, deltas: Array) -> DenseParams:
     layer, _ = unit(block)
     if isinstance(layer, Dense):
         u = layer_input(block, a)
-        return layer.grads(u * u, jnp.sum(deltas * deltas, axis=0))
+        # Σ_m as adds of the m squares: XLA:CPU ran jnp.sum(δ², axis=0) as a
+        # slow reduce fusion (diag_ggn 3.9× a step at 784-1000-10, 1.0× so;
+        # benchmarks/results/cpu-2core-2026-12-07-curvature.md).
+        squares = functools.reduce(operator.add, (d * d for d in deltas))
+        return layer.grads(u * u, squares)
 
     def one(d):
         g = block.per_example_grads(a, d)
