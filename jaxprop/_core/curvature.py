@@ -62,6 +62,9 @@ from .params import DenseParams
 
 Array = jax.Array
 
+#: The most δ columns :func:`sum_squared_grads` sums as unrolled adds.
+UNROLLED_SUM = 32
+
 
 def unit(block):
     """(the parametrized layer of a δ-pass unit, its maps): a Block's layer
@@ -129,10 +132,15 @@ def sum_squared_grads(block, a: Array, deltas: Array) -> DenseParams:
     layer, _ = unit(block)
     if isinstance(layer, Dense):
         u = layer_input(block, a)
-        # Σ_m as adds of the m squares: XLA:CPU ran jnp.sum(δ², axis=0) as a
-        # slow reduce fusion (diag_ggn 3.9× a step at 784-1000-10, 1.0× so;
-        # benchmarks/results/cpu-2core-2026-12-07-curvature.md).
-        squares = functools.reduce(operator.add, (d * d for d in deltas))
+        # Σ_m as adds of the m squares where m is small (a cost's columns):
+        # XLA:CPU ran jnp.sum(δ², axis=0) as a slow reduce fusion (diag_ggn
+        # 3.9× a step at 784-1000-10 against 1.0× with adds; docs/performance.md,
+        # "Curvature"). Many Monte Carlo samples keep the reduce, whose
+        # unrolled adds would take long to compile.
+        if deltas.shape[0] <= UNROLLED_SUM:
+            squares = functools.reduce(operator.add, (d * d for d in deltas))
+        else:
+            squares = jnp.sum(deltas * deltas, axis=0)
         return layer.grads(u * u, squares)
 
     def one(d):
