@@ -1,19 +1,36 @@
-"""Test configuration: float64 on, reproducible keys per test, LLVM at -O1."""
+"""Test configuration: float64 on, reproducible keys per test, LLVM at -O0,
+one compilation cache for the run."""
 
 import os
 import zlib
 
 # Compiling is most of this suite's time (hundreds of small programs, each in
 # every process that runs it). XLA's CPU backend hands each kernel to LLVM at
-# -O3 by default; at -O1 the same HLO programs compile in about 40% less time
-# and ran as fast here (a 40-100-100-10 Adam sweep: first call 5.6 s against
-# 7.2-9.7 s, steady state within noise). Set before jax starts; subprocesses
-# inherit it (``helpers.xla_flags``). Give the flag yourself to run at another
-# level, e.g. XLA_FLAGS=--xla_backend_optimization_level=3.
+# -O3 by default; at -O1 the same HLO programs compiled in about 40% less time
+# (a 40-100-100-10 Adam sweep: first call 5.6 s against 7.2-9.7 s), and at -O0
+# the default suite took 7:06 against 8:34 at -O1 on the 2-core AMD EPYC VM
+# (2026-12-07), with the same results: the suite's steps are too few for the
+# code's speed to matter. Set before jax starts; subprocesses inherit it
+# (``helpers.xla_flags``). Give the flag yourself to run at another level,
+# e.g. XLA_FLAGS=--xla_backend_optimization_level=3.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = " ".join(
-        [*os.environ.get("XLA_FLAGS", "").split(), "--xla_backend_optimization_level=1"]
+        [*os.environ.get("XLA_FLAGS", "").split(), "--xla_backend_optimization_level=0"]
     )
+
+# Many tests compile the same programs: in both workers, again after each
+# module's cache is cleared (below), and in the subprocesses of the command,
+# the scripts and the pages. JAX's persistent compilation cache, one folder
+# for the whole run and its subprocesses (and for -m slow after it), compiles
+# each once. Keyed by the program, the flags and the versions, it never
+# serves another's. Give JAX_COMPILATION_CACHE_DIR yourself to put it
+# elsewhere, or "" to turn it off.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    os.path.join(os.path.dirname(__file__), os.pardir, ".pytest_cache", "jax"),
+)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax
 import pytest
