@@ -20,7 +20,7 @@ plots the training loss (median and inter-quartile band over seeds) against
 steps and against wall time, at each method's best η; its wall-time axis is
 the step times the steady seconds per step of a single rate's share.
 
-    python scripts/kfac.py [--seeds 16] [--steps 3000] [--damping 1e-3] [--out DIR]
+    python scripts/kfac.py [--seeds 16] [--steps 3000] [--damping 1e-2] [--out DIR]
     python scripts/kfac.py --quick    # 2 seeds, 60 steps: seconds
 """
 
@@ -143,7 +143,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--damping", type=float, default=1e-3)
+    parser.add_argument("--damping", type=float, default=1e-2)
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 60 steps")
