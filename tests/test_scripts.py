@@ -1,5 +1,6 @@
 """The scripts, run small, as users run them (their own process, XLA_FLAGS set)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -161,7 +162,6 @@ def test_edge_of_stability_script_quick(tmp_path):
     )  # fmt: skip
     assert "| 0.4 | 5.0 |" in out and "Diagnostics cost" in out
     assert (tmp_path / "sharpness.png").stat().st_size > 0
-    import json
 
     summary = json.loads((tmp_path / "results.json").read_text())
     (row,) = summary["per_eta"]
@@ -172,3 +172,14 @@ def test_edge_of_stability_script_quick(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bad.returncode == 2 and "--log-every must divide" in bad.stderr
+
+
+@pytest.mark.slow  # three compiled programs: run by .ci/run with -m slow
+def test_kfac_script_quick(tmp_path):
+    out = run_script("scripts/kfac.py", "--quick", "--out", str(tmp_path))
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if "n=2 |" in line]
+    assert rows == ["sgd", "adam", "kfac"], out
+    assert (tmp_path / "kfac.png").stat().st_size > 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["method"] for r in results] == ["sgd", "adam", "kfac"]
+    assert all(r["seconds_per_step"] > 0 for r in results)
