@@ -227,16 +227,23 @@ def moons():
 # checkpoints test_trainer's save/load/resume tests check bit for bit.
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Kolen-Pollack with")  # not its pairing
-@pytest.mark.parametrize("name", ["kp"])  # a state that changes at every step
+@pytest.mark.parametrize("name", ["kp", "kfac"])  # states that change every step
 def test_rule_state_survives_a_checkpoint_bit_for_bit(tmp_path, moons, name):
     x, y, _ = moons
     net = jp.MLP((2, 6, 5, 1), "tanh", "sigmoid", "mse")
     keys = jax.random.split(jax.random.key(2), 3)
-    trainer = jp.Trainer(net, keys, x, y, optax.adam(0.01), 60, rule=ALL[name],
+    rule = rules.kfac(1e-2, ema=0.9) if name == "kfac" else ALL[name]
+    trainer = jp.Trainer(net, keys, x, y, optax.adam(0.01), 60, rule=rule,
                          batch_size=16, log_every=10, dtype="float64")  # fmt: skip
     straight = trainer.result(trainer.advance(trainer.init(), 60))
     trainer.save(tmp_path / "ckpt.npz", trainer.advance(trainer.init(), 30))
     resumed = trainer.result(trainer.advance(trainer.load(tmp_path / "ckpt.npz"), 30))
+
+    def data(leaf):  # a key's bits (K-FAC's state holds the run's key)
+        typed = jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+        return jax.random.key_data(leaf) if typed else leaf
+
+    straight, resumed = jax.tree.map(data, (straight, resumed))
     for u, v in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
         assert np.asarray(u).tobytes() == np.asarray(v).tobytes()
     assert jax.tree.leaves(straight.rule_state)  # the state is really there
