@@ -529,7 +529,7 @@ def test_bad_input_is_refused_before_compiling():
     user_params = user.init(jax.random.key(0), dtype=jnp.float64)
     check_raises(
         ValueError,
-        r"layer 1 \(Depthwise1D.*\) is neither Dense nor Conv",
+        r"params\[0\].* is a Depthwise1D, neither Dense nor Conv",
         jp.curvature.kfac,
         user,
         user_params,

@@ -162,3 +162,12 @@ def test_kfac_over_two_devices_finishes():
     env = dict(os.environ, XLA_FLAGS=xla_flags(2))
     subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env, check=True,
                    timeout=240)  # fmt: skip
+
+
+def test_a_layer_without_factors_is_refused_by_name():
+    from tests.test_curvature_ggn import Depthwise1D
+
+    net = jp.Network((7, 2), (Depthwise1D(3), jp.layers.Flatten(), jp.layers.Dense(2)),
+                     "tanh", cost="mse")  # fmt: skip
+    with pytest.raises(ValueError, match=r"jp.rules.kfac: params\[0\].* Depthwise1D"):
+        rules.kfac(0.1).init(jax.random.key(0), net, net.init(jax.random.key(1)))

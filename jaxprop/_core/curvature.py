@@ -66,6 +66,40 @@ Array = jax.Array
 UNROLLED_SUM = 32
 
 
+#: The built-in costs with curvature, for the refusal's message.
+WITH_CURVATURE = "mse, binary_cross_entropy, softmax_cross_entropy"
+
+
+def check_curvature_cost(net, needs: tuple[str, ...], caller: str):
+    """The net's cost, or a ValueError naming ``caller`` (``"jp.curvature.X"``,
+    ``"jp.rules.kfac"``), the cost and the fields it lacks of ``needs``
+    (``hessian_sqrt``, ``sample_targets``)."""
+    cost = net.cost_fn
+    missing = [f for f in needs if getattr(cost, f, None) is None]
+    if missing:
+        raise ValueError(
+            f"{caller} needs the cost's {' and '.join(missing)}; cost "
+            f"{cost.name!r} has none (no curvature: "
+            f"ggn_at={getattr(cost, 'ggn_at', None)!r}). Use a cost with them "
+            f"({WITH_CURVATURE}) or give your jp.Cost ggn_at, hessian_sqrt and "
+            f"sample_targets (docs/curvature.md)."
+        )
+    return cost
+
+
+def check_kfactors(net, caller: str) -> None:
+    """A ValueError naming ``caller`` and the first layer without Kronecker
+    factors (neither Dense nor Conv)."""
+    for l, block in enumerate(net.blocks):
+        if not has_kfactors(block):
+            raise ValueError(
+                f"{caller}: params[{l}]{net.layer_name(l)} is a "
+                f"{type(unit(block)[0]).__name__}, neither Dense nor Conv, the "
+                f"kinds with Kronecker factors (K-FAC, KFC); diag_ggn and "
+                f"ggn_vector_product take any layer."
+            )
+
+
 def unit(block):
     """(the parametrized layer of a δ-pass unit, its maps): a Block's layer
     and maps, or a bare layer with none."""
@@ -211,3 +245,20 @@ def from_matrix(block, m: Array) -> DenseParams:
     shapes from m: (K + 1, n_out)."""
     w_shape = unit(block)[0].shapes(m.dtype).w.shape
     return DenseParams(m[:-1].reshape(w_shape), m[-1])
+
+
+def net_kfactors(net, params, cache: bp.Cache, y: Array, key=None, samples: int = 1):
+    """One :class:`KFactors` per layer from the forward pass's ``cache``: G from
+    the columns of the cost's Hessian root (``key`` None: KFLR) or from
+    ``samples`` targets drawn with ``key`` (K-FAC's Monte Carlo)."""
+    weight = reduction_scale(net, cache.a[0].shape[0])
+    if key is None:
+        columns = split_columns(net, cache, y)
+    else:
+        columns = sampled_columns(net, cache, y, key, samples)
+        weight = weight / samples
+    deltas = column_deltas(net, params, cache, columns)
+    return tuple(
+        kfactors(block, a, d, weight)
+        for block, a, d in zip(net.blocks, cache.a, deltas, strict=False)
+    )

@@ -20,32 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._core import backprop as bp
-from .._core.costs import Cost
-from .._core.curvature import layer_input, unit
+from .._core.curvature import check_curvature_cost, layer_input, unit
 from .._core.params import DenseParams, Params
 from .._network import Net, check_net, check_xy, loss_and_output_delta
 from .._vjp import as_params
 
 Array = jax.Array
-
-#: The built-in costs with curvature, for the refusal's message.
-_WITH_CURVATURE = "mse, binary_cross_entropy, softmax_cross_entropy"
-
-
-def check_curvature_cost(net: Net, needs: tuple[str, ...], caller: str) -> Cost:
-    """The net's cost, or a ValueError naming it and the fields ``caller``
-    needs that it lacks (``hessian_sqrt``, ``sample_targets``)."""
-    cost = net.cost_fn
-    missing = [f for f in needs if getattr(cost, f, None) is None]
-    if missing:
-        raise ValueError(
-            f"jp.curvature.{caller} needs the cost's {' and '.join(missing)}; "
-            f"cost {cost.name!r} has none (no curvature: "
-            f"ggn_at={getattr(cost, 'ggn_at', None)!r}). Use a cost with them "
-            f"({_WITH_CURVATURE}) or give your jp.Cost ggn_at, hessian_sqrt and "
-            f"sample_targets (docs/curvature.md)."
-        )
-    return cost
 
 
 def checked(
@@ -55,7 +35,7 @@ def checked(
     cost's ``needs`` for ``caller`` first: a ValueError or TypeError naming the
     argument before anything compiles."""
     net = check_net(net)
-    check_curvature_cost(net, needs, caller)
+    check_curvature_cost(net, needs, f"jp.curvature.{caller}")
     x, y = check_xy(net, params, x, y)
     return net, as_params(params), x, y
 

@@ -17,10 +17,15 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from .._core.curvature import forward, reduction_scale, split_columns
+from .._core.curvature import (
+    check_curvature_cost,
+    forward,
+    reduction_scale,
+    split_columns,
+)
 from .._core.params import Params, check_key
 from .._validate import choice, positive_int
-from ._common import check_curvature_cost, check_tangent_maps, checked
+from ._common import check_tangent_maps, checked
 from ._ggn import ggn_product
 from ._hvp import base, check_second_order, hvp
 
@@ -124,6 +129,6 @@ def check_power_iteration(
     if matrix == "hessian":
         check_second_order(net, caller)
     else:
-        check_curvature_cost(net, ("hessian_sqrt",), caller)
+        check_curvature_cost(net, ("hessian_sqrt",), f"jp.curvature.{caller}")
         check_tangent_maps(net, caller)
     return matrix, iters

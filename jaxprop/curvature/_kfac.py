@@ -22,16 +22,7 @@ import functools
 
 import jax
 
-from .._core.curvature import (
-    column_deltas,
-    forward,
-    has_kfactors,
-    kfactors,
-    reduction_scale,
-    sampled_columns,
-    split_columns,
-    unit,
-)
+from .._core.curvature import check_kfactors, forward, net_kfactors
 from .._core.params import Params, check_key
 from .._network import Net
 from ._common import checked
@@ -42,18 +33,7 @@ Array = jax.Array
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _kfac(net: Net, params: Params, x, y, key, samples: int):
-    cache = forward(net, params, x)
-    weight = reduction_scale(net, x.shape[0])
-    if key is None:
-        columns = split_columns(net, cache, y)
-    else:
-        columns = sampled_columns(net, cache, y, key, samples)
-        weight = weight / samples
-    deltas = column_deltas(net, params, cache, columns)
-    return tuple(
-        kfactors(block, a, d, weight)
-        for block, a, d in zip(net.blocks, cache.a, deltas, strict=False)
-    )
+    return net_kfactors(net, params, forward(net, params, x), y, key, samples)
 
 
 def kfac(net, params: Params, x, y, key=None, *, samples: int = 1):
@@ -92,11 +72,5 @@ def kfac(net, params: Params, x, y, key=None, *, samples: int = 1):
         check_key(key)
     samples = check_samples(samples)
     net, params, x, y = checked(net, params, x, y, needs, "kfac")
-    for l, block in enumerate(net.blocks):
-        if not has_kfactors(block):
-            raise ValueError(
-                f"jp.curvature.kfac: layer {l + 1} ({unit(block)[0]!r}) is neither "
-                f"Dense nor Conv, the kinds with Kronecker factors (K-FAC, KFC): "
-                f"use diag_ggn or ggn_vector_product."
-            )
+    check_kfactors(net, "jp.curvature.kfac")
     return _kfac(net, params, x, y, key, samples if key is not None else 1)

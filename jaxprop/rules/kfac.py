@@ -45,14 +45,10 @@ from .._core import backprop as bp
 from .._core.curvature import (
     KFactors,
     as_matrix,
-    column_deltas,
+    check_curvature_cost,
+    check_kfactors,
     from_matrix,
-    has_kfactors,
-    kfactors,
-    reduction_scale,
-    sampled_columns,
-    split_columns,
-    unit,
+    net_kfactors,
 )
 from .._network import loss_and_output_delta
 from .._validate import in_unit_interval, integer, non_negative_number
@@ -87,26 +83,6 @@ KFAC_HYPERPARAMS = (
     ("damping", non_negative_number),
     ("ema", in_unit_interval),
 )
-
-
-def _check_net(net, exact: bool) -> None:
-    """A ValueError naming what of ``net`` the factors cannot take: a cost
-    without the curvature they need, or a layer they do not cover."""
-    need = "hessian_sqrt" if exact else "sample_targets"
-    cost = net.cost_fn
-    if getattr(cost, need, None) is None:
-        raise ValueError(
-            f"jp.rules.kfac{'(exact=True)' if exact else ''} needs the cost's "
-            f"{need}; cost {cost.name!r} has none (mse, binary_cross_entropy "
-            f"and softmax_cross_entropy have it; docs/curvature.md)."
-        )
-    for l, block in enumerate(net.blocks):
-        if not has_kfactors(block):
-            raise ValueError(
-                f"jp.rules.kfac: params[{l}]{net.layer_name(l)} is a "
-                f"{type(unit(block)[0]).__name__}; K-FAC's Kronecker factors "
-                f"cover Dense and Conv layers."
-            )
 
 
 @jax.custom_batching.custom_vmap
@@ -145,7 +121,9 @@ def precondition(block, grads, f: KFactors, damping: Array):
 @functools.cache
 def _kfac(damping: float, ema: float, exact: bool, samples: int) -> Rule:
     def init(key, net, params):
-        _check_net(net, exact)
+        needs = ("hessian_sqrt",) if exact else ("sample_targets",)
+        check_curvature_cost(net, needs, "jp.rules.kfac")
+        check_kfactors(net, "jp.rules.kfac")
         if not jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
             key = jax.random.wrap_key_data(key)  # a raw uint32 key, typed
         dtype = params[0].w.dtype
@@ -170,20 +148,8 @@ def _kfac(damping: float, ema: float, exact: bool, samples: int) -> Rule:
         through = bp.through_weights(params)
         deltas = bp.recursion(net.blocks, cache, delta, net.sigma, through)
         grads = bp.weight_grads(net.blocks, cache, deltas)
-        weight = reduction_scale(net, x.shape[0])
-        if exact:
-            columns = split_columns(net, cache, y)
-        else:
-            key = jax.random.fold_in(state.key, state.count)
-            columns = sampled_columns(net, cache, y, key, samples)
-            weight = weight / samples
-        new = tuple(
-            kfactors(block, a, d, weight)
-            for block, a, d in zip(
-                net.blocks, cache.a, column_deltas(net, params, cache, columns),
-                strict=False,
-            )
-        )  # fmt: skip
+        key = None if exact else jax.random.fold_in(state.key, state.count)
+        new = net_kfactors(net, params, cache, y, key, samples)
         decay = jnp.where(state.count == 0, 0, state.ema)
         factors = jax.tree.map(
             lambda old, f: decay * old + (1 - decay) * f, state.factors, new
