@@ -31,22 +31,24 @@ def mlp_case(name, seed=0, batch=5):
     return make_case(seed, sizes, act, cost, reduction, batch=batch)
 
 
-def conv_case(seed=0, batch=4, pool=True):
-    maps = (MaxPool(2),) if pool else ()
+def conv_net_case(input_shape, layers, seed, batch, labels):
+    """A softmax cross-entropy conv net of ``layers``, float64 params with
+    nonzero biases (zeros would hide a bias term), N(0, 1) inputs and
+    ``labels(rng, batch)``."""
     net = jp.Network(
-        (9, 2),
-        (Conv(3, 3), *maps, Flatten(), Dense(3)),
-        "tanh",
-        cost="softmax_cross_entropy",
-        reduction="mean",
+        input_shape, layers, "tanh", cost="softmax_cross_entropy", reduction="mean"
     )
     params = net.init(jax.random.key(seed), dtype=jnp.float64)
-    # Nonzero biases: zeros would hide a bias term.
     params = tuple(t._replace(b=t.b + 0.3) for t in params)
     rng = np.random.default_rng(seed)
-    x = jnp.asarray(rng.normal(size=(batch, 9, 2)))
-    y = jnp.asarray(rng.integers(0, 3, batch))
-    return net, params, x, y
+    x = jnp.asarray(rng.normal(size=(batch, *input_shape)))
+    return net, params, x, jnp.asarray(labels(rng, batch))
+
+
+def conv_case(seed=0, batch=4, pool=True):
+    maps = (MaxPool(2),) if pool else ()
+    layers = (Conv(3, 3), *maps, Flatten(), Dense(3))
+    return conv_net_case((9, 2), layers, seed, batch, lambda r, b: r.integers(0, 3, b))
 
 
 # ------------------------------------------------------------- references
@@ -280,24 +282,14 @@ def whole_kernel_case(batch=1):
 
 def strided_case(seed=0, batch=3):
     """Rank-2 convs: stride 2 with SAME padding, max pooling, then padding 1."""
-    net = jp.Network(
-        (5, 4, 2),
-        (
-            Conv(3, 3, stride=2, padding="SAME"),
-            MaxPool(2),
-            Conv(2, (2, 1), padding=1),
-            Flatten(),
-            Dense(3),
-        ),
-        "tanh",
-        cost="softmax_cross_entropy",
-        reduction="mean",
+    layers = (
+        Conv(3, 3, stride=2, padding="SAME"),
+        MaxPool(2),
+        Conv(2, (2, 1), padding=1),
+        Flatten(),
+        Dense(3),
     )
-    params = net.init(jax.random.key(seed), dtype=jnp.float64)
-    params = tuple(t._replace(b=t.b + 0.3) for t in params)
-    rng = np.random.default_rng(seed)
-    x = jnp.asarray(rng.normal(size=(batch, 5, 4, 2)))
-    return net, params, x, jnp.arange(batch) % 3
+    return conv_net_case((5, 4, 2), layers, seed, batch, lambda r, b: np.arange(b) % 3)
 
 
 def reference_kfactors(net, params, x, y, l):
