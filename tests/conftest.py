@@ -59,3 +59,20 @@ def _free_compiled_programs():
     65530 memory maps per process, and XLA's next compile segfaults."""
     yield
     jax.clear_caches()
+
+
+def heavy_tests() -> set[str]:
+    """The node ids of tests/heavy.txt: default-suite tests measured at ≥ 3 s."""
+    path = os.path.join(os.path.dirname(__file__), "heavy.txt")
+    with open(path, encoding="utf-8") as f:
+        lines = [line.split() for line in f if line.strip() and line[0] != "#"]
+    return {fields[1] for fields in lines}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the markers
+def pytest_collection_modifyitems(config, items):
+    """Marks tests/heavy.txt's tests slow: they run with .ci/run's -m slow."""
+    heavy = heavy_tests()
+    for item in items:
+        if item.nodeid in heavy:
+            item.add_marker(pytest.mark.slow)

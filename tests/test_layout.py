@@ -211,3 +211,15 @@ def test_public_registries_are_read_only():
 def test_alignment_lives_with_the_rules():
     assert jp.rules.alignment is jp.alignment
     assert jp.rules.Alignment is jp.Alignment
+
+
+def test_the_heavy_list_names_tests_that_exist():
+    """Every node id in tests/heavy.txt is a test function of its module (a
+    renamed test would otherwise fall back into the default suite)."""
+    from tests.conftest import heavy_tests
+
+    for node in heavy_tests():
+        path, name = node.split("::")
+        tree = ast.parse((PACKAGE.parent / path).read_text())
+        functions = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        assert name.split("[")[0] in functions, node
