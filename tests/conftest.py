@@ -5,14 +5,12 @@ import os
 import zlib
 
 # Compiling is most of this suite's time (hundreds of small programs, each in
-# every process that runs it). XLA's CPU backend hands each kernel to LLVM at
-# -O3 by default; at -O1 the same HLO programs compiled in about 40% less time
-# (a 40-100-100-10 Adam sweep: first call 5.6 s against 7.2-9.7 s), and at -O0
-# the default suite took 7:06 against 8:34 at -O1 on the 2-core AMD EPYC VM
-# (2026-12-07), with the same results: the suite's steps are too few for the
-# code's speed to matter. Set before jax starts; subprocesses inherit it
-# (``helpers.xla_flags``). Give the flag yourself to run at another level,
-# e.g. XLA_FLAGS=--xla_backend_optimization_level=3.
+# every process that runs it), and its steps are too few for the compiled
+# code's speed to matter: XLA's CPU backend hands each kernel to LLVM at -O3 by
+# default, and -O0 compiles the same programs to the same results in less time
+# (the measurements: docs/design.md, "Test time"). Set before jax starts;
+# subprocesses inherit it (``helpers.xla_flags``). Give the flag yourself to
+# run at another level, e.g. XLA_FLAGS=--xla_backend_optimization_level=3.
 if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = " ".join(
         [*os.environ.get("XLA_FLAGS", "").split(), "--xla_backend_optimization_level=0"]

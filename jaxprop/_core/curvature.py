@@ -167,10 +167,9 @@ def sum_squared_grads(block, a: Array, deltas: Array) -> DenseParams:
     if isinstance(layer, Dense):
         u = layer_input(block, a)
         # Σ_m as adds of the m squares where m is small (a cost's columns):
-        # XLA:CPU ran jnp.sum(δ², axis=0) as a slow reduce fusion (diag_ggn
-        # 3.9× a step at 784-1000-10 against 1.0× with adds; docs/performance.md,
-        # "Curvature"). Many Monte Carlo samples keep the reduce, whose
-        # unrolled adds would take long to compile.
+        # XLA:CPU runs jnp.sum(δ², axis=0) as a slow reduce fusion
+        # (docs/performance.md, "Curvature"). Many Monte Carlo samples keep
+        # the reduce, whose unrolled adds would be slow to compile.
         if deltas.shape[0] <= UNROLLED_SUM:
             squares = functools.reduce(operator.add, (d * d for d in deltas))
         else:

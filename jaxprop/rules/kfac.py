@@ -101,11 +101,11 @@ def _damped_solve(a: Array, g: Array, damping: Array, m: Array) -> Array:
 
 @_damped_solve.def_vmap
 def _damped_solve_over_runs(axis_size, in_batched, a, g, damping, m):
-    # One LAPACK call per run (lax.map), not one batched call: jaxlib 0.10's
-    # batched CPU kernels (Cholesky included) share their batch out over XLA's
-    # thread pool and were seen to hang for good when two CPU devices ran
-    # them at once (train_seeds of 4 runs of a 40-100-100-10 net over 2
-    # devices). The batched kernel loops over the batch on a CPU anyway.
+    # One LAPACK call per run (lax.map), not one batched call: jaxlib's
+    # batched CPU kernels share their batch out over XLA's thread pool and can
+    # hang for good when two CPU devices run them at once (docs/curvature.md,
+    # "K-FAC as a rule"; tests/test_kfac_rule.py). On a CPU the batched kernel
+    # loops over the batch anyway.
     args = tuple(
         x if batched else jnp.broadcast_to(x, (axis_size, *jnp.shape(x)))
         for x, batched in zip((a, g, damping, m), in_batched, strict=True)
