@@ -67,6 +67,15 @@ def launch(commands, timeout=TIMEOUT, envs=None, meanwhile=None):
     return outs
 
 
+def assert_all_ok(outs):
+    """Every process exited 0; else every failed process's stderr, each its own
+    (process 0's alone may only say that another failed)."""
+    failed = [(k, code, err[-3000:]) for k, (code, _, err) in enumerate(outs) if code]
+    assert not failed, "\n".join(
+        f"process {k} (status {c}):\n{e}" for k, c, e in failed
+    )
+
+
 def workers(tmp_path, name, processes, devices, **spec):
     """The commands of ``processes`` workers of ``devices`` devices each."""
     port = free_port()
@@ -86,8 +95,7 @@ def run(*groups, meanwhile=None):
     group as a dict of NumPy arrays (every process of a group must hold all of
     it, the same bits)."""
     outs = launch([c for g in groups for c in g], meanwhile=meanwhile)
-    for code, _, err in outs:
-        assert code == 0, err[-3000:]
+    assert_all_ok(outs)
     results = []
     for group in groups:
         out = json.loads(group[0][2])["out"]
@@ -243,8 +251,7 @@ def test_the_command_in_two_processes_writes_the_results_of_one(tmp_path):
         + [train(*RUN, "--out", one)],
         envs=[devices(1), devices(1), devices(2)],
     )
-    for code, _, err in outs:
-        assert code == 0, err[-3000:]
+    assert_all_ok(outs)
     assert "trained 6 runs × 200 steps" in outs[0][1]
     assert "trained" not in outs[1][1] and "results in" not in outs[1][1]
     # Gloo's "[Gloo] Rank 0 is connected to 1 peer ranks" lines go to stderr.
@@ -282,8 +289,7 @@ def test_a_study_in_two_processes_writes_the_study_of_one(tmp_path):
         envs=[devices(1), devices(1), devices(2)],
         timeout=240,
     )
-    for code, _, err in outs:
-        assert code == 0, err[-3000:]
+    assert_all_ok(outs)
     assert "| fa | 0.05 |" in outs[0][1] and "| fa |" not in outs[1][1]
     for rule in ("backprop", "fa"):
         with (
@@ -294,6 +300,29 @@ def test_a_study_in_two_processes_writes_the_study_of_one(tmp_path):
                 assert a[k].tobytes() == b[k].tobytes(), (rule, k)
     docs = [json.loads((d / "comparison.json").read_text()) for d in (two, one)]
     assert_docs_close(*docs)
+
+
+def test_process_0_writes_a_study_once_every_process_found_its_folder_free(tmp_path):
+    """On a shared file system every process checks the one --out that process
+    0 writes: it writes the study only after all agreed, or a process slower to
+    check finds the folder taken and the run stops (a CI run did)."""
+    from jaxprop._cli.command import make_parser
+    from jaxprop._cli.errors import OK, USAGE
+    from jaxprop._cli.train import train
+
+    out = tmp_path / "study"
+    seen = []  # (status, whether the study was written) at each agreement
+
+    class Process0Of2:  # the other process agrees, then stops the run
+        count, index, main, stream = 2, 0, True, None
+
+        def agree(self, status, fingerprint=None):
+            seen.append((status, (out / "study.json").exists()))
+            return status if len(seen) < 2 else USAGE
+
+    argv = ["train", *map(str, RUN), "--rule", "backprop,fa", "--out", str(out)]
+    assert train(make_parser().parse_args(argv), argv, Process0Of2()) == USAGE
+    assert seen == [(OK, False), (OK, True)]
 
 
 @pytest.mark.parametrize(

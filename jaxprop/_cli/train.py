@@ -38,20 +38,20 @@ def train(args, argv, group: Processes | None = None) -> int:
     from .._experiment import write_study
 
     group = Processes() if group is None else group
-    status, message = OK, ""
-    try:
-        with user_errors("train"):
-            jobs, study = _jobs(args)
-            if study is not None and study.out is not None and args.resume is None:
-                if group.main:
-                    write_study(study.out, {j.rule: j.config for j in jobs}, argv)
-    except UsageError as e:
-        status, message = USAGE, str(e)
-    if message:
-        print(message, file=sys.stderr)
-    status = group.agree(status)
+    status, planned = _agreed(group, lambda: _jobs(args))
     if status != OK:
         return status
+    jobs, study = planned
+    if study is not None and study.out is not None and args.resume is None:
+        # Only once every process has found --out free: on a shared file
+        # system they all check the one folder that process 0 then writes.
+        def write():
+            if group.main:
+                write_study(study.out, {j.rule: j.config for j in jobs}, argv)
+
+        status, _ = _agreed(group, write)
+        if status != OK:
+            return status
     if study is not None and group.main:
         _print_study(jobs, study.out, args)
     compared, worst = [], OK
@@ -103,6 +103,19 @@ def _train_job(args, argv, group, job: Job, resume_dir, gradcheck: bool):
     if status != OK:
         return status, None
     return _run(args, exp, checkpoint, job.out, group, resume_dir, gradcheck, job.rule)
+
+
+def _agreed(group: Processes, step):
+    """``step()`` in every process, a usage error printed where it happens:
+    ``(the status all processes agree, what step returned or None)``."""
+    status, result = OK, None
+    try:
+        with user_errors("train"):
+            result = step()
+    except UsageError as e:
+        status = USAGE
+        print(e, file=sys.stderr)
+    return group.agree(status), result
 
 
 def _jobs(args) -> tuple[list[Job], Study | None]:
