@@ -373,6 +373,20 @@ class Depthwise1D:
         return jp.DenseParams(w, jnp.sum(delta, axis=(0, 1)))
 
 
+def every_pair():
+    """(activation, cost config, reduction): every activation with every cost
+    config once, the reduction alternating so that each activation and each
+    cost config meets both. Half of the full product, and every pair of the
+    three factors still appears (an all-pairs covering)."""
+    import jaxprop as jp
+
+    return [
+        (a, c, ("sum", "mean")[(i + j) % 2])
+        for i, a in enumerate(sorted(jp.ACTIVATIONS))
+        for j, c in enumerate(COST_CONFIGS)
+    ]
+
+
 def alternate_slow(cases, ids, every: int = 2):
     """pytest.params of ``cases`` with all but one in ``every`` marked slow
     (``.ci/run`` runs them): a grid's spread in the default suite at a

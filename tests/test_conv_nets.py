@@ -68,50 +68,108 @@ def draw(net, targets, seed, dtype=np.float64):
     return tuple(params), x, y
 
 
-def case(i, rank, kernel, stride, padding, pool):
-    """One net of the set, its activation and cost taken in turn."""
-    cost = COSTS[i % len(COSTS)]
-    net = conv_net(rank, kernel, stride, padding, pool, ACTIVATIONS[i % 9], cost)
+def case(i, rank, kernel, stride, padding, pool, activation, cost):
+    """One net of the set; ``activation`` and ``cost`` index ACTIVATIONS and
+    COSTS, ``i`` seeds its draw."""
+    cost = COSTS[cost]
+    net = conv_net(rank, kernel, stride, padding, pool, ACTIVATIONS[activation], cost)
     return (net, *draw(net, cost[2], i))
 
 
 # The default suite: 30 nets in which every rank, kernel 1-5, stride 1-3,
-# padding form, pool, activation and cost occurs (the indices cycle); the full
-# product of rank, kernel, stride and padding (pools in turn) is under `slow`.
+# padding form, pool, activation and cost occurs (the indices cycle). Under
+# `slow`, 33 more nets (a greedy all-pairs covering, made once and written
+# here) with which every pair of values of any two of those seven factors
+# occurs in some net: the full product would be 22680 nets.
 STRUCTURE = [
-    (1 + i % 2, 1 + i % 5, 1 + i % 3, PADDINGS[i % 4], POOLS[(i // 4) % 3])
+    (1 + i % 2, 1 + i % 5, 1 + i % 3, PADDINGS[i % 4], POOLS[(i // 4) % 3], i % 9,
+     i % len(COSTS))
     for i in range(30)
+]  # fmt: skip
+PAIRS = [
+    (2, 4, 3, "int", "max", 7, 5),
+    (1, 3, 3, "SAME", "max", 6, 4),
+    (2, 1, 2, "VALID", "avg", 3, 2),
+    (1, 5, 1, "pairs", "avg", 8, 6),
+    (2, 2, 1, "pairs", "avg", 4, 3),
+    (2, 3, 2, "VALID", None, 5, 6),
+    (1, 5, 3, "int", None, 3, 4),
+    (1, 4, 1, "pairs", None, 2, 3),
+    (2, 4, 2, "int", "avg", 6, 2),
+    (2, 2, 3, "SAME", "avg", 0, 1),
+    (1, 1, 3, "pairs", None, 4, 5),
+    (1, 1, 2, "SAME", "avg", 8, 4),
+    (1, 3, 1, "int", "avg", 1, 6),
+    (2, 5, 1, "SAME", None, 7, 3),
+    (1, 2, 1, "int", "max", 5, 1),
+    (2, 1, 2, "SAME", None, 0, 5),
+    (1, 5, 2, "pairs", "avg", 2, 5),
+    (1, 4, 3, "pairs", None, 1, 4),
+    (2, 4, 3, "VALID", "max", 6, 0),
+    (1, 2, 1, "SAME", "max", 8, 2),
+    (1, 1, 2, "pairs", "avg", 1, 2),
+    (1, 3, 1, "int", "avg", 3, 1),
+    (1, 2, 3, "VALID", "max", 2, 0),
+    (1, 1, 2, "VALID", "avg", 7, 1),
+    (2, 1, 1, "SAME", "avg", 3, 6),
+    (2, 4, 1, "pairs", "avg", 5, 4),
+    (1, 4, 1, "SAME", None, 4, 2),
+    (1, 3, 3, "SAME", "avg", 4, 0),
+    (1, 3, 2, "SAME", None, 7, 6),
+    (2, 4, 3, "VALID", "max", 5, 3),
+    (1, 3, 2, "SAME", "avg", 0, 3),
+    (1, 3, 1, "SAME", None, 8, 0),
+    (1, 5, 3, "pairs", None, 6, 5),
 ]
-FULL = [
-    (*s, POOLS[i % 3])
-    for i, s in enumerate(itertools.product([1, 2], range(1, 6), range(1, 4), PADDINGS))
-    if (*s, POOLS[i % 3]) not in STRUCTURE
+FACTORS = [
+    [1, 2],
+    range(1, 6),
+    range(1, 4),
+    PADDINGS,
+    POOLS,
+    range(9),
+    range(len(COSTS)),
 ]
 NETS = [pytest.param(i, *s, id=f"{i}") for i, s in enumerate(STRUCTURE)] + [
     pytest.param(30 + i, *s, id=f"{30 + i}", marks=pytest.mark.slow)
-    for i, s in enumerate(FULL)
+    for i, s in enumerate(PAIRS)
 ]
 
 
-def test_the_covering_set_covers_every_value():
-    for axis, values in enumerate([[1, 2], range(1, 6), range(1, 4), PADDINGS, POOLS]):
+def value_pairs(nets):
+    """Every (factor a, its value, factor b, its value) occurring in ``nets``."""
+    return {
+        (a, net[a], b, net[b])
+        for net in nets
+        for a, b in itertools.combinations(range(len(FACTORS)), 2)
+    }
+
+
+def test_the_covering_sets_cover_every_value_and_every_pair():
+    for axis, values in enumerate(FACTORS):
         assert {s[axis] for s in STRUCTURE} == set(values)
-    assert len({i % 9 for i in range(30)}) == 9 == len(ACTIVATIONS)
-    assert len({i % len(COSTS) for i in range(30)}) == len(COSTS)
+    assert len(ACTIVATIONS) == 9 and len(COSTS) == 7
+    every = value_pairs(itertools.product(*FACTORS))
+    assert value_pairs(STRUCTURE + PAIRS) == every
+    # The check can fail: without the first or the last net, pairs are missing.
+    assert value_pairs(STRUCTURE + PAIRS[1:]) != every
+    assert value_pairs(STRUCTURE + PAIRS[:-1]) != every
 
 
-@pytest.mark.parametrize("i, rank, kernel, stride, padding, pool", NETS)
+@pytest.mark.parametrize(
+    "i, rank, kernel, stride, padding, pool, activation, cost", NETS
+)
 def test_conv_net_gradients_are_jax_grad_and_finite_differences(
-    i, rank, kernel, stride, padding, pool
+    i, rank, kernel, stride, padding, pool, activation, cost
 ):
-    net, params, x, y = case(i, rank, kernel, stride, padding, pool)
+    net, params, x, y = case(i, rank, kernel, stride, padding, pool, activation, cost)
     report = jp.check_grads(net, params, x, y, numeric_entries=24, rtol=(1e-12, 1e-6))
     jax.clear_caches()  # every net is new: its programs would only hold memory maps
     assert report.passed, str(report)
 
 
 def test_the_gradient_check_catches_a_tenth_of_a_percent_on_a_conv_layer():
-    net, params, x, y = case(7, 2, 3, 2, "SAME", "max")
+    net, params, x, y = case(7, 2, 3, 2, "SAME", "max", activation=7, cost=0)
     for layer, param in [(0, "w"), (1, "b")]:
 
         def wrong(p, x, y, layer=layer, param=param):

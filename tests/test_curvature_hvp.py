@@ -14,6 +14,7 @@ from tests.helpers import (
     COST_CONFIGS,
     Depthwise1D,
     assert_trees_close,
+    every_pair,
     make_case,
     scale_layer,
 )
@@ -183,13 +184,7 @@ MLP_CASES = [
     ("tanh", "softmax-labels", "mean"),
     ("gelu", "bce-sigmoid", "sum"),
 ]
-SLOW_CASES = [
-    (act, cfg, red)
-    for act in sorted(jp.ACTIVATIONS)
-    for cfg in COST_CONFIGS
-    for red in ("sum", "mean")
-    if (act, cfg, red) not in MLP_CASES
-]
+SLOW_CASES = [c for c in every_pair() if c not in MLP_CASES]
 
 
 @pytest.mark.parametrize(

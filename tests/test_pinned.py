@@ -47,7 +47,14 @@ def test_pinned_results_quick():
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_pinned_results_all(dtype):
-    _compare(lambda name: name.startswith(dtype + "/"))
+    """Every case of the dtype but the sequential and chunked strategies' (their
+    bits are vmap's, which test_train and test_trainer check every run)."""
+    _compare(
+        lambda name: (
+            name.startswith(dtype + "/")
+            and not name.endswith(("/sequential", "/chunked"))
+        )
+    )
 
 
 def test_the_comparison_catches_a_change():

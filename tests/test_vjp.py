@@ -15,6 +15,7 @@ from jaxprop import rules
 from tests.helpers import (
     COST_CONFIGS,
     assert_trees_close,
+    every_pair,
     make_case,
     numpy_rule_state,
     scale_layer,
@@ -44,20 +45,18 @@ def vjp_and_autodiff(net, params, x, y):
 
 
 def matrix():
-    """Every activation x cost config x reduction. The default suite runs nine
-    of them, every activation once with the cost configs and reductions in
-    turn (so every cost and both reductions appear); the other 99 are marked
-    slow (.ci/run runs them): at about 0.6 s of compilation each, the whole
-    matrix would take a minute. The δ recursion itself is checked on the
-    whole matrix by test_gradients; these cases check the VJP's wiring."""
-    activations, costs = list(jp.ACTIVATIONS), list(COST_CONFIGS)
-    reductions = ["sum", "mean"]
-    fast = {
-        (a, costs[k % len(costs)], reductions[k % 2]) for k, a in enumerate(activations)
-    }
+    """Every activation with every cost config (tests.helpers.every_pair: all
+    pairs of activation, cost and reduction). The default suite runs ten of
+    them, every activation once with the cost configs in turn and one mean
+    (so every cost and both reductions appear); the others are marked slow
+    (.ci/run runs them): at about 0.6 s of compilation each. The δ recursion
+    itself is checked on the whole product by test_gradients; these cases
+    check the VJP's wiring."""
+    cases, n = every_pair(), len(COST_CONFIGS)
+    fast = {cases[i * n + i % n] for i in range(len(jp.ACTIVATIONS))} | {cases[1]}
     return [
         pytest.param(*case, marks=() if case in fast else pytest.mark.slow)
-        for case in itertools.product(activations, costs, reductions)
+        for case in cases
     ]
 
 
